@@ -1,0 +1,260 @@
+//! `auth login`: the authorization-code flow with a verified `state` and S256 PKCE.
+//!
+//! The code arrives either at a local listener on the redirect URI's host and port, or pasted
+//! on standard input (the whole redirected URL, or the bare code) for machines where the
+//! browser runs elsewhere. After the exchange, `GET /v2/users/me` records who authorized, their
+//! JID and their account with the grant: every send needs them.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::Html;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use url::Url;
+
+use super::oauth::OAuthClient;
+use super::tokens::user_token;
+use crate::state::{Grant, Grants};
+use crate::zoom::ZoomClient;
+
+/// The PKCE pair: the verifier stays here, the challenge goes in the authorize URL.
+pub struct Pkce {
+    /// 43 URL-safe characters of randomness.
+    pub verifier: String,
+    /// `BASE64URL(SHA256(verifier))`.
+    pub challenge: String,
+}
+
+/// URL-safe random text of `bytes` bytes of entropy.
+fn random(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+impl Pkce {
+    /// A fresh verifier and its S256 challenge.
+    pub fn new() -> Self {
+        let verifier = random(32);
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        Self {
+            verifier,
+            challenge,
+        }
+    }
+}
+
+impl Default for Pkce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A fresh, URL-safe `state` value (never JSON: Zoom mangles that).
+pub fn new_state() -> String {
+    random(24)
+}
+
+/// What a pasted line holds: a redirected URL (code and state) or a bare code.
+pub fn parse_pasted(line: &str) -> Option<(String, Option<String>)> {
+    let line = line.trim();
+    if let Ok(url) = Url::parse(line) {
+        let find = |key: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        return find("code").map(|code| (code, find("state")));
+    }
+    let bare = !line.is_empty()
+        && line
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c));
+    bare.then(|| (line.to_owned(), None))
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+struct Listener {
+    state: String,
+    codes: mpsc::Sender<anyhow::Result<String>>,
+}
+
+async fn callback(
+    State(l): State<Arc<Listener>>,
+    Query(q): Query<Callback>,
+) -> (axum::http::StatusCode, Html<&'static str>) {
+    use axum::http::StatusCode;
+    if let Some(error) = q.error {
+        let _ = l
+            .codes
+            .send(Err(anyhow::anyhow!(
+                "zoom refused the authorization: {error}"
+            )))
+            .await;
+        return (
+            StatusCode::BAD_REQUEST,
+            Html("<p>zoomcast: the authorization was refused. See the terminal.</p>"),
+        );
+    }
+    match (q.code, q.state) {
+        (Some(code), Some(state)) if state == l.state => {
+            let _ = l.codes.send(Ok(code)).await;
+            (
+                StatusCode::OK,
+                Html("<p>zoomcast is authorized. You can close this tab.</p>"),
+            )
+        }
+        (Some(_), _) => {
+            tracing::warn!("ignored a callback whose state does not match this login");
+            (
+                StatusCode::BAD_REQUEST,
+                Html("<p>zoomcast: this link is not from the current login (state mismatch).</p>"),
+            )
+        }
+        (None, _) => (
+            StatusCode::BAD_REQUEST,
+            Html("<p>zoomcast: the callback carries no code.</p>"),
+        ),
+    }
+}
+
+/// Serves the redirect URI's path on `listener` and reads pasted lines from `pasted`, until a
+/// code with the right `state` (or a bare pasted code) arrives.
+pub async fn wait_for_code(
+    listener: TcpListener,
+    path: &str,
+    state: &str,
+    mut pasted: mpsc::Receiver<String>,
+) -> anyhow::Result<String> {
+    let (tx, mut codes) = mpsc::channel(4);
+    let app = Router::new()
+        .route(path, axum::routing::get(callback))
+        .with_state(Arc::new(Listener {
+            state: state.to_owned(),
+            codes: tx,
+        }));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    });
+    let code = loop {
+        tokio::select! {
+            Some(code) = codes.recv() => break code,
+            Some(line) = pasted.recv() => match parse_pasted(&line) {
+                Some((_, Some(s))) if s != state => {
+                    eprintln!("that URL is from another login (its state does not match); paste the newest one");
+                }
+                Some((code, _)) => break Ok(code),
+                None if line.trim().is_empty() => {}
+                None => eprintln!("that is neither the redirected URL nor a code; paste the whole URL from the browser's address bar"),
+            },
+        }
+    };
+    shutdown.cancel();
+    let _ = server.await;
+    code
+}
+
+/// Exchanges `code`, looks up who authorized (`/v2/users/me`), and stores the grant.
+pub async fn complete(
+    oauth: &OAuthClient,
+    zoom: &ZoomClient,
+    grants: &Grants,
+    app: &str,
+    code: &str,
+    redirect_uri: &Url,
+    verifier: &str,
+) -> anyhow::Result<Grant> {
+    let response = oauth
+        .exchange_code(code, redirect_uri, verifier)
+        .await
+        .context("exchanging the authorization code")?;
+    let Some(refresh_token) = response.refresh_token.clone() else {
+        bail!(
+            "zoom issued no refresh token; the app must be an OAuth (General) app, not server-to-server"
+        );
+    };
+    let access = user_token(&response);
+    let me = zoom
+        .get_user(&access, "me")
+        .await
+        .context("looking up the authorizing user (GET /v2/users/me)")?;
+    let previous = grants.get(app)?.map_or(0, |g| g.generation);
+    let now = Utc::now();
+    let grant = Grant {
+        user_id: me.id,
+        user_email: me.email,
+        user_jid: me.jid,
+        account_id: me.account_id,
+        scopes: response.scope.clone(),
+        refresh_token,
+        access,
+        authorized_at: now,
+        refreshed_at: now,
+        generation: previous + 1,
+    };
+    grants.put(app, &grant).await?;
+    Ok(grant)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_challenge_is_s256_of_the_verifier() {
+        // RFC 7636 appendix B.
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(
+            b"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        ));
+        assert_eq!(challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        let p = Pkce::new();
+        assert_eq!(p.verifier.len(), 43);
+        assert_eq!(
+            p.challenge,
+            URL_SAFE_NO_PAD.encode(Sha256::digest(p.verifier.as_bytes()))
+        );
+        assert!(
+            new_state()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+
+    #[test]
+    fn pasted_forms() {
+        assert_eq!(
+            parse_pasted("http://localhost:4199/oauth/callback?code=abc&state=xyz\n"),
+            Some(("abc".into(), Some("xyz".into())))
+        );
+        assert_eq!(
+            parse_pasted("  abc_DEF-123 "),
+            Some(("abc_DEF-123".into(), None))
+        );
+        assert_eq!(
+            parse_pasted("http://localhost:4199/oauth/callback?error=denied"),
+            None
+        );
+        assert_eq!(parse_pasted("not a code"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! Authorization: the two tokens of one app and how each is obtained and kept.
+//!
+//! - [`token`]: secret newtypes; `UserToken` and `BotToken` are different types.
+//! - [`oauth`]: the token endpoint (code exchange, refresh, client credentials, revoke).
+//! - [`tokens`]: [`AppTokens`], which hands out a valid token of either kind: single-flight
+//!   refresh, the rotated refresh token made durable before the new access token is used.
+//! - [`login`]: `auth login`'s code flow with `state` and PKCE, by callback or pasted code.
+
+pub mod login;
+pub mod oauth;
+pub mod token;
+pub mod tokens;
+
+pub use oauth::{OAuthClient, OAuthError};
+pub use tokens::{AppTokens, TokenError};

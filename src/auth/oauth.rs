@@ -1,0 +1,202 @@
+//! Calls to Zoom's OAuth token endpoint: the authorization-code exchange, refresh, the
+//! client-credentials (bot) grant and revocation, with the failures a caller branches on.
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use url::Url;
+
+use super::token::{AccessToken, ClientSecret, RefreshToken};
+use crate::zoom::ZoomClient;
+
+/// What the token endpoint returns for any grant.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenResponse {
+    /// The new access token.
+    pub access_token: AccessToken,
+    /// The new refresh token (user grants only; the previous one is now dead).
+    pub refresh_token: Option<RefreshToken>,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// Space-separated scopes.
+    #[serde(default)]
+    pub scope: String,
+}
+
+/// A failed call to the token endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// The refresh token (or authorization code) is dead: a person must authorize again.
+    #[error(
+        "the authorization of app `{app}` is no longer valid (zoom said: {reason}); \
+         run `zoomcast auth login --app {app}` to authorize again"
+    )]
+    GrantRevoked {
+        /// The app whose grant died.
+        app: String,
+        /// Zoom's `reason`.
+        reason: String,
+    },
+    /// Zoom rejected the client id or secret.
+    #[error(
+        "zoom rejected the client id or secret of app `{app}` ({reason}); check ZOOM_CLIENT_ID \
+         and ZOOM_CLIENT_SECRET (or client_id and client_secret in zoomcast.toml)"
+    )]
+    InvalidClient {
+        /// The app.
+        app: String,
+        /// Zoom's `reason`.
+        reason: String,
+    },
+    /// Any other refusal.
+    #[error("zoom's token endpoint answered {status}: {error}: {reason}")]
+    Rejected {
+        /// HTTP status.
+        status: StatusCode,
+        /// OAuth `error`.
+        error: String,
+        /// Zoom's `reason`.
+        reason: String,
+    },
+    /// No answer (connect, timeout).
+    #[error("could not reach zoom's token endpoint: {0}")]
+    Network(#[source] reqwest::Error),
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The token endpoint for one app: its client id and secret, and the HTTP client.
+#[derive(Clone, Debug)]
+pub struct OAuthClient {
+    app: String,
+    client_id: String,
+    client_secret: ClientSecret,
+    zoom: ZoomClient,
+}
+
+impl OAuthClient {
+    /// An OAuth client for the app called `app`.
+    pub fn new(app: &str, client_id: &str, client_secret: ClientSecret, zoom: ZoomClient) -> Self {
+        Self {
+            app: app.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret,
+            zoom,
+        }
+    }
+
+    /// The consent URL a person opens: code flow with `state` and an S256 PKCE challenge.
+    pub fn authorize_url(&self, redirect_uri: &Url, state: &str, challenge: &str) -> Url {
+        let mut url = self.zoom.endpoints().oauth("oauth/authorize");
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", redirect_uri.as_str())
+            .append_pair("state", state)
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256");
+        url
+    }
+
+    /// Exchanges a single-use authorization code (with its PKCE verifier) for a user grant.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &Url,
+        verifier: &str,
+    ) -> Result<TokenResponse, OAuthError> {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .await
+    }
+
+    /// Refreshes a user grant. On success the presented refresh token is dead.
+    pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenResponse, OAuthError> {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ])
+        .await
+    }
+
+    /// Gets a chatbot token (client-credentials grant).
+    pub async fn client_credentials(&self) -> Result<TokenResponse, OAuthError> {
+        self.token(&[("grant_type", "client_credentials")]).await
+    }
+
+    /// Revokes a user grant at Zoom (through its access token).
+    pub async fn revoke(&self, token: &AccessToken) -> Result<(), OAuthError> {
+        let response = self
+            .zoom
+            .http
+            .post(self.zoom.endpoints().oauth("oauth/revoke"))
+            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+            .form(&[("token", token.expose())])
+            .send()
+            .await
+            .map_err(|e| OAuthError::Network(e.without_url()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Err(self.classify(status, &body))
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> Result<TokenResponse, OAuthError> {
+        let response = self
+            .zoom
+            .http
+            .post(self.zoom.endpoints().oauth("oauth/token"))
+            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| OAuthError::Network(e.without_url()))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| OAuthError::Network(e.without_url()))?;
+        if !status.is_success() {
+            return Err(self.classify(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| OAuthError::Rejected {
+            status,
+            error: "unreadable answer".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Zoom answers a dead refresh token with 400 (401 before 2022) and `invalid_grant`
+    /// (`invalid_request` before 2024); match the class, not the exact text.
+    fn classify(&self, status: StatusCode, body: &[u8]) -> OAuthError {
+        let ErrorBody { error, reason } = serde_json::from_slice(body).unwrap_or_default();
+        let reason = if reason.is_empty() {
+            String::from_utf8_lossy(body).chars().take(200).collect()
+        } else {
+            reason
+        };
+        let app = self.app.clone();
+        match error.as_str() {
+            "invalid_grant" | "invalid_request" if status.is_client_error() => {
+                OAuthError::GrantRevoked { app, reason }
+            }
+            "invalid_client" => OAuthError::InvalidClient { app, reason },
+            _ => OAuthError::Rejected {
+                status,
+                error,
+                reason,
+            },
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! `auth login`, `auth status`, `auth logout`.
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use chrono::Utc;
+use clap::Subcommand;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::{Context, Outcome};
+use crate::auth::login::{self, Pkce};
+use crate::config::DEFAULT_APP;
+
+/// How long `auth login` waits for the redirect (codes live 5 minutes at Zoom).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AuthCommand {
+    /// Authorize once as a person (authorization code + state + PKCE).
+    Login {
+        /// The app to authorize.
+        #[arg(long, default_value = DEFAULT_APP)]
+        app: String,
+        /// Do not try to open a browser.
+        #[arg(long)]
+        no_browser: bool,
+        /// Listen on this port (replaces the redirect URI's port; 0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Grants held, expiries, scopes; never prints a secret.
+    Status {
+        /// Only this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke at Zoom and delete the stored grant.
+    Logout {
+        /// The app.
+        #[arg(long, default_value = DEFAULT_APP)]
+        app: String,
+    },
+}
+
+pub(super) async fn run(ctx: &Context, command: AuthCommand) -> anyhow::Result<Outcome> {
+    match command {
+        AuthCommand::Login {
+            app,
+            no_browser,
+            port,
+        } => login(ctx, &app, no_browser, port).await,
+        AuthCommand::Status { app, json } => status(ctx, app.as_deref(), json),
+        AuthCommand::Logout { app } => logout(ctx, &app).await,
+    }
+}
+
+/// Lines typed or pasted on standard input. A plain thread, because a blocking read of
+/// stdin cannot be cancelled and would hold up the runtime's shutdown; it ends with the
+/// process.
+fn pasted_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+async fn login(
+    ctx: &Context,
+    app_name: &str,
+    no_browser: bool,
+    port: Option<u16>,
+) -> anyhow::Result<Outcome> {
+    let app = ctx.app(app_name)?;
+    let store = ctx.open_store()?;
+    let (zoom, oauth, _) = Context::clients(&app, &store)?;
+    let mut redirect = app.redirect_uri.clone();
+    if let Some(port) = port {
+        redirect
+            .set_port(Some(port))
+            .map_err(|()| anyhow::anyhow!("the redirect URI {redirect} cannot take a port"))?;
+    }
+    let host = match redirect.host_str() {
+        Some("localhost") | None => "127.0.0.1".to_owned(),
+        Some(host) => host.trim_matches(['[', ']']).to_owned(),
+    };
+    let port = redirect.port_or_known_default().unwrap_or(80);
+    let listener = TcpListener::bind((host.as_str(), port))
+        .await
+        .with_context(|| {
+            format!("listening for the redirect on {host}:{port} (pick another with --port)")
+        })?;
+    let bound = listener.local_addr()?.port();
+    let _ = redirect.set_port(Some(bound));
+
+    let pkce = Pkce::new();
+    let state = login::new_state();
+    let url = oauth.authorize_url(&redirect, &state, &pkce.challenge);
+    println!("{url}");
+    eprintln!(
+        "Open the URL above as an account admin and approve the app. zoomcast waits for the redirect to \
+         {redirect}.\nIf the browser runs on another machine, paste the URL it was redirected to (or the code) here."
+    );
+    if !no_browser && open::that_detached(url.as_str()).is_err() {
+        eprintln!("(could not open a browser; open the URL by hand)");
+    }
+    let code = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        login::wait_for_code(listener, redirect.path(), &state, pasted_lines()),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "no authorization arrived within 10 minutes; run `zoomcast auth login` again"
+        )
+    })??;
+    let grant = login::complete(
+        &oauth,
+        &zoom,
+        &store.grants()?,
+        &app.name,
+        &code,
+        &redirect,
+        &pkce.verifier,
+    )
+    .await?;
+    eprintln!(
+        "authorized app `{}` as {} (user {}, account {}); the grant is stored in {}",
+        app.name,
+        grant.user_email,
+        grant.user_id,
+        grant.account_id,
+        store.dir().display()
+    );
+    Ok(Outcome::Done)
+}
+
+fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Result<Outcome> {
+    let store = ctx.open_store()?;
+    let grants = store.grants()?;
+    let mut apps: Vec<String> = ctx.config.app_names().map(str::to_owned).collect();
+    for stored in grants.apps()? {
+        if !apps.contains(&stored) {
+            apps.push(stored);
+        }
+    }
+    if let Some(only) = only {
+        apps.retain(|a| a == only);
+        if apps.is_empty() {
+            bail!("no app called `{only}` is configured or authorized");
+        }
+    }
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    for app in &apps {
+        let grant = grants.get(app)?;
+        let bot = grants.bot_token(app)?;
+        rows.push(json!({
+            "app": app,
+            "authorized": grant.is_some(),
+            "user_email": grant.as_ref().map(|g| &g.user_email),
+            "user_id": grant.as_ref().map(|g| &g.user_id),
+            "user_jid": grant.as_ref().map(|g| &g.user_jid),
+            "account_id": grant.as_ref().map(|g| &g.account_id),
+            "scopes": grant.as_ref().map(|g| g.scopes.split_whitespace().collect::<Vec<_>>()),
+            "authorized_at": grant.as_ref().map(|g| g.authorized_at.to_rfc3339()),
+            "refreshed_at": grant.as_ref().map(|g| g.refreshed_at.to_rfc3339()),
+            "access_token_expires_at": grant.as_ref().map(|g| g.access.expires_at.to_rfc3339()),
+            "access_token_valid": grant.as_ref().map(|g| g.access.expires_at > now),
+            "bot_token_expires_at": bot.as_ref().map(|b| b.expires_at.to_rfc3339()),
+        }));
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(Outcome::Done);
+    }
+    for (app, row) in apps.iter().zip(&rows) {
+        match grants.get(app)? {
+            None => println!("{app}: not authorized (run `zoomcast auth login --app {app}`)"),
+            Some(g) => {
+                let access = if g.access.expires_at > now {
+                    "valid"
+                } else {
+                    "expired (refreshed on next use)"
+                };
+                println!(
+                    "{app}: authorized by {} (user {}, account {})",
+                    g.user_email, g.user_id, g.account_id
+                );
+                println!("  scopes:        {}", g.scopes);
+                println!("  authorized at: {}", g.authorized_at.to_rfc3339());
+                println!("  refreshed at:  {}", g.refreshed_at.to_rfc3339());
+                println!(
+                    "  access token:  {access} until {}",
+                    g.access.expires_at.to_rfc3339()
+                );
+                if let Some(bot) = row["bot_token_expires_at"].as_str() {
+                    println!("  bot token:     cached until {bot}");
+                }
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+async fn logout(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {
+    let app = ctx.app(app_name)?;
+    let store = ctx.open_store()?;
+    let grants = store.grants()?;
+    if grants.get(&app.name)?.is_none() {
+        eprintln!("app `{}` holds no grant; nothing to do", app.name);
+        return Ok(Outcome::Done);
+    }
+    let (_, oauth, tokens) = Context::clients(&app, &store)?;
+    match tokens.user_token().await {
+        Ok(token) => match oauth.revoke(&token.access).await {
+            Ok(()) => eprintln!("revoked the grant of app `{}` at zoom", app.name),
+            Err(e) => eprintln!(
+                "zoom did not confirm the revocation ({e}); deleting the stored grant anyway"
+            ),
+        },
+        Err(e) => eprintln!("the grant is already unusable ({e}); deleting it"),
+    }
+    grants.delete(&app.name).await?;
+    eprintln!("deleted the stored grant of app `{}`", app.name);
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,112 @@
+//! `demo`: start the emulator in-process, authorize against it without a person, run
+//! `jobs/example.toml`, and print the report and the messages the emulator received.
+//! It uses a throw-away state directory, so it never touches `./state`.
+
+use anyhow::{Context as _, bail};
+use reqwest::header::LOCATION;
+
+use super::{Context, Outcome};
+use crate::auth::login::{self, Pkce};
+use crate::config::{Config, DEFAULT_APP, Job};
+use crate::delivery::{Engine, sender};
+use crate::emulator::{EmulatorHandle, Knobs};
+use crate::report;
+use crate::state::Store;
+
+pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
+    let knobs = Knobs::default();
+    let emulator = EmulatorHandle::start(knobs.clone()).context("starting the emulator")?;
+    let url = emulator.url();
+    println!("started the Zoom emulator on {url}");
+    let mut config = Config::load(std::path::Path::new("/nonexistent"), false, |_| None)?;
+    for (key, value) in [
+        ("client_id", knobs.client_id.as_str()),
+        ("client_secret", knobs.client_secret.as_str()),
+        ("robot_jid", knobs.robot_jid.as_str()),
+        ("oauth_url", url.as_str()),
+        ("api_url", url.as_str()),
+    ] {
+        config.set(DEFAULT_APP, key, value);
+    }
+    let app = config.app(DEFAULT_APP)?;
+    let state = tempfile::Builder::new()
+        .prefix("zoomcast-demo-")
+        .tempdir()?;
+    let demo_ctx = Context {
+        config,
+        state_dir: state.path().to_owned(),
+        jobs_dir: ctx.jobs_dir.clone(),
+    };
+    let store: Store = demo_ctx.open_store()?;
+    let (zoom, oauth, tokens) = Context::clients(&app, &store)?;
+
+    // The consent step a person would do in a browser: the emulator approves and redirects.
+    let pkce = Pkce::new();
+    let state_param = login::new_state();
+    let authorize = oauth.authorize_url(&app.redirect_uri, &state_param, &pkce.challenge);
+    let response = zoom
+        .http
+        .get(authorize)
+        .send()
+        .await
+        .context("opening the emulator's consent page")?;
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some((code, Some(returned_state))) = login::parse_pasted(location) else {
+        bail!(
+            "the emulator did not redirect with a code (answered {})",
+            response.status()
+        );
+    };
+    if returned_state != state_param {
+        bail!("the emulator returned another state than the one sent");
+    }
+    let grant = login::complete(
+        &oauth,
+        &zoom,
+        &store.grants()?,
+        &app.name,
+        &code,
+        &app.redirect_uri,
+        &pkce.verifier,
+    )
+    .await?;
+    println!(
+        "authorized as {} (account {}) with the user token; the bot token comes from client credentials",
+        grant.user_email, grant.account_id
+    );
+
+    let job = Job::load(&demo_ctx.job_path("example"), &demo_ctx.config)?;
+    println!(
+        "running job `{}` ({} recipients)",
+        job.name,
+        job.recipients.len()
+    );
+    let from = sender(&tokens, app.robot_jid.as_deref(), None, &app.name).await?;
+    let engine = Engine {
+        zoom,
+        tokens,
+        runs: store.runs()?,
+        deliveries: store.deliveries()?,
+    };
+    let run = engine.run(&job, &from).await?;
+    print!("{}", report::run_report_text(&run));
+    println!("messages the emulator delivered:");
+    for m in emulator.emulator().messages() {
+        let body = m.content["body"][0]["text"].as_str().unwrap_or("");
+        println!(
+            "  to {:18} {} | {}",
+            m.to_email,
+            m.content["head"]["text"].as_str().unwrap_or(""),
+            body
+        );
+    }
+    Ok(if run.failures.is_empty() {
+        Outcome::Done
+    } else {
+        Outcome::SomeRecipientsFailed
+    })
+}

@@ -1,0 +1,49 @@
+//! `history [JOB] [--json] [--run ID]`: past runs, and one run's per-recipient outcomes.
+
+use anyhow::bail;
+
+use super::{Context, Outcome};
+use crate::report;
+use crate::state::RunId;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// Only this job's runs.
+    job: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// One run, with every recipient's outcome.
+    #[arg(long, value_name = "ID")]
+    run: Option<RunId>,
+}
+
+pub(super) fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
+    let store = ctx.open_store()?;
+    let runs = store.runs()?;
+    if let Some(id) = args.run {
+        let Some(record) = runs.get(id)? else {
+            bail!("there is no run {id}; `zoomcast history` lists the runs");
+        };
+        let deliveries = store.deliveries()?.list(id)?;
+        if args.json {
+            let mut value = report::run_json(&record);
+            value["deliveries"] = deliveries.iter().map(report::delivery_json).collect();
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            print!("{}", report::runs_text(std::slice::from_ref(&record)));
+            print!("{}", report::deliveries_text(&deliveries));
+        }
+        return Ok(Outcome::Done);
+    }
+    let list = runs.list(args.job.as_deref())?;
+    if args.json {
+        let values: Vec<_> = list.iter().map(report::run_json).collect();
+        println!("{}", serde_json::to_string_pretty(&values)?);
+    } else if list.is_empty() {
+        println!("no runs yet");
+    } else {
+        print!("{}", report::runs_text(&list));
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,198 @@
+//! The command line: clap definitions, the shared [`Context`] (config, state and jobs
+//! directories), dispatch to one file per command, and the one function that turns an
+//! outcome or error into the contract's exit code.
+
+mod auth;
+mod demo;
+mod emulator;
+mod history;
+mod jobs;
+mod run;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::auth::{AppTokens, OAuthClient};
+use crate::config::{AppConfig, Config, Invalid};
+use crate::state::Store;
+use crate::zoom::{Endpoints, ZoomClient};
+
+/// zoomcast: declarative Zoom Team Chat notifications.
+#[derive(Debug, Parser)]
+#[command(name = "zoomcast", version, about, long_about = None)]
+pub struct Cli {
+    /// The config file (apps' identities).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The state directory (sled database, lock, grant files).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "ZOOMCAST_STATE",
+        default_value = "state"
+    )]
+    state: PathBuf,
+    /// The jobs directory.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "ZOOMCAST_JOBS",
+        default_value = "jobs"
+    )]
+    jobs: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Authorize once as a person, and manage the stored grants.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Check job files (default: every *.toml in the jobs directory).
+    Validate(validate::Args),
+    /// Run one job now.
+    Run(run::Args),
+    /// List jobs, their schedules and next fire times.
+    Jobs(jobs::Args),
+    /// Past runs and their per-recipient outcomes.
+    History(history::Args),
+    /// A local Zoom emulator (OAuth, Users, Chatbot) for trials and tests.
+    Emulator(emulator::Args),
+    /// Start the emulator in-process and run jobs/example.toml against it.
+    Demo,
+}
+
+/// How a command ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything done (every recipient delivered).
+    Done,
+    /// The run finished but some recipients failed permanently.
+    SomeRecipientsFailed,
+}
+
+/// What every command shares.
+pub(crate) struct Context {
+    config: Config,
+    state_dir: PathBuf,
+    jobs_dir: PathBuf,
+}
+
+impl Context {
+    fn new(cli: &Cli) -> Result<Self, Invalid> {
+        let (path, explicit) = match &cli.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("zoomcast.toml"), false),
+        };
+        Ok(Self {
+            config: Config::load(&path, explicit, |k| std::env::var(k).ok())?,
+            state_dir: cli.state.clone(),
+            jobs_dir: cli.jobs.clone(),
+        })
+    }
+
+    fn app(&self, name: &str) -> Result<AppConfig, Invalid> {
+        self.config.app(name)
+    }
+
+    fn open_store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.state_dir)?)
+    }
+
+    /// The Zoom client, OAuth client and token source of one app.
+    fn clients(
+        app: &AppConfig,
+        store: &Store,
+    ) -> anyhow::Result<(ZoomClient, OAuthClient, Arc<AppTokens>)> {
+        let zoom = ZoomClient::new(Endpoints {
+            oauth: app.oauth_url.clone(),
+            api: app.api_url.clone(),
+        })?;
+        let oauth = OAuthClient::new(
+            &app.name,
+            &app.client_id,
+            app.client_secret.clone(),
+            zoom.clone(),
+        );
+        let tokens = Arc::new(AppTokens::new(app, oauth.clone(), store.grants()?));
+        Ok((zoom, oauth, tokens))
+    }
+
+    /// A job argument: a name in the jobs directory, or a path to a file.
+    fn job_path(&self, job: &str) -> PathBuf {
+        let as_path = Path::new(job);
+        if as_path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+            || as_path.components().count() > 1
+        {
+            as_path.to_owned()
+        } else {
+            self.jobs_dir.join(format!("{job}.toml"))
+        }
+    }
+
+    /// Every `*.toml` in the jobs directory, sorted.
+    fn job_files(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let entries = std::fs::read_dir(&self.jobs_dir)
+            .with_context(|| format!("reading the jobs directory {}", self.jobs_dir.display()))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let ctx = Context::new(&cli)?;
+    match cli.command {
+        Command::Auth(command) => auth::run(&ctx, command).await,
+        Command::Validate(args) => validate::run(&ctx, &args),
+        Command::Run(args) => run::run(&ctx, &args).await,
+        Command::Jobs(args) => jobs::run(&ctx, &args),
+        Command::History(args) => history::run(&ctx, &args),
+        Command::Emulator(args) => emulator::run(&args).await,
+        Command::Demo => demo::run(&ctx).await,
+    }
+}
+
+/// The contract's exit codes: 0 done, 3 some recipients failed, 2 invalid configuration, job
+/// file or arguments, 1 anything else that stopped the run. Prints the error, once.
+pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
+    match result {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::SomeRecipientsFailed) => ExitCode::from(3),
+        Err(e) => {
+            if let Some(invalid) = e.chain().find_map(|c| c.downcast_ref::<Invalid>()) {
+                eprintln!("{invalid}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and zoomcast's info lines).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,zoomcast=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,62 @@
+//! `run JOB [--dry-run] [--json]`: run one job now.
+
+use super::{Context, Outcome};
+use crate::config::Job;
+use crate::delivery::{Engine, sender};
+use crate::report;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// A job name in the jobs directory, or a path to a job file.
+    job: String,
+    /// Check everything (job, app, grant) and send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
+    let job = Job::load(&ctx.job_path(&args.job), &ctx.config)?;
+    let app = ctx.app(&job.app)?;
+    let store = ctx.open_store()?;
+    let (zoom, _, tokens) = Context::clients(&app, &store)?;
+    let from = sender(
+        &tokens,
+        app.robot_jid.as_deref(),
+        app.account_id.as_deref(),
+        &app.name,
+    )
+    .await?;
+    if args.dry_run {
+        println!(
+            "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}); nothing was sent",
+            job.name,
+            job.recipients.len(),
+            app.name,
+            from.robot_jid
+        );
+        return Ok(Outcome::Done);
+    }
+    let engine = Engine {
+        zoom,
+        tokens,
+        runs: store.runs()?,
+        deliveries: store.deliveries()?,
+    };
+    let report = engine.run(&job, &from).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::run_report_json(&report))?
+        );
+    } else {
+        print!("{}", report::run_report_text(&report));
+    }
+    Ok(if report.failures.is_empty() {
+        Outcome::Done
+    } else {
+        Outcome::SomeRecipientsFailed
+    })
+}

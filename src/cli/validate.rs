@@ -1,0 +1,58 @@
+//! `validate [PATH...]`: check job files, reporting every problem in every file (exit 2).
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+
+use super::{Context, Outcome};
+use crate::config::{Invalid, Job};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// Job files (default: every *.toml in the jobs directory).
+    paths: Vec<PathBuf>,
+}
+
+pub(super) fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
+    let paths = if args.paths.is_empty() {
+        ctx.job_files()?
+    } else {
+        args.paths.clone()
+    };
+    if paths.is_empty() {
+        println!("no job files in {}", ctx.jobs_dir.display());
+        return Ok(Outcome::Done);
+    }
+    let mut diagnostics = Vec::new();
+    for path in &paths {
+        match Job::load(path, &ctx.config) {
+            Ok(job) => println!("ok: {} ({})", path.display(), summary(&job)),
+            Err(invalid) => diagnostics.extend(invalid.diagnostics),
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(Outcome::Done)
+    } else {
+        Err(Invalid { diagnostics }.into())
+    }
+}
+
+fn summary(job: &Job) -> String {
+    let when = match &job.schedule {
+        None => "manual only".to_owned(),
+        Some(s) => {
+            let next = s
+                .next_after(&Utc::now().with_timezone(&job.timezone))
+                .map_or_else(
+                    || "never fires".to_owned(),
+                    |t| format!("next {}", t.to_rfc3339()),
+                );
+            format!("schedule \"{s}\" in {}, {next}", job.timezone)
+        }
+    };
+    format!(
+        "{} recipients, app `{}`, {when}",
+        job.recipients.len(),
+        job.app
+    )
+}

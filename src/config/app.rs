@@ -1,0 +1,310 @@
+//! The apps' identities: `zoomcast.toml` (top-level keys for the app called `default`,
+//! `[apps.NAME]` tables for more) with the environment (`ZOOM_*`) winning for `default`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+use super::diagnostic::{Diagnostic, Invalid};
+use crate::auth::token::{ClientSecret, WebhookSecret};
+
+/// The name of the app used when a job names none.
+pub const DEFAULT_APP: &str = "default";
+/// Where `auth login` listens by default, and the redirect URI to register.
+pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:4199/oauth/callback";
+
+/// One app's keys as written (in the file or the environment); all optional until used.
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    account_id: Option<String>,
+    robot_jid: Option<String>,
+    redirect_uri: Option<String>,
+    oauth_url: Option<String>,
+    api_url: Option<String>,
+    webhook_secret_token: Option<String>,
+}
+
+/// `zoomcast.toml`: the default app's keys at the top, more apps under `[apps.NAME]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    account_id: Option<String>,
+    robot_jid: Option<String>,
+    redirect_uri: Option<String>,
+    oauth_url: Option<String>,
+    api_url: Option<String>,
+    webhook_secret_token: Option<String>,
+    #[serde(default)]
+    apps: BTreeMap<String, RawApp>,
+}
+
+/// The environment variables of the default app, with the `RawApp` field each one sets.
+const ENV_KEYS: [(&str, &str); 8] = [
+    ("ZOOM_CLIENT_ID", "client_id"),
+    ("ZOOM_CLIENT_SECRET", "client_secret"),
+    ("ZOOM_ACCOUNT_ID", "account_id"),
+    ("ZOOM_ROBOT_JID", "robot_jid"),
+    ("ZOOM_REDIRECT_URI", "redirect_uri"),
+    ("ZOOM_OAUTH_URL", "oauth_url"),
+    ("ZOOM_API_URL", "api_url"),
+    ("ZOOM_WEBHOOK_SECRET", "webhook_secret_token"),
+];
+
+impl RawApp {
+    fn field(&mut self, key: &str) -> &mut Option<String> {
+        match key {
+            "client_id" => &mut self.client_id,
+            "client_secret" => &mut self.client_secret,
+            "account_id" => &mut self.account_id,
+            "robot_jid" => &mut self.robot_jid,
+            "redirect_uri" => &mut self.redirect_uri,
+            "oauth_url" => &mut self.oauth_url,
+            "api_url" => &mut self.api_url,
+            "webhook_secret_token" => &mut self.webhook_secret_token,
+            _ => unreachable!("ENV_KEYS names only RawApp fields"),
+        }
+    }
+}
+
+/// One app, resolved: everything needed to authorize and send.
+#[derive(Clone)]
+pub struct AppConfig {
+    /// `default` or the `[apps.NAME]` name.
+    pub name: String,
+    /// The OAuth client id.
+    pub client_id: String,
+    /// The OAuth client secret.
+    pub client_secret: ClientSecret,
+    /// The account to post in, when configured (otherwise the grant's).
+    pub account_id: Option<String>,
+    /// The bot's JID, required to send.
+    pub robot_jid: Option<String>,
+    /// The redirect URI registered with the app.
+    pub redirect_uri: Url,
+    /// Base of the OAuth endpoints.
+    pub oauth_url: Url,
+    /// Base of `/v2`.
+    pub api_url: Url,
+    /// The webhook secret token.
+    pub webhook_secret: Option<WebhookSecret>,
+}
+
+impl fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("name", &self.name)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("robot_jid", &self.robot_jid)
+            .field("oauth_url", &self.oauth_url.as_str())
+            .field("api_url", &self.api_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every configured app, merged from the file and the environment.
+pub struct Config {
+    apps: BTreeMap<String, RawApp>,
+    source: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads `path` (an explicit `--config` must exist; the default `zoomcast.toml` may be
+    /// absent) and lays `env` over the default app.
+    pub fn load(
+        path: &Path,
+        explicit: bool,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Invalid> {
+        let raw = match std::fs::read_to_string(path) {
+            Ok(text) => parse(path, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => RawConfig::default(),
+            Err(e) => {
+                return Err(Invalid::one(
+                    Diagnostic::whole(Some(path), format!("cannot read the config file: {e}"))
+                        .help("pass an existing file to --config, or leave it out"),
+                ));
+            }
+        };
+        let mut apps = raw.apps;
+        let mut default = RawApp {
+            client_id: raw.client_id,
+            client_secret: raw.client_secret,
+            account_id: raw.account_id,
+            robot_jid: raw.robot_jid,
+            redirect_uri: raw.redirect_uri,
+            oauth_url: raw.oauth_url,
+            api_url: raw.api_url,
+            webhook_secret_token: raw.webhook_secret_token,
+        };
+        for (var, key) in ENV_KEYS {
+            if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+                *default.field(key) = Some(value);
+            }
+        }
+        apps.insert(DEFAULT_APP.to_owned(), default);
+        Ok(Self {
+            apps,
+            source: path.exists().then(|| path.to_owned()),
+        })
+    }
+
+    /// True when an app of that name is configured (`default` always is).
+    pub fn has_app(&self, name: &str) -> bool {
+        self.apps.contains_key(name)
+    }
+
+    /// The names of every configured app.
+    pub fn app_names(&self) -> impl Iterator<Item = &str> {
+        self.apps.keys().map(String::as_str)
+    }
+
+    /// Overrides one key of one app (the demo points the default app at its emulator).
+    pub fn set(&mut self, app: &str, key: &str, value: &str) {
+        *self.apps.entry(app.to_owned()).or_default().field(key) = Some(value.to_owned());
+    }
+
+    /// Resolves one app, or says which required key is missing and where to set it.
+    pub fn app(&self, name: &str) -> Result<AppConfig, Invalid> {
+        let raw = self.apps.get(name).ok_or_else(|| {
+            Invalid::one(
+                Diagnostic::whole(
+                    self.source.as_deref(),
+                    format!("no app called `{name}` is configured"),
+                )
+                .help(format!(
+                    "add an [apps.{name}] table with client_id and client_secret to zoomcast.toml"
+                )),
+            )
+        })?;
+        let missing = |key: &str, var: &str| {
+            let help = if name == DEFAULT_APP {
+                format!("set {var}, or `{key}` in zoomcast.toml")
+            } else {
+                format!("set `{key}` in the [apps.{name}] table of zoomcast.toml")
+            };
+            Invalid::one(
+                Diagnostic::whole(self.source.as_deref(), format!("app `{name}` has no {key}"))
+                    .help(help),
+            )
+        };
+        let url = |key: &str, value: Option<&String>, default: &str| {
+            let text = value.map_or(default, String::as_str);
+            Url::parse(text).map_err(|e| {
+                Invalid::one(
+                    Diagnostic::whole(
+                        self.source.as_deref(),
+                        format!("app `{name}`: {key} `{text}` is not a URL: {e}"),
+                    )
+                    .help("write an absolute URL such as https://zoom.us"),
+                )
+            })
+        };
+        Ok(AppConfig {
+            name: name.to_owned(),
+            client_id: raw
+                .client_id
+                .clone()
+                .ok_or_else(|| missing("client_id", "ZOOM_CLIENT_ID"))?,
+            client_secret: raw
+                .client_secret
+                .clone()
+                .map(ClientSecret::new)
+                .ok_or_else(|| missing("client_secret", "ZOOM_CLIENT_SECRET"))?,
+            account_id: raw.account_id.clone(),
+            robot_jid: raw.robot_jid.clone(),
+            redirect_uri: url(
+                "redirect_uri",
+                raw.redirect_uri.as_ref(),
+                DEFAULT_REDIRECT_URI,
+            )?,
+            oauth_url: url("oauth_url", raw.oauth_url.as_ref(), "https://zoom.us")?,
+            api_url: url("api_url", raw.api_url.as_ref(), "https://api.zoom.us")?,
+            webhook_secret: raw.webhook_secret_token.clone().map(WebhookSecret::new),
+        })
+    }
+}
+
+fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
+    toml::from_str(text).map_err(|e| {
+        let d = match e.span() {
+            Some(span) => Diagnostic::at(path, text, span, e.message()),
+            None => Diagnostic::whole(Some(path), e.message()),
+        };
+        Invalid::one(d.help(
+            "the keys are client_id, client_secret, account_id, robot_jid, redirect_uri, \
+             oauth_url, api_url, webhook_secret_token, and [apps.NAME] tables of the same",
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<Config, Invalid> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zoomcast.toml");
+        std::fs::write(&path, file).unwrap();
+        Config::load(&path, true, |k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn environment_wins_for_the_default_app() {
+        let file = "client_id = \"from-file\"\nclient_secret = \"s\"\nrobot_jid = \"bot@xmpp\"\n\
+                    [apps.other]\nclient_id = \"other-id\"\nclient_secret = \"o\"\n";
+        let config = load(
+            file,
+            &[
+                ("ZOOM_CLIENT_ID", "from-env"),
+                ("ZOOM_API_URL", "http://127.0.0.1:9"),
+            ],
+        )
+        .unwrap();
+        let app = config.app("default").unwrap();
+        assert_eq!(app.client_id, "from-env");
+        assert_eq!(app.robot_jid.as_deref(), Some("bot@xmpp"));
+        assert_eq!(app.api_url.as_str(), "http://127.0.0.1:9/");
+        assert_eq!(app.oauth_url.as_str(), "https://zoom.us/");
+        assert_eq!(app.redirect_uri.as_str(), DEFAULT_REDIRECT_URI);
+        let other = config.app("other").unwrap();
+        assert_eq!(other.client_id, "other-id");
+        assert_eq!(other.api_url.as_str(), "https://api.zoom.us/");
+    }
+
+    #[test]
+    fn missing_secret_names_the_variable_and_debug_hides_it() {
+        let config = load("client_id = \"x\"\n", &[]).unwrap();
+        let err = config.app("default").unwrap_err().to_string();
+        assert!(err.contains("app `default` has no client_secret"), "{err}");
+        assert!(err.contains("set ZOOM_CLIENT_SECRET"), "{err}");
+        let config = load(
+            "",
+            &[("ZOOM_CLIENT_ID", "i"), ("ZOOM_CLIENT_SECRET", "hush")],
+        )
+        .unwrap();
+        assert!(!format!("{:?}", config.app("default").unwrap()).contains("hush"));
+    }
+
+    #[test]
+    fn unknown_key_reports_line_and_column() {
+        let err = load("client_id = \"x\"\nclient_secrt = \"y\"\n", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("zoomcast.toml:2:1"), "{err}");
+        assert!(err.contains("unknown field `client_secrt`"), "{err}");
+    }
+}

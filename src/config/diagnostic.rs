@@ -1,0 +1,167 @@
+//! [`Diagnostic`]: one problem in a configuration or job file, with its place and the fix,
+//! rendered like a compiler error; and [`Invalid`], the error that carries them (exit code 2).
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Where in a file a problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The whole line, for the caret display.
+    pub text: String,
+    /// How many characters the caret underlines.
+    pub width: usize,
+}
+
+impl Location {
+    /// The location of a byte span in `source`.
+    pub fn of_span(source: &str, span: Range<usize>) -> Self {
+        let start = span.start.min(source.len());
+        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
+        let text = source[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_owned();
+        let column = source[line_start..start].chars().count() + 1;
+        let width = source[start..span.end.clamp(start, line_end)]
+            .chars()
+            .count()
+            .max(1);
+        Self {
+            line: source[..start].matches('\n').count() + 1,
+            column,
+            text,
+            width,
+        }
+    }
+}
+
+/// One problem, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file, or `None` for the environment and the command line.
+    pub path: Option<PathBuf>,
+    /// Where in the file.
+    pub location: Option<Location>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// A problem in a file at a byte span of its `source`.
+    pub fn at(path: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
+        Self {
+            path: Some(path.to_owned()),
+            location: Some(Location::of_span(source, span)),
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// A problem with a whole file (or, with `path = None`, with the environment).
+    pub fn whole(path: Option<&Path>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.map(Path::to_owned),
+            location: None,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// Adds the fix.
+    #[must_use]
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        match (&self.path, &self.location) {
+            (Some(path), Some(loc)) => {
+                let gutter = " ".repeat(loc.line.to_string().len());
+                writeln!(
+                    f,
+                    "{gutter}--> {}:{}:{}",
+                    path.display(),
+                    loc.line,
+                    loc.column
+                )?;
+                writeln!(f, "{gutter} |")?;
+                writeln!(f, "{} | {}", loc.line, loc.text)?;
+                write!(
+                    f,
+                    "{gutter} | {}{}",
+                    " ".repeat(loc.column - 1),
+                    "^".repeat(loc.width)
+                )?;
+            }
+            (Some(path), None) => write!(f, "  --> {}", path.display())?,
+            (None, _) => {}
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  = help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Invalid configuration, job file or arguments: nothing was sent, and the exit code is 2.
+#[derive(Debug, thiserror::Error)]
+pub struct Invalid {
+    /// Every problem found.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Invalid {
+    /// An error with one problem.
+    pub fn one(diagnostic: Diagnostic) -> Self {
+        Self {
+            diagnostics: vec![diagnostic],
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n\n")?;
+            }
+            d.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_file_line_column_and_caret() {
+        let source = "a = 1\nconcurency = 8\n";
+        let d = Diagnostic::at(
+            Path::new("jobs/x.toml"),
+            source,
+            6..16,
+            "unknown key `concurency`",
+        )
+        .help("did you mean `concurrency`?");
+        assert_eq!(
+            d.to_string(),
+            "error: unknown key `concurency`\n --> jobs/x.toml:2:1\n  |\n2 | concurency = 8\n  | ^^^^^^^^^^\n  = help: did you mean `concurrency`?"
+        );
+    }
+}

@@ -1,0 +1,421 @@
+//! Job files: [`JobFile`] mirrors the TOML exactly (unknown keys are errors), and
+//! [`Job::load`] turns one into the [`Job`] the engine runs, reporting every problem with its
+//! file, line and column.
+
+use std::collections::BTreeSet;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::app::{Config, DEFAULT_APP};
+use super::diagnostic::{Diagnostic, Invalid};
+use super::recipients::{self, Recipient, is_plausible_email};
+use super::template::{BUILTIN_VARIABLES, MessageTemplate, Part};
+use crate::schedule::Schedule;
+
+/// A job file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    description: Option<String>,
+    schedule: Option<Spanned<String>>,
+    timezone: Option<Spanned<String>>,
+    app: Option<Spanned<String>>,
+    recipients: Spanned<RecipientsFile>,
+    message: MessageFile,
+    #[serde(default)]
+    delivery: DeliverySettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipientsFile {
+    #[serde(default)]
+    emails: Vec<Spanned<String>>,
+    file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageFile {
+    head: Spanned<String>,
+    body: Spanned<String>,
+    #[serde(default)]
+    markdown: bool,
+}
+
+/// What to do, after a crash, with a send whose outcome is unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUncertain {
+    /// Send again: at least once.
+    #[default]
+    Resend,
+    /// Do not send again; report the recipient as uncertain: at most once.
+    Skip,
+}
+
+/// The `[delivery]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// Requests in flight at once.
+    pub concurrency: NonZeroUsize,
+    /// Ceiling for this job's sends per second.
+    pub rate_per_second: Option<NonZeroU32>,
+    /// Attempts per recipient for 429, 5xx and network errors.
+    pub max_attempts: NonZeroU32,
+    /// After a crash, what to do with sends whose outcome is unknown.
+    pub on_uncertain: OnUncertain,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            concurrency: NonZeroUsize::new(8).expect("8 is not zero"),
+            rate_per_second: None,
+            max_attempts: NonZeroU32::new(5).expect("5 is not zero"),
+            on_uncertain: OnUncertain::Resend,
+        }
+    }
+}
+
+/// A validated job, ready to run.
+pub struct Job {
+    /// The file stem.
+    pub name: String,
+    /// The job file.
+    pub path: PathBuf,
+    /// What it is for.
+    pub description: Option<String>,
+    /// When it fires; `None` for manual-only jobs.
+    pub schedule: Option<Schedule>,
+    /// The timezone the schedule is read in.
+    pub timezone: Tz,
+    /// The app that sends.
+    pub app: String,
+    /// Every recipient, de-duplicated.
+    pub recipients: Vec<Recipient>,
+    /// The message's head and body.
+    pub template: MessageTemplate,
+    /// Whether Zoom applies Markdown.
+    pub markdown: bool,
+    /// The `[delivery]` settings.
+    pub delivery: DeliverySettings,
+}
+
+/// The job's name: the file stem.
+pub fn job_name(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+}
+
+impl Job {
+    /// Reads and validates a job file; every problem found is reported at once.
+    pub fn load(path: &Path, config: &Config) -> Result<Self, Invalid> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            Invalid::one(
+                Diagnostic::whole(Some(path), format!("cannot read the job file: {e}")).help(
+                    "give the name of a job in the jobs directory, or a path to a .toml file",
+                ),
+            )
+        })?;
+        let file: JobFile = toml::from_str(&source).map_err(|e| {
+            let d = match e.span() {
+                Some(span) => Diagnostic::at(path, &source, span, e.message().trim()),
+                None => Diagnostic::whole(Some(path), e.message().trim()),
+            };
+            Invalid::one(d.help("see the job file format in the README (section \"Job files\")"))
+        })?;
+        Checker {
+            path,
+            source: &source,
+            problems: Vec::new(),
+        }
+        .check(file, config)
+    }
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+    source: &'a str,
+    problems: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn report(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
+        self.problems
+            .push(Diagnostic::at(self.path, self.source, span, message).help(help));
+    }
+
+    fn check(mut self, file: JobFile, config: &Config) -> Result<Job, Invalid> {
+        let schedule = file.schedule.as_ref().and_then(|s| {
+            s.get_ref()
+                .parse::<Schedule>()
+                .map_err(|e| {
+                    self.report(
+                        s.span(),
+                        e,
+                        "write a crontab expression such as \"50 8 * * Mon-Fri\"",
+                    )
+                })
+                .ok()
+        });
+        let timezone = file.timezone.as_ref().map_or(Some(Tz::UTC), |tz| {
+            tz.get_ref()
+                .parse::<Tz>()
+                .map_err(|_| {
+                    self.report(
+                        tz.span(),
+                        format!("unknown timezone `{}`", tz.get_ref()),
+                        "use an IANA name such as \"Europe/Berlin\" or \"America/New_York\"",
+                    );
+                })
+                .ok()
+        });
+        let app = file
+            .app
+            .as_ref()
+            .map_or(DEFAULT_APP.to_owned(), |a| a.get_ref().clone());
+        if let Some(a) = &file.app
+            && !config.has_app(a.get_ref())
+        {
+            let names: Vec<&str> = config.app_names().collect();
+            self.report(
+                a.span(),
+                format!("no app called `{app}` is configured"),
+                format!(
+                    "configured apps: {}; add [apps.{app}] to zoomcast.toml",
+                    names.join(", ")
+                ),
+            );
+        }
+        let (columns, recipients) = self.recipients(&file.recipients);
+        let template = self.template(&file.message, &columns);
+        match (
+            self.problems.is_empty(),
+            schedule.is_some() || file.schedule.is_none(),
+            timezone,
+            template,
+        ) {
+            (true, true, Some(timezone), Some(template)) => Ok(Job {
+                name: job_name(self.path),
+                path: self.path.to_owned(),
+                description: file.description,
+                schedule,
+                timezone,
+                app,
+                recipients,
+                template,
+                markdown: file.message.markdown,
+                delivery: file.delivery,
+            }),
+            _ => Err(Invalid {
+                diagnostics: self.problems,
+            }),
+        }
+    }
+
+    fn recipients(
+        &mut self,
+        spanned: &Spanned<RecipientsFile>,
+    ) -> (BTreeSet<String>, Vec<Recipient>) {
+        let table = spanned.get_ref();
+        let mut all = Vec::new();
+        for email in &table.emails {
+            if is_plausible_email(email.get_ref()) {
+                all.push(Recipient {
+                    email: email.get_ref().to_lowercase(),
+                    columns: std::collections::BTreeMap::new(),
+                });
+            } else {
+                self.report(
+                    email.span(),
+                    format!("`{}` is not an email address", email.get_ref()),
+                    "write it as name@example.com",
+                );
+            }
+        }
+        let mut columns: BTreeSet<String> =
+            BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        if let Some(file) = &table.file {
+            let path = self
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(file.get_ref());
+            match recipients::read_file(&path) {
+                Ok((headers, rows)) => {
+                    columns.extend(
+                        headers
+                            .into_iter()
+                            .filter(|h| !h.eq_ignore_ascii_case("email")),
+                    );
+                    all.extend(rows);
+                }
+                Err(problems) => {
+                    for p in problems {
+                        let at = if p.line > 0 {
+                            format!("{}:{}: ", path.display(), p.line)
+                        } else {
+                            String::new()
+                        };
+                        self.report(
+                            file.span(),
+                            format!("{at}{}", p.message),
+                            "fix the recipients file (relative to the job file)",
+                        );
+                    }
+                }
+            }
+        }
+        if table.emails.is_empty() && table.file.is_none() {
+            self.report(
+                spanned.span(),
+                "the job has no recipients",
+                "add `emails = [...]` or `file = \"...\"` to [recipients]",
+            );
+        }
+        (columns, recipients::dedupe(all))
+    }
+
+    fn template(
+        &mut self,
+        message: &MessageFile,
+        known: &BTreeSet<String>,
+    ) -> Option<MessageTemplate> {
+        let span_of = |part: Part| match part {
+            Part::Head => message.head.span(),
+            Part::Body => message.body.span(),
+        };
+        match MessageTemplate::compile(message.head.get_ref(), message.body.get_ref()) {
+            Ok(template) => {
+                for (part, name) in template.unknown_variables(known) {
+                    let vars: Vec<&str> = known.iter().map(String::as_str).collect();
+                    self.report(
+                        span_of(part),
+                        format!("the message uses `{name}`, which no recipient has"),
+                        format!("available: {}", vars.join(", ")),
+                    );
+                }
+                Some(template)
+            }
+            Err((part, message)) => {
+                self.report(
+                    span_of(part),
+                    format!("the message template does not compile: {message}"),
+                    "templates use {{ variable }}; see minijinja's syntax",
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: &str) -> Result<Job, Invalid> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("standup.toml");
+        std::fs::write(&path, toml_text).unwrap();
+        let config = Config::load(&dir.path().join("none.toml"), false, |_| None).unwrap();
+        Job::load(&path, &config)
+    }
+
+    const GOOD: &str = r#"
+description = "Daily stand-up"
+schedule = "50 8 * * Mon-Fri"
+timezone = "Europe/Berlin"
+
+[recipients]
+emails = ["Ana@example.com", "bo@example.com", "ana@example.com"]
+
+[message]
+head = "Stand-up"
+body = "Hi {{ first_name }}"
+
+[delivery]
+concurrency = 4
+"#;
+
+    #[test]
+    fn a_good_job() {
+        let job = load(GOOD).unwrap();
+        assert_eq!(job.name, "standup");
+        assert_eq!(job.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(job.recipients.len(), 2, "de-duplicated case-insensitively");
+        assert_eq!(job.delivery.concurrency.get(), 4);
+        assert_eq!(job.delivery.max_attempts.get(), 5);
+        assert_eq!(job.app, "default");
+    }
+
+    fn error_of(text: &str) -> String {
+        load(text).err().expect("invalid").to_string()
+    }
+
+    #[test]
+    fn every_problem_has_a_line_and_column() {
+        let cases = [
+            (
+                GOOD.replace("concurrency = 4", "concurency = 4"),
+                "standup.toml:14:1",
+                "unknown field `concurency`",
+            ),
+            (
+                GOOD.replace("concurrency = 4", "concurrency = 0"),
+                "standup.toml:14:15",
+                "nonzero",
+            ),
+            (
+                GOOD.replace("Europe/Berlin", "Mars/Olympus"),
+                "standup.toml:4:12",
+                "unknown timezone `Mars/Olympus`",
+            ),
+            (
+                GOOD.replace("Mon-Fri", "Mon-Fry"),
+                "standup.toml:3:12",
+                "not a day of the week",
+            ),
+            (
+                GOOD.replace("\"bo@example.com\"", "\"bo\""),
+                "standup.toml:7:30",
+                "`bo` is not an email address",
+            ),
+            (
+                GOOD.replace("first_name", "frist_name"),
+                "standup.toml:11:8",
+                "uses `frist_name`",
+            ),
+            (
+                GOOD.replace("{{ first_name }}", "{{ first_name"),
+                "standup.toml:11:8",
+                "does not compile",
+            ),
+            (
+                GOOD.replace("timezone", "app = \"nope\"\ntimezone"),
+                "standup.toml:4:7",
+                "no app called `nope`",
+            ),
+        ];
+        for (text, place, message) in cases {
+            let err = error_of(&text);
+            assert!(err.contains(place), "expected {place} in:\n{err}");
+            assert!(err.contains(message), "expected {message} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn all_problems_reported_together() {
+        let text = GOOD
+            .replace("Europe/Berlin", "Nowhere")
+            .replace("first_name", "nobody");
+        let err = load(&text).err().unwrap();
+        assert_eq!(err.diagnostics.len(), 2, "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Configuration: the apps' identities (environment and `zoomcast.toml`), job files, message
+//! templates and recipient lists, and the diagnostics that explain what is wrong with them.
+
+pub mod app;
+pub mod diagnostic;
+pub mod job;
+pub mod recipients;
+pub mod template;
+
+pub use app::{AppConfig, Config, DEFAULT_APP};
+pub use diagnostic::{Diagnostic, Invalid};
+pub use job::{DeliverySettings, Job, OnUncertain};

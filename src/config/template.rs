@@ -1,0 +1,127 @@
+//! Message templates: `message.head` and `message.body` are minijinja templates over the
+//! recipient's fields (`email`, `first_name`, `last_name`, `display_name`) and CSV columns.
+//! Undefined variables are errors, caught by `validate` before anything is sent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use minijinja::{Environment, UndefinedBehavior};
+
+/// The variables every recipient has.
+pub const BUILTIN_VARIABLES: [&str; 4] = ["email", "first_name", "last_name", "display_name"];
+
+/// Which of the two templates a problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// `message.head`.
+    Head,
+    /// `message.body`.
+    Body,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Head => "head",
+            Self::Body => "body",
+        }
+    }
+}
+
+/// The compiled head and body of a job's message.
+pub struct MessageTemplate {
+    env: Environment<'static>,
+}
+
+impl MessageTemplate {
+    /// Compiles both templates, or says which one has a syntax error.
+    pub fn compile(head: &str, body: &str) -> Result<Self, (Part, String)> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        for (part, source) in [(Part::Head, head), (Part::Body, body)] {
+            env.add_template_owned(part.name(), source.to_owned())
+                .map_err(|e| (part, describe(&e)))?;
+        }
+        Ok(Self { env })
+    }
+
+    /// Variables the templates use that are not in `known`, with the part that uses them.
+    pub fn unknown_variables(&self, known: &BTreeSet<String>) -> Vec<(Part, String)> {
+        let mut unknown = Vec::new();
+        for part in [Part::Head, Part::Body] {
+            let template = self.env.get_template(part.name()).expect("compiled above");
+            let mut names: Vec<String> = template.undeclared_variables(false).into_iter().collect();
+            names.sort();
+            unknown.extend(
+                names
+                    .into_iter()
+                    .filter(|n| !known.contains(n))
+                    .map(|n| (part, n)),
+            );
+        }
+        unknown
+    }
+
+    /// Renders head and body for one recipient's variables.
+    pub fn render(&self, vars: &BTreeMap<String, String>) -> Result<(String, String), String> {
+        let render = |part: Part| {
+            self.env
+                .get_template(part.name())
+                .and_then(|t| t.render(vars))
+                .map_err(|e| format!("rendering message.{}: {}", part.name(), describe(&e)))
+        };
+        Ok((render(Part::Head)?, render(Part::Body)?))
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_finds_unknown_variables() {
+        let t = MessageTemplate::compile(
+            "Hi {{ first_name }}",
+            "for {{ email }} in {{ team }} {{ frist_name }}",
+        )
+        .unwrap();
+        let known: BTreeSet<String> = BUILTIN_VARIABLES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(["team".to_owned()])
+            .collect();
+        assert_eq!(
+            t.unknown_variables(&known),
+            [(Part::Body, "frist_name".to_owned())]
+        );
+        let vars: BTreeMap<String, String> = [
+            ("first_name", "Ana"),
+            ("email", "ana@x.io"),
+            ("team", "ops"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let err = t.render(&vars).unwrap_err();
+        assert!(
+            err.contains("message.body") && err.contains("undefined"),
+            "{err}"
+        );
+        let t = MessageTemplate::compile("Hi {{ first_name }}", "in {{ team }}").unwrap();
+        assert_eq!(t.render(&vars).unwrap(), ("Hi Ana".into(), "in ops".into()));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_part() {
+        let (part, msg) = MessageTemplate::compile("ok", "{{ unclosed").err().unwrap();
+        assert_eq!(part, Part::Body);
+        assert!(msg.contains("syntax error"), "{msg}");
+    }
+}

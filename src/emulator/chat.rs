@@ -1,0 +1,189 @@
+//! `POST /v2/im/chat/messages`: bot tokens only (a user token gets 401 code 7010), the body
+//! validated like Zoom's published schema, an optional per-second limit answered with 429.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{TimeDelta, Timelike, Utc};
+use serde_json::{Value, json};
+
+use super::RetryAfterStyle;
+use super::state::{Delivered, Emulator, TokenKind};
+use super::users::{api_error, bearer, latency_and_faults};
+
+const REQUIRED: [&str; 5] = ["robot_jid", "to_jid", "account_id", "user_jid", "content"];
+
+/// `POST /v2/im/chat/messages`.
+pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(fault) = latency_and_faults(&emu).await {
+        return fault;
+    }
+    if let Some(rejection) = check_token(&emu, &headers) {
+        return rejection;
+    }
+    if let Some(limited) = rate_limit(&emu) {
+        return limited;
+    }
+    let message: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return reject(
+                &emu,
+                StatusCode::BAD_REQUEST,
+                7001,
+                "Invalid Request Body format.",
+            );
+        }
+    };
+    if REQUIRED
+        .iter()
+        .any(|k| message.get(*k).is_none_or(Value::is_null))
+        || !message["content"].is_object()
+    {
+        return reject(
+            &emu,
+            StatusCode::BAD_REQUEST,
+            7001,
+            "Invalid Request Body format.",
+        );
+    }
+    let knobs = emu.knobs();
+    let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
+    if text("robot_jid") != knobs.robot_jid {
+        return reject(
+            &emu,
+            StatusCode::FORBIDDEN,
+            7003,
+            "No Chatbot can be found with the given robot_jid value.",
+        );
+    }
+    if text("account_id") != knobs.account_id {
+        return reject(&emu, StatusCode::FORBIDDEN, 7004, "Not authorized.");
+    }
+    let directory = emu.directory();
+    if directory.find_jid(&text("user_jid")).is_none() {
+        return reject(&emu, StatusCode::FORBIDDEN, 7004, "Not authorized.");
+    }
+    let Some(recipient) = directory.find_jid(&text("to_jid")) else {
+        return reject(
+            &emu,
+            StatusCode::FORBIDDEN,
+            7004,
+            "No channel or user can be found with the given to_jid value.",
+        );
+    };
+    let sent_time = Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let mut inner = emu.inner();
+    let message_id = format!(
+        "{:08X}-EMU-{}",
+        inner.next_id(),
+        Utc::now().timestamp_millis()
+    );
+    inner.stats.sends_accepted += 1;
+    inner.messages.push(Delivered {
+        message_id: message_id.clone(),
+        to_jid: text("to_jid"),
+        to_email: recipient.email,
+        robot_jid: text("robot_jid"),
+        account_id: text("account_id"),
+        user_jid: text("user_jid"),
+        content: message["content"].clone(),
+        is_markdown_support: message["is_markdown_support"].as_bool().unwrap_or(false),
+        sent_time: sent_time.clone(),
+    });
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "message_id": message_id,
+            "robot_jid": text("robot_jid"),
+            "sent_time": sent_time,
+            "to_jid": text("to_jid"),
+            "user_jid": text("user_jid")
+        })),
+    )
+        .into_response()
+}
+
+fn reject(emu: &Emulator, status: StatusCode, code: i64, message: &str) -> Response {
+    emu.inner().stats.sends_rejected += 1;
+    api_error(status, code, message)
+}
+
+fn check_token(emu: &Emulator, headers: &HeaderMap) -> Option<Response> {
+    let mut inner = emu.inner();
+    let Some(token) = bearer(headers) else {
+        inner.stats.rejected_tokens += 1;
+        return Some(api_error(
+            StatusCode::UNAUTHORIZED,
+            7010,
+            "Missing Authorization header.",
+        ));
+    };
+    match inner.live(token).map(|t| t.kind.clone()) {
+        Some(TokenKind::Bot) => None,
+        Some(TokenKind::User { .. }) => {
+            inner.stats.chat_called_with_user_token += 1;
+            Some(api_error(
+                StatusCode::UNAUTHORIZED,
+                7010,
+                "Invalid authorization token.",
+            ))
+        }
+        None => {
+            inner.stats.rejected_tokens += 1;
+            Some(api_error(
+                StatusCode::UNAUTHORIZED,
+                7010,
+                "Invalid authorization token.",
+            ))
+        }
+    }
+}
+
+/// A fixed one-second window: the first `send_rate_limit` sends of each second pass.
+fn rate_limit(emu: &Emulator) -> Option<Response> {
+    let knobs = emu.knobs();
+    let limit = knobs.send_rate_limit?;
+    let now = Utc::now();
+    let second = now.timestamp();
+    let mut inner = emu.inner();
+    if inner.rate_window.0 != second {
+        inner.rate_window = (second, 0);
+    }
+    if inner.rate_window.1 < limit {
+        inner.rate_window.1 += 1;
+        return None;
+    }
+    inner.stats.sends_rate_limited += 1;
+    let next_second =
+        now.with_nanosecond(0).expect("0 is a valid nanosecond") + TimeDelta::seconds(1);
+    let retry_after = match knobs.retry_after {
+        RetryAfterStyle::Seconds => Some("1".to_owned()),
+        RetryAfterStyle::HttpDate => {
+            Some(next_second.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        }
+        RetryAfterStyle::Iso => {
+            Some(next_second.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }
+        RetryAfterStyle::Absent => None,
+    };
+    let mut response = api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        429,
+        "You have reached the maximum per-second rate limit for this API. Try again later.",
+    );
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-category", HeaderValue::from_static("Medium"));
+    headers.insert("x-ratelimit-type", HeaderValue::from_static("QPS"));
+    if let Some(value) = retry_after {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&value).expect("ascii"),
+        );
+    }
+    Some(response)
+}

@@ -1,0 +1,221 @@
+//! The emulator's memory: issued codes, grants, tokens, delivered messages and counters.
+//! One `std::sync::Mutex`, held only for short critical sections, never across an `.await`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::Serialize;
+
+use super::Knobs;
+use super::directory::{Directory, User};
+
+/// A pending authorization code: single use, five minutes, bound to client and redirect URI.
+pub(super) struct PendingCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub challenge: Option<(String, String)>,
+    pub user: User,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A user grant: who, the one live refresh token and the newest access token.
+pub(super) struct GrantState {
+    pub user: User,
+    pub refresh_token: String,
+    pub access_token: String,
+    pub revoked: bool,
+}
+
+/// What an access token is.
+#[derive(Clone)]
+pub(super) enum TokenKind {
+    User { grant: u64 },
+    Bot,
+}
+
+pub(super) struct AccessToken {
+    pub kind: TokenKind,
+    pub expires_at: DateTime<Utc>,
+    pub dead: bool,
+}
+
+/// A message the Chatbot API accepted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivered {
+    /// Its id.
+    pub message_id: String,
+    /// The recipient's JID.
+    pub to_jid: String,
+    /// The recipient's email.
+    pub to_email: String,
+    /// The bot's JID.
+    pub robot_jid: String,
+    /// The account.
+    pub account_id: String,
+    /// The authorizing user's JID.
+    pub user_jid: String,
+    /// The whole `content` object as sent.
+    pub content: serde_json::Value,
+    /// `is_markdown_support`.
+    pub is_markdown_support: bool,
+    /// When it arrived.
+    pub sent_time: String,
+}
+
+/// Counters a test (or an operator) can check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Authorization codes exchanged.
+    pub code_exchanges: u64,
+    /// Refreshes that rotated a grant.
+    pub refreshes: u64,
+    /// Refresh tokens presented after they were rotated or revoked.
+    pub dead_refresh_presentations: u64,
+    /// Client-credentials (bot) tokens issued.
+    pub bot_tokens_issued: u64,
+    /// Users API calls answered 200.
+    pub user_lookups: u64,
+    /// Users API calls answered 404.
+    pub unknown_users: u64,
+    /// Users API calls made with a bot token (wrong token).
+    pub users_called_with_bot_token: u64,
+    /// Chatbot API calls made with a user token (wrong token).
+    pub chat_called_with_user_token: u64,
+    /// Calls with an expired, superseded or unknown token.
+    pub rejected_tokens: u64,
+    /// Sends accepted (201).
+    pub sends_accepted: u64,
+    /// Sends answered 429.
+    pub sends_rate_limited: u64,
+    /// Calls answered with an injected 503.
+    pub injected_faults: u64,
+    /// Sends rejected for their body or recipient (400, 403).
+    pub sends_rejected: u64,
+}
+
+#[derive(Default)]
+pub(super) struct Inner {
+    pub codes: HashMap<String, PendingCode>,
+    pub grants: HashMap<u64, GrantState>,
+    pub dead_refresh: HashSet<String>,
+    pub tokens: HashMap<String, AccessToken>,
+    pub messages: Vec<Delivered>,
+    pub stats: Stats,
+    pub issued: Vec<String>,
+    pub rate_window: (i64, u32),
+    next_id: u64,
+}
+
+impl Inner {
+    /// A fresh id.
+    pub fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A fresh random secret, remembered so tests can check that none leaks.
+    pub fn secret(&mut self, prefix: &str) -> String {
+        let mut bytes = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let value = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
+        self.issued.push(value.clone());
+        value
+    }
+
+    /// Issues an access token of `kind`, valid for `ttl` seconds.
+    pub fn issue_access(&mut self, kind: TokenKind, ttl: i64) -> String {
+        let token = self.secret("emu_at_");
+        let expires_at = Utc::now() + chrono::TimeDelta::seconds(ttl);
+        self.tokens.insert(
+            token.clone(),
+            AccessToken {
+                kind,
+                expires_at,
+                dead: false,
+            },
+        );
+        token
+    }
+
+    /// The live token `token`, if it is one.
+    pub fn live(&self, token: &str) -> Option<&AccessToken> {
+        self.tokens.get(token).filter(|t| {
+            let grant_alive = match t.kind {
+                TokenKind::User { grant } => self.grants.get(&grant).is_some_and(|g| !g.revoked),
+                TokenKind::Bot => true,
+            };
+            !t.dead && t.expires_at > Utc::now() && grant_alive
+        })
+    }
+
+    /// Revokes a grant: its refresh token and access tokens die.
+    pub fn revoke(&mut self, grant_id: u64) {
+        if let Some(grant) = self.grants.get_mut(&grant_id) {
+            grant.revoked = true;
+            self.dead_refresh.insert(grant.refresh_token.clone());
+        }
+    }
+}
+
+/// The emulator: knobs, the directory and the mutable state.
+pub struct Emulator {
+    knobs: Mutex<Knobs>,
+    inner: Mutex<Inner>,
+}
+
+impl Emulator {
+    /// A fresh emulator.
+    pub fn new(knobs: Knobs) -> Self {
+        Self {
+            knobs: Mutex::new(knobs),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The current knobs.
+    pub fn knobs(&self) -> Knobs {
+        self.knobs.lock().expect("knobs lock").clone()
+    }
+
+    /// Replaces the knobs.
+    pub fn set_knobs(&self, knobs: Knobs) {
+        *self.knobs.lock().expect("knobs lock") = knobs;
+    }
+
+    /// The directory under the current knobs.
+    pub fn directory(&self) -> Directory {
+        Directory::new(self.knobs().synthetic_domain)
+    }
+
+    pub(super) fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("emulator lock")
+    }
+
+    /// Every message accepted so far.
+    pub fn messages(&self) -> Vec<Delivered> {
+        self.inner().messages.clone()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.inner().stats.clone()
+    }
+
+    /// Every secret issued (tokens, codes), for leak tests.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.inner().issued.clone()
+    }
+
+    /// Revokes every grant, as an admin removing the app would.
+    pub fn revoke_all_grants(&self) {
+        let mut inner = self.inner();
+        let ids: Vec<u64> = inner.grants.keys().copied().collect();
+        for id in ids {
+            inner.revoke(id);
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `GET /v2/users/{id}`: user tokens only (a bot token gets 401 code 124), `me` for the
+//! authorizing user, 404 code 1001 for unknown users.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::directory::Directory;
+use super::state::{Emulator, TokenKind};
+
+/// A Zoom API error answer.
+pub(super) fn api_error(status: StatusCode, code: i64, message: &str) -> Response {
+    (status, Json(json!({ "code": code, "message": message }))).into_response()
+}
+
+/// The bearer token of a request, if any.
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// Sleeps the configured latency, then answers an injected 503 if the dice say so.
+pub(super) async fn latency_and_faults(emu: &Emulator) -> Option<Response> {
+    let knobs = emu.knobs();
+    if knobs.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(knobs.latency_ms)).await;
+    }
+    if knobs.fail_5xx > 0.0 && rand::random::<f64>() < knobs.fail_5xx {
+        emu.inner().stats.injected_faults += 1;
+        return Some(api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            503,
+            "Service temporarily unavailable.",
+        ));
+    }
+    None
+}
+
+/// `GET /v2/users/{id}`.
+pub async fn get_user(
+    State(emu): State<Arc<Emulator>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(fault) = latency_and_faults(&emu).await {
+        return fault;
+    }
+    let knobs = emu.knobs();
+    let mut inner = emu.inner();
+    let token = bearer(&headers).unwrap_or("");
+    let grant = match inner.live(token).map(|t| t.kind.clone()) {
+        Some(TokenKind::User { grant }) => grant,
+        Some(TokenKind::Bot) => {
+            inner.stats.users_called_with_bot_token += 1;
+            return api_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token.");
+        }
+        None => {
+            inner.stats.rejected_tokens += 1;
+            return api_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token.");
+        }
+    };
+    let user = if id == "me" {
+        inner.grants.get(&grant).map(|g| g.user.clone())
+    } else {
+        Directory::new(knobs.synthetic_domain.clone()).find(&id)
+    };
+    if let Some(user) = user {
+        inner.stats.user_lookups += 1;
+        Json(Directory::to_json(&user, &knobs.account_id)).into_response()
+    } else {
+        inner.stats.unknown_users += 1;
+        api_error(
+            StatusCode::NOT_FOUND,
+            1001,
+            &format!("User does not exist: {id}."),
+        )
+    }
+}

@@ -1,0 +1,122 @@
+//! Human and JSON renderings of runs and deliveries, for `run`, `history` and `demo`.
+//! Pure: returns strings; the commands print them.
+
+use std::fmt::Write;
+
+use serde_json::{Value, json};
+
+use crate::delivery::RunReport;
+use crate::state::{Delivery, DeliveryState, RunRecord, RunStatus};
+
+fn duration(record: &RunRecord) -> String {
+    record.finished_at.map_or_else(
+        || "-".to_owned(),
+        |end| format!("{:.1}s", (end - record.started_at).as_seconds_f64()),
+    )
+}
+
+/// The JSON object of a run record.
+pub fn run_json(record: &RunRecord) -> Value {
+    let reason = match &record.status {
+        RunStatus::Aborted(reason) => Some(reason.clone()),
+        _ => None,
+    };
+    json!({
+        "run_id": record.id.0,
+        "job": record.job,
+        "app": record.app,
+        "status": status_name(&record.status),
+        "reason": reason,
+        "started_at": record.started_at.to_rfc3339(),
+        "finished_at": record.finished_at.map(|t| t.to_rfc3339()),
+        "counts": record.counts,
+    })
+}
+
+fn status_name(status: &RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "running",
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::PartlyFailed => "partly_failed",
+        RunStatus::Aborted(_) => "aborted",
+    }
+}
+
+/// The JSON object of one delivery.
+pub fn delivery_json(d: &Delivery) -> Value {
+    let mut value = serde_json::to_value(d).expect("deliveries serialize");
+    value["updated_at"] = json!(d.updated_at.to_rfc3339());
+    value
+}
+
+/// A finished run: the JSON form.
+pub fn run_report_json(report: &RunReport) -> Value {
+    let mut value = run_json(&report.record);
+    value["failures"] = report.failures.iter().map(delivery_json).collect();
+    value
+}
+
+/// A finished run: the human form (summary line, then each failure with Zoom's answer).
+pub fn run_report_text(report: &RunReport) -> String {
+    let r = &report.record;
+    let c = &r.counts;
+    let mut out = format!(
+        "run {} of job `{}` {}: {} recipients, {} sent, {} failed, {} uncertain ({})\n",
+        r.id,
+        r.job,
+        r.status,
+        c.total,
+        c.sent,
+        c.failed,
+        c.uncertain,
+        duration(r)
+    );
+    if !report.failures.is_empty() {
+        out.push_str("failed recipients:\n");
+        out.push_str(&deliveries_text(&report.failures));
+    }
+    out
+}
+
+/// A table of deliveries: email, state, and the message id or failure reason.
+pub fn deliveries_text(deliveries: &[Delivery]) -> String {
+    let width = deliveries
+        .iter()
+        .map(|d| d.email.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = String::new();
+    for d in deliveries {
+        let detail = match &d.state {
+            DeliveryState::Sent { message_id } => format!("message {message_id}"),
+            DeliveryState::Failed { message, .. } => message.clone(),
+            DeliveryState::Uncertain => "the outcome of the send was lost in a crash".to_owned(),
+            DeliveryState::Pending | DeliveryState::Sending => String::new(),
+        };
+        let _ = writeln!(out, "  {:width$}  {:9}  {detail}", d.email, d.state.name());
+    }
+    out
+}
+
+/// The `history` table: one line per run.
+pub fn runs_text(runs: &[RunRecord]) -> String {
+    let mut out = format!(
+        "{:>6}  {:20}  {:25}  {:13}  {:>7} {:>7} {:>7}\n",
+        "run", "job", "started", "status", "sent", "failed", "total"
+    );
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "{:>6}  {:20}  {:25}  {:13}  {:>7} {:>7} {:>7}",
+            r.id,
+            r.job,
+            r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            r.status.to_string(),
+            r.counts.sent,
+            r.counts.failed,
+            r.counts.total
+        );
+    }
+    out
+}

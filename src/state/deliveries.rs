@@ -1,0 +1,102 @@
+//! The `deliveries` tree: one entry per (run, recipient) holding where that recipient stands.
+//!
+//! Keys are the run id (8 bytes, big-endian) followed by the lower-cased email, so one run's
+//! deliveries are one contiguous, ordered range.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{decode, encode};
+use super::{RunId, StateError};
+
+/// Where one recipient stands in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum DeliveryState {
+    /// Not yet sent.
+    Pending,
+    /// The request is (or was, at a crash) in flight.
+    Sending,
+    /// Zoom accepted the message.
+    Sent {
+        /// Zoom's message id.
+        message_id: String,
+    },
+    /// Failed permanently, with Zoom's answer.
+    Failed {
+        /// Zoom's code, when it gave one.
+        code: Option<i64>,
+        /// What went wrong.
+        message: String,
+    },
+    /// A crash hid the outcome and `on_uncertain = "skip"` said not to resend.
+    Uncertain,
+}
+
+impl DeliveryState {
+    /// The state's name as `history` prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Sent { .. } => "sent",
+            Self::Failed { .. } => "failed",
+            Self::Uncertain => "uncertain",
+        }
+    }
+}
+
+/// One recipient of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The recipient's email, lower-cased.
+    pub email: String,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub state: DeliveryState,
+    /// Requests made for this recipient (lookups and sends, retries included).
+    pub attempts: u32,
+    /// When the state last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The `deliveries` tree.
+pub struct Deliveries {
+    tree: sled::Tree,
+}
+
+fn key(run: RunId, email: &str) -> Vec<u8> {
+    let mut key = run.key().to_vec();
+    key.extend_from_slice(email.as_bytes());
+    key
+}
+
+impl Deliveries {
+    pub(super) fn open(db: &sled::Db) -> Result<Self, StateError> {
+        Ok(Self {
+            tree: db.open_tree("deliveries")?,
+        })
+    }
+
+    /// Records where a recipient stands (not flushed; see [`Deliveries::flush`]).
+    pub fn set(&self, run: RunId, delivery: &Delivery) -> Result<(), StateError> {
+        self.tree
+            .insert(key(run, &delivery.email), encode(delivery))?;
+        Ok(())
+    }
+
+    /// Makes every recorded state durable: the group commit before a batch of sends.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+
+    /// Every recipient of a run, in email order.
+    pub fn list(&self, run: RunId) -> Result<Vec<Delivery>, StateError> {
+        self.tree
+            .scan_prefix(run.key())
+            .values()
+            .map(|bytes| Ok(decode(&bytes?)?))
+            .collect()
+    }
+}

@@ -1,0 +1,73 @@
+//! The state directory's lock: an exclusive `flock` on `state/lock`, which also records the
+//! holder's pid so that a second process can say who holds it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use super::StateError;
+
+/// Held for as long as a process uses the state directory; released when dropped (or when the
+/// process dies, since the kernel drops flocks with the file descriptor).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+impl StateLock {
+    /// Takes the lock, or reports the holder's pid.
+    pub fn acquire(dir: &Path) -> Result<Self, StateError> {
+        let path = dir.join("lock");
+        let io = |source| StateError::Io {
+            dir: dir.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(StateError::Locked {
+                    dir: dir.to_owned(),
+                    pid: text.trim().parse().ok(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(Self { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_is_told_the_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = StateLock::acquire(dir.path()).unwrap();
+        let err = StateLock::acquire(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, StateError::Locked { pid: Some(p), .. } if p == std::process::id()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(StateLock::acquire(dir.path()).unwrap());
+        StateLock::acquire(dir.path()).unwrap();
+    }
+}

@@ -1,0 +1,144 @@
+//! The state directory: a sled database plus a lock file and one grant file per app.
+//!
+//! ```text
+//! state/
+//!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
+//!   db/               the sled database: trees grants, bot_tokens, runs, deliveries
+//!   grants/NAME.json  the current grant of app NAME, replaced atomically on every rotation
+//! ```
+//!
+//! [`Store`] owns the `sled::Db`; no `sled::Tree` leaves this module. Each tree has a typed
+//! wrapper with narrow verbs. A database that will not open is reported with the way to
+//! recover, never recreated: a lost refresh token costs a person's time.
+
+pub mod codec;
+pub mod deliveries;
+pub mod grants;
+pub mod lock;
+pub mod runs;
+
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+pub use deliveries::{Deliveries, Delivery, DeliveryState};
+pub use grants::{Grant, Grants};
+pub use lock::StateLock;
+pub use runs::{RunId, RunRecord, RunStatus, Runs};
+
+/// Why the state directory could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Another process holds the lock.
+    #[error(
+        "the state directory {dir} is in use by another zoomcast process{}; wait for it to \
+         finish, or stop it, or use another --state directory",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked {
+        /// The state directory.
+        dir: PathBuf,
+        /// The holder's pid, as it wrote it into the lock file.
+        pid: Option<u32>,
+    },
+    /// The database exists but sled refuses to open it.
+    #[error(
+        "the state database {db} cannot be opened: {source}. Nothing was changed. To recover, \
+         move {db} aside (keep it for inspection) and run again: run history is lost, but the \
+         grants are read back from {grants}, so no new login is needed"
+    )]
+    Corrupt {
+        /// The sled directory.
+        db: PathBuf,
+        /// The grant files' directory.
+        grants: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// Any other I/O failure.
+    #[error("state directory {dir}: {source}")]
+    Io {
+        /// The state directory.
+        dir: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A stored value could not be decoded.
+    #[error("state: {0}")]
+    Codec(#[from] codec::CodecError),
+    /// sled failed on an operation.
+    #[error("state database: {0}")]
+    Sled(#[from] sled::Error),
+}
+
+/// The open state directory. Dropping it flushes sled and releases the lock.
+pub struct Store {
+    dir: PathBuf,
+    db: sled::Db,
+    _lock: StateLock,
+}
+
+impl Store {
+    /// Opens (creating, mode 0700) the state directory and locks it against other processes.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        let io = |source| StateError::Io {
+            dir: dir.to_owned(),
+            source,
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+        let lock = StateLock::acquire(dir)?;
+        let db_path = dir.join("db");
+        let db = sled::Config::new()
+            .path(&db_path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| StateError::Corrupt {
+                db: db_path.clone(),
+                grants: dir.join("grants"),
+                source,
+            })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            db,
+            _lock: lock,
+        })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The `grants` tree and files.
+    pub fn grants(&self) -> Result<Grants, StateError> {
+        Grants::open(&self.db, &self.dir)
+    }
+
+    /// The `runs` tree.
+    pub fn runs(&self) -> Result<Runs, StateError> {
+        Runs::open(&self.db)
+    }
+
+    /// The `deliveries` tree.
+    pub fn deliveries(&self) -> Result<Deliveries, StateError> {
+        Deliveries::open(&self.db)
+    }
+
+    /// Flushes everything to disk.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.db.flush() {
+            tracing::error!("flushing the state database on exit failed: {e}");
+        }
+    }
+}

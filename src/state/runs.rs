@@ -1,0 +1,151 @@
+//! The `runs` tree: one record per run of a job (id, job, times, status, counts).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::StateError;
+use super::codec::{decode, encode};
+
+/// A run's id: increasing across restarts, so runs list in the order they started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub u64);
+
+impl RunId {
+    /// The big-endian key, which sorts like the number.
+    pub fn key(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(RunId)
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "reason")]
+pub enum RunStatus {
+    /// Started and not finished (or interrupted, if no process is running it).
+    Running,
+    /// Every recipient was delivered.
+    Succeeded,
+    /// Finished, with some recipients failed or uncertain.
+    PartlyFailed,
+    /// Stopped before the end: the reason says why.
+    Aborted(String),
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Running => f.write_str("running"),
+            Self::Succeeded => f.write_str("succeeded"),
+            Self::PartlyFailed => f.write_str("partly failed"),
+            Self::Aborted(_) => f.write_str("aborted"),
+        }
+    }
+}
+
+/// How many recipients ended where.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Recipients in the run (after de-duplication).
+    pub total: u64,
+    /// Delivered.
+    pub sent: u64,
+    /// Failed permanently.
+    pub failed: u64,
+    /// Outcome unknown (a crash hid it).
+    pub uncertain: u64,
+}
+
+/// One run of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: RunId,
+    /// The job's name.
+    pub job: String,
+    /// The app that sent.
+    pub app: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished, if it did.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub status: RunStatus,
+    /// Outcome counts.
+    pub counts: Counts,
+}
+
+/// The `runs` tree.
+pub struct Runs {
+    tree: sled::Tree,
+    db: sled::Db,
+}
+
+impl Runs {
+    pub(super) fn open(db: &sled::Db) -> Result<Self, StateError> {
+        Ok(Self {
+            tree: db.open_tree("runs")?,
+            db: db.clone(),
+        })
+    }
+
+    /// Records the start of a run of `job` and returns it.
+    pub async fn start(&self, job: &str, app: &str) -> Result<RunRecord, StateError> {
+        let record = RunRecord {
+            id: RunId(self.db.generate_id()? + 1),
+            job: job.to_owned(),
+            app: app.to_owned(),
+            started_at: Utc::now(),
+            finished_at: None,
+            status: RunStatus::Running,
+            counts: Counts::default(),
+        };
+        self.put(&record).await?;
+        Ok(record)
+    }
+
+    /// Stores (replaces) a run record, durably.
+    pub async fn put(&self, record: &RunRecord) -> Result<(), StateError> {
+        self.tree.insert(record.id.key(), encode(record))?;
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+
+    /// One run.
+    pub fn get(&self, id: RunId) -> Result<Option<RunRecord>, StateError> {
+        match self.tree.get(id.key())? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every run, oldest first, optionally of one job only.
+    pub fn list(&self, job: Option<&str>) -> Result<Vec<RunRecord>, StateError> {
+        let mut runs = Vec::new();
+        for entry in &self.tree {
+            let (_, bytes) = entry?;
+            let record: RunRecord = decode(&bytes)?;
+            if job.is_none_or(|j| j == record.job) {
+                runs.push(record);
+            }
+        }
+        Ok(runs)
+    }
+}

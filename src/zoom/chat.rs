@@ -1,0 +1,92 @@
+//! The Chatbot API: `POST /v2/im/chat/messages`, which only a bot token may call.
+
+use serde::{Deserialize, Serialize};
+
+use super::client::read_json;
+use super::{ZoomClient, ZoomError};
+use crate::auth::token::BotToken;
+
+/// A chatbot message to one user, in Zoom's published request schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatMessage {
+    /// The bot's JID (Marketplace: Features, Chatbot).
+    pub robot_jid: String,
+    /// The recipient's JID.
+    pub to_jid: String,
+    /// The account the bot posts in.
+    pub account_id: String,
+    /// The JID of the user who authorized the app.
+    pub user_jid: String,
+    /// The message card.
+    pub content: Content,
+    /// Whether Zoom applies its Markdown parser.
+    pub is_markdown_support: bool,
+}
+
+/// A message card: a head line and a body of components.
+#[derive(Debug, Clone, Serialize)]
+pub struct Content {
+    /// The bold first line.
+    pub head: Head,
+    /// The components under it.
+    pub body: Vec<Component>,
+}
+
+/// The head of a message card.
+#[derive(Debug, Clone, Serialize)]
+pub struct Head {
+    /// The head line.
+    pub text: String,
+}
+
+/// One body component; zoomcast sends plain `message` components.
+#[derive(Debug, Clone, Serialize)]
+pub struct Component {
+    /// Always `"message"`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The text.
+    pub text: String,
+}
+
+impl Content {
+    /// A card with a head line and one text component.
+    pub fn text(head: String, body: String) -> Self {
+        Self {
+            head: Head { text: head },
+            body: vec![Component {
+                kind: "message",
+                text: body,
+            }],
+        }
+    }
+}
+
+/// Zoom's 201 answer to a send.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SentMessage {
+    /// The new message's id.
+    pub message_id: String,
+    /// Zoom's send time, `yyyy-MM-dd HH:mm:ss` in UTC.
+    #[serde(default)]
+    pub sent_time: String,
+}
+
+impl ZoomClient {
+    /// Sends one chatbot message.
+    pub async fn send_message(
+        &self,
+        token: &BotToken,
+        message: &ChatMessage,
+    ) -> Result<SentMessage, ZoomError> {
+        read_json(
+            self.http
+                .post(self.endpoints.api("v2/im/chat/messages"))
+                .bearer_auth(token.access.expose())
+                .json(message)
+                .send()
+                .await,
+        )
+        .await
+    }
+}

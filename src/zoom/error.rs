@@ -1,0 +1,220 @@
+//! What can go wrong talking to the Zoom API, and what the caller should do about it.
+//!
+//! Zoom's error bodies (`{"code": 1001, "message": "..."}`) become a [`ZoomError`] carrying the
+//! HTTP status, Zoom's code and message, and any `Retry-After`. [`ZoomError::disposition`] is the
+//! one place that classifies an error as retryable, token-related or permanent.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Deserialize;
+
+use super::retry_after::parse_retry_after;
+
+/// Zoom's code for an invalid, expired or superseded access token (Users API and others).
+pub const INVALID_ACCESS_TOKEN: i64 = 124;
+/// Zoom's Chatbot API code for a missing or wrong-kind authorization token.
+pub const INVALID_AUTHORIZATION_TOKEN: i64 = 7010;
+
+/// A failed call to the Zoom API.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoomError {
+    /// Zoom answered with an error status.
+    #[error("zoom answered {status}{}: {message}", code.map(|c| format!(" (code {c})")).unwrap_or_default())]
+    Api {
+        /// The HTTP status.
+        status: StatusCode,
+        /// Zoom's numeric error code, when the body carried one.
+        code: Option<i64>,
+        /// Zoom's message, or the body's start when it was not JSON.
+        message: String,
+        /// The wait Zoom asked for with `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// The request never got an answer (connect, timeout, broken connection).
+    #[error("could not reach zoom: {0}")]
+    Network(#[source] reqwest::Error),
+    /// Zoom answered success with a body zoomcast cannot read.
+    #[error("zoom's answer could not be read: {0}")]
+    Decode(String),
+}
+
+/// What a caller should do after a [`ZoomError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Try again later (429, 5xx, network), after at least `after` when Zoom said so.
+    Retry {
+        /// Zoom's `Retry-After`, if any.
+        after: Option<Duration>,
+    },
+    /// The token was rejected: renew it once and retry once.
+    RenewToken,
+    /// Retrying cannot help (unknown user, rejected message, ...).
+    Permanent,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+impl ZoomError {
+    /// Builds the error for a non-success answer from its status, headers and body.
+    pub fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
+        let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+        let (code, message) = match parsed {
+            Some(ErrorBody { code, message }) => (code, message),
+            None => (None, None),
+        };
+        let message = message.unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() {
+                status.canonical_reason().unwrap_or("no message").to_owned()
+            } else {
+                text.chars().take(200).collect()
+            }
+        });
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()));
+        Self::Api {
+            status,
+            code,
+            message,
+            retry_after,
+        }
+    }
+
+    /// Zoom's numeric code, if there is one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            Self::Api { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    /// Classifies the error; see [`Disposition`].
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Self::Network(_) => Disposition::Retry { after: None },
+            Self::Decode(_) => Disposition::Permanent,
+            Self::Api {
+                status,
+                code,
+                retry_after,
+                ..
+            } => {
+                if *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                    Disposition::Retry {
+                        after: *retry_after,
+                    }
+                } else if *status == StatusCode::UNAUTHORIZED
+                    || matches!(
+                        code,
+                        Some(INVALID_ACCESS_TOKEN | INVALID_AUTHORIZATION_TOKEN)
+                    )
+                {
+                    Disposition::RenewToken
+                } else {
+                    Disposition::Permanent
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(status: u16, body: &str, retry_after: Option<&str>) -> ZoomError {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = retry_after {
+            headers.insert(RETRY_AFTER, value.parse().unwrap());
+        }
+        ZoomError::from_response(
+            StatusCode::from_u16(status).unwrap(),
+            &headers,
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn classification_table() {
+        let cases = [
+            (
+                404,
+                r#"{"code":1001,"message":"User does not exist: x."}"#,
+                None,
+                Disposition::Permanent,
+            ),
+            (
+                403,
+                r#"{"code":7004,"message":"Not authorized."}"#,
+                None,
+                Disposition::Permanent,
+            ),
+            (
+                400,
+                r#"{"code":7001,"message":"Invalid Request Body format."}"#,
+                None,
+                Disposition::Permanent,
+            ),
+            (
+                401,
+                r#"{"code":124,"message":"Invalid access token."}"#,
+                None,
+                Disposition::RenewToken,
+            ),
+            (
+                401,
+                r#"{"code":7010,"message":"Invalid authorization token."}"#,
+                None,
+                Disposition::RenewToken,
+            ),
+            (
+                429,
+                r#"{"code":429,"message":"slow down"}"#,
+                Some("3"),
+                Disposition::Retry {
+                    after: Some(Duration::from_secs(3)),
+                },
+            ),
+            (429, "", None, Disposition::Retry { after: None }),
+            (
+                503,
+                "<html>bad gateway</html>",
+                None,
+                Disposition::Retry { after: None },
+            ),
+        ];
+        for (status, body, retry_after, expected) in cases {
+            assert_eq!(
+                error(status, body, retry_after).disposition(),
+                expected,
+                "{status} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn message_carries_zooms_code_and_text() {
+        let e = error(
+            404,
+            r#"{"code":1001,"message":"User does not exist: x@y.z."}"#,
+            None,
+        );
+        assert_eq!(e.code(), Some(1001));
+        assert_eq!(
+            e.to_string(),
+            "zoom answered 404 Not Found (code 1001): User does not exist: x@y.z."
+        );
+        let e = error(502, "", None);
+        assert_eq!(e.to_string(), "zoom answered 502 Bad Gateway: Bad Gateway");
+    }
+}

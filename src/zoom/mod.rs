@@ -1,0 +1,16 @@
+//! The Zoom API client: look users up with a [`UserToken`](crate::auth::token::UserToken), send
+//! chatbot messages with a [`BotToken`](crate::auth::token::BotToken).
+//!
+//! This module knows HTTP and Zoom's wire formats, and nothing of sled, jobs or retries: callers
+//! decide what to do with a [`ZoomError`] through its [`Disposition`].
+
+pub mod chat;
+pub mod client;
+pub mod error;
+pub mod retry_after;
+pub mod users;
+
+pub use chat::{ChatMessage, SentMessage};
+pub use client::{Endpoints, ZoomClient};
+pub use error::{Disposition, ZoomError};
+pub use users::ZoomUser;
