@@ -161,7 +161,7 @@ impl Checker<'_> {
                         s.span(),
                         e,
                         "write a crontab expression such as \"50 8 * * Mon-Fri\"",
-                    )
+                    );
                 })
                 .ok()
         });
