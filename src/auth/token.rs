@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -77,30 +77,51 @@ secret!(
     WebhookSecret
 );
 
-/// A user access token (authorization-code grant): accepted by the Users API only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserToken {
-    /// The bearer token.
-    pub access: AccessToken,
-    /// When Zoom stops accepting it.
-    pub expires_at: DateTime<Utc>,
+macro_rules! access_token {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct $name {
+            /// The bearer token.
+            pub access: AccessToken,
+            /// When Zoom stops accepting it.
+            pub expires_at: DateTime<Utc>,
+            /// When zoomcast renews it instead of using it: a margin before `expires_at`.
+            pub renew_at: DateTime<Utc>,
+        }
+
+        impl $name {
+            /// A token Zoom issued at `now`, valid for `expires_in` seconds.
+            pub fn issued(access: AccessToken, expires_in: i64, now: DateTime<Utc>) -> Self {
+                let (expires_at, renew_at) = lifetime(expires_in, now);
+                Self { access, expires_at, renew_at }
+            }
+
+            /// True while the token may still be used at `now`.
+            pub fn is_fresh(&self, now: DateTime<Utc>) -> bool {
+                now < self.renew_at
+            }
+        }
+    };
 }
 
-/// A chatbot access token (client-credentials grant): accepted by the Chatbot API only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BotToken {
-    /// The bearer token.
-    pub access: AccessToken,
-    /// When Zoom stops accepting it.
-    pub expires_at: DateTime<Utc>,
-}
+access_token!(
+    /// A user access token (authorization-code grant): accepted by the Users API only.
+    UserToken
+);
+access_token!(
+    /// A chatbot access token (client-credentials grant): accepted by the Chatbot API only.
+    BotToken
+);
 
-/// How long before its expiry a token is treated as expired, so a request never races it.
-pub const EXPIRY_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// How long before its expiry a token is renewed, so a request never races the expiry; at
+/// most half the token's lifetime, so a short-lived token is still used before it is renewed.
+pub const EXPIRY_MARGIN: TimeDelta = TimeDelta::seconds(60);
 
-/// True when a token expiring at `expires_at` should be renewed before use at `now`.
-pub fn is_stale(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    expires_at - EXPIRY_MARGIN <= now
+fn lifetime(expires_in: i64, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let life = TimeDelta::seconds(expires_in.max(0));
+    let margin = EXPIRY_MARGIN.min(life / 2);
+    (now + life, now + life - margin)
 }
 
 #[cfg(test)]
@@ -110,10 +131,7 @@ mod tests {
     #[test]
     fn debug_never_shows_the_secret() {
         let token = RefreshToken::new("very-secret-value");
-        let grant_like = UserToken {
-            access: AccessToken::new("access-secret"),
-            expires_at: Utc::now(),
-        };
+        let grant_like = UserToken::issued(AccessToken::new("access-secret"), 3600, Utc::now());
         let printed = format!(
             "{token:?} {grant_like:?} {:#?}",
             ClientSecret::new("cs-secret")
@@ -125,9 +143,15 @@ mod tests {
     }
 
     #[test]
-    fn stale_within_the_margin() {
+    fn renewed_a_margin_before_expiry() {
         let now = Utc::now();
-        assert!(is_stale(now + chrono::TimeDelta::seconds(30), now));
-        assert!(!is_stale(now + chrono::TimeDelta::seconds(600), now));
+        let hour = BotToken::issued(AccessToken::new("a"), 3600, now);
+        assert_eq!(hour.expires_at - hour.renew_at, EXPIRY_MARGIN);
+        assert!(hour.is_fresh(now + TimeDelta::seconds(3539)));
+        assert!(!hour.is_fresh(now + TimeDelta::seconds(3540)));
+        // A 30-second token is used for 15 seconds, not renewed at once.
+        let short = UserToken::issued(AccessToken::new("a"), 30, now);
+        assert!(short.is_fresh(now + TimeDelta::seconds(14)));
+        assert!(!short.is_fresh(now + TimeDelta::seconds(15)));
     }
 }

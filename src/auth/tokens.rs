@@ -8,11 +8,11 @@
 //! - a rejected token is renewed only if no newer one exists already (another task may have
 //!   renewed it meanwhile), so one 401 storm costs one refresh.
 
-use chrono::{TimeDelta, Utc};
+use chrono::Utc;
 use tokio::sync::Mutex;
 
 use super::oauth::{OAuthClient, OAuthError, TokenResponse};
-use super::token::{BotToken, UserToken, is_stale};
+use super::token::{BotToken, UserToken};
 use crate::config::AppConfig;
 use crate::state::{Grant, Grants, StateError};
 
@@ -66,7 +66,7 @@ impl AppTokens {
     pub async fn user_token(&self) -> Result<UserToken, TokenError> {
         let mut slot = self.user.lock().await;
         let grant = self.loaded(&mut slot)?;
-        if !is_stale(grant.access.expires_at, Utc::now()) {
+        if grant.access.is_fresh(Utc::now()) {
             return Ok(grant.access.clone());
         }
         self.refresh(&mut slot).await
@@ -97,7 +97,7 @@ impl AppTokens {
             *slot = self.grants.bot_token(&self.app)?;
         }
         match &*slot {
-            Some(token) if !is_stale(token.expires_at, Utc::now()) => Ok(token.clone()),
+            Some(token) if token.is_fresh(Utc::now()) => Ok(token.clone()),
             _ => self.fetch_bot_token(&mut slot).await,
         }
     }
@@ -106,9 +106,7 @@ impl AppTokens {
     pub async fn renew_bot_token(&self, rejected: &BotToken) -> Result<BotToken, TokenError> {
         let mut slot = self.bot.lock().await;
         match &*slot {
-            Some(token) if token != rejected && !is_stale(token.expires_at, Utc::now()) => {
-                Ok(token.clone())
-            }
+            Some(token) if token != rejected && token.is_fresh(Utc::now()) => Ok(token.clone()),
             _ => self.fetch_bot_token(&mut slot).await,
         }
     }
@@ -154,10 +152,7 @@ impl AppTokens {
     async fn fetch_bot_token(&self, slot: &mut Option<BotToken>) -> Result<BotToken, TokenError> {
         tracing::debug!(app = %self.app, "requesting a chatbot token");
         let response = self.oauth.client_credentials().await?;
-        let token = BotToken {
-            access: response.access_token,
-            expires_at: Utc::now() + TimeDelta::seconds(response.expires_in),
-        };
+        let token = BotToken::issued(response.access_token, response.expires_in, Utc::now());
         self.grants.put_bot_token(&self.app, &token)?;
         *slot = Some(token.clone());
         Ok(token)
@@ -166,8 +161,9 @@ impl AppTokens {
 
 /// The user token in a token-endpoint answer.
 pub fn user_token(response: &TokenResponse) -> UserToken {
-    UserToken {
-        access: response.access_token.clone(),
-        expires_at: Utc::now() + TimeDelta::seconds(response.expires_in),
-    }
+    UserToken::issued(
+        response.access_token.clone(),
+        response.expires_in,
+        Utc::now(),
+    )
 }

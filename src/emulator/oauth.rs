@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::Utc;
@@ -87,7 +87,7 @@ pub async fn authorize(State(emu): State<Arc<Emulator>>, RawQuery(query): RawQue
             pairs.append_pair("state", state);
         }
     }
-    Redirect::to(target.as_str()).into_response()
+    (StatusCode::FOUND, [(header::LOCATION, target.to_string())]).into_response()
 }
 
 fn basic_auth_ok(headers: &HeaderMap, emu: &Emulator) -> bool {

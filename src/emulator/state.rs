@@ -210,6 +210,16 @@ impl Emulator {
         self.inner().issued.clone()
     }
 
+    /// Kills every user access token (refresh tokens stay good), as Zoom does when a newer
+    /// token was issued elsewhere: the next Users call answers 124.
+    pub fn kill_user_access_tokens(&self) {
+        for token in self.inner().tokens.values_mut() {
+            if matches!(token.kind, TokenKind::User { .. }) {
+                token.dead = true;
+            }
+        }
+    }
+
     /// Revokes every grant, as an admin removing the app would.
     pub fn revoke_all_grants(&self) {
         let mut inner = self.inner();

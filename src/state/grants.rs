@@ -189,10 +189,7 @@ mod tests {
             account_id: "acc".into(),
             scopes: "imchat:bot".into(),
             refresh_token: RefreshToken::new(format!("refresh-{generation}")),
-            access: UserToken {
-                access: AccessToken::new("a"),
-                expires_at: Utc::now(),
-            },
+            access: UserToken::issued(AccessToken::new("a"), 3600, Utc::now()),
             authorized_at: Utc::now(),
             refreshed_at: Utc::now(),
             generation,

@@ -1,1 +1,10 @@
-//! x
+//! End-to-end tests: the real `zoomcast` binary against the in-process Zoom emulator.
+//! One integration binary (one link) with a module per capability.
+
+mod harness;
+
+mod auth;
+mod demo;
+mod run;
+mod secrets;
+mod validate;

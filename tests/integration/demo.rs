@@ -1,0 +1,18 @@
+//! `demo` on a fresh checkout: the emulator, a login without a person, the example job.
+
+use crate::harness::{Env, repo_root};
+
+#[test]
+fn the_demo_delivers_the_example_job() {
+    let env = Env::new();
+    let jobs = repo_root().join("jobs");
+    let run = env.run(&["--jobs", jobs.to_str().unwrap(), "demo"]);
+    run.code(0)
+        .stdout_has("run 1 of job `example` succeeded: 4 recipients, 4 sent, 0 failed")
+        .stdout_has("to ana@example.com")
+        .stdout_has("Hi Ana, the stand-up starts at 09:00");
+    assert!(
+        !env.state_dir().exists(),
+        "the demo never touches the real state directory"
+    );
+}

@@ -1,0 +1,202 @@
+//! The test harness: an [`Env`] owns a temporary directory (state, jobs), an emulator on its
+//! own thread, and runs the real binary with `ZOOM_*` pointing at that emulator.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use zoomcast::emulator::{Emulator, EmulatorHandle, Knobs};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub emulator: EmulatorHandle,
+}
+
+/// What one run of the binary printed, and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code, expected,
+            "expected exit {expected}, got {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self::with_knobs(Knobs::default())
+    }
+
+    pub fn with_knobs(knobs: Knobs) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("jobs")).unwrap();
+        Self {
+            dir,
+            emulator: EmulatorHandle::start(knobs).unwrap(),
+        }
+    }
+
+    pub fn emu(&self) -> &Emulator {
+        self.emulator.emulator()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.dir.path().join("jobs")
+    }
+
+    /// Writes `jobs/NAME.toml`.
+    pub fn job(&self, name: &str, toml: &str) -> &Self {
+        std::fs::write(self.jobs_dir().join(format!("{name}.toml")), toml).unwrap();
+        self
+    }
+
+    /// The binary, with the emulator's app identity in the environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let knobs = self.emu().knobs();
+        let url = self.emulator.url();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zoomcast"));
+        cmd.current_dir(self.dir.path())
+            .env("ZOOMCAST_STATE", self.state_dir())
+            .env("ZOOMCAST_JOBS", self.jobs_dir())
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("ZOOM_ACCOUNT_ID")
+            .env_remove("ZOOM_WEBHOOK_SECRET")
+            .env("ZOOM_CLIENT_ID", &knobs.client_id)
+            .env("ZOOM_CLIENT_SECRET", &knobs.client_secret)
+            .env("ZOOM_ROBOT_JID", &knobs.robot_jid)
+            .env("ZOOM_OAUTH_URL", &url)
+            .env("ZOOM_API_URL", &url)
+            .env("ZOOM_REDIRECT_URI", "http://127.0.0.1:4199/oauth/callback")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().unwrap().into()
+    }
+
+    /// Starts `auth login --no-browser --port 0` and returns the child and the authorize URL
+    /// it printed.
+    pub fn start_login(&self, extra_env: &[(&str, &str)]) -> (Child, String) {
+        let mut cmd = self.command(&["auth", "login", "--no-browser", "--port", "0"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("http://"),
+            "the first line of auth login is the URL: {line:?}"
+        );
+        (child, line.trim().to_owned())
+    }
+
+    /// Logs in the way a person does: the browser opens the URL, the emulator approves and
+    /// redirects to the binary's callback listener.
+    pub fn login(&self) -> Run {
+        let (child, url) = self.start_login(&[]);
+        let page = browse(&url);
+        assert!(page.contains("zoomcast is authorized"), "{page}");
+        let run: Run = child.wait_with_output().unwrap().into();
+        run.code(0);
+        run
+    }
+
+    /// Logs in by pasting `what` (given the redirect URL the emulator answered) on stdin.
+    pub fn login_pasting(&self, what: impl Fn(&str) -> String) -> Run {
+        let (mut child, url) = self.start_login(&[]);
+        let location = consent_redirect(&url);
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{}", what(&location)).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap().into()
+    }
+}
+
+/// GETs `url` following redirects, as a browser would, and returns the final page.
+pub fn browse(url: &str) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}
+
+/// GETs the consent URL without following the redirect: the URL the browser would land on.
+pub fn consent_redirect(url: &str) -> String {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = client.get(url).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            302,
+            "the emulator redirects after consent"
+        );
+        response.headers()["location"].to_str().unwrap().to_owned()
+    })
+}
+
+/// A job file sending to `emails`.
+pub fn job_to(emails: &[&str]) -> String {
+    let list: Vec<String> = emails.iter().map(|e| format!("{e:?}")).collect();
+    format!(
+        "description = \"test\"\n\n[recipients]\nemails = [{}]\n\n[message]\nhead = \"Hello\"\nbody = \"Hi {{{{ first_name }}}} <{{{{ email }}}}>\"\n\n[delivery]\nconcurrency = 4\n",
+        list.join(", ")
+    )
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}

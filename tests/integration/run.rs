@@ -1,0 +1,186 @@
+//! `run` and `history` end to end: delivery exactly once, failures reported, exit codes.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::harness::{Env, job_to};
+
+#[test]
+fn a_run_delivers_to_every_known_recipient_exactly_once() {
+    let env = Env::new();
+    let recipients = [
+        "ana@example.com",
+        "BO@example.com",
+        "chen@example.com",
+        "bo@example.com",
+        "dee@example.com",
+    ];
+    env.job("team", &job_to(&recipients));
+    env.login();
+    env.run(&["run", "team"])
+        .code(0)
+        .stdout_has("4 recipients, 4 sent, 0 failed");
+    let messages = env.emu().messages();
+    let mut per_recipient: HashMap<String, usize> = HashMap::new();
+    for m in &messages {
+        *per_recipient.entry(m.to_email.clone()).or_default() += 1;
+        assert_eq!(
+            m.user_jid, "kdynimt4kpd8kkdqt9fq@xmpp.zoom.us",
+            "user_jid comes from the grant"
+        );
+        assert_eq!(
+            m.account_id, "emulated-account-1",
+            "account_id comes from the grant"
+        );
+    }
+    let expected: HashMap<String, usize> = [
+        "ana@example.com",
+        "bo@example.com",
+        "chen@example.com",
+        "dee@example.com",
+    ]
+    .iter()
+    .map(|e| ((*e).to_owned(), 1))
+    .collect();
+    assert_eq!(per_recipient, expected);
+    let ana = messages
+        .iter()
+        .find(|m| m.to_email == "ana@example.com")
+        .unwrap();
+    assert_eq!(ana.content["head"]["text"], "Hello");
+    assert_eq!(ana.content["body"][0]["text"], "Hi Ana <ana@example.com>");
+    let stats = env.emu().stats();
+    assert_eq!(
+        stats.users_called_with_bot_token + stats.chat_called_with_user_token,
+        0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn unknown_emails_are_reported_with_zooms_answer_and_exit_3() {
+    let env = Env::new();
+    env.job(
+        "team",
+        &job_to(&["ana@example.com", "ghost@example.com", "bo@example.com"]),
+    );
+    env.login();
+    let run = env.run(&["run", "team"]);
+    run.code(3)
+        .stdout_has("3 recipients, 2 sent, 1 failed")
+        .stdout_has("ghost@example.com")
+        .stdout_has("(code 1001): User does not exist: ghost@example.com.");
+    assert_eq!(env.emu().messages().len(), 2);
+
+    let json = env.run(&["run", "team", "--json"]);
+    json.code(3);
+    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["counts"]["failed"], 1);
+    assert_eq!(report["failures"][0]["email"], "ghost@example.com");
+    assert_eq!(report["failures"][0]["code"], 1001);
+
+    // history lists both runs, and one run's recipients.
+    let history = env.run(&["history", "team", "--json"]);
+    let runs: Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["status"], "partly_failed");
+    let first = runs[0]["run_id"].to_string();
+    let one = env.run(&["history", "--run", &first, "--json"]);
+    let run: Value = serde_json::from_str(&one.stdout).unwrap();
+    let states: Vec<(&str, &str)> = run["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["email"].as_str().unwrap(), d["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("ana@example.com", "sent"),
+            ("bo@example.com", "sent"),
+            ("ghost@example.com", "failed")
+        ]
+    );
+    env.run(&["history", "--run", &first])
+        .code(0)
+        .stdout_has("ghost@example.com  failed");
+}
+
+#[test]
+fn a_rejected_message_fails_that_recipient_with_zooms_code() {
+    // A robot JID the account does not know: Zoom answers 403 code 7003 to every send.
+    let env = Env::new();
+    env.job("team", &job_to(&["ana@example.com"]));
+    env.login();
+    let mut cmd = env.command(&["run", "team"]);
+    cmd.env("ZOOM_ROBOT_JID", "nobody@xmpp.zoom.us");
+    let run: crate::harness::Run = cmd.output().unwrap().into();
+    run.code(3)
+        .stdout_has("(code 7003): No Chatbot can be found with the given robot_jid value.");
+}
+
+#[test]
+fn injected_server_errors_are_retried_until_delivered() {
+    let env = Env::with_knobs(zoomcast::emulator::Knobs {
+        fail_5xx: 0.3,
+        ..Default::default()
+    });
+    let emails: Vec<String> = (0..40)
+        .map(|i| format!("user{i}@bulk.example.com"))
+        .collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    env.job(
+        "bulk",
+        &job_to(&refs).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 12"),
+    );
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        fail_5xx: 0.0,
+        ..env.emu().knobs()
+    });
+    env.login();
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        fail_5xx: 0.3,
+        ..env.emu().knobs()
+    });
+    env.run(&["run", "bulk"])
+        .code(0)
+        .stdout_has("40 recipients, 40 sent");
+    assert_eq!(env.emu().messages().len(), 40, "each exactly once");
+    assert!(env.emu().stats().injected_faults > 0);
+}
+
+#[test]
+fn a_dry_run_checks_everything_and_sends_nothing() {
+    let env = Env::new();
+    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    env.login();
+    env.run(&["run", "team", "--dry-run"])
+        .code(0)
+        .stdout_has("would send to 2 recipients");
+    assert!(env.emu().messages().is_empty());
+}
+
+#[test]
+fn a_missing_robot_jid_is_a_configuration_error() {
+    let env = Env::new();
+    env.job("team", &job_to(&["ana@example.com"]));
+    env.login();
+    let mut cmd = env.command(&["run", "team"]);
+    cmd.env_remove("ZOOM_ROBOT_JID");
+    let run: crate::harness::Run = cmd.output().unwrap().into();
+    run.code(2)
+        .stderr_has("app `default` has no robot_jid")
+        .stderr_has("set ZOOM_ROBOT_JID");
+}
+
+#[test]
+fn a_job_can_be_given_by_path() {
+    let env = Env::new();
+    env.login();
+    let path = env.dir.path().join("elsewhere.toml");
+    std::fs::write(&path, job_to(&["ana@example.com"])).unwrap();
+    env.run(&["run", path.to_str().unwrap()])
+        .code(0)
+        .stdout_has("job `elsewhere`");
+}

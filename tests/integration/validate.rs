@@ -1,0 +1,87 @@
+//! `validate` and `jobs`: problems named by file, line and column; exit 2; nothing sent.
+
+use serde_json::Value;
+
+use crate::harness::{Env, job_to};
+
+#[test]
+fn a_bad_job_file_is_reported_with_file_line_and_column() {
+    let env = Env::new();
+    env.job("good", &job_to(&["ana@example.com"]));
+    env.job(
+        "bad",
+        &job_to(&["ana@example.com"]).replace("concurrency = 4", "concurrency = 4\nretries = 3"),
+    );
+    let run = env.run(&["validate"]);
+    run.code(2).stdout_has("ok: ").stdout_has("good.toml");
+    assert!(
+        run.stderr.contains("error: unknown field `retries`"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("bad.toml:12:1"), "{}", run.stderr);
+    assert!(run.stderr.contains("12 | retries = 3"), "{}", run.stderr);
+}
+
+#[test]
+fn running_an_invalid_job_exits_2_and_sends_nothing() {
+    let env = Env::new();
+    env.login();
+    env.job(
+        "typo",
+        &job_to(&["ana@example.com"]).replace("first_name", "frist_name"),
+    );
+    env.run(&["run", "typo"])
+        .code(2)
+        .stderr_has("the message uses `frist_name`, which no recipient has");
+    assert!(env.emu().messages().is_empty());
+    env.run(&["run", "missing"])
+        .code(2)
+        .stderr_has("cannot read the job file");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let env = Env::new();
+    assert_eq!(env.run(&["run"]).code, 2);
+    assert_eq!(env.run(&["frobnicate"]).code, 2);
+}
+
+#[test]
+fn jobs_json_lists_next_fire_times_with_offsets() {
+    let env = Env::new();
+    let job = job_to(&["ana@example.com"]);
+    env.job(
+        "standup",
+        &format!("schedule = \"50 8 * * Mon-Fri\"\ntimezone = \"Europe/Berlin\"\n{job}"),
+    );
+    env.job("manual", &job);
+    let run = env.run(&["jobs", "--json", "--next", "3"]);
+    run.code(0);
+    let jobs: Value = serde_json::from_str(&run.stdout).unwrap();
+    let standup = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "standup")
+        .unwrap();
+    assert_eq!(standup["schedule"], "50 8 * * Mon-Fri");
+    assert_eq!(standup["timezone"], "Europe/Berlin");
+    let next = standup["next"].as_array().unwrap();
+    assert_eq!(next.len(), 3);
+    for t in next {
+        let t = chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap()).unwrap();
+        assert_eq!(t.format("%H:%M").to_string(), "08:50");
+        assert!(
+            matches!(t.offset().local_minus_utc(), 3600 | 7200),
+            "Berlin's offset: {t}"
+        );
+    }
+    let manual = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "manual")
+        .unwrap();
+    assert_eq!(manual["next"], Value::Array(vec![]));
+}
