@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod demo;
+mod emulator;
 mod run;
 mod secrets;
 mod validate;

@@ -1,0 +1,403 @@
+//! The emulator behaves like Zoom, not like a mock that accepts anything: these tests talk to
+//! it with zoomcast's own OAuth and Zoom clients and check Zoom's answers and codes.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use zoomcast::auth::login::Pkce;
+use zoomcast::auth::token::{BotToken, ClientSecret, UserToken};
+use zoomcast::auth::{OAuthClient, OAuthError};
+use zoomcast::emulator::{EmulatorHandle, Knobs, RetryAfterStyle};
+use zoomcast::zoom::{Disposition, Endpoints, ZoomClient, ZoomError};
+
+struct Zoom {
+    handle: EmulatorHandle,
+    api: ZoomClient,
+    oauth: OAuthClient,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn zoom(knobs: Knobs) -> Zoom {
+    let handle = EmulatorHandle::start(knobs.clone()).unwrap();
+    let url = url::Url::parse(&handle.url()).unwrap();
+    let zoom = ZoomClient::new(Endpoints {
+        oauth: url.clone(),
+        api: url,
+    })
+    .unwrap();
+    let oauth = OAuthClient::new(
+        "default",
+        &knobs.client_id,
+        ClientSecret::new(knobs.client_secret),
+        zoom.clone(),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    Zoom {
+        handle,
+        api: zoom,
+        oauth,
+        runtime,
+    }
+}
+
+const REDIRECT: &str = "http://127.0.0.1:4199/oauth/callback";
+
+impl Zoom {
+    /// Consent: the code the emulator redirects with.
+    fn code(&self, pkce: &Pkce) -> String {
+        let url = self
+            .oauth
+            .authorize_url(&REDIRECT.parse().unwrap(), "st", &pkce.challenge);
+        let location = crate::harness::consent_redirect(url.as_str());
+        let (code, state) = zoomcast::auth::login::parse_pasted(&location).unwrap();
+        assert_eq!(state.as_deref(), Some("st"), "state is echoed");
+        code
+    }
+
+    fn login(&self) -> (UserToken, String) {
+        let pkce = Pkce::new();
+        let code = self.code(&pkce);
+        let t = self
+            .runtime
+            .block_on(
+                self.oauth
+                    .exchange_code(&code, &REDIRECT.parse().unwrap(), &pkce.verifier),
+            )
+            .unwrap();
+        let refresh = t.refresh_token.unwrap().expose().to_owned();
+        (
+            UserToken::issued(t.access_token, t.expires_in, chrono::Utc::now()),
+            refresh,
+        )
+    }
+
+    fn bot(&self) -> BotToken {
+        let t = self
+            .runtime
+            .block_on(self.oauth.client_credentials())
+            .unwrap();
+        assert!(
+            t.refresh_token.is_none(),
+            "client credentials carry no refresh token"
+        );
+        BotToken::issued(t.access_token, t.expires_in, chrono::Utc::now())
+    }
+}
+
+fn api_code(e: &ZoomError) -> (u16, Option<i64>) {
+    match e {
+        ZoomError::Api { status, code, .. } => (status.as_u16(), *code),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+#[test]
+fn codes_are_single_use_and_bound_to_redirect_uri_and_verifier() {
+    let z = zoom(Knobs::default());
+    let pkce = Pkce::new();
+    let redirect = REDIRECT.parse().unwrap();
+    let code = z.code(&pkce);
+    let wrong_verifier =
+        z.runtime
+            .block_on(z.oauth.exchange_code(&code, &redirect, "not-the-verifier"));
+    assert!(
+        matches!(wrong_verifier, Err(OAuthError::GrantRevoked { .. })),
+        "{wrong_verifier:?}"
+    );
+    // The failed attempt used the code up.
+    let reuse = z
+        .runtime
+        .block_on(z.oauth.exchange_code(&code, &redirect, &pkce.verifier));
+    assert!(
+        matches!(reuse, Err(OAuthError::GrantRevoked { ref reason, .. }) if reason == "Invalid authorization code"),
+        "{reuse:?}"
+    );
+    let code = z.code(&pkce);
+    let other_redirect = "http://127.0.0.1:9/elsewhere".parse().unwrap();
+    let mismatch = z.runtime.block_on(z.oauth.exchange_code(
+        &code,
+        &other_redirect,
+        &pkce.verifier,
+    ));
+    assert!(
+        matches!(mismatch, Err(OAuthError::GrantRevoked { ref reason, .. }) if reason == "Redirect URI mismatch."),
+        "{mismatch:?}"
+    );
+    let bad_client = OAuthClient::new(
+        "default",
+        "zoomcast-emulator",
+        ClientSecret::new("wrong"),
+        z.api.clone(),
+    );
+    let refused = z.runtime.block_on(bad_client.client_credentials());
+    assert!(
+        matches!(refused, Err(OAuthError::InvalidClient { .. })),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn refresh_rotates_and_the_old_refresh_token_is_dead() {
+    let z = zoom(Knobs::default());
+    let (first_access, first_refresh) = z.login();
+    let rotated = z
+        .runtime
+        .block_on(z.oauth.refresh(&zoomcast::auth::token::RefreshToken::new(
+            first_refresh.clone(),
+        )))
+        .unwrap();
+    assert_ne!(
+        rotated.refresh_token.as_ref().unwrap().expose(),
+        first_refresh
+    );
+    let again = z.runtime.block_on(
+        z.oauth
+            .refresh(&zoomcast::auth::token::RefreshToken::new(first_refresh)),
+    );
+    assert!(
+        matches!(again, Err(OAuthError::GrantRevoked { ref reason, .. }) if reason == "Invalid Token!"),
+        "{again:?}"
+    );
+    assert_eq!(z.handle.emulator().stats().dead_refresh_presentations, 1);
+    // The new access token killed the previous one (Zoom's default tolerance).
+    let old = z
+        .runtime
+        .block_on(z.api.get_user(&first_access, "me"))
+        .unwrap_err();
+    assert_eq!(api_code(&old), (401, Some(124)));
+    assert_eq!(old.disposition(), Disposition::RenewToken);
+}
+
+#[test]
+fn each_api_accepts_only_its_own_token() {
+    let z = zoom(Knobs::default());
+    let (user, _) = z.login();
+    let bot = z.bot();
+    let me = z.runtime.block_on(z.api.get_user(&user, "me")).unwrap();
+    assert_eq!(me.email, "admin@example.com");
+    // A bot token presented to the Users API, and a user token to the Chatbot API, through
+    // raw requests (zoomcast's types make these calls impossible to write).
+    let client = reqwest::Client::new();
+    let base = z.handle.url();
+    let (status, answer) = z.runtime.block_on(async {
+        let r = client
+            .get(format!("{base}/v2/users/me"))
+            .bearer_auth(bot.access.expose())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    assert_eq!(
+        (status, answer),
+        (
+            401,
+            json!({"code": 124, "message": "Invalid access token."})
+        )
+    );
+    let (status, answer) = z.runtime.block_on(async {
+        let r = client
+            .post(format!("{base}/v2/im/chat/messages"))
+            .bearer_auth(user.access.expose())
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    assert_eq!(
+        (status, answer),
+        (
+            401,
+            json!({"code": 7010, "message": "Invalid authorization token."})
+        )
+    );
+    let counters = z.handle.emulator().stats();
+    assert_eq!(
+        (
+            counters.users_called_with_bot_token,
+            counters.chat_called_with_user_token
+        ),
+        (1, 1)
+    );
+    let unknown = z
+        .runtime
+        .block_on(z.api.get_user(&user, "ghost@example.com"))
+        .unwrap_err();
+    assert_eq!(api_code(&unknown), (404, Some(1001)));
+    assert_eq!(unknown.disposition(), Disposition::Permanent);
+}
+
+fn message(
+    to_jid: &str,
+    me: &zoomcast::zoom::ZoomUser,
+    knobs: &Knobs,
+) -> zoomcast::zoom::ChatMessage {
+    zoomcast::zoom::ChatMessage {
+        robot_jid: knobs.robot_jid.clone(),
+        to_jid: to_jid.to_owned(),
+        account_id: knobs.account_id.clone(),
+        user_jid: me.jid.clone(),
+        content: zoomcast::zoom::chat::Content::text("head".into(), "body".into()),
+        is_markdown_support: false,
+    }
+}
+
+#[test]
+fn sends_are_validated_like_zooms_schema() {
+    let knobs = Knobs::default();
+    let z = zoom(knobs.clone());
+    let (user, _) = z.login();
+    let bot = z.bot();
+    let me = z.runtime.block_on(z.api.get_user(&user, "me")).unwrap();
+    let ana = z
+        .runtime
+        .block_on(z.api.get_user(&user, "ana@example.com"))
+        .unwrap();
+    let sent = z
+        .runtime
+        .block_on(z.api.send_message(&bot, &message(&ana.jid, &me, &knobs)))
+        .unwrap();
+    assert!(!sent.message_id.is_empty());
+    let unknown = z
+        .runtime
+        .block_on(
+            z.api
+                .send_message(&bot, &message("nobody@xmpp.zoom.us", &me, &knobs)),
+        )
+        .unwrap_err();
+    assert_eq!(api_code(&unknown), (403, Some(7004)));
+    let client = reqwest::Client::new();
+    let base = z.handle.url();
+    let status = z.runtime.block_on(async {
+        let r = client
+            .post(format!("{base}/v2/im/chat/messages"))
+            .bearer_auth(bot.access.expose())
+            .json(&json!({"robot_jid": knobs.robot_jid, "to_jid": ana.jid, "content": {"head": {"text": "x"}}}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap()["code"].clone())
+    });
+    assert_eq!(
+        status,
+        (400, json!(7001)),
+        "account_id and user_jid are required"
+    );
+    assert_eq!(z.handle.emulator().messages().len(), 1);
+}
+
+#[test]
+fn the_rate_limit_answers_429_with_each_retry_after_form() {
+    for (style, check) in [
+        (RetryAfterStyle::Seconds, Some("1")),
+        (RetryAfterStyle::HttpDate, Some("GMT")),
+        (RetryAfterStyle::Iso, Some("Z")),
+        (RetryAfterStyle::Absent, None),
+    ] {
+        let knobs = Knobs {
+            send_rate_limit: Some(2),
+            retry_after: style,
+            ..Knobs::default()
+        };
+        let z = zoom(knobs.clone());
+        let (user, _) = z.login();
+        let bot = z.bot();
+        let me = z.runtime.block_on(z.api.get_user(&user, "me")).unwrap();
+        let msg = message(&me.jid, &me, &knobs);
+        let client = reqwest::Client::new();
+        let url = format!("{}/v2/im/chat/messages", z.handle.url());
+        let answers: Vec<(u16, Option<String>)> = z.runtime.block_on(async {
+            let mut answers = Vec::new();
+            for _ in 0..6 {
+                let r = client
+                    .post(&url)
+                    .bearer_auth(bot.access.expose())
+                    .json(&msg)
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                answers.push((r.status().as_u16(), retry));
+            }
+            answers
+        });
+        let limited: Vec<_> = answers.iter().filter(|(s, _)| *s == 429).collect();
+        assert!(
+            !limited.is_empty() && limited.len() <= 4,
+            "{style:?}: {answers:?}"
+        );
+        for (_, retry) in limited {
+            match check {
+                Some(needle) => assert!(
+                    retry.as_deref().is_some_and(|r| r.contains(needle)),
+                    "{style:?}: {retry:?}"
+                ),
+                None => assert!(retry.is_none()),
+            }
+        }
+        // zoomcast reads every form.
+        let e = z.runtime.block_on(async {
+            loop {
+                if let Err(e) = z.api.send_message(&bot, &msg).await {
+                    break e;
+                }
+            }
+        });
+        assert!(matches!(e.disposition(), Disposition::Retry { .. }), "{e}");
+    }
+}
+
+#[test]
+fn concurrent_renewals_cost_one_refresh() {
+    let z = zoom(Knobs::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store = zoomcast::state::Store::open(dir.path()).unwrap();
+    let pkce = Pkce::new();
+    let code = z.code(&pkce);
+    let config = zoomcast::config::Config::load(&dir.path().join("none"), false, |k| match k {
+        "ZOOM_CLIENT_ID" => Some("zoomcast-emulator".into()),
+        "ZOOM_CLIENT_SECRET" => Some("emulator-client-secret".into()),
+        _ => None,
+    })
+    .unwrap();
+    let app = config.app("default").unwrap();
+    let tokens = Arc::new(zoomcast::auth::AppTokens::new(
+        &app,
+        z.oauth.clone(),
+        store.grants().unwrap(),
+    ));
+    z.runtime.block_on(async {
+        zoomcast::auth::login::complete(
+            &z.oauth,
+            &z.api,
+            &store.grants().unwrap(),
+            "default",
+            &code,
+            &REDIRECT.parse().unwrap(),
+            &pkce.verifier,
+        )
+        .await
+        .unwrap();
+        let rejected = tokens.user_token().await.unwrap();
+        let renewals: Vec<_> = (0..20)
+            .map(|_| {
+                let (tokens, rejected) = (tokens.clone(), rejected.clone());
+                tokio::spawn(async move { tokens.renew_user_token(&rejected).await.unwrap() })
+            })
+            .collect();
+        let mut renewed = Vec::new();
+        for r in renewals {
+            renewed.push(r.await.unwrap());
+        }
+        assert!(renewed.iter().all(|t| *t == renewed[0] && *t != rejected));
+        // The rotated grant was stored before the token was handed out.
+        let stored = store.grants().unwrap().get("default").unwrap().unwrap();
+        assert_eq!(stored.access, renewed[0]);
+        assert_eq!(stored.generation, 2);
+    });
+    assert_eq!(z.handle.emulator().stats().refreshes, 1);
+}
