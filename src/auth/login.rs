@@ -136,7 +136,7 @@ async fn callback(
 /// Serves the redirect URI's path on `listener` and reads pasted lines from `pasted`, until a
 /// code with the right `state` (or a bare pasted code) arrives.
 pub async fn wait_for_code(
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     path: &str,
     state: &str,
     mut pasted: mpsc::Receiver<String>,
@@ -149,13 +149,13 @@ pub async fn wait_for_code(
             codes: tx,
         }));
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn({
+    let server = listener.map(|listener| {
         let shutdown = shutdown.clone();
-        async move {
+        tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
-        }
+        })
     });
     let code = loop {
         tokio::select! {
@@ -164,6 +164,9 @@ pub async fn wait_for_code(
                 Some((_, Some(s))) if s != state => {
                     eprintln!("that URL is from another login (its state does not match); paste the newest one");
                 }
+                Some((_, None)) if line.contains("://") => {
+                    eprintln!("that URL carries no state, so it cannot be checked; paste the whole redirected URL, or just the code");
+                }
                 Some((code, _)) => break Ok(code),
                 None if line.trim().is_empty() => {}
                 None => eprintln!("that is neither the redirected URL nor a code; paste the whole URL from the browser's address bar"),
@@ -171,7 +174,9 @@ pub async fn wait_for_code(
         }
     };
     shutdown.cancel();
-    let _ = server.await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     code
 }
 
@@ -195,17 +200,15 @@ pub async fn complete(
         );
     };
     let access = user_token(&response);
-    let me = zoom
-        .get_user(&access, "me")
-        .await
-        .context("looking up the authorizing user (GET /v2/users/me)")?;
     let previous = grants.get(app)?.map_or(0, |g| g.generation);
     let now = Utc::now();
-    let grant = Grant {
-        user_id: me.id,
-        user_email: me.email,
-        user_jid: me.jid,
-        account_id: me.account_id,
+    // Zoom has now revoked any earlier grant of this user: store the new one at once, before
+    // anything else can fail, then fill in who authorized.
+    let mut grant = Grant {
+        user_id: String::new(),
+        user_email: String::new(),
+        user_jid: String::new(),
+        account_id: String::new(),
         scopes: response.scope.clone(),
         refresh_token,
         access,
@@ -213,6 +216,18 @@ pub async fn complete(
         refreshed_at: now,
         generation: previous + 1,
     };
+    grants.put(app, &grant).await?;
+    let me = zoom.get_user(&grant.access, "me").await.with_context(|| {
+        format!(
+            "the grant is stored, but looking up the authorizing user (GET /v2/users/me) failed; \
+             check the app's user:read:user:admin scope and run `zoomcast auth login --app {app}` again"
+        )
+    })?;
+    grant.user_id = me.id;
+    grant.user_email = me.email;
+    grant.user_jid = me.jid;
+    grant.account_id = me.account_id;
+    grant.generation += 1;
     grants.put(app, &grant).await?;
     Ok(grant)
 }

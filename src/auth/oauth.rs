@@ -36,6 +36,18 @@ pub enum OAuthError {
         /// Zoom's `reason`.
         reason: String,
     },
+    /// Zoom refused an authorization code during `auth login`.
+    #[error(
+        "zoom refused the authorization code of app `{app}` ({reason}); a code works once and \
+         for 5 minutes, and the redirect URI must equal the one registered for the app; run \
+         `zoomcast auth login --app {app}` again"
+    )]
+    CodeRejected {
+        /// The app.
+        app: String,
+        /// Zoom's `reason`.
+        reason: String,
+    },
     /// Zoom rejected the client id or secret.
     #[error(
         "zoom rejected the client id or secret of app `{app}` ({reason}); check ZOOM_CLIENT_ID \
@@ -79,6 +91,27 @@ pub struct OAuthClient {
     zoom: ZoomClient,
 }
 
+/// Which grant a token request is for: Zoom's answers mean different things for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl OAuthError {
+    /// True when asking again later may succeed (network, 429, 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Network(_) => true,
+            Self::Rejected { status, .. } => {
+                *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+            }
+            _ => false,
+        }
+    }
+}
+
 impl OAuthClient {
     /// An OAuth client for the app called `app`.
     pub fn new(app: &str, client_id: &str, client_secret: ClientSecret, zoom: ZoomClient) -> Self {
@@ -110,27 +143,37 @@ impl OAuthClient {
         redirect_uri: &Url,
         verifier: &str,
     ) -> Result<TokenResponse, OAuthError> {
-        self.token(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri.as_str()),
-            ("code_verifier", verifier),
-        ])
+        self.token(
+            GrantType::AuthorizationCode,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri.as_str()),
+                ("code_verifier", verifier),
+            ],
+        )
         .await
     }
 
     /// Refreshes a user grant. On success the presented refresh token is dead.
     pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenResponse, OAuthError> {
-        self.token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose()),
-        ])
+        self.token(
+            GrantType::RefreshToken,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.expose()),
+            ],
+        )
         .await
     }
 
     /// Gets a chatbot token (client-credentials grant).
     pub async fn client_credentials(&self) -> Result<TokenResponse, OAuthError> {
-        self.token(&[("grant_type", "client_credentials")]).await
+        self.token(
+            GrantType::ClientCredentials,
+            &[("grant_type", "client_credentials")],
+        )
+        .await
     }
 
     /// Revokes a user grant at Zoom (through its access token).
@@ -149,10 +192,14 @@ impl OAuthClient {
             return Ok(());
         }
         let body = response.bytes().await.unwrap_or_default();
-        Err(self.classify(status, &body))
+        Err(self.classify(GrantType::RefreshToken, status, &body, &[token.expose()]))
     }
 
-    async fn token(&self, form: &[(&str, &str)]) -> Result<TokenResponse, OAuthError> {
+    async fn token(
+        &self,
+        grant: GrantType,
+        form: &[(&str, &str)],
+    ) -> Result<TokenResponse, OAuthError> {
         let response = self
             .zoom
             .http
@@ -168,7 +215,12 @@ impl OAuthClient {
             .await
             .map_err(|e| OAuthError::Network(e.without_url()))?;
         if !status.is_success() {
-            return Err(self.classify(status, &body));
+            let presented: Vec<&str> = form
+                .iter()
+                .filter(|(k, _)| matches!(*k, "code" | "refresh_token" | "code_verifier"))
+                .map(|(_, v)| *v)
+                .collect();
+            return Err(self.classify(grant, status, &body, &presented));
         }
         serde_json::from_slice(&body).map_err(|e| OAuthError::Rejected {
             status,
@@ -178,20 +230,37 @@ impl OAuthClient {
     }
 
     /// Zoom answers a dead refresh token with 400 (401 before 2022) and `invalid_grant`
-    /// (`invalid_request` before 2024); match the class, not the exact text.
-    fn classify(&self, status: StatusCode, body: &[u8]) -> OAuthError {
+    /// (`invalid_request` before 2024); match the class, not the exact text. Zoom has been seen
+    /// to quote the presented code in `reason`, so every presented secret is scrubbed from it.
+    fn classify(
+        &self,
+        grant: GrantType,
+        status: StatusCode,
+        body: &[u8],
+        presented: &[&str],
+    ) -> OAuthError {
         let ErrorBody { error, reason } = serde_json::from_slice(body).unwrap_or_default();
-        let reason = if reason.is_empty() {
+        let mut reason = if reason.is_empty() {
             String::from_utf8_lossy(body).chars().take(200).collect()
         } else {
             reason
         };
+        for secret in presented.iter().filter(|s| s.len() >= 4) {
+            reason = reason.replace(secret, "[redacted]");
+        }
         let app = self.app.clone();
-        match error.as_str() {
-            "invalid_grant" | "invalid_request" if status.is_client_error() => {
+        match (error.as_str(), grant) {
+            ("invalid_grant" | "invalid_request", GrantType::AuthorizationCode)
+                if status.is_client_error() =>
+            {
+                OAuthError::CodeRejected { app, reason }
+            }
+            ("invalid_grant" | "invalid_request", GrantType::RefreshToken)
+                if status.is_client_error() =>
+            {
                 OAuthError::GrantRevoked { app, reason }
             }
-            "invalid_client" => OAuthError::InvalidClient { app, reason },
+            ("invalid_client", _) => OAuthError::InvalidClient { app, reason },
             _ => OAuthError::Rejected {
                 status,
                 error,

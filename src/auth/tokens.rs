@@ -4,17 +4,26 @@
 //! - refreshes are single-flight: the grant sits behind one async mutex, held across the
 //!   refresh, so concurrent callers wait and then use the one new token;
 //! - a rotated refresh token is written to the grant file and sled, and flushed, before the
-//!   new access token is handed out;
+//!   new access token is handed out; the refresh and that write run in their own task, so a
+//!   caller dropped half-way (its run aborted) cannot cancel them in between;
+//! - if that write fails, the rotated grant is kept in memory, marked unsaved, and written
+//!   before anything else uses it: the old refresh token is never presented again;
 //! - a rejected token is renewed only if no newer one exists already (another task may have
 //!   renewed it meanwhile), so one 401 storm costs one refresh.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::Utc;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::oauth::{OAuthClient, OAuthError, TokenResponse};
 use super::token::{BotToken, UserToken};
 use crate::config::AppConfig;
 use crate::state::{Grant, Grants, StateError};
+
+/// Attempts at the client-credentials grant before a transient failure stops the run.
+const BOT_TOKEN_ATTEMPTS: u32 = 4;
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +44,28 @@ pub enum TokenError {
     State(#[from] StateError),
 }
 
+/// The held grant, and whether it is on disk yet.
+struct Held {
+    grant: Grant,
+    saved: bool,
+}
+
+/// What a caller of the user token needs.
+enum Need {
+    /// A token that has not expired.
+    Fresh,
+    /// Any token but this rejected one.
+    Replace(UserToken),
+    /// A rotation now (the keep-alive).
+    Rotate,
+}
+
 /// The tokens of one app.
 pub struct AppTokens {
     app: String,
     oauth: OAuthClient,
     grants: Grants,
-    user: Mutex<Option<Grant>>,
+    user: Arc<Mutex<Option<Held>>>,
     bot: Mutex<Option<BotToken>>,
 }
 
@@ -51,43 +76,71 @@ impl AppTokens {
             app: app.name.clone(),
             oauth,
             grants,
-            user: Mutex::new(None),
+            user: Arc::new(Mutex::new(None)),
             bot: Mutex::new(None),
         }
     }
 
+    /// The app's name.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
     /// The current grant (who authorized, their JID and account).
     pub async fn grant(&self) -> Result<Grant, TokenError> {
-        let mut slot = self.user.lock().await;
-        Ok(self.loaded(&mut slot)?.clone())
+        let mut slot = self.user.clone().lock_owned().await;
+        Ok(self.load(&mut slot)?.grant.clone())
     }
 
     /// A user token that has not expired, refreshing the grant if needed.
     pub async fn user_token(&self) -> Result<UserToken, TokenError> {
-        let mut slot = self.user.lock().await;
-        let grant = self.loaded(&mut slot)?;
-        if grant.access.is_fresh(Utc::now()) {
-            return Ok(grant.access.clone());
-        }
-        self.refresh(&mut slot).await
+        self.user(Need::Fresh).await
     }
 
     /// A replacement for a user token Zoom rejected: the newer one if another task already
     /// renewed it, else a refresh.
     pub async fn renew_user_token(&self, rejected: &UserToken) -> Result<UserToken, TokenError> {
-        let mut slot = self.user.lock().await;
-        let grant = self.loaded(&mut slot)?;
-        if grant.access != *rejected {
-            return Ok(grant.access.clone());
-        }
-        self.refresh(&mut slot).await
+        self.user(Need::Replace(rejected.clone())).await
     }
 
     /// Refreshes the grant now, whatever its access token's age (the keep-alive).
     pub async fn refresh_now(&self) -> Result<UserToken, TokenError> {
-        let mut slot = self.user.lock().await;
-        self.loaded(&mut slot)?;
-        self.refresh(&mut slot).await
+        self.user(Need::Rotate).await
+    }
+
+    fn load<'a>(&self, slot: &'a mut Option<Held>) -> Result<&'a mut Held, TokenError> {
+        if slot.is_none() {
+            *slot = self
+                .grants
+                .get(&self.app)?
+                .map(|grant| Held { grant, saved: true });
+        }
+        slot.as_mut().ok_or_else(|| TokenError::NoGrant {
+            app: self.app.clone(),
+        })
+    }
+
+    async fn user(&self, need: Need) -> Result<UserToken, TokenError> {
+        let mut slot = self.user.clone().lock_owned().await;
+        let held = self.load(&mut slot)?;
+        let current = &held.grant.access;
+        let usable = held.saved
+            && match &need {
+                Need::Fresh => current.is_fresh(Utc::now()),
+                Need::Replace(rejected) => current != rejected,
+                Need::Rotate => false,
+            };
+        if usable {
+            return Ok(current.clone());
+        }
+        let refresher = Refresher {
+            app: self.app.clone(),
+            oauth: self.oauth.clone(),
+            grants: self.grants.clone(),
+        };
+        tokio::spawn(refresher.run(slot))
+            .await
+            .expect("the refresh task does not panic")
     }
 
     /// A chatbot token that has not expired.
@@ -111,21 +164,48 @@ impl AppTokens {
         }
     }
 
-    fn loaded<'a>(&self, slot: &'a mut Option<Grant>) -> Result<&'a Grant, TokenError> {
-        if slot.is_none() {
-            *slot = self.grants.get(&self.app)?;
-        }
-        slot.as_ref().ok_or_else(|| TokenError::NoGrant {
-            app: self.app.clone(),
-        })
+    /// The client-credentials grant is safe to repeat, so transient failures are retried.
+    async fn fetch_bot_token(&self, slot: &mut Option<BotToken>) -> Result<BotToken, TokenError> {
+        let mut attempt = 1;
+        let response = loop {
+            tracing::debug!(app = %self.app, attempt, "requesting a chatbot token");
+            match self.oauth.client_credentials().await {
+                Ok(response) => break response,
+                Err(e) if e.is_transient() && attempt < BOT_TOKEN_ATTEMPTS => {
+                    tracing::warn!(app = %self.app, "asking for a chatbot token failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let token = BotToken::issued(response.access_token, response.expires_in, Utc::now());
+        self.grants.put_bot_token(&self.app, &token)?;
+        *slot = Some(token.clone());
+        Ok(token)
     }
+}
 
-    async fn refresh(&self, slot: &mut Option<Grant>) -> Result<UserToken, TokenError> {
-        let old = slot.as_ref().expect("loaded before refresh");
-        tracing::debug!(app = %self.app, generation = old.generation, "refreshing the user grant");
-        let response = self.oauth.refresh(&old.refresh_token).await?;
-        let now = Utc::now();
-        let grant = Grant {
+/// What the refresh task owns: everything it needs, so it can outlive its caller.
+struct Refresher {
+    app: String,
+    oauth: OAuthClient,
+    grants: Grants,
+}
+
+impl Refresher {
+    async fn run(self, mut slot: OwnedMutexGuard<Option<Held>>) -> Result<UserToken, TokenError> {
+        let held = slot.as_mut().expect("loaded before refreshing");
+        if !held.saved {
+            // Rotated earlier, but the write failed: store it before anything uses it.
+            self.grants.put(&self.app, &held.grant).await?;
+            held.saved = true;
+            return Ok(held.grant.access.clone());
+        }
+        tracing::debug!(app = %self.app, generation = held.grant.generation, "refreshing the user grant");
+        let response = self.oauth.refresh(&held.grant.refresh_token).await?;
+        let old = &held.grant;
+        held.grant = Grant {
             refresh_token: response
                 .refresh_token
                 .clone()
@@ -136,26 +216,17 @@ impl AppTokens {
             } else {
                 response.scope.clone()
             },
-            refreshed_at: now,
+            refreshed_at: Utc::now(),
             generation: old.generation + 1,
             ..old.clone()
         };
-        if let Err(e) = self.grants.put(&self.app, &grant).await {
-            tracing::error!(app = %self.app, "zoom rotated the refresh token but it could not be stored: {e}");
+        held.saved = false;
+        if let Err(e) = self.grants.put(&self.app, &held.grant).await {
+            tracing::error!(app = %self.app, "zoom rotated the refresh token and it could not be stored yet (kept in memory, retried on next use): {e}");
             return Err(e.into());
         }
-        let token = grant.access.clone();
-        *slot = Some(grant);
-        Ok(token)
-    }
-
-    async fn fetch_bot_token(&self, slot: &mut Option<BotToken>) -> Result<BotToken, TokenError> {
-        tracing::debug!(app = %self.app, "requesting a chatbot token");
-        let response = self.oauth.client_credentials().await?;
-        let token = BotToken::issued(response.access_token, response.expires_in, Utc::now());
-        self.grants.put_bot_token(&self.app, &token)?;
-        *slot = Some(token.clone());
-        Ok(token)
+        held.saved = true;
+        Ok(held.grant.access.clone())
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io::BufRead;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use chrono::Utc;
 use clap::Subcommand;
 use serde_json::json;
@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::{Context, Outcome};
+use crate::auth::TokenError;
 use crate::auth::login::{self, Pkce};
 use crate::config::DEFAULT_APP;
 
@@ -96,13 +97,20 @@ async fn login(
         Some(host) => host.trim_matches(['[', ']']).to_owned(),
     };
     let port = redirect.port_or_known_default().unwrap_or(80);
-    let listener = TcpListener::bind((host.as_str(), port))
-        .await
-        .with_context(|| {
-            format!("listening for the redirect on {host}:{port} (pick another with --port)")
-        })?;
-    let bound = listener.local_addr()?.port();
-    let _ = redirect.set_port(Some(bound));
+    let listener = match TcpListener::bind((host.as_str(), port)).await {
+        Ok(listener) => {
+            let bound = listener.local_addr()?.port();
+            let _ = redirect.set_port(Some(bound));
+            Some(listener)
+        }
+        Err(e) => {
+            eprintln!(
+                "cannot listen for the redirect on {host}:{port} ({e}); paste the redirected URL \
+                 here instead (or free the port, or pick another with --port)"
+            );
+            None
+        }
+    };
 
     let pkce = Pkce::new();
     let state = login::new_state();
@@ -223,14 +231,19 @@ async fn logout(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let (_, oauth, tokens) = Context::clients(&app, &store)?;
-    match tokens.user_token().await {
-        Ok(token) => match oauth.revoke(&token.access).await {
-            Ok(()) => eprintln!("revoked the grant of app `{}` at zoom", app.name),
-            Err(e) => eprintln!(
-                "zoom did not confirm the revocation ({e}); deleting the stored grant anyway"
-            ),
-        },
-        Err(e) => eprintln!("the grant is already unusable ({e}); deleting it"),
+    let revoked = match tokens.user_token().await {
+        Ok(token) => oauth.revoke(&token.access).await.map_err(TokenError::from),
+        Err(e) => Err(e),
+    };
+    match revoked {
+        Ok(()) => eprintln!("revoked the grant of app `{}` at zoom", app.name),
+        // Zoom could not be asked: keep the grant, so that logging out can be tried again.
+        Err(TokenError::OAuth(e)) if e.is_transient() => {
+            bail!(
+                "could not reach zoom to revoke the grant ({e}); it is kept, run `zoomcast auth logout` again"
+            )
+        }
+        Err(e) => eprintln!("the grant is already unusable at zoom ({e}); deleting it"),
     }
     grants.delete(&app.name).await?;
     eprintln!("deleted the stored grant of app `{}`", app.name);

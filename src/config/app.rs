@@ -233,17 +233,47 @@ impl Config {
     }
 }
 
+/// The config file holds secrets, so its diagnostics never echo a value: the echoed line keeps
+/// only its key, and any value quoted in the message is replaced.
 fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
     toml::from_str(text).map_err(|e| {
+        let message = redact_values(text, e.message());
         let d = match e.span() {
-            Some(span) => Diagnostic::at(path, text, span, e.message()),
-            None => Diagnostic::whole(Some(path), e.message()),
+            Some(span) => {
+                let mut d = Diagnostic::at(path, text, span, message);
+                if let Some(loc) = &mut d.location
+                    && let Some(eq) = loc.text.find('=')
+                {
+                    loc.text = format!("{}= [value hidden]", &loc.text[..eq]);
+                    loc.width = loc
+                        .width
+                        .min(loc.text.chars().count().saturating_sub(loc.column - 1))
+                        .max(1);
+                }
+                d
+            }
+            None => Diagnostic::whole(Some(path), message),
         };
         Invalid::one(d.help(
             "the keys are client_id, client_secret, account_id, robot_jid, redirect_uri, \
              oauth_url, api_url, webhook_secret_token, and [apps.NAME] tables of the same",
         ))
     })
+}
+
+/// `message` with every value written in `source` (the right side of each `key = value`)
+/// replaced by `[value hidden]`.
+fn redact_values(source: &str, message: &str) -> String {
+    let mut out = message.to_owned();
+    for line in source.lines() {
+        if let Some((_, value)) = line.split_once('=') {
+            let value = value.trim().trim_matches(['"', '\'']);
+            if value.len() >= 3 {
+                out = out.replace(value, "[value hidden]");
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -299,12 +329,24 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_reports_line_and_column() {
-        let err = load("client_id = \"x\"\nclient_secrt = \"y\"\n", &[])
+    fn unknown_key_reports_line_and_column_but_never_the_value() {
+        let err = load("client_id = \"x\"\nclient_secrt = \"hush-hush\"\n", &[])
             .err()
             .unwrap()
             .to_string();
         assert!(err.contains("zoomcast.toml:2:1"), "{err}");
         assert!(err.contains("unknown field `client_secrt`"), "{err}");
+        assert!(err.contains("2 | client_secrt = [value hidden]"), "{err}");
+        assert!(!err.contains("hush-hush"), "{err}");
+        let err = load("client_secret = 12345678\n", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!err.contains("12345678"), "{err}");
+        let err = load("client_secret = \"unterminated-secret\n", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!err.contains("unterminated-secret"), "{err}");
     }
 }

@@ -195,7 +195,8 @@ impl Checker<'_> {
             );
         }
         let (columns, recipients) = self.recipients(&file.recipients);
-        let template = self.template(&file.message, &columns);
+        let inline = !file.recipients.get_ref().emails.is_empty();
+        let template = self.template(&file.message, &columns, inline);
         match (
             self.problems.is_empty(),
             schedule.is_some() || file.schedule.is_none(),
@@ -287,6 +288,7 @@ impl Checker<'_> {
         &mut self,
         message: &MessageFile,
         known: &BTreeSet<String>,
+        inline: bool,
     ) -> Option<MessageTemplate> {
         let span_of = |part: Part| match part {
             Part::Head => message.head.span(),
@@ -294,12 +296,25 @@ impl Checker<'_> {
         };
         match MessageTemplate::compile(message.head.get_ref(), message.body.get_ref()) {
             Ok(template) => {
+                let vars: Vec<&str> = known.iter().map(String::as_str).collect();
                 for (part, name) in template.unknown_variables(known) {
-                    let vars: Vec<&str> = known.iter().map(String::as_str).collect();
                     self.report(
                         span_of(part),
                         format!("the message uses `{name}`, which no recipient has"),
                         format!("available: {}", vars.join(", ")),
+                    );
+                }
+                // CSV columns exist only for the file's recipients, not the inline ones.
+                let builtins = BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+                let csv_only = template.unknown_variables(&builtins);
+                for (part, name) in csv_only
+                    .into_iter()
+                    .filter(|(_, n)| inline && known.contains(n))
+                {
+                    self.report(
+                        span_of(part),
+                        format!("the message uses `{name}`, a column of recipients.file, but the inline emails have no such column"),
+                        "move the inline emails into the file, or use only email, first_name, last_name and display_name",
                     );
                 }
                 Some(template)
@@ -408,6 +423,37 @@ concurrency = 4
             assert!(err.contains(place), "expected {place} in:\n{err}");
             assert!(err.contains(message), "expected {message} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn csv_columns_are_not_available_to_inline_recipients() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("team.csv"),
+            "email,team\nbo@example.com,ops\n",
+        )
+        .unwrap();
+        let job = GOOD
+            .replace("[message]", "file = \"team.csv\"\n\n[message]")
+            .replace("{{ first_name }}", "{{ team }}");
+        let path = dir.path().join("standup.toml");
+        std::fs::write(&path, &job).unwrap();
+        let config = Config::load(&dir.path().join("none.toml"), false, |_| None).unwrap();
+        let err = Job::load(&path, &config).err().unwrap().to_string();
+        assert!(
+            err.contains("`team`, a column of recipients.file, but the inline emails"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            job.replace(
+                "emails = [\"Ana@example.com\", \"bo@example.com\", \"ana@example.com\"]\n",
+                "",
+            ),
+        )
+        .unwrap();
+        let job = Job::load(&path, &config).unwrap();
+        assert_eq!(job.recipients[0].columns["team"], "ops");
     }
 
     #[test]

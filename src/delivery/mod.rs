@@ -58,9 +58,45 @@ pub struct Engine {
     pub deliveries: Deliveries,
 }
 
+/// What stops a whole run (as opposed to failing one recipient).
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    /// No token could be had (no grant, grant revoked, token endpoint down).
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Zoom kept answering 429, 5xx or nothing, for every attempt.
+    #[error(
+        "zoom kept failing after {attempts} attempts (last: {last}); the run stopped, and \
+         running the job again later picks up where it stopped"
+    )]
+    Unreachable {
+        /// Attempts made for the last recipient.
+        attempts: u32,
+        /// Zoom's last answer.
+        last: ZoomError,
+    },
+    /// A token Zoom rejected was renewed, and Zoom rejected the new one too: the app itself
+    /// is set up wrong, and retrying would only burn refresh-token rotations.
+    #[error("zoom rejected a freshly renewed {kind} token of app `{app}` (last: {last}); {help}")]
+    RejectedAfterRenewal {
+        /// `user` or `chatbot`.
+        kind: &'static str,
+        /// The app.
+        app: String,
+        /// Zoom's answer.
+        last: ZoomError,
+        /// What to check.
+        help: &'static str,
+    },
+}
+
 /// Which token a call needs; lets one retry loop serve both APIs.
 trait TokenKind {
     type Token;
+    /// The token's name in messages.
+    const NAME: &'static str;
+    /// What to check when Zoom rejects even a fresh token of this kind.
+    const HELP: &'static str;
     async fn get(tokens: &AppTokens) -> Result<Self::Token, TokenError>;
     async fn renew(tokens: &AppTokens, rejected: &Self::Token) -> Result<Self::Token, TokenError>;
 }
@@ -70,6 +106,10 @@ struct Bot;
 
 impl TokenKind for User {
     type Token = UserToken;
+    const NAME: &'static str = "user";
+    const HELP: &'static str = "the app must be an admin-managed (account-level) app with the \
+        user:read:user:admin scope, authorized by an account admin; fix the app in the Zoom \
+        Marketplace, then run `zoomcast auth login` again";
     async fn get(tokens: &AppTokens) -> Result<UserToken, TokenError> {
         tokens.user_token().await
     }
@@ -80,6 +120,9 @@ impl TokenKind for User {
 
 impl TokenKind for Bot {
     type Token = BotToken;
+    const NAME: &'static str = "chatbot";
+    const HELP: &'static str = "check that the app has the Chatbot feature with the imchat:bot \
+        scope and that it is installed (authorized) in this account";
     async fn get(tokens: &AppTokens) -> Result<BotToken, TokenError> {
         tokens.bot_token().await
     }
@@ -112,6 +155,12 @@ pub async fn sender(
         .into());
     };
     let grant = tokens.grant().await?;
+    if grant.user_jid.is_empty() {
+        anyhow::bail!(
+            "the grant of app `{app}` does not know who authorized it (the login stopped before \
+             GET /v2/users/me answered); run `zoomcast auth login --app {app}` again"
+        );
+    }
     Ok(Sender {
         robot_jid: robot_jid.to_owned(),
         account_id: account_id.map_or(grant.account_id, str::to_owned),
@@ -273,13 +322,13 @@ impl RunCtx<'_> {
     }
 
     /// One API call with its token: a rejected token is renewed once; 429, 5xx and network
-    /// errors are retried with backoff up to `max_attempts`. The outer error is fatal to the
-    /// run (no token to be had); the inner one is this recipient's failure.
+    /// errors are retried with backoff up to `max_attempts`. The outer error stops the run
+    /// (see [`Stop`]); the inner one is this recipient's permanent failure.
     async fn call<K: TokenKind, T>(
         &self,
         attempts: &mut u32,
         op: impl AsyncFn(&K::Token) -> Result<T, ZoomError>,
-    ) -> Result<Result<T, ZoomError>, TokenError> {
+    ) -> Result<Result<T, ZoomError>, Stop> {
         let tokens = &self.engine.tokens;
         let mut token = K::get(tokens).await?;
         let (mut renewed, mut tries) = (false, 0);
@@ -296,12 +345,26 @@ impl RunCtx<'_> {
                     tries -= 1;
                     token = K::renew(tokens, &token).await?;
                 }
+                Disposition::RenewToken => {
+                    return Err(Stop::RejectedAfterRenewal {
+                        kind: K::NAME,
+                        app: tokens.app().to_owned(),
+                        last: error,
+                        help: K::HELP,
+                    });
+                }
                 Disposition::Retry { after } if tries < self.job.delivery.max_attempts.get() => {
                     let wait = backoff::backoff(tries, after, &mut rand::thread_rng());
                     tracing::debug!("retrying in {wait:?} after: {error}");
                     tokio::time::sleep(wait).await;
                 }
-                _ => return Ok(Err(error)),
+                Disposition::Retry { .. } => {
+                    return Err(Stop::Unreachable {
+                        attempts: tries,
+                        last: error,
+                    });
+                }
+                Disposition::Permanent => return Ok(Err(error)),
             }
         }
     }

@@ -72,6 +72,9 @@ pub struct Knobs {
     pub fail_5xx: f64,
     /// Every address at this domain exists (synthetic users for bulk runs).
     pub synthetic_domain: Option<String>,
+    /// Behave as if the app were user-managed: the Users API answers 124 ("invalid token")
+    /// for anyone but `me`, as Zoom does for such apps.
+    pub user_managed: bool,
 }
 
 impl Default for Knobs {
@@ -90,6 +93,7 @@ impl Default for Knobs {
             retry_after: RetryAfterStyle::Seconds,
             fail_5xx: 0.0,
             synthetic_domain: Some("bulk.example.com".into()),
+            user_managed: false,
         }
     }
 }

@@ -62,6 +62,16 @@ pub async fn authorize(State(emu): State<Arc<Emulator>>, RawQuery(query): RawQue
                 .unwrap_or_else(|| "plain".into()),
         )
     });
+    if challenge
+        .as_ref()
+        .is_some_and(|(_, m)| m != "S256" && m != "plain")
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Invalid code_challenge_method: use S256 or plain",
+        )
+            .into_response();
+    }
     let Some(user) = emu.directory().find(&knobs.login_as) else {
         return (StatusCode::BAD_REQUEST, "login_as names no user").into_response();
     };

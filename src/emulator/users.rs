@@ -66,6 +66,10 @@ pub async fn get_user(
             return api_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token.");
         }
     };
+    if knobs.user_managed && id != "me" {
+        inner.stats.rejected_tokens += 1;
+        return api_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token.");
+    }
     let user = if id == "me" {
         inner.grants.get(&grant).map(|g| g.user.clone())
     } else {

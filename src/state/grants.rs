@@ -45,6 +45,7 @@ pub struct Grant {
 }
 
 /// The grants of every app.
+#[derive(Clone)]
 pub struct Grants {
     tree: sled::Tree,
     bots: sled::Tree,
@@ -66,8 +67,15 @@ impl Grants {
 
     /// The current grant of `app`: the newer of the sled copy and the file copy.
     pub fn get(&self, app: &str) -> Result<Option<Grant>, StateError> {
-        let in_db: Option<Grant> = match self.tree.get(app)? {
-            Some(bytes) => Some(decode(&bytes)?),
+        let in_db: Option<Grant> = match self.tree.get(app)?.map(|bytes| decode(&bytes)) {
+            Some(Ok(grant)) => Some(grant),
+            Some(Err(e)) => {
+                tracing::warn!(
+                    app,
+                    "the database copy of the grant is unreadable, using the grant file: {e}"
+                );
+                None
+            }
             None => None,
         };
         let in_file = self.read_file(app)?;
@@ -116,19 +124,24 @@ impl Grants {
         Ok(())
     }
 
-    /// Deletes the grant of `app` (and its cached bot token) everywhere.
+    /// Deletes the grant of `app` (and its cached bot token) everywhere: the file first, and
+    /// durably, so that a failure cannot leave a file that brings the grant back.
     pub async fn delete(&self, app: &str) -> Result<(), StateError> {
+        let io = |source| StateError::Io {
+            dir: self.dir.clone(),
+            source,
+        };
+        match fs::remove_file(self.file(app)) {
+            Ok(()) => File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
         self.tree.remove(app)?;
         self.bots.remove(app)?;
         self.tree.flush_async().await?;
-        match fs::remove_file(self.file(app)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StateError::Io {
-                dir: self.dir.clone(),
-                source,
-            }),
-        }
+        Ok(())
     }
 
     /// The cached chatbot token of `app`, if any.

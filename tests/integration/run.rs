@@ -184,3 +184,48 @@ fn a_job_can_be_given_by_path() {
         .code(0)
         .stdout_has("job `elsewhere`");
 }
+
+#[test]
+fn zoom_failing_every_attempt_stops_the_run_with_exit_1() {
+    let env = Env::new();
+    env.job(
+        "team",
+        &job_to(&["ana@example.com", "bo@example.com"])
+            .replace("concurrency = 4", "concurrency = 1\nmax_attempts = 2"),
+    );
+    env.login();
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        fail_5xx: 1.0,
+        ..env.emu().knobs()
+    });
+    env.run(&["run", "team"])
+        .code(1)
+        .stderr_has("zoom kept failing after 2 attempts (last: zoom answered 503 Service Unavailable (code 503)");
+    env.run(&["history", "team"]).code(0).stdout_has("aborted");
+}
+
+#[test]
+fn a_user_managed_app_is_explained_not_retried_into_the_ground() {
+    let env = Env::new();
+    env.job(
+        "team",
+        &job_to(&["ana@example.com", "bo@example.com", "chen@example.com"]),
+    );
+    env.login();
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        user_managed: true,
+        ..env.emu().knobs()
+    });
+    env.run(&["run", "team"])
+        .code(1)
+        .stderr_has("zoom rejected a freshly renewed user token of app `default`")
+        .stderr_has(
+            "must be an admin-managed (account-level) app with the user:read:user:admin scope",
+        );
+    let stats = env.emu().stats();
+    assert_eq!(
+        stats.refreshes, 1,
+        "one renewal, not one per recipient: {stats:?}"
+    );
+    assert!(env.emu().messages().is_empty());
+}
