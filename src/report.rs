@@ -35,7 +35,7 @@ pub fn run_json(record: &RunRecord) -> Value {
 
 fn status_name(status: &RunStatus) -> &'static str {
     match status {
-        RunStatus::Running => "running",
+        RunStatus::Running => "interrupted",
         RunStatus::Succeeded => "succeeded",
         RunStatus::PartlyFailed => "partly_failed",
         RunStatus::Aborted(_) => "aborted",

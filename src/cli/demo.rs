@@ -8,7 +8,7 @@ use reqwest::header::LOCATION;
 use super::{Context, Outcome};
 use crate::auth::login::{self, Pkce};
 use crate::config::{Config, DEFAULT_APP, Job};
-use crate::delivery::{Engine, sender};
+use crate::delivery::{Engine, RunOptions, sender};
 use crate::emulator::{EmulatorHandle, Knobs};
 use crate::report;
 use crate::state::Store;
@@ -86,13 +86,8 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
         job.recipients.len()
     );
     let from = sender(&tokens, app.robot_jid.as_deref(), None, &app.name).await?;
-    let engine = Engine {
-        zoom,
-        tokens,
-        runs: store.runs()?,
-        deliveries: store.deliveries()?,
-    };
-    let run = engine.run(&job, &from).await?;
+    let engine = Engine::new(&store, zoom, tokens, std::sync::Arc::default())?;
+    let run = engine.run(&job, &from, RunOptions::default()).await?;
     print!("{}", report::run_report_text(&run));
     println!("messages the emulator delivered:");
     for m in emulator.emulator().messages() {

@@ -2,7 +2,9 @@
 
 use super::{Context, Outcome};
 use crate::config::Job;
-use crate::delivery::{Engine, sender};
+use std::sync::Arc;
+
+use crate::delivery::{Engine, RunOptions, sender};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -15,6 +17,9 @@ pub(super) struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Look every recipient up again instead of using the cached JIDs.
+    #[arg(long)]
+    refresh_cache: bool,
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
@@ -39,13 +44,11 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         );
         return Ok(Outcome::Done);
     }
-    let engine = Engine {
-        zoom,
-        tokens,
-        runs: store.runs()?,
-        deliveries: store.deliveries()?,
+    let engine = Engine::new(&store, zoom, tokens, Arc::default())?;
+    let options = RunOptions {
+        refresh_cache: args.refresh_cache,
     };
-    let report = engine.run(&job, &from).await?;
+    let report = engine.run(&job, &from, options).await?;
     if args.json {
         println!(
             "{}",

@@ -71,6 +71,10 @@ pub struct DeliverySettings {
     pub max_attempts: NonZeroU32,
     /// After a crash, what to do with sends whose outcome is unknown.
     pub on_uncertain: OnUncertain,
+    /// How long a resolved JID is reused before it is looked up again.
+    pub jid_cache_hours: u32,
+    /// How long an unknown email (Zoom's 1001) is remembered.
+    pub jid_miss_minutes: u32,
 }
 
 impl Default for DeliverySettings {
@@ -80,6 +84,8 @@ impl Default for DeliverySettings {
             rate_per_second: None,
             max_attempts: NonZeroU32::new(5).expect("5 is not zero"),
             on_uncertain: OnUncertain::Resend,
+            jid_cache_hours: 24 * 7,
+            jid_miss_minutes: 60,
         }
     }
 }

@@ -1,29 +1,45 @@
-//! The delivery engine: one run of a job. Every recipient is resolved (email to JID with the
-//! user token), rendered, and sent (with the bot token), with bounded concurrency; each
-//! outcome is recorded in the `deliveries` tree under the run's id.
+//! The delivery engine: one run of a job, as a two-stage stream.
 //!
-//! A failed recipient is data, not an error: it ends as `Failed` with Zoom's code and message
-//! and the run goes on. Only what stops every recipient (the grant revoked, the state store
-//! failing) ends the run early, as an error, with the run recorded as aborted.
+//! ```text
+//! recipients ─▶ prepare (≤ concurrency in flight) ─▶ channel ─▶ send (≤ concurrency in flight)
+//!               journal check, JID cache or Users API,           group-commit `sending`, Chatbot
+//!               render the template                              API, record the outcome
+//! ```
+//!
+//! Resolution overlaps sending, memory does not grow with the recipient count, and every
+//! recipient ends `sent`, `failed` (with Zoom's code and message) or `uncertain`. A failed
+//! recipient is data, not an error. Only what stops every recipient ([`Stop`]) ends the run
+//! early; the run then stays unfinished, and the next run of the job resumes it: delivered
+//! recipients are skipped, and sends whose outcome a crash hid follow `on_uncertain`.
 
-pub mod backoff;
-pub mod pacer;
+mod backoff;
+mod call;
+pub mod journal;
+pub mod limiter;
+mod pacer;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
-use chrono::Utc;
-use futures::{StreamExt, stream};
+use chrono::{TimeDelta, Utc};
+use futures::{StreamExt, TryStreamExt, stream};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 
-use crate::auth::token::{BotToken, UserToken};
-use crate::auth::{AppTokens, TokenError};
+use crate::auth::AppTokens;
 use crate::config::recipients::Recipient;
-use crate::config::{Diagnostic, Invalid, Job};
-use crate::state::runs::Counts;
-use crate::state::{Deliveries, Delivery, DeliveryState, RunRecord, RunStatus, Runs};
+use crate::config::{Diagnostic, Invalid, Job, OnUncertain};
+use crate::state::{
+    CacheTtl, CachedLookup, Deliveries, Delivery, DeliveryState, Jids, RunId, RunRecord, RunStatus,
+    Runs,
+};
 use crate::zoom::chat::Content;
-use crate::zoom::{ChatMessage, Disposition, ZoomClient, ZoomError};
+use crate::zoom::{ChatMessage, ZoomClient, ZoomUser};
+pub use call::Stop;
+use call::{Bot, User, call};
+use journal::Journal;
+use limiter::{Endpoint, Limiter, Limiters};
 use pacer::Pacer;
 
 /// Who a message is from: the bot, in an account, on behalf of the authorizing user.
@@ -37,7 +53,7 @@ pub struct Sender {
     pub user_jid: String,
 }
 
-/// A finished (or aborted) run: its record and its failed recipients.
+/// A finished run: its record and its failed or uncertain recipients.
 #[derive(Debug)]
 pub struct RunReport {
     /// The run.
@@ -46,7 +62,14 @@ pub struct RunReport {
     pub failures: Vec<Delivery>,
 }
 
-/// What one run needs.
+/// How a run treats the JID cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Look every recipient up again, ignoring (and refreshing) the cache.
+    pub refresh_cache: bool,
+}
+
+/// What runs need; one per process, shared by every run (the limiters are per account).
 pub struct Engine {
     /// The Zoom client.
     pub zoom: ZoomClient,
@@ -56,79 +79,10 @@ pub struct Engine {
     pub runs: Runs,
     /// The `deliveries` tree.
     pub deliveries: Deliveries,
-}
-
-/// What stops a whole run (as opposed to failing one recipient).
-#[derive(Debug, thiserror::Error)]
-pub enum Stop {
-    /// No token could be had (no grant, grant revoked, token endpoint down).
-    #[error(transparent)]
-    Token(#[from] TokenError),
-    /// Zoom kept answering 429, 5xx or nothing, for every attempt.
-    #[error(
-        "zoom kept failing after {attempts} attempts (last: {last}); the run stopped, and \
-         running the job again later picks up where it stopped"
-    )]
-    Unreachable {
-        /// Attempts made for the last recipient.
-        attempts: u32,
-        /// Zoom's last answer.
-        last: ZoomError,
-    },
-    /// A token Zoom rejected was renewed, and Zoom rejected the new one too: the app itself
-    /// is set up wrong, and retrying would only burn refresh-token rotations.
-    #[error("zoom rejected a freshly renewed {kind} token of app `{app}` (last: {last}); {help}")]
-    RejectedAfterRenewal {
-        /// `user` or `chatbot`.
-        kind: &'static str,
-        /// The app.
-        app: String,
-        /// Zoom's answer.
-        last: ZoomError,
-        /// What to check.
-        help: &'static str,
-    },
-}
-
-/// Which token a call needs; lets one retry loop serve both APIs.
-trait TokenKind {
-    type Token;
-    /// The token's name in messages.
-    const NAME: &'static str;
-    /// What to check when Zoom rejects even a fresh token of this kind.
-    const HELP: &'static str;
-    async fn get(tokens: &AppTokens) -> Result<Self::Token, TokenError>;
-    async fn renew(tokens: &AppTokens, rejected: &Self::Token) -> Result<Self::Token, TokenError>;
-}
-
-struct User;
-struct Bot;
-
-impl TokenKind for User {
-    type Token = UserToken;
-    const NAME: &'static str = "user";
-    const HELP: &'static str = "the app must be an admin-managed (account-level) app with the \
-        user:read:user:admin scope, authorized by an account admin; fix the app in the Zoom \
-        Marketplace, then run `zoomcast auth login` again";
-    async fn get(tokens: &AppTokens) -> Result<UserToken, TokenError> {
-        tokens.user_token().await
-    }
-    async fn renew(tokens: &AppTokens, rejected: &UserToken) -> Result<UserToken, TokenError> {
-        tokens.renew_user_token(rejected).await
-    }
-}
-
-impl TokenKind for Bot {
-    type Token = BotToken;
-    const NAME: &'static str = "chatbot";
-    const HELP: &'static str = "check that the app has the Chatbot feature with the imchat:bot \
-        scope and that it is installed (authorized) in this account";
-    async fn get(tokens: &AppTokens) -> Result<BotToken, TokenError> {
-        tokens.bot_token().await
-    }
-    async fn renew(tokens: &AppTokens, rejected: &BotToken) -> Result<BotToken, TokenError> {
-        tokens.renew_bot_token(rejected).await
-    }
+    /// The `jids` tree.
+    pub jids: Jids,
+    /// The rate limiters of every app and endpoint.
+    pub limiters: Arc<Limiters>,
 }
 
 /// The sender of a job's messages: the configured robot JID, the configured account (or the
@@ -168,210 +122,324 @@ pub async fn sender(
     })
 }
 
+/// A recipient resolved and rendered, ready to send.
+struct Ready {
+    email: String,
+    jid: String,
+    message: ChatMessage,
+    attempts: u32,
+}
+
 impl Engine {
-    /// Runs `job` to the end: every recipient ends sent or failed, or the run aborts.
-    pub async fn run(&self, job: &Job, sender: &Sender) -> anyhow::Result<RunReport> {
-        let mut record = self.runs.start(&job.name, &job.app).await?;
-        let now = Utc::now();
-        for r in &job.recipients {
-            self.deliveries.set(
-                record.id,
-                &delivery(&r.email, DeliveryState::Pending, 0, now),
-            )?;
-        }
-        self.deliveries.flush().await?;
-        record.counts.total = job.recipients.len() as u64;
-        let pacer = job.delivery.rate_per_second.map(Pacer::new);
+    /// An engine over the state store's trees.
+    pub fn new(
+        store: &crate::state::Store,
+        zoom: ZoomClient,
+        tokens: Arc<AppTokens>,
+        limiters: Arc<Limiters>,
+    ) -> Result<Self, crate::state::StateError> {
+        Ok(Self {
+            zoom,
+            tokens,
+            runs: store.runs()?,
+            deliveries: store.deliveries()?,
+            jids: store.jids()?,
+            limiters,
+        })
+    }
+
+    /// Runs `job` to the end, resuming its interrupted run if there is one.
+    pub async fn run(
+        &self,
+        job: &Job,
+        sender: &Sender,
+        options: RunOptions,
+    ) -> anyhow::Result<RunReport> {
+        let mut record = self.begin(job).await?;
+        let (journal, writer) = Journal::start(self.deliveries.clone());
         let ctx = RunCtx {
             engine: self,
             job,
             sender,
-            pacer: pacer.as_ref(),
+            options,
             run: record.id,
+            journal,
+            users: self.limiters.get(&job.app, Endpoint::Users),
+            chat: self.limiters.get(&job.app, Endpoint::Chat),
+            pacer: job.delivery.rate_per_second.map(Pacer::new),
+            seen: Mutex::new(HashSet::new()),
         };
-        let mut outcomes = stream::iter(&job.recipients)
-            .map(|r| ctx.deliver(r))
-            .buffer_unordered(job.delivery.concurrency.get());
-        let mut aborted = None;
-        while let Some(outcome) = outcomes.next().await {
-            match outcome {
-                Ok(state) => count(&mut record.counts, &state),
-                Err(e) => {
-                    aborted = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(outcomes);
+        let outcome = ctx.pipeline().await;
+        drop(ctx);
+        writer.await.expect("the journal writer does not panic");
         self.deliveries.flush().await?;
+        let (counts, failures) = self.deliveries.tally(record.id)?;
+        record.counts = counts;
         record.finished_at = Some(Utc::now());
-        record.status = match &aborted {
-            Some(e) => RunStatus::Aborted(format!("{e:#}")),
-            None if record.counts.failed + record.counts.uncertain > 0 => RunStatus::PartlyFailed,
-            None => RunStatus::Succeeded,
+        record.status = match &outcome {
+            Err(stop) => RunStatus::Aborted(stop.to_string()),
+            Ok(()) if counts.failed + counts.uncertain > 0 => RunStatus::PartlyFailed,
+            Ok(()) => RunStatus::Succeeded,
         };
         self.runs.put(&record).await?;
-        if let Some(e) = aborted {
-            return Err(e.context(format!("run {} of job `{}` stopped", record.id, job.name)));
+        if let Err(stop) = outcome {
+            return Err(anyhow::Error::new(stop)
+                .context(format!("run {} of job `{}` stopped", record.id, job.name)));
         }
-        let failures = self
-            .deliveries
-            .list(record.id)?
-            .into_iter()
-            .filter(|d| {
-                matches!(
-                    d.state,
-                    DeliveryState::Failed { .. } | DeliveryState::Uncertain
-                )
-            })
-            .collect();
         Ok(RunReport { record, failures })
     }
-}
 
-fn delivery(
-    email: &str,
-    state: DeliveryState,
-    attempts: u32,
-    at: chrono::DateTime<Utc>,
-) -> Delivery {
-    Delivery {
-        email: email.to_owned(),
-        state,
-        attempts,
-        updated_at: at,
+    /// The run to work on: the job's unfinished one, or a new one.
+    async fn begin(&self, job: &Job) -> anyhow::Result<RunRecord> {
+        if let Some(mut record) = self.runs.unfinished(&job.name)? {
+            tracing::info!(
+                "resuming run {} of job `{}`, started {} and interrupted before it finished",
+                record.id,
+                job.name,
+                record.started_at.to_rfc3339()
+            );
+            record.status = RunStatus::Running;
+            record.finished_at = None;
+            record.resumes += 1;
+            self.runs.put(&record).await?;
+            return Ok(record);
+        }
+        Ok(self.runs.start(&job.name, &job.app).await?)
     }
 }
 
-fn count(counts: &mut Counts, state: &DeliveryState) {
-    match state {
-        DeliveryState::Sent { .. } => counts.sent += 1,
-        DeliveryState::Failed { .. } => counts.failed += 1,
-        DeliveryState::Uncertain => counts.uncertain += 1,
-        DeliveryState::Pending | DeliveryState::Sending => {}
-    }
-}
-
-fn failed(e: &ZoomError) -> DeliveryState {
-    DeliveryState::Failed {
-        code: e.code(),
-        message: e.to_string(),
-    }
-}
-
+/// Everything one run shares between its stages.
 struct RunCtx<'a> {
     engine: &'a Engine,
     job: &'a Job,
     sender: &'a Sender,
-    pacer: Option<&'a Pacer>,
-    run: crate::state::RunId,
+    options: RunOptions,
+    run: RunId,
+    journal: Journal,
+    users: Arc<Limiter>,
+    chat: Arc<Limiter>,
+    pacer: Option<Pacer>,
+    /// SHA-256 prefixes of the emails seen, for de-duplication in constant space per email.
+    seen: Mutex<HashSet<[u8; 16]>>,
 }
 
 impl RunCtx<'_> {
-    /// Resolves, renders and sends one recipient, and records the outcome.
-    async fn deliver(&self, r: &Recipient) -> anyhow::Result<DeliveryState> {
-        let mut attempts = 0;
-        let zoom = &self.engine.zoom;
-        let state = match self
-            .call::<User, _>(&mut attempts, async |t| zoom.get_user(t, &r.email).await)
-            .await?
+    /// Both stages, concurrently; the first [`Stop`] ends both.
+    async fn pipeline(&self) -> Result<(), Stop> {
+        let width = self.job.delivery.concurrency.get();
+        let (ready_tx, ready_rx) = mpsc::channel::<Ready>(2 * width);
+        let prepare = async move {
+            stream::iter(self.job.recipients.iter().filter(|r| self.first_time(r)))
+                .map(|r| self.prepare(r))
+                .buffer_unordered(width)
+                .try_for_each(|ready| {
+                    let tx = ready_tx.clone();
+                    async move {
+                        if let Some(ready) = ready {
+                            let _ = tx.send(ready).await;
+                        }
+                        Ok(())
+                    }
+                })
+                .await
+        };
+        let send = tokio_stream_from(ready_rx)
+            .map(|ready| self.send(ready))
+            .buffer_unordered(width)
+            .try_for_each(|()| async { Ok(()) });
+        tokio::try_join!(prepare, send).map(|_| ())
+    }
+
+    fn first_time(&self, r: &Recipient) -> bool {
+        let digest = Sha256::digest(r.email.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        self.seen.lock().expect("seen lock").insert(key)
+    }
+
+    fn record(
+        &self,
+        email: &str,
+        state: DeliveryState,
+        jid: Option<String>,
+        attempts: u32,
+    ) -> Result<(), Stop> {
+        let delivery = Delivery {
+            email: email.to_owned(),
+            state,
+            jid,
+            attempts,
+            updated_at: Utc::now(),
+        };
+        Ok(self.journal.record(self.run, &delivery)?)
+    }
+
+    /// Stage one: skip what the journal says is done, resolve, render.
+    async fn prepare(&self, r: &Recipient) -> Result<Option<Ready>, Stop> {
+        let previous = self
+            .engine
+            .deliveries
+            .get(self.run, &r.email)
+            .map_err(journal::JournalError::from)?;
+        let mut attempts = previous.as_ref().map_or(0, |d| d.attempts);
+        match previous.as_ref().map(|d| &d.state) {
+            Some(
+                DeliveryState::Sent { .. }
+                | DeliveryState::Failed { .. }
+                | DeliveryState::Uncertain,
+            ) => return Ok(None),
+            Some(DeliveryState::Sending) if self.job.delivery.on_uncertain == OnUncertain::Skip => {
+                let jid = previous.and_then(|d| d.jid);
+                self.record(&r.email, DeliveryState::Uncertain, jid, attempts)?;
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let user = match self.resolve(&r.email, &mut attempts).await? {
+            Ok(user) => user,
+            Err(failed) => {
+                self.record(&r.email, failed, None, attempts)?;
+                return Ok(None);
+            }
+        };
+        let (head, body) = match self.job.template.render(&variables(r, &user)) {
+            Ok(rendered) => rendered,
+            Err(message) => {
+                self.record(
+                    &r.email,
+                    DeliveryState::Failed {
+                        code: None,
+                        message,
+                    },
+                    Some(user.jid),
+                    attempts,
+                )?;
+                return Ok(None);
+            }
+        };
+        let message = ChatMessage {
+            robot_jid: self.sender.robot_jid.clone(),
+            to_jid: user.jid.clone(),
+            account_id: self.sender.account_id.clone(),
+            user_jid: self.sender.user_jid.clone(),
+            content: Content::text(head, body),
+            is_markdown_support: self.job.markdown,
+        };
+        Ok(Some(Ready {
+            email: r.email.clone(),
+            jid: user.jid,
+            message,
+            attempts,
+        }))
+    }
+
+    /// The JID cache, else the Users API (whose answer is cached, misses too).
+    async fn resolve(
+        &self,
+        email: &str,
+        attempts: &mut u32,
+    ) -> Result<Result<ZoomUser, DeliveryState>, Stop> {
+        let jids = &self.engine.jids;
+        let ttl = CacheTtl {
+            hit: TimeDelta::hours(i64::from(self.job.delivery.jid_cache_hours)),
+            miss: TimeDelta::minutes(i64::from(self.job.delivery.jid_miss_minutes)),
+        };
+        if !self.options.refresh_cache
+            && let Some(cached) = jids
+                .get(email, ttl, Utc::now())
+                .map_err(journal::JournalError::from)?
         {
-            Err(e) => failed(&e),
-            Ok(user) => match self.job.template.render(&variables(r, &user)) {
-                Err(message) => DeliveryState::Failed {
+            return Ok(match cached.user {
+                Some(user) => Ok(user),
+                None => Err(DeliveryState::Failed {
+                    code: cached.code,
+                    message: cached.message,
+                }),
+            });
+        }
+        let zoom = &self.engine.zoom;
+        let max = self.job.delivery.max_attempts.get();
+        let answer = call::<User, _>(&self.engine.tokens, &self.users, max, attempts, async |t| {
+            zoom.get_user(t, email).await
+        })
+        .await?;
+        let fetched_at = Utc::now();
+        Ok(match answer {
+            Ok(user) => {
+                let cached = CachedLookup {
+                    user: Some(user.clone()),
                     code: None,
-                    message,
-                },
-                Ok((head, body)) => {
-                    let message = ChatMessage {
-                        robot_jid: self.sender.robot_jid.clone(),
-                        to_jid: user.jid,
-                        account_id: self.sender.account_id.clone(),
-                        user_jid: self.sender.user_jid.clone(),
-                        content: Content::text(head, body),
-                        is_markdown_support: self.job.markdown,
+                    message: String::new(),
+                    fetched_at,
+                };
+                jids.put(email, &cached)
+                    .map_err(journal::JournalError::from)?;
+                Ok(user)
+            }
+            Err(e) => {
+                let failed = DeliveryState::Failed {
+                    code: e.code(),
+                    message: e.to_string(),
+                };
+                if e.code() == Some(crate::zoom::error::USER_DOES_NOT_EXIST) {
+                    let cached = CachedLookup {
+                        user: None,
+                        code: e.code(),
+                        message: e.to_string(),
+                        fetched_at,
                     };
-                    self.record(r, DeliveryState::Sending, attempts)?;
-                    self.engine.deliveries.flush().await?;
-                    if let Some(pacer) = self.pacer {
-                        pacer.wait().await;
-                    }
-                    match self
-                        .call::<Bot, _>(&mut attempts, async |t| {
-                            zoom.send_message(t, &message).await
-                        })
-                        .await?
-                    {
-                        Ok(sent) => DeliveryState::Sent {
-                            message_id: sent.message_id,
-                        },
-                        Err(e) => failed(&e),
-                    }
+                    jids.put(email, &cached)
+                        .map_err(journal::JournalError::from)?;
                 }
+                Err(failed)
+            }
+        })
+    }
+
+    /// Stage two: mark `sending` (group commit), send, record the outcome.
+    async fn send(&self, mut ready: Ready) -> Result<(), Stop> {
+        let sending = Delivery {
+            email: ready.email.clone(),
+            state: DeliveryState::Sending,
+            jid: Some(ready.jid.clone()),
+            attempts: ready.attempts,
+            updated_at: Utc::now(),
+        };
+        self.journal.commit(self.run, sending).await?;
+        if let Some(pacer) = &self.pacer {
+            pacer.wait().await;
+        }
+        let zoom = &self.engine.zoom;
+        let max = self.job.delivery.max_attempts.get();
+        let message = &ready.message;
+        let answer = call::<Bot, _>(
+            &self.engine.tokens,
+            &self.chat,
+            max,
+            &mut ready.attempts,
+            async |t| zoom.send_message(t, message).await,
+        )
+        .await?;
+        let state = match answer {
+            Ok(sent) => DeliveryState::Sent {
+                message_id: sent.message_id,
+            },
+            Err(e) => DeliveryState::Failed {
+                code: e.code(),
+                message: e.to_string(),
             },
         };
-        self.record(r, state.clone(), attempts)?;
-        Ok(state)
-    }
-
-    fn record(&self, r: &Recipient, state: DeliveryState, attempts: u32) -> anyhow::Result<()> {
-        self.engine
-            .deliveries
-            .set(self.run, &delivery(&r.email, state, attempts, Utc::now()))
-            .context("recording a delivery")
-    }
-
-    /// One API call with its token: a rejected token is renewed once; 429, 5xx and network
-    /// errors are retried with backoff up to `max_attempts`. The outer error stops the run
-    /// (see [`Stop`]); the inner one is this recipient's permanent failure.
-    async fn call<K: TokenKind, T>(
-        &self,
-        attempts: &mut u32,
-        op: impl AsyncFn(&K::Token) -> Result<T, ZoomError>,
-    ) -> Result<Result<T, ZoomError>, Stop> {
-        let tokens = &self.engine.tokens;
-        let mut token = K::get(tokens).await?;
-        let (mut renewed, mut tries) = (false, 0);
-        loop {
-            *attempts += 1;
-            tries += 1;
-            let error = match op(&token).await {
-                Ok(value) => return Ok(Ok(value)),
-                Err(e) => e,
-            };
-            match error.disposition() {
-                Disposition::RenewToken if !renewed => {
-                    renewed = true;
-                    tries -= 1;
-                    token = K::renew(tokens, &token).await?;
-                }
-                Disposition::RenewToken => {
-                    return Err(Stop::RejectedAfterRenewal {
-                        kind: K::NAME,
-                        app: tokens.app().to_owned(),
-                        last: error,
-                        help: K::HELP,
-                    });
-                }
-                Disposition::Retry { after } if tries < self.job.delivery.max_attempts.get() => {
-                    let wait = backoff::backoff(tries, after, &mut rand::thread_rng());
-                    tracing::debug!("retrying in {wait:?} after: {error}");
-                    tokio::time::sleep(wait).await;
-                }
-                Disposition::Retry { .. } => {
-                    return Err(Stop::Unreachable {
-                        attempts: tries,
-                        last: error,
-                    });
-                }
-                Disposition::Permanent => return Ok(Err(error)),
-            }
-        }
+        self.record(&ready.email, state, Some(ready.jid), ready.attempts)
     }
 }
 
+/// A receiver as a stream.
+fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
 /// The template variables of one recipient: CSV columns, then Zoom's fields.
-fn variables(r: &Recipient, user: &crate::zoom::ZoomUser) -> BTreeMap<String, String> {
+fn variables(r: &Recipient, user: &ZoomUser) -> BTreeMap<String, String> {
     let mut vars = r.columns.clone();
     vars.insert("email".into(), r.email.clone());
     vars.insert("first_name".into(), user.first_name.clone());

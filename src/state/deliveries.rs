@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode};
+use super::runs::Counts;
 use super::{RunId, StateError};
 
 /// Where one recipient stands in a run.
@@ -54,6 +55,9 @@ pub struct Delivery {
     /// Where it stands.
     #[serde(flatten)]
     pub state: DeliveryState,
+    /// The recipient's JID, once resolved (a resumed run sends without looking it up again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jid: Option<String>,
     /// Requests made for this recipient (lookups and sends, retries included).
     pub attempts: u32,
     /// When the state last changed.
@@ -61,6 +65,7 @@ pub struct Delivery {
 }
 
 /// The `deliveries` tree.
+#[derive(Clone)]
 pub struct Deliveries {
     tree: sled::Tree,
 }
@@ -89,6 +94,37 @@ impl Deliveries {
     pub async fn flush(&self) -> Result<(), StateError> {
         self.tree.flush_async().await?;
         Ok(())
+    }
+
+    /// Where one recipient of a run stands, if it was recorded.
+    pub fn get(&self, run: RunId, email: &str) -> Result<Option<Delivery>, StateError> {
+        match self.tree.get(key(run, email))? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A run's counts, and its recipients that failed or are uncertain, in one scan.
+    pub fn tally(&self, run: RunId) -> Result<(Counts, Vec<Delivery>), StateError> {
+        let mut counts = Counts::default();
+        let mut failures = Vec::new();
+        for bytes in self.tree.scan_prefix(run.key()).values() {
+            let d: Delivery = decode(&bytes?)?;
+            counts.total += 1;
+            match d.state {
+                DeliveryState::Sent { .. } => counts.sent += 1,
+                DeliveryState::Failed { .. } => counts.failed += 1,
+                DeliveryState::Uncertain => counts.uncertain += 1,
+                DeliveryState::Pending | DeliveryState::Sending => {}
+            }
+            if matches!(
+                d.state,
+                DeliveryState::Failed { .. } | DeliveryState::Uncertain
+            ) {
+                failures.push(d);
+            }
+        }
+        Ok((counts, failures))
     }
 
     /// Every recipient of a run, in email order.

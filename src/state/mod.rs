@@ -3,7 +3,7 @@
 //! ```text
 //! state/
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
-//!   db/               the sled database: trees grants, bot_tokens, runs, deliveries
+//!   db/               the sled database: trees grants, bot_tokens, jids, runs, deliveries
 //!   grants/NAME.json  the current grant of app NAME, replaced atomically on every rotation
 //! ```
 //!
@@ -14,6 +14,7 @@
 pub mod codec;
 pub mod deliveries;
 pub mod grants;
+pub mod jids;
 pub mod lock;
 pub mod runs;
 
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use deliveries::{Deliveries, Delivery, DeliveryState};
 pub use grants::{Grant, Grants};
+pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
 pub use runs::{RunId, RunRecord, RunStatus, Runs};
 
@@ -121,6 +123,11 @@ impl Store {
     /// The `runs` tree.
     pub fn runs(&self) -> Result<Runs, StateError> {
         Runs::open(&self.db)
+    }
+
+    /// The `jids` tree (the email-to-JID cache).
+    pub fn jids(&self) -> Result<Jids, StateError> {
+        Jids::open(&self.db)
     }
 
     /// The `deliveries` tree.

@@ -38,7 +38,8 @@ impl FromStr for RunId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status", content = "reason")]
 pub enum RunStatus {
-    /// Started and not finished (or interrupted, if no process is running it).
+    /// Started and not finished. Only one process uses a state directory, so whoever reads a
+    /// `Running` record from another process sees a run that was interrupted.
     Running,
     /// Every recipient was delivered.
     Succeeded,
@@ -51,7 +52,7 @@ pub enum RunStatus {
 impl fmt::Display for RunStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Running => f.write_str("running"),
+            Self::Running => f.write_str("interrupted"),
             Self::Succeeded => f.write_str("succeeded"),
             Self::PartlyFailed => f.write_str("partly failed"),
             Self::Aborted(_) => f.write_str("aborted"),
@@ -90,6 +91,9 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// Outcome counts.
     pub counts: Counts,
+    /// How often an interrupted run was picked up again.
+    #[serde(default)]
+    pub resumes: u32,
 }
 
 /// The `runs` tree.
@@ -116,6 +120,7 @@ impl Runs {
             finished_at: None,
             status: RunStatus::Running,
             counts: Counts::default(),
+            resumes: 0,
         };
         self.put(&record).await?;
         Ok(record)
@@ -134,6 +139,16 @@ impl Runs {
             Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// The newest run of `job` that did not finish (interrupted or aborted): the one the next
+    /// run of the job resumes.
+    pub fn unfinished(&self, job: &str) -> Result<Option<RunRecord>, StateError> {
+        Ok(self
+            .list(Some(job))?
+            .into_iter()
+            .rev()
+            .find(|r| matches!(r.status, RunStatus::Running | RunStatus::Aborted(_))))
     }
 
     /// Every run, oldest first, optionally of one job only.

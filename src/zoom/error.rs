@@ -15,6 +15,8 @@ use super::retry_after::parse_retry_after;
 
 /// Zoom's code for an invalid, expired or superseded access token (Users API and others).
 pub const INVALID_ACCESS_TOKEN: i64 = 124;
+/// Zoom's Users API code for an unknown user.
+pub const USER_DOES_NOT_EXIST: i64 = 1001;
 /// Zoom's Chatbot API code for a missing or wrong-kind authorization token.
 pub const INVALID_AUTHORIZATION_TOKEN: i64 = 7010;
 
@@ -96,6 +98,11 @@ impl ZoomError {
             Self::Api { code, .. } => *code,
             _ => None,
         }
+    }
+
+    /// True for a 429: Zoom's rate limit, which the shared limiter must hear about.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, Self::Api { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS)
     }
 
     /// Classifies the error; see [`Disposition`].

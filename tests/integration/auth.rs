@@ -73,7 +73,8 @@ fn a_pasted_url_from_another_login_is_refused_and_the_next_one_accepted() {
 #[test]
 fn every_later_process_refreshes_with_the_rotated_token() {
     // Two-second access tokens: each process finds the previous one's token expired and
-    // must refresh with the refresh token the previous process rotated and stored.
+    // must refresh with the refresh token the previous process rotated and stored
+    // (`--refresh-cache` makes every run look its recipients up with the user token).
     let env = Env::with_knobs(zoomcast::emulator::Knobs {
         access_ttl_secs: 2,
         ..Default::default()
@@ -82,7 +83,7 @@ fn every_later_process_refreshes_with_the_rotated_token() {
     env.login();
     for _ in 0..3 {
         std::thread::sleep(std::time::Duration::from_millis(2100));
-        env.run(&["run", "ping"]).code(0);
+        env.run(&["run", "ping", "--refresh-cache"]).code(0);
     }
     let stats = env.emu().stats();
     assert!(stats.refreshes >= 3, "{stats:?}");

@@ -1,0 +1,144 @@
+//! One Zoom API call with its token, as the engine makes it: paced by the endpoint's shared
+//! limiter; a rejected token renewed once; 429, 5xx and network errors retried with jittered
+//! backoff up to `max_attempts`. What cannot be retried away stops the run ([`Stop`]); what is
+//! this recipient's own problem is returned as its failure.
+
+use crate::auth::token::{BotToken, UserToken};
+use crate::auth::{AppTokens, TokenError};
+use crate::zoom::{Disposition, ZoomError};
+
+use super::backoff::backoff;
+use super::journal::JournalError;
+use super::limiter::Limiter;
+
+/// What stops a whole run (as opposed to failing one recipient).
+#[derive(Debug, thiserror::Error)]
+pub enum Stop {
+    /// No token could be had (no grant, grant revoked, token endpoint down).
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// Zoom kept answering 429, 5xx or nothing, for every attempt.
+    #[error(
+        "zoom kept failing after {attempts} attempts (last: {last}); the run stopped, and \
+         running the job again picks up where it stopped"
+    )]
+    Unreachable {
+        /// Attempts made for the last recipient.
+        attempts: u32,
+        /// Zoom's last answer.
+        last: ZoomError,
+    },
+    /// A token Zoom rejected was renewed, and Zoom rejected the new one too: the app itself
+    /// is set up wrong, and retrying would only burn refresh-token rotations.
+    #[error("zoom rejected a freshly renewed {kind} token of app `{app}` (last: {last}); {help}")]
+    RejectedAfterRenewal {
+        /// `user` or `chatbot`.
+        kind: &'static str,
+        /// The app.
+        app: String,
+        /// Zoom's answer.
+        last: ZoomError,
+        /// What to check.
+        help: &'static str,
+    },
+    /// The journal could not be written: continuing could lose track of recipients.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Which token a call needs; lets one retry loop serve both APIs.
+pub(super) trait TokenKind {
+    type Token;
+    /// The token's name in messages.
+    const NAME: &'static str;
+    /// What to check when Zoom rejects even a fresh token of this kind.
+    const HELP: &'static str;
+    async fn get(tokens: &AppTokens) -> Result<Self::Token, TokenError>;
+    async fn renew(tokens: &AppTokens, rejected: &Self::Token) -> Result<Self::Token, TokenError>;
+}
+
+/// The Users API's token.
+pub(super) struct User;
+/// The Chatbot API's token.
+pub(super) struct Bot;
+
+impl TokenKind for User {
+    type Token = UserToken;
+    const NAME: &'static str = "user";
+    const HELP: &'static str = "the app must be an admin-managed (account-level) app with the \
+        user:read:user:admin scope, authorized by an account admin; fix the app in the Zoom \
+        Marketplace, then run `zoomcast auth login` again";
+    async fn get(tokens: &AppTokens) -> Result<UserToken, TokenError> {
+        tokens.user_token().await
+    }
+    async fn renew(tokens: &AppTokens, rejected: &UserToken) -> Result<UserToken, TokenError> {
+        tokens.renew_user_token(rejected).await
+    }
+}
+
+impl TokenKind for Bot {
+    type Token = BotToken;
+    const NAME: &'static str = "chatbot";
+    const HELP: &'static str = "check that the app has the Chatbot feature with the imchat:bot \
+        scope and that it is installed (authorized) in this account";
+    async fn get(tokens: &AppTokens) -> Result<BotToken, TokenError> {
+        tokens.bot_token().await
+    }
+    async fn renew(tokens: &AppTokens, rejected: &BotToken) -> Result<BotToken, TokenError> {
+        tokens.renew_bot_token(rejected).await
+    }
+}
+
+/// Makes one call; `attempts` counts every request made.
+pub(super) async fn call<K: TokenKind, T>(
+    tokens: &AppTokens,
+    limiter: &Limiter,
+    max_attempts: u32,
+    attempts: &mut u32,
+    op: impl AsyncFn(&K::Token) -> Result<T, ZoomError>,
+) -> Result<Result<T, ZoomError>, Stop> {
+    let mut token = K::get(tokens).await?;
+    let (mut renewed, mut tries) = (false, 0);
+    loop {
+        limiter.acquire().await;
+        *attempts += 1;
+        tries += 1;
+        let error = match op(&token).await {
+            Ok(value) => {
+                limiter.accepted();
+                return Ok(Ok(value));
+            }
+            Err(e) => e,
+        };
+        match error.disposition() {
+            Disposition::RenewToken if !renewed => {
+                renewed = true;
+                tries -= 1;
+                token = K::renew(tokens, &token).await?;
+            }
+            Disposition::RenewToken => {
+                return Err(Stop::RejectedAfterRenewal {
+                    kind: K::NAME,
+                    app: tokens.app().to_owned(),
+                    last: error,
+                    help: K::HELP,
+                });
+            }
+            Disposition::Retry { after } if tries < max_attempts => {
+                if error.is_rate_limited() {
+                    limiter.throttled(after);
+                }
+                let wait = backoff(tries, after, &mut rand::thread_rng());
+                tracing::debug!("retrying in {wait:?} after: {error}");
+                tokio::time::sleep(wait).await;
+            }
+            Disposition::Retry { .. } => {
+                return Err(Stop::Unreachable {
+                    attempts: tries,
+                    last: error,
+                });
+            }
+            Disposition::Permanent => return Ok(Err(error)),
+        }
+    }
+}

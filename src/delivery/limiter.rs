@@ -1,0 +1,220 @@
+//! [`Limiter`]: the adaptive rate limit of one (app, endpoint), shared by every run in the
+//! process, because Zoom limits requests per account, not per job.
+//!
+//! It starts unlimited (Zoom's limit depends on the account's plan). On a 429 it pauses every
+//! caller for the `Retry-After` Zoom gave, and cuts its rate to just under the rate Zoom
+//! accepted over the last second; it then recovers by 5% a second while Zoom keeps accepting.
+//! Several 429s arriving together (the requests that were in flight) cut the rate once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The rate after a cut, as a share of the accepted rate.
+const CUT_TO: f64 = 0.9;
+/// Growth per second without a 429.
+const RECOVERY: f64 = 1.05;
+/// The slowest the limiter ever goes.
+const MIN_RATE: f64 = 0.5;
+
+#[derive(Debug)]
+struct State {
+    /// Requests per second, or `None` while Zoom has not pushed back.
+    rate: Option<f64>,
+    next_slot: Instant,
+    paused_until: Instant,
+    last_cut: Option<Instant>,
+    last_growth: Instant,
+    accepted: VecDeque<Instant>,
+}
+
+/// One endpoint's shared limit.
+#[derive(Debug)]
+pub struct Limiter {
+    state: Mutex<State>,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        let now = Instant::now();
+        Self {
+            state: Mutex::new(State {
+                rate: None,
+                next_slot: now,
+                paused_until: now,
+                last_cut: None,
+                last_growth: now,
+                accepted: VecDeque::new(),
+            }),
+        }
+    }
+}
+
+impl Limiter {
+    /// Waits for this caller's turn.
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut s = self.state.lock().expect("limiter lock");
+            let now = Instant::now();
+            let mut slot = now.max(s.paused_until);
+            if let Some(rate) = s.rate {
+                slot = slot.max(s.next_slot);
+                s.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
+            }
+            slot
+        };
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot).await;
+        }
+    }
+
+    /// Zoom accepted a request.
+    pub fn accepted(&self) {
+        let mut s = self.state.lock().expect("limiter lock");
+        let now = Instant::now();
+        s.accepted.push_back(now);
+        while s
+            .accepted
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+        {
+            s.accepted.pop_front();
+        }
+        if let Some(rate) = s.rate
+            && now.duration_since(s.last_growth) >= Duration::from_secs(1)
+        {
+            s.rate = Some(rate * RECOVERY);
+            s.last_growth = now;
+        }
+    }
+
+    /// Zoom answered 429, asking (maybe) to wait `retry_after`.
+    pub fn throttled(&self, retry_after: Option<Duration>) {
+        let mut s = self.state.lock().expect("limiter lock");
+        let now = Instant::now();
+        if let Some(wait) = retry_after {
+            s.paused_until = s.paused_until.max(now + wait);
+        }
+        if s.last_cut
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return; // the rest of a burst that was already in flight
+        }
+        let accepted = s
+            .accepted
+            .iter()
+            .filter(|t| now.duration_since(**t) <= Duration::from_secs(1))
+            .count();
+        #[allow(clippy::cast_precision_loss)] // counts of requests in one second
+        let observed = accepted as f64;
+        let current = s.rate.unwrap_or(f64::INFINITY);
+        let rate = (observed.min(current) * CUT_TO).max(MIN_RATE);
+        s.rate = Some(rate);
+        s.last_cut = Some(now);
+        s.last_growth = now;
+        s.next_slot = s.next_slot.max(now);
+        tracing::info!("zoom is rate limiting: pacing to {rate:.1} requests/s");
+    }
+
+    /// The current rate, `None` when unlimited.
+    pub fn rate(&self) -> Option<f64> {
+        self.state.lock().expect("limiter lock").rate
+    }
+}
+
+/// Which Zoom endpoint a limiter guards: Zoom's rate classes differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /v2/users/{id}` (Light).
+    Users,
+    /// `POST /v2/im/chat/messages` (Medium).
+    Chat,
+}
+
+/// Every limiter of the process, by app and endpoint.
+#[derive(Debug, Default)]
+pub struct Limiters {
+    map: Mutex<HashMap<(String, Endpoint), Arc<Limiter>>>,
+}
+
+impl Limiters {
+    /// The limiter of `app`'s `endpoint`, created on first use.
+    pub fn get(&self, app: &str, endpoint: Endpoint) -> Arc<Limiter> {
+        self.map
+            .lock()
+            .expect("limiters lock")
+            .entry((app.to_owned(), endpoint))
+            .or_default()
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_for_retry_after_and_paces_below_the_accepted_rate() {
+        let limiter = Limiter::default();
+        for _ in 0..20 {
+            limiter.acquire().await;
+            limiter.accepted();
+        }
+        assert_eq!(limiter.rate(), None, "unlimited until zoom pushes back");
+        limiter.throttled(Some(Duration::from_secs(2)));
+        limiter.throttled(Some(Duration::from_secs(2)));
+        assert_eq!(limiter.rate(), Some(18.0), "cut once, to 90% of 20/s");
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(2),
+            "paused for Retry-After"
+        );
+        for _ in 0..18 {
+            limiter.acquire().await;
+        }
+        let paced = start.elapsed().checked_sub(Duration::from_secs(2)).unwrap();
+        // 18 more at 18/s: one second (the paused clock's timers round up to a millisecond).
+        assert!(
+            paced >= Duration::from_secs(1) && paced <= Duration::from_millis(1010),
+            "{paced:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn recovers_gradually_while_zoom_accepts() {
+        let limiter = Limiter::default();
+        limiter.accepted();
+        limiter.throttled(None);
+        let cut = limiter.rate().unwrap();
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            limiter.accepted();
+        }
+        let recovered = limiter.rate().unwrap();
+        assert!(
+            (recovered / cut - RECOVERY.powi(10)).abs() < 1e-9,
+            "{cut} -> {recovered}"
+        );
+    }
+
+    #[test]
+    fn shared_per_app_and_endpoint() {
+        let limiters = Limiters::default();
+        assert!(Arc::ptr_eq(
+            &limiters.get("a", Endpoint::Chat),
+            &limiters.get("a", Endpoint::Chat)
+        ));
+        assert!(!Arc::ptr_eq(
+            &limiters.get("a", Endpoint::Chat),
+            &limiters.get("a", Endpoint::Users)
+        ));
+        assert!(!Arc::ptr_eq(
+            &limiters.get("a", Endpoint::Chat),
+            &limiters.get("b", Endpoint::Chat)
+        ));
+    }
+}

@@ -1,0 +1,132 @@
+//! The `jids` tree: email to Zoom user (JID and names) with the time it was fetched, and
+//! misses (Zoom said 1001) with Zoom's answer, so a daily job does not look the same people up
+//! every day. Entries expire by the reader's time-to-live; misses get a shorter one.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::StateError;
+use super::codec::{decode, encode};
+use crate::zoom::ZoomUser;
+
+/// What Zoom said about an email, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedLookup {
+    /// The user, or `None` for a miss.
+    pub user: Option<ZoomUser>,
+    /// For a miss: Zoom's code.
+    pub code: Option<i64>,
+    /// For a miss: Zoom's message.
+    pub message: String,
+    /// When Zoom answered.
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// How long cached answers stay good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheTtl {
+    /// For found users.
+    pub hit: TimeDelta,
+    /// For unknown emails.
+    pub miss: TimeDelta,
+}
+
+/// The `jids` tree.
+#[derive(Clone)]
+pub struct Jids {
+    tree: sled::Tree,
+}
+
+impl Jids {
+    pub(super) fn open(db: &sled::Db) -> Result<Self, StateError> {
+        Ok(Self {
+            tree: db.open_tree("jids")?,
+        })
+    }
+
+    /// The cached answer for `email`, if it is younger than its time-to-live at `now`.
+    pub fn get(
+        &self,
+        email: &str,
+        ttl: CacheTtl,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CachedLookup>, StateError> {
+        let Some(bytes) = self.tree.get(email)? else {
+            return Ok(None);
+        };
+        let cached: CachedLookup = decode(&bytes)?;
+        let life = if cached.user.is_some() {
+            ttl.hit
+        } else {
+            ttl.miss
+        };
+        Ok((now - cached.fetched_at < life).then_some(cached))
+    }
+
+    /// Caches Zoom's answer for `email` (not flushed: losing it costs one lookup).
+    pub fn put(&self, email: &str, answer: &CachedLookup) -> Result<(), StateError> {
+        self.tree.insert(email, encode(answer))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_and_misses_expire_by_their_own_ttl() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let jids = Jids::open(&db).unwrap();
+        let t0 = Utc::now();
+        let user = ZoomUser {
+            id: "u".into(),
+            email: "a@x.io".into(),
+            jid: "u@xmpp.zoom.us".into(),
+            account_id: "acc".into(),
+            first_name: "A".into(),
+            last_name: String::new(),
+            display_name: String::new(),
+        };
+        jids.put(
+            "a@x.io",
+            &CachedLookup {
+                user: Some(user),
+                code: None,
+                message: String::new(),
+                fetched_at: t0,
+            },
+        )
+        .unwrap();
+        jids.put(
+            "ghost@x.io",
+            &CachedLookup {
+                user: None,
+                code: Some(1001),
+                message: "User does not exist".into(),
+                fetched_at: t0,
+            },
+        )
+        .unwrap();
+        let ttl = CacheTtl {
+            hit: TimeDelta::days(7),
+            miss: TimeDelta::hours(1),
+        };
+        let later = t0 + TimeDelta::hours(2);
+        assert!(jids.get("a@x.io", ttl, later).unwrap().is_some());
+        assert!(
+            jids.get("ghost@x.io", ttl, later).unwrap().is_none(),
+            "the miss expired"
+        );
+        assert_eq!(
+            jids.get("ghost@x.io", ttl, t0).unwrap().unwrap().code,
+            Some(1001)
+        );
+        assert!(
+            jids.get("a@x.io", ttl, t0 + TimeDelta::days(8))
+                .unwrap()
+                .is_none()
+        );
+        assert!(jids.get("nobody@x.io", ttl, t0).unwrap().is_none());
+    }
+}
