@@ -99,21 +99,19 @@ pub struct RunRecord {
 /// The `runs` tree.
 pub struct Runs {
     tree: sled::Tree,
-    db: sled::Db,
 }
 
 impl Runs {
     pub(super) fn open(db: &sled::Db) -> Result<Self, StateError> {
         Ok(Self {
             tree: db.open_tree("runs")?,
-            db: db.clone(),
         })
     }
 
     /// Records the start of a run of `job` and returns it.
     pub async fn start(&self, job: &str, app: &str) -> Result<RunRecord, StateError> {
         let record = RunRecord {
-            id: RunId(self.db.generate_id()? + 1),
+            id: self.next_id()?,
             job: job.to_owned(),
             app: app.to_owned(),
             started_at: Utc::now(),
@@ -124,6 +122,17 @@ impl Runs {
         };
         self.put(&record).await?;
         Ok(record)
+    }
+
+    /// One more than the newest run's id. (Not sled's `generate_id`, which jumps by its
+    /// reserve after a crash; the state lock makes this safe: one process allocates.)
+    fn next_id(&self) -> Result<RunId, StateError> {
+        let last = self.tree.last()?.map_or(0, |(key, _)| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&key[..8]);
+            u64::from_be_bytes(bytes)
+        });
+        Ok(RunId(last + 1))
     }
 
     /// Stores (replaces) a run record, durably.

@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod demo;
 mod emulator;
+mod resume;
 mod run;
 mod secrets;
 mod validate;

@@ -229,3 +229,60 @@ fn a_user_managed_app_is_explained_not_retried_into_the_ground() {
     );
     assert!(env.emu().messages().is_empty());
 }
+
+#[test]
+fn resolved_jids_are_cached_between_runs_misses_too() {
+    let env = Env::new();
+    env.job(
+        "team",
+        &job_to(&["ana@example.com", "bo@example.com", "ghost@example.com"]),
+    );
+    env.login();
+    env.run(&["run", "team"]).code(3);
+    let first = env.emu().stats();
+    assert_eq!(
+        (first.user_lookups, first.unknown_users),
+        (3, 1),
+        "me + ana + bo, and ghost: {first:?}"
+    );
+    env.run(&["run", "team"])
+        .code(3)
+        .stdout_has("ghost@example.com");
+    let second = env.emu().stats();
+    assert_eq!(
+        (second.user_lookups, second.unknown_users),
+        (3, 1),
+        "all from the cache: {second:?}"
+    );
+    assert_eq!(env.emu().messages().len(), 4);
+    env.run(&["run", "team", "--refresh-cache"]).code(3);
+    let third = env.emu().stats();
+    assert_eq!(
+        (third.user_lookups, third.unknown_users),
+        (5, 2),
+        "{third:?}"
+    );
+}
+
+#[test]
+fn zooms_rate_limit_is_learned_with_few_429s() {
+    let env = Env::new();
+    let emails: Vec<String> = (0..150).map(|i| format!("r{i}@bulk.example.com")).collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    env.job(
+        "bulk",
+        &job_to(&refs).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 10"),
+    );
+    env.login();
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        send_rate_limit: Some(50),
+        ..env.emu().knobs()
+    });
+    env.run(&["run", "bulk"])
+        .code(0)
+        .stdout_has("150 recipients, 150 sent");
+    assert_eq!(env.emu().messages().len(), 150, "each exactly once");
+    let limited = env.emu().stats().sends_rate_limited;
+    assert!(limited > 0, "the limit was hit");
+    assert!(limited <= 15, "{limited} of 150 sends answered 429");
+}
