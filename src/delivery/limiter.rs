@@ -1,10 +1,11 @@
 //! [`Limiter`]: the adaptive rate limit of one (app, endpoint), shared by every run in the
 //! process, because Zoom limits requests per account, not per job.
 //!
-//! It starts unlimited (Zoom's limit depends on the account's plan). On a 429 it pauses every
-//! caller for the `Retry-After` Zoom gave, and cuts its rate to just under the rate Zoom
-//! accepted over the last second; it then recovers by 5% a second while Zoom keeps accepting.
-//! Several 429s arriving together (the requests that were in flight) cut the rate once.
+//! It starts unlimited (Zoom's limit depends on the account's plan). On a 429 it cuts its rate
+//! to just under the rate Zoom accepted over the last second, then recovers by 2% a second
+//! while Zoom keeps accepting. Several 429s arriving together (the requests that were in
+//! flight) cut the rate once. The rejected request itself waits at least its `Retry-After`
+//! (see `call`); a long `Retry-After` (Zoom's daily limit says "tomorrow") pauses every caller.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,9 +14,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The rate after a cut, as a share of the accepted rate.
-const CUT_TO: f64 = 0.9;
+const CUT_TO: f64 = 0.95;
 /// Growth per second without a 429.
-const RECOVERY: f64 = 1.05;
+const RECOVERY: f64 = 1.02;
+/// A `Retry-After` at least this long pauses every caller, not just the rejected request.
+const GLOBAL_PAUSE: Duration = Duration::from_secs(5);
 /// The slowest the limiter ever goes.
 const MIN_RATE: f64 = 0.5;
 
@@ -94,7 +97,7 @@ impl Limiter {
     pub fn throttled(&self, retry_after: Option<Duration>) {
         let mut s = self.state.lock().expect("limiter lock");
         let now = Instant::now();
-        if let Some(wait) = retry_after {
+        if let Some(wait) = retry_after.filter(|w| *w >= GLOBAL_PAUSE) {
             s.paused_until = s.paused_until.max(now + wait);
         }
         if s.last_cut
@@ -156,28 +159,39 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_pauses_for_retry_after_and_paces_below_the_accepted_rate() {
+    async fn a_429_paces_below_the_accepted_rate_and_a_long_retry_after_pauses_all() {
         let limiter = Limiter::default();
         for _ in 0..20 {
             limiter.acquire().await;
             limiter.accepted();
         }
         assert_eq!(limiter.rate(), None, "unlimited until zoom pushes back");
-        limiter.throttled(Some(Duration::from_secs(2)));
-        limiter.throttled(Some(Duration::from_secs(2)));
-        assert_eq!(limiter.rate(), Some(18.0), "cut once, to 90% of 20/s");
+        limiter.throttled(Some(Duration::from_secs(1)));
+        limiter.throttled(Some(Duration::from_secs(1)));
+        assert_eq!(limiter.rate(), Some(19.0), "cut once, to 95% of 20/s");
         let start = Instant::now();
         limiter.acquire().await;
         assert_eq!(
             start.elapsed(),
-            Duration::from_secs(2),
-            "paused for Retry-After"
+            Duration::ZERO,
+            "a short Retry-After is the rejected request's own wait"
         );
-        for _ in 0..18 {
+        for _ in 0..19 {
             limiter.acquire().await;
         }
-        let paced = start.elapsed().checked_sub(Duration::from_secs(2)).unwrap();
-        // 18 more at 18/s: one second (the paused clock's timers round up to a millisecond).
+        // 19 more at 19/s: one second (the paused clock's timers round up to a millisecond).
+        let paced = start.elapsed();
+        assert!(
+            paced >= Duration::from_secs(1) && paced <= Duration::from_millis(1010),
+            "{paced:?}"
+        );
+        limiter.throttled(Some(Duration::from_secs(3600)));
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert!(
+            start.elapsed() >= Duration::from_secs(3600),
+            "a daily limit pauses everyone"
+        );
         assert!(
             paced >= Duration::from_secs(1) && paced <= Duration::from_millis(1010),
             "{paced:?}"

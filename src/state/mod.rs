@@ -28,6 +28,9 @@ pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
 pub use runs::{RunId, RunRecord, RunStatus, Runs};
 
+/// sled's page cache.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Why the state directory could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -97,6 +100,9 @@ impl Store {
         let db = sled::Config::new()
             .path(&db_path)
             .mode(sled::Mode::HighThroughput)
+            // sled's default page cache is 1 GiB; zoomcast's working set is tiny, and memory
+            // must not grow with the recipient count.
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| StateError::Corrupt {
                 db: db_path.clone(),

@@ -1,0 +1,379 @@
+//! The delivery benchmark (issue 3): `cargo bench --bench delivery`.
+//!
+//! Starts `zoomcast emulator` as its own process on loopback, logs in against it, and measures,
+//! each side by side in the same run:
+//! 1. journaled sends per second with a zero-latency emulator, next to the emulator's own
+//!    capacity on the same endpoint measured by a plain load generator;
+//! 2. the rate with 50 ms latency and concurrency 32, against the ideal 640/s;
+//! 3. a 250-recipient run against a 25/s limit: time against the ideal 10 s, share of 429s;
+//! 4. peak resident memory of a 100,000-recipient run;
+//! 5. 2,000 recipients through a plain sequential client (one request at a time, lookup then
+//!    send, as a hand-written script would) against zoomcast.
+//!
+//! Only loopback is used. Each scenario is one run of the real binary, timed end to end.
+
+#![allow(clippy::cast_precision_loss)] // request counts and seconds, printed as rates
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_zoomcast");
+const CLIENT_ID: &str = "zoomcast-emulator";
+const CLIENT_SECRET: &str = "emulator-client-secret";
+
+struct Emulator {
+    child: Child,
+    /// Kept open: the emulator prints more lines, and a closed pipe would kill it.
+    _stdout: BufReader<std::process::ChildStdout>,
+    url: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Emulator {
+    fn start() -> Self {
+        let port = free_port();
+        let mut child = Command::new(BIN)
+            .args(["emulator", "--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("zoomcast emulator starts");
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        Self {
+            child,
+            _stdout: stdout,
+            url,
+            http: reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn knobs(&self, knobs: &Value) {
+        let r = self
+            .http
+            .post(format!("{}/_emulator/knobs", self.url))
+            .json(knobs)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{:?}", r.text());
+    }
+
+    fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/_emulator/stats", self.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A state and jobs directory logged in against the emulator.
+struct Workspace {
+    dir: tempfile::TempDir,
+    emulator_url: String,
+}
+
+impl Workspace {
+    fn new(emu: &Emulator) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("jobs")).unwrap();
+        let ws = Self {
+            dir,
+            emulator_url: emu.url.clone(),
+        };
+        let mut login = ws
+            .command(&["auth", "login", "--no-browser", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut url = String::new();
+        BufReader::new(login.stdout.take().unwrap())
+            .read_line(&mut url)
+            .unwrap();
+        let consent = reqwest::blocking::get(url.trim());
+        if consent.is_err() {
+            let _ = login.kill();
+        }
+        consent.expect("the emulator's consent redirects to the login's listener");
+        assert!(
+            login.wait().unwrap().success(),
+            "login against the emulator"
+        );
+        ws
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("ZOOMCAST_STATE", self.dir.path().join("state"))
+            .env("ZOOMCAST_JOBS", self.dir.path().join("jobs"))
+            .env("ZOOM_CLIENT_ID", CLIENT_ID)
+            .env("ZOOM_CLIENT_SECRET", CLIENT_SECRET)
+            .env("ZOOM_ROBOT_JID", "v1robotzoomcast@xmpp.zoom.us")
+            .env("ZOOM_OAUTH_URL", &self.emulator_url)
+            .env("ZOOM_API_URL", &self.emulator_url)
+            .env("ZOOM_REDIRECT_URI", "http://127.0.0.1:4199/oauth/callback")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit());
+        cmd
+    }
+
+    /// Writes a job sending to `n` synthetic recipients (a CSV file) with `concurrency`.
+    fn job(&self, name: &str, n: usize, concurrency: usize) {
+        let path = self.dir.path().join("jobs").join(format!("{name}.csv"));
+        let mut csv = String::with_capacity(n * 40);
+        csv.push_str("email\n");
+        for i in 0..n {
+            let _ = writeln!(csv, "p{i}-{name}@bulk.example.com");
+        }
+        std::fs::write(&path, csv).unwrap();
+        let toml = format!(
+            "[recipients]\nfile = \"{name}.csv\"\n\n[message]\nhead = \"Notice\"\nbody = \"Hi {{{{ first_name }}}}\"\n\n\
+             [delivery]\nconcurrency = {concurrency}\nmax_attempts = 20\n"
+        );
+        std::fs::write(
+            self.dir.path().join("jobs").join(format!("{name}.toml")),
+            toml,
+        )
+        .unwrap();
+    }
+
+    /// Runs a job under GNU time: (wall seconds, peak RSS in KiB, the JSON report).
+    fn run(&self, job: &str) -> (f64, u64, Value) {
+        let rss_file = self.dir.path().join("rss");
+        let start = Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(&rss_file)
+            .arg(BIN)
+            .args(["run", job, "--json"])
+            .envs(
+                self.command(&[])
+                    .get_envs()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+            )
+            .current_dir(self.dir.path())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("/usr/bin/time (GNU time) runs zoomcast");
+        let wall = start.elapsed().as_secs_f64();
+        let rss = std::fs::read_to_string(&rss_file)
+            .unwrap_or_default()
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert_eq!(out.status.code(), Some(0), "run {job}: {report}");
+        (wall, rss, report)
+    }
+}
+
+/// The emulator's capacity on the send endpoint: `conns` plain clients, one request each at a
+/// time, for `seconds`, with one valid bot token and message.
+fn capacity(emu: &Emulator, conns: usize, seconds: f64) -> f64 {
+    let http = reqwest::blocking::Client::new();
+    let token: Value = http
+        .post(format!("{}/oauth/token", emu.url))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("{}/v2/im/chat/messages", emu.url);
+        let body = json!({"robot_jid": "v1robotzoomcast@xmpp.zoom.us", "to_jid": "syn-load@xmpp.zoom.us", "account_id": "emulated-account-1",
+                          "user_jid": "kdynimt4kpd8kkdqt9fq@xmpp.zoom.us", "content": {"head": {"text": "x"}}});
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..conns)
+            .map(|_| {
+                let (client, url, body, token) = (client.clone(), url.clone(), body.clone(), token.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while tokio::time::Instant::now() < deadline {
+                        let r = client.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
+                        assert_eq!(r.status(), 201);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+/// A hand-written script: for each recipient, look up, then send; one request at a time.
+fn sequential(emu: &Emulator, ws: &Workspace, n: usize) -> f64 {
+    let http = reqwest::blocking::Client::new();
+    let grant: Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.dir.path().join("state/grants/default.json")).unwrap(),
+    )
+    .unwrap();
+    let user_token = grant["access"]["access"].as_str().unwrap().to_owned();
+    let bot: Value = http
+        .post(format!("{}/oauth/token", emu.url))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let bot = bot["access_token"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    for i in 0..n {
+        let user: Value = http
+            .get(format!("{}/v2/users/s{i}@bulk.example.com", emu.url))
+            .bearer_auth(&user_token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let body = json!({"robot_jid": "v1robotzoomcast@xmpp.zoom.us", "to_jid": user["jid"], "account_id": "emulated-account-1",
+                          "user_jid": grant["user_jid"], "content": {"head": {"text": "Notice"}, "body": [{"type": "message", "text": "Hi"}]}});
+        let r = http
+            .post(format!("{}/v2/im/chat/messages", emu.url))
+            .bearer_auth(&bot)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    start.elapsed().as_secs_f64()
+}
+
+fn sent(report: &Value) -> f64 {
+    report["counts"]["sent"].as_f64().unwrap_or(0.0)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for the list of benchmarks
+    }
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        std::env::consts::ARCH
+    );
+    println!(
+        "zoomcast delivery benchmark ({machine}); emulator and zoomcast as separate processes on loopback\n"
+    );
+    let emu = Emulator::start();
+    let ws = Workspace::new(&emu);
+
+    // 1. zero latency: zoomcast against the emulator's capacity.
+    emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": null}));
+    let cap = capacity(&emu, 32, 3.0);
+    ws.job("zero", 20_000, 32);
+    let (wall, _, report) = ws.run("zero");
+    let rate = sent(&report) / wall;
+    // The same job again: its 20,000 JIDs are cached, so this is sends and journal only.
+    let (warm_wall, _, warm_report) = ws.run("zero");
+    let warm = sent(&warm_report) / warm_wall;
+    println!("1. zero latency, 20,000 recipients, concurrency 32");
+    println!("   emulator capacity (plain load generator, 32 connections): {cap:8.0} sends/s");
+    println!(
+        "   zoomcast, JID cache cold (lookup + send + journal):       {rate:8.0} sends/s = {:.0}% of capacity",
+        100.0 * rate / cap
+    );
+    println!(
+        "   zoomcast, JID cache warm (send + journal):                {warm:8.0} sends/s = {:.0}% of capacity (target >= 5,000/s and >= 80%)\n",
+        100.0 * warm / cap
+    );
+
+    // 2. 50 ms latency, concurrency 32.
+    emu.knobs(&json!({"latency_ms": 50}));
+    ws.job("latency", 6_400, 32);
+    let (wall, _, report) = ws.run("latency");
+    let rate = sent(&report) / wall;
+    println!("2. 50 ms latency, 6,400 recipients, concurrency 32");
+    println!(
+        "   zoomcast {rate:6.0} sends/s against the ideal 640/s = {:.0}% (target >= 95%)\n",
+        100.0 * rate / 640.0
+    );
+
+    // 3. a 25/s limit.
+    emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": 25}));
+    let before = emu.stats();
+    ws.job("limited", 250, 8);
+    let (wall, _, report) = ws.run("limited");
+    let after = emu.stats();
+    let limited = after["sends_rate_limited"].as_f64().unwrap()
+        - before["sends_rate_limited"].as_f64().unwrap();
+    let requests = after["sends_accepted"].as_f64().unwrap()
+        - before["sends_accepted"].as_f64().unwrap()
+        + limited;
+    println!("3. 25/s limit, 250 recipients");
+    println!(
+        "   {wall:.1} s against the ideal 10.0 s = {:+.0}% (target within 10%); {limited} of {requests} sends answered 429 = {:.1}% (target <= 5%); {} sent\n",
+        100.0 * (wall - 10.0) / 10.0,
+        100.0 * limited / requests,
+        sent(&report)
+    );
+
+    // 4. memory of a 100,000-recipient run.
+    emu.knobs(&json!({"send_rate_limit": null}));
+    ws.job("hundredk", 100_000, 32);
+    let (wall, rss, report) = ws.run("hundredk");
+    println!("4. 100,000 recipients, zero latency, concurrency 32");
+    println!(
+        "   peak resident memory {:.1} MiB (target <= 64 MiB); {:.0} sends/s; {} sent\n",
+        rss as f64 / 1024.0,
+        sent(&report) / wall,
+        sent(&report)
+    );
+
+    // 5. a sequential script against zoomcast, 2,000 recipients, 5 ms latency for both.
+    emu.knobs(&json!({"latency_ms": 5}));
+    let script = sequential(&emu, &ws, 2_000);
+    ws.job("twothousand", 2_000, 32);
+    let (wall, _, _) = ws.run("twothousand");
+    println!("5. 2,000 recipients, 5 ms emulator latency");
+    println!(
+        "   plain sequential client {script:.2} s, zoomcast {wall:.2} s: {:.0}x faster (target >= 20x)",
+        script / wall
+    );
+}
