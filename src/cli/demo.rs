@@ -82,8 +82,7 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
     let job = Job::load(&demo_ctx.job_path("example"), &demo_ctx.config)?;
     println!(
         "running job `{}` ({} recipients)",
-        job.name,
-        job.recipients.len()
+        job.name, job.recipient_count
     );
     let from = sender(&tokens, app.robot_jid.as_deref(), None, &app.name).await?;
     let engine = Engine::new(&store, zoom, tokens, std::sync::Arc::default())?;

@@ -42,7 +42,7 @@ pub(super) fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
             "schedule": job.schedule.as_ref().map(ToString::to_string),
             "timezone": job.timezone.name(),
             "app": job.app,
-            "recipients": job.recipients.len(),
+            "recipients": job.recipient_count,
             "next": next,
         }));
     }

@@ -37,10 +37,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     if args.dry_run {
         println!(
             "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}); nothing was sent",
-            job.name,
-            job.recipients.len(),
-            app.name,
-            from.robot_jid
+            job.name, job.recipient_count, app.name, from.robot_jid
         );
         return Ok(Outcome::Done);
     }

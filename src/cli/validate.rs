@@ -52,7 +52,6 @@ fn summary(job: &Job) -> String {
     };
     format!(
         "{} recipients, app `{}`, {when}",
-        job.recipients.len(),
-        job.app
+        job.recipient_count, job.app
     )
 }

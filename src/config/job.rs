@@ -2,7 +2,7 @@
 //! [`Job::load`] turns one into the [`Job`] the engine runs, reporting every problem with its
 //! file, line and column.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::app::{Config, DEFAULT_APP};
 use super::diagnostic::{Diagnostic, Invalid};
-use super::recipients::{self, Recipient, is_plausible_email};
+use super::recipients::{self, FileProblem, Recipient, is_plausible_email};
 use super::template::{BUILTIN_VARIABLES, MessageTemplate, Part};
 use crate::schedule::Schedule;
 
@@ -104,8 +104,12 @@ pub struct Job {
     pub timezone: Tz,
     /// The app that sends.
     pub app: String,
-    /// Every recipient, de-duplicated.
-    pub recipients: Vec<Recipient>,
+    /// The inline recipients (`recipients.emails`), de-duplicated.
+    pub inline_recipients: Vec<Recipient>,
+    /// The recipients file, read as a stream when the job runs.
+    pub recipients_file: Option<PathBuf>,
+    /// Unique recipients, counted when the job was validated.
+    pub recipient_count: usize,
     /// The message's head and body.
     pub template: MessageTemplate,
     /// Whether Zoom applies Markdown.
@@ -143,6 +147,33 @@ impl Job {
             problems: Vec::new(),
         }
         .check(file, config)
+    }
+}
+
+/// What [`Checker::recipients`] found.
+struct Recipients {
+    columns: BTreeSet<String>,
+    inline: Vec<Recipient>,
+    file: Option<PathBuf>,
+    count: usize,
+}
+
+impl Job {
+    /// Every recipient, inline ones first, the file's streamed: not yet de-duplicated across
+    /// the two (the engine does that as it goes).
+    pub fn recipients(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<Recipient, FileProblem>> + '_, FileProblem> {
+        let file = match &self.recipients_file {
+            Some(path) => Some(recipients::open_file(path)?.1),
+            None => None,
+        };
+        Ok(self
+            .inline_recipients
+            .iter()
+            .cloned()
+            .map(Ok)
+            .chain(file.into_iter().flatten()))
     }
 }
 
@@ -200,7 +231,12 @@ impl Checker<'_> {
                 ),
             );
         }
-        let (columns, recipients) = self.recipients(&file.recipients);
+        let Recipients {
+            columns,
+            inline: inline_recipients,
+            file: recipients_file,
+            count,
+        } = self.recipients(&file.recipients);
         let inline = !file.recipients.get_ref().emails.is_empty();
         let template = self.template(&file.message, &columns, inline);
         match (
@@ -216,7 +252,9 @@ impl Checker<'_> {
                 schedule,
                 timezone,
                 app,
-                recipients,
+                inline_recipients,
+                recipients_file,
+                recipient_count: count,
                 template,
                 markdown: file.message.markdown,
                 delivery: file.delivery,
@@ -227,18 +265,24 @@ impl Checker<'_> {
         }
     }
 
-    fn recipients(
-        &mut self,
-        spanned: &Spanned<RecipientsFile>,
-    ) -> (BTreeSet<String>, Vec<Recipient>) {
+    /// Checks the inline emails and reads the file once (streaming, keeping nothing but a
+    /// 16-byte key per email to count them uniquely). Returns the template variables the
+    /// recipients have, the inline recipients, the file's path and the unique count.
+    fn recipients(&mut self, spanned: &Spanned<RecipientsFile>) -> Recipients {
+        /// Problems listed per recipients file before the rest are summed up.
+        const MAX_LISTED: usize = 20;
         let table = spanned.get_ref();
-        let mut all = Vec::new();
+        let mut seen = HashSet::new();
+        let mut inline = Vec::new();
         for email in &table.emails {
             if is_plausible_email(email.get_ref()) {
-                all.push(Recipient {
+                let r = Recipient {
                     email: email.get_ref().to_lowercase(),
-                    columns: std::collections::BTreeMap::new(),
-                });
+                    columns: BTreeMap::new(),
+                };
+                if seen.insert(recipients::dedupe_key(&r.email)) {
+                    inline.push(r);
+                }
             } else {
                 self.report(
                     email.span(),
@@ -249,36 +293,53 @@ impl Checker<'_> {
         }
         let mut columns: BTreeSet<String> =
             BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        let mut file_path = None;
         if let Some(file) = &table.file {
             let path = self
                 .path
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join(file.get_ref());
-            match recipients::read_file(&path) {
-                Ok((headers, rows)) => {
+            let mut problems = Vec::new();
+            match recipients::open_file(&path) {
+                Ok((headers, stream)) => {
                     columns.extend(
                         headers
                             .into_iter()
                             .filter(|h| !h.eq_ignore_ascii_case("email")),
                     );
-                    all.extend(rows);
-                }
-                Err(problems) => {
-                    for p in problems {
-                        let at = if p.line > 0 {
-                            format!("{}:{}: ", path.display(), p.line)
-                        } else {
-                            String::new()
-                        };
-                        self.report(
-                            file.span(),
-                            format!("{at}{}", p.message),
-                            "fix the recipients file (relative to the job file)",
-                        );
+                    for item in stream {
+                        match item {
+                            Ok(r) => {
+                                seen.insert(recipients::dedupe_key(&r.email));
+                            }
+                            Err(p) => problems.push(p),
+                        }
                     }
                 }
+                Err(p) => problems.push(p),
             }
+            let extra = problems.len().saturating_sub(MAX_LISTED);
+            for p in problems.into_iter().take(MAX_LISTED) {
+                let at = if p.line > 0 {
+                    format!("{}:{}: ", path.display(), p.line)
+                } else {
+                    String::new()
+                };
+                self.report(
+                    file.span(),
+                    format!("{at}{}", p.message),
+                    "fix the recipients file (relative to the job file)",
+                );
+            }
+            if extra > 0 {
+                self.report(
+                    file.span(),
+                    format!("{}: {extra} more problems", path.display()),
+                    "fix the ones above first",
+                );
+            }
+            file_path = Some(path);
         }
         if table.emails.is_empty() && table.file.is_none() {
             self.report(
@@ -287,7 +348,12 @@ impl Checker<'_> {
                 "add `emails = [...]` or `file = \"...\"` to [recipients]",
             );
         }
-        (columns, recipients::dedupe(all))
+        Recipients {
+            columns,
+            inline,
+            file: file_path,
+            count: seen.len(),
+        }
     }
 
     fn template(
@@ -370,7 +436,7 @@ concurrency = 4
         let job = load(GOOD).unwrap();
         assert_eq!(job.name, "standup");
         assert_eq!(job.timezone, chrono_tz::Europe::Berlin);
-        assert_eq!(job.recipients.len(), 2, "de-duplicated case-insensitively");
+        assert_eq!(job.recipient_count, 2, "de-duplicated case-insensitively");
         assert_eq!(job.delivery.concurrency.get(), 4);
         assert_eq!(job.delivery.max_attempts.get(), 5);
         assert_eq!(job.app, "default");
@@ -459,7 +525,8 @@ concurrency = 4
         )
         .unwrap();
         let job = Job::load(&path, &config).unwrap();
-        assert_eq!(job.recipients[0].columns["team"], "ops");
+        let first = job.recipients().unwrap().next().unwrap().unwrap();
+        assert_eq!(first.columns["team"], "ops");
     }
 
     #[test]

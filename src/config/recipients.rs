@@ -3,7 +3,11 @@
 //! de-duplicated case-insensitively, first occurrence wins.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+
+use sha2::{Digest, Sha256};
 
 /// One recipient: the lower-cased email and its CSV columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,117 +42,179 @@ pub fn is_plausible_email(email: &str) -> bool {
     }
 }
 
-/// Reads a recipients file: its column names (empty for a plain list) and its recipients.
-pub fn read_file(path: &Path) -> Result<(Vec<String>, Vec<Recipient>), Vec<FileProblem>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![FileProblem {
-            line: 0,
-            message: format!("cannot read {}: {e}", path.display()),
-        }]
-    })?;
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+/// Opens a recipients file for streaming: its column names (empty for a plain list) and an
+/// iterator over its recipients, read as they are needed, so memory does not grow with the
+/// file.
+pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProblem> {
+    let cannot = |e: std::io::Error| FileProblem {
+        line: 0,
+        message: format!("cannot read {}: {e}", path.display()),
+    };
+    let mut first = String::new();
+    let mut probe = BufReader::new(File::open(path).map_err(cannot)?);
+    while first.trim().is_empty() {
+        first.clear();
+        if probe.read_line(&mut first).map_err(cannot)? == 0 {
+            break;
+        }
+    }
+    let file = BufReader::new(File::open(path).map_err(cannot)?);
     if first.contains(',') || first.trim().eq_ignore_ascii_case("email") {
-        read_csv(&text)
-    } else {
-        read_list(&text).map(|r| (Vec::new(), r))
-    }
-}
-
-fn read_list(text: &str) -> Result<Vec<Recipient>, Vec<FileProblem>> {
-    let mut problems = Vec::new();
-    let mut recipients = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let email = line.trim();
-        if email.is_empty() || email.starts_with('#') {
-            continue;
-        }
-        if is_plausible_email(email) {
-            recipients.push(Recipient {
-                email: email.to_lowercase(),
-                columns: BTreeMap::new(),
-            });
-        } else {
-            problems.push(FileProblem {
-                line: i + 1,
-                message: format!("`{email}` is not an email address"),
-            });
-        }
-    }
-    if problems.is_empty() {
-        Ok(recipients)
-    } else {
-        Err(problems)
-    }
-}
-
-fn read_csv(text: &str) -> Result<(Vec<String>, Vec<Recipient>), Vec<FileProblem>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| {
-            vec![FileProblem {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(file);
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|e| FileProblem {
                 line: 1,
                 message: e.to_string(),
-            }]
-        })?
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    let Some(email_col) = headers.iter().position(|h| h.eq_ignore_ascii_case("email")) else {
-        return Err(vec![FileProblem {
-            line: 1,
-            message: format!(
-                "the CSV header ({}) has no `email` column; name the column of addresses `email`",
-                headers.join(",")
-            ),
-        }]);
-    };
-    let mut problems = Vec::new();
-    let mut recipients = Vec::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e
+            })?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let Some(email_col) = headers.iter().position(|h| h.eq_ignore_ascii_case("email")) else {
+            return Err(FileProblem {
+                line: 1,
+                message: format!(
+                    "the CSV header ({}) has no `email` column; name the column of addresses `email`",
+                    headers.join(",")
+                ),
+            });
+        };
+        let stream = RecipientStream::Csv {
+            records: reader.into_records(),
+            headers: headers.clone(),
+            email_col,
+        };
+        Ok((headers, stream))
+    } else {
+        Ok((
+            Vec::new(),
+            RecipientStream::List {
+                lines: file.lines().enumerate(),
+            },
+        ))
+    }
+}
+
+/// The recipients of a file, one at a time.
+pub enum RecipientStream {
+    /// One email per line.
+    List {
+        /// The numbered lines.
+        lines: std::iter::Enumerate<std::io::Lines<BufReader<File>>>,
+    },
+    /// CSV with an `email` column.
+    Csv {
+        /// The rows.
+        records: csv::StringRecordsIntoIter<BufReader<File>>,
+        /// The header.
+        headers: Vec<String>,
+        /// Which column holds the email.
+        email_col: usize,
+    },
+}
+
+impl Iterator for RecipientStream {
+    type Item = Result<Recipient, FileProblem>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::List { lines } => loop {
+                let (i, line) = lines.next()?;
+                let line = match line {
+                    Ok(line) => line,
+                    Err(e) => {
+                        return Some(Err(FileProblem {
+                            line: i + 1,
+                            message: e.to_string(),
+                        }));
+                    }
+                };
+                let email = line.trim();
+                if email.is_empty() || email.starts_with('#') {
+                    continue;
+                }
+                return Some(recipient(email, BTreeMap::new(), i + 1));
+            },
+            Self::Csv {
+                records,
+                headers,
+                email_col,
+            } => {
+                let record = match records.next()? {
+                    Ok(record) => record,
+                    Err(e) => {
+                        let line = e
+                            .position()
+                            .map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
+                        return Some(Err(FileProblem {
+                            line,
+                            message: e.to_string(),
+                        }));
+                    }
+                };
+                let line = record
                     .position()
                     .map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
-                problems.push(FileProblem {
+                let columns = headers
+                    .iter()
+                    .zip(record.iter())
+                    .enumerate()
+                    .filter(|(i, _)| i != email_col)
+                    .map(|(_, (h, v))| (h.clone(), v.to_owned()))
+                    .collect();
+                Some(recipient(
+                    record.get(*email_col).unwrap_or(""),
+                    columns,
                     line,
-                    message: e.to_string(),
-                });
-                continue;
+                ))
             }
-        };
-        let line = record
-            .position()
-            .map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
-        let email = record.get(email_col).unwrap_or("");
-        if !is_plausible_email(email) {
-            problems.push(FileProblem {
-                line,
-                message: format!("`{email}` is not an email address"),
-            });
-            continue;
         }
-        let columns = headers
-            .iter()
-            .zip(record.iter())
-            .enumerate()
-            .filter(|(i, _)| *i != email_col)
-            .map(|(_, (h, v))| (h.clone(), v.to_owned()))
-            .collect();
-        recipients.push(Recipient {
+    }
+}
+
+fn recipient(
+    email: &str,
+    columns: BTreeMap<String, String>,
+    line: usize,
+) -> Result<Recipient, FileProblem> {
+    if is_plausible_email(email) {
+        Ok(Recipient {
             email: email.to_lowercase(),
             columns,
-        });
+        })
+    } else {
+        Err(FileProblem {
+            line,
+            message: format!("`{email}` is not an email address"),
+        })
+    }
+}
+
+/// Reads a whole recipients file: its column names and every recipient, or every problem.
+pub fn read_file(path: &Path) -> Result<(Vec<String>, Vec<Recipient>), Vec<FileProblem>> {
+    let (headers, stream) = open_file(path).map_err(|p| vec![p])?;
+    let (mut recipients, mut problems) = (Vec::new(), Vec::new());
+    for item in stream {
+        match item {
+            Ok(r) => recipients.push(r),
+            Err(p) => problems.push(p),
+        }
     }
     if problems.is_empty() {
         Ok((headers, recipients))
     } else {
         Err(problems)
     }
+}
+
+/// A constant-size key for de-duplicating an email: the first 16 bytes of its SHA-256.
+pub fn dedupe_key(email: &str) -> [u8; 16] {
+    let digest = Sha256::digest(email.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
 
 /// Removes later duplicates (emails are already lower-cased), keeping the order.

@@ -41,6 +41,11 @@ pub enum Stop {
         /// What to check.
         help: &'static str,
     },
+    /// The recipients file changed since it was validated and cannot be read any more.
+    #[error(
+        "the recipients file cannot be read: {0}; fix it (`zoomcast validate` checks it) and run the job again"
+    )]
+    Recipients(String),
     /// The journal could not be written: continuing could lose track of recipients.
     #[error(transparent)]
     Journal(#[from] JournalError),

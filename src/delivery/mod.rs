@@ -24,11 +24,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::auth::AppTokens;
-use crate::config::recipients::Recipient;
+use crate::config::recipients::{FileProblem, Recipient, dedupe_key};
 use crate::config::{Diagnostic, Invalid, Job, OnUncertain};
 use crate::state::{
     CacheTtl, CachedLookup, Deliveries, Delivery, DeliveryState, Jids, RunId, RunRecord, RunStatus,
@@ -228,10 +227,22 @@ impl RunCtx<'_> {
     async fn pipeline(&self) -> Result<(), Stop> {
         let width = self.job.delivery.concurrency.get();
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>(2 * width);
+        let path = self
+            .job
+            .recipients_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"))
+            .display()
+            .to_string();
+        let unreadable =
+            move |p: FileProblem| Stop::Recipients(format!("{path}:{}: {}", p.line, p.message));
+        let recipients = self.job.recipients().map_err(&unreadable)?;
         let prepare = async move {
-            stream::iter(self.job.recipients.iter().filter(|r| self.first_time(r)))
-                .map(|r| self.prepare(r))
-                .buffer_unordered(width)
+            stream::iter(recipients)
+                .map(|r| r.map_err(&unreadable))
+                .try_filter(|r| futures::future::ready(self.first_time(r)))
+                .map_ok(|r| self.prepare(r))
+                .try_buffer_unordered(width)
                 .try_for_each(|ready| {
                     let tx = ready_tx.clone();
                     async move {
@@ -251,10 +262,10 @@ impl RunCtx<'_> {
     }
 
     fn first_time(&self, r: &Recipient) -> bool {
-        let digest = Sha256::digest(r.email.as_bytes());
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
-        self.seen.lock().expect("seen lock").insert(key)
+        self.seen
+            .lock()
+            .expect("seen lock")
+            .insert(dedupe_key(&r.email))
     }
 
     fn record(
@@ -275,7 +286,8 @@ impl RunCtx<'_> {
     }
 
     /// Stage one: skip what the journal says is done, resolve, render.
-    async fn prepare(&self, r: &Recipient) -> Result<Option<Ready>, Stop> {
+    async fn prepare(&self, r: Recipient) -> Result<Option<Ready>, Stop> {
+        let r = &r;
         let previous = self
             .engine
             .deliveries
