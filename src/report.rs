@@ -99,6 +99,24 @@ pub fn deliveries_text(deliveries: &[Delivery]) -> String {
     out
 }
 
+/// Writes failed and uncertain recipients as CSV: `email,state,code,message`.
+pub fn write_failures_csv(path: &std::path::Path, failures: &[Delivery]) -> anyhow::Result<()> {
+    let mut out = csv::Writer::from_path(path)?;
+    out.write_record(["email", "state", "code", "message"])?;
+    for d in failures {
+        let (code, message) = match &d.state {
+            DeliveryState::Failed { code, message } => (
+                code.map(|c| c.to_string()).unwrap_or_default(),
+                message.clone(),
+            ),
+            other => (String::new(), other.name().to_owned()),
+        };
+        out.write_record([d.email.as_str(), d.state.name(), &code, &message])?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// The `history` table: one line per run.
 pub fn runs_text(runs: &[RunRecord]) -> String {
     let mut out = format!(

@@ -4,6 +4,8 @@ use super::{Context, Outcome};
 use crate::config::Job;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use crate::delivery::{Engine, RunOptions, sender};
 use crate::report;
 
@@ -20,6 +22,10 @@ pub(super) struct Args {
     /// Look every recipient up again instead of using the cached JIDs.
     #[arg(long)]
     refresh_cache: bool,
+    /// Write the failed and uncertain recipients to this CSV file (columns email, state, code,
+    /// message), usable as the `recipients.file` of a follow-up job.
+    #[arg(long, value_name = "FILE")]
+    failures: Option<std::path::PathBuf>,
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
@@ -53,6 +59,15 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         );
     } else {
         print!("{}", report::run_report_text(&report));
+    }
+    if let Some(path) = &args.failures {
+        report::write_failures_csv(path, &report.failures)
+            .with_context(|| format!("writing the failures to {}", path.display()))?;
+        eprintln!(
+            "wrote {} failed or uncertain recipients to {}",
+            report.failures.len(),
+            path.display()
+        );
     }
     Ok(if report.failures.is_empty() {
         Outcome::Done

@@ -20,6 +20,7 @@ mod pacer;
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{TimeDelta, Utc};
@@ -167,8 +168,12 @@ impl Engine {
             chat: self.limiters.get(&job.app, Endpoint::Chat),
             pacer: job.delivery.rate_per_second.map(Pacer::new),
             seen: Mutex::new(HashSet::new()),
+            progress: Progress::default(),
         };
-        let outcome = ctx.pipeline().await;
+        let outcome = tokio::select! {
+            outcome = ctx.pipeline() => outcome,
+            never = ctx.progress.log_every(PROGRESS_EVERY, job) => match never {},
+        };
         drop(ctx);
         writer.await.expect("the journal writer does not panic");
         self.deliveries.flush().await?;
@@ -220,6 +225,60 @@ struct RunCtx<'a> {
     pacer: Option<Pacer>,
     /// SHA-256 prefixes of the emails seen, for de-duplication in constant space per email.
     seen: Mutex<HashSet<[u8; 16]>>,
+    /// What this process has done so far, for progress lines.
+    progress: Progress,
+}
+
+/// How often a run logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Counters for progress lines.
+#[derive(Default)]
+struct Progress {
+    sent: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Progress {
+    fn count(&self, state: &DeliveryState) {
+        match state {
+            DeliveryState::Sent { .. } => self.sent.fetch_add(1, Ordering::Relaxed),
+            DeliveryState::Failed { .. } | DeliveryState::Uncertain => {
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+            DeliveryState::Pending | DeliveryState::Sending => 0,
+        };
+    }
+
+    /// Logs a line every `every` (sent, failed, rate, ETA); never returns.
+    async fn log_every(&self, every: std::time::Duration, job: &Job) -> std::convert::Infallible {
+        let start = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval_at(start + every, every);
+        loop {
+            tick.tick().await;
+            let (sent, failed) = (
+                self.sent.load(Ordering::Relaxed),
+                self.failed.load(Ordering::Relaxed),
+            );
+            #[allow(clippy::cast_precision_loss)] // counts and seconds, for display
+            let rate = sent as f64 / start.elapsed().as_secs_f64();
+            let left = (job.recipient_count as u64).saturating_sub(sent + failed);
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let eta = if rate > 0.0 {
+                format!("{}s", (left as f64 / rate).ceil() as u64)
+            } else {
+                "unknown".into()
+            };
+            tracing::info!(
+                "job `{}`: {sent} sent, {failed} failed, {rate:.0}/s, about {left} left, ETA {eta}",
+                job.name
+            );
+        }
+    }
 }
 
 impl RunCtx<'_> {
@@ -275,6 +334,7 @@ impl RunCtx<'_> {
         jid: Option<String>,
         attempts: u32,
     ) -> Result<(), Stop> {
+        self.progress.count(&state);
         let delivery = Delivery {
             email: email.to_owned(),
             state,

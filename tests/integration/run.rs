@@ -73,6 +73,25 @@ fn unknown_emails_are_reported_with_zooms_answer_and_exit_3() {
         .stdout_has("(code 1001): User does not exist: ghost@example.com.");
     assert_eq!(env.emu().messages().len(), 2);
 
+    // The failures, exported, are a recipients file for a follow-up job.
+    let csv = env.dir.path().join("failed.csv");
+    env.run(&["run", "team", "--failures", csv.to_str().unwrap()])
+        .code(3)
+        .stderr_has("wrote 1 failed or uncertain recipients");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(
+        text,
+        "email,state,code,message\nghost@example.com,failed,1001,zoom answered 404 Not Found (code 1001): User does not exist: ghost@example.com.\n"
+    );
+    std::fs::copy(&csv, env.jobs_dir().join("failed.csv")).unwrap();
+    env.job("retry", "[recipients]\nfile = \"failed.csv\"\n\n[message]\nhead = \"x\"\nbody = \"y {{ message }}\"\n");
+    env.run(&[
+        "validate",
+        env.jobs_dir().join("retry.toml").to_str().unwrap(),
+    ])
+    .code(0)
+    .stdout_has("(1 recipients");
+
     let json = env.run(&["run", "team", "--json"]);
     json.code(3);
     let report: Value = serde_json::from_str(&json.stdout).unwrap();
@@ -83,7 +102,7 @@ fn unknown_emails_are_reported_with_zooms_answer_and_exit_3() {
     // history lists both runs, and one run's recipients.
     let history = env.run(&["history", "team", "--json"]);
     let runs: Value = serde_json::from_str(&history.stdout).unwrap();
-    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs.as_array().unwrap().len(), 3);
     assert_eq!(runs[0]["status"], "partly_failed");
     let first = runs[0]["run_id"].to_string();
     let one = env.run(&["history", "--run", &first, "--json"]);
