@@ -199,11 +199,9 @@ impl Workspace {
     }
 }
 
-/// The emulator's capacity on the send endpoint: `conns` plain clients, one request each at a
-/// time, for `seconds`, with one valid bot token and message.
-fn capacity(emu: &Emulator, conns: usize, seconds: f64) -> f64 {
-    let http = reqwest::blocking::Client::new();
-    let token: Value = http
+/// A chatbot token straight from the emulator's token endpoint.
+fn bot_token(emu: &Emulator) -> String {
+    let answer: Value = reqwest::blocking::Client::new()
         .post(format!("{}/oauth/token", emu.url))
         .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
         .form(&[("grant_type", "client_credentials")])
@@ -211,7 +209,13 @@ fn capacity(emu: &Emulator, conns: usize, seconds: f64) -> f64 {
         .unwrap()
         .json()
         .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The emulator's capacity on the send endpoint: `conns` plain clients, one request each at a
+/// time, for `seconds`, with one valid bot token and message.
+fn capacity(emu: &Emulator, conns: usize, seconds: f64) -> f64 {
+    let token = bot_token(emu);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -254,15 +258,7 @@ fn sequential(emu: &Emulator, ws: &Workspace, n: usize) -> f64 {
     )
     .unwrap();
     let user_token = grant["access"]["access"].as_str().unwrap().to_owned();
-    let bot: Value = http
-        .post(format!("{}/oauth/token", emu.url))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let bot = bot["access_token"].as_str().unwrap().to_owned();
+    let bot = bot_token(emu);
     let start = Instant::now();
     for i in 0..n {
         let user: Value = http

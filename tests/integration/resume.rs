@@ -36,18 +36,22 @@ fn bulk_env(on_uncertain: &str) -> Env {
     env
 }
 
+/// Starts `run bulk` in the background, its output discarded.
+fn start_run(env: &Env) -> std::process::Child {
+    env.command(&["run", "bulk"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Starts `run bulk` and kills it after a random moment, `kills` times; returns how many of
 /// those runs were really cut off (a run may finish before its kill).
 fn kill_repeatedly(env: &Env, kills: usize) -> usize {
     let mut rng = rand::thread_rng();
     let mut cut_off = 0;
     for _ in 0..kills {
-        let mut child = env
-            .command(&["run", "bulk"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = start_run(env);
         std::thread::sleep(Duration::from_millis(rng.gen_range(150..900)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -146,12 +150,7 @@ fn with_skip_nobody_is_messaged_twice_and_the_uncertain_are_reported() {
 #[test]
 fn an_interrupted_run_says_so_in_history() {
     let env = bulk_env("resend");
-    let mut child = env
-        .command(&["run", "bulk"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_run(&env);
     std::thread::sleep(Duration::from_millis(400));
     child.kill().unwrap();
     child.wait().unwrap();
