@@ -58,6 +58,7 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
             break;
         }
     }
+    let first = first.trim_start_matches('\u{feff}');
     let file = BufReader::new(File::open(path).map_err(cannot)?);
     if first.contains(',') || first.trim().eq_ignore_ascii_case("email") {
         let mut reader = csv::ReaderBuilder::new()
@@ -131,7 +132,8 @@ impl Iterator for RecipientStream {
                         }));
                     }
                 };
-                let email = line.trim();
+                // A byte-order mark (files saved on Windows) is not part of the first email.
+                let email = line.trim_start_matches('\u{feff}').trim();
                 if email.is_empty() || email.starts_with('#') {
                     continue;
                 }
@@ -249,6 +251,17 @@ mod tests {
         assert_eq!(cols, ["name", "Email", "team"]);
         assert_eq!(r[0].email, "ana@example.com");
         assert_eq!(r[0].columns.get("team").map(String::as_str), Some("ops"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_email() {
+        let (_, r) = file("\u{feff}ana@example.com\nbo@example.com\n").unwrap();
+        assert_eq!(r[0].email, "ana@example.com");
+        let (cols, r) = file("\u{feff}email,team\nana@example.com,ops\n").unwrap();
+        assert_eq!(
+            (cols[0].as_str(), r[0].email.as_str()),
+            ("email", "ana@example.com")
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@ use super::backoff::backoff;
 use super::journal::JournalError;
 use super::limiter::Limiter;
 
+/// The longest `Retry-After` a run waits out; a longer one (Zoom's daily limit) stops it.
+const MAX_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// What stops a whole run (as opposed to failing one recipient).
 #[derive(Debug, thiserror::Error)]
 pub enum Stop {
@@ -26,6 +29,18 @@ pub enum Stop {
         /// Attempts made for the last recipient.
         attempts: u32,
         /// Zoom's last answer.
+        last: ZoomError,
+    },
+    /// Zoom asked to wait longer than a run waits (a daily limit).
+    #[error(
+        "zoom asks to wait {} minutes before the next request (last: {last}); the run stopped, \
+         and running the job again after that picks up where it stopped",
+        wait.as_secs().div_ceil(60)
+    )]
+    RateLimitedFor {
+        /// Zoom's `Retry-After`.
+        wait: std::time::Duration,
+        /// Zoom's answer.
         last: ZoomError,
     },
     /// A token Zoom rejected was renewed, and Zoom rejected the new one too: the app itself
@@ -102,10 +117,15 @@ pub(super) async fn call<K: TokenKind, T>(
     attempts: &mut u32,
     op: impl AsyncFn(&K::Token) -> Result<T, ZoomError>,
 ) -> Result<Result<T, ZoomError>, Stop> {
-    let mut token = K::get(tokens).await?;
     let (mut renewed, mut tries) = (false, 0);
+    let mut replacement: Option<K::Token> = None;
     loop {
         limiter.acquire().await;
+        // The token is fetched for every attempt (it is cached): a wait may outlive it.
+        let token = match replacement.take() {
+            Some(token) => token,
+            None => K::get(tokens).await?,
+        };
         *attempts += 1;
         tries += 1;
         let error = match op(&token).await {
@@ -115,11 +135,14 @@ pub(super) async fn call<K: TokenKind, T>(
             }
             Err(e) => e,
         };
+        if !error.is_rate_limited() {
+            limiter.accepted(); // Zoom answered; it is not pushing back
+        }
         match error.disposition() {
             Disposition::RenewToken if !renewed => {
                 renewed = true;
                 tries -= 1;
-                token = K::renew(tokens, &token).await?;
+                replacement = Some(K::renew(tokens, &token).await?);
             }
             Disposition::RenewToken => {
                 return Err(Stop::RejectedAfterRenewal {
@@ -129,7 +152,15 @@ pub(super) async fn call<K: TokenKind, T>(
                     help: K::HELP,
                 });
             }
+            Disposition::Retry { after: Some(after) } if after > MAX_PATIENCE => {
+                limiter.throttled(Some(after));
+                return Err(Stop::RateLimitedFor {
+                    wait: after,
+                    last: error,
+                });
+            }
             Disposition::Retry { after } if tries < max_attempts => {
+                renewed = false;
                 if error.is_rate_limited() {
                     limiter.throttled(after);
                 }

@@ -2,7 +2,8 @@
 //! process, because Zoom limits requests per account, not per job.
 //!
 //! It starts unlimited (Zoom's limit depends on the account's plan). On a 429 it cuts its rate
-//! to just under the rate Zoom accepted over the last second, then recovers by 2% a second
+//! to just under the rate Zoom accepted over the last second (halving instead when nothing was
+//! accepted: that is no evidence of the limit), then recovers by 2% a second
 //! while Zoom keeps accepting. Several 429s arriving together (the requests that were in
 //! flight) cut the rate once. The rejected request itself waits at least its `Retry-After`
 //! (see `call`); a long `Retry-After` (Zoom's daily limit says "tomorrow") pauses every caller.
@@ -85,10 +86,11 @@ impl Limiter {
         {
             s.accepted.pop_front();
         }
+        let elapsed = now.duration_since(s.last_growth);
         if let Some(rate) = s.rate
-            && now.duration_since(s.last_growth) >= Duration::from_secs(1)
+            && elapsed >= Duration::from_secs(1)
         {
-            s.rate = Some(rate * RECOVERY);
+            s.rate = Some(rate * RECOVERY.powf(elapsed.as_secs_f64()));
             s.last_growth = now;
         }
     }
@@ -97,8 +99,11 @@ impl Limiter {
     pub fn throttled(&self, retry_after: Option<Duration>) {
         let mut s = self.state.lock().expect("limiter lock");
         let now = Instant::now();
-        if let Some(wait) = retry_after.filter(|w| *w >= GLOBAL_PAUSE) {
-            s.paused_until = s.paused_until.max(now + wait);
+        if let Some(until) = retry_after
+            .filter(|w| *w >= GLOBAL_PAUSE)
+            .and_then(|w| now.checked_add(w))
+        {
+            s.paused_until = s.paused_until.max(until);
         }
         if s.last_cut
             .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
@@ -113,7 +118,16 @@ impl Limiter {
         #[allow(clippy::cast_precision_loss)] // counts of requests in one second
         let observed = accepted as f64;
         let current = s.rate.unwrap_or(f64::INFINITY);
-        let rate = (observed.min(current) * CUT_TO).max(MIN_RATE);
+        // With nothing accepted in the last second there is no evidence of the limit (the
+        // quota may be another app's): halve a known rate, or leave it to per-request backoff.
+        let base = if observed >= 1.0 {
+            observed.min(current)
+        } else if current.is_finite() {
+            current / 2.0 / CUT_TO
+        } else {
+            return;
+        };
+        let rate = (base * CUT_TO).max(MIN_RATE);
         s.rate = Some(rate);
         s.last_cut = Some(now);
         s.last_growth = now;
@@ -212,6 +226,24 @@ mod tests {
         assert!(
             (recovered / cut - RECOVERY.powi(10)).abs() < 1e-9,
             "{cut} -> {recovered}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_with_nothing_accepted_is_no_evidence() {
+        let limiter = Limiter::default();
+        limiter.throttled(None);
+        assert_eq!(
+            limiter.rate(),
+            None,
+            "the quota may be another app's: backoff handles it"
+        );
+        limiter.accepted();
+        limiter.throttled(Some(Duration::from_secs(u64::MAX)));
+        assert_eq!(
+            limiter.rate(),
+            Some(CUT_TO),
+            "one accepted in the last second; and no overflow on an absurd Retry-After"
         );
     }
 

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{TimeDelta, Utc};
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 
 use crate::auth::AppTokens;
@@ -176,6 +176,14 @@ impl Engine {
         };
         drop(ctx);
         writer.await.expect("the journal writer does not panic");
+        if outcome.is_ok() {
+            let settled = self.deliveries.settle_sending(record.id)?;
+            if settled > 0 {
+                tracing::warn!(
+                    "{settled} recipients were being sent at an earlier crash and are no longer in the job: reported as uncertain"
+                );
+            }
+        }
         self.deliveries.flush().await?;
         let (counts, failures) = self.deliveries.tally(record.id)?;
         record.counts = counts;
@@ -296,28 +304,54 @@ impl RunCtx<'_> {
         let unreadable =
             move |p: FileProblem| Stop::Recipients(format!("{path}:{}: {}", p.line, p.message));
         let recipients = self.job.recipients().map_err(&unreadable)?;
-        let prepare = async move {
+        // On the first `Stop`, no new recipient is started, but work in flight finishes: a
+        // recipient marked `sending` is really sent, so a resumed run's "uncertain" means
+        // uncertain. The first `Stop` is the run's outcome.
+        let stopped: Mutex<Option<Stop>> = Mutex::new(None);
+        let stop = |e: Stop| {
+            let mut first = stopped.lock().expect("stop lock");
+            if first.is_none() {
+                *first = Some(e);
+            }
+        };
+        let stopping = || stopped.lock().expect("stop lock").is_some();
+        let prepare = async {
             stream::iter(recipients)
-                .map(|r| r.map_err(&unreadable))
-                .try_filter(|r| futures::future::ready(self.first_time(r)))
-                .map_ok(|r| self.prepare(r))
-                .try_buffer_unordered(width)
-                .try_for_each(|ready| {
-                    let tx = ready_tx.clone();
+                .take_while(|_| futures::future::ready(!stopping()))
+                .map(|item| {
+                    let (tx, unreadable, stop) = (ready_tx.clone(), &unreadable, &stop);
                     async move {
-                        if let Some(ready) = ready {
-                            let _ = tx.send(ready).await;
+                        let r = match item {
+                            Ok(r) if self.first_time(&r) => r,
+                            Ok(_) => return,
+                            Err(p) => return stop(unreadable(p)),
+                        };
+                        match self.prepare(r).await {
+                            Ok(Some(ready)) => {
+                                let _ = tx.send(ready).await;
+                            }
+                            Ok(None) => {}
+                            Err(e) => stop(e),
                         }
-                        Ok(())
                     }
                 })
-                .await
+                .buffer_unordered(width)
+                .for_each(|()| async {})
+                .await;
+            drop(ready_tx);
         };
         let send = tokio_stream_from(ready_rx)
-            .map(|ready| self.send(ready))
+            .map(|ready| async {
+                if !stopping()
+                    && let Err(e) = self.send(ready).await
+                {
+                    stop(e);
+                }
+            })
             .buffer_unordered(width)
-            .try_for_each(|()| async { Ok(()) });
-        tokio::try_join!(prepare, send).map(|_| ())
+            .for_each(|()| async {});
+        tokio::join!(prepare, send);
+        stopped.into_inner().expect("stop lock").map_or(Ok(()), Err)
     }
 
     fn first_time(&self, r: &Recipient) -> bool {
@@ -477,6 +511,8 @@ impl RunCtx<'_> {
             attempts: ready.attempts,
             updated_at: Utc::now(),
         };
+        // A token failure must stop the run before the mark: `sending` means "will be sent".
+        self.engine.tokens.bot_token().await?;
         self.journal.commit(self.run, sending).await?;
         if let Some(pacer) = &self.pacer {
             pacer.wait().await;

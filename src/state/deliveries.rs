@@ -127,6 +127,23 @@ impl Deliveries {
         Ok((counts, failures))
     }
 
+    /// Turns every `sending` entry of a run into `uncertain`: called when a run has finished
+    /// and these recipients were not visited again (the recipient list changed since the crash
+    /// that left them). Returns how many there were.
+    pub fn settle_sending(&self, run: RunId) -> Result<usize, StateError> {
+        let mut settled = 0;
+        for entry in self.tree.scan_prefix(run.key()) {
+            let (key, bytes) = entry?;
+            let mut d: Delivery = decode(&bytes)?;
+            if d.state == DeliveryState::Sending {
+                d.state = DeliveryState::Uncertain;
+                self.tree.insert(key, encode(&d))?;
+                settled += 1;
+            }
+        }
+        Ok(settled)
+    }
+
     /// Every recipient of a run, in email order.
     pub fn list(&self, run: RunId) -> Result<Vec<Delivery>, StateError> {
         self.tree
@@ -134,5 +151,50 @@ impl Deliveries {
             .values()
             .map(|bytes| Ok(decode(&bytes?)?))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftover_sending_entries_are_settled_as_uncertain() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let deliveries = Deliveries::open(&db).unwrap();
+        let at = Utc::now();
+        let entry = |email: &str, state| Delivery {
+            email: email.into(),
+            state,
+            jid: None,
+            attempts: 1,
+            updated_at: at,
+        };
+        deliveries
+            .set(RunId(1), &entry("a@x.io", DeliveryState::Sending))
+            .unwrap();
+        deliveries
+            .set(
+                RunId(1),
+                &entry(
+                    "b@x.io",
+                    DeliveryState::Sent {
+                        message_id: "m".into(),
+                    },
+                ),
+            )
+            .unwrap();
+        deliveries
+            .set(RunId(2), &entry("c@x.io", DeliveryState::Sending))
+            .unwrap();
+        assert_eq!(deliveries.settle_sending(RunId(1)).unwrap(), 1);
+        let (counts, failures) = deliveries.tally(RunId(1)).unwrap();
+        assert_eq!((counts.total, counts.sent, counts.uncertain), (2, 1, 1));
+        assert_eq!(failures[0].email, "a@x.io");
+        assert_eq!(
+            deliveries.get(RunId(2), "c@x.io").unwrap().unwrap().state,
+            DeliveryState::Sending,
+            "other runs untouched"
+        );
     }
 }

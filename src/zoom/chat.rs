@@ -79,14 +79,31 @@ impl ZoomClient {
         token: &BotToken,
         message: &ChatMessage,
     ) -> Result<SentMessage, ZoomError> {
-        read_json(
-            self.http
-                .post(self.endpoints.api("v2/im/chat/messages"))
-                .bearer_auth(token.access.expose())
-                .json(message)
-                .send()
-                .await,
-        )
-        .await
+        let response = self
+            .http
+            .post(self.endpoints.api("v2/im/chat/messages"))
+            .bearer_auth(token.access.expose())
+            .json(message)
+            .send()
+            .await;
+        // Once Zoom has answered 2xx the message is delivered, whatever happens to the body:
+        // reading it as a failure would invite a duplicate.
+        if let Ok(r) = &response
+            && r.status().is_success()
+        {
+            let status = r.status();
+            let body = response
+                .expect("checked above")
+                .bytes()
+                .await
+                .unwrap_or_default();
+            return Ok(
+                serde_json::from_slice(&body).unwrap_or_else(|_| SentMessage {
+                    message_id: format!("(zoom answered {status} without a readable message id)"),
+                    sent_time: String::new(),
+                }),
+            );
+        }
+        read_json(response).await
     }
 }
