@@ -1,8 +1,8 @@
 //! Recipients: the inline `recipients.emails` list and the `recipients.file` (one email per
 //! line, or CSV with an `email` column whose other columns become template variables),
-//! de-duplicated case-insensitively, first occurrence wins.
+//! streamed; [`dedupe_key`] lets callers de-duplicate case-insensitively in constant space.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -194,23 +194,6 @@ fn recipient(
     }
 }
 
-/// Reads a whole recipients file: its column names and every recipient, or every problem.
-pub fn read_file(path: &Path) -> Result<(Vec<String>, Vec<Recipient>), Vec<FileProblem>> {
-    let (headers, stream) = open_file(path).map_err(|p| vec![p])?;
-    let (mut recipients, mut problems) = (Vec::new(), Vec::new());
-    for item in stream {
-        match item {
-            Ok(r) => recipients.push(r),
-            Err(p) => problems.push(p),
-        }
-    }
-    if problems.is_empty() {
-        Ok((headers, recipients))
-    } else {
-        Err(problems)
-    }
-}
-
 /// A constant-size key for de-duplicating an email: the first 16 bytes of its SHA-256.
 pub fn dedupe_key(email: &str) -> [u8; 16] {
     let digest = Sha256::digest(email.as_bytes());
@@ -219,18 +202,26 @@ pub fn dedupe_key(email: &str) -> [u8; 16] {
     key
 }
 
-/// Removes later duplicates (emails are already lower-cased), keeping the order.
-pub fn dedupe(recipients: Vec<Recipient>) -> Vec<Recipient> {
-    let mut seen = HashSet::new();
-    recipients
-        .into_iter()
-        .filter(|r| seen.insert(r.email.clone()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads a whole recipients file: its column names and every recipient, or every problem.
+    fn read_file(path: &Path) -> Result<(Vec<String>, Vec<Recipient>), Vec<FileProblem>> {
+        let (headers, stream) = open_file(path).map_err(|p| vec![p])?;
+        let (mut recipients, mut problems) = (Vec::new(), Vec::new());
+        for item in stream {
+            match item {
+                Ok(r) => recipients.push(r),
+                Err(p) => problems.push(p),
+            }
+        }
+        if problems.is_empty() {
+            Ok((headers, recipients))
+        } else {
+            Err(problems)
+        }
+    }
 
     fn file(text: &str) -> Result<(Vec<String>, Vec<Recipient>), Vec<FileProblem>> {
         let dir = tempfile::tempdir().unwrap();
@@ -281,13 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn dedupe_keeps_first() {
-        let r = |e: &str| Recipient {
-            email: e.into(),
-            columns: BTreeMap::new(),
-        };
-        let out = dedupe(vec![r("a@x.io"), r("b@x.io"), r("a@x.io")]);
-        assert_eq!(out, [r("a@x.io"), r("b@x.io")]);
+    fn plausible_emails() {
         assert!(is_plausible_email("a.b+c@x.example"));
         assert!(!is_plausible_email("a@b"));
         assert!(!is_plausible_email("a @x.io"));
