@@ -297,79 +297,99 @@ fn main() {
     println!(
         "zoomcast delivery benchmark ({machine}); emulator and zoomcast as separate processes on loopback\n"
     );
+    // `cargo bench --bench delivery -- 1 3` runs scenarios 1 and 3 only.
+    let picked: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    let run = |n: &str| picked.is_empty() || picked.iter().any(|p| p == n);
+    let concurrency: usize = std::env::var("ZOOMCAST_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(32);
     let emu = Emulator::start();
     let ws = Workspace::new(&emu);
 
     // 1. zero latency: zoomcast against the emulator's capacity.
-    emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": null}));
-    let cap = capacity(&emu, 32, 3.0);
-    ws.job("zero", 20_000, 32);
-    let (wall, _, report) = ws.run("zero");
-    let rate = sent(&report) / wall;
-    // The same job again: its 20,000 JIDs are cached, so this is sends and journal only.
-    let (warm_wall, _, warm_report) = ws.run("zero");
-    let warm = sent(&warm_report) / warm_wall;
-    println!("1. zero latency, 20,000 recipients, concurrency 32");
-    println!("   emulator capacity (plain load generator, 32 connections): {cap:8.0} sends/s");
-    println!(
-        "   zoomcast, JID cache cold (lookup + send + journal):       {rate:8.0} sends/s = {:.0}% of capacity",
-        100.0 * rate / cap
-    );
-    println!(
-        "   zoomcast, JID cache warm (send + journal):                {warm:8.0} sends/s = {:.0}% of capacity (target >= 5,000/s and >= 80%)\n",
-        100.0 * warm / cap
-    );
+    if run("1") {
+        emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": null}));
+        let cap = capacity(&emu, 32, 3.0);
+        ws.job("zero", 20_000, concurrency);
+        let (wall, _, report) = ws.run("zero");
+        let rate = sent(&report) / wall;
+        // The same job again: its 20,000 JIDs are cached, so this is sends and journal only.
+        let (warm_wall, _, warm_report) = ws.run("zero");
+        let warm = sent(&warm_report) / warm_wall;
+        println!("1. zero latency, 20,000 recipients, concurrency {concurrency}");
+        println!("   emulator capacity (plain load generator, 32 connections): {cap:8.0} sends/s");
+        println!(
+            "   zoomcast, JID cache cold (lookup + send + journal):       {rate:8.0} sends/s = {:.0}% of capacity",
+            100.0 * rate / cap
+        );
+        println!(
+            "   zoomcast, JID cache warm (send + journal):                {warm:8.0} sends/s = {:.0}% of capacity (target >= 5,000/s and >= 80%)\n",
+            100.0 * warm / cap
+        );
+    }
 
     // 2. 50 ms latency, concurrency 32.
-    emu.knobs(&json!({"latency_ms": 50}));
-    ws.job("latency", 6_400, 32);
-    let (wall, _, report) = ws.run("latency");
-    let rate = sent(&report) / wall;
-    println!("2. 50 ms latency, 6,400 recipients, concurrency 32");
-    println!(
-        "   zoomcast {rate:6.0} sends/s against the ideal 640/s = {:.0}% (target >= 95%)\n",
-        100.0 * rate / 640.0
-    );
+    if run("2") {
+        emu.knobs(&json!({"latency_ms": 50}));
+        ws.job("latency", 6_400, 32);
+        let (wall, _, report) = ws.run("latency");
+        let rate = sent(&report) / wall;
+        println!("2. 50 ms latency, 6,400 recipients, concurrency 32");
+        println!(
+            "   zoomcast {rate:6.0} sends/s against the ideal 640/s = {:.0}% (target >= 95%)\n",
+            100.0 * rate / 640.0
+        );
+    }
 
     // 3. a 25/s limit.
-    emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": 25}));
-    let before = emu.stats();
-    ws.job("limited", 250, 8);
-    let (wall, _, report) = ws.run("limited");
-    let after = emu.stats();
-    let limited = after["sends_rate_limited"].as_f64().unwrap()
-        - before["sends_rate_limited"].as_f64().unwrap();
-    let requests = after["sends_accepted"].as_f64().unwrap()
-        - before["sends_accepted"].as_f64().unwrap()
-        + limited;
-    println!("3. 25/s limit, 250 recipients");
-    println!(
-        "   {wall:.1} s against the ideal 10.0 s = {:+.0}% (target within 10%); {limited} of {requests} sends answered 429 = {:.1}% (target <= 5%); {} sent\n",
-        100.0 * (wall - 10.0) / 10.0,
-        100.0 * limited / requests,
-        sent(&report)
-    );
+    if run("3") {
+        emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": 25}));
+        let before = emu.stats();
+        ws.job("limited", 250, 8);
+        let (wall, _, report) = ws.run("limited");
+        let after = emu.stats();
+        let limited = after["sends_rate_limited"].as_f64().unwrap()
+            - before["sends_rate_limited"].as_f64().unwrap();
+        let requests = after["sends_accepted"].as_f64().unwrap()
+            - before["sends_accepted"].as_f64().unwrap()
+            + limited;
+        println!("3. 25/s limit, 250 recipients");
+        println!(
+            "   {wall:.1} s against the ideal 10.0 s = {:+.0}% (target within 10%); {limited} of {requests} sends answered 429 = {:.1}% (target <= 5%); {} sent\n",
+            100.0 * (wall - 10.0) / 10.0,
+            100.0 * limited / requests,
+            sent(&report)
+        );
+    }
 
     // 4. memory of a 100,000-recipient run.
-    emu.knobs(&json!({"send_rate_limit": null}));
-    ws.job("hundredk", 100_000, 32);
-    let (wall, rss, report) = ws.run("hundredk");
-    println!("4. 100,000 recipients, zero latency, concurrency 32");
-    println!(
-        "   peak resident memory {:.1} MiB (target <= 64 MiB); {:.0} sends/s; {} sent\n",
-        rss as f64 / 1024.0,
-        sent(&report) / wall,
-        sent(&report)
-    );
+    if run("4") {
+        emu.knobs(&json!({"send_rate_limit": null}));
+        ws.job("hundredk", 100_000, 32);
+        let (wall, rss, report) = ws.run("hundredk");
+        println!("4. 100,000 recipients, zero latency, concurrency 32");
+        println!(
+            "   peak resident memory {:.1} MiB (target <= 64 MiB); {:.0} sends/s; {} sent\n",
+            rss as f64 / 1024.0,
+            sent(&report) / wall,
+            sent(&report)
+        );
+    }
 
     // 5. a sequential script against zoomcast, 2,000 recipients, 5 ms latency for both.
-    emu.knobs(&json!({"latency_ms": 5}));
-    let script = sequential(&emu, &ws, 2_000);
-    ws.job("twothousand", 2_000, 32);
-    let (wall, _, _) = ws.run("twothousand");
-    println!("5. 2,000 recipients, 5 ms emulator latency");
-    println!(
-        "   plain sequential client {script:.2} s, zoomcast {wall:.2} s: {:.0}x faster (target >= 20x)",
-        script / wall
-    );
+    if run("5") {
+        emu.knobs(&json!({"latency_ms": 5}));
+        let script = sequential(&emu, &ws, 2_000);
+        ws.job("twothousand", 2_000, 32);
+        let (wall, _, _) = ws.run("twothousand");
+        println!("5. 2,000 recipients, 5 ms emulator latency");
+        println!(
+            "   plain sequential client {script:.2} s, zoomcast {wall:.2} s: {:.0}x faster (target >= 20x)",
+            script / wall
+        );
+    }
 }
