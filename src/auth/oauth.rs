@@ -179,14 +179,8 @@ impl OAuthClient {
     /// Revokes a user grant at Zoom (through its access token).
     pub async fn revoke(&self, token: &AccessToken) -> Result<(), OAuthError> {
         let response = self
-            .zoom
-            .http
-            .post(self.zoom.endpoints().oauth("oauth/revoke"))
-            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
-            .form(&[("token", token.expose())])
-            .send()
-            .await
-            .map_err(|e| OAuthError::Network(e.without_url()))?;
+            .post("oauth/revoke", &[("token", token.expose())])
+            .await?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -195,20 +189,28 @@ impl OAuthClient {
         Err(self.classify(GrantType::RefreshToken, status, &body, &[token.expose()]))
     }
 
+    /// A form POST to an OAuth endpoint with the app's Basic credentials.
+    async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, OAuthError> {
+        self.zoom
+            .http
+            .post(self.zoom.endpoints().oauth(path))
+            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| OAuthError::Network(e.without_url()))
+    }
+
     async fn token(
         &self,
         grant: GrantType,
         form: &[(&str, &str)],
     ) -> Result<TokenResponse, OAuthError> {
-        let response = self
-            .zoom
-            .http
-            .post(self.zoom.endpoints().oauth("oauth/token"))
-            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| OAuthError::Network(e.without_url()))?;
+        let response = self.post("oauth/token", form).await?;
         let status = response.status();
         let body = response
             .bytes()

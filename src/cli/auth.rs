@@ -4,7 +4,7 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use anyhow::bail;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use super::{Context, Outcome};
 use crate::auth::TokenError;
 use crate::auth::login::{self, Pkce};
+use crate::auth::token::BotToken;
 use crate::config::DEFAULT_APP;
+use crate::state::Grant;
 
 /// How long `auth login` waits for the redirect (codes live 5 minutes at Zoom).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -170,56 +172,75 @@ fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Result<Ou
         }
     }
     let now = Utc::now();
-    let mut rows = Vec::new();
-    for app in &apps {
-        let grant = grants.get(app)?;
-        let bot = grants.bot_token(app)?;
-        rows.push(json!({
-            "app": app,
-            "authorized": grant.is_some(),
-            "user_email": grant.as_ref().map(|g| &g.user_email),
-            "user_id": grant.as_ref().map(|g| &g.user_id),
-            "user_jid": grant.as_ref().map(|g| &g.user_jid),
-            "account_id": grant.as_ref().map(|g| &g.account_id),
-            "scopes": grant.as_ref().map(|g| g.scopes.split_whitespace().collect::<Vec<_>>()),
-            "authorized_at": grant.as_ref().map(|g| g.authorized_at.to_rfc3339()),
-            "refreshed_at": grant.as_ref().map(|g| g.refreshed_at.to_rfc3339()),
-            "access_token_expires_at": grant.as_ref().map(|g| g.access.expires_at.to_rfc3339()),
-            "access_token_valid": grant.as_ref().map(|g| g.access.expires_at > now),
-            "bot_token_expires_at": bot.as_ref().map(|b| b.expires_at.to_rfc3339()),
-        }));
+    let mut held = Vec::new();
+    for app in apps {
+        held.push((grants.get(&app)?, grants.bot_token(&app)?, app));
     }
     if as_json {
+        let rows: Vec<_> = held
+            .iter()
+            .map(|(grant, bot, app)| status_json(app, grant.as_ref(), bot.as_ref(), now))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(Outcome::Done);
-    }
-    for (app, row) in apps.iter().zip(&rows) {
-        match grants.get(app)? {
-            None => println!("{app}: not authorized (run `zoomcast auth login --app {app}`)"),
-            Some(g) => {
-                let access = if g.access.expires_at > now {
-                    "valid"
-                } else {
-                    "expired (refreshed on next use)"
-                };
-                println!(
-                    "{app}: authorized by {} (user {}, account {})",
-                    g.user_email, g.user_id, g.account_id
-                );
-                println!("  scopes:        {}", g.scopes);
-                println!("  authorized at: {}", g.authorized_at.to_rfc3339());
-                println!("  refreshed at:  {}", g.refreshed_at.to_rfc3339());
-                println!(
-                    "  access token:  {access} until {}",
-                    g.access.expires_at.to_rfc3339()
-                );
-                if let Some(bot) = row["bot_token_expires_at"].as_str() {
-                    println!("  bot token:     cached until {bot}");
-                }
-            }
+    } else {
+        for (grant, bot, app) in &held {
+            print_status(app, grant.as_ref(), bot.as_ref(), now);
         }
     }
     Ok(Outcome::Done)
+}
+
+/// One app's status as JSON: who, when, expiries; never a secret.
+fn status_json(
+    app: &str,
+    grant: Option<&Grant>,
+    bot: Option<&BotToken>,
+    now: DateTime<Utc>,
+) -> serde_json::Value {
+    json!({
+        "app": app,
+        "authorized": grant.is_some(),
+        "user_email": grant.map(|g| &g.user_email),
+        "user_id": grant.map(|g| &g.user_id),
+        "user_jid": grant.map(|g| &g.user_jid),
+        "account_id": grant.map(|g| &g.account_id),
+        "scopes": grant.map(|g| g.scopes.split_whitespace().collect::<Vec<_>>()),
+        "authorized_at": grant.map(|g| g.authorized_at.to_rfc3339()),
+        "refreshed_at": grant.map(|g| g.refreshed_at.to_rfc3339()),
+        "access_token_expires_at": grant.map(|g| g.access.expires_at.to_rfc3339()),
+        "access_token_valid": grant.map(|g| g.access.expires_at > now),
+        "bot_token_expires_at": bot.map(|b| b.expires_at.to_rfc3339()),
+    })
+}
+
+/// One app's status for a person.
+fn print_status(app: &str, grant: Option<&Grant>, bot: Option<&BotToken>, now: DateTime<Utc>) {
+    let Some(g) = grant else {
+        println!("{app}: not authorized (run `zoomcast auth login --app {app}`)");
+        return;
+    };
+    let access = if g.access.expires_at > now {
+        "valid"
+    } else {
+        "expired (refreshed on next use)"
+    };
+    println!(
+        "{app}: authorized by {} (user {}, account {})",
+        g.user_email, g.user_id, g.account_id
+    );
+    println!("  scopes:        {}", g.scopes);
+    println!("  authorized at: {}", g.authorized_at.to_rfc3339());
+    println!("  refreshed at:  {}", g.refreshed_at.to_rfc3339());
+    println!(
+        "  access token:  {access} until {}",
+        g.access.expires_at.to_rfc3339()
+    );
+    if let Some(bot) = bot {
+        println!(
+            "  bot token:     cached until {}",
+            bot.expires_at.to_rfc3339()
+        );
+    }
 }
 
 async fn logout(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {

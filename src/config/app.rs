@@ -157,6 +157,14 @@ impl Config {
         })
     }
 
+    /// A configuration with only an empty `default` app (the demo fills it in with `set`).
+    pub fn empty() -> Self {
+        Self {
+            apps: BTreeMap::from([(DEFAULT_APP.to_owned(), RawApp::default())]),
+            source: None,
+        }
+    }
+
     /// True when an app of that name is configured (`default` always is).
     pub fn has_app(&self, name: &str) -> bool {
         self.apps.contains_key(name)

@@ -66,6 +66,12 @@ pub enum Stop {
     Journal(#[from] JournalError),
 }
 
+impl From<crate::state::StateError> for Stop {
+    fn from(e: crate::state::StateError) -> Self {
+        Self::Journal(e.into())
+    }
+}
+
 /// Which token a call needs; lets one retry loop serve both APIs.
 pub(super) trait TokenKind {
     type Token;

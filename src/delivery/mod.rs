@@ -169,6 +169,11 @@ impl Engine {
             pacer: job.delivery.rate_per_second.map(Pacer::new),
             seen: Mutex::new(HashSet::new()),
             progress: Progress::default(),
+            resumed: record.resumes > 0,
+            ttl: CacheTtl {
+                hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),
+                miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),
+            },
         };
         let outcome = tokio::select! {
             outcome = ctx.pipeline() => outcome,
@@ -176,7 +181,8 @@ impl Engine {
         };
         drop(ctx);
         writer.await.expect("the journal writer does not panic");
-        if outcome.is_ok() {
+        // Only a resumed run can hold `sending` entries from an earlier process.
+        if outcome.is_ok() && record.resumes > 0 {
             let settled = self.deliveries.settle_sending(record.id)?;
             if settled > 0 {
                 tracing::warn!(
@@ -235,6 +241,10 @@ struct RunCtx<'a> {
     seen: Mutex<HashSet<[u8; 16]>>,
     /// What this process has done so far, for progress lines.
     progress: Progress,
+    /// Whether the run was interrupted before: only then can the journal hold entries.
+    resumed: bool,
+    /// How long cached JIDs and misses stay good.
+    ttl: CacheTtl,
 }
 
 /// How often a run logs its progress.
@@ -382,11 +392,12 @@ impl RunCtx<'_> {
     /// Stage one: skip what the journal says is done, resolve, render.
     async fn prepare(&self, r: Recipient) -> Result<Option<Ready>, Stop> {
         let r = &r;
-        let previous = self
-            .engine
-            .deliveries
-            .get(self.run, &r.email)
-            .map_err(journal::JournalError::from)?;
+        // A fresh run has no journal entries yet: skip the lookup on the hot path.
+        let previous = if self.resumed {
+            self.engine.deliveries.get(self.run, &r.email)?
+        } else {
+            None
+        };
         let mut attempts = previous.as_ref().map_or(0, |d| d.attempts);
         match previous.as_ref().map(|d| &d.state) {
             Some(
@@ -446,14 +457,8 @@ impl RunCtx<'_> {
         attempts: &mut u32,
     ) -> Result<Result<ZoomUser, DeliveryState>, Stop> {
         let jids = &self.engine.jids;
-        let ttl = CacheTtl {
-            hit: TimeDelta::hours(i64::from(self.job.delivery.jid_cache_hours)),
-            miss: TimeDelta::minutes(i64::from(self.job.delivery.jid_miss_minutes)),
-        };
         if !self.options.refresh_cache
-            && let Some(cached) = jids
-                .get(email, ttl, Utc::now())
-                .map_err(journal::JournalError::from)?
+            && let Some(cached) = jids.get(email, self.ttl, Utc::now())?
         {
             return Ok(match cached.user {
                 Some(user) => Ok(user),
@@ -478,26 +483,21 @@ impl RunCtx<'_> {
                     message: String::new(),
                     fetched_at,
                 };
-                jids.put(email, &cached)
-                    .map_err(journal::JournalError::from)?;
+                jids.put(email, &cached)?;
                 Ok(user)
             }
             Err(e) => {
-                let failed = DeliveryState::Failed {
-                    code: e.code(),
-                    message: e.to_string(),
-                };
-                if e.code() == Some(crate::zoom::error::USER_DOES_NOT_EXIST) {
+                let (code, message) = (e.code(), e.to_string());
+                if code == Some(crate::zoom::error::USER_DOES_NOT_EXIST) {
                     let cached = CachedLookup {
                         user: None,
-                        code: e.code(),
-                        message: e.to_string(),
+                        code,
+                        message: message.clone(),
                         fetched_at,
                     };
-                    jids.put(email, &cached)
-                        .map_err(journal::JournalError::from)?;
+                    jids.put(email, &cached)?;
                 }
-                Err(failed)
+                Err(DeliveryState::Failed { code, message })
             }
         })
     }

@@ -12,8 +12,8 @@ use chrono::{TimeDelta, Timelike, Utc};
 use serde_json::{Value, json};
 
 use super::RetryAfterStyle;
+use super::faults::{api_error, bearer, latency_and_faults};
 use super::state::{Delivered, Emulator, TokenKind};
-use super::users::{api_error, bearer, latency_and_faults};
 
 const REQUIRED: [&str; 5] = ["robot_jid", "to_jid", "account_id", "user_jid", "content"];
 

@@ -9,6 +9,7 @@
 
 mod chat;
 mod directory;
+mod faults;
 mod inspect;
 mod oauth;
 mod state;

@@ -38,6 +38,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// The value stored under `key` in `tree`, decoded, if there is one.
+pub fn get<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    key: impl AsRef<[u8]>,
+) -> Result<Option<T>, super::StateError> {
+    match tree.get(key)? {
+        Some(bytes) => Ok(Some(decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

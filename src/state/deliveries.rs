@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode};
+use super::codec::{self, decode, encode};
 use super::runs::Counts;
 use super::{RunId, StateError};
 
@@ -98,10 +98,7 @@ impl Deliveries {
 
     /// Where one recipient of a run stands, if it was recorded.
     pub fn get(&self, run: RunId, email: &str) -> Result<Option<Delivery>, StateError> {
-        match self.tree.get(key(run, email))? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
-            None => Ok(None),
-        }
+        codec::get(&self.tree, key(run, email))
     }
 
     /// A run's counts, and its recipients that failed or are uncertain, in one scan.

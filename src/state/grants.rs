@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
-use super::codec::{CodecError, decode, encode};
+use super::codec::{self, CodecError, decode, encode};
 use crate::auth::token::{BotToken, RefreshToken, UserToken};
 
 /// A user grant: the refresh token, the current access token, and who authorized.
@@ -146,10 +146,7 @@ impl Grants {
 
     /// The cached chatbot token of `app`, if any.
     pub fn bot_token(&self, app: &str) -> Result<Option<BotToken>, StateError> {
-        match self.bots.get(app)? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
-            None => Ok(None),
-        }
+        codec::get(&self.bots, app)
     }
 
     /// Caches a chatbot token. Not flushed: losing it costs one token request.

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
-use super::codec::{decode, encode};
+use super::codec::{self, encode};
 use crate::zoom::ZoomUser;
 
 /// What Zoom said about an email, and when.
@@ -51,10 +51,9 @@ impl Jids {
         ttl: CacheTtl,
         now: DateTime<Utc>,
     ) -> Result<Option<CachedLookup>, StateError> {
-        let Some(bytes) = self.tree.get(email)? else {
+        let Some(cached): Option<CachedLookup> = codec::get(&self.tree, email)? else {
             return Ok(None);
         };
-        let cached: CachedLookup = decode(&bytes)?;
         let life = if cached.user.is_some() {
             ttl.hit
         } else {

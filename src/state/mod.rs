@@ -142,12 +142,6 @@ impl Store {
     pub fn deliveries(&self) -> Result<Deliveries, StateError> {
         Deliveries::open(&self.db)
     }
-
-    /// Flushes everything to disk.
-    pub async fn flush(&self) -> Result<(), StateError> {
-        self.db.flush_async().await?;
-        Ok(())
-    }
 }
 
 impl Drop for Store {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
-use super::codec::{decode, encode};
+use super::codec::{self, decode, encode};
 
 /// A run's id: increasing across restarts, so runs list in the order they started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -144,10 +144,7 @@ impl Runs {
 
     /// One run.
     pub fn get(&self, id: RunId) -> Result<Option<RunRecord>, StateError> {
-        match self.tree.get(id.key())? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
-            None => Ok(None),
-        }
+        codec::get(&self.tree, id.key())
     }
 
     /// The newest run of `job` that did not finish (interrupted or aborted): the one the next
