@@ -36,6 +36,13 @@ pub enum TokenError {
         /// The app.
         app: String,
     },
+    /// Zoom rejected the access token a refresh just produced, before any call succeeded with
+    /// it: refreshing again cannot help and would only rotate the grant again.
+    #[error("zoom rejected the user token of app `{app}` that a refresh had just produced")]
+    RejectedAfterRefresh {
+        /// The app.
+        app: String,
+    },
     /// The token endpoint refused or could not be reached.
     #[error(transparent)]
     OAuth(#[from] OAuthError),
@@ -66,6 +73,8 @@ pub struct AppTokens {
     oauth: OAuthClient,
     grants: Grants,
     user: Arc<Mutex<Option<Held>>>,
+    /// The access token the last refresh produced, until a call succeeds with it.
+    unproven: Arc<std::sync::Mutex<Option<UserToken>>>,
     bot: Mutex<Option<BotToken>>,
 }
 
@@ -77,6 +86,7 @@ impl AppTokens {
             oauth,
             grants,
             user: Arc::new(Mutex::new(None)),
+            unproven: Arc::default(),
             bot: Mutex::new(None),
         }
     }
@@ -124,6 +134,14 @@ impl AppTokens {
         let mut slot = self.user.clone().lock_owned().await;
         let held = self.load(&mut slot)?;
         let current = &held.grant.access;
+        if let Need::Replace(rejected) = &need
+            && current == rejected
+            && self.unproven.lock().expect("unproven lock").as_ref() == Some(rejected)
+        {
+            return Err(TokenError::RejectedAfterRefresh {
+                app: self.app.clone(),
+            });
+        }
         let usable = held.saved
             && match &need {
                 Need::Fresh => current.is_fresh(Utc::now()),
@@ -137,10 +155,19 @@ impl AppTokens {
             app: self.app.clone(),
             oauth: self.oauth.clone(),
             grants: self.grants.clone(),
+            unproven: self.unproven.clone(),
         };
         tokio::spawn(refresher.run(slot))
             .await
             .expect("the refresh task does not panic")
+    }
+
+    /// A call succeeded with `token`: Zoom accepts what the last refresh produced.
+    pub fn user_token_worked(&self, token: &UserToken) {
+        let mut unproven = self.unproven.lock().expect("unproven lock");
+        if unproven.as_ref() == Some(token) {
+            *unproven = None;
+        }
     }
 
     /// A chatbot token that has not expired.
@@ -191,6 +218,7 @@ struct Refresher {
     app: String,
     oauth: OAuthClient,
     grants: Grants,
+    unproven: Arc<std::sync::Mutex<Option<UserToken>>>,
 }
 
 impl Refresher {
@@ -226,6 +254,7 @@ impl Refresher {
             return Err(e.into());
         }
         held.saved = true;
+        *self.unproven.lock().expect("unproven lock") = Some(held.grant.access.clone());
         Ok(held.grant.access.clone())
     }
 }

@@ -81,6 +81,8 @@ pub(super) trait TokenKind {
     const HELP: &'static str;
     async fn get(tokens: &AppTokens) -> Result<Self::Token, TokenError>;
     async fn renew(tokens: &AppTokens, rejected: &Self::Token) -> Result<Self::Token, TokenError>;
+    /// A call succeeded with `token`.
+    fn worked(_tokens: &AppTokens, _token: &Self::Token) {}
 }
 
 /// The Users API's token.
@@ -99,6 +101,9 @@ impl TokenKind for User {
     }
     async fn renew(tokens: &AppTokens, rejected: &UserToken) -> Result<UserToken, TokenError> {
         tokens.renew_user_token(rejected).await
+    }
+    fn worked(tokens: &AppTokens, token: &UserToken) {
+        tokens.user_token_worked(token);
     }
 }
 
@@ -137,6 +142,7 @@ pub(super) async fn call<K: TokenKind, T>(
         let error = match op(&token).await {
             Ok(value) => {
                 limiter.accepted();
+                K::worked(tokens, &token);
                 return Ok(Ok(value));
             }
             Err(e) => e,
@@ -148,7 +154,18 @@ pub(super) async fn call<K: TokenKind, T>(
             Disposition::RenewToken if !renewed => {
                 renewed = true;
                 tries -= 1;
-                replacement = Some(K::renew(tokens, &token).await?);
+                replacement = Some(match K::renew(tokens, &token).await {
+                    // Another task's refresh already produced a token Zoom rejects.
+                    Err(TokenError::RejectedAfterRefresh { app }) => {
+                        return Err(Stop::RejectedAfterRenewal {
+                            kind: K::NAME,
+                            app,
+                            last: error,
+                            help: K::HELP,
+                        });
+                    }
+                    renewed => renewed?,
+                });
             }
             Disposition::RenewToken => {
                 return Err(Stop::RejectedAfterRenewal {

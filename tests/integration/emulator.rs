@@ -340,8 +340,13 @@ fn the_rate_limit_answers_429_with_each_retry_after_form() {
     }
 }
 
-#[test]
-fn concurrent_renewals_cost_one_refresh() {
+/// An emulator, a state store and the app's tokens, logged in.
+fn logged_in() -> (
+    Zoom,
+    tempfile::TempDir,
+    zoomcast::state::Store,
+    Arc<zoomcast::auth::AppTokens>,
+) {
     let z = zoom(Knobs::default());
     let dir = tempfile::tempdir().unwrap();
     let store = zoomcast::state::Store::open(dir.path()).unwrap();
@@ -371,6 +376,14 @@ fn concurrent_renewals_cost_one_refresh() {
         )
         .await
         .unwrap();
+    });
+    (z, dir, store, tokens)
+}
+
+#[test]
+fn concurrent_renewals_cost_one_refresh() {
+    let (z, _dir, store, tokens) = logged_in();
+    z.runtime.block_on(async {
         let rejected = tokens.user_token().await.unwrap();
         let before = tokens.grant().await.unwrap().generation;
         let renewals: Vec<_> = (0..20)
@@ -390,4 +403,28 @@ fn concurrent_renewals_cost_one_refresh() {
         assert_eq!(stored.generation, before + 1);
     });
     assert_eq!(z.handle.emulator().stats().refreshes, 1);
+}
+
+#[test]
+fn a_token_rejected_right_after_its_refresh_is_not_refreshed_again() {
+    let (z, _dir, _store, tokens) = logged_in();
+    z.runtime.block_on(async {
+        let first = tokens.user_token().await.unwrap();
+        tokens.user_token_worked(&first);
+        let fresh = tokens.renew_user_token(&first).await.unwrap();
+        // Zoom rejects the fresh token too: a second refresh cannot help.
+        let again = tokens.renew_user_token(&fresh).await;
+        assert!(
+            matches!(
+                again,
+                Err(zoomcast::auth::TokenError::RejectedAfterRefresh { .. })
+            ),
+            "{again:?}"
+        );
+        // Once a call succeeds with it, a later rejection (say, expiry) refreshes as usual.
+        tokens.user_token_worked(&fresh);
+        let later = tokens.renew_user_token(&fresh).await.unwrap();
+        assert_ne!(later, fresh);
+    });
+    assert_eq!(z.handle.emulator().stats().refreshes, 2);
 }
