@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, TimeZone};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc};
 
 const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
@@ -18,6 +18,7 @@ const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 pub struct Schedule {
     expr: String,
     parts: Vec<::cron::Schedule>,
+    interval: bool,
 }
 
 impl fmt::Debug for Schedule {
@@ -66,24 +67,59 @@ impl FromStr for Schedule {
                 .map_err(|e| format!("`{expr}` is not a valid schedule: {e}"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self {
+        let interval = [sec, min, hour].iter().any(|f| f.starts_with('*'));
+        let schedule = Self {
             expr: expr.trim().to_owned(),
             parts,
-        })
+            interval,
+        };
+        if schedule
+            .next_after(&Utc.timestamp_opt(0, 0).unwrap())
+            .is_none()
+        {
+            return Err(format!(
+                "`{expr}` can never fire (no date matches it, such as 30 February); check the \
+                 day-of-month and month fields"
+            ));
+        }
+        Ok(schedule)
     }
 }
 
 impl Schedule {
     /// The first fire time strictly after `after`, in `after`'s timezone.
-    pub fn next_after<Tz: TimeZone>(&self, after: &DateTime<Tz>) -> Option<DateTime<Tz>> {
-        self.parts
-            .iter()
-            .filter_map(|s| s.after(after).next())
-            .min()
+    ///
+    /// Fire times are local wall-clock times mapped to instants with the zone's rules: a time in a
+    /// spring-forward gap fires once at the first instant after the gap (or not at all for an
+    /// interval schedule, whose times follow elapsed time); a time in the repeated fall-back hour
+    /// fires once, at its first occurrence (or at both for an interval schedule).
+    pub fn next_after<Z: TimeZone>(&self, after: &DateTime<Z>) -> Option<DateTime<Z>> {
+        let tz = after.timezone();
+        // A fall-back within the next hours repeats wall-clock times that are earlier than
+        // `after`'s but still ahead in real time: start the scan that much earlier.
+        let repeat = offset_seconds(after) - offset_seconds(&(after.clone() + TimeDelta::hours(3)));
+        let start = after.naive_local() - TimeDelta::seconds(repeat.max(0) + 1);
+        let mut best: Option<DateTime<Z>> = None;
+        for naive in self.wall_times_after(start) {
+            let mapped = self.instants(&tz, naive);
+            if let Some(b) = &best {
+                // Only wall times inside a repeated hour can map to an earlier instant than a
+                // later wall time; past them, nothing earlier can come.
+                if !mapped.ambiguous && naive > b.naive_local() {
+                    break;
+                }
+            }
+            for instant in mapped.instants.into_iter().flatten() {
+                if instant > *after && best.as_ref().is_none_or(|b| instant < *b) {
+                    best = Some(instant);
+                }
+            }
+        }
+        best
     }
 
     /// The next `n` fire times after `after`.
-    pub fn upcoming<Tz: TimeZone>(&self, after: &DateTime<Tz>, n: usize) -> Vec<DateTime<Tz>> {
+    pub fn upcoming<Z: TimeZone>(&self, after: &DateTime<Z>, n: usize) -> Vec<DateTime<Z>> {
         let mut times = Vec::with_capacity(n);
         let mut cursor = after.clone();
         while times.len() < n {
@@ -97,6 +133,72 @@ impl Schedule {
         }
         times
     }
+
+    /// Whether the schedule is an interval (its seconds, minutes or hours field starts with `*`,
+    /// as in Vixie cron): its times follow elapsed time across daylight-saving changes.
+    pub fn follows_elapsed_time(&self) -> bool {
+        self.interval
+    }
+
+    /// Matching wall-clock times strictly after `start`, in order, merged across the parts.
+    fn wall_times_after(&self, start: NaiveDateTime) -> impl Iterator<Item = NaiveDateTime> + '_ {
+        let start = Utc.from_utc_datetime(&start);
+        let mut heads: Vec<_> = self
+            .parts
+            .iter()
+            .map(|p| p.after(&start).peekable())
+            .collect();
+        std::iter::from_fn(move || {
+            let next = heads.iter_mut().filter_map(|h| h.peek().copied()).min()?;
+            for head in &mut heads {
+                head.next_if_eq(&next);
+            }
+            Some(next.naive_utc())
+        })
+    }
+
+    /// The instants a wall-clock time stands for in `tz`.
+    fn instants<Z: TimeZone>(&self, tz: &Z, naive: NaiveDateTime) -> Mapped<Z> {
+        match tz.from_local_datetime(&naive) {
+            LocalResult::Single(t) => Mapped::new([Some(t), None], false),
+            LocalResult::Ambiguous(first, second) => {
+                let second = self.interval.then_some(second);
+                Mapped::new([Some(first), second], true)
+            }
+            LocalResult::None if self.interval => Mapped::new([None, None], false),
+            LocalResult::None => Mapped::new([first_instant_after_gap(tz, naive), None], false),
+        }
+    }
+}
+
+/// What one wall-clock time maps to.
+struct Mapped<Z: TimeZone> {
+    instants: [Option<DateTime<Z>>; 2],
+    ambiguous: bool,
+}
+
+impl<Z: TimeZone> Mapped<Z> {
+    fn new(instants: [Option<DateTime<Z>>; 2], ambiguous: bool) -> Self {
+        Self {
+            instants,
+            ambiguous,
+        }
+    }
+}
+
+fn offset_seconds<Z: TimeZone>(t: &DateTime<Z>) -> i64 {
+    i64::from(t.offset().fix().local_minus_utc())
+}
+
+/// The first instant after a spring-forward gap that swallowed `naive`: the first whole minute
+/// that exists (zones change offset on whole minutes).
+fn first_instant_after_gap<Z: TimeZone>(tz: &Z, naive: NaiveDateTime) -> Option<DateTime<Z>> {
+    let minute = naive.with_second(0)?.with_nanosecond(0)?;
+    // The longest gap on record is a skipped day (Samoa, 2011).
+    (1..=48 * 60).find_map(|m| {
+        tz.from_local_datetime(&(minute + TimeDelta::minutes(m)))
+            .earliest()
+    })
 }
 
 fn expand_macro(expr: &str) -> Result<String, String> {
@@ -244,5 +346,145 @@ mod tests {
             let err = expr.parse::<Schedule>().unwrap_err();
             assert!(err.contains(needle), "{expr}: {err}");
         }
+    }
+
+    fn local(expr: &str, zone: &str, from: &str, n: usize) -> Vec<String> {
+        let tz: chrono_tz::Tz = zone.parse().unwrap();
+        let s: Schedule = expr.parse().unwrap();
+        s.upcoming(&at(from).with_timezone(&tz), n)
+            .iter()
+            .map(DateTime::to_rfc3339)
+            .collect()
+    }
+
+    fn gaps_in_minutes(expr: &str, zone: &str, from: &str, n: usize) -> Vec<i64> {
+        let tz: chrono_tz::Tz = zone.parse().unwrap();
+        let s: Schedule = expr.parse().unwrap();
+        let times = s.upcoming(&at(from).with_timezone(&tz), n);
+        times
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_minutes())
+            .collect()
+    }
+
+    #[test]
+    fn spring_forward_gap_runs_once_at_the_first_instant_after_it() {
+        // Berlin 2026-03-29: 02:00 CET jumps to 03:00 CEST.
+        assert_eq!(
+            local("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", 3),
+            [
+                "2026-03-29T03:00:00+02:00",
+                "2026-03-30T02:30:00+02:00",
+                "2026-03-31T02:30:00+02:00"
+            ]
+        );
+        // Several times inside the gap still run once.
+        assert_eq!(
+            local(
+                "0,15,30,45 2 * * *",
+                "Europe/Berlin",
+                "2026-03-28T12:00:00Z",
+                2
+            ),
+            ["2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00"]
+        );
+        // New York 2026-03-08: 02:00 EST jumps to 03:00 EDT.
+        assert_eq!(
+            local("30 2 * * *", "America/New_York", "2026-03-07T12:00:00Z", 2),
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]
+        );
+        // A time right after the gap is not doubled by the gap's own fire.
+        assert_eq!(
+            local("30 2,3 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", 3),
+            [
+                "2026-03-29T03:00:00+02:00",
+                "2026-03-29T03:30:00+02:00",
+                "2026-03-30T02:30:00+02:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn repeated_fall_back_hour_runs_once() {
+        // Berlin 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
+        assert_eq!(
+            local("30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", 2),
+            ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+        );
+        // Asked from inside the repeated hour, the second 02:30 is not a new fire.
+        assert_eq!(
+            local("30 2 * * *", "Europe/Berlin", "2026-10-25T00:45:00Z", 1),
+            ["2026-10-26T02:30:00+01:00"]
+        );
+        // New York 2026-11-01: 02:00 EDT falls back to 01:00 EST.
+        assert_eq!(
+            local("30 1 * * *", "America/New_York", "2026-10-31T12:00:00Z", 2),
+            ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]
+        );
+    }
+
+    #[test]
+    fn interval_schedules_follow_elapsed_time_across_both_transitions() {
+        for (zone, spring, fall) in [
+            (
+                "Europe/Berlin",
+                "2026-03-28T23:10:00Z",
+                "2026-10-24T23:10:00Z",
+            ),
+            (
+                "America/New_York",
+                "2026-03-08T05:10:00Z",
+                "2026-11-01T04:10:00Z",
+            ),
+            (
+                "Australia/Sydney",
+                "2026-10-03T14:10:00Z",
+                "2026-04-04T14:10:00Z",
+            ),
+        ] {
+            for from in [spring, fall] {
+                assert_eq!(
+                    gaps_in_minutes("*/30 * * * *", zone, from, 12),
+                    [30; 11],
+                    "{zone} from {from}"
+                );
+                assert_eq!(
+                    gaps_in_minutes("@hourly", zone, from, 6),
+                    [60; 5],
+                    "{zone} from {from}"
+                );
+            }
+        }
+        // The repeated hour is visited twice, once per offset.
+        assert_eq!(
+            local("0 * * * *", "America/New_York", "2026-11-01T04:30:00Z", 3),
+            [
+                "2026-11-01T01:00:00-04:00",
+                "2026-11-01T01:00:00-05:00",
+                "2026-11-01T02:00:00-05:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn fixed_times_in_the_southern_hemisphere() {
+        // Sydney 2026-10-04: 02:00 AEST jumps to 03:00 AEDT; 2026-04-05: 03:00 AEDT back to 02:00.
+        assert_eq!(
+            local("15 2 * * *", "Australia/Sydney", "2026-10-03T00:00:00Z", 2),
+            ["2026-10-04T03:00:00+11:00", "2026-10-05T02:15:00+11:00"]
+        );
+        assert_eq!(
+            local("15 2 * * *", "Australia/Sydney", "2026-04-04T00:00:00Z", 2),
+            ["2026-04-05T02:15:00+11:00", "2026-04-06T02:15:00+10:00"]
+        );
+    }
+
+    #[test]
+    fn schedules_that_can_never_fire_are_rejected() {
+        for expr in ["0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 11 * 2030"] {
+            let err = expr.parse::<Schedule>().unwrap_err();
+            assert!(err.contains("can never fire"), "{expr}: {err}");
+        }
+        assert!("0 0 29 2 *".parse::<Schedule>().is_ok());
     }
 }
