@@ -50,6 +50,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let engine = Engine::new(&store, zoom, tokens, Arc::default())?;
     let options = RunOptions {
         refresh_cache: args.refresh_cache,
+        ..RunOptions::default()
     };
     let report = engine.run(&job, &from, options).await?;
     if args.json {

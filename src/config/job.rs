@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -25,6 +26,12 @@ pub struct JobFile {
     schedule: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
     app: Option<Spanned<String>>,
+    #[serde(default)]
+    catch_up: CatchUp,
+    catch_up_within: Option<Spanned<String>>,
+    #[serde(default)]
+    overlap: Overlap,
+    jitter: Option<Spanned<String>>,
     recipients: Spanned<RecipientsFile>,
     message: MessageFile,
     #[serde(default)]
@@ -57,6 +64,44 @@ pub enum OnUncertain {
     Resend,
     /// Do not send again; report the recipient as uncertain: at most once.
     Skip,
+}
+
+/// What the scheduler does, after downtime, with ticks it missed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Skip them all.
+    None,
+    /// Run the newest one; skip the others.
+    #[default]
+    Latest,
+    /// Run every one, oldest first.
+    All,
+}
+
+/// What the scheduler does with a tick while the job's previous run is still going.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Skip the tick (logged).
+    #[default]
+    Skip,
+    /// Run it when the previous run ends.
+    Queue,
+}
+
+/// How the scheduler treats a job's ticks: the top-level `catch_up`, `catch_up_within`,
+/// `overlap` and `jitter` keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedulePolicy {
+    /// Missed ticks after downtime.
+    pub catch_up: CatchUp,
+    /// Missed ticks older than this are skipped whatever `catch_up` says; `None`: no limit.
+    pub catch_up_within: Option<Duration>,
+    /// A tick while the previous run is going.
+    pub overlap: Overlap,
+    /// The most a tick is delayed by; each job gets its own stable delay below it.
+    pub jitter: Duration,
 }
 
 /// The `[delivery]` table.
@@ -116,6 +161,8 @@ pub struct Job {
     pub markdown: bool,
     /// The `[delivery]` settings.
     pub delivery: DeliverySettings,
+    /// How the scheduler treats the job's ticks.
+    pub policy: SchedulePolicy,
 }
 
 /// The job's name: the file stem.
@@ -214,6 +261,14 @@ impl Checker<'_> {
                 })
                 .ok()
         });
+        let policy = SchedulePolicy {
+            catch_up: file.catch_up,
+            catch_up_within: self.duration(file.catch_up_within.as_ref(), "catch_up_within"),
+            overlap: file.overlap,
+            jitter: self
+                .duration(file.jitter.as_ref(), "jitter")
+                .unwrap_or_default(),
+        };
         let app = file
             .app
             .as_ref()
@@ -258,11 +313,26 @@ impl Checker<'_> {
                 template,
                 markdown: file.message.markdown,
                 delivery: file.delivery,
+                policy,
             }),
             _ => Err(Invalid {
                 diagnostics: self.problems,
             }),
         }
+    }
+
+    /// A duration such as "90s", "15m", "2h" or "1d 12h"; reported (and `None`) if malformed.
+    fn duration(&mut self, value: Option<&Spanned<String>>, key: &str) -> Option<Duration> {
+        let value = value?;
+        humantime::parse_duration(value.get_ref())
+            .map_err(|e| {
+                self.report(
+                    value.span(),
+                    format!("`{key}` is not a duration: {e}"),
+                    "write a duration such as \"90s\", \"15m\", \"2h\" or \"1d 12h\"",
+                );
+            })
+            .ok()
     }
 
     /// Checks the inline emails and reads the file once (streaming, keeping nothing but a
@@ -440,6 +510,22 @@ concurrency = 4
         assert_eq!(job.delivery.concurrency.get(), 4);
         assert_eq!(job.delivery.max_attempts.get(), 5);
         assert_eq!(job.app, "default");
+        assert_eq!(job.policy, SchedulePolicy::default());
+        assert_eq!(job.policy.catch_up, CatchUp::Latest);
+        assert_eq!(job.policy.overlap, Overlap::Skip);
+    }
+
+    #[test]
+    fn schedule_policy_keys() {
+        let text = GOOD.replace(
+            "timezone",
+            "catch_up = \"all\"\ncatch_up_within = \"6h\"\noverlap = \"queue\"\njitter = \"1m 30s\"\ntimezone",
+        );
+        let policy = load(&text).unwrap().policy;
+        assert_eq!(policy.catch_up, CatchUp::All);
+        assert_eq!(policy.catch_up_within, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(policy.overlap, Overlap::Queue);
+        assert_eq!(policy.jitter, Duration::from_secs(90));
     }
 
     fn error_of(text: &str) -> String {
@@ -488,6 +574,26 @@ concurrency = 4
                 GOOD.replace("timezone", "app = \"nope\"\ntimezone"),
                 "standup.toml:4:7",
                 "no app called `nope`",
+            ),
+            (
+                GOOD.replace("timezone", "jitter = \"soon\"\ntimezone"),
+                "standup.toml:4:10",
+                "`jitter` is not a duration",
+            ),
+            (
+                GOOD.replace("timezone", "catch_up = \"some\"\ntimezone"),
+                "standup.toml:4:12",
+                "unknown variant `some`, expected one of `none`, `latest`, `all`",
+            ),
+            (
+                GOOD.replace("timezone", "overlap = \"stack\"\ntimezone"),
+                "standup.toml:4:11",
+                "expected `skip` or `queue`",
+            ),
+            (
+                GOOD.replace("50 8 * * Mon-Fri", "0 9 30 2 *"),
+                "standup.toml:3:12",
+                "can never fire",
             ),
         ];
         for (text, place, message) in cases {

@@ -3,6 +3,8 @@
 //! backoff up to `max_attempts`. What cannot be retried away stops the run ([`Stop`]); what is
 //! this recipient's own problem is returned as its failure.
 
+use tokio_util::sync::CancellationToken;
+
 use crate::auth::token::{BotToken, UserToken};
 use crate::auth::{AppTokens, TokenError};
 use crate::zoom::{Disposition, ZoomError};
@@ -61,6 +63,11 @@ pub enum Stop {
         "the recipients file cannot be read: {0}; fix it (`zoomcast validate` checks it) and run the job again"
     )]
     Recipients(String),
+    /// The process is shutting down; the run stays interrupted and resumes at the next start.
+    #[error(
+        "stopped for shutdown; the next start of the scheduler (or `zoomcast run`) resumes the run"
+    )]
+    Shutdown,
     /// The journal could not be written: continuing could lose track of recipients.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -125,6 +132,7 @@ pub(super) async fn call<K: TokenKind, T>(
     tokens: &AppTokens,
     limiter: &Limiter,
     max_attempts: u32,
+    cancel: &CancellationToken,
     attempts: &mut u32,
     op: impl AsyncFn(&K::Token) -> Result<T, ZoomError>,
 ) -> Result<Result<T, ZoomError>, Stop> {
@@ -189,7 +197,10 @@ pub(super) async fn call<K: TokenKind, T>(
                 }
                 let wait = backoff(tries, after, &mut rand::thread_rng());
                 tracing::debug!("retrying in {wait:?} after: {error}");
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = cancel.cancelled() => return Err(Stop::Shutdown),
+                }
             }
             Disposition::Retry { .. } => {
                 return Err(Stop::Unreachable {

@@ -23,9 +23,10 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::AppTokens;
 use crate::config::recipients::{FileProblem, Recipient, dedupe_key};
@@ -62,11 +63,18 @@ pub struct RunReport {
     pub failures: Vec<Delivery>,
 }
 
-/// How a run treats the JID cache.
-#[derive(Debug, Clone, Copy, Default)]
+/// What a run is for and how it treats the JID cache.
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Look every recipient up again, ignoring (and refreshing) the cache.
     pub refresh_cache: bool,
+    /// The schedule tick the run is for: a tick has at most one run, so a tick whose run
+    /// finished is not run again and one whose run was interrupted resumes it. `None` (a run by
+    /// hand) resumes the job's newest unfinished run.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Cancelled when the process shuts down: no new recipient starts, work in flight ends, the
+    /// journal is flushed and the run stays interrupted, to be resumed.
+    pub cancel: CancellationToken,
 }
 
 /// What runs need; one per process, shared by every run (the limiters are per account).
@@ -155,7 +163,13 @@ impl Engine {
         sender: &Sender,
         options: RunOptions,
     ) -> anyhow::Result<RunReport> {
-        let mut record = self.begin(job).await?;
+        let mut record = match self.begin(job, options.scheduled_for).await? {
+            Begin::Work(record) => record,
+            Begin::AlreadyRan(record) => {
+                let (_, failures) = self.deliveries.tally(record.id)?;
+                return Ok(RunReport { record, failures });
+            }
+        };
         let (journal, writer) = Journal::start(self.deliveries.clone());
         let ctx = RunCtx {
             engine: self,
@@ -195,6 +209,11 @@ impl Engine {
         record.counts = counts;
         record.finished_at = Some(Utc::now());
         record.status = match &outcome {
+            // Interrupted on purpose: the next start resumes it.
+            Err(Stop::Shutdown) => {
+                record.finished_at = None;
+                RunStatus::Running
+            }
             Err(stop) => RunStatus::Aborted(stop.to_string()),
             Ok(()) if counts.failed + counts.uncertain > 0 => RunStatus::PartlyFailed,
             Ok(()) => RunStatus::Succeeded,
@@ -207,23 +226,52 @@ impl Engine {
         Ok(RunReport { record, failures })
     }
 
-    /// The run to work on: the job's unfinished one, or a new one.
-    async fn begin(&self, job: &Job) -> anyhow::Result<RunRecord> {
-        if let Some(mut record) = self.runs.unfinished(&job.name)? {
+    /// The run to work on. For a schedule tick: the tick's run if it has one (to resume, or
+    /// already finished), else a new one. By hand: the job's newest unfinished run, else a new
+    /// one.
+    async fn begin(
+        &self,
+        job: &Job,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Begin> {
+        let existing = match scheduled_for {
+            Some(tick) => self.runs.for_tick(&job.name, tick)?,
+            None => self.runs.unfinished(&job.name)?,
+        };
+        let Some(mut record) = existing else {
+            let record = self.runs.start(&job.name, &job.app, scheduled_for).await?;
+            return Ok(Begin::Work(record));
+        };
+        if !record.status.is_unfinished() {
             tracing::info!(
-                "resuming run {} of job `{}`, started {} and interrupted before it finished",
-                record.id,
+                "job `{}`: tick {} already ran as run {} ({}); not running it again",
                 job.name,
-                record.started_at.to_rfc3339()
+                scheduled_for.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                record.id,
+                record.status
             );
-            record.status = RunStatus::Running;
-            record.finished_at = None;
-            record.resumes += 1;
-            self.runs.put(&record).await?;
-            return Ok(record);
+            return Ok(Begin::AlreadyRan(record));
         }
-        Ok(self.runs.start(&job.name, &job.app).await?)
+        tracing::info!(
+            "resuming run {} of job `{}`, started {} and interrupted before it finished",
+            record.id,
+            job.name,
+            record.started_at.to_rfc3339()
+        );
+        record.status = RunStatus::Running;
+        record.finished_at = None;
+        record.resumes += 1;
+        self.runs.put(&record).await?;
+        Ok(Begin::Work(record))
     }
+}
+
+/// What [`Engine::begin`] found.
+enum Begin {
+    /// A run to work on (new or resumed).
+    Work(RunRecord),
+    /// The tick's run already finished.
+    AlreadyRan(RunRecord),
 }
 
 /// Everything one run shares between its stages.
@@ -324,7 +372,8 @@ impl RunCtx<'_> {
                 *first = Some(e);
             }
         };
-        let stopping = || stopped.lock().expect("stop lock").is_some();
+        let stopping =
+            || self.options.cancel.is_cancelled() || stopped.lock().expect("stop lock").is_some();
         let prepare = async {
             stream::iter(recipients)
                 .take_while(|_| futures::future::ready(!stopping()))
@@ -361,7 +410,11 @@ impl RunCtx<'_> {
             .buffer_unordered(width)
             .for_each(|()| async {});
         tokio::join!(prepare, send);
-        stopped.into_inner().expect("stop lock").map_or(Ok(()), Err)
+        match stopped.into_inner().expect("stop lock") {
+            Some(stop) => Err(stop),
+            None if self.options.cancel.is_cancelled() => Err(Stop::Shutdown),
+            None => Ok(()),
+        }
     }
 
     fn first_time(&self, r: &Recipient) -> bool {
@@ -470,9 +523,14 @@ impl RunCtx<'_> {
         }
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
-        let answer = call::<User, _>(&self.engine.tokens, &self.users, max, attempts, async |t| {
-            zoom.get_user(t, email).await
-        })
+        let answer = call::<User, _>(
+            &self.engine.tokens,
+            &self.users,
+            max,
+            &self.options.cancel,
+            attempts,
+            async |t| zoom.get_user(t, email).await,
+        )
         .await?;
         let fetched_at = Utc::now();
         Ok(match answer {
@@ -524,6 +582,7 @@ impl RunCtx<'_> {
             &self.engine.tokens,
             &self.chat,
             max,
+            &self.options.cancel,
             &mut ready.attempts,
             async |t| zoom.send_message(t, message).await,
         )

@@ -9,6 +9,9 @@ use serde::de::DeserializeOwned;
 /// The format byte written today.
 const FORMAT_V1: u8 = 1;
 
+/// The format byte of keys that carry one (newer trees: `run_ticks`, `schedule`).
+pub const KEY_FORMAT: u8 = 1;
+
 /// A stored value zoomcast cannot read.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

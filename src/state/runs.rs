@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
 use super::StateError;
 use super::codec::{self, decode, encode};
@@ -47,6 +48,13 @@ pub enum RunStatus {
     PartlyFailed,
     /// Stopped before the end: the reason says why.
     Aborted(String),
+}
+
+impl RunStatus {
+    /// Whether a run in this state is resumed by the next run of its job.
+    pub fn is_unfinished(&self) -> bool {
+        matches!(self, Self::Running | Self::Aborted(_))
+    }
 }
 
 impl fmt::Display for RunStatus {
@@ -94,22 +102,35 @@ pub struct RunRecord {
     /// How often an interrupted run was picked up again.
     #[serde(default)]
     pub resumes: u32,
+    /// The schedule tick the run is for; `None` for a run started by hand. A job's tick has
+    /// at most one run.
+    #[serde(default)]
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
-/// The `runs` tree.
+/// The `runs` tree, and `run_ticks` (job and tick to run id), which gives a tick one run.
+#[derive(Clone)]
 pub struct Runs {
     tree: sled::Tree,
+    ticks: sled::Tree,
 }
 
 impl Runs {
     pub(super) fn open(db: &sled::Db) -> Result<Self, StateError> {
         Ok(Self {
             tree: db.open_tree("runs")?,
+            ticks: db.open_tree("run_ticks")?,
         })
     }
 
-    /// Records the start of a run of `job` and returns it.
-    pub async fn start(&self, job: &str, app: &str) -> Result<RunRecord, StateError> {
+    /// Records the start of a run of `job` (for a schedule tick, or by hand) and returns it.
+    /// The record and its tick index are written in one transaction.
+    pub async fn start(
+        &self,
+        job: &str,
+        app: &str,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<RunRecord, StateError> {
         let record = RunRecord {
             id: self.next_id()?,
             job: job.to_owned(),
@@ -119,9 +140,45 @@ impl Runs {
             status: RunStatus::Running,
             counts: Counts::default(),
             resumes: 0,
+            scheduled_for,
         };
-        self.put(&record).await?;
+        let bytes = encode(&record);
+        let tick_key = scheduled_for.map(|t| tick_key(job, t));
+        (&self.tree, &self.ticks)
+            .transaction(|(runs, ticks)| {
+                runs.insert(&record.id.key(), bytes.as_slice())?;
+                if let Some(key) = &tick_key {
+                    ticks.insert(key.as_slice(), &record.id.key())?;
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => StateError::from(e),
+                sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
+            })?;
+        self.tree.flush_async().await?;
         Ok(record)
+    }
+
+    /// The run of `job` for schedule tick `tick`, if the tick has one.
+    pub fn for_tick(
+        &self,
+        job: &str,
+        tick: DateTime<Utc>,
+    ) -> Result<Option<RunRecord>, StateError> {
+        match self.ticks.get(tick_key(job, tick))? {
+            Some(id) => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&id[..8]);
+                self.get(RunId(u64::from_be_bytes(bytes)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The newest run of `job`, finished or not.
+    pub fn latest(&self, job: &str) -> Result<Option<RunRecord>, StateError> {
+        Ok(self.list(Some(job))?.pop())
     }
 
     /// One more than the newest run's id. (Not sled's `generate_id`, which jumps by its
@@ -154,7 +211,7 @@ impl Runs {
             .list(Some(job))?
             .into_iter()
             .rev()
-            .find(|r| matches!(r.status, RunStatus::Running | RunStatus::Aborted(_))))
+            .find(|r| r.status.is_unfinished()))
     }
 
     /// Every run, oldest first, optionally of one job only.
@@ -169,4 +226,14 @@ impl Runs {
         }
         Ok(runs)
     }
+}
+
+/// `run_ticks` key: format byte, job name, a zero byte, the tick in milliseconds (big-endian).
+fn tick_key(job: &str, tick: DateTime<Utc>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(job.len() + 10);
+    key.push(codec::KEY_FORMAT);
+    key.extend_from_slice(job.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&tick.timestamp_millis().to_be_bytes());
+    key
 }
