@@ -3,7 +3,8 @@
 //! ```text
 //! state/
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
-//!   db/               the sled database: trees grants, bot_tokens, jids, runs, deliveries
+//!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
+//!                     deliveries, schedule
 //!   grants/NAME.json  the current grant of app NAME, replaced atomically on every rotation
 //! ```
 //!
@@ -13,6 +14,7 @@
 
 pub mod codec;
 pub mod deliveries;
+pub mod fires;
 pub mod grants;
 pub mod jids;
 pub mod lock;
@@ -23,6 +25,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub use deliveries::{Deliveries, Delivery, DeliveryState};
+pub use fires::Fires;
 pub use grants::{Grant, Grants};
 pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
@@ -136,6 +139,11 @@ impl Store {
     /// The `jids` tree (the email-to-JID cache).
     pub fn jids(&self) -> Result<Jids, StateError> {
         Jids::open(&self.db)
+    }
+
+    /// The `schedule` tree (each job's newest tick dealt with).
+    pub fn fires(&self) -> Result<Fires, StateError> {
+        Fires::open(&self.db)
     }
 
     /// The `deliveries` tree.

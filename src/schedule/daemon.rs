@@ -1,0 +1,983 @@
+//! The scheduler's core loop: fires each job's ticks on time, catches up after downtime, never
+//! runs a job twice at once, resumes interrupted runs at start-up, applies reloaded jobs, and
+//! drains on shutdown.
+//!
+//! Runs start through a [`Launcher`] and time comes from a [`Clock`], so tests drive the loop
+//! with paused tokio time and a launcher that only counts. Every tick the loop deals with (run,
+//! queued or skipped with a logged reason) is recorded in the `schedule` tree first; a tick's run
+//! is identified by job and tick (see [`crate::delivery::RunOptions::scheduled_for`]), so neither
+//! a restart nor a reload can give a tick two runs.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{self, Missed, SkipReason};
+use crate::config::{Job, Overlap};
+use crate::state::{Fires, RunRecord, RunStatus, Runs, StateError};
+
+/// The longest the loop sleeps before reading the wall clock again (it may have jumped).
+const MAX_NAP: Duration = Duration::from_secs(30);
+/// A tick the loop sees this much after it was due was missed (the machine slept, the clock
+/// jumped): it goes through `catch_up`, like ticks missed while the scheduler was down.
+const LATE: Duration = Duration::from_secs(60);
+/// After the drain deadline, how long cancelled runs get to stop and flush their journals.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Where the scheduler reads the time.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system's wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Starts one run of a job: for schedule tick `tick`, or (`None`) the resumption of a run
+/// started by hand. `cancel` fires when the drain deadline passes. The future's output is a
+/// one-line summary for the log.
+pub trait Launcher: Send + Sync {
+    /// Starts the run.
+    fn launch(
+        &self,
+        job: Arc<Job>,
+        tick: Option<DateTime<Utc>>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, anyhow::Result<String>>;
+}
+
+/// The jobs directory as loaded: valid jobs, and files that failed validation (name, why).
+#[derive(Default)]
+pub struct JobSet {
+    /// Valid jobs.
+    pub jobs: Vec<Job>,
+    /// Invalid files: the job name and the validation errors.
+    pub broken: Vec<(String, String)>,
+}
+
+/// What reaches the loop from outside while it runs.
+pub enum Event {
+    /// The jobs directory, loaded again (SIGHUP or a changed file).
+    Reload(JobSet),
+}
+
+/// How long in-flight runs get, after SIGTERM or SIGINT, before they are told to stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// The drain deadline.
+    pub drain: Duration,
+}
+
+/// The scheduler.
+pub struct Scheduler<C, L> {
+    clock: Arc<C>,
+    launcher: Arc<L>,
+    fires: Fires,
+    runs: Runs,
+    settings: Settings,
+    slots: BTreeMap<String, Slot>,
+    tasks: JoinSet<anyhow::Result<String>>,
+    task_jobs: HashMap<tokio::task::Id, String>,
+    /// Cancelled at the drain deadline; every run's token is a child.
+    runs_cancel: CancellationToken,
+    /// Set once shutdown began: nothing new starts.
+    stopping: bool,
+}
+
+/// One job as the scheduler tracks it.
+struct Slot {
+    job: Arc<Job>,
+    /// The next tick, if the job has a schedule that fires again.
+    next: Option<Tick>,
+    /// Whether a run of the job is going.
+    running: bool,
+    /// Runs waiting for the current one to end: ticks (catch-up, `overlap = "queue"`) or a
+    /// resumption of a run started by hand (`None`).
+    queue: VecDeque<Option<DateTime<Utc>>>,
+}
+
+/// A tick and when it is due (the tick plus the job's jitter).
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    at: DateTime<Utc>,
+    due: DateTime<Utc>,
+}
+
+impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
+    /// A scheduler over the `schedule` and `runs` trees.
+    pub fn new(
+        clock: Arc<C>,
+        launcher: Arc<L>,
+        fires: Fires,
+        runs: Runs,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            clock,
+            launcher,
+            fires,
+            runs,
+            settings,
+            slots: BTreeMap::new(),
+            tasks: JoinSet::new(),
+            task_jobs: HashMap::new(),
+            runs_cancel: CancellationToken::new(),
+            stopping: false,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains: in-flight runs get the drain deadline,
+    /// then are cancelled (they stop, flush their journals and stay interrupted).
+    pub async fn run(
+        mut self,
+        initial: JobSet,
+        mut events: mpsc::Receiver<Event>,
+        shutdown: CancellationToken,
+    ) -> Result<(), StateError> {
+        self.apply(initial)?;
+        loop {
+            let now = self.clock.now();
+            self.fire_due(now)?;
+            let nap = self.nap(now);
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                    self.finished(done);
+                }
+                Some(Event::Reload(set)) = events.recv() => self.apply(set)?,
+                () = tokio::time::sleep(nap) => {}
+            }
+        }
+        self.drain().await
+    }
+
+    /// Takes a loaded jobs directory: new jobs are added (resuming and catching up), changed
+    /// ones replaced, removed ones dropped, and invalid files keep their last good version.
+    fn apply(&mut self, set: JobSet) -> Result<(), StateError> {
+        let now = self.clock.now();
+        let mut seen = Vec::new();
+        for (name, why) in &set.broken {
+            seen.push(name.clone());
+            if self.slots.contains_key(name) {
+                tracing::error!(
+                    "job `{name}` is invalid now; keeping its last good version:\n{why}"
+                );
+            } else {
+                tracing::error!("job `{name}` is invalid and is not scheduled:\n{why}");
+            }
+        }
+        for job in set.jobs {
+            seen.push(job.name.clone());
+            self.upsert(job, now)?;
+        }
+        let gone: Vec<String> = self
+            .slots
+            .keys()
+            .filter(|name| !seen.contains(name))
+            .cloned()
+            .collect();
+        for name in gone {
+            tracing::info!(
+                "job `{name}` was removed from the jobs directory; it is no longer scheduled"
+            );
+            self.slots.remove(&name);
+        }
+        Ok(())
+    }
+
+    /// Adds a job, or replaces one reloaded.
+    fn upsert(&mut self, job: Job, now: DateTime<Utc>) -> Result<(), StateError> {
+        let name = job.name.clone();
+        let job = Arc::new(job);
+        if let Some(slot) = self.slots.get_mut(&name) {
+            let timing = |j: &Job| {
+                (
+                    j.schedule.as_ref().map(ToString::to_string),
+                    j.timezone,
+                    j.policy.jitter,
+                )
+            };
+            if timing(&slot.job) != timing(&job) {
+                slot.next = next_tick(&job, now);
+                tracing::info!(
+                    "job `{name}` reloaded with a new schedule; next tick {}",
+                    describe_next(slot.next)
+                );
+            }
+            slot.job = job;
+            return Ok(());
+        }
+        let mut slot = Slot {
+            job: job.clone(),
+            next: None,
+            running: false,
+            queue: VecDeque::new(),
+        };
+        if let Some(run) = self.runs.unfinished(&name)? {
+            resume(&job, &run, now, &mut slot);
+        }
+        if job.schedule.is_some() {
+            match self.fires.last(&name)? {
+                // First sight of the job: nothing before now was its to run.
+                None => self.fires.set(&name, now)?,
+                Some(last) => self.catch_up(&job, last, now, &mut slot)?,
+            }
+            slot.next = next_tick(&job, now);
+        }
+        tracing::info!(
+            "job `{name}` scheduled; next tick {}",
+            describe_next(slot.next)
+        );
+        self.slots.insert(name.clone(), slot);
+        self.start_queued(&name);
+        Ok(())
+    }
+
+    /// Deals with the ticks a job missed between `last` and `now`.
+    fn catch_up(
+        &self,
+        job: &Job,
+        last: DateTime<Utc>,
+        now: DateTime<Utc>,
+        slot: &mut Slot,
+    ) -> Result<(), StateError> {
+        let Some(schedule) = &job.schedule else {
+            return Ok(());
+        };
+        let ticks = plan::ticks_between(schedule, job.timezone, last, now);
+        let missed = plan::plan_missed(ticks, now, &job.policy);
+        self.take_missed(job, missed, slot)
+    }
+
+    /// Logs the skipped ticks of a plan and queues the ones to run.
+    fn take_missed(&self, job: &Job, missed: Missed, slot: &mut Slot) -> Result<(), StateError> {
+        for (tick, reason) in &missed.skipped {
+            log_skip(&job.name, *tick, *reason);
+        }
+        if missed.more_skipped > 0 {
+            tracing::warn!(
+                "job `{}`: {} more missed ticks skipped for the same reasons",
+                job.name,
+                missed.more_skipped
+            );
+        }
+        if missed.run.is_empty()
+            && let Some(newest) = missed.newest
+        {
+            self.fires.set(&job.name, newest)?;
+        }
+        for tick in missed.run {
+            tracing::info!(
+                "job `{}`: tick {} was missed; running it now",
+                job.name,
+                tick.to_rfc3339()
+            );
+            slot.queue.push_back(Some(tick));
+        }
+        Ok(())
+    }
+
+    /// Fires every tick that is due. A tick seen more than [`LATE`] after it was due was
+    /// missed (sleep, clock jump) and goes through `catch_up`.
+    fn fire_due(&mut self, now: DateTime<Utc>) -> Result<(), StateError> {
+        if self.stopping {
+            return Ok(());
+        }
+        let due: Vec<(String, Tick)> = self
+            .slots
+            .iter()
+            .filter_map(|(name, slot)| {
+                slot.next
+                    .filter(|t| t.due <= now)
+                    .map(|t| (name.clone(), t))
+            })
+            .collect();
+        for (name, first) in due {
+            let job = self.slots[&name].job.clone();
+            let Some(schedule) = &job.schedule else {
+                continue;
+            };
+            let jitter = first.due - first.at;
+            let due_until = now - jitter;
+            let late_until = due_until - TimeDelta::from_std(LATE).expect("small");
+            let just_before = |t: DateTime<Utc>| t - TimeDelta::milliseconds(1);
+            let mut on_time_after = just_before(first.at);
+            if first.at <= late_until {
+                let ticks = std::iter::once(first.at).chain(plan::ticks_between(
+                    schedule,
+                    job.timezone,
+                    first.at,
+                    late_until,
+                ));
+                let missed = plan::plan_missed(ticks, now, &job.policy);
+                let mut slot = self.slots.remove(&name).expect("due slot exists");
+                let result = self.take_missed(&job, missed, &mut slot);
+                self.slots.insert(name.clone(), slot);
+                result?;
+                on_time_after = late_until;
+            }
+            let on_time: Vec<_> =
+                plan::ticks_between(schedule, job.timezone, on_time_after, due_until).collect();
+            for tick in on_time {
+                self.fire(&name, tick)?;
+            }
+            if let Some(slot) = self.slots.get_mut(&name) {
+                slot.next = next_tick(&job, due_until);
+            }
+            self.start_queued(&name);
+        }
+        Ok(())
+    }
+
+    /// One tick, on time: runs it, or applies `overlap` if the previous run is going.
+    fn fire(&mut self, name: &str, tick: DateTime<Utc>) -> Result<(), StateError> {
+        self.fires.set(name, tick)?;
+        let slot = self.slots.get_mut(name).expect("fired slot exists");
+        if !slot.running && slot.queue.is_empty() {
+            self.launch(name, Some(tick));
+            return Ok(());
+        }
+        match slot.job.policy.overlap {
+            Overlap::Skip => log_skip(name, tick, SkipReason::Overlap),
+            Overlap::Queue => {
+                slot.queue.push_back(Some(tick));
+                tracing::info!(
+                    "job `{name}`: tick {} waits for the previous run to end (overlap = \"queue\"; {} waiting)",
+                    tick.to_rfc3339(),
+                    slot.queue.len()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the job's next queued run if none is going.
+    fn start_queued(&mut self, name: &str) {
+        if self.stopping {
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(name) else {
+            return;
+        };
+        if slot.running {
+            return;
+        }
+        if let Some(tick) = slot.queue.pop_front() {
+            self.launch(name, tick);
+        }
+    }
+
+    fn launch(&mut self, name: &str, tick: Option<DateTime<Utc>>) {
+        let slot = self.slots.get_mut(name).expect("launched slot exists");
+        if let Some(tick) = tick
+            && let Err(e) = self.fires.set(name, tick)
+        {
+            tracing::error!("job `{name}`: recording tick {tick} failed: {e}");
+        }
+        slot.running = true;
+        if let Some(t) = tick {
+            tracing::info!("job `{name}`: starting the run for tick {}", t.to_rfc3339());
+        } else {
+            tracing::info!("job `{name}`: resuming its interrupted run");
+        }
+        let run = self
+            .launcher
+            .launch(slot.job.clone(), tick, self.runs_cancel.child_token());
+        let handle = self.tasks.spawn(run);
+        self.task_jobs.insert(handle.id(), name.to_owned());
+    }
+
+    /// A run ended: logs how, and starts what waited for it.
+    fn finished(
+        &mut self,
+        done: Result<(tokio::task::Id, anyhow::Result<String>), tokio::task::JoinError>,
+    ) {
+        let (id, outcome) = match done {
+            Ok((id, outcome)) => (id, outcome),
+            Err(e) => (e.id(), Err(anyhow::anyhow!("the run panicked: {e}"))),
+        };
+        let name = self.task_jobs.remove(&id).unwrap_or_default();
+        match outcome {
+            Ok(summary) => tracing::info!("job `{name}`: {summary}"),
+            Err(e) => tracing::error!("job `{name}`: {e:#}"),
+        }
+        if let Some(slot) = self.slots.get_mut(&name) {
+            slot.running = false;
+        }
+        self.start_queued(&name);
+    }
+
+    /// How long to sleep: until the next tick is due, at most [`MAX_NAP`].
+    fn nap(&self, now: DateTime<Utc>) -> Duration {
+        self.slots
+            .values()
+            .filter_map(|s| s.next)
+            .map(|t| (t.due - now).to_std().unwrap_or(Duration::ZERO))
+            .min()
+            .map_or(MAX_NAP, |d| d.min(MAX_NAP))
+    }
+
+    /// Shutdown: nothing new starts; in-flight runs get the drain deadline, then are cancelled
+    /// and get [`STOP_GRACE`] to stop and flush.
+    async fn drain(mut self) -> Result<(), StateError> {
+        self.stopping = true;
+        if self.tasks.is_empty() {
+            tracing::info!("scheduler stopped; no run was going");
+            return Ok(());
+        }
+        tracing::info!(
+            "shutting down: waiting up to {} for {} running jobs to finish",
+            humantime::format_duration(self.settings.drain),
+            self.tasks.len()
+        );
+        let deadline = tokio::time::sleep(self.settings.drain);
+        tokio::pin!(deadline);
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(done) = self.tasks.join_next_with_id() => self.finished(done),
+                () = &mut deadline => break,
+            }
+        }
+        if self.tasks.is_empty() {
+            tracing::info!("scheduler stopped; every run finished");
+            return Ok(());
+        }
+        tracing::warn!(
+            "drain deadline passed: stopping {} runs; they resume at the next start",
+            self.tasks.len()
+        );
+        self.runs_cancel.cancel();
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(done) = self.tasks.join_next_with_id() => self.finished(done),
+                () = &mut grace => {
+                    tracing::error!(
+                        "{} runs did not stop within {}; leaving them (their unconfirmed sends are uncertain at the next start)",
+                        self.tasks.len(),
+                        humantime::format_duration(STOP_GRACE)
+                    );
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Queues the resumption of a job's interrupted run, unless a later tick has come since.
+fn resume(job: &Job, run: &RunRecord, now: DateTime<Utc>, slot: &mut Slot) {
+    match (run.scheduled_for, &job.schedule) {
+        (Some(tick), Some(schedule))
+            if schedule
+                .next_after(&tick.with_timezone(&job.timezone))
+                .is_some_and(|later| later <= now) =>
+        {
+            tracing::warn!(
+                "run {} of job `{}` (tick {}) did not finish, and a later tick has come since: \
+                 not resumed; `zoomcast run {}` finishes it",
+                run.id,
+                job.name,
+                tick.to_rfc3339(),
+                job.name
+            );
+        }
+        (Some(tick), _) => {
+            tracing::info!(
+                "resuming run {} of job `{}` (tick {})",
+                run.id,
+                job.name,
+                tick.to_rfc3339()
+            );
+            slot.queue.push_back(Some(tick));
+        }
+        (None, _) if run.status == RunStatus::Running => {
+            tracing::info!(
+                "resuming run {} of job `{}`, started by hand",
+                run.id,
+                job.name
+            );
+            slot.queue.push_back(None);
+        }
+        (None, _) => {}
+    }
+}
+
+/// The first tick of `job` after `after`, with its due time.
+fn next_tick(job: &Job, after: DateTime<Utc>) -> Option<Tick> {
+    let at = job
+        .schedule
+        .as_ref()?
+        .next_after(&after.with_timezone(&job.timezone))?
+        .with_timezone(&Utc);
+    let jitter = plan::jitter(&job.name, job.policy.jitter);
+    Some(Tick {
+        at,
+        due: at + TimeDelta::from_std(jitter).unwrap_or_default(),
+    })
+}
+
+fn describe_next(next: Option<Tick>) -> String {
+    next.map_or_else(
+        || "none (manual-only, or the schedule never fires again)".to_owned(),
+        |t| t.due.to_rfc3339(),
+    )
+}
+
+fn log_skip(job: &str, tick: DateTime<Utc>, reason: SkipReason) {
+    tracing::warn!("job `{job}`: tick {} skipped: {reason}", tick.to_rfc3339());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::state::Store;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Wall time that moves with paused tokio time.
+    struct PausedClock {
+        wall: DateTime<Utc>,
+        start: tokio::time::Instant,
+    }
+
+    impl Clock for PausedClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.wall + TimeDelta::from_std(self.start.elapsed()).unwrap()
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Call {
+        job: String,
+        tick: Option<DateTime<Utc>>,
+        started: DateTime<Utc>,
+        ended: Option<DateTime<Utc>>,
+        cancelled: bool,
+    }
+
+    /// Runs that take `run_for` (or stop when cancelled), and a record of them.
+    struct Counting {
+        clock: Arc<PausedClock>,
+        run_for: Duration,
+        calls: Arc<Mutex<Vec<Call>>>,
+        running: Arc<AtomicUsize>,
+        most_at_once: Arc<AtomicUsize>,
+    }
+
+    impl Launcher for Counting {
+        fn launch(
+            &self,
+            job: Arc<Job>,
+            tick: Option<DateTime<Utc>>,
+            cancel: CancellationToken,
+        ) -> BoxFuture<'static, anyhow::Result<String>> {
+            let (clock, calls, run_for) = (self.clock.clone(), self.calls.clone(), self.run_for);
+            let (running, most) = (self.running.clone(), self.most_at_once.clone());
+            Box::pin(async move {
+                let index = {
+                    let mut calls = calls.lock().unwrap();
+                    calls.push(Call {
+                        job: job.name.clone(),
+                        tick,
+                        started: clock.now(),
+                        ended: None,
+                        cancelled: false,
+                    });
+                    calls.len() - 1
+                };
+                let now_running = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now_running, Ordering::SeqCst);
+                let cancelled = tokio::select! {
+                    () = tokio::time::sleep(run_for) => false,
+                    () = cancel.cancelled() => true,
+                };
+                running.fetch_sub(1, Ordering::SeqCst);
+                let mut calls = calls.lock().unwrap();
+                calls[index].ended = Some(clock.now());
+                calls[index].cancelled = cancelled;
+                Ok("done".to_owned())
+            })
+        }
+    }
+
+    struct Harness {
+        dir: tempfile::TempDir,
+        store: Store,
+        clock: Arc<PausedClock>,
+        launcher: Arc<Counting>,
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    impl Harness {
+        fn new(wall: &str, run_for: Duration) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("state")).unwrap();
+            let clock = Arc::new(PausedClock {
+                wall: at(wall),
+                start: tokio::time::Instant::now(),
+            });
+            let launcher = Arc::new(Counting {
+                clock: clock.clone(),
+                run_for,
+                calls: Arc::default(),
+                running: Arc::default(),
+                most_at_once: Arc::default(),
+            });
+            Self {
+                dir,
+                store,
+                clock,
+                launcher,
+            }
+        }
+
+        /// A job `name` with `schedule` and extra top-level keys.
+        fn job(&self, name: &str, schedule: &str, extra: &str) -> Job {
+            let path = self.dir.path().join(format!("{name}.toml"));
+            std::fs::write(
+                &path,
+                format!(
+                    "schedule = \"{schedule}\"\n{extra}\n[recipients]\nemails = [\"ana@example.com\"]\n\
+                     [message]\nhead = \"h\"\nbody = \"b\"\n"
+                ),
+            )
+            .unwrap();
+            Job::load(&path, &Config::empty()).unwrap()
+        }
+
+        fn start(
+            &self,
+            jobs: Vec<Job>,
+            drain: Duration,
+        ) -> (
+            tokio::task::JoinHandle<Result<(), StateError>>,
+            CancellationToken,
+            mpsc::Sender<Event>,
+        ) {
+            let scheduler = Scheduler::new(
+                self.clock.clone(),
+                self.launcher.clone(),
+                self.store.fires().unwrap(),
+                self.store.runs().unwrap(),
+                Settings { drain },
+            );
+            let shutdown = CancellationToken::new();
+            let (events, rx) = mpsc::channel(4);
+            let set = JobSet {
+                jobs,
+                broken: Vec::new(),
+            };
+            let task = tokio::spawn(scheduler.run(set, rx, shutdown.clone()));
+            (task, shutdown, events)
+        }
+
+        /// Runs the scheduler over `jobs` for `span` of virtual time, then shuts it down.
+        async fn run_for(&self, jobs: Vec<Job>, span: Duration) {
+            let (task, shutdown, _events) = self.start(jobs, Duration::from_secs(60));
+            tokio::time::sleep(span).await;
+            shutdown.cancel();
+            task.await.unwrap().unwrap();
+        }
+
+        fn calls(&self) -> Vec<Call> {
+            self.launcher.calls.lock().unwrap().clone()
+        }
+
+        fn ticks(&self) -> Vec<DateTime<Utc>> {
+            self.calls().iter().filter_map(|c| c.tick).collect()
+        }
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fires_every_tick_once_and_on_time() {
+        let h = Harness::new("2026-11-23T10:00:00.500Z", Duration::from_millis(100));
+        let job = h.job("pulse", "*/2 * * * * *", "");
+        h.run_for(vec![job], secs(10)).await;
+        let expected: Vec<_> = ["02", "04", "06", "08", "10"]
+            .iter()
+            .map(|s| at(&format!("2026-11-23T10:00:{s}Z")))
+            .collect();
+        assert_eq!(h.ticks(), expected);
+        for call in h.calls() {
+            let late = call.started - call.tick.unwrap();
+            assert!(
+                late >= TimeDelta::zero() && late < TimeDelta::milliseconds(50),
+                "{call:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overlap_skip_never_runs_a_job_twice_at_once() {
+        let h = Harness::new("2026-11-23T10:00:00.500Z", secs(5));
+        let job = h.job("slow", "*/2 * * * * *", "");
+        h.run_for(vec![job], secs(20)).await;
+        assert_eq!(h.launcher.most_at_once.load(Ordering::SeqCst), 1);
+        // 02 runs until 07; 04 and 06 are skipped; 08 runs until 13; ...
+        let expected: Vec<_> = ["02", "08", "14", "20"]
+            .iter()
+            .map(|s| at(&format!("2026-11-23T10:00:{s}Z")))
+            .collect();
+        assert_eq!(h.ticks(), expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overlap_queue_runs_every_tick_in_turn() {
+        let h = Harness::new("2026-11-23T10:00:00.500Z", secs(3));
+        let job = h.job("queued", "*/2 * * * * *", "overlap = \"queue\"");
+        h.run_for(vec![job], secs(12)).await;
+        assert_eq!(h.launcher.most_at_once.load(Ordering::SeqCst), 1);
+        let ticks = h.ticks();
+        // Started at 02, 05, 08, 11: the ticks 02, 04, 06, 08 in order, none lost.
+        let expected: Vec<_> = ["02", "04", "06", "08"]
+            .iter()
+            .map(|s| at(&format!("2026-11-23T10:00:{s}Z")))
+            .collect();
+        assert_eq!(ticks, expected);
+        let calls = h.calls();
+        for pair in calls.windows(2) {
+            assert!(pair[1].started >= pair[0].ended.unwrap(), "{pair:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn catch_up_after_downtime() {
+        let down_since = at("2026-11-23T09:50:30Z");
+        let missed: Vec<_> = (51..=59)
+            .map(|m| at(&format!("2026-11-23T09:{m}:00Z")))
+            .chain([at("2026-11-23T10:00:00Z")])
+            .collect();
+        for (extra, expected) in [
+            ("catch_up = \"latest\"", vec![missed[9]]),
+            ("", vec![missed[9]]),
+            ("catch_up = \"all\"", missed.clone()),
+            (
+                "catch_up = \"all\"\ncatch_up_within = \"150s\"",
+                missed[7..].to_vec(),
+            ),
+            ("catch_up = \"none\"", vec![]),
+        ] {
+            let h = Harness::new("2026-11-23T10:00:10Z", Duration::from_millis(100));
+            let job = h.job("minutely", "0 * * * * *", extra);
+            h.store
+                .fires()
+                .unwrap()
+                .set("minutely", down_since)
+                .unwrap();
+            // 40 s: the missed ticks run, the next regular one (10:01:00) is not due yet.
+            h.run_for(vec![job], secs(40)).await;
+            assert_eq!(h.ticks(), expected, "{extra}");
+            assert_eq!(
+                h.store.fires().unwrap().last("minutely").unwrap(),
+                Some(missed[9]),
+                "{extra}: every missed tick is accounted for"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_job_does_not_catch_up_on_its_past() {
+        let h = Harness::new("2026-11-23T10:00:10Z", Duration::from_millis(100));
+        let job = h.job("fresh", "0 * * * * *", "catch_up = \"all\"");
+        h.run_for(vec![job], secs(40)).await;
+        assert!(h.calls().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_never_fires_a_tick_twice() {
+        let h = Harness::new("2026-11-23T10:00:50Z", Duration::from_millis(100));
+        let job = || h.job("minutely", "0 * * * * *", "catch_up = \"all\"");
+        h.run_for(vec![job()], secs(15)).await;
+        assert_eq!(h.ticks(), [at("2026-11-23T10:01:00Z")]);
+        // Restarted at 10:01:05, within the same minute: nothing is missed, nothing doubles.
+        h.run_for(vec![job()], secs(40)).await;
+        assert_eq!(h.ticks(), [at("2026-11-23T10:01:00Z")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_up_resumes_interrupted_runs_that_are_still_current() {
+        let h = Harness::new("2026-11-23T10:00:30Z", Duration::from_millis(100));
+        let runs = h.store.runs().unwrap();
+        // `current` was interrupted during its 10:00 tick; `stale` during a tick that a later
+        // one has replaced; `manual` during a run started by hand.
+        runs.start("current", "default", Some(at("2026-11-23T10:00:00Z")))
+            .await
+            .unwrap();
+        runs.start("stale", "default", Some(at("2026-11-23T09:00:00Z")))
+            .await
+            .unwrap();
+        runs.start("manual", "default", None).await.unwrap();
+        let fires = h.store.fires().unwrap();
+        fires.set("current", at("2026-11-23T10:00:00Z")).unwrap();
+        fires.set("stale", at("2026-11-23T10:00:00Z")).unwrap();
+        let jobs = vec![
+            h.job("current", "0 * * * *", ""),
+            h.job("stale", "0 * * * *", ""),
+            h.job("manual", "0 0 1 1 *", ""),
+        ];
+        h.run_for(jobs, secs(5)).await;
+        let mut calls: Vec<_> = h.calls().into_iter().map(|c| (c.job, c.tick)).collect();
+        calls.sort();
+        assert_eq!(
+            calls,
+            [
+                ("current".to_owned(), Some(at("2026-11-23T10:00:00Z"))),
+                ("manual".to_owned(), None)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_drains_then_cancels() {
+        // A run that would take 100 s: shutdown at 5 s, drain 3 s, cancelled at 8 s.
+        let h = Harness::new("2026-11-23T10:00:00.500Z", secs(100));
+        let job = h.job("long", "*/2 * * * * *", "");
+        let (task, shutdown, _events) = h.start(vec![job], secs(3));
+        tokio::time::sleep(secs(5)).await;
+        shutdown.cancel();
+        let stopped_at = tokio::time::Instant::now();
+        task.await.unwrap().unwrap();
+        assert_eq!(
+            stopped_at.elapsed(),
+            secs(3),
+            "returns at the drain deadline"
+        );
+        let calls = h.calls();
+        assert_eq!(calls.len(), 1, "no new run starts during the drain");
+        assert!(calls[0].cancelled);
+        assert_eq!(calls[0].ended, Some(at("2026-11-23T10:00:08.500Z")));
+
+        // A run that ends within the deadline is left to finish.
+        let h = Harness::new("2026-11-23T10:00:00.500Z", secs(4));
+        let job = h.job("short", "*/2 * * * * *", "");
+        let (task, shutdown, _events) = h.start(vec![job], secs(30));
+        tokio::time::sleep(secs(3)).await;
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let calls = h.calls();
+        assert_eq!(calls.len(), 1);
+        assert!(!calls[0].cancelled);
+        assert_eq!(calls[0].ended, Some(at("2026-11-23T10:00:06Z")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_delays_each_tick_by_the_jobs_own_amount() {
+        let h = Harness::new("2026-11-23T10:00:30Z", Duration::from_millis(100));
+        let job = h.job("spread", "0 * * * * *", "jitter = \"20s\"");
+        let delay = TimeDelta::from_std(plan::jitter("spread", secs(20))).unwrap();
+        h.run_for(vec![job], secs(180)).await;
+        let calls = h.calls();
+        assert_eq!(calls.len(), 3);
+        for call in calls {
+            let late = call.started - call.tick.unwrap();
+            assert!(
+                late >= delay && late < delay + TimeDelta::milliseconds(50),
+                "{call:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reload_applies_changes_and_keeps_the_last_good_version() {
+        let h = Harness::new("2026-11-23T10:00:00.500Z", Duration::from_millis(100));
+        let (task, shutdown, events) = h.start(vec![h.job("r", "*/2 * * * * *", "")], secs(5));
+        tokio::time::sleep(secs(4)).await; // ticks 02, 04
+        let reload = |jobs, broken| Event::Reload(JobSet { jobs, broken });
+        events
+            .send(reload(vec![h.job("r", "*/5 * * * * *", "")], vec![]))
+            .await
+            .unwrap();
+        tokio::time::sleep(secs(6)).await; // ticks 05, 10
+        events
+            .send(reload(vec![], vec![("r".to_owned(), "bad".to_owned())]))
+            .await
+            .unwrap();
+        tokio::time::sleep(secs(5)).await; // still every 5 s: 15
+        events.send(reload(vec![], vec![])).await.unwrap();
+        tokio::time::sleep(secs(10)).await; // removed: nothing more
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let expected: Vec<_> = ["02", "04", "05", "10", "15"]
+            .iter()
+            .map(|s| at(&format!("2026-11-23T10:00:{s}Z")))
+            .collect();
+        assert_eq!(h.ticks(), expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn daylight_saving_changes_neither_skip_nor_double_a_run() {
+        // Fixed times inside the spring-forward gap and inside the repeated hour.
+        for (start, zone, schedule, expected) in [
+            (
+                "2026-03-28T12:00:00Z",
+                "Europe/Berlin",
+                "30 2 * * *",
+                [
+                    "2026-03-29T01:00:00Z",
+                    "2026-03-30T00:30:00Z",
+                    "2026-03-31T00:30:00Z",
+                ],
+            ),
+            (
+                "2026-10-24T12:00:00Z",
+                "Europe/Berlin",
+                "30 2 * * *",
+                [
+                    "2026-10-25T00:30:00Z",
+                    "2026-10-26T01:30:00Z",
+                    "2026-10-27T01:30:00Z",
+                ],
+            ),
+            (
+                "2026-03-07T12:00:00Z",
+                "America/New_York",
+                "30 2 * * *",
+                [
+                    "2026-03-08T07:00:00Z",
+                    "2026-03-09T06:30:00Z",
+                    "2026-03-10T06:30:00Z",
+                ],
+            ),
+            (
+                "2026-10-31T12:00:00Z",
+                "America/New_York",
+                "30 1 * * *",
+                [
+                    "2026-11-01T05:30:00Z",
+                    "2026-11-02T06:30:00Z",
+                    "2026-11-03T06:30:00Z",
+                ],
+            ),
+        ] {
+            let h = Harness::new(start, Duration::from_millis(100));
+            let job = h.job("nightly", schedule, &format!("timezone = \"{zone}\""));
+            h.run_for(vec![job], secs(3 * 24 * 3600)).await;
+            let expected: Vec<_> = expected.iter().map(|s| at(s)).collect();
+            assert_eq!(h.ticks(), expected, "{zone} from {start}");
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The `schedule` tree: for each job, the newest schedule tick the scheduler has dealt with
+//! (run, queued to run, or skipped with a logged reason). After a restart, the ticks between it
+//! and now are the ones missed while down.
+
+use chrono::{DateTime, Utc};
+
+use super::StateError;
+use super::codec::{self, KEY_FORMAT, encode};
+
+/// The `schedule` tree.
+#[derive(Clone)]
+pub struct Fires {
+    tree: sled::Tree,
+}
+
+impl Fires {
+    pub(super) fn open(db: &sled::Db) -> Result<Self, StateError> {
+        Ok(Self {
+            tree: db.open_tree("schedule")?,
+        })
+    }
+
+    /// The newest tick of `job` dealt with, if the scheduler has seen the job before.
+    pub fn last(&self, job: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+        codec::get(&self.tree, key(job))
+    }
+
+    /// Records that `job`'s ticks up to `tick` are dealt with, durably. Never moves backwards.
+    pub fn set(&self, job: &str, tick: DateTime<Utc>) -> Result<(), StateError> {
+        if self.last(job)?.is_some_and(|last| last >= tick) {
+            return Ok(());
+        }
+        self.tree.insert(key(job), encode(&tick))?;
+        self.tree.flush()?;
+        Ok(())
+    }
+}
+
+fn key(job: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(job.len() + 1);
+    key.push(KEY_FORMAT);
+    key.extend_from_slice(job.as_bytes());
+    key
+}
