@@ -27,6 +27,7 @@ pub fn run_json(record: &RunRecord) -> Value {
         "app": record.app,
         "status": status_name(&record.status),
         "reason": reason,
+        "scheduled_for": record.scheduled_for.map(|t| t.to_rfc3339()),
         "started_at": record.started_at.to_rfc3339(),
         "finished_at": record.finished_at.map(|t| t.to_rfc3339()),
         "counts": record.counts,

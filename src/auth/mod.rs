@@ -4,8 +4,10 @@
 //! - [`oauth`]: the token endpoint (code exchange, refresh, client credentials, revoke).
 //! - [`tokens`]: [`AppTokens`], which hands out a valid token of either kind: single-flight
 //!   refresh, the rotated refresh token made durable before the new access token is used.
+//! - [`keepalive`]: the scheduler's refresh of grants left idle.
 //! - [`login`]: `auth login`'s code flow with `state` and PKCE, by callback or pasted code.
 
+pub mod keepalive;
 pub mod login;
 pub mod oauth;
 pub mod token;

@@ -8,6 +8,7 @@ mod emulator;
 mod history;
 mod jobs;
 mod run;
+mod schedule;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,8 @@ enum Command {
     Validate(validate::Args),
     /// Run one job now.
     Run(run::Args),
+    /// Run every job on its schedule until SIGINT or SIGTERM.
+    Schedule(schedule::Args),
     /// List jobs, their schedules and next fire times.
     Jobs(jobs::Args),
     /// Past runs and their per-recipient outcomes.
@@ -142,16 +145,21 @@ impl Context {
 
     /// Every `*.toml` in the jobs directory, sorted.
     fn job_files(&self) -> anyhow::Result<Vec<PathBuf>> {
-        let entries = std::fs::read_dir(&self.jobs_dir)
-            .with_context(|| format!("reading the jobs directory {}", self.jobs_dir.display()))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect();
-        files.sort();
-        Ok(files)
+        toml_files(&self.jobs_dir)
     }
+}
+
+/// Every `*.toml` in `dir`, sorted.
+fn toml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the jobs directory {}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Runs a parsed command line.
@@ -161,6 +169,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Auth(command) => auth::run(&ctx, command).await,
         Command::Validate(args) => validate::run(&ctx, &args),
         Command::Run(args) => run::run(&ctx, &args).await,
+        Command::Schedule(args) => schedule::run(&ctx, &args).await,
         Command::Jobs(args) => jobs::run(&ctx, &args),
         Command::History(args) => history::run(&ctx, &args),
         Command::Emulator(args) => emulator::run(&args).await,

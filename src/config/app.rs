@@ -13,6 +13,8 @@ use crate::auth::token::{ClientSecret, WebhookSecret};
 
 /// The name of the app used when a job names none.
 pub const DEFAULT_APP: &str = "default";
+/// The default of `keepalive_days`.
+pub const DEFAULT_KEEPALIVE_DAYS: u32 = 30;
 /// Where `auth login` listens by default, and the redirect URI to register.
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:4199/oauth/callback";
 
@@ -28,6 +30,7 @@ struct RawApp {
     oauth_url: Option<String>,
     api_url: Option<String>,
     webhook_secret_token: Option<String>,
+    keepalive_days: Option<u32>,
 }
 
 /// `zoomcast.toml`: the default app's keys at the top, more apps under `[apps.NAME]`.
@@ -42,6 +45,7 @@ struct RawConfig {
     oauth_url: Option<String>,
     api_url: Option<String>,
     webhook_secret_token: Option<String>,
+    keepalive_days: Option<u32>,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
 }
@@ -95,6 +99,9 @@ pub struct AppConfig {
     pub api_url: Url,
     /// The webhook secret token.
     pub webhook_secret: Option<WebhookSecret>,
+    /// The scheduler refreshes a grant not refreshed for this many days (0: never), so that a
+    /// rarely running job never finds it expired (Zoom's refresh tokens expire unused).
+    pub keepalive_days: u32,
 }
 
 impl fmt::Debug for AppConfig {
@@ -111,6 +118,7 @@ impl fmt::Debug for AppConfig {
 }
 
 /// Every configured app, merged from the file and the environment.
+#[derive(Clone)]
 pub struct Config {
     apps: BTreeMap<String, RawApp>,
     source: Option<PathBuf>,
@@ -144,6 +152,7 @@ impl Config {
             oauth_url: raw.oauth_url,
             api_url: raw.api_url,
             webhook_secret_token: raw.webhook_secret_token,
+            keepalive_days: raw.keepalive_days,
         };
         for (var, key) in ENV_KEYS {
             if let Some(value) = env(var).filter(|v| !v.is_empty()) {
@@ -237,6 +246,7 @@ impl Config {
             oauth_url: url("oauth_url", raw.oauth_url.as_ref(), "https://zoom.us")?,
             api_url: url("api_url", raw.api_url.as_ref(), "https://api.zoom.us")?,
             webhook_secret: raw.webhook_secret_token.clone().map(WebhookSecret::new),
+            keepalive_days: raw.keepalive_days.unwrap_or(DEFAULT_KEEPALIVE_DAYS),
         })
     }
 }
@@ -264,7 +274,8 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
         };
         Invalid::one(d.help(
             "the keys are client_id, client_secret, account_id, robot_jid, redirect_uri, \
-             oauth_url, api_url, webhook_secret_token, and [apps.NAME] tables of the same",
+             oauth_url, api_url, webhook_secret_token, keepalive_days, and [apps.NAME] tables \
+             of the same",
         ))
     })
 }

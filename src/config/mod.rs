@@ -9,4 +9,4 @@ pub mod template;
 
 pub use app::{AppConfig, Config, DEFAULT_APP};
 pub use diagnostic::{Diagnostic, Invalid};
-pub use job::{CatchUp, DeliverySettings, Job, OnUncertain, Overlap, SchedulePolicy};
+pub use job::{CatchUp, DeliverySettings, Job, OnUncertain, Overlap, SchedulePolicy, job_name};

@@ -128,14 +128,18 @@ impl TokenKind for Bot {
 }
 
 /// Makes one call; `attempts` counts every request made.
-pub(super) async fn call<K: TokenKind, T>(
+pub(super) async fn call<K: TokenKind, T, F>(
     tokens: &AppTokens,
     limiter: &Limiter,
     max_attempts: u32,
     cancel: &CancellationToken,
     attempts: &mut u32,
-    op: impl AsyncFn(&K::Token) -> Result<T, ZoomError>,
-) -> Result<Result<T, ZoomError>, Stop> {
+    op: impl Fn(K::Token) -> F,
+) -> Result<Result<T, ZoomError>, Stop>
+where
+    K::Token: Clone,
+    F: Future<Output = Result<T, ZoomError>>,
+{
     let (mut renewed, mut tries) = (false, 0);
     let mut replacement: Option<K::Token> = None;
     loop {
@@ -147,7 +151,9 @@ pub(super) async fn call<K: TokenKind, T>(
         };
         *attempts += 1;
         tries += 1;
-        let error = match op(&token).await {
+        // The operation owns its copy of the token: a future that borrowed it for any
+        // lifetime would not be provably `Send`, and the scheduler spawns runs.
+        let error = match op(token.clone()).await {
             Ok(value) => {
                 limiter.accepted();
                 K::worked(tokens, &token);

@@ -374,41 +374,41 @@ impl RunCtx<'_> {
         };
         let stopping =
             || self.options.cancel.is_cancelled() || stopped.lock().expect("stop lock").is_some();
-        let prepare = async {
-            stream::iter(recipients)
-                .take_while(|_| futures::future::ready(!stopping()))
-                .map(|item| {
-                    let (tx, unreadable, stop) = (ready_tx.clone(), &unreadable, &stop);
-                    async move {
-                        let r = match item {
-                            Ok(r) if self.first_time(&r) => r,
-                            Ok(_) => return,
-                            Err(p) => return stop(unreadable(p)),
-                        };
-                        match self.prepare(r).await {
-                            Ok(Some(ready)) => {
-                                let _ = tx.send(ready).await;
-                            }
-                            Ok(None) => {}
-                            Err(e) => stop(e),
+        // Plain references moved into `move` closures keep the futures' lifetimes tied to
+        // this call rather than to each closure call, so the run's future is `Send` (the
+        // scheduler spawns it).
+        let (this, stop, stopping, unreadable) = (self, &stop, &stopping, &unreadable);
+        let prepare = stream::iter(recipients)
+            .take_while(move |_| futures::future::ready(!stopping()))
+            .map(move |item| {
+                let tx = ready_tx.clone();
+                async move {
+                    let r = match item {
+                        Ok(r) if this.first_time(&r) => r,
+                        Ok(_) => return,
+                        Err(p) => return stop(unreadable(p)),
+                    };
+                    match this.prepare(r).await {
+                        Ok(Some(ready)) => {
+                            let _ = tx.send(ready).await;
                         }
+                        Ok(None) => {}
+                        Err(e) => stop(e),
                     }
-                })
-                .buffer_unordered(width)
-                .for_each(|()| async {})
-                .await;
-            drop(ready_tx);
-        };
+                }
+            })
+            .buffer_unordered(width)
+            .collect::<()>();
         let send = tokio_stream_from(ready_rx)
-            .map(|ready| async {
+            .map(move |ready| async move {
                 if !stopping()
-                    && let Err(e) = self.send(ready).await
+                    && let Err(e) = this.send(ready).await
                 {
                     stop(e);
                 }
             })
             .buffer_unordered(width)
-            .for_each(|()| async {});
+            .collect::<()>();
         tokio::join!(prepare, send);
         match stopped.into_inner().expect("stop lock") {
             Some(stop) => Err(stop),
@@ -523,13 +523,13 @@ impl RunCtx<'_> {
         }
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
-        let answer = call::<User, _>(
+        let answer = call::<User, _, _>(
             &self.engine.tokens,
             &self.users,
             max,
             &self.options.cancel,
             attempts,
-            async |t| zoom.get_user(t, email).await,
+            |t| async move { zoom.get_user(&t, email).await },
         )
         .await?;
         let fetched_at = Utc::now();
@@ -578,13 +578,13 @@ impl RunCtx<'_> {
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
         let message = &ready.message;
-        let answer = call::<Bot, _>(
+        let answer = call::<Bot, _, _>(
             &self.engine.tokens,
             &self.chat,
             max,
             &self.options.cancel,
             &mut ready.attempts,
-            async |t| zoom.send_message(t, message).await,
+            |t| async move { zoom.send_message(&t, message).await },
         )
         .await?;
         let state = match answer {

@@ -428,3 +428,33 @@ fn a_token_rejected_right_after_its_refresh_is_not_refreshed_again() {
     });
     assert_eq!(z.handle.emulator().stats().refreshes, 2);
 }
+
+#[test]
+fn keep_alive_refreshes_only_a_grant_left_idle() {
+    use zoomcast::auth::keepalive::{KeepAlive, refresh_if_idle};
+    let (z, _dir, store, tokens) = logged_in();
+    let grants = store.grants().unwrap();
+    let thirty_days = chrono::TimeDelta::days(30);
+    z.runtime.block_on(async {
+        let before = grants.get("default").unwrap().unwrap();
+        let now = chrono::Utc::now();
+        let kept = refresh_if_idle(&tokens, &grants, thirty_days, now)
+            .await
+            .unwrap();
+        assert_eq!(kept, KeepAlive::Fresh);
+        // A month and a day later, the grant is refreshed and the rotation stored.
+        let later = now + chrono::TimeDelta::days(31);
+        let kept = refresh_if_idle(&tokens, &grants, thirty_days, later)
+            .await
+            .unwrap();
+        assert!(
+            matches!(kept, KeepAlive::Refreshed(idle) if idle > thirty_days),
+            "{kept:?}"
+        );
+        let after = grants.get("default").unwrap().unwrap();
+        assert_eq!(after.generation, before.generation + 1);
+        assert!(after.refreshed_at > before.refreshed_at);
+        assert_ne!(after.access, before.access);
+    });
+    assert_eq!(z.handle.emulator().stats().refreshes, 1);
+}

@@ -8,5 +8,6 @@ mod demo;
 mod emulator;
 mod resume;
 mod run;
+mod schedule;
 mod secrets;
 mod validate;

@@ -1,0 +1,37 @@
+//! Refresh-token keep-alive: a grant that has not been refreshed for a while is refreshed on
+//! purpose, so a job that runs monthly never finds its refresh token expired (Zoom's refresh
+//! tokens are said to expire after 90 days unused; see `zoom-api.md`).
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{AppTokens, TokenError};
+use crate::state::Grants;
+
+/// What a keep-alive check did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// The app has no grant.
+    NoGrant,
+    /// The grant was refreshed recently enough.
+    Fresh,
+    /// The grant was refreshed; it had been idle this long.
+    Refreshed(TimeDelta),
+}
+
+/// Refreshes the app's grant if its last refresh is more than `max_idle` before `now`.
+pub async fn refresh_if_idle(
+    tokens: &AppTokens,
+    grants: &Grants,
+    max_idle: TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<KeepAlive, TokenError> {
+    let Some(grant) = grants.get(tokens.app())? else {
+        return Ok(KeepAlive::NoGrant);
+    };
+    let idle = now - grant.refreshed_at;
+    if idle <= max_idle {
+        return Ok(KeepAlive::Fresh);
+    }
+    tokens.refresh_now().await?;
+    Ok(KeepAlive::Refreshed(idle))
+}

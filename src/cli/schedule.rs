@@ -1,0 +1,275 @@
+//! `schedule`: the daemon. Runs every job in the jobs directory on its schedule with the real
+//! delivery engine until SIGTERM or SIGINT, then drains and exits 0. The jobs directory is
+//! loaded again on SIGHUP and when a job file changes; idle grants are refreshed (keep-alive).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::future::BoxFuture;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, Outcome};
+use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
+use crate::config::{AppConfig, Config, Job, job_name};
+use crate::delivery::limiter::Limiters;
+use crate::delivery::{Engine, RunOptions, sender};
+use crate::schedule::daemon::{Event, JobSet, Launcher, Scheduler, Settings, SystemClock};
+use crate::state::{RunRecord, Store};
+
+/// How often grants are checked for keep-alive.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// After SIGTERM or SIGINT, how long running jobs get to finish before they are stopped
+    /// (a stopped run resumes at the next start).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    drain: Duration,
+    /// How often the jobs directory is checked for changed files.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    watch_every: Duration,
+}
+
+pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
+    let store = Arc::new(ctx.open_store()?);
+    let config = Arc::new(ctx.config.clone());
+    let jobs_dir = ctx.jobs_dir.clone();
+    let initial = load_jobs(&config, &jobs_dir)?;
+    tracing::info!(
+        "scheduler started (pid {}): {} jobs from {}, {} invalid",
+        std::process::id(),
+        initial.jobs.len(),
+        jobs_dir.display(),
+        initial.broken.len()
+    );
+    let launcher = Arc::new(EngineLauncher {
+        config: config.clone(),
+        store: store.clone(),
+        limiters: Arc::default(),
+        apps: Mutex::default(),
+    });
+    let shutdown = CancellationToken::new();
+    let reload = Arc::new(Notify::new());
+    let (events, events_rx) = mpsc::channel(4);
+    let signals = tokio::spawn(on_signals(shutdown.clone(), reload.clone()));
+    let watcher = tokio::spawn(watch_jobs(
+        config.clone(),
+        jobs_dir,
+        args.watch_every,
+        reload,
+        events,
+    ));
+    let keepalive = tokio::spawn(keep_grants_alive(launcher.clone()));
+    let scheduler = Scheduler::new(
+        Arc::new(SystemClock),
+        launcher,
+        store.fires()?,
+        store.runs()?,
+        Settings { drain: args.drain },
+    );
+    let result = scheduler.run(initial, events_rx, shutdown).await;
+    signals.abort();
+    watcher.abort();
+    keepalive.abort();
+    result?;
+    Ok(Outcome::Done)
+}
+
+/// Every job file in the jobs directory: the valid jobs and the invalid files with why.
+fn load_jobs(config: &Config, dir: &std::path::Path) -> anyhow::Result<JobSet> {
+    let mut set = JobSet::default();
+    for path in super::toml_files(dir)? {
+        match Job::load(&path, config) {
+            Ok(job) => set.jobs.push(job),
+            Err(invalid) => set.broken.push((job_name(&path), invalid.to_string())),
+        }
+    }
+    Ok(set)
+}
+
+/// SIGTERM and SIGINT shut down (a second one is left to the default: the runtime is already
+/// draining); SIGHUP asks for a reload.
+async fn on_signals(shutdown: CancellationToken, reload: Arc<Notify>) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                shutdown.cancel();
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: shutting down");
+                shutdown.cancel();
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the jobs directory");
+                reload.notify_one();
+            }
+        }
+    }
+}
+
+/// What identifies the jobs directory's contents: each job file's name, size and mtime.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+fn fingerprint(dir: &std::path::Path) -> Fingerprint {
+    super::toml_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
+        })
+        .collect()
+}
+
+/// Loads the jobs directory again when a job file changes (checked every `every`; polling
+/// works on every filesystem, network and container mounts included) or on SIGHUP.
+async fn watch_jobs(
+    config: Arc<Config>,
+    dir: PathBuf,
+    every: Duration,
+    reload: Arc<Notify>,
+    events: mpsc::Sender<Event>,
+) {
+    let mut seen = fingerprint(&dir);
+    loop {
+        let asked = tokio::select! {
+            () = tokio::time::sleep(every) => false,
+            () = reload.notified() => true,
+        };
+        let now = fingerprint(&dir);
+        if !asked && now == seen {
+            continue;
+        }
+        seen = now;
+        match load_jobs(&config, &dir) {
+            Ok(set) => {
+                tracing::info!(
+                    "jobs directory reloaded: {} jobs, {} invalid",
+                    set.jobs.len(),
+                    set.broken.len()
+                );
+                if events.send(Event::Reload(set)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(
+                "reloading the jobs directory failed: {e:#}; keeping the jobs as they were"
+            ),
+        }
+    }
+}
+
+/// Every hour, refreshes each app's grant that has not been refreshed for `keepalive_days`.
+async fn keep_grants_alive(launcher: Arc<EngineLauncher>) {
+    let mut tick = tokio::time::interval(KEEPALIVE_EVERY);
+    loop {
+        tick.tick().await;
+        for name in launcher.config.app_names() {
+            launcher.keep_alive(name).await;
+        }
+    }
+}
+
+/// Starts runs with the delivery engine; one engine per app, built on first use and shared by
+/// every run of the app (so are the per-account rate limiters).
+struct EngineLauncher {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    limiters: Arc<Limiters>,
+    apps: Mutex<HashMap<String, Arc<AppRuntime>>>,
+}
+
+/// One app's resolved configuration and engine.
+struct AppRuntime {
+    app: AppConfig,
+    engine: Engine,
+}
+
+impl EngineLauncher {
+    fn app(&self, name: &str) -> anyhow::Result<Arc<AppRuntime>> {
+        let mut apps = self.apps.lock().expect("apps lock");
+        if let Some(runtime) = apps.get(name) {
+            return Ok(runtime.clone());
+        }
+        let app = self.config.app(name)?;
+        let (zoom, _, tokens) = Context::clients(&app, &self.store)?;
+        let engine = Engine::new(&self.store, zoom, tokens, self.limiters.clone())?;
+        let runtime = Arc::new(AppRuntime { app, engine });
+        apps.insert(name.to_owned(), runtime.clone());
+        Ok(runtime)
+    }
+
+    async fn keep_alive(&self, name: &str) {
+        let Ok(runtime) = self.app(name) else {
+            return; // an app without client credentials has no grant to keep
+        };
+        let days = runtime.app.keepalive_days;
+        if days == 0 {
+            return;
+        }
+        let grants = match self.store.grants() {
+            Ok(grants) => grants,
+            Err(e) => return tracing::error!("keep-alive: {e}"),
+        };
+        let max_idle = TimeDelta::days(i64::from(days));
+        match refresh_if_idle(&runtime.engine.tokens, &grants, max_idle, Utc::now()).await {
+            Ok(KeepAlive::Refreshed(idle)) => tracing::info!(
+                "app `{name}`: grant refreshed to keep it alive (last refreshed {} days ago; keepalive_days = {days})",
+                idle.num_days()
+            ),
+            Ok(KeepAlive::Fresh | KeepAlive::NoGrant) => {}
+            Err(e) => tracing::error!(
+                "app `{name}`: keep-alive refresh failed: {e}; run `zoomcast auth login --app {name}` if it persists"
+            ),
+        }
+    }
+}
+
+impl Launcher for EngineLauncher {
+    fn launch(
+        &self,
+        job: Arc<Job>,
+        tick: Option<DateTime<Utc>>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, anyhow::Result<String>> {
+        let runtime = self.app(&job.app);
+        Box::pin(async move {
+            let runtime = runtime?;
+            let app = &runtime.app;
+            let tokens = &runtime.engine.tokens;
+            let from = sender(
+                tokens,
+                app.robot_jid.as_deref(),
+                app.account_id.as_deref(),
+                &app.name,
+            )
+            .await?;
+            let options = RunOptions {
+                scheduled_for: tick,
+                cancel,
+                ..RunOptions::default()
+            };
+            let report = runtime.engine.run(&job, &from, options).await?;
+            Ok(summary(&report.record))
+        })
+    }
+}
+
+fn summary(run: &RunRecord) -> String {
+    let c = &run.counts;
+    format!(
+        "run {} {}: {} sent, {} failed, {} uncertain of {}",
+        run.id, run.status, c.sent, c.failed, c.uncertain, c.total
+    )
+}
