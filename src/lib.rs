@@ -7,7 +7,8 @@
 //!
 //! - [`cli`]: the command line, one file per command; the only place that prints.
 //! - [`config`]: apps (environment and `zoomcast.toml`), job files, templates, recipients.
-//! - [`schedule`]: crontab expressions with crontab's meaning.
+//! - [`schedule`]: crontab expressions with crontab's meaning, DST-correct; the scheduler loop.
+//! - [`control`]: the scheduler's control socket, for commands run beside it.
 //! - [`auth`]: the two tokens: login (code + state + PKCE), refresh, the bot token.
 //! - [`zoom`]: the HTTP client for the Users and Chatbot APIs, and Zoom's errors.
 //! - [`delivery`]: one run of a job: resolve, render, send, record.
@@ -20,6 +21,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod emulator;
 pub mod report;

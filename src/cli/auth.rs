@@ -13,9 +13,8 @@ use tokio::sync::mpsc;
 use super::{Context, Outcome};
 use crate::auth::TokenError;
 use crate::auth::login::{self, Pkce};
-use crate::auth::token::BotToken;
 use crate::config::DEFAULT_APP;
-use crate::state::Grant;
+use crate::control::{AppGrant, Request, Response};
 
 /// How long `auth login` waits for the redirect (codes live 5 minutes at Zoom).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -58,7 +57,7 @@ pub(super) async fn run(ctx: &Context, command: AuthCommand) -> anyhow::Result<O
             no_browser,
             port,
         } => login(ctx, &app, no_browser, port).await,
-        AuthCommand::Status { app, json } => status(ctx, app.as_deref(), json),
+        AuthCommand::Status { app, json } => status(ctx, app.as_deref(), json).await,
         AuthCommand::Logout { app } => logout(ctx, &app).await,
     }
 }
@@ -156,47 +155,32 @@ async fn login(
     Ok(Outcome::Done)
 }
 
-fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Result<Outcome> {
-    let store = ctx.open_store()?;
-    let grants = store.grants()?;
-    let mut apps: Vec<String> = ctx.config.app_names().map(str::to_owned).collect();
-    for stored in grants.apps()? {
-        if !apps.contains(&stored) {
-            apps.push(stored);
-        }
-    }
+async fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Result<Outcome> {
+    let apps = ctx.config.app_names().map(str::to_owned).collect();
+    let Response::Grants(mut held) = ctx.state()?.ask(&Request::Grants { apps }).await? else {
+        bail!("the scheduler answered something else than grants");
+    };
     if let Some(only) = only {
-        apps.retain(|a| a == only);
-        if apps.is_empty() {
+        held.retain(|row| row.app == only);
+        if held.is_empty() {
             bail!("no app called `{only}` is configured or authorized");
         }
     }
     let now = Utc::now();
-    let mut held = Vec::new();
-    for app in apps {
-        held.push((grants.get(&app)?, grants.bot_token(&app)?, app));
-    }
     if as_json {
-        let rows: Vec<_> = held
-            .iter()
-            .map(|(grant, bot, app)| status_json(app, grant.as_ref(), bot.as_ref(), now))
-            .collect();
+        let rows: Vec<_> = held.iter().map(|row| status_json(row, now)).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        for (grant, bot, app) in &held {
-            print_status(app, grant.as_ref(), bot.as_ref(), now);
+        for row in &held {
+            print_status(row, now);
         }
     }
     Ok(Outcome::Done)
 }
 
 /// One app's status as JSON: who, when, expiries; never a secret.
-fn status_json(
-    app: &str,
-    grant: Option<&Grant>,
-    bot: Option<&BotToken>,
-    now: DateTime<Utc>,
-) -> serde_json::Value {
+fn status_json(row: &AppGrant, now: DateTime<Utc>) -> serde_json::Value {
+    let (app, grant) = (&row.app, row.grant.as_ref());
     json!({
         "app": app,
         "authorized": grant.is_some(),
@@ -207,19 +191,20 @@ fn status_json(
         "scopes": grant.map(|g| g.scopes.split_whitespace().collect::<Vec<_>>()),
         "authorized_at": grant.map(|g| g.authorized_at.to_rfc3339()),
         "refreshed_at": grant.map(|g| g.refreshed_at.to_rfc3339()),
-        "access_token_expires_at": grant.map(|g| g.access.expires_at.to_rfc3339()),
-        "access_token_valid": grant.map(|g| g.access.expires_at > now),
-        "bot_token_expires_at": bot.map(|b| b.expires_at.to_rfc3339()),
+        "access_token_expires_at": grant.map(|g| g.access_expires_at.to_rfc3339()),
+        "access_token_valid": grant.map(|g| g.access_expires_at > now),
+        "bot_token_expires_at": row.bot_expires_at.map(|t| t.to_rfc3339()),
     })
 }
 
 /// One app's status for a person.
-fn print_status(app: &str, grant: Option<&Grant>, bot: Option<&BotToken>, now: DateTime<Utc>) {
-    let Some(g) = grant else {
+fn print_status(row: &AppGrant, now: DateTime<Utc>) {
+    let app = &row.app;
+    let Some(g) = &row.grant else {
         println!("{app}: not authorized (run `zoomcast auth login --app {app}`)");
         return;
     };
-    let access = if g.access.expires_at > now {
+    let access = if g.access_expires_at > now {
         "valid"
     } else {
         "expired (refreshed on next use)"
@@ -233,13 +218,10 @@ fn print_status(app: &str, grant: Option<&Grant>, bot: Option<&BotToken>, now: D
     println!("  refreshed at:  {}", g.refreshed_at.to_rfc3339());
     println!(
         "  access token:  {access} until {}",
-        g.access.expires_at.to_rfc3339()
+        g.access_expires_at.to_rfc3339()
     );
-    if let Some(bot) = bot {
-        println!(
-            "  bot token:     cached until {}",
-            bot.expires_at.to_rfc3339()
-        );
+    if let Some(bot) = row.bot_expires_at {
+        println!("  bot token:     cached until {}", bot.to_rfc3339());
     }
 }
 

@@ -3,6 +3,7 @@
 use anyhow::bail;
 
 use super::{Context, Outcome};
+use crate::control::{Request, Response};
 use crate::report;
 use crate::state::RunId;
 
@@ -18,14 +19,15 @@ pub(super) struct Args {
     run: Option<RunId>,
 }
 
-pub(super) fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    let store = ctx.open_store()?;
-    let runs = store.runs()?;
+pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
+    let state = ctx.state()?;
     if let Some(id) = args.run {
-        let Some(record) = runs.get(id)? else {
+        let Response::Run(found) = state.ask(&Request::Run { id }).await? else {
+            bail!("the scheduler answered something else than a run");
+        };
+        let Some((record, deliveries)) = found else {
             bail!("there is no run {id}; `zoomcast history` lists the runs");
         };
-        let deliveries = store.deliveries()?.list(id)?;
         if args.json {
             let mut value = report::run_json(&record);
             value["deliveries"] = deliveries.iter().map(report::delivery_json).collect();
@@ -36,7 +38,10 @@ pub(super) fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Done);
     }
-    let list = runs.list(args.job.as_deref())?;
+    let job = args.job.clone();
+    let Response::Runs(list) = state.ask(&Request::Runs { job }).await? else {
+        bail!("the scheduler answered something else than runs");
+    };
     if args.json {
         let values: Vec<_> = list.iter().map(report::run_json).collect();
         println!("{}", serde_json::to_string_pretty(&values)?);

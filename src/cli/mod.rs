@@ -20,7 +20,8 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::{AppTokens, OAuthClient};
 use crate::config::{AppConfig, Config, Invalid};
-use crate::state::Store;
+use crate::control::{self, Request, Response};
+use crate::state::{StateError, Store};
 use crate::zoom::{Endpoints, ZoomClient};
 
 /// zoomcast: declarative Zoom Team Chat notifications.
@@ -110,6 +111,18 @@ impl Context {
         Ok(Store::open(&self.state_dir)?)
     }
 
+    /// The state, from the store itself or, while a scheduler holds it, through the
+    /// scheduler's control socket.
+    fn state(&self) -> anyhow::Result<State> {
+        match Store::open(&self.state_dir) {
+            Ok(store) => Ok(State::Local(store)),
+            Err(StateError::Locked { .. }) if control::socket_path(&self.state_dir).exists() => {
+                Ok(State::Daemon(self.state_dir.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The Zoom client, OAuth client and token source of one app.
     fn clients(
         app: &AppConfig,
@@ -162,6 +175,34 @@ fn toml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Where a command reads the state.
+enum State {
+    /// This process holds the store.
+    Local(Store),
+    /// A scheduler holds it; ask it over the control socket in this state directory.
+    Daemon(PathBuf),
+}
+
+impl State {
+    /// Answers a request, locally or from the scheduler; failures become errors.
+    async fn ask(&self, request: &Request) -> anyhow::Result<Response> {
+        let response = match self {
+            Self::Local(store) => control::answer(store, request)?,
+            Self::Daemon(dir) => control::ask(dir, request).await?,
+        };
+        match response {
+            Response::Failed(message) => Err(anyhow::anyhow!(message)),
+            Response::Invalid(message) => Err(RemoteInvalid(message).into()),
+            other => Ok(other),
+        }
+    }
+}
+
+/// A job or configuration the scheduler found invalid (exit 2, like a local [`Invalid`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct RemoteInvalid(String);
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let ctx = Context::new(&cli)?;
@@ -170,8 +211,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Validate(args) => validate::run(&ctx, &args),
         Command::Run(args) => run::run(&ctx, &args).await,
         Command::Schedule(args) => schedule::run(&ctx, &args).await,
-        Command::Jobs(args) => jobs::run(&ctx, &args),
-        Command::History(args) => history::run(&ctx, &args),
+        Command::Jobs(args) => jobs::run(&ctx, &args).await,
+        Command::History(args) => history::run(&ctx, &args).await,
         Command::Emulator(args) => emulator::run(&args).await,
         Command::Demo => demo::run(&ctx).await,
     }
@@ -185,6 +226,10 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
         Ok(Outcome::SomeRecipientsFailed) => ExitCode::from(3),
         Err(e) => {
             if let Some(invalid) = e.chain().find_map(|c| c.downcast_ref::<Invalid>()) {
+                eprintln!("{invalid}");
+                ExitCode::from(2)
+            } else if let Some(invalid) = e.chain().find_map(|c| c.downcast_ref::<RemoteInvalid>())
+            {
                 eprintln!("{invalid}");
                 ExitCode::from(2)
             } else {

@@ -1,12 +1,13 @@
 //! `run JOB [--dry-run] [--json]`: run one job now.
 
-use super::{Context, Outcome};
+use super::{Context, Outcome, State};
 use crate::config::Job;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::delivery::{Engine, RunOptions, sender};
+use crate::control::{Request, Response};
+use crate::delivery::{Engine, RunOptions, RunReport, sender};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -29,9 +30,13 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    let job = Job::load(&ctx.job_path(&args.job), &ctx.config)?;
+    let path = ctx.job_path(&args.job);
+    let job = Job::load(&path, &ctx.config)?;
     let app = ctx.app(&job.app)?;
-    let store = ctx.open_store()?;
+    let store = match ctx.state()? {
+        State::Local(store) => store,
+        daemon @ State::Daemon(_) => return through_scheduler(&daemon, &job, &path, args).await,
+    };
     let (zoom, _, tokens) = Context::clients(&app, &store)?;
     let from = sender(
         &tokens,
@@ -53,13 +58,59 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         ..RunOptions::default()
     };
     let report = engine.run(&job, &from, options).await?;
+    finish(&report, args)
+}
+
+/// Runs the job in the scheduler that holds the state directory.
+async fn through_scheduler(
+    state: &State,
+    job: &Job,
+    path: &std::path::Path,
+    args: &Args,
+) -> anyhow::Result<Outcome> {
+    if args.dry_run {
+        let apps = vec![job.app.clone()];
+        let Response::Grants(grants) = state.ask(&Request::Grants { apps }).await? else {
+            anyhow::bail!("the scheduler answered something else than grants");
+        };
+        if !grants.iter().any(|g| g.app == job.app && g.grant.is_some()) {
+            anyhow::bail!(
+                "app `{}` holds no grant; run `zoomcast auth login --app {}` once the scheduler stopped",
+                job.app,
+                job.app
+            );
+        }
+        println!(
+            "dry run: job `{}` is valid and would send to {} recipients as app `{}` (through the running scheduler); nothing was sent",
+            job.name, job.recipient_count, job.app
+        );
+        return Ok(Outcome::Done);
+    }
+    eprintln!(
+        "a scheduler holds the state directory: running job `{}` in it",
+        job.name
+    );
+    let path = std::fs::canonicalize(path)
+        .with_context(|| format!("resolving the job file {}", path.display()))?;
+    let request = Request::RunJob {
+        path,
+        refresh_cache: args.refresh_cache,
+    };
+    let Response::Report(record, failures) = state.ask(&request).await? else {
+        anyhow::bail!("the scheduler answered something else than a run report");
+    };
+    finish(&RunReport { record, failures }, args)
+}
+
+/// Prints the report, writes the failures file, and says how the run ended.
+fn finish(report: &RunReport, args: &Args) -> anyhow::Result<Outcome> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report::run_report_json(&report))?
+            serde_json::to_string_pretty(&report::run_report_json(report))?
         );
     } else {
-        print!("{}", report::run_report_text(&report));
+        print!("{}", report::run_report_text(report));
     }
     if let Some(path) = &args.failures {
         report::write_failures_csv(path, &report.failures)

@@ -1,6 +1,7 @@
 //! `schedule`: the daemon. Runs every job in the jobs directory on its schedule with the real
 //! delivery engine until SIGTERM or SIGINT, then drains and exits 0. The jobs directory is
-//! loaded again on SIGHUP and when a job file changes; idle grants are refreshed (keep-alive).
+//! loaded again on SIGHUP and when a job file changes; idle grants are refreshed (keep-alive);
+//! the control socket answers `run`, `jobs`, `history` and `auth status` from other shells.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,15 +11,20 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, Outcome};
 use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
-use crate::config::{AppConfig, Config, Job, job_name};
+use anyhow::Context as _;
+
+use crate::config::{AppConfig, Config, Invalid, Job, job_name};
+use crate::control::{self, Handler, Request, Response};
 use crate::delivery::limiter::Limiters;
-use crate::delivery::{Engine, RunOptions, sender};
-use crate::schedule::daemon::{Event, JobSet, Launcher, Scheduler, Settings, SystemClock};
+use crate::delivery::{Engine, RunOptions, RunReport, sender};
+use crate::schedule::daemon::{
+    Event, JobSet, Launcher, ManualRun, Scheduler, Settings, SystemClock,
+};
 use crate::state::{RunRecord, Store};
 
 /// How often grants are checked for keep-alive.
@@ -62,9 +68,18 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         jobs_dir,
         args.watch_every,
         reload,
-        events,
+        events.clone(),
     ));
     let keepalive = tokio::spawn(keep_grants_alive(launcher.clone()));
+    let listener = control::bind(store.dir())
+        .with_context(|| format!("opening the control socket in {}", store.dir().display()))?;
+    let handler = Arc::new(ControlHandler {
+        store: store.clone(),
+        config: config.clone(),
+        launcher: launcher.clone(),
+        events: events.clone(),
+    });
+    let control = tokio::spawn(control::serve(listener, handler));
     let scheduler = Scheduler::new(
         Arc::new(SystemClock),
         launcher,
@@ -76,6 +91,8 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     signals.abort();
     watcher.abort();
     keepalive.abort();
+    control.abort();
+    let _ = std::fs::remove_file(control::socket_path(store.dir()));
     result?;
     Ok(Outcome::Done)
 }
@@ -236,6 +253,29 @@ impl EngineLauncher {
     }
 }
 
+impl EngineLauncher {
+    /// One run of `job` with the app's engine.
+    fn run(
+        &self,
+        job: Arc<Job>,
+        options: RunOptions,
+    ) -> BoxFuture<'static, anyhow::Result<RunReport>> {
+        let runtime = self.app(&job.app);
+        Box::pin(async move {
+            let runtime = runtime?;
+            let app = &runtime.app;
+            let from = sender(
+                &runtime.engine.tokens,
+                app.robot_jid.as_deref(),
+                app.account_id.as_deref(),
+                &app.name,
+            )
+            .await?;
+            runtime.engine.run(&job, &from, options).await
+        })
+    }
+}
+
 impl Launcher for EngineLauncher {
     fn launch(
         &self,
@@ -243,25 +283,79 @@ impl Launcher for EngineLauncher {
         tick: Option<DateTime<Utc>>,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, anyhow::Result<String>> {
-        let runtime = self.app(&job.app);
+        let options = RunOptions {
+            scheduled_for: tick,
+            cancel,
+            ..RunOptions::default()
+        };
+        let run = self.run(job, options);
+        Box::pin(async move { Ok(summary(&run.await?.record)) })
+    }
+}
+
+/// Answers the control socket: reads from the store, runs by hand through the scheduler loop
+/// (so a job never runs twice at once).
+struct ControlHandler {
+    store: Arc<Store>,
+    config: Arc<Config>,
+    launcher: Arc<EngineLauncher>,
+    events: mpsc::Sender<Event>,
+}
+
+impl Handler for ControlHandler {
+    fn handle(&self, request: Request) -> BoxFuture<'static, Response> {
+        let Request::RunJob {
+            path,
+            refresh_cache,
+        } = request
+        else {
+            let answer = control::answer(&self.store, &request)
+                .unwrap_or_else(|e| Response::Failed(e.to_string()));
+            return Box::pin(std::future::ready(answer));
+        };
+        let job = match Job::load(&path, &self.config) {
+            Ok(job) => Arc::new(job),
+            Err(invalid) => {
+                return Box::pin(std::future::ready(Response::Invalid(invalid.to_string())));
+            }
+        };
+        let (launcher, events) = (self.launcher.clone(), self.events.clone());
         Box::pin(async move {
-            let runtime = runtime?;
-            let app = &runtime.app;
-            let tokens = &runtime.engine.tokens;
-            let from = sender(
-                tokens,
-                app.robot_jid.as_deref(),
-                app.account_id.as_deref(),
-                &app.name,
-            )
-            .await?;
-            let options = RunOptions {
-                scheduled_for: tick,
-                cancel,
-                ..RunOptions::default()
-            };
-            let report = runtime.engine.run(&job, &from, options).await?;
-            Ok(summary(&report.record))
+            let name = job.name.clone();
+            let (done, report) = oneshot::channel();
+            let run: ManualRun = Box::new(move |cancel| {
+                let options = RunOptions {
+                    refresh_cache,
+                    cancel,
+                    ..RunOptions::default()
+                };
+                let run = launcher.run(job, options);
+                Box::pin(async move {
+                    let result = run.await;
+                    let summary = match &result {
+                        Ok(report) => Ok(summary(&report.record)),
+                        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+                    };
+                    let _ = done.send(result);
+                    summary
+                })
+            });
+            let job = name.clone();
+            if events.send(Event::RunNow { job, run }).await.is_err() {
+                return Response::Failed(
+                    "the scheduler is shutting down; run the job again after it stopped".into(),
+                );
+            }
+            match report.await {
+                Ok(Ok(report)) => Response::Report(report.record, report.failures),
+                Ok(Err(e)) if e.chain().any(|c| c.downcast_ref::<Invalid>().is_some()) => {
+                    Response::Invalid(format!("{e:#}"))
+                }
+                Ok(Err(e)) => Response::Failed(format!("{e:#}")),
+                Err(_) => Response::Failed(format!(
+                    "job `{name}` has a run going in the scheduler (or the scheduler is shutting down); run it again when that run ends"
+                )),
+            }
         })
     }
 }

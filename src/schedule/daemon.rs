@@ -67,10 +67,22 @@ pub struct JobSet {
     pub broken: Vec<(String, String)>,
 }
 
+/// A run to start by hand: given the token that cancels it at shutdown.
+pub type ManualRun =
+    Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, anyhow::Result<String>> + Send>;
+
 /// What reaches the loop from outside while it runs.
 pub enum Event {
     /// The jobs directory, loaded again (SIGHUP or a changed file).
     Reload(JobSet),
+    /// Run a job now (`zoomcast run` beside the daemon). Started unless a run of the job is
+    /// going or shutdown began; a refused run is dropped unstarted, which its asker sees.
+    RunNow {
+        /// The job's name.
+        job: String,
+        /// The run.
+        run: ManualRun,
+    },
 }
 
 /// How long in-flight runs get, after SIGTERM or SIGINT, before they are told to stop.
@@ -157,7 +169,10 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
                 Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.finished(done);
                 }
-                Some(Event::Reload(set)) = events.recv() => self.apply(set)?,
+                Some(event) = events.recv() => match event {
+                    Event::Reload(set) => self.apply(set)?,
+                    Event::RunNow { job, run } => self.run_now(&job, run),
+                },
                 () = tokio::time::sleep(nap) => {}
             }
         }
@@ -362,6 +377,22 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             }
         }
         Ok(())
+    }
+
+    /// Starts a run by hand, unless the job has a run going.
+    fn run_now(&mut self, name: &str, run: ManualRun) {
+        if let Some(slot) = self.slots.get_mut(name) {
+            if slot.running {
+                tracing::warn!(
+                    "job `{name}`: a run by hand was refused: a run of the job is going"
+                );
+                return;
+            }
+            slot.running = true;
+        }
+        tracing::info!("job `{name}`: starting a run by hand");
+        let handle = self.tasks.spawn(run(self.runs_cancel.child_token()));
+        self.task_jobs.insert(handle.id(), name.to_owned());
     }
 
     /// Starts the job's next queued run if none is going.
@@ -882,6 +913,43 @@ mod tests {
         assert_eq!(calls.len(), 1);
         assert!(!calls[0].cancelled);
         assert_eq!(calls[0].ended, Some(at("2026-11-23T10:00:06Z")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_by_hand_is_refused_while_the_job_runs() {
+        let h = Harness::new("2026-11-23T10:00:00.500Z", secs(5));
+        let (task, shutdown, events) = h.start(vec![h.job("busy", "*/10 * * * * *", "")], secs(5));
+        let by_hand = |started: Arc<AtomicUsize>| -> ManualRun {
+            Box::new(move |_cancel| {
+                Box::pin(async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    Ok("by hand".to_owned())
+                })
+            })
+        };
+        let started = Arc::new(AtomicUsize::new(0));
+        tokio::time::sleep(secs(2)).await; // before the 10 s tick: accepted
+        let job = "busy".to_owned();
+        events
+            .send(Event::RunNow {
+                job: job.clone(),
+                run: by_hand(started.clone()),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(secs(10)).await; // 12 s: the 10 s tick's run goes until 15 s
+        events
+            .send(Event::RunNow {
+                job,
+                run: by_hand(started.clone()),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(secs(1)).await;
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        assert_eq!(h.ticks(), [at("2026-11-23T10:00:10Z")]);
     }
 
     #[tokio::test(start_paused = true)]

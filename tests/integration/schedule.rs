@@ -95,3 +95,89 @@ fn a_job_every_two_seconds_runs_each_tick_once_and_sigterm_exits_0() {
         assert_eq!(count, runs.len(), "{email}");
     }
 }
+
+fn json_of(run: &crate::harness::Run) -> Value {
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+#[test]
+fn commands_work_beside_the_scheduler_and_job_files_reload() {
+    let env = Env::new();
+    env.job(
+        "pulse",
+        &format!(
+            "schedule = \"*/2 * * * * *\"\n{}",
+            job_to(&["ana@example.com"])
+        ),
+    );
+    env.job("manual", &job_to(&["eli@example.com", "fay@example.com"]));
+    env.login();
+    let (mut child, log) = start_schedule(&env, &["--watch-every", "300ms"]);
+    std::thread::sleep(Duration::from_millis(2500));
+
+    // The scheduler holds the state directory; these ask it instead of failing on the lock.
+    let status = json_of(&env.run(&["auth", "status", "--json"]));
+    assert_eq!(status[0]["authorized"], true, "{status}");
+    let runs = json_of(&env.run(&["history", "--json", "pulse"]));
+    assert!(!runs.as_array().unwrap().is_empty(), "{runs}");
+    let jobs = json_of(&env.run(&["jobs", "--json"]));
+    let pulse = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "pulse")
+        .unwrap();
+    assert_eq!(pulse["last_run"]["job"], "pulse", "{pulse}");
+    assert!(
+        pulse["next_utc"][0].as_str().unwrap().ends_with("+00:00"),
+        "{pulse}"
+    );
+    let manual = env.run(&["run", "manual", "--json"]);
+    manual.code(0).stderr_has("running job `manual` in it");
+    let report: Value = serde_json::from_str(&manual.stdout).unwrap();
+    assert_eq!(report["counts"]["sent"], 2, "{report}");
+
+    // A new job file is picked up; a broken edit keeps the last good version running.
+    env.job(
+        "late",
+        &format!(
+            "schedule = \"*/2 * * * * *\"\n{}",
+            job_to(&["dee@example.com"])
+        ),
+    );
+    env.job("pulse", "schedule = \"*/2 * * * * *\"\nbogus = 1\n");
+    std::thread::sleep(Duration::from_millis(4500));
+    sigterm(&child);
+    let (code, _) = wait_exit(&mut child, Duration::from_secs(15));
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(
+        logs.contains("job `pulse` is invalid now; keeping its last good version"),
+        "{logs}"
+    );
+    assert!(logs.contains("unknown field `bogus`"), "{logs}");
+
+    let count = |email: &str| {
+        env.emu()
+            .messages()
+            .iter()
+            .filter(|m| m.to_email == email)
+            .count()
+    };
+    let runs = |job: &str| {
+        json_of(&env.run(&["history", "--json", job]))
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(
+        count("ana@example.com"),
+        runs("pulse"),
+        "pulse kept running, once per tick"
+    );
+    assert!(runs("pulse") >= 3, "{logs}");
+    assert!(runs("late") >= 1, "the new job ran:\n{logs}");
+    assert_eq!(count("dee@example.com"), runs("late"));
+    assert_eq!(count("eli@example.com"), 1);
+}

@@ -84,4 +84,24 @@ fn jobs_json_lists_next_fire_times_with_offsets() {
         .find(|j| j["name"] == "manual")
         .unwrap();
     assert_eq!(manual["next"], Value::Array(vec![]));
+    assert_eq!(manual["last_run"], Value::Null);
+    let utc = standup["next_utc"][0].as_str().unwrap();
+    assert!(
+        utc.ends_with("+00:00") && (utc.contains("T07:50:00") || utc.contains("T06:50:00")),
+        "{utc}"
+    );
+}
+
+#[test]
+fn jobs_lists_the_valid_and_exits_2_naming_the_invalid() {
+    let env = Env::new();
+    let job = job_to(&["ana@example.com"]);
+    env.job("good", &format!("schedule = \"@daily\"\n{job}"));
+    env.job("never", &format!("schedule = \"0 0 30 2 *\"\n{job}"));
+    let run = env.run(&["jobs"]);
+    run.code(2)
+        .stdout_has("good  \"@daily\"  UTC")
+        .stdout_has("last run: never")
+        .stderr_has("never.toml:1:12")
+        .stderr_has("can never fire");
 }

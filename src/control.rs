@@ -1,0 +1,276 @@
+//! The control socket, `state/control.sock`: while `schedule` holds the state directory, `run`,
+//! `jobs`, `history` and `auth status` from another shell ask the daemon instead of failing on
+//! the lock.
+//!
+//! One JSON request per connection, one JSON response. The read-only requests are answered
+//! by [`answer`] from a [`Store`]: commands use the same function when they hold the store
+//! themselves, so what they print does not depend on whether a daemon is running. Responses
+//! never carry a secret ([`GrantView`] has no token).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::state::{Delivery, Grant, RunId, RunRecord, StateError, Store};
+
+/// The socket's file name in the state directory.
+pub const SOCKET: &str = "control.sock";
+/// The longest request or response line read.
+const MAX_LINE: u64 = 64 << 20;
+
+/// The socket of the daemon holding `state_dir`.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET)
+}
+
+/// What a command asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// Every run, oldest first, optionally of one job.
+    Runs {
+        /// Only this job's runs.
+        job: Option<String>,
+    },
+    /// One run and its deliveries.
+    Run {
+        /// The run.
+        id: RunId,
+    },
+    /// The newest run of each job.
+    LatestRuns {
+        /// The jobs.
+        jobs: Vec<String>,
+    },
+    /// The grants of these apps and of every other app holding one, without secrets.
+    Grants {
+        /// The apps.
+        apps: Vec<String>,
+    },
+    /// Run a job now (in the daemon).
+    RunJob {
+        /// The job file (absolute).
+        path: PathBuf,
+        /// Look every recipient up again.
+        refresh_cache: bool,
+    },
+}
+
+/// What the answer is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "response", content = "value", rename_all = "snake_case")]
+pub enum Response {
+    /// Runs, oldest first.
+    Runs(Vec<RunRecord>),
+    /// A run and its deliveries, if it exists.
+    Run(Option<(RunRecord, Vec<Delivery>)>),
+    /// The newest run of each job asked for, in order.
+    LatestRuns(Vec<Option<RunRecord>>),
+    /// Each app's grant.
+    Grants(Vec<AppGrant>),
+    /// A finished run: its record and its failed or uncertain recipients.
+    Report(RunRecord, Vec<Delivery>),
+    /// The job or configuration is invalid (exit 2).
+    Invalid(String),
+    /// The request failed.
+    Failed(String),
+}
+
+/// One app's grant as `auth status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppGrant {
+    /// The app.
+    pub app: String,
+    /// Its grant, if it holds one.
+    pub grant: Option<GrantView>,
+    /// When the cached bot token expires, if one is cached.
+    pub bot_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A grant without its tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantView {
+    /// Zoom's id of the authorizing user.
+    pub user_id: String,
+    /// Their email.
+    pub user_email: String,
+    /// Their JID.
+    pub user_jid: String,
+    /// Their account.
+    pub account_id: String,
+    /// Granted scopes, space-separated.
+    pub scopes: String,
+    /// When a person authorized.
+    pub authorized_at: DateTime<Utc>,
+    /// When the refresh token last rotated.
+    pub refreshed_at: DateTime<Utc>,
+    /// When the current access token expires.
+    pub access_expires_at: DateTime<Utc>,
+}
+
+impl From<&Grant> for GrantView {
+    fn from(g: &Grant) -> Self {
+        Self {
+            user_id: g.user_id.clone(),
+            user_email: g.user_email.clone(),
+            user_jid: g.user_jid.clone(),
+            account_id: g.account_id.clone(),
+            scopes: g.scopes.clone(),
+            authorized_at: g.authorized_at,
+            refreshed_at: g.refreshed_at,
+            access_expires_at: g.access.expires_at,
+        }
+    }
+}
+
+/// Answers a read-only request from the store (`RunJob` is the daemon's to answer).
+pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> {
+    Ok(match request {
+        Request::Runs { job } => Response::Runs(store.runs()?.list(job.as_deref())?),
+        Request::Run { id } => match store.runs()?.get(*id)? {
+            Some(record) => Response::Run(Some((record, store.deliveries()?.list(*id)?))),
+            None => Response::Run(None),
+        },
+        Request::LatestRuns { jobs } => {
+            let runs = store.runs()?;
+            let latest = jobs
+                .iter()
+                .map(|job| runs.latest(job))
+                .collect::<Result<_, _>>()?;
+            Response::LatestRuns(latest)
+        }
+        Request::Grants { apps } => {
+            let grants = store.grants()?;
+            let mut apps = apps.clone();
+            for stored in grants.apps()? {
+                if !apps.contains(&stored) {
+                    apps.push(stored);
+                }
+            }
+            let mut rows = Vec::new();
+            for app in &apps {
+                rows.push(AppGrant {
+                    app: app.clone(),
+                    grant: grants.get(app)?.as_ref().map(GrantView::from),
+                    bot_expires_at: grants.bot_token(app)?.map(|b| b.expires_at),
+                });
+            }
+            Response::Grants(rows)
+        }
+        Request::RunJob { .. } => {
+            Response::Failed("running a job needs the scheduler; none answered".into())
+        }
+    })
+}
+
+/// Answers requests; the daemon implements it.
+pub trait Handler: Send + Sync + 'static {
+    /// The answer to one request.
+    fn handle(&self, request: Request) -> BoxFuture<'static, Response>;
+}
+
+/// Binds the socket in `state_dir` (the caller holds the state lock, so a socket file left
+/// there is stale and is replaced). Only the owner can connect: the directory is 0700 and the
+/// socket 0600.
+pub fn bind(state_dir: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket_path(state_dir);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves connections until the task is dropped.
+pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = connection(stream, handler.as_ref()).await {
+                        tracing::warn!("control socket: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!("control socket: accepting failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, handler: &impl Handler) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read)
+        .take(MAX_LINE)
+        .read_line(&mut line)
+        .await?;
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => handler.handle(request).await,
+        Err(e) => Response::Failed(format!("a request zoomcast does not understand: {e}")),
+    };
+    let mut bytes = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await?;
+    write.shutdown().await
+}
+
+/// Why the daemon could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Nothing listens on the socket.
+    #[error(
+        "the state directory {dir} is locked by another zoomcast process, and no scheduler answers on {socket}; wait for that process to end"
+    )]
+    NoDaemon {
+        /// The state directory.
+        dir: PathBuf,
+        /// The socket.
+        socket: PathBuf,
+    },
+    /// The conversation broke off.
+    #[error("talking to the scheduler over {socket} failed: {source}")]
+    Io {
+        /// The socket.
+        socket: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+/// Asks the daemon holding `state_dir`.
+pub async fn ask(state_dir: &Path, request: &Request) -> Result<Response, ControlError> {
+    let socket = socket_path(state_dir);
+    let stream = UnixStream::connect(&socket)
+        .await
+        .map_err(|_| ControlError::NoDaemon {
+            dir: state_dir.to_owned(),
+            socket: socket.clone(),
+        })?;
+    let io = |source| ControlError::Io {
+        socket: socket.clone(),
+        source,
+    };
+    let (read, mut write) = stream.into_split();
+    let mut bytes = serde_json::to_vec(request).expect("requests serialize");
+    bytes.push(b'\n');
+    write.write_all(&bytes).await.map_err(io)?;
+    let mut line = String::new();
+    BufReader::new(read)
+        .take(MAX_LINE)
+        .read_line(&mut line)
+        .await
+        .map_err(io)?;
+    serde_json::from_str(&line).map_err(|e| io(std::io::Error::other(e)))
+}
