@@ -116,11 +116,24 @@ impl Context {
     fn state(&self) -> anyhow::Result<State> {
         match Store::open(&self.state_dir) {
             Ok(store) => Ok(State::Local(store)),
-            Err(StateError::Locked { .. }) if control::socket_path(&self.state_dir).exists() => {
+            Err(StateError::Locked { .. }) if self.wait_for_socket() => {
                 Ok(State::Daemon(self.state_dir.clone()))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether the lock holder serves a control socket; a scheduler that is starting gets a
+    /// moment to bind it.
+    fn wait_for_socket(&self) -> bool {
+        let socket = control::socket_path(&self.state_dir);
+        for _ in 0..20 {
+            if socket.exists() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
     }
 
     /// The Zoom client, OAuth client and token source of one app.

@@ -25,8 +25,10 @@ use crate::delivery::{Engine, RunOptions, RunReport, sender};
 use crate::schedule::daemon::{
     Event, JobSet, Launcher, ManualRun, Scheduler, Settings, SystemClock,
 };
-use crate::state::{RunRecord, Store};
+use crate::state::{RunRecord, StateError, Store};
 
+/// How long `schedule` waits for another process to release the state directory.
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 /// How often grants are checked for keep-alive.
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -42,7 +44,10 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    let store = Arc::new(ctx.open_store()?);
+    let store = Arc::new(open_store_patiently(ctx).await?);
+    // Bound first: commands finding the state locked look for the socket.
+    let listener = control::bind(store.dir())
+        .with_context(|| format!("opening the control socket in {}", store.dir().display()))?;
     let config = Arc::new(ctx.config.clone());
     let jobs_dir = ctx.jobs_dir.clone();
     let initial = load_jobs(&config, &jobs_dir)?;
@@ -71,8 +76,6 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         events.clone(),
     ));
     let keepalive = tokio::spawn(keep_grants_alive(launcher.clone()));
-    let listener = control::bind(store.dir())
-        .with_context(|| format!("opening the control socket in {}", store.dir().display()))?;
     let handler = Arc::new(ControlHandler {
         store: store.clone(),
         config: config.clone(),
@@ -95,6 +98,27 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let _ = std::fs::remove_file(control::socket_path(store.dir()));
     result?;
     Ok(Outcome::Done)
+}
+
+/// Opens the store, waiting up to [`LOCK_PATIENCE`] for a short-lived command (`history`,
+/// `run`) that holds it to finish.
+async fn open_store_patiently(ctx: &Context) -> anyhow::Result<Store> {
+    let start = tokio::time::Instant::now();
+    let mut said = false;
+    loop {
+        match Store::open(&ctx.state_dir) {
+            Err(StateError::Locked { pid, .. }) if start.elapsed() < LOCK_PATIENCE => {
+                if !std::mem::replace(&mut said, true) {
+                    tracing::info!(
+                        "waiting for the process holding the state directory to finish (pid {})",
+                        pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Every job file in the jobs directory: the valid jobs and the invalid files with why.
