@@ -458,3 +458,47 @@ fn keep_alive_refreshes_only_a_grant_left_idle() {
     });
     assert_eq!(z.handle.emulator().stats().refreshes, 1);
 }
+
+#[test]
+fn a_schedule_tick_has_one_run_however_often_it_is_launched() {
+    use zoomcast::delivery::{Engine, RunOptions, sender};
+    let (z, dir, store, tokens) = logged_in();
+    let path = dir.path().join("tick.toml");
+    std::fs::write(
+        &path,
+        crate::harness::job_to(&["ana@example.com", "bo@example.com"]),
+    )
+    .unwrap();
+    let job = zoomcast::config::Job::load(&path, &zoomcast::config::Config::empty()).unwrap();
+    let robot = z.handle.emulator().knobs().robot_jid;
+    let engine = Engine::new(&store, z.api.clone(), tokens.clone(), Arc::default()).unwrap();
+    let tick = |s: &str| Some(chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc());
+    let ids: Vec<_> = z.runtime.block_on(async {
+        let from = sender(&tokens, Some(&robot), None, "default")
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for t in [
+            "2026-11-23T09:00:00Z",
+            "2026-11-23T09:00:00Z",
+            "2026-11-23T10:00:00Z",
+        ] {
+            let options = RunOptions {
+                scheduled_for: tick(t),
+                ..RunOptions::default()
+            };
+            let report = engine.run(&job, &from, options).await.unwrap();
+            assert_eq!(report.record.scheduled_for, tick(t));
+            ids.push(report.record.id);
+        }
+        ids
+    });
+    assert_eq!(ids[0], ids[1], "the same tick is the same run");
+    assert_ne!(ids[1], ids[2], "another tick is another run");
+    assert_eq!(
+        z.handle.emulator().messages().len(),
+        4,
+        "two runs of two recipients"
+    );
+    assert_eq!(store.runs().unwrap().list(Some("tick")).unwrap().len(), 2);
+}
