@@ -59,10 +59,20 @@ pub fn run_report_json(report: &RunReport) -> Value {
 
 /// A finished run: the human form (summary line, then each failure with Zoom's answer).
 pub fn run_report_text(report: &RunReport) -> String {
-    let r = &report.record;
+    let mut out = run_summary(&report.record);
+    out.push('\n');
+    if !report.failures.is_empty() {
+        out.push_str("failed recipients:\n");
+        out.push_str(&deliveries_text(&report.failures));
+    }
+    out
+}
+
+/// One line saying how a run went: `run 7 of job `standup` succeeded: 3 recipients, 3 sent, ...`.
+pub fn run_summary(r: &RunRecord) -> String {
     let c = &r.counts;
-    let mut out = format!(
-        "run {} of job `{}` {}: {} recipients, {} sent, {} failed, {} uncertain ({})\n",
+    format!(
+        "run {} of job `{}` {}: {} recipients, {} sent, {} failed, {} uncertain ({})",
         r.id,
         r.job,
         r.status,
@@ -71,12 +81,7 @@ pub fn run_report_text(report: &RunReport) -> String {
         c.failed,
         c.uncertain,
         duration(r)
-    );
-    if !report.failures.is_empty() {
-        out.push_str("failed recipients:\n");
-        out.push_str(&deliveries_text(&report.failures));
-    }
-    out
+    )
 }
 
 /// A table of deliveries: email, state, and the message id or failure reason.

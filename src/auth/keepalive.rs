@@ -5,7 +5,6 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{AppTokens, TokenError};
-use crate::state::Grants;
 
 /// What a keep-alive check did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,15 +17,16 @@ pub enum KeepAlive {
     Refreshed(TimeDelta),
 }
 
-/// Refreshes the app's grant if its last refresh is more than `max_idle` before `now`.
+/// Refreshes the app's grant if its last refresh is more than `max_idle` before `now`. Reads
+/// the grant `tokens` holds (the newest, even if writing it failed), not the disk.
 pub async fn refresh_if_idle(
     tokens: &AppTokens,
-    grants: &Grants,
     max_idle: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<KeepAlive, TokenError> {
-    let Some(grant) = grants.get(tokens.app())? else {
-        return Ok(KeepAlive::NoGrant);
+    let grant = match tokens.grant().await {
+        Err(TokenError::NoGrant { .. }) => return Ok(KeepAlive::NoGrant),
+        grant => grant?,
     };
     let idle = now - grant.refreshed_at;
     if idle <= max_idle {

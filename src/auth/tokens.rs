@@ -12,7 +12,6 @@
 //!   renewed it meanwhile), so one 401 storm costs one refresh.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -21,6 +20,7 @@ use super::oauth::{OAuthClient, OAuthError, TokenResponse};
 use super::token::{BotToken, UserToken};
 use crate::config::AppConfig;
 use crate::state::{Grant, Grants, StateError};
+use crate::zoom::backoff::backoff;
 
 /// Attempts at the client-credentials grant before a transient failure stops the run.
 const BOT_TOKEN_ATTEMPTS: u32 = 4;
@@ -200,7 +200,8 @@ impl AppTokens {
                 Ok(response) => break response,
                 Err(e) if e.is_transient() && attempt < BOT_TOKEN_ATTEMPTS => {
                     tracing::warn!(app = %self.app, "asking for a chatbot token failed, retrying: {e}");
-                    tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                    let wait = backoff(attempt, None, &mut rand::thread_rng());
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 Err(e) => return Err(e.into()),

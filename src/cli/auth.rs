@@ -14,7 +14,7 @@ use super::{Context, Outcome};
 use crate::auth::TokenError;
 use crate::auth::login::{self, Pkce};
 use crate::config::DEFAULT_APP;
-use crate::control::{AppGrant, Request, Response};
+use crate::control::AppGrant;
 
 /// How long `auth login` waits for the redirect (codes live 5 minutes at Zoom).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -157,9 +157,7 @@ async fn login(
 
 async fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Result<Outcome> {
     let apps = ctx.config.app_names().map(str::to_owned).collect();
-    let Response::Grants(mut held) = ctx.state()?.ask(&Request::Grants { apps }).await? else {
-        bail!("the scheduler answered something else than grants");
-    };
+    let mut held = ctx.state().await?.grants(apps).await?;
     if let Some(only) = only {
         held.retain(|row| row.app == only);
         if held.is_empty() {

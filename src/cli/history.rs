@@ -3,7 +3,6 @@
 use anyhow::bail;
 
 use super::{Context, Outcome};
-use crate::control::{Request, Response};
 use crate::report;
 use crate::state::RunId;
 
@@ -20,12 +19,9 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    let state = ctx.state()?;
+    let state = ctx.state().await?;
     if let Some(id) = args.run {
-        let Response::Run(found) = state.ask(&Request::Run { id }).await? else {
-            bail!("the scheduler answered something else than a run");
-        };
-        let Some((record, deliveries)) = found else {
+        let Some((record, deliveries)) = state.run(id).await? else {
             bail!("there is no run {id}; `zoomcast history` lists the runs");
         };
         if args.json {
@@ -38,10 +34,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Done);
     }
-    let job = args.job.clone();
-    let Response::Runs(list) = state.ask(&Request::Runs { job }).await? else {
-        bail!("the scheduler answered something else than runs");
-    };
+    let list = state.runs(args.job.clone()).await?;
     if args.json {
         let values: Vec<_> = list.iter().map(report::run_json).collect();
         println!("{}", serde_json::to_string_pretty(&values)?);

@@ -3,11 +3,11 @@
 //! holds the state directory, the last runs come from it.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::{Value, json};
 
-use super::{Context, Outcome, RemoteInvalid};
-use crate::config::{Job, job_name};
-use crate::control::{Request, Response};
+use super::{Context, InvalidText, Outcome};
+use crate::config::Job;
 use crate::report;
 use crate::state::RunRecord;
 
@@ -28,35 +28,41 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     for path in ctx.job_files()? {
         match Job::load(&path, &ctx.config) {
             Ok(job) => jobs.push(job),
-            Err(problems) => invalid.push((job_name(&path), problems.to_string())),
+            Err(problems) => invalid.push(problems.to_string()),
         }
     }
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-    let last_runs = last_runs(ctx, names).await;
-    let rows: Vec<Value> = jobs
+    let listings: Vec<Listing> = jobs
         .iter()
-        .zip(last_runs)
-        .map(|(job, last)| row(job, last.as_ref(), now, args.next))
+        .zip(last_runs(ctx, names).await)
+        .map(|(job, last)| Listing {
+            job,
+            last,
+            next: job.schedule.as_ref().map_or_else(Vec::new, |s| {
+                s.upcoming(&now.with_timezone(&job.timezone), args.next)
+            }),
+        })
         .collect();
     if args.json {
+        let rows: Vec<Value> = listings.iter().map(Listing::json).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        for (job, row) in jobs.iter().zip(&rows) {
-            print_row(job, row);
-        }
+        listings.iter().for_each(Listing::print);
     }
     if invalid.is_empty() {
         return Ok(Outcome::Done);
     }
-    let mut message = format!(
+    let header = format!(
         "{} job files are invalid and are not scheduled:",
         invalid.len()
     );
-    for (_, why) in &invalid {
-        message.push('\n');
-        message.push_str(why);
-    }
-    Err(RemoteInvalid(message).into())
+    Err(InvalidText(
+        std::iter::once(header)
+            .chain(invalid)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .into())
 }
 
 /// The newest run of each job, or nothing where the state cannot be read (said on stderr).
@@ -65,70 +71,68 @@ async fn last_runs(ctx: &Context, jobs: Vec<String>) -> Vec<Option<RunRecord>> {
     if !ctx.state_dir.exists() {
         return vec![None; count];
     }
-    let answer = match ctx.state() {
-        Ok(state) => state.ask(&Request::LatestRuns { jobs }).await,
+    let answer = match ctx.state().await {
+        Ok(state) => state.latest_runs(jobs).await,
         Err(e) => Err(e),
     };
-    match answer {
-        Ok(Response::LatestRuns(runs)) if runs.len() == count => runs,
-        Ok(_) => vec![None; count],
-        Err(e) => {
-            eprintln!("the last runs are not shown: {e:#}");
-            vec![None; count]
-        }
-    }
-}
-
-fn row(job: &Job, last: Option<&RunRecord>, now: DateTime<Utc>, n: usize) -> Value {
-    let next = job.schedule.as_ref().map_or_else(Vec::new, |s| {
-        s.upcoming(&now.with_timezone(&job.timezone), n)
-    });
-    json!({
-        "name": job.name,
-        "description": job.description,
-        "schedule": job.schedule.as_ref().map(ToString::to_string),
-        "timezone": job.timezone.name(),
-        "app": job.app,
-        "recipients": job.recipient_count,
-        "next": next.iter().map(DateTime::to_rfc3339).collect::<Vec<_>>(),
-        "next_utc": next.iter().map(|t| t.with_timezone(&Utc).to_rfc3339()).collect::<Vec<_>>(),
-        "last_run": last.map(report::run_json),
+    answer.unwrap_or_else(|e| {
+        eprintln!("the last runs are not shown: {e:#}");
+        vec![None; count]
     })
 }
 
-fn print_row(job: &Job, row: &Value) {
-    let schedule = job
-        .schedule
-        .as_ref()
-        .map_or_else(|| "manual only".to_owned(), |s| format!("\"{s}\""));
-    println!(
-        "{}  {schedule}  {}  app {}",
-        job.name,
-        job.timezone.name(),
-        job.app
-    );
-    match row["last_run"].as_object() {
-        Some(last) => println!(
-            "  last run: {} {} at {} ({} sent, {} failed, {} uncertain)",
-            last["run_id"],
-            last["status"].as_str().unwrap_or(""),
-            last["started_at"].as_str().unwrap_or(""),
-            last["counts"]["sent"],
-            last["counts"]["failed"],
-            last["counts"]["uncertain"]
-        ),
-        None => println!("  last run: never"),
+/// One job as `jobs` shows it.
+struct Listing<'a> {
+    job: &'a Job,
+    last: Option<RunRecord>,
+    next: Vec<DateTime<Tz>>,
+}
+
+impl Listing<'_> {
+    fn json(&self) -> Value {
+        let job = self.job;
+        json!({
+            "name": job.name,
+            "description": job.description,
+            "schedule": job.schedule.as_ref().map(ToString::to_string),
+            "timezone": job.timezone.name(),
+            "app": job.app,
+            "recipients": job.recipient_count,
+            "next": self.next.iter().map(DateTime::to_rfc3339).collect::<Vec<_>>(),
+            "next_utc": self.next.iter().map(|t| t.to_utc().to_rfc3339()).collect::<Vec<_>>(),
+            "last_run": self.last.as_ref().map(report::run_json),
+        })
     }
-    let local = row["next"].as_array().into_iter().flatten();
-    let utc = row["next_utc"].as_array().into_iter().flatten();
-    for (t, u) in local.zip(utc) {
+
+    fn print(&self) {
+        let job = self.job;
+        let schedule = job
+            .schedule
+            .as_ref()
+            .map_or_else(|| "manual only".to_owned(), |s| format!("\"{s}\""));
         println!(
-            "  next: {}  ({})",
-            t.as_str().unwrap_or(""),
-            u.as_str().unwrap_or("")
+            "{}  {schedule}  {}  app {}",
+            job.name,
+            job.timezone.name(),
+            job.app
         );
-    }
-    if job.schedule.is_some() && row["next"].as_array().is_some_and(Vec::is_empty) {
-        println!("  next: never again (the schedule's last time has passed)");
+        match &self.last {
+            Some(last) => println!(
+                "  last run: {} {} at {} ({} sent, {} failed, {} uncertain)",
+                last.id,
+                last.status,
+                last.started_at.to_rfc3339(),
+                last.counts.sent,
+                last.counts.failed,
+                last.counts.uncertain
+            ),
+            None => println!("  last run: never"),
+        }
+        for t in &self.next {
+            println!("  next: {}  ({})", t.to_rfc3339(), t.to_utc().to_rfc3339());
+        }
+        if job.schedule.is_some() && self.next.is_empty() {
+            println!("  next: never again (the schedule's last time has passed)");
+        }
     }
 }

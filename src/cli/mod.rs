@@ -9,6 +9,7 @@ mod history;
 mod jobs;
 mod run;
 mod schedule;
+mod state;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -20,9 +21,9 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::{AppTokens, OAuthClient};
 use crate::config::{AppConfig, Config, Invalid};
-use crate::control::{self, Request, Response};
-use crate::state::{StateError, Store};
+use crate::state::Store;
 use crate::zoom::{Endpoints, ZoomClient};
+use state::{InvalidText, State};
 
 /// zoomcast: declarative Zoom Team Chat notifications.
 #[derive(Debug, Parser)]
@@ -113,27 +114,8 @@ impl Context {
 
     /// The state, from the store itself or, while a scheduler holds it, through the
     /// scheduler's control socket.
-    fn state(&self) -> anyhow::Result<State> {
-        match Store::open(&self.state_dir) {
-            Ok(store) => Ok(State::Local(store)),
-            Err(StateError::Locked { .. }) if self.wait_for_socket() => {
-                Ok(State::Daemon(self.state_dir.clone()))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Whether the lock holder serves a control socket; a scheduler that is starting gets a
-    /// moment to bind it.
-    fn wait_for_socket(&self) -> bool {
-        let socket = control::socket_path(&self.state_dir);
-        for _ in 0..20 {
-            if socket.exists() {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        false
+    async fn state(&self) -> anyhow::Result<State> {
+        State::open(&self.state_dir).await
     }
 
     /// The Zoom client, OAuth client and token source of one app.
@@ -188,34 +170,6 @@ fn toml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Where a command reads the state.
-enum State {
-    /// This process holds the store.
-    Local(Store),
-    /// A scheduler holds it; ask it over the control socket in this state directory.
-    Daemon(PathBuf),
-}
-
-impl State {
-    /// Answers a request, locally or from the scheduler; failures become errors.
-    async fn ask(&self, request: &Request) -> anyhow::Result<Response> {
-        let response = match self {
-            Self::Local(store) => control::answer(store, request)?,
-            Self::Daemon(dir) => control::ask(dir, request).await?,
-        };
-        match response {
-            Response::Failed(message) => Err(anyhow::anyhow!(message)),
-            Response::Invalid(message) => Err(RemoteInvalid(message).into()),
-            other => Ok(other),
-        }
-    }
-}
-
-/// A job or configuration the scheduler found invalid (exit 2, like a local [`Invalid`]).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct RemoteInvalid(String);
-
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let ctx = Context::new(&cli)?;
@@ -241,8 +195,7 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
             if let Some(invalid) = e.chain().find_map(|c| c.downcast_ref::<Invalid>()) {
                 eprintln!("{invalid}");
                 ExitCode::from(2)
-            } else if let Some(invalid) = e.chain().find_map(|c| c.downcast_ref::<RemoteInvalid>())
-            {
+            } else if let Some(invalid) = e.chain().find_map(|c| c.downcast_ref::<InvalidText>()) {
                 eprintln!("{invalid}");
                 ExitCode::from(2)
             } else {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::control::{Request, Response};
 use crate::delivery::{Engine, RunOptions, RunReport, sender};
 use crate::report;
 
@@ -33,7 +32,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let path = ctx.job_path(&args.job);
     let job = Job::load(&path, &ctx.config)?;
     let app = ctx.app(&job.app)?;
-    let store = match ctx.state()? {
+    let store = match ctx.state().await? {
         State::Local(store) => store,
         daemon @ State::Daemon(_) => return through_scheduler(&daemon, &job, &path, args).await,
     };
@@ -69,10 +68,7 @@ async fn through_scheduler(
     args: &Args,
 ) -> anyhow::Result<Outcome> {
     if args.dry_run {
-        let apps = vec![job.app.clone()];
-        let Response::Grants(grants) = state.ask(&Request::Grants { apps }).await? else {
-            anyhow::bail!("the scheduler answered something else than grants");
-        };
+        let grants = state.grants(vec![job.app.clone()]).await?;
         if !grants.iter().any(|g| g.app == job.app && g.grant.is_some()) {
             anyhow::bail!(
                 "app `{}` holds no grant; run `zoomcast auth login --app {}` once the scheduler stopped",
@@ -92,14 +88,8 @@ async fn through_scheduler(
     );
     let path = std::fs::canonicalize(path)
         .with_context(|| format!("resolving the job file {}", path.display()))?;
-    let request = Request::RunJob {
-        path,
-        refresh_cache: args.refresh_cache,
-    };
-    let Response::Report(record, failures) = state.ask(&request).await? else {
-        anyhow::bail!("the scheduler answered something else than a run report");
-    };
-    finish(&RunReport { record, failures }, args)
+    let report = state.run_job(path, args.refresh_cache).await?;
+    finish(&report, args)
 }
 
 /// Prints the report, writes the failures file, and says how the run ended.

@@ -14,18 +14,19 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, Outcome};
-use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
 use anyhow::Context as _;
 
+use super::{Context, Outcome};
+use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
 use crate::config::{AppConfig, Config, Invalid, Job, job_name};
 use crate::control::{self, Handler, Request, Response};
 use crate::delivery::limiter::Limiters;
 use crate::delivery::{Engine, RunOptions, RunReport, sender};
+use crate::report;
 use crate::schedule::daemon::{
     Event, JobSet, Launcher, ManualRun, Scheduler, Settings, SystemClock,
 };
-use crate::state::{RunRecord, StateError, Store};
+use crate::state::{StateError, Store};
 
 /// How long `schedule` waits for another process to release the state directory.
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
@@ -259,12 +260,8 @@ impl EngineLauncher {
         if days == 0 {
             return;
         }
-        let grants = match self.store.grants() {
-            Ok(grants) => grants,
-            Err(e) => return tracing::error!("keep-alive: {e}"),
-        };
         let max_idle = TimeDelta::days(i64::from(days));
-        match refresh_if_idle(&runtime.engine.tokens, &grants, max_idle, Utc::now()).await {
+        match refresh_if_idle(&runtime.engine.tokens, max_idle, Utc::now()).await {
             Ok(KeepAlive::Refreshed(idle)) => tracing::info!(
                 "app `{name}`: grant refreshed to keep it alive (last refreshed {} days ago; keepalive_days = {days})",
                 idle.num_days()
@@ -275,9 +272,7 @@ impl EngineLauncher {
             ),
         }
     }
-}
 
-impl EngineLauncher {
     /// One run of `job` with the app's engine.
     fn run(
         &self,
@@ -313,7 +308,7 @@ impl Launcher for EngineLauncher {
             ..RunOptions::default()
         };
         let run = self.run(job, options);
-        Box::pin(async move { Ok(summary(&run.await?.record)) })
+        Box::pin(async move { Ok(report::run_summary(&run.await?.record)) })
     }
 }
 
@@ -357,7 +352,7 @@ impl Handler for ControlHandler {
                 Box::pin(async move {
                     let result = run.await;
                     let summary = match &result {
-                        Ok(report) => Ok(summary(&report.record)),
+                        Ok(report) => Ok(report::run_summary(&report.record)),
                         Err(e) => Err(anyhow::anyhow!("{e:#}")),
                     };
                     let _ = done.send(result);
@@ -382,12 +377,4 @@ impl Handler for ControlHandler {
             }
         })
     }
-}
-
-fn summary(run: &RunRecord) -> String {
-    let c = &run.counts;
-    format!(
-        "run {} {}: {} sent, {} failed, {} uncertain of {}",
-        run.id, run.status, c.sent, c.failed, c.uncertain, c.total
-    )
 }

@@ -7,9 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::token::{BotToken, UserToken};
 use crate::auth::{AppTokens, TokenError};
+use crate::zoom::backoff::backoff;
 use crate::zoom::{Disposition, ZoomError};
 
-use super::backoff::backoff;
 use super::journal::JournalError;
 use super::limiter::Limiter;
 

@@ -12,7 +12,6 @@
 //! early; the run then stays unfinished, and the next run of the job resumes it: delivered
 //! recipients are skipped, and sends whose outcome a crash hid follow `on_uncertain`.
 
-mod backoff;
 mod call;
 pub mod journal;
 pub mod limiter;

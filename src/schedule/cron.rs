@@ -118,20 +118,22 @@ impl Schedule {
         best
     }
 
+    /// The fire times after `after`, in order.
+    pub fn times_after<'a, Z: TimeZone + 'a>(
+        &'a self,
+        after: &DateTime<Z>,
+    ) -> impl Iterator<Item = DateTime<Z>> + use<'a, Z> {
+        let mut cursor = after.clone();
+        std::iter::from_fn(move || {
+            let next = self.next_after(&cursor)?;
+            cursor = next.clone();
+            Some(next)
+        })
+    }
+
     /// The next `n` fire times after `after`.
     pub fn upcoming<Z: TimeZone>(&self, after: &DateTime<Z>, n: usize) -> Vec<DateTime<Z>> {
-        let mut times = Vec::with_capacity(n);
-        let mut cursor = after.clone();
-        while times.len() < n {
-            match self.next_after(&cursor) {
-                Some(next) => {
-                    cursor = next.clone();
-                    times.push(next);
-                }
-                None => break,
-            }
-        }
-        times
+        self.times_after(after).take(n).collect()
     }
 
     /// Whether the schedule is an interval (its seconds, minutes or hours field starts with `*`,

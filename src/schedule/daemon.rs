@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{self, Missed, SkipReason};
+use super::plan::{self, SkipReason};
 use crate::config::{Job, Overlap};
 use crate::state::{Fires, RunRecord, RunStatus, Runs, StateError};
 
@@ -101,6 +101,7 @@ pub struct Scheduler<C, L> {
     settings: Settings,
     slots: BTreeMap<String, Slot>,
     tasks: JoinSet<anyhow::Result<String>>,
+    /// The job of each running task: a job runs while one of its tasks does.
     task_jobs: HashMap<tokio::task::Id, String>,
     /// Cancelled at the drain deadline; every run's token is a child.
     runs_cancel: CancellationToken,
@@ -113,8 +114,6 @@ struct Slot {
     job: Arc<Job>,
     /// The next tick, if the job has a schedule that fires again.
     next: Option<Tick>,
-    /// Whether a run of the job is going.
-    running: bool,
     /// Runs waiting for the current one to end: ticks (catch-up, `overlap = "queue"`) or a
     /// resumption of a run started by hand (`None`).
     queue: VecDeque<Option<DateTime<Utc>>>,
@@ -238,17 +237,19 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         let mut slot = Slot {
             job: job.clone(),
             next: None,
-            running: false,
             queue: VecDeque::new(),
         };
         if let Some(run) = self.runs.unfinished(&name)? {
             resume(&job, &run, now, &mut slot);
         }
-        if job.schedule.is_some() {
+        if let Some(schedule) = &job.schedule {
             match self.fires.last(&name)? {
                 // First sight of the job: nothing before now was its to run.
                 None => self.fires.set(&name, now)?,
-                Some(last) => self.catch_up(&job, last, now, &mut slot)?,
+                Some(last) => {
+                    let missed = plan::ticks_between(schedule, job.timezone, last, now);
+                    catch_up(&self.fires, &job, missed, now, &mut slot)?;
+                }
             }
             slot.next = next_tick(&job, now);
         }
@@ -258,50 +259,6 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         );
         self.slots.insert(name.clone(), slot);
         self.start_queued(&name);
-        Ok(())
-    }
-
-    /// Deals with the ticks a job missed between `last` and `now`.
-    fn catch_up(
-        &self,
-        job: &Job,
-        last: DateTime<Utc>,
-        now: DateTime<Utc>,
-        slot: &mut Slot,
-    ) -> Result<(), StateError> {
-        let Some(schedule) = &job.schedule else {
-            return Ok(());
-        };
-        let ticks = plan::ticks_between(schedule, job.timezone, last, now);
-        let missed = plan::plan_missed(ticks, now, &job.policy);
-        self.take_missed(job, missed, slot)
-    }
-
-    /// Logs the skipped ticks of a plan and queues the ones to run.
-    fn take_missed(&self, job: &Job, missed: Missed, slot: &mut Slot) -> Result<(), StateError> {
-        for (tick, reason) in &missed.skipped {
-            log_skip(&job.name, *tick, *reason);
-        }
-        if missed.more_skipped > 0 {
-            tracing::warn!(
-                "job `{}`: {} more missed ticks skipped for the same reasons",
-                job.name,
-                missed.more_skipped
-            );
-        }
-        if missed.run.is_empty()
-            && let Some(newest) = missed.newest
-        {
-            self.fires.set(&job.name, newest)?;
-        }
-        for tick in missed.run {
-            tracing::info!(
-                "job `{}`: tick {} was missed; running it now",
-                job.name,
-                tick.to_rfc3339()
-            );
-            slot.queue.push_back(Some(tick));
-        }
         Ok(())
     }
 
@@ -328,20 +285,12 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             let jitter = first.due - first.at;
             let due_until = now - jitter;
             let late_until = due_until - TimeDelta::from_std(LATE).expect("small");
-            let just_before = |t: DateTime<Utc>| t - TimeDelta::milliseconds(1);
-            let mut on_time_after = just_before(first.at);
+            // Schedules have whole seconds: just before the first due tick, no other is.
+            let mut on_time_after = first.at - TimeDelta::milliseconds(1);
             if first.at <= late_until {
-                let ticks = std::iter::once(first.at).chain(plan::ticks_between(
-                    schedule,
-                    job.timezone,
-                    first.at,
-                    late_until,
-                ));
-                let missed = plan::plan_missed(ticks, now, &job.policy);
-                let mut slot = self.slots.remove(&name).expect("due slot exists");
-                let result = self.take_missed(&job, missed, &mut slot);
-                self.slots.insert(name.clone(), slot);
-                result?;
+                let missed = plan::ticks_between(schedule, job.timezone, on_time_after, late_until);
+                let slot = self.slots.get_mut(&name).expect("due slot exists");
+                catch_up(&self.fires, &job, missed, now, slot)?;
                 on_time_after = late_until;
             }
             let on_time: Vec<_> =
@@ -359,12 +308,12 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
 
     /// One tick, on time: runs it, or applies `overlap` if the previous run is going.
     fn fire(&mut self, name: &str, tick: DateTime<Utc>) -> Result<(), StateError> {
-        self.fires.set(name, tick)?;
-        let slot = self.slots.get_mut(name).expect("fired slot exists");
-        if !slot.running && slot.queue.is_empty() {
-            self.launch(name, Some(tick));
+        if !self.is_running(name) && self.slots[name].queue.is_empty() {
+            self.launch(name, Some(tick)); // records the tick
             return Ok(());
         }
+        self.fires.set(name, tick)?;
+        let slot = self.slots.get_mut(name).expect("fired slot exists");
         match slot.job.policy.overlap {
             Overlap::Skip => log_skip(name, tick, SkipReason::Overlap),
             Overlap::Queue => {
@@ -381,54 +330,55 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
 
     /// Starts a run by hand, unless the job has a run going.
     fn run_now(&mut self, name: &str, run: ManualRun) {
-        if let Some(slot) = self.slots.get_mut(name) {
-            if slot.running {
-                tracing::warn!(
-                    "job `{name}`: a run by hand was refused: a run of the job is going"
-                );
-                return;
-            }
-            slot.running = true;
+        if self.is_running(name) {
+            tracing::warn!("job `{name}`: a run by hand was refused: a run of the job is going");
+            return;
         }
         tracing::info!("job `{name}`: starting a run by hand");
-        let handle = self.tasks.spawn(run(self.runs_cancel.child_token()));
+        let run = run(self.runs_cancel.child_token());
+        self.spawn(name, run);
+    }
+
+    /// Whether a run of the job is going.
+    fn is_running(&self, name: &str) -> bool {
+        self.task_jobs.values().any(|job| job == name)
+    }
+
+    fn spawn(&mut self, name: &str, run: BoxFuture<'static, anyhow::Result<String>>) {
+        let handle = self.tasks.spawn(run);
         self.task_jobs.insert(handle.id(), name.to_owned());
     }
 
     /// Starts the job's next queued run if none is going.
     fn start_queued(&mut self, name: &str) {
-        if self.stopping {
+        if self.stopping || self.is_running(name) {
             return;
         }
-        let Some(slot) = self.slots.get_mut(name) else {
-            return;
-        };
-        if slot.running {
-            return;
-        }
-        if let Some(tick) = slot.queue.pop_front() {
+        if let Some(tick) = self
+            .slots
+            .get_mut(name)
+            .and_then(|slot| slot.queue.pop_front())
+        {
             self.launch(name, tick);
         }
     }
 
     fn launch(&mut self, name: &str, tick: Option<DateTime<Utc>>) {
-        let slot = self.slots.get_mut(name).expect("launched slot exists");
         if let Some(tick) = tick
             && let Err(e) = self.fires.set(name, tick)
         {
             tracing::error!("job `{name}`: recording tick {tick} failed: {e}");
         }
-        slot.running = true;
         if let Some(t) = tick {
             tracing::info!("job `{name}`: starting the run for tick {}", t.to_rfc3339());
         } else {
             tracing::info!("job `{name}`: resuming its interrupted run");
         }
+        let job = self.slots[name].job.clone();
         let run = self
             .launcher
-            .launch(slot.job.clone(), tick, self.runs_cancel.child_token());
-        let handle = self.tasks.spawn(run);
-        self.task_jobs.insert(handle.id(), name.to_owned());
+            .launch(job, tick, self.runs_cancel.child_token());
+        self.spawn(name, run);
     }
 
     /// A run ended: logs how, and starts what waited for it.
@@ -444,9 +394,6 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         match outcome {
             Ok(summary) => tracing::info!("job `{name}`: {summary}"),
             Err(e) => tracing::error!("job `{name}`: {e:#}"),
-        }
-        if let Some(slot) = self.slots.get_mut(&name) {
-            slot.running = false;
         }
         self.start_queued(&name);
     }
@@ -474,15 +421,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             humantime::format_duration(self.settings.drain),
             self.tasks.len()
         );
-        let deadline = tokio::time::sleep(self.settings.drain);
-        tokio::pin!(deadline);
-        while !self.tasks.is_empty() {
-            tokio::select! {
-                Some(done) = self.tasks.join_next_with_id() => self.finished(done),
-                () = &mut deadline => break,
-            }
-        }
-        if self.tasks.is_empty() {
+        if self.join_within(self.settings.drain).await {
             tracing::info!("scheduler stopped; every run finished");
             return Ok(());
         }
@@ -491,24 +430,65 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             self.tasks.len()
         );
         self.runs_cancel.cancel();
-        let grace = tokio::time::sleep(STOP_GRACE);
-        tokio::pin!(grace);
-        while !self.tasks.is_empty() {
-            tokio::select! {
-                Some(done) = self.tasks.join_next_with_id() => self.finished(done),
-                () = &mut grace => {
-                    tracing::error!(
-                        "{} runs did not stop within {}; leaving them (their unconfirmed sends are uncertain at the next start)",
-                        self.tasks.len(),
-                        humantime::format_duration(STOP_GRACE)
-                    );
-                    self.tasks.abort_all();
-                    break;
-                }
-            }
+        if !self.join_within(STOP_GRACE).await {
+            tracing::error!(
+                "{} runs did not stop within {}; leaving them (their unconfirmed sends are uncertain at the next start)",
+                self.tasks.len(),
+                humantime::format_duration(STOP_GRACE)
+            );
+            self.tasks.abort_all();
         }
         Ok(())
     }
+
+    /// Collects ending runs for at most `limit`; whether every run ended.
+    async fn join_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(done) = self.tasks.join_next_with_id() => self.finished(done),
+                () = &mut deadline => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Deals with ticks a job missed (while the scheduler was down, or asleep): logs the skipped
+/// ones with their reasons and queues the ones `catch_up` runs.
+fn catch_up(
+    fires: &Fires,
+    job: &Job,
+    missed: impl Iterator<Item = DateTime<Utc>>,
+    now: DateTime<Utc>,
+    slot: &mut Slot,
+) -> Result<(), StateError> {
+    let missed = plan::plan_missed(missed, now, &job.policy);
+    for (tick, reason) in &missed.skipped {
+        log_skip(&job.name, *tick, *reason);
+    }
+    if missed.more_skipped > 0 {
+        tracing::warn!(
+            "job `{}`: {} more missed ticks skipped for the same reasons",
+            job.name,
+            missed.more_skipped
+        );
+    }
+    if missed.run.is_empty()
+        && let Some(newest) = missed.newest
+    {
+        fires.set(&job.name, newest)?;
+    }
+    for tick in missed.run {
+        tracing::info!(
+            "job `{}`: tick {} was missed; running it now",
+            job.name,
+            tick.to_rfc3339()
+        );
+        slot.queue.push_back(Some(tick));
+    }
+    Ok(())
 }
 
 /// Queues the resumption of a job's interrupted run, unless a later tick has come since.

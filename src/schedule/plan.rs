@@ -74,13 +74,10 @@ pub fn ticks_between(
     after: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> impl Iterator<Item = DateTime<Utc>> + '_ {
-    let mut cursor = after.with_timezone(&tz);
-    std::iter::from_fn(move || {
-        let next = schedule.next_after(&cursor)?;
-        cursor = next;
-        let next = next.with_timezone(&Utc);
-        (next <= until).then_some(next)
-    })
+    schedule
+        .times_after(&after.with_timezone(&tz))
+        .map(|t| t.with_timezone(&Utc))
+        .take_while(move |t| *t <= until)
 }
 
 /// Decides what happens to missed `ticks` (oldest first) at `now` under `policy`.

@@ -178,7 +178,7 @@ impl Runs {
 
     /// The newest run of `job`, finished or not.
     pub fn latest(&self, job: &str) -> Result<Option<RunRecord>, StateError> {
-        Ok(self.list(Some(job))?.pop())
+        self.newest(job, |_| true)
     }
 
     /// One more than the newest run's id. (Not sled's `generate_id`, which jumps by its
@@ -207,11 +207,24 @@ impl Runs {
     /// The newest run of `job` that did not finish (interrupted or aborted): the one the next
     /// run of the job resumes.
     pub fn unfinished(&self, job: &str) -> Result<Option<RunRecord>, StateError> {
-        Ok(self
-            .list(Some(job))?
-            .into_iter()
-            .rev()
-            .find(|r| r.status.is_unfinished()))
+        self.newest(job, |r| r.status.is_unfinished())
+    }
+
+    /// The newest run of `job` that `wanted` accepts: read from the newest key backwards,
+    /// stopping at the first match, so it costs the runs since, not every run ever.
+    fn newest(
+        &self,
+        job: &str,
+        wanted: impl Fn(&RunRecord) -> bool,
+    ) -> Result<Option<RunRecord>, StateError> {
+        for entry in self.tree.iter().rev() {
+            let (_, bytes) = entry?;
+            let record: RunRecord = decode(&bytes)?;
+            if record.job == job && wanted(&record) {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
     }
 
     /// Every run, oldest first, optionally of one job only.

@@ -2,8 +2,10 @@
 //! chatbot messages with a [`BotToken`](crate::auth::token::BotToken).
 //!
 //! This module knows HTTP and Zoom's wire formats, and nothing of sled, jobs or retries: callers
-//! decide what to do with a [`ZoomError`] through its [`Disposition`].
+//! decide what to do with a [`ZoomError`] through its [`Disposition`], and [`backoff`] says how
+//! long to wait before a retry.
 
+pub mod backoff;
 pub mod chat;
 pub mod client;
 pub mod error;

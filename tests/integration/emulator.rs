@@ -438,15 +438,11 @@ fn keep_alive_refreshes_only_a_grant_left_idle() {
     z.runtime.block_on(async {
         let before = grants.get("default").unwrap().unwrap();
         let now = chrono::Utc::now();
-        let kept = refresh_if_idle(&tokens, &grants, thirty_days, now)
-            .await
-            .unwrap();
+        let kept = refresh_if_idle(&tokens, thirty_days, now).await.unwrap();
         assert_eq!(kept, KeepAlive::Fresh);
         // A month and a day later, the grant is refreshed and the rotation stored.
         let later = now + chrono::TimeDelta::days(31);
-        let kept = refresh_if_idle(&tokens, &grants, thirty_days, later)
-            .await
-            .unwrap();
+        let kept = refresh_if_idle(&tokens, thirty_days, later).await.unwrap();
         assert!(
             matches!(kept, KeepAlive::Refreshed(idle) if idle > thirty_days),
             "{kept:?}"

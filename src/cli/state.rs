@@ -1,0 +1,130 @@
+//! Where commands read the state: the store itself, or, while `schedule` holds it, the
+//! scheduler's control socket. Each method asks one [`Request`] and unwraps its answer, so
+//! commands get plain values whichever way the answer came.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use crate::control::{self, AppGrant, Request, Response};
+use crate::delivery::RunReport;
+use crate::state::{Delivery, RunId, RunRecord, StateError, Store};
+
+/// How long a command waits for a starting scheduler to bind its socket.
+const SOCKET_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Where a command reads the state.
+pub(super) enum State {
+    /// This process holds the store.
+    Local(Store),
+    /// A scheduler holds it; ask it over the control socket in this state directory.
+    Daemon(PathBuf),
+}
+
+/// Invalid configuration, job files or arguments reported as text (by the scheduler, or summed
+/// up by a command): exit 2, like a local [`crate::config::Invalid`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct InvalidText(pub String);
+
+impl State {
+    /// The store, or the scheduler holding it.
+    pub(super) async fn open(dir: &Path) -> anyhow::Result<Self> {
+        match Store::open(dir) {
+            Ok(store) => Ok(Self::Local(store)),
+            Err(StateError::Locked { .. }) if wait_for_socket(dir).await => {
+                Ok(Self::Daemon(dir.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every run, oldest first, optionally of one job.
+    pub(super) async fn runs(&self, job: Option<String>) -> anyhow::Result<Vec<RunRecord>> {
+        match self.ask(&Request::Runs { job }).await? {
+            Response::Runs(runs) => Ok(runs),
+            _ => Err(unexpected("runs")),
+        }
+    }
+
+    /// One run and its deliveries.
+    pub(super) async fn run(
+        &self,
+        id: RunId,
+    ) -> anyhow::Result<Option<(RunRecord, Vec<Delivery>)>> {
+        match self.ask(&Request::Run { id }).await? {
+            Response::Run(found) => Ok(found),
+            _ => Err(unexpected("a run")),
+        }
+    }
+
+    /// The newest run of each job, in order.
+    pub(super) async fn latest_runs(
+        &self,
+        jobs: Vec<String>,
+    ) -> anyhow::Result<Vec<Option<RunRecord>>> {
+        let count = jobs.len();
+        match self.ask(&Request::LatestRuns { jobs }).await? {
+            Response::LatestRuns(runs) if runs.len() == count => Ok(runs),
+            _ => Err(unexpected("the last runs")),
+        }
+    }
+
+    /// The grants of these apps and of every other app holding one.
+    pub(super) async fn grants(&self, apps: Vec<String>) -> anyhow::Result<Vec<AppGrant>> {
+        match self.ask(&Request::Grants { apps }).await? {
+            Response::Grants(grants) => Ok(grants),
+            _ => Err(unexpected("grants")),
+        }
+    }
+
+    /// Runs a job in the scheduler.
+    pub(super) async fn run_job(
+        &self,
+        path: PathBuf,
+        refresh_cache: bool,
+    ) -> anyhow::Result<RunReport> {
+        match self
+            .ask(&Request::RunJob {
+                path,
+                refresh_cache,
+            })
+            .await?
+        {
+            Response::Report(record, failures) => Ok(RunReport { record, failures }),
+            _ => Err(unexpected("a run report")),
+        }
+    }
+
+    /// Answers a request, locally or from the scheduler; failures become errors.
+    async fn ask(&self, request: &Request) -> anyhow::Result<Response> {
+        let response = match self {
+            Self::Local(store) => control::answer(store, request)?,
+            Self::Daemon(dir) => control::ask(dir, request).await?,
+        };
+        match response {
+            Response::Failed(message) => Err(anyhow!(message)),
+            Response::Invalid(message) => Err(InvalidText(message).into()),
+            other => Ok(other),
+        }
+    }
+}
+
+fn unexpected(what: &str) -> anyhow::Error {
+    anyhow!("the scheduler answered something else than {what}")
+}
+
+/// Whether the lock holder serves a control socket; a scheduler that is starting gets a moment
+/// to bind it.
+async fn wait_for_socket(dir: &Path) -> bool {
+    let socket = control::socket_path(dir);
+    let start = tokio::time::Instant::now();
+    while !socket.exists() {
+        if start.elapsed() >= SOCKET_PATIENCE {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
+}
