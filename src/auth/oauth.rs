@@ -99,6 +99,17 @@ enum GrantType {
     ClientCredentials,
 }
 
+impl GrantType {
+    /// The `grant_type` form field.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
 impl OAuthError {
     /// True when asking again later may succeed (network, 429, 5xx).
     pub fn is_transient(&self) -> bool {
@@ -146,7 +157,6 @@ impl OAuthClient {
         self.token(
             GrantType::AuthorizationCode,
             &[
-                ("grant_type", "authorization_code"),
                 ("code", code),
                 ("redirect_uri", redirect_uri.as_str()),
                 ("code_verifier", verifier),
@@ -159,21 +169,14 @@ impl OAuthClient {
     pub async fn refresh(&self, refresh_token: &RefreshToken) -> Result<TokenResponse, OAuthError> {
         self.token(
             GrantType::RefreshToken,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.expose()),
-            ],
+            &[("refresh_token", refresh_token.expose())],
         )
         .await
     }
 
     /// Gets a chatbot token (client-credentials grant).
     pub async fn client_credentials(&self) -> Result<TokenResponse, OAuthError> {
-        self.token(
-            GrantType::ClientCredentials,
-            &[("grant_type", "client_credentials")],
-        )
-        .await
+        self.token(GrantType::ClientCredentials, &[]).await
     }
 
     /// Revokes a user grant at Zoom (through its access token).
@@ -205,19 +208,22 @@ impl OAuthClient {
             .map_err(|e| OAuthError::Network(e.without_url()))
     }
 
+    /// A token request: `grant`'s `grant_type` and the other `fields`.
     async fn token(
         &self,
         grant: GrantType,
-        form: &[(&str, &str)],
+        fields: &[(&str, &str)],
     ) -> Result<TokenResponse, OAuthError> {
-        let response = self.post("oauth/token", form).await?;
+        let mut form = vec![("grant_type", grant.as_str())];
+        form.extend_from_slice(fields);
+        let response = self.post("oauth/token", &form).await?;
         let status = response.status();
         let body = response
             .bytes()
             .await
             .map_err(|e| OAuthError::Network(e.without_url()))?;
         if !status.is_success() {
-            let presented: Vec<&str> = form
+            let presented: Vec<&str> = fields
                 .iter()
                 .filter(|(k, _)| matches!(*k, "code" | "refresh_token" | "code_verifier"))
                 .map(|(_, v)| *v)

@@ -370,7 +370,15 @@ impl Checker<'_> {
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join(file.get_ref());
-            let mut problems = Vec::new();
+            // The first problems are kept to list; the rest are only counted.
+            let (mut problems, mut extra) = (Vec::new(), 0);
+            let mut problem = |p| {
+                if problems.len() < MAX_LISTED {
+                    problems.push(p);
+                } else {
+                    extra += 1;
+                }
+            };
             match recipients::open_file(&path) {
                 Ok((headers, stream)) => {
                     columns.extend(
@@ -383,14 +391,13 @@ impl Checker<'_> {
                             Ok(r) => {
                                 seen.insert(recipients::dedupe_key(&r.email));
                             }
-                            Err(p) => problems.push(p),
+                            Err(p) => problem(p),
                         }
                     }
                 }
-                Err(p) => problems.push(p),
+                Err(p) => problem(p),
             }
-            let extra = problems.len().saturating_sub(MAX_LISTED);
-            for p in problems.into_iter().take(MAX_LISTED) {
+            for p in problems {
                 let at = if p.line > 0 {
                     format!("{}:{}: ", path.display(), p.line)
                 } else {

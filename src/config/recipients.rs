@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -59,7 +59,9 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
         }
     }
     let first = first.trim_start_matches('\u{feff}');
-    let file = BufReader::new(File::open(path).map_err(cannot)?);
+    // Read again from the start, through the same open file.
+    probe.rewind().map_err(cannot)?;
+    let file = probe;
     if first.contains(',') || first.trim().eq_ignore_ascii_case("email") {
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)

@@ -71,12 +71,9 @@ pub enum Stop {
     /// The journal could not be written: continuing could lose track of recipients.
     #[error(transparent)]
     Journal(#[from] JournalError),
-}
-
-impl From<crate::state::StateError> for Stop {
-    fn from(e: crate::state::StateError) -> Self {
-        Self::Journal(e.into())
-    }
+    /// The state database could not be read (the journal or the JID cache).
+    #[error("the state database failed: {0}")]
+    State(#[from] crate::state::StateError),
 }
 
 /// Which token a call needs; lets one retry loop serve both APIs.

@@ -132,7 +132,7 @@ pub async fn sender(
 /// A recipient resolved and rendered, ready to send.
 struct Ready {
     email: String,
-    jid: String,
+    /// The message, addressed to the recipient's JID (`to_jid`).
     message: ChatMessage,
     attempts: u32,
 }
@@ -169,6 +169,7 @@ impl Engine {
                 return Ok(RunReport { record, failures });
             }
         };
+        let resumed = record.resumes > 0;
         let (journal, writer) = Journal::start(self.deliveries.clone());
         let ctx = RunCtx {
             engine: self,
@@ -182,7 +183,7 @@ impl Engine {
             pacer: job.delivery.rate_per_second.map(Pacer::new),
             seen: Mutex::new(HashSet::new()),
             progress: Progress::default(),
-            resumed: record.resumes > 0,
+            resumed,
             ttl: CacheTtl {
                 hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),
                 miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),
@@ -195,7 +196,7 @@ impl Engine {
         drop(ctx);
         writer.await.expect("the journal writer does not panic");
         // Only a resumed run can hold `sending` entries from an earlier process.
-        if outcome.is_ok() && record.resumes > 0 {
+        if outcome.is_ok() && resumed {
             let settled = self.deliveries.settle_sending(record.id)?;
             if settled > 0 {
                 tracing::warn!(
@@ -488,7 +489,7 @@ impl RunCtx<'_> {
         };
         let message = ChatMessage {
             robot_jid: self.sender.robot_jid.clone(),
-            to_jid: user.jid.clone(),
+            to_jid: user.jid,
             account_id: self.sender.account_id.clone(),
             user_jid: self.sender.user_jid.clone(),
             content: Content::text(head, body),
@@ -496,7 +497,6 @@ impl RunCtx<'_> {
         };
         Ok(Some(Ready {
             email: r.email.clone(),
-            jid: user.jid,
             message,
             attempts,
         }))
@@ -564,7 +564,7 @@ impl RunCtx<'_> {
         let sending = Delivery {
             email: ready.email.clone(),
             state: DeliveryState::Sending,
-            jid: Some(ready.jid.clone()),
+            jid: Some(ready.message.to_jid.clone()),
             attempts: ready.attempts,
             updated_at: Utc::now(),
         };
@@ -595,7 +595,8 @@ impl RunCtx<'_> {
                 message: e.to_string(),
             },
         };
-        self.record(&ready.email, state, Some(ready.jid), ready.attempts)
+        let jid = ready.message.to_jid;
+        self.record(&ready.email, state, Some(jid), ready.attempts)
     }
 }
 

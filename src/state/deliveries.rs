@@ -14,7 +14,8 @@ use super::{RunId, StateError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum DeliveryState {
-    /// Not yet sent.
+    /// Not yet sent. Not written any more (a recipient without an entry is pending); kept so
+    /// that entries written by earlier builds still read.
     Pending,
     /// The request is (or was, at a crash) in flight.
     Sending,

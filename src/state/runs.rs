@@ -20,6 +20,13 @@ impl RunId {
     pub fn key(self) -> [u8; 8] {
         self.0.to_be_bytes()
     }
+
+    /// The id a key starts with (the inverse of [`RunId::key`]).
+    pub fn from_key(key: &[u8]) -> Self {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&key[..8]);
+        Self(u64::from_be_bytes(bytes))
+    }
 }
 
 impl fmt::Display for RunId {
@@ -167,11 +174,7 @@ impl Runs {
         tick: DateTime<Utc>,
     ) -> Result<Option<RunRecord>, StateError> {
         match self.ticks.get(tick_key(job, tick))? {
-            Some(id) => {
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(&id[..8]);
-                self.get(RunId(u64::from_be_bytes(bytes)))
-            }
+            Some(id) => self.get(RunId::from_key(&id)),
             None => Ok(None),
         }
     }
@@ -184,11 +187,10 @@ impl Runs {
     /// One more than the newest run's id. (Not sled's `generate_id`, which jumps by its
     /// reserve after a crash; the state lock makes this safe: one process allocates.)
     fn next_id(&self) -> Result<RunId, StateError> {
-        let last = self.tree.last()?.map_or(0, |(key, _)| {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&key[..8]);
-            u64::from_be_bytes(bytes)
-        });
+        let last = self
+            .tree
+            .last()?
+            .map_or(0, |(key, _)| RunId::from_key(&key).0);
         Ok(RunId(last + 1))
     }
 

@@ -88,22 +88,20 @@ impl ZoomClient {
             .await;
         // Once Zoom has answered 2xx the message is delivered, whatever happens to the body:
         // reading it as a failure would invite a duplicate.
-        if let Ok(r) = &response
-            && r.status().is_success()
-        {
-            let status = r.status();
-            let body = response
-                .expect("checked above")
-                .bytes()
-                .await
-                .unwrap_or_default();
-            return Ok(
-                serde_json::from_slice(&body).unwrap_or_else(|_| SentMessage {
-                    message_id: format!("(zoom answered {status} without a readable message id)"),
-                    sent_time: String::new(),
-                }),
-            );
+        match response {
+            Ok(r) if r.status().is_success() => {
+                let status = r.status();
+                let body = r.bytes().await.unwrap_or_default();
+                Ok(
+                    serde_json::from_slice(&body).unwrap_or_else(|_| SentMessage {
+                        message_id: format!(
+                            "(zoom answered {status} without a readable message id)"
+                        ),
+                        sent_time: String::new(),
+                    }),
+                )
+            }
+            other => read_json(other).await,
         }
-        read_json(response).await
     }
 }
