@@ -35,9 +35,8 @@ struct Emulator {
 
 impl Emulator {
     fn start() -> Self {
-        let port = free_port();
         let mut child = Command::new(BIN)
-            .args(["emulator", "--port", &port.to_string()])
+            .args(["emulator", "--port", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -45,7 +44,13 @@ impl Emulator {
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();
-        let url = format!("http://127.0.0.1:{port}");
+        // "zoom emulator listening on http://127.0.0.1:PORT; ..."
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("the emulator prints its URL first")
+            .trim_end_matches(';')
+            .to_owned();
         Self {
             child,
             _stdout: stdout,
@@ -82,14 +87,6 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A state and jobs directory logged in against the emulator.

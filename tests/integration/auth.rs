@@ -1,26 +1,14 @@
 //! Authorization end to end: login by callback and by pasting, rotation across processes,
 //! revocation, the state lock.
 
-use std::io::Write;
-
-use serde_json::Value;
-
 use crate::harness::{Env, job_to};
 
 #[test]
 fn login_through_the_callback_stores_who_authorized() {
     let env = Env::new();
-    let login = env.login();
-    assert!(
-        login
-            .stderr
-            .contains("authorized app `default` as admin@example.com"),
-        "{}",
-        login.stderr
-    );
-    let status = env.run(&["auth", "status", "--json"]);
-    status.code(0);
-    let rows: Value = serde_json::from_str(&status.stdout).unwrap();
+    env.login()
+        .stderr_has("authorized app `default` as admin@example.com");
+    let rows = env.run(&["auth", "status", "--json"]).code(0).json();
     let row = &rows[0];
     assert_eq!(row["app"], "default");
     assert_eq!(row["authorized"], true);
@@ -59,15 +47,10 @@ fn login_with_the_pasted_bare_code() {
 #[test]
 fn a_pasted_url_from_another_login_is_refused_and_the_next_one_accepted() {
     let env = Env::new();
-    let (mut child, url) = env.start_login(&[]);
-    let location = crate::harness::consent_redirect(&url);
-    let forged = location.replace("state=", "state=x");
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{forged}").unwrap();
-    writeln!(stdin, "{location}").unwrap();
-    drop(stdin);
-    let run: crate::harness::Run = child.wait_with_output().unwrap().into();
-    run.code(0).stderr_has("state does not match");
+    // The forged URL first, then the real one, each on its own line.
+    env.login_pasting(|location| format!("{}\n{location}", location.replace("state=", "state=x")))
+        .code(0)
+        .stderr_has("state does not match");
 }
 
 #[test]

@@ -256,20 +256,13 @@ fn sends_are_validated_like_zooms_schema() {
         )
         .unwrap_err();
     assert_eq!(api_code(&unknown), (403, Some(7004)));
-    let client = reqwest::Client::new();
-    let base = z.handle.url();
-    let status = z.runtime.block_on(async {
-        let r = client
-            .post(format!("{base}/v2/im/chat/messages"))
-            .bearer_auth(bot.access.expose())
-            .json(&json!({"robot_jid": knobs.robot_jid, "to_jid": ana.jid, "content": {"head": {"text": "x"}}}))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap()["code"].clone())
-    });
+    let incomplete = reqwest::Client::new()
+        .post(format!("{}/v2/im/chat/messages", z.handle.url()))
+        .bearer_auth(bot.access.expose())
+        .json(&json!({"robot_jid": knobs.robot_jid, "to_jid": ana.jid, "content": {"head": {"text": "x"}}}));
+    let (status, body) = z.answer(incomplete);
     assert_eq!(
-        status,
+        (status, body["code"].clone()),
         (400, json!(7001)),
         "account_id and user_jid are required"
     );
@@ -352,12 +345,10 @@ fn logged_in() -> (
     let store = zoomcast::state::Store::open(dir.path()).unwrap();
     let pkce = Pkce::new();
     let code = z.code(&pkce);
-    let config = zoomcast::config::Config::load(&dir.path().join("none"), false, |k| match k {
-        "ZOOM_CLIENT_ID" => Some("zoomcast-emulator".into()),
-        "ZOOM_CLIENT_SECRET" => Some("emulator-client-secret".into()),
-        _ => None,
-    })
-    .unwrap();
+    let knobs = z.handle.emulator().knobs();
+    let mut config = zoomcast::config::Config::empty();
+    config.set("default", "client_id", &knobs.client_id);
+    config.set("default", "client_secret", &knobs.client_secret);
     let app = config.app("default").unwrap();
     let tokens = Arc::new(zoomcast::auth::AppTokens::new(
         &app,

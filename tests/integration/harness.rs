@@ -1,10 +1,12 @@
 //! The test harness: an [`Env`] owns a temporary directory (state, jobs), an emulator on its
 //! own thread, and runs the real binary with `ZOOM_*` pointing at that emulator.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use serde_json::Value;
 use zoomcast::emulator::{Emulator, EmulatorHandle, Knobs};
 
 pub struct Env {
@@ -50,6 +52,21 @@ impl Run {
         );
         self
     }
+
+    /// Stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// The element of a JSON array whose `name` is `name`.
+#[track_caller]
+pub fn by_name<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|items| items.iter().find(|item| item["name"] == name))
+        .unwrap_or_else(|| panic!("no `{name}` in {list}"))
 }
 
 impl From<Output> for Run {
@@ -117,7 +134,33 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        self.command(args).output().unwrap().into()
+        self.run_with(args, |_| {})
+    }
+
+    /// Runs the binary after `adjust` changed its command (environment, stdin).
+    pub fn run_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Run {
+        let mut cmd = self.command(args);
+        adjust(&mut cmd);
+        cmd.output().unwrap().into()
+    }
+
+    /// `history --json [JOB]`: the runs, oldest first.
+    #[track_caller]
+    pub fn history(&self, job: Option<&str>) -> Vec<Value> {
+        let mut args = vec!["history", "--json"];
+        args.extend(job);
+        let run = self.run(&args);
+        run.code(0);
+        run.json().as_array().expect("history is an array").clone()
+    }
+
+    /// How many messages the emulator delivered to each recipient.
+    pub fn per_recipient(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for m in self.emu().messages() {
+            *counts.entry(m.to_email).or_default() += 1;
+        }
+        counts
     }
 
     /// Starts `auth login --no-browser --port 0` and returns the child and the authorize URL
@@ -145,7 +188,12 @@ impl Env {
     /// Logs in the way a person does: the browser opens the URL, the emulator approves and
     /// redirects to the binary's callback listener.
     pub fn login(&self) -> Run {
-        let (child, url) = self.start_login(&[]);
+        self.login_with(&[])
+    }
+
+    /// [`Env::login`] with more environment for the binary.
+    pub fn login_with(&self, extra_env: &[(&str, &str)]) -> Run {
+        let (child, url) = self.start_login(extra_env);
         let page = browse(&url);
         assert!(page.contains("zoomcast is authorized"), "{page}");
         let run: Run = child.wait_with_output().unwrap().into();
@@ -166,26 +214,22 @@ impl Env {
 
 /// GETs `url` following redirects, as a browser would, and returns the final page.
 pub fn browse(url: &str) -> String {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+    reqwest::blocking::get(url).unwrap().text().unwrap()
 }
 
 /// GETs the consent URL without following the redirect: the URL the browser would land on.
 pub fn consent_redirect(url: &str) -> String {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let response = client.get(url).send().await.unwrap();
-        assert_eq!(
-            response.status(),
-            302,
-            "the emulator redirects after consent"
-        );
-        response.headers()["location"].to_str().unwrap().to_owned()
-    })
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client.get(url).send().unwrap();
+    assert_eq!(
+        response.status(),
+        302,
+        "the emulator redirects after consent"
+    );
+    response.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// A job file sending to `emails`.

@@ -3,12 +3,10 @@
 //! sends in flight at each kill (at most `concurrency` per kill); with `on_uncertain = "skip"`
 //! there are none, and the recipients whose outcome a kill hid are reported as uncertain.
 
-use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
 use rand::Rng;
-use serde_json::Value;
 
 use crate::harness::Env;
 
@@ -62,29 +60,19 @@ fn kill_repeatedly(env: &Env, kills: usize) -> usize {
     cut_off
 }
 
-fn per_recipient(env: &Env) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for m in env.emu().messages() {
-        *counts.entry(m.to_email).or_insert(0) += 1;
-    }
-    counts
-}
-
 #[test]
 fn sigkilled_runs_resume_without_losing_anyone() {
     let env = bulk_env("resend");
     let kills = kill_repeatedly(&env, 4);
     assert!(kills > 0, "at least one run was cut off");
-    let last = env.run(&["run", "bulk", "--json"]);
-    last.code(0);
-    let report: Value = serde_json::from_str(&last.stdout).unwrap();
+    let report = env.run(&["run", "bulk", "--json"]).code(0).json();
     assert_eq!(report["counts"]["sent"], RECIPIENTS);
     assert!(
         report["run_id"] == 1,
         "every process worked on the one run: {report}"
     );
 
-    let counts = per_recipient(&env);
+    let counts = env.per_recipient();
     assert_eq!(counts.len(), RECIPIENTS, "every recipient got the message");
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     eprintln!(
@@ -103,9 +91,8 @@ fn sigkilled_runs_resume_without_losing_anyone() {
         .unwrap();
     assert_eq!(msg.content["body"][0]["text"], "Hi Person9 of team2");
 
-    let history = env.run(&["history", "bulk", "--json"]);
-    let runs: Value = serde_json::from_str(&history.stdout).unwrap();
-    assert_eq!(runs.as_array().unwrap().len(), 1);
+    let runs = env.history(Some("bulk"));
+    assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["status"], "succeeded");
 }
 
@@ -114,7 +101,7 @@ fn with_skip_nobody_is_messaged_twice_and_the_uncertain_are_reported() {
     let env = bulk_env("skip");
     let kills = kill_repeatedly(&env, 3);
     let last = env.run(&["run", "bulk", "--json"]);
-    let report: Value = serde_json::from_str(&last.stdout).unwrap();
+    let report = last.json();
     let (sent, uncertain) = (
         report["counts"]["sent"].as_u64().unwrap(),
         report["counts"]["uncertain"].as_u64().unwrap(),
@@ -127,7 +114,7 @@ fn with_skip_nobody_is_messaged_twice_and_the_uncertain_are_reported() {
     eprintln!("crash test (skip): {kills} runs killed, {uncertain} uncertain, 0 duplicates");
     last.code(if uncertain > 0 { 3 } else { 0 });
 
-    let counts = per_recipient(&env);
+    let counts = env.per_recipient();
     assert!(counts.values().all(|n| *n == 1), "at most once");
     // Every recipient is accounted for: delivered, or reported as uncertain (and those
     // were either delivered before the kill or not at all).

@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use crate::harness::{Env, job_to};
 
 #[test]
@@ -22,9 +20,7 @@ fn a_run_delivers_to_every_known_recipient_exactly_once() {
         .code(0)
         .stdout_has("4 recipients, 4 sent, 0 failed");
     let messages = env.emu().messages();
-    let mut per_recipient: HashMap<String, usize> = HashMap::new();
     for m in &messages {
-        *per_recipient.entry(m.to_email.clone()).or_default() += 1;
         assert_eq!(
             m.user_jid, "kdynimt4kpd8kkdqt9fq@xmpp.zoom.us",
             "user_jid comes from the grant"
@@ -43,7 +39,7 @@ fn a_run_delivers_to_every_known_recipient_exactly_once() {
     .iter()
     .map(|e| ((*e).to_owned(), 1))
     .collect();
-    assert_eq!(per_recipient, expected);
+    assert_eq!(env.per_recipient(), expected);
     let ana = messages
         .iter()
         .find(|m| m.to_email == "ana@example.com")
@@ -92,21 +88,17 @@ fn unknown_emails_are_reported_with_zooms_answer_and_exit_3() {
     .code(0)
     .stdout_has("(1 recipients");
 
-    let json = env.run(&["run", "team", "--json"]);
-    json.code(3);
-    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    let report = env.run(&["run", "team", "--json"]).code(3).json();
     assert_eq!(report["counts"]["failed"], 1);
     assert_eq!(report["failures"][0]["email"], "ghost@example.com");
     assert_eq!(report["failures"][0]["code"], 1001);
 
     // history lists both runs, and one run's recipients.
-    let history = env.run(&["history", "team", "--json"]);
-    let runs: Value = serde_json::from_str(&history.stdout).unwrap();
-    assert_eq!(runs.as_array().unwrap().len(), 3);
+    let runs = env.history(Some("team"));
+    assert_eq!(runs.len(), 3);
     assert_eq!(runs[0]["status"], "partly_failed");
     let first = runs[0]["run_id"].to_string();
-    let one = env.run(&["history", "--run", &first, "--json"]);
-    let run: Value = serde_json::from_str(&one.stdout).unwrap();
+    let run = env.run(&["history", "--run", &first, "--json"]).json();
     let states: Vec<(&str, &str)> = run["deliveries"]
         .as_array()
         .unwrap()
@@ -132,19 +124,16 @@ fn a_rejected_message_fails_that_recipient_with_zooms_code() {
     let env = Env::new();
     env.job("team", &job_to(&["ana@example.com"]));
     env.login();
-    let mut cmd = env.command(&["run", "team"]);
-    cmd.env("ZOOM_ROBOT_JID", "nobody@xmpp.zoom.us");
-    let run: crate::harness::Run = cmd.output().unwrap().into();
-    run.code(3)
-        .stdout_has("(code 7003): No Chatbot can be found with the given robot_jid value.");
+    env.run_with(&["run", "team"], |cmd| {
+        cmd.env("ZOOM_ROBOT_JID", "nobody@xmpp.zoom.us");
+    })
+    .code(3)
+    .stdout_has("(code 7003): No Chatbot can be found with the given robot_jid value.");
 }
 
 #[test]
 fn injected_server_errors_are_retried_until_delivered() {
-    let env = Env::with_knobs(zoomcast::emulator::Knobs {
-        fail_5xx: 0.3,
-        ..Default::default()
-    });
+    let env = Env::new();
     let emails: Vec<String> = (0..40)
         .map(|i| format!("user{i}@bulk.example.com"))
         .collect();
@@ -153,11 +142,7 @@ fn injected_server_errors_are_retried_until_delivered() {
         "bulk",
         &job_to(&refs).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 12"),
     );
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
-        fail_5xx: 0.0,
-        ..env.emu().knobs()
-    });
-    env.login();
+    env.login(); // before the faults: logging in does not retry
     env.emu().set_knobs(zoomcast::emulator::Knobs {
         fail_5xx: 0.3,
         ..env.emu().knobs()
@@ -185,12 +170,12 @@ fn a_missing_robot_jid_is_a_configuration_error() {
     let env = Env::new();
     env.job("team", &job_to(&["ana@example.com"]));
     env.login();
-    let mut cmd = env.command(&["run", "team"]);
-    cmd.env_remove("ZOOM_ROBOT_JID");
-    let run: crate::harness::Run = cmd.output().unwrap().into();
-    run.code(2)
-        .stderr_has("app `default` has no robot_jid")
-        .stderr_has("set ZOOM_ROBOT_JID");
+    env.run_with(&["run", "team"], |cmd| {
+        cmd.env_remove("ZOOM_ROBOT_JID");
+    })
+    .code(2)
+    .stderr_has("app `default` has no robot_jid")
+    .stderr_has("set ZOOM_ROBOT_JID");
 }
 
 #[test]

@@ -6,10 +6,7 @@ use crate::harness::{Env, Run, job_to};
 fn no_secret_in_any_output_with_rust_log_trace() {
     let env = Env::new();
     env.job("team", &job_to(&["ana@example.com", "ghost@example.com"]));
-    let trace = [("RUST_LOG", "trace")];
-    let (child, url) = env.start_login(&trace);
-    crate::harness::browse(&url);
-    let mut outputs: Vec<Run> = vec![child.wait_with_output().unwrap().into()];
+    let mut outputs: Vec<Run> = vec![env.login_with(&[("RUST_LOG", "trace")])];
     // Kill the access token so the runs below refresh (the refresh token goes on the wire).
     env.emu().kill_user_access_tokens();
     for args in [
@@ -18,14 +15,12 @@ fn no_secret_in_any_output_with_rust_log_trace() {
         &["auth", "status"],
         &["auth", "status", "--json"],
         &["history"],
+        &["auth", "logout"],
     ] {
-        let mut cmd = env.command(args);
-        cmd.env("RUST_LOG", "trace");
-        outputs.push(cmd.output().unwrap().into());
+        outputs.push(env.run_with(args, |cmd| {
+            cmd.env("RUST_LOG", "trace");
+        }));
     }
-    let mut cmd = env.command(&["auth", "logout"]);
-    cmd.env("RUST_LOG", "trace");
-    outputs.push(cmd.output().unwrap().into());
 
     let mut secrets = env.emu().issued_secrets();
     secrets.push(env.emu().knobs().client_secret);

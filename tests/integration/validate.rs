@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Env, job_to};
+use crate::harness::{Env, by_name, job_to};
 
 #[test]
 fn a_bad_job_file_is_reported_with_file_line_and_column() {
@@ -13,14 +13,12 @@ fn a_bad_job_file_is_reported_with_file_line_and_column() {
         &job_to(&["ana@example.com"]).replace("concurrency = 4", "concurrency = 4\nretries = 3"),
     );
     let run = env.run(&["validate"]);
-    run.code(2).stdout_has("ok: ").stdout_has("good.toml");
-    assert!(
-        run.stderr.contains("error: unknown field `retries`"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("bad.toml:12:1"), "{}", run.stderr);
-    assert!(run.stderr.contains("12 | retries = 3"), "{}", run.stderr);
+    run.code(2)
+        .stdout_has("ok: ")
+        .stdout_has("good.toml")
+        .stderr_has("error: unknown field `retries`")
+        .stderr_has("bad.toml:12:1")
+        .stderr_has("12 | retries = 3");
 }
 
 #[test]
@@ -43,8 +41,8 @@ fn running_an_invalid_job_exits_2_and_sends_nothing() {
 #[test]
 fn bad_arguments_exit_2() {
     let env = Env::new();
-    assert_eq!(env.run(&["run"]).code, 2);
-    assert_eq!(env.run(&["frobnicate"]).code, 2);
+    env.run(&["run"]).code(2);
+    env.run(&["frobnicate"]).code(2);
 }
 
 #[test]
@@ -56,15 +54,8 @@ fn jobs_json_lists_next_fire_times_with_offsets() {
         &format!("schedule = \"50 8 * * Mon-Fri\"\ntimezone = \"Europe/Berlin\"\n{job}"),
     );
     env.job("manual", &job);
-    let run = env.run(&["jobs", "--json", "--next", "3"]);
-    run.code(0);
-    let jobs: Value = serde_json::from_str(&run.stdout).unwrap();
-    let standup = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == "standup")
-        .unwrap();
+    let jobs = env.run(&["jobs", "--json", "--next", "3"]).code(0).json();
+    let standup = by_name(&jobs, "standup");
     assert_eq!(standup["schedule"], "50 8 * * Mon-Fri");
     assert_eq!(standup["timezone"], "Europe/Berlin");
     let next = standup["next"].as_array().unwrap();
@@ -77,12 +68,7 @@ fn jobs_json_lists_next_fire_times_with_offsets() {
             "Berlin's offset: {t}"
         );
     }
-    let manual = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == "manual")
-        .unwrap();
+    let manual = by_name(&jobs, "manual");
     assert_eq!(manual["next"], Value::Array(vec![]));
     assert_eq!(manual["last_run"], Value::Null);
     let utc = standup["next_utc"][0].as_str().unwrap();
