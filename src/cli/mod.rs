@@ -206,13 +206,13 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and zoomcast's info lines).
+/// Logs go to stderr (around any progress bar), filtered by `RUST_LOG` (default: warnings and zoomcast's info lines).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,zoomcast=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::delivery::LogWriter)
         .with_target(false)
         .init();
 }

@@ -1,4 +1,5 @@
-//! `run JOB [--dry-run] [--json]`: run one job now.
+//! `run JOB [--dry-run] [--json] [--refresh-cache] [--failures FILE] [--progress MODE]`: run one
+//! job now.
 
 use super::{Context, Outcome, State};
 use crate::config::Job;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::delivery::{Engine, RunOptions, RunReport, sender};
+use crate::delivery::{Engine, ProgressMode, RunOptions, RunReport, sender};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -26,6 +27,34 @@ pub(super) struct Args {
     /// message), usable as the `recipients.file` of a follow-up job.
     #[arg(long, value_name = "FILE")]
     failures: Option<std::path::PathBuf>,
+    /// How to show progress on stderr: a bar when stderr is a terminal and log lines otherwise
+    /// (auto), always a bar, always lines, or nothing until the report.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// How often progress lines are logged.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    progress_every: std::time::Duration,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Progress {
+    Auto,
+    Bar,
+    Lines,
+    None,
+}
+
+impl Args {
+    fn progress(&self) -> ProgressMode {
+        use std::io::IsTerminal as _;
+        match self.progress {
+            Progress::Auto if std::io::stderr().is_terminal() => ProgressMode::Bar,
+            Progress::Auto | Progress::Lines => ProgressMode::Lines(self.progress_every),
+            Progress::Bar => ProgressMode::Bar,
+            Progress::None => ProgressMode::Off,
+        }
+    }
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
@@ -54,6 +83,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let engine = Engine::new(&store, zoom, tokens, Arc::default())?;
     let options = RunOptions {
         refresh_cache: args.refresh_cache,
+        progress: args.progress(),
         ..RunOptions::default()
     };
     let report = engine.run(&job, &from, options).await?;

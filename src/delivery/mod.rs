@@ -16,10 +16,10 @@ mod call;
 pub mod journal;
 pub mod limiter;
 mod pacer;
+mod progress;
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -41,6 +41,8 @@ use call::{Bot, User, call};
 use journal::Journal;
 use limiter::{Endpoint, Limiter, Limiters};
 use pacer::Pacer;
+use progress::Progress;
+pub use progress::{LogWriter, ProgressMode};
 
 /// Who a message is from: the bot, in an account, on behalf of the authorizing user.
 #[derive(Debug, Clone)]
@@ -74,6 +76,8 @@ pub struct RunOptions {
     /// Cancelled when the process shuts down: no new recipient starts, work in flight ends, the
     /// journal is flushed and the run stays interrupted, to be resumed.
     pub cancel: CancellationToken,
+    /// How the run shows its progress.
+    pub progress: ProgressMode,
 }
 
 /// What runs need; one per process, shared by every run (the limiters are per account).
@@ -182,7 +186,7 @@ impl Engine {
             chat: self.limiters.get(&job.app, Endpoint::Chat),
             pacer: job.delivery.rate_per_second.map(Pacer::new),
             seen: Mutex::new(HashSet::new()),
-            progress: Progress::default(),
+            progress: Progress::new(job.recipient_count),
             resumed,
             ttl: CacheTtl {
                 hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),
@@ -191,7 +195,7 @@ impl Engine {
         };
         let outcome = tokio::select! {
             outcome = ctx.pipeline() => outcome,
-            never = ctx.progress.log_every(PROGRESS_EVERY, job) => match never {},
+            never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
         };
         drop(ctx);
         writer.await.expect("the journal writer does not panic");
@@ -293,58 +297,6 @@ struct RunCtx<'a> {
     resumed: bool,
     /// How long cached JIDs and misses stay good.
     ttl: CacheTtl,
-}
-
-/// How often a run logs its progress.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Counters for progress lines.
-#[derive(Default)]
-struct Progress {
-    sent: AtomicU64,
-    failed: AtomicU64,
-}
-
-impl Progress {
-    fn count(&self, state: &DeliveryState) {
-        match state {
-            DeliveryState::Sent { .. } => self.sent.fetch_add(1, Ordering::Relaxed),
-            DeliveryState::Failed { .. } | DeliveryState::Uncertain => {
-                self.failed.fetch_add(1, Ordering::Relaxed)
-            }
-            DeliveryState::Pending | DeliveryState::Sending => 0,
-        };
-    }
-
-    /// Logs a line every `every` (sent, failed, rate, ETA); never returns.
-    async fn log_every(&self, every: std::time::Duration, job: &Job) -> std::convert::Infallible {
-        let start = tokio::time::Instant::now();
-        let mut tick = tokio::time::interval_at(start + every, every);
-        loop {
-            tick.tick().await;
-            let (sent, failed) = (
-                self.sent.load(Ordering::Relaxed),
-                self.failed.load(Ordering::Relaxed),
-            );
-            #[allow(clippy::cast_precision_loss)] // counts and seconds, for display
-            let rate = sent as f64 / start.elapsed().as_secs_f64();
-            let left = (job.recipient_count as u64).saturating_sub(sent + failed);
-            #[allow(
-                clippy::cast_precision_loss,
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss
-            )]
-            let eta = if rate > 0.0 {
-                format!("{}s", (left as f64 / rate).ceil() as u64)
-            } else {
-                "unknown".into()
-            };
-            tracing::info!(
-                "job `{}`: {sent} sent, {failed} failed, {rate:.0}/s, about {left} left, ETA {eta}",
-                job.name
-            );
-        }
-    }
 }
 
 impl RunCtx<'_> {
@@ -457,7 +409,10 @@ impl RunCtx<'_> {
                 DeliveryState::Sent { .. }
                 | DeliveryState::Failed { .. }
                 | DeliveryState::Uncertain,
-            ) => return Ok(None),
+            ) => {
+                self.progress.skip();
+                return Ok(None);
+            }
             Some(DeliveryState::Sending) if self.job.delivery.on_uncertain == OnUncertain::Skip => {
                 let jid = previous.and_then(|d| d.jid);
                 self.record(&r.email, DeliveryState::Uncertain, jid, attempts)?;

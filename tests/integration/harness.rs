@@ -144,6 +144,34 @@ impl Env {
         cmd.output().unwrap().into()
     }
 
+    /// Runs the binary on a pseudo-terminal (util-linux `script`), as a user at a terminal
+    /// would: returns the exit code and everything the terminal received.
+    pub fn run_on_terminal(&self, args: &[&str]) -> (i32, String) {
+        let inner = self.command(args);
+        let quote =
+            |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+        let line: Vec<String> = std::iter::once(inner.get_program())
+            .chain(inner.get_args())
+            .map(quote)
+            .collect();
+        let mut cmd = Command::new("script");
+        cmd.args(["-qefc", &line.join(" "), "/dev/null"])
+            .current_dir(self.dir.path())
+            .env("TERM", "xterm")
+            .stdin(Stdio::null());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        let out = cmd.output().expect("util-linux `script` runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     /// `history --json [JOB]`: the runs, oldest first.
     #[track_caller]
     pub fn history(&self, job: Option<&str>) -> Vec<Value> {

@@ -293,3 +293,68 @@ fn zooms_rate_limit_is_learned_with_few_429s() {
     // figure (<= 5% at 25/s) is the benchmark's to measure, not a test's.
     assert!(limited <= 30, "{limited} of 150 sends answered 429");
 }
+
+/// A job to `n` recipients that takes about a second against a 20 ms emulator.
+fn slow_bulk_job(env: &Env, n: usize) {
+    let emails: Vec<String> = (0..n).map(|i| format!("p{i}@bulk.example.com")).collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    env.job("bulk", &job_to(&refs));
+    env.login();
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        latency_ms: 20,
+        ..env.emu().knobs()
+    });
+}
+
+#[test]
+fn progress_is_logged_in_lines_when_stderr_is_not_a_terminal() {
+    let env = Env::new();
+    slow_bulk_job(&env, 100);
+    let run = env.run(&["run", "bulk", "--progress-every", "150ms"]);
+    run.code(0).stdout_has("100 recipients, 100 sent");
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("job `bulk`:") && l.contains(" sent, "))
+        .collect();
+    assert!(lines.len() >= 2, "progress lines:\n{}", run.stderr);
+    for line in &lines {
+        assert!(
+            line.contains(" failed, ")
+                && line.contains("/s, about ")
+                && line.contains(" left, ETA "),
+            "a progress line says sent, failed, rate, what is left and ETA: {line}"
+        );
+    }
+    assert!(
+        !run.stderr.contains("[="),
+        "no bar in a log:\n{}",
+        run.stderr
+    );
+    let quiet = env.run(&[
+        "run",
+        "bulk",
+        "--progress",
+        "none",
+        "--progress-every",
+        "150ms",
+    ]);
+    assert!(!quiet.stderr.contains(" sent, "), "{}", quiet.stderr);
+}
+
+#[test]
+fn a_terminal_gets_a_progress_bar_that_leaves_the_report_clean() {
+    let env = Env::new();
+    slow_bulk_job(&env, 100);
+    let (code, screen) = env.run_on_terminal(&["run", "bulk", "--progress-every", "150ms"]);
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("/100 ") && screen.contains(" sent, ") && screen.contains(" ETA "),
+        "the bar shows position, sent, failed, rate and ETA:\n{screen}"
+    );
+    assert!(
+        !screen.contains("job `bulk`: "),
+        "a bar instead of log lines on a terminal:\n{screen}"
+    );
+    assert!(screen.contains("100 recipients, 100 sent"), "{screen}");
+}
