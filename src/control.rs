@@ -15,6 +15,8 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::state::{Delivery, Grant, RunId, RunRecord, StateError, Store};
 
@@ -189,13 +191,22 @@ pub fn bind(state_dir: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves connections until the task is dropped.
-pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
+/// How long a stopping server waits for the answers it still owes.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves connections until `stop` is cancelled, then waits (at most [`ANSWER_GRACE`]) for
+/// the answers still being written: a `run` whose job the shutdown interrupted still hears so.
+pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, stop: CancellationToken) {
+    let connections = TaskTracker::new();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => break,
+        };
+        match accepted {
             Ok((stream, _)) => {
                 let handler = handler.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(e) = connection(stream, handler.as_ref()).await {
                         tracing::warn!("control socket: {e}");
                     }
@@ -206,6 +217,17 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(ANSWER_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "control socket: {} requests were still unanswered at exit",
+            connections.len()
+        );
     }
 }
 

@@ -83,7 +83,8 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         launcher: launcher.clone(),
         events: events.clone(),
     });
-    let control = tokio::spawn(control::serve(listener, handler));
+    let stop_serving = CancellationToken::new();
+    let control = tokio::spawn(control::serve(listener, handler, stop_serving.clone()));
     let scheduler = Scheduler::new(
         Arc::new(SystemClock),
         launcher,
@@ -95,7 +96,8 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     signals.abort();
     watcher.abort();
     keepalive.abort();
-    control.abort();
+    stop_serving.cancel();
+    let _ = control.await;
     let _ = std::fs::remove_file(control::socket_path(store.dir()));
     result?;
     Ok(Outcome::Done)
