@@ -47,6 +47,10 @@ fn status_name(status: &RunStatus) -> &'static str {
 pub fn delivery_json(d: &Delivery) -> Value {
     let mut value = serde_json::to_value(d).expect("deliveries serialize");
     value["updated_at"] = json!(d.updated_at.to_rfc3339());
+    // The message kept for a resend is the journal's business, not the report's.
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("rendered");
+    }
     value
 }
 

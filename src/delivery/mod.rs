@@ -31,8 +31,8 @@ use crate::auth::AppTokens;
 use crate::config::recipients::{FileProblem, Recipient, dedupe_key};
 use crate::config::{Diagnostic, Invalid, Job, OnUncertain};
 use crate::state::{
-    CacheTtl, CachedLookup, Deliveries, Delivery, DeliveryState, Jids, RunId, RunRecord, RunStatus,
-    Runs,
+    CacheTtl, CachedLookup, Deliveries, Delivery, DeliveryState, Jids, Rendered, RunId, RunRecord,
+    RunStatus, Runs,
 };
 use crate::zoom::chat::Content;
 use crate::zoom::{ChatMessage, ZoomClient, ZoomUser};
@@ -136,8 +136,8 @@ pub async fn sender(
 /// A recipient resolved and rendered, ready to send.
 struct Ready {
     email: String,
-    /// The message, addressed to the recipient's JID (`to_jid`).
-    message: ChatMessage,
+    jid: String,
+    rendered: Rendered,
     attempts: u32,
 }
 
@@ -193,8 +193,14 @@ impl Engine {
                 miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),
             },
         };
+        let work = async {
+            if resumed {
+                ctx.settle_in_flight().await?;
+            }
+            ctx.pipeline().await
+        };
         let outcome = tokio::select! {
-            outcome = ctx.pipeline() => outcome,
+            outcome = work => outcome,
             never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
         };
         drop(ctx);
@@ -304,16 +310,8 @@ impl RunCtx<'_> {
     async fn pipeline(&self) -> Result<(), Stop> {
         let width = self.job.delivery.concurrency.get();
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>(2 * width);
-        let path = self
-            .job
-            .recipients_file
-            .as_deref()
-            .unwrap_or(std::path::Path::new("-"))
-            .display()
-            .to_string();
-        let unreadable =
-            move |p: FileProblem| Stop::Recipients(format!("{path}:{}: {}", p.line, p.message));
-        let recipients = self.job.recipients().map_err(&unreadable)?;
+        let unreadable = |p: FileProblem| self.unreadable(&p);
+        let recipients = self.job.recipients().map_err(unreadable)?;
         // On the first `Stop`, no new recipient is started, but work in flight finishes: a
         // recipient marked `sending` is really sent, so a resumed run's "uncertain" means
         // uncertain. The first `Stop` is the run's outcome.
@@ -388,6 +386,7 @@ impl RunCtx<'_> {
             email: email.to_owned(),
             state,
             jid,
+            rendered: None,
             attempts,
             updated_at: Utc::now(),
         };
@@ -442,17 +441,10 @@ impl RunCtx<'_> {
                 return Ok(None);
             }
         };
-        let message = ChatMessage {
-            robot_jid: self.sender.robot_jid.clone(),
-            to_jid: user.jid,
-            account_id: self.sender.account_id.clone(),
-            user_jid: self.sender.user_jid.clone(),
-            content: Content::text(head, body),
-            is_markdown_support: self.job.markdown,
-        };
         Ok(Some(Ready {
             email: r.email.clone(),
-            message,
+            jid: user.jid,
+            rendered: Rendered { head, body },
             attempts,
         }))
     }
@@ -515,12 +507,19 @@ impl RunCtx<'_> {
     }
 
     /// Stage two: mark `sending` (group commit), send, record the outcome.
-    async fn send(&self, mut ready: Ready) -> Result<(), Stop> {
+    async fn send(&self, ready: Ready) -> Result<(), Stop> {
+        let Ready {
+            email,
+            jid,
+            rendered,
+            mut attempts,
+        } = ready;
         let sending = Delivery {
-            email: ready.email.clone(),
+            email: email.clone(),
             state: DeliveryState::Sending,
-            jid: Some(ready.message.to_jid.clone()),
-            attempts: ready.attempts,
+            jid: Some(jid.clone()),
+            rendered: Some(rendered.clone()),
+            attempts,
             updated_at: Utc::now(),
         };
         // A token failure must stop the run before the mark: `sending` means "will be sent".
@@ -531,13 +530,20 @@ impl RunCtx<'_> {
         }
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
-        let message = &ready.message;
+        let message = &ChatMessage {
+            robot_jid: self.sender.robot_jid.clone(),
+            to_jid: jid,
+            account_id: self.sender.account_id.clone(),
+            user_jid: self.sender.user_jid.clone(),
+            content: Content::text(rendered.head, rendered.body),
+            is_markdown_support: self.job.markdown,
+        };
         let answer = call::<Bot, _, _>(
             &self.engine.tokens,
             &self.chat,
             max,
             &self.options.cancel,
-            &mut ready.attempts,
+            &mut attempts,
             |t| async move { zoom.send_message(&t, message).await },
         )
         .await?;
@@ -550,8 +556,79 @@ impl RunCtx<'_> {
                 message: e.to_string(),
             },
         };
-        let jid = ready.message.to_jid;
-        self.record(&ready.email, state, Some(jid), ready.attempts)
+        self.record(&email, state, Some(message.to_jid.clone()), attempts)
+    }
+
+    /// A resumed run first settles the sends an earlier process left in flight, before any
+    /// new recipient starts: each is resent exactly as journaled (the same message to the same
+    /// JID, without looking the recipient up or rendering again), or marked uncertain when
+    /// `on_uncertain = "skip"` or its recipient is no longer in the job. A crash during this
+    /// step can only leave the same recipients in flight again.
+    async fn settle_in_flight(&self) -> Result<(), Stop> {
+        let in_flight = self.engine.deliveries.in_flight(self.run)?;
+        if in_flight.is_empty() {
+            return Ok(());
+        }
+        let still_listed = self.still_listed(&in_flight)?;
+        let resend_policy = self.job.delivery.on_uncertain == OnUncertain::Resend;
+        let mut resend = Vec::new();
+        for d in in_flight {
+            let key = dedupe_key(&d.email);
+            let listed = still_listed.contains(&key);
+            match (d.jid, d.rendered) {
+                (Some(jid), Some(rendered)) if resend_policy && listed => resend.push(Ready {
+                    email: d.email,
+                    jid,
+                    rendered,
+                    attempts: d.attempts,
+                }),
+                // Journaled by an older zoomcast, without its message: the stream resolves
+                // and renders it again.
+                (_, None) if resend_policy && listed => continue,
+                (jid, _) => self.record(&d.email, DeliveryState::Uncertain, jid, d.attempts)?,
+            }
+            // Settled here: the stream below passes over it.
+            self.seen.lock().expect("seen lock").insert(key);
+        }
+        if !resend.is_empty() {
+            tracing::info!(
+                "job `{}`: resending {} messages whose outcome an interruption hid",
+                self.job.name,
+                resend.len()
+            );
+        }
+        let width = self.job.delivery.concurrency.get();
+        let results: Vec<Result<(), Stop>> = stream::iter(resend)
+            .map(|ready| self.send(ready))
+            .buffer_unordered(width)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// The de-duplication keys of those `deliveries` whose recipient the job still lists.
+    fn still_listed(&self, deliveries: &[Delivery]) -> Result<HashSet<[u8; 16]>, Stop> {
+        let wanted: HashSet<[u8; 16]> = deliveries.iter().map(|d| dedupe_key(&d.email)).collect();
+        let mut listed = HashSet::new();
+        for r in self.job.recipients().map_err(|p| self.unreadable(&p))? {
+            let key = dedupe_key(&r.map_err(|p| self.unreadable(&p))?.email);
+            if wanted.contains(&key) {
+                listed.insert(key);
+            }
+        }
+        Ok(listed)
+    }
+
+    /// A recipients file that cannot be read, as the run's stop.
+    fn unreadable(&self, p: &FileProblem) -> Stop {
+        let path = self
+            .job
+            .recipients_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"))
+            .display()
+            .to_string();
+        Stop::Recipients(format!("{path}:{}: {}", p.line, p.message))
     }
 }
 

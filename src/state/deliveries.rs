@@ -56,13 +56,27 @@ pub struct Delivery {
     /// Where it stands.
     #[serde(flatten)]
     pub state: DeliveryState,
-    /// The recipient's JID, once resolved (a resumed run sends without looking it up again).
+    /// The recipient's JID, once resolved (a resumed run resends without looking it up again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jid: Option<String>,
+    /// While `sending`: the message as rendered, so that a resumed run resends exactly what
+    /// may already have reached the recipient. Dropped once the outcome is known. (Named apart
+    /// from `message`, which a failed state flattens into the same object.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<Rendered>,
     /// Requests made for this recipient (lookups and sends, retries included).
     pub attempts: u32,
     /// When the state last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// A message as rendered for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rendered {
+    /// The head line.
+    pub head: String,
+    /// The body.
+    pub body: String,
 }
 
 /// The `deliveries` tree.
@@ -125,6 +139,18 @@ impl Deliveries {
         Ok((counts, failures))
     }
 
+    /// A run's `sending` entries: the sends an earlier process left in flight.
+    pub fn in_flight(&self, run: RunId) -> Result<Vec<Delivery>, StateError> {
+        let mut found = Vec::new();
+        for bytes in self.tree.scan_prefix(run.key()).values() {
+            let d: Delivery = decode(&bytes?)?;
+            if d.state == DeliveryState::Sending {
+                found.push(d);
+            }
+        }
+        Ok(found)
+    }
+
     /// Turns every `sending` entry of a run into `uncertain`: called when a run has finished
     /// and these recipients were not visited again (the recipient list changed since the crash
     /// that left them). Returns how many there were.
@@ -165,6 +191,7 @@ mod tests {
             email: email.into(),
             state,
             jid: None,
+            rendered: None,
             attempts: 1,
             updated_at: at,
         };
@@ -185,6 +212,9 @@ mod tests {
         deliveries
             .set(RunId(2), &entry("c@x.io", DeliveryState::Sending))
             .unwrap();
+        let in_flight = deliveries.in_flight(RunId(1)).unwrap();
+        assert_eq!(in_flight.len(), 1);
+        assert_eq!(in_flight[0].email, "a@x.io");
         assert_eq!(deliveries.settle_sending(RunId(1)).unwrap(), 1);
         let (counts, failures) = deliveries.tally(RunId(1)).unwrap();
         assert_eq!((counts.total, counts.sent, counts.uncertain), (2, 1, 1));

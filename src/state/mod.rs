@@ -24,7 +24,7 @@ use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-pub use deliveries::{Deliveries, Delivery, DeliveryState};
+pub use deliveries::{Deliveries, Delivery, DeliveryState, Rendered};
 pub use fires::Fires;
 pub use grants::{Grant, Grants};
 pub use jids::{CacheTtl, CachedLookup, Jids};

@@ -489,3 +489,84 @@ fn a_schedule_tick_has_one_run_however_often_it_is_launched() {
     );
     assert_eq!(store.runs().unwrap().list(Some("tick")).unwrap().len(), 2);
 }
+
+#[test]
+fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
+    use zoomcast::delivery::{Engine, RunOptions, sender};
+    use zoomcast::state::{Delivery, DeliveryState, Rendered};
+    let (z, dir, store, tokens) = logged_in();
+    let path = dir.path().join("resume.toml");
+    std::fs::write(
+        &path,
+        crate::harness::job_to(&["ana@example.com", "bo@example.com", "chen@example.com"]),
+    )
+    .unwrap();
+    let job = zoomcast::config::Job::load(&path, &zoomcast::config::Config::empty()).unwrap();
+    let emu = z.handle.emulator();
+    let robot = emu.knobs().robot_jid;
+    let ana_jid = "ana0001aaaaaaaa0001@xmpp.zoom.us";
+    // A crash left two sends in flight: ana's, and one to eli, who has since left the job.
+    let runs = store.runs().unwrap();
+    let deliveries = store.deliveries().unwrap();
+    let crashed = z
+        .runtime
+        .block_on(runs.start("resume", "default", None))
+        .unwrap();
+    for (email, jid, body) in [
+        (
+            "ana@example.com",
+            ana_jid,
+            "the message as it was rendered then",
+        ),
+        ("eli@example.com", "eli@xmpp.zoom.us", "for eli"),
+    ] {
+        let in_flight = Delivery {
+            email: email.into(),
+            state: DeliveryState::Sending,
+            jid: Some(jid.into()),
+            rendered: Some(Rendered {
+                head: "Hello".into(),
+                body: body.into(),
+            }),
+            attempts: 1,
+            updated_at: chrono::Utc::now(),
+        };
+        deliveries.set(crashed.id, &in_flight).unwrap();
+    }
+    let engine = Engine::new(&store, z.api.clone(), tokens.clone(), Arc::default()).unwrap();
+    let lookups_before = emu.stats().user_lookups;
+    let report = z.runtime.block_on(async {
+        let from = sender(&tokens, Some(&robot), None, "default")
+            .await
+            .unwrap();
+        engine
+            .run(&job, &from, RunOptions::default())
+            .await
+            .unwrap()
+    });
+    assert_eq!(report.record.id, crashed.id, "the interrupted run resumed");
+    let messages = emu.messages();
+    let to = |email: &str| {
+        messages
+            .iter()
+            .filter(|m| m.to_email == email)
+            .map(|m| m.content["body"][0]["text"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        to("ana@example.com"),
+        ["the message as it was rendered then"]
+    );
+    assert_eq!(to("bo@example.com"), ["Hi Bo <bo@example.com>"]);
+    assert_eq!(to("chen@example.com"), ["Hi Chen <chen@example.com>"]);
+    assert!(to("eli@example.com").is_empty(), "eli left the job");
+    assert_eq!(
+        emu.stats().user_lookups - lookups_before,
+        2,
+        "ana was resent to her journaled JID, without a lookup"
+    );
+    let c = &report.record.counts;
+    assert_eq!((c.total, c.sent, c.uncertain), (4, 3, 1));
+    assert_eq!(report.failures[0].email, "eli@example.com");
+    assert_eq!(report.failures[0].state, DeliveryState::Uncertain);
+}
