@@ -19,9 +19,13 @@ pub(super) struct Args {
     /// Sends accepted per second; more are answered 429.
     #[arg(long)]
     rate_limit: Option<u32>,
-    /// The Retry-After form on 429s.
+    /// The Retry-After form on per-second 429s.
     #[arg(long, value_enum, default_value = "seconds")]
     retry_after: RetryAfterArg,
+    /// Sends accepted per day (the day starts at the first send); more are answered 429 with
+    /// an ISO date-time Retry-After, as Zoom's daily limit is.
+    #[arg(long)]
+    daily_limit: Option<u32>,
     /// Fraction (0.0-1.0) of /v2 calls answered with an injected 503.
     #[arg(long, default_value_t = 0.0)]
     fail_5xx: f64,
@@ -42,6 +46,7 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Outcome> {
     let knobs = Knobs {
         latency_ms: args.latency_ms,
         send_rate_limit: args.rate_limit,
+        send_daily_limit: args.daily_limit,
         retry_after: match args.retry_after {
             RetryAfterArg::Seconds => RetryAfterStyle::Seconds,
             RetryAfterArg::HttpDate => RetryAfterStyle::HttpDate,

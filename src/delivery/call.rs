@@ -40,10 +40,10 @@ pub enum Stop {
         wait.as_secs().div_ceil(60)
     )]
     RateLimitedFor {
-        /// Zoom's `Retry-After`.
+        /// Zoom's `Retry-After` (what is left of it).
         wait: std::time::Duration,
-        /// Zoom's answer.
-        last: ZoomError,
+        /// Zoom's answer, or why this request did not even ask.
+        last: String,
     },
     /// A token Zoom rejected was renewed, and Zoom rejected the new one too: the app itself
     /// is set up wrong, and retrying would only burn refresh-token rotations.
@@ -140,7 +140,16 @@ where
     let (mut renewed, mut tries) = (false, 0);
     let mut replacement: Option<K::Token> = None;
     loop {
-        limiter.acquire().await;
+        let slot = limiter
+            .reserve(MAX_PATIENCE)
+            .map_err(|wait| Stop::RateLimitedFor {
+                wait,
+                last: "every request is paused by an earlier 429".to_owned(),
+            })?;
+        tokio::select! {
+            () = tokio::time::sleep_until(slot) => {}
+            () = cancel.cancelled() => return Err(Stop::Shutdown),
+        }
         // The token is fetched for every attempt (it is cached): a wait may outlive it.
         let token = match replacement.take() {
             Some(token) => token,
@@ -190,7 +199,7 @@ where
                 limiter.throttled(Some(after));
                 return Err(Stop::RateLimitedFor {
                     wait: after,
-                    last: error,
+                    last: error.to_string(),
                 });
             }
             Disposition::Retry { after } if tries < max_attempts => {

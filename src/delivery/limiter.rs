@@ -57,21 +57,24 @@ impl Default for Limiter {
 }
 
 impl Limiter {
-    /// Waits for this caller's turn.
-    pub async fn acquire(&self) {
-        let slot = {
-            let mut s = self.state.lock().expect("limiter lock");
-            let now = Instant::now();
-            let mut slot = now.max(s.paused_until);
-            if let Some(rate) = s.rate {
-                slot = slot.max(s.next_slot);
-                s.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
-            }
-            slot
-        };
-        if slot > Instant::now() {
-            tokio::time::sleep_until(slot).await;
+    /// Reserves this caller's turn: the instant it may make its request. When every caller
+    /// is paused for longer than `patience` (a daily limit), nothing is reserved and the
+    /// answer is how long the pause still lasts.
+    pub fn reserve(&self, patience: Duration) -> Result<Instant, Duration> {
+        let mut s = self.state.lock().expect("limiter lock");
+        let now = Instant::now();
+        if now
+            .checked_add(patience)
+            .is_some_and(|limit| s.paused_until > limit)
+        {
+            return Err(s.paused_until - now);
         }
+        let mut slot = now.max(s.paused_until);
+        if let Some(rate) = s.rate {
+            slot = slot.max(s.next_slot);
+            s.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
+        }
+        Ok(slot)
     }
 
     /// Zoom accepted a request.
@@ -172,6 +175,14 @@ impl Limiters {
 mod tests {
     use super::*;
 
+    impl Limiter {
+        /// Waits for this caller's turn, however long.
+        async fn acquire(&self) {
+            let slot = self.reserve(Duration::MAX).expect("no patience limit");
+            tokio::time::sleep_until(slot).await;
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_429_paces_below_the_accepted_rate_and_a_long_retry_after_pauses_all() {
         let limiter = Limiter::default();
@@ -205,6 +216,12 @@ mod tests {
         assert!(
             start.elapsed() >= Duration::from_secs(3600),
             "a daily limit pauses everyone"
+        );
+        limiter.throttled(Some(Duration::from_secs(3600)));
+        let left = limiter.reserve(Duration::from_secs(900)).unwrap_err();
+        assert!(
+            left > Duration::from_secs(3599),
+            "a caller with less patience than the pause is told how long it lasts: {left:?}"
         );
         assert!(
             paced >= Duration::from_secs(1) && paced <= Duration::from_millis(1010),

@@ -1,5 +1,6 @@
 //! `POST /v2/im/chat/messages`: bot tokens only (a user token gets 401 code 7010), the body
-//! validated like Zoom's published schema, an optional per-second limit answered with 429.
+//! validated like Zoom's published schema, optional per-second and daily limits answered with
+//! 429.
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
     if let Some(rejection) = check_token(&emu, &headers) {
         return rejection;
     }
-    if let Some(limited) = rate_limit(&emu) {
+    if let Some(limited) = daily_limit(&emu).or_else(|| rate_limit(&emu)) {
         return limited;
     }
     let message: Value = match serde_json::from_slice(&body) {
@@ -142,6 +143,41 @@ fn check_token(emu: &Emulator, headers: &HeaderMap) -> Option<Response> {
             ))
         }
     }
+}
+
+/// A day from the first counted send: the first `send_daily_limit` sends pass, the rest are
+/// told (ISO-8601 `Retry-After`, Zoom's documented form) to come back when the day ends.
+fn daily_limit(emu: &Emulator) -> Option<Response> {
+    let limit = emu.knobs().send_daily_limit?;
+    let now = Utc::now();
+    let mut inner = emu.inner();
+    let (began, count) = match inner.daily_window {
+        Some((began, count)) if now - began < TimeDelta::days(1) => (began, count),
+        _ => (now, 0),
+    };
+    if count < limit {
+        inner.daily_window = Some((began, count + 1));
+        return None;
+    }
+    inner.daily_window = Some((began, count));
+    inner.stats.sends_rate_limited += 1;
+    let reset = (began + TimeDelta::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut response = api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        429,
+        "You have reached the maximum daily rate limit for this API. Refer to the response \
+         header for details on when you can make another request.",
+    );
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-category", HeaderValue::from_static("Medium"));
+    headers.insert("x-ratelimit-type", HeaderValue::from_static("Daily-limit"));
+    headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+    headers.insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&reset).expect("ascii"),
+    );
+    Some(response)
 }
 
 /// A fixed one-second window: the first `send_rate_limit` sends of each second pass.

@@ -67,8 +67,12 @@ pub struct Knobs {
     pub latency_ms: u64,
     /// Sends accepted per second; more are answered 429.
     pub send_rate_limit: Option<u32>,
-    /// The `Retry-After` form on 429s.
+    /// The `Retry-After` form on per-second 429s.
     pub retry_after: RetryAfterStyle,
+    /// Sends accepted per day; more are answered 429 `Daily-limit` with an ISO date-time
+    /// `Retry-After`, as Zoom documents. The emulator's day starts at its first counted send
+    /// (not at 00:00 UTC), so what a test sees does not depend on the time of day.
+    pub send_daily_limit: Option<u32>,
     /// Fraction (0.0-1.0) of `/v2` calls answered with an injected 503.
     pub fail_5xx: f64,
     /// Every address at this domain exists (synthetic users for bulk runs).
@@ -92,6 +96,7 @@ impl Default for Knobs {
             latency_ms: 0,
             send_rate_limit: None,
             retry_after: RetryAfterStyle::Seconds,
+            send_daily_limit: None,
             fail_5xx: 0.0,
             synthetic_domain: Some("bulk.example.com".into()),
             user_managed: false,

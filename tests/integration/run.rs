@@ -358,3 +358,49 @@ fn a_terminal_gets_a_progress_bar_that_leaves_the_report_clean() {
     );
     assert!(screen.contains("100 recipients, 100 sent"), "{screen}");
 }
+
+#[test]
+fn a_daily_limit_stops_the_run_with_when_to_retry_and_the_next_run_finishes_it() {
+    let env = Env::new();
+    let emails: Vec<String> = (0..8).map(|i| format!("d{i}@bulk.example.com")).collect();
+    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
+    env.job("daily", &job_to(&refs));
+    env.login();
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        send_daily_limit: Some(5),
+        ..env.emu().knobs()
+    });
+    // Zoom says to come back in a day: the run does not wait (or retry) that long.
+    let stopped = env.run(&["run", "daily"]);
+    stopped
+        .code(1)
+        .stderr_has("zoom asks to wait 14")
+        .stderr_has("minutes before the next request")
+        .stderr_has("running the job again after that picks up where it stopped");
+    assert_eq!(env.emu().messages().len(), 5);
+    assert!(
+        env.emu().stats().sends_rate_limited <= 4,
+        "no retry storm against a daily limit: {} answered 429",
+        env.emu().stats().sends_rate_limited
+    );
+    let runs = env.history(Some("daily"));
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "aborted", "{}", runs[0]);
+
+    // The next day (the limit lifted), the same run finishes: nobody twice, nobody lost.
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        send_daily_limit: None,
+        ..env.emu().knobs()
+    });
+    env.run(&["run", "daily"])
+        .code(0)
+        .stdout_has("8 recipients, 8 sent");
+    let per = env.per_recipient();
+    assert_eq!(per.len(), 8);
+    assert!(per.values().all(|&n| n == 1), "{per:?}");
+    assert_eq!(
+        env.history(Some("daily")).len(),
+        1,
+        "resumed, not a new run"
+    );
+}
