@@ -107,7 +107,7 @@ impl Deliveries {
 
     /// Makes every recorded state durable: the group commit before a batch of sends.
     pub async fn flush(&self) -> Result<(), StateError> {
-        self.tree.flush_async().await?;
+        super::flush(&self.tree).await?;
         Ok(())
     }
 

@@ -120,7 +120,7 @@ impl Grants {
                 source,
             })?;
         self.tree.insert(app, bytes)?;
-        self.tree.flush_async().await?;
+        super::flush(&self.tree).await?;
         Ok(())
     }
 
@@ -140,7 +140,7 @@ impl Grants {
         }
         self.tree.remove(app)?;
         self.bots.remove(app)?;
-        self.tree.flush_async().await?;
+        super::flush(&self.tree).await?;
         Ok(())
     }
 
