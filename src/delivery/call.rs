@@ -146,9 +146,13 @@ where
                 wait,
                 last: "every request is paused by an earlier 429".to_owned(),
             })?;
-        tokio::select! {
-            () = tokio::time::sleep_until(slot) => {}
-            () = cancel.cancelled() => return Err(Stop::Shutdown),
+        // A turn that is already due goes ahead without a timer (which rounds up to the
+        // timer wheel's next millisecond).
+        if slot > tokio::time::Instant::now() {
+            tokio::select! {
+                () = tokio::time::sleep_until(slot) => {}
+                () = cancel.cancelled() => return Err(Stop::Shutdown),
+            }
         }
         // The token is fetched for every attempt (it is cached): a wait may outlive it.
         let token = match replacement.take() {
