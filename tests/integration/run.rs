@@ -404,3 +404,47 @@ fn a_daily_limit_stops_the_run_with_when_to_retry_and_the_next_run_finishes_it()
         "resumed, not a new run"
     );
 }
+
+#[test]
+fn a_wide_fast_run_never_stalls() {
+    // 3,000 recipients, 32 at a time, against an emulator that answers at once: every stage
+    // runs flat out, which once left the pipeline waiting on itself after a few hundred sends.
+    let env = Env::new();
+    let rows: Vec<String> = (0..3000)
+        .map(|i| format!("w{i}@bulk.example.com"))
+        .collect();
+    std::fs::write(
+        env.jobs_dir().join("wide.csv"),
+        format!("email\n{}\n", rows.join("\n")),
+    )
+    .unwrap();
+    env.job(
+        "wide",
+        "[recipients]\nfile = \"wide.csv\"\n\n[message]\nhead = \"N\"\nbody = \"Hi\"\n\n\
+         [delivery]\nconcurrency = 32\nmax_attempts = 20\n",
+    );
+    env.login();
+    let mut child = env
+        .command(&["run", "wide"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A watchdog, not a timing goal: the run takes seconds; two minutes means it is stuck.
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!(
+                "the run stalled: {} of 3000 sent",
+                env.emu().stats().sends_accepted
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(env.emu().messages().len(), 3000);
+}
