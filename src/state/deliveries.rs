@@ -107,7 +107,7 @@ impl Deliveries {
 
     /// Makes every recorded state durable: the group commit before a batch of sends.
     pub async fn flush(&self) -> Result<(), StateError> {
-        super::flush(&self.tree).await?;
+        self.tree.flush_async().await?;
         Ok(())
     }
 

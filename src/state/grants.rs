@@ -120,7 +120,7 @@ impl Grants {
                 source,
             })?;
         self.tree.insert(app, bytes)?;
-        super::flush(&self.tree).await?;
+        self.tree.flush_async().await?;
         Ok(())
     }
 
@@ -140,7 +140,7 @@ impl Grants {
         }
         self.tree.remove(app)?;
         self.bots.remove(app)?;
-        super::flush(&self.tree).await?;
+        self.tree.flush_async().await?;
         Ok(())
     }
 

@@ -34,18 +34,6 @@ pub use runs::{RunId, RunRecord, RunStatus, Runs};
 /// sled's page cache.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Makes everything written to `tree` durable, on a blocking thread.
-///
-/// Not `sled::Tree::flush_async`: in sled 0.34 its futures can miss their wake-up when several
-/// are polled at once, and the awaiting task then hangs forever (spacejam/sled#1241, #1308).
-pub(crate) async fn flush(tree: &sled::Tree) -> Result<(), StateError> {
-    let tree = tree.clone();
-    tokio::task::spawn_blocking(move || tree.flush())
-        .await
-        .expect("a sled flush does not panic")?;
-    Ok(())
-}
-
 /// Why the state directory could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

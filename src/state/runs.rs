@@ -163,7 +163,7 @@ impl Runs {
                 sled::transaction::TransactionError::Storage(e) => StateError::from(e),
                 sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
             })?;
-        super::flush(&self.tree).await?;
+        self.tree.flush_async().await?;
         Ok(record)
     }
 
@@ -197,7 +197,7 @@ impl Runs {
     /// Stores (replaces) a run record, durably.
     pub async fn put(&self, record: &RunRecord) -> Result<(), StateError> {
         self.tree.insert(record.id.key(), encode(record))?;
-        super::flush(&self.tree).await?;
+        self.tree.flush_async().await?;
         Ok(())
     }
 
