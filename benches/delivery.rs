@@ -387,14 +387,22 @@ fn main() {
     // 4. memory of a 100,000-recipient run.
     if run("4") {
         emu.knobs(&json!({"send_rate_limit": null}));
+        // 10,000 first, so that the growth per recipient shows beside the peak.
+        ws.job("tenk", 10_000, 32);
+        let (_, small_rss, _) = ws.run("tenk");
         ws.job("hundredk", 100_000, 32);
         let (wall, rss, report) = ws.run("hundredk");
         println!("4. 100,000 recipients, zero latency, concurrency 32");
         println!(
-            "   peak resident memory {:.1} MiB (target <= 64 MiB); {:.0} sends/s; {} sent\n",
+            "   peak resident memory {:.1} MiB (target <= 64 MiB); {:.0} sends/s; {} sent",
             rss as f64 / 1024.0,
             sent(&report) / wall,
             sent(&report)
+        );
+        println!(
+            "   10,000 recipients: {:.1} MiB, so about {:.0} bytes more per recipient\n",
+            small_rss as f64 / 1024.0,
+            (rss.saturating_sub(small_rss)) as f64 * 1024.0 / 90_000.0
         );
     }
 
