@@ -446,17 +446,18 @@ fn keep_alive_refreshes_only_a_grant_left_idle() {
     assert_eq!(z.handle.emulator().stats().refreshes, 1);
 }
 
+/// Writes `DIR/NAME.toml` sending to `emails` and loads it.
+fn job_in(dir: &std::path::Path, name: &str, emails: &[&str]) -> zoomcast::config::Job {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, crate::harness::job_to(emails)).unwrap();
+    zoomcast::config::Job::load(&path, &zoomcast::config::Config::empty()).unwrap()
+}
+
 #[test]
 fn a_schedule_tick_has_one_run_however_often_it_is_launched() {
     use zoomcast::delivery::{Engine, RunOptions, sender};
     let (z, dir, store, tokens) = logged_in();
-    let path = dir.path().join("tick.toml");
-    std::fs::write(
-        &path,
-        crate::harness::job_to(&["ana@example.com", "bo@example.com"]),
-    )
-    .unwrap();
-    let job = zoomcast::config::Job::load(&path, &zoomcast::config::Config::empty()).unwrap();
+    let job = job_in(dir.path(), "tick", &["ana@example.com", "bo@example.com"]);
     let robot = z.handle.emulator().knobs().robot_jid;
     let engine = Engine::new(&store, z.api.clone(), tokens.clone(), Arc::default()).unwrap();
     let tick = |s: &str| Some(chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc());
@@ -495,13 +496,11 @@ fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
     use zoomcast::delivery::{Engine, RunOptions, sender};
     use zoomcast::state::{Delivery, DeliveryState, Rendered};
     let (z, dir, store, tokens) = logged_in();
-    let path = dir.path().join("resume.toml");
-    std::fs::write(
-        &path,
-        crate::harness::job_to(&["ana@example.com", "bo@example.com", "chen@example.com"]),
-    )
-    .unwrap();
-    let job = zoomcast::config::Job::load(&path, &zoomcast::config::Config::empty()).unwrap();
+    let job = job_in(
+        dir.path(),
+        "resume",
+        &["ana@example.com", "bo@example.com", "chen@example.com"],
+    );
     let emu = z.handle.emulator();
     let robot = emu.knobs().robot_jid;
     let ana_jid = "ana0001aaaaaaaa0001@xmpp.zoom.us";

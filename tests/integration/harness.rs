@@ -260,6 +260,19 @@ pub fn consent_redirect(url: &str) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
+/// `n` synthetic recipients (`PREFIX0@bulk.example.com`, ...), whom the emulator knows.
+pub fn bulk_emails(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{prefix}{i}@bulk.example.com"))
+        .collect()
+}
+
+/// A job file sending to `n` synthetic recipients (see [`bulk_emails`]).
+pub fn bulk_job(prefix: &str, n: usize) -> String {
+    let emails = bulk_emails(prefix, n);
+    job_to(&emails.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// A job file sending to `emails`.
 pub fn job_to(emails: &[&str]) -> String {
     let list: Vec<String> = emails.iter().map(|e| format!("{e:?}")).collect();

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::harness::{Env, job_to};
+use crate::harness::{Env, bulk_emails, bulk_job, job_to};
 
 #[test]
 fn a_run_delivers_to_every_known_recipient_exactly_once() {
@@ -134,13 +134,9 @@ fn a_rejected_message_fails_that_recipient_with_zooms_code() {
 #[test]
 fn injected_server_errors_are_retried_until_delivered() {
     let env = Env::new();
-    let emails: Vec<String> = (0..40)
-        .map(|i| format!("user{i}@bulk.example.com"))
-        .collect();
-    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
     env.job(
         "bulk",
-        &job_to(&refs).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 12"),
+        &bulk_job("user", 40).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 12"),
     );
     env.login(); // before the faults: logging in does not retry
     env.emu().set_knobs(zoomcast::emulator::Knobs {
@@ -271,11 +267,9 @@ fn resolved_jids_are_cached_between_runs_misses_too() {
 #[test]
 fn zooms_rate_limit_is_learned_with_few_429s() {
     let env = Env::new();
-    let emails: Vec<String> = (0..150).map(|i| format!("r{i}@bulk.example.com")).collect();
-    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
     env.job(
         "bulk",
-        &job_to(&refs).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 10"),
+        &bulk_job("r", 150).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 10"),
     );
     env.login();
     env.emu().set_knobs(zoomcast::emulator::Knobs {
@@ -296,9 +290,7 @@ fn zooms_rate_limit_is_learned_with_few_429s() {
 
 /// A job to `n` recipients that takes about a second against a 20 ms emulator.
 fn slow_bulk_job(env: &Env, n: usize) {
-    let emails: Vec<String> = (0..n).map(|i| format!("p{i}@bulk.example.com")).collect();
-    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
-    env.job("bulk", &job_to(&refs));
+    env.job("bulk", &bulk_job("p", n));
     env.login();
     env.emu().set_knobs(zoomcast::emulator::Knobs {
         latency_ms: 20,
@@ -362,9 +354,7 @@ fn a_terminal_gets_a_progress_bar_that_leaves_the_report_clean() {
 #[test]
 fn a_daily_limit_stops_the_run_with_when_to_retry_and_the_next_run_finishes_it() {
     let env = Env::new();
-    let emails: Vec<String> = (0..8).map(|i| format!("d{i}@bulk.example.com")).collect();
-    let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
-    env.job("daily", &job_to(&refs));
+    env.job("daily", &bulk_job("d", 8));
     env.login();
     env.emu().set_knobs(zoomcast::emulator::Knobs {
         send_daily_limit: Some(5),
@@ -410,12 +400,9 @@ fn a_wide_fast_run_never_stalls() {
     // 3,000 recipients, 32 at a time, against an emulator that answers at once: every stage
     // runs flat out, which once left the pipeline waiting on itself after a few hundred sends.
     let env = Env::new();
-    let rows: Vec<String> = (0..3000)
-        .map(|i| format!("w{i}@bulk.example.com"))
-        .collect();
     std::fs::write(
         env.jobs_dir().join("wide.csv"),
-        format!("email\n{}\n", rows.join("\n")),
+        format!("email\n{}\n", bulk_emails("w", 3000).join("\n")),
     )
     .unwrap();
     env.job(
