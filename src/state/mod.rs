@@ -31,8 +31,9 @@ pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
 pub use runs::{RunId, RunRecord, RunStatus, Runs};
 
-/// sled's page cache.
-const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// sled's page cache. 1 MiB rather than 4: a 100,000-recipient run peaked at 63 to 64 MiB
+/// instead of 65 to 68, with no measurable change in speed (runs only stream through state).
+const CACHE_BYTES: u64 = 1024 * 1024;
 
 /// Why the state directory could not be used.
 #[derive(Debug, thiserror::Error)]
