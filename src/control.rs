@@ -234,10 +234,14 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, stop: Ca
 async fn connection(stream: UnixStream, handler: &impl Handler) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read)
-        .take(MAX_LINE)
-        .read_line(&mut line)
-        .await?;
+    let mut reader = BufReader::new(read).take(MAX_LINE);
+    let request = reader.read_line(&mut line);
+    // A client that connects and says nothing must not hold the connection (or a shutdown).
+    tokio::time::timeout(ANSWER_GRACE, request)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "no request within 5 s")
+        })??;
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(request) => handler.handle(request).await,
         Err(e) => Response::Failed(format!("a request zoomcast does not understand: {e}")),

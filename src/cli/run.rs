@@ -28,12 +28,21 @@ pub(super) struct Args {
     #[arg(long, value_name = "FILE")]
     failures: Option<std::path::PathBuf>,
     /// How to show progress on stderr: a bar when stderr is a terminal and log lines otherwise
-    /// (auto), always a bar, always lines, or nothing until the report.
+    /// (auto), a bar (drawn only on a terminal), always lines, or nothing until the report.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     progress: Progress,
     /// How often progress lines are logged.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = positive_duration)]
     progress_every: std::time::Duration,
+}
+
+/// A duration above zero, as humantime writes it (`500ms`, `30s`, `1m`).
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero, like 5s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e}; write a duration like 500ms, 5s or 1m")),
+    }
 }
 
 /// `--progress`.

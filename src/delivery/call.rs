@@ -124,13 +124,23 @@ impl TokenKind for Bot {
     }
 }
 
-/// Makes one call; `attempts` counts every request made.
+/// What a call's requests did so far.
+#[derive(Debug, Default)]
+pub(super) struct Tries {
+    /// Every request made for the recipient (across calls and runs).
+    pub attempts: u32,
+    /// Whether a request of this call may have been processed by Zoom: it got an answer other
+    /// than 429 (which says it was not), or no answer at all.
+    pub maybe_processed: bool,
+}
+
+/// Makes one call, counting its requests in `tries`.
 pub(super) async fn call<K: TokenKind, T, F>(
     tokens: &AppTokens,
     limiter: &Limiter,
     max_attempts: u32,
     cancel: &CancellationToken,
-    attempts: &mut u32,
+    tries_so_far: &mut Tries,
     op: impl Fn(K::Token) -> F,
 ) -> Result<Result<T, ZoomError>, Stop>
 where
@@ -159,11 +169,13 @@ where
             Some(token) => token,
             None => K::get(tokens).await?,
         };
-        *attempts += 1;
+        tries_so_far.attempts += 1;
         tries += 1;
         // The operation owns its copy of the token: a future that borrowed it for any
         // lifetime would not be provably `Send`, and the scheduler spawns runs.
-        let error = match op(token.clone()).await {
+        let answer = op(token.clone()).await;
+        tries_so_far.maybe_processed |= !matches!(&answer, Err(e) if e.is_rate_limited());
+        let error = match answer {
             Ok(value) => {
                 limiter.accepted();
                 K::worked(tokens, &token);

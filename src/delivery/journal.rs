@@ -60,6 +60,12 @@ impl Journal {
             .map_err(JournalError)
     }
 
+    /// Forgets a recipient's mark: its request never reached Zoom. Durable with the next
+    /// commit; a crash before that leaves the mark, which is only cautious.
+    pub fn forget(&self, run: RunId, email: &str) -> Result<(), JournalError> {
+        Ok(self.deliveries.forget(run, email)?)
+    }
+
     /// Records a state; durable with the next commit (or the end of the run).
     pub fn record(&self, run: RunId, delivery: &Delivery) -> Result<(), JournalError> {
         Ok(self.deliveries.set(run, delivery)?)

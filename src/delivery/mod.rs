@@ -20,6 +20,7 @@ mod progress;
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -37,7 +38,7 @@ use crate::state::{
 use crate::zoom::chat::Content;
 use crate::zoom::{ChatMessage, ZoomClient, ZoomUser};
 pub use call::Stop;
-use call::{Bot, User, call};
+use call::{Bot, Tries, User, call};
 use journal::Journal;
 use limiter::{Endpoint, Limiter, Limiters};
 use pacer::Pacer;
@@ -469,15 +470,20 @@ impl RunCtx<'_> {
         }
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
+        let mut tries = Tries {
+            attempts: *attempts,
+            ..Tries::default()
+        };
         let answer = call::<User, _, _>(
             &self.engine.tokens,
             &self.users,
             max,
             &self.options.cancel,
-            attempts,
+            &mut tries,
             |t| async move { zoom.get_user(&t, email).await },
         )
         .await?;
+        *attempts = tries.attempts;
         let fetched_at = Utc::now();
         Ok(match answer {
             Ok(user) => {
@@ -512,7 +518,7 @@ impl RunCtx<'_> {
             email,
             jid,
             rendered,
-            mut attempts,
+            attempts,
         } = ready;
         let sending = Delivery {
             email: email.clone(),
@@ -538,15 +544,30 @@ impl RunCtx<'_> {
             content: Content::text(rendered.head, rendered.body),
             is_markdown_support: self.job.markdown,
         };
+        let mut tries = Tries {
+            attempts,
+            ..Tries::default()
+        };
         let answer = call::<Bot, _, _>(
             &self.engine.tokens,
             &self.chat,
             max,
             &self.options.cancel,
-            &mut attempts,
+            &mut tries,
             |t| async move { zoom.send_message(&t, message).await },
         )
-        .await?;
+        .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(stop) => {
+                // Stopped before any request could reach Zoom (a daily limit, a shutdown, only
+                // 429s): the mark is not an uncertain send, and a resumed run starts it afresh.
+                if !tries.maybe_processed {
+                    self.journal.forget(self.run, &email)?;
+                }
+                return Err(stop);
+            }
+        };
         let state = match answer {
             Ok(sent) => DeliveryState::Sent {
                 message_id: sent.message_id,
@@ -556,7 +577,7 @@ impl RunCtx<'_> {
                 message: e.to_string(),
             },
         };
-        self.record(&email, state, Some(message.to_jid.clone()), attempts)
+        self.record(&email, state, Some(message.to_jid.clone()), tries.attempts)
     }
 
     /// A resumed run first settles the sends an earlier process left in flight, before any
@@ -585,7 +606,20 @@ impl RunCtx<'_> {
                 // Journaled by an older zoomcast, without its message: the stream resolves
                 // and renders it again.
                 (_, None) if resend_policy && listed => continue,
-                (jid, _) => self.record(&d.email, DeliveryState::Uncertain, jid, d.attempts)?,
+                (jid, _) if listed => {
+                    self.record(&d.email, DeliveryState::Uncertain, jid, d.attempts)?;
+                }
+                // Not one of the job's recipients any more, so not in its progress either.
+                (jid, _) => self.journal.record(
+                    self.run,
+                    &Delivery {
+                        state: DeliveryState::Uncertain,
+                        jid,
+                        rendered: None,
+                        updated_at: Utc::now(),
+                        ..d
+                    },
+                )?,
             }
             // Settled here: the stream below passes over it.
             self.seen.lock().expect("seen lock").insert(key);
@@ -597,9 +631,20 @@ impl RunCtx<'_> {
                 resend.len()
             );
         }
+        // As in `pipeline`: after a shutdown or the first stop, nothing new starts.
         let width = self.job.delivery.concurrency.get();
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let failed = &failed;
+        let go_on = move || !self.options.cancel.is_cancelled() && !failed.load(Ordering::Relaxed);
         let results: Vec<Result<(), Stop>> = stream::iter(resend)
-            .map(|ready| self.send(ready))
+            .take_while(move |_| futures::future::ready(go_on()))
+            .map(move |ready| async move {
+                let sent = self.send(ready).await;
+                if sent.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                sent
+            })
             .buffer_unordered(width)
             .collect()
             .await;

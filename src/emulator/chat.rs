@@ -85,6 +85,9 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         Utc::now().timestamp_millis()
     );
     inner.stats.sends_accepted += 1;
+    if let Some((_, count)) = &mut inner.daily_window {
+        *count += 1;
+    }
     inner.messages.push(Delivered {
         message_id: message_id.clone(),
         to_jid: text("to_jid"),
@@ -155,11 +158,10 @@ fn daily_limit(emu: &Emulator) -> Option<Response> {
         Some((began, count)) if now - began < TimeDelta::days(1) => (began, count),
         _ => (now, 0),
     };
-    if count < limit {
-        inner.daily_window = Some((began, count + 1));
-        return None;
-    }
     inner.daily_window = Some((began, count));
+    if count < limit {
+        return None; // counted once the send is accepted
+    }
     inner.stats.sends_rate_limited += 1;
     let reset = (began + TimeDelta::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut response = api_error(

@@ -111,6 +111,13 @@ impl Deliveries {
         Ok(())
     }
 
+    /// Forgets a recipient of a run (not flushed): it was marked `sending`, but its request
+    /// never reached Zoom, so a resumed run treats it as not yet started.
+    pub fn forget(&self, run: RunId, email: &str) -> Result<(), StateError> {
+        self.tree.remove(key(run, email))?;
+        Ok(())
+    }
+
     /// Where one recipient of a run stands, if it was recorded.
     pub fn get(&self, run: RunId, email: &str) -> Result<Option<Delivery>, StateError> {
         codec::get(&self.tree, key(run, email))
@@ -161,6 +168,7 @@ impl Deliveries {
             let mut d: Delivery = decode(&bytes)?;
             if d.state == DeliveryState::Sending {
                 d.state = DeliveryState::Uncertain;
+                d.rendered = None;
                 self.tree.insert(key, encode(&d))?;
                 settled += 1;
             }

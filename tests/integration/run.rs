@@ -332,6 +332,9 @@ fn progress_is_logged_in_lines_when_stderr_is_not_a_terminal() {
         "150ms",
     ]);
     assert!(!quiet.stderr.contains(" sent, "), "{}", quiet.stderr);
+    env.run(&["run", "bulk", "--progress-every", "0s"])
+        .code(2)
+        .stderr_has("must be longer than zero");
 }
 
 #[test]
@@ -376,6 +379,15 @@ fn a_daily_limit_stops_the_run_with_when_to_retry_and_the_next_run_finishes_it()
     let runs = env.history(Some("daily"));
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["status"], "aborted", "{}", runs[0]);
+    // The sends Zoom refused were not delivered: they are not left as uncertain.
+    let detail = env.run(&["history", "--json", "--run", "1"]);
+    let states: Vec<String> = detail.code(0).json()["deliveries"]
+        .as_array()
+        .expect("the run's deliveries")
+        .iter()
+        .map(|d| d["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["sent"; 5], "{}", detail.stdout);
 
     // The next day (the limit lifted), the same run finishes: nobody twice, nobody lost.
     env.emu().set_knobs(zoomcast::emulator::Knobs {
