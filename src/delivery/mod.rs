@@ -20,7 +20,6 @@ mod progress;
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -194,14 +193,8 @@ impl Engine {
                 miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),
             },
         };
-        let work = async {
-            if resumed {
-                ctx.settle_in_flight().await?;
-            }
-            ctx.pipeline().await
-        };
         let outcome = tokio::select! {
-            outcome = work => outcome,
+            outcome = ctx.pipeline() => outcome,
             never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
         };
         drop(ctx);
@@ -394,7 +387,8 @@ impl RunCtx<'_> {
         Ok(self.journal.record(self.run, &delivery)?)
     }
 
-    /// Stage one: skip what the journal says is done, resolve, render.
+    /// Stage one: skip what the journal says is done, resend what a crash left in flight,
+    /// resolve and render the rest.
     async fn prepare(&self, r: Recipient) -> Result<Option<Ready>, Stop> {
         let r = &r;
         // A fresh run has no journal entries yet: skip the lookup on the hot path.
@@ -403,27 +397,47 @@ impl RunCtx<'_> {
         } else {
             None
         };
-        let mut attempts = previous.as_ref().map_or(0, |d| d.attempts);
-        match previous.as_ref().map(|d| &d.state) {
-            Some(
+        let mut tries = Tries {
+            attempts: previous.as_ref().map_or(0, |d| d.attempts),
+            ..Tries::default()
+        };
+        if let Some(previous) = previous {
+            match previous.state {
                 DeliveryState::Sent { .. }
                 | DeliveryState::Failed { .. }
-                | DeliveryState::Uncertain,
-            ) => {
-                self.progress.skip();
-                return Ok(None);
+                | DeliveryState::Uncertain => {
+                    self.progress.skip();
+                    return Ok(None);
+                }
+                DeliveryState::Sending if self.job.delivery.on_uncertain == OnUncertain::Skip => {
+                    self.record(
+                        &r.email,
+                        DeliveryState::Uncertain,
+                        previous.jid,
+                        tries.attempts,
+                    )?;
+                    return Ok(None);
+                }
+                // Resent exactly as journaled: the message that may already have arrived, to
+                // the same JID, with no lookup and no new rendering. (Entries of older builds
+                // carry no message: they are resolved and rendered again below.)
+                DeliveryState::Sending => {
+                    if let (Some(jid), Some(rendered)) = (previous.jid, previous.rendered) {
+                        return Ok(Some(Ready {
+                            email: r.email.clone(),
+                            jid,
+                            rendered,
+                            attempts: tries.attempts,
+                        }));
+                    }
+                }
+                DeliveryState::Pending => {}
             }
-            Some(DeliveryState::Sending) if self.job.delivery.on_uncertain == OnUncertain::Skip => {
-                let jid = previous.and_then(|d| d.jid);
-                self.record(&r.email, DeliveryState::Uncertain, jid, attempts)?;
-                return Ok(None);
-            }
-            _ => {}
         }
-        let user = match self.resolve(&r.email, &mut attempts).await? {
+        let user = match self.resolve(&r.email, &mut tries).await? {
             Ok(user) => user,
             Err(failed) => {
-                self.record(&r.email, failed, None, attempts)?;
+                self.record(&r.email, failed, None, tries.attempts)?;
                 return Ok(None);
             }
         };
@@ -437,7 +451,7 @@ impl RunCtx<'_> {
                         message,
                     },
                     Some(user.jid),
-                    attempts,
+                    tries.attempts,
                 )?;
                 return Ok(None);
             }
@@ -446,7 +460,7 @@ impl RunCtx<'_> {
             email: r.email.clone(),
             jid: user.jid,
             rendered: Rendered { head, body },
-            attempts,
+            attempts: tries.attempts,
         }))
     }
 
@@ -454,7 +468,7 @@ impl RunCtx<'_> {
     async fn resolve(
         &self,
         email: &str,
-        attempts: &mut u32,
+        tries: &mut Tries,
     ) -> Result<Result<ZoomUser, DeliveryState>, Stop> {
         let jids = &self.engine.jids;
         if !self.options.refresh_cache
@@ -470,20 +484,15 @@ impl RunCtx<'_> {
         }
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
-        let mut tries = Tries {
-            attempts: *attempts,
-            ..Tries::default()
-        };
         let answer = call::<User, _, _>(
             &self.engine.tokens,
             &self.users,
             max,
             &self.options.cancel,
-            &mut tries,
+            tries,
             |t| async move { zoom.get_user(&t, email).await },
         )
         .await?;
-        *attempts = tries.attempts;
         let fetched_at = Utc::now();
         Ok(match answer {
             Ok(user) => {
@@ -578,90 +587,6 @@ impl RunCtx<'_> {
             },
         };
         self.record(&email, state, Some(message.to_jid.clone()), tries.attempts)
-    }
-
-    /// A resumed run first settles the sends an earlier process left in flight, before any
-    /// new recipient starts: each is resent exactly as journaled (the same message to the same
-    /// JID, without looking the recipient up or rendering again), or marked uncertain when
-    /// `on_uncertain = "skip"` or its recipient is no longer in the job. A crash during this
-    /// step can only leave the same recipients in flight again.
-    async fn settle_in_flight(&self) -> Result<(), Stop> {
-        let in_flight = self.engine.deliveries.in_flight(self.run)?;
-        if in_flight.is_empty() {
-            return Ok(());
-        }
-        let still_listed = self.still_listed(&in_flight)?;
-        let resend_policy = self.job.delivery.on_uncertain == OnUncertain::Resend;
-        let mut resend = Vec::new();
-        for d in in_flight {
-            let key = dedupe_key(&d.email);
-            let listed = still_listed.contains(&key);
-            match (d.jid, d.rendered) {
-                (Some(jid), Some(rendered)) if resend_policy && listed => resend.push(Ready {
-                    email: d.email,
-                    jid,
-                    rendered,
-                    attempts: d.attempts,
-                }),
-                // Journaled by an older zoomcast, without its message: the stream resolves
-                // and renders it again.
-                (_, None) if resend_policy && listed => continue,
-                (jid, _) if listed => {
-                    self.record(&d.email, DeliveryState::Uncertain, jid, d.attempts)?;
-                }
-                // Not one of the job's recipients any more, so not in its progress either.
-                (jid, _) => self.journal.record(
-                    self.run,
-                    &Delivery {
-                        state: DeliveryState::Uncertain,
-                        jid,
-                        rendered: None,
-                        updated_at: Utc::now(),
-                        ..d
-                    },
-                )?,
-            }
-            // Settled here: the stream below passes over it.
-            self.seen.lock().expect("seen lock").insert(key);
-        }
-        if !resend.is_empty() {
-            tracing::info!(
-                "job `{}`: resending {} messages whose outcome an interruption hid",
-                self.job.name,
-                resend.len()
-            );
-        }
-        // As in `pipeline`: after a shutdown or the first stop, nothing new starts.
-        let width = self.job.delivery.concurrency.get();
-        let failed = std::sync::atomic::AtomicBool::new(false);
-        let failed = &failed;
-        let go_on = move || !self.options.cancel.is_cancelled() && !failed.load(Ordering::Relaxed);
-        let results: Vec<Result<(), Stop>> = stream::iter(resend)
-            .take_while(move |_| futures::future::ready(go_on()))
-            .map(move |ready| async move {
-                let sent = self.send(ready).await;
-                if sent.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                sent
-            })
-            .buffer_unordered(width)
-            .collect()
-            .await;
-        results.into_iter().collect()
-    }
-
-    /// The de-duplication keys of those `deliveries` whose recipient the job still lists.
-    fn still_listed(&self, deliveries: &[Delivery]) -> Result<HashSet<[u8; 16]>, Stop> {
-        let wanted: HashSet<[u8; 16]> = deliveries.iter().map(|d| dedupe_key(&d.email)).collect();
-        let mut listed = HashSet::new();
-        for r in self.job.recipients().map_err(|p| self.unreadable(&p))? {
-            let key = dedupe_key(&r.map_err(|p| self.unreadable(&p))?.email);
-            if wanted.contains(&key) {
-                listed.insert(key);
-            }
-        }
-        Ok(listed)
     }
 
     /// A recipients file that cannot be read, as the run's stop.

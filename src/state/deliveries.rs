@@ -146,18 +146,6 @@ impl Deliveries {
         Ok((counts, failures))
     }
 
-    /// A run's `sending` entries: the sends an earlier process left in flight.
-    pub fn in_flight(&self, run: RunId) -> Result<Vec<Delivery>, StateError> {
-        let mut found = Vec::new();
-        for bytes in self.tree.scan_prefix(run.key()).values() {
-            let d: Delivery = decode(&bytes?)?;
-            if d.state == DeliveryState::Sending {
-                found.push(d);
-            }
-        }
-        Ok(found)
-    }
-
     /// Turns every `sending` entry of a run into `uncertain`: called when a run has finished
     /// and these recipients were not visited again (the recipient list changed since the crash
     /// that left them). Returns how many there were.
@@ -220,9 +208,6 @@ mod tests {
         deliveries
             .set(RunId(2), &entry("c@x.io", DeliveryState::Sending))
             .unwrap();
-        let in_flight = deliveries.in_flight(RunId(1)).unwrap();
-        assert_eq!(in_flight.len(), 1);
-        assert_eq!(in_flight[0].email, "a@x.io");
         assert_eq!(deliveries.settle_sending(RunId(1)).unwrap(), 1);
         let (counts, failures) = deliveries.tally(RunId(1)).unwrap();
         assert_eq!((counts.total, counts.sent, counts.uncertain), (2, 1, 1));
