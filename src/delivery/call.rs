@@ -156,14 +156,7 @@ where
                 wait,
                 last: "every request is paused by an earlier 429".to_owned(),
             })?;
-        // A turn that is already due goes ahead without a timer (which rounds up to the
-        // timer wheel's next millisecond).
-        if slot > tokio::time::Instant::now() {
-            tokio::select! {
-                () = tokio::time::sleep_until(slot) => {}
-                () = cancel.cancelled() => return Err(Stop::Shutdown),
-            }
-        }
+        wait_until(slot, cancel).await?;
         // The token is fetched for every attempt (it is cached): a wait may outlive it.
         let token = match replacement.take() {
             Some(token) => token,
@@ -225,10 +218,7 @@ where
                 }
                 let wait = backoff(tries, after, &mut rand::thread_rng());
                 tracing::debug!("retrying in {wait:?} after: {error}");
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = cancel.cancelled() => return Err(Stop::Shutdown),
-                }
+                wait_until(tokio::time::Instant::now() + wait, cancel).await?;
             }
             Disposition::Retry { .. } => {
                 return Err(Stop::Unreachable {
@@ -239,4 +229,19 @@ where
             Disposition::Permanent => return Ok(Err(error)),
         }
     }
+}
+
+/// Waits until `deadline`, or stops for shutdown. A deadline already due goes ahead without a
+/// timer (which would round up to the timer wheel's next millisecond).
+async fn wait_until(
+    deadline: tokio::time::Instant,
+    cancel: &CancellationToken,
+) -> Result<(), Stop> {
+    if deadline > tokio::time::Instant::now() {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {}
+            () = cancel.cancelled() => return Err(Stop::Shutdown),
+        }
+    }
+    Ok(())
 }

@@ -223,10 +223,6 @@ mod tests {
             left > Duration::from_secs(3599),
             "a caller with less patience than the pause is told how long it lasts: {left:?}"
         );
-        assert!(
-            paced >= Duration::from_secs(1) && paced <= Duration::from_millis(1010),
-            "{paced:?}"
-        );
     }
 
     #[tokio::test(start_paused = true)]
