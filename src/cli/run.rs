@@ -69,11 +69,12 @@ impl Args {
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let path = ctx.job_path(&args.job);
     let job = Job::load(&path, &ctx.config)?;
-    let app = ctx.app(&job.app)?;
     let store = match ctx.state().await? {
         State::Local(store) => store,
+        // The scheduler uses its own configuration for the app, not this shell's.
         daemon @ State::Daemon(_) => return through_scheduler(&daemon, &job, &path, args).await,
     };
+    let app = ctx.app(&job.app)?;
     let (zoom, _, tokens) = Context::clients(&app, &store)?;
     let from = sender(
         &tokens,
