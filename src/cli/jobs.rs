@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{Context, InvalidText, Outcome};
 use crate::config::Job;
 use crate::report;
+use crate::schedule::daemon::JobSet;
 use crate::state::RunRecord;
 
 #[derive(Debug, clap::Args)]
@@ -23,14 +24,8 @@ pub(super) struct Args {
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let now = Utc::now();
-    let mut jobs = Vec::new();
-    let mut invalid = Vec::new();
-    for path in ctx.job_files()? {
-        match Job::load(&path, &ctx.config) {
-            Ok(job) => jobs.push(job),
-            Err(problems) => invalid.push(problems.to_string()),
-        }
-    }
+    let JobSet { jobs, broken } = super::load_jobs(&ctx.config, &ctx.jobs_dir)?;
+    let invalid: Vec<String> = broken.into_iter().map(|(_, why)| why).collect();
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     let listings: Vec<Listing> = jobs
         .iter()

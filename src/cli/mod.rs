@@ -20,7 +20,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::auth::{AppTokens, OAuthClient};
-use crate::config::{AppConfig, Config, Invalid};
+use crate::config::{AppConfig, Config, Invalid, Job, job_name};
+use crate::schedule::daemon::JobSet;
 use crate::state::Store;
 use crate::zoom::{Endpoints, ZoomClient};
 use state::{InvalidText, State};
@@ -157,6 +158,18 @@ impl Context {
     }
 }
 
+/// Every job file in `dir`: the valid jobs and the invalid files with why.
+fn load_jobs(config: &Config, dir: &Path) -> anyhow::Result<JobSet> {
+    let mut set = JobSet::default();
+    for path in toml_files(dir)? {
+        match Job::load(&path, config) {
+            Ok(job) => set.jobs.push(job),
+            Err(invalid) => set.broken.push((job_name(&path), invalid.to_string())),
+        }
+    }
+    Ok(set)
+}
+
 /// Every `*.toml` in `dir`, sorted.
 fn toml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir)
@@ -192,10 +205,10 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::SomeRecipientsFailed) => ExitCode::from(3),
         Err(e) => {
-            if let Some(invalid) = e.chain().find_map(|c| c.downcast_ref::<Invalid>()) {
-                eprintln!("{invalid}");
-                ExitCode::from(2)
-            } else if let Some(invalid) = e.chain().find_map(|c| c.downcast_ref::<InvalidText>()) {
+            let invalid = e
+                .chain()
+                .find(|c| c.is::<Invalid>() || c.is::<InvalidText>());
+            if let Some(invalid) = invalid {
                 eprintln!("{invalid}");
                 ExitCode::from(2)
             } else {

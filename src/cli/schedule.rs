@@ -18,14 +18,12 @@ use anyhow::Context as _;
 
 use super::{Context, Outcome};
 use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
-use crate::config::{AppConfig, Config, Invalid, Job, job_name};
+use crate::config::{AppConfig, Config, Invalid, Job};
 use crate::control::{self, Handler, Request, Response};
 use crate::delivery::limiter::Limiters;
 use crate::delivery::{Engine, RunOptions, RunReport, sender};
 use crate::report;
-use crate::schedule::daemon::{
-    Event, JobSet, Launcher, ManualRun, Scheduler, Settings, SystemClock,
-};
+use crate::schedule::daemon::{Event, Launcher, ManualRun, Scheduler, Settings, SystemClock};
 use crate::state::{StateError, Store};
 
 /// How long `schedule` waits for another process to release the state directory.
@@ -51,7 +49,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         .with_context(|| format!("opening the control socket in {}", store.dir().display()))?;
     let config = Arc::new(ctx.config.clone());
     let jobs_dir = ctx.jobs_dir.clone();
-    let initial = load_jobs(&config, &jobs_dir)?;
+    let initial = super::load_jobs(&config, &jobs_dir)?;
     tracing::info!(
         "scheduler started (pid {}): {} jobs from {}, {} invalid",
         std::process::id(),
@@ -124,18 +122,6 @@ async fn open_store_patiently(ctx: &Context) -> anyhow::Result<Store> {
     }
 }
 
-/// Every job file in the jobs directory: the valid jobs and the invalid files with why.
-fn load_jobs(config: &Config, dir: &std::path::Path) -> anyhow::Result<JobSet> {
-    let mut set = JobSet::default();
-    for path in super::toml_files(dir)? {
-        match Job::load(&path, config) {
-            Ok(job) => set.jobs.push(job),
-            Err(invalid) => set.broken.push((job_name(&path), invalid.to_string())),
-        }
-    }
-    Ok(set)
-}
-
 /// SIGTERM and SIGINT shut down (a second one is left to the default: the runtime is already
 /// draining); SIGHUP asks for a reload.
 async fn on_signals(shutdown: CancellationToken, reload: Arc<Notify>) -> anyhow::Result<()> {
@@ -196,7 +182,7 @@ async fn watch_jobs(
             continue;
         }
         seen = now;
-        match load_jobs(&config, &dir) {
+        match super::load_jobs(&config, &dir) {
             Ok(set) => {
                 tracing::info!(
                     "jobs directory reloaded: {} jobs, {} invalid",

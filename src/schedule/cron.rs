@@ -136,12 +136,6 @@ impl Schedule {
         self.times_after(after).take(n).collect()
     }
 
-    /// Whether the schedule is an interval (its seconds, minutes or hours field starts with `*`,
-    /// as in Vixie cron): its times follow elapsed time across daylight-saving changes.
-    pub fn follows_elapsed_time(&self) -> bool {
-        self.interval
-    }
-
     /// Matching wall-clock times strictly after `start`, in order, merged across the parts.
     fn wall_times_after(&self, start: NaiveDateTime) -> impl Iterator<Item = NaiveDateTime> + '_ {
         let start = Utc.from_utc_datetime(&start);
