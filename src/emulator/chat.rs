@@ -164,22 +164,31 @@ fn daily_limit(emu: &Emulator) -> Option<Response> {
     }
     inner.stats.sends_rate_limited += 1;
     let reset = (began + TimeDelta::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut response = api_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        429,
+    let mut response = too_many_requests(
+        "Daily-limit",
         "You have reached the maximum daily rate limit for this API. Refer to the response \
          header for details on when you can make another request.",
+        Some(reset),
     );
     let headers = response.headers_mut();
-    headers.insert("x-ratelimit-category", HeaderValue::from_static("Medium"));
-    headers.insert("x-ratelimit-type", HeaderValue::from_static("Daily-limit"));
     headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
     headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-    headers.insert(
-        header::RETRY_AFTER,
-        HeaderValue::from_str(&reset).expect("ascii"),
-    );
     Some(response)
+}
+
+/// Zoom's 429 for the Chatbot API's rate class, of limit type `kind` (`QPS`, `Daily-limit`).
+fn too_many_requests(kind: &'static str, message: &str, retry_after: Option<String>) -> Response {
+    let mut response = api_error(StatusCode::TOO_MANY_REQUESTS, 429, message);
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-category", HeaderValue::from_static("Medium"));
+    headers.insert("x-ratelimit-type", HeaderValue::from_static(kind));
+    if let Some(value) = retry_after {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&value).expect("ascii"),
+        );
+    }
+    response
 }
 
 /// A fixed one-second window: the first `send_rate_limit` sends of each second pass.
@@ -209,19 +218,9 @@ fn rate_limit(emu: &Emulator) -> Option<Response> {
         }
         RetryAfterStyle::Absent => None,
     };
-    let mut response = api_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        429,
+    Some(too_many_requests(
+        "QPS",
         "You have reached the maximum per-second rate limit for this API. Try again later.",
-    );
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-category", HeaderValue::from_static("Medium"));
-    headers.insert("x-ratelimit-type", HeaderValue::from_static("QPS"));
-    if let Some(value) = retry_after {
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_str(&value).expect("ascii"),
-        );
-    }
-    Some(response)
+        retry_after,
+    ))
 }
