@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Env, Run, by_name, job_to};
+use crate::harness::{Env, Run, bulk_emails, by_name, job_to};
 
 const RECIPIENTS: [&str; 3] = ["ana@example.com", "bo@example.com", "chen@example.com"];
 
@@ -162,10 +162,8 @@ fn sigterm_mid_run_drains_and_the_next_start_resumes_without_duplicates() {
         latency_ms: 20,
         ..Default::default()
     });
-    let people: Vec<String> = (0..PEOPLE)
-        .map(|i| format!("person{i}@bulk.example.com"))
-        .collect();
-    std::fs::write(env.jobs_dir().join("people.txt"), people.join("\n")).unwrap();
+    let people = bulk_emails("person", PEOPLE).join("\n");
+    std::fs::write(env.jobs_dir().join("people.txt"), people).unwrap();
     env.job(
         "bulk",
         "[recipients]\nfile = \"people.txt\"\n\n[message]\nhead = \"Notice\"\nbody = \"Hi\"\n\n\
@@ -199,7 +197,7 @@ fn sigterm_mid_run_drains_and_the_next_start_resumes_without_duplicates() {
     let daemon = Daemon::start(&env, &[]);
     let start = Instant::now();
     // Once the socket is there the scheduler holds the state; `history` then asks it.
-    while !env.state_dir().join("control.sock").exists() {
+    while !zoomcast::control::socket_path(&env.state_dir()).exists() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the scheduler did not start"
