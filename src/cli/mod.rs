@@ -158,6 +158,16 @@ impl Context {
     }
 }
 
+/// A duration above zero, as humantime writes it (`500ms`, `30s`, `1m`): for intervals, which
+/// at zero would spin.
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero, like 5s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e}; write a duration like 500ms, 5s or 1m")),
+    }
+}
+
 /// Every job file in `dir`: the valid jobs and the invalid files with why.
 fn load_jobs(config: &Config, dir: &Path) -> anyhow::Result<JobSet> {
     let mut set = JobSet::default();

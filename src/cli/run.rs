@@ -32,17 +32,8 @@ pub(super) struct Args {
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     progress: Progress,
     /// How often progress lines are logged.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = super::positive_duration)]
     progress_every: std::time::Duration,
-}
-
-/// A duration above zero, as humantime writes it (`500ms`, `30s`, `1m`).
-fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err("must be longer than zero, like 5s".into()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!("{e}; write a duration like 500ms, 5s or 1m")),
-    }
 }
 
 /// `--progress`.

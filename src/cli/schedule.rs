@@ -38,7 +38,7 @@ pub(super) struct Args {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     drain: Duration,
     /// How often the jobs directory is checked for changed files.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = super::positive_duration)]
     watch_every: Duration,
 }
 

@@ -43,6 +43,10 @@ fn bad_arguments_exit_2() {
     let env = Env::new();
     env.run(&["run"]).code(2);
     env.run(&["frobnicate"]).code(2);
+    // An interval of zero would spin: refused before anything starts.
+    env.run(&["schedule", "--watch-every", "0s"])
+        .code(2)
+        .stderr_has("must be longer than zero");
 }
 
 #[test]
