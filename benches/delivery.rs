@@ -163,13 +163,13 @@ impl Workspace {
         .unwrap();
     }
 
-    /// Runs a job under GNU time: (wall seconds, peak RSS in KiB, the JSON report).
-    fn run(&self, job: &str) -> (f64, u64, Value) {
-        let rss_file = self.dir.path().join("rss");
+    /// Runs a job under GNU time.
+    fn run(&self, job: &str) -> Measured {
+        let time_file = self.dir.path().join("time");
         let start = Instant::now();
         let out = Command::new("/usr/bin/time")
-            .args(["-f", "%M", "-o"])
-            .arg(&rss_file)
+            .args(["-f", "%M %U %S", "-o"])
+            .arg(&time_file)
             .arg(BIN)
             .args(["run", job, "--json"])
             .envs(
@@ -182,17 +182,50 @@ impl Workspace {
             .output()
             .expect("/usr/bin/time (GNU time) runs zoomcast");
         let wall = start.elapsed().as_secs_f64();
-        let rss = std::fs::read_to_string(&rss_file)
-            .unwrap_or_default()
-            .trim()
+        let time = std::fs::read_to_string(&time_file).unwrap_or_default();
+        // The last line: "RSS_KIB USER_SECONDS SYSTEM_SECONDS".
+        let fields: Vec<f64> = time
             .lines()
             .last()
-            .unwrap_or("0")
-            .parse()
-            .unwrap_or(0);
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
         let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         assert_eq!(out.status.code(), Some(0), "run {job}: {report}");
-        (wall, rss, report)
+        assert_eq!(fields.len(), 3, "GNU time wrote {time:?}");
+        Measured {
+            wall,
+            rss_mib: fields[0] / 1024.0,
+            cpu_seconds: fields[1] + fields[2],
+            sent: report["counts"]["sent"].as_f64().unwrap_or(0.0),
+            report,
+        }
+    }
+}
+
+/// One run of zoomcast, as GNU time and its report saw it.
+struct Measured {
+    /// Wall-clock seconds, process start to exit.
+    wall: f64,
+    /// Peak resident memory.
+    rss_mib: f64,
+    /// User plus system CPU seconds.
+    cpu_seconds: f64,
+    /// Recipients sent.
+    sent: f64,
+    /// The `--json` report.
+    report: Value,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.sent / self.wall
+    }
+
+    /// CPU microseconds per recipient sent.
+    fn cpu_per_send(&self) -> f64 {
+        1e6 * self.cpu_seconds / self.sent
     }
 }
 
@@ -201,8 +234,8 @@ fn latency(emu: &Emulator, ws: &Workspace) {
     emu.knobs(&json!({"latency_ms": 50}));
     let plain = capacity(emu, 32, 3.0);
     ws.job("latency", 6_400, 32);
-    let (wall, _, report) = ws.run("latency");
-    let rate = sent(&report) / wall;
+    let run = ws.run("latency");
+    let (wall, rate) = (run.wall, run.rate());
     println!("2. 50 ms latency, 6,400 recipients, concurrency 32");
     println!(
         "   plain load generator, 32 connections, sends only: {plain:6.0} sends/s = {:.0}% of the ideal",
@@ -212,7 +245,7 @@ fn latency(emu: &Emulator, ws: &Workspace) {
         "   zoomcast {rate:6.0} sends/s against the ideal 640/s = {:.0}% (target >= 95%); \
          {wall:.2} s end to end, of which the run itself {:.2} s\n",
         100.0 * rate / 640.0,
-        run_seconds(&report)
+        run_seconds(&run.report)
     );
 }
 
@@ -307,10 +340,6 @@ fn sequential(emu: &Emulator, ws: &Workspace, n: usize) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-fn sent(report: &Value) -> f64 {
-    report["counts"]["sent"].as_f64().unwrap_or(0.0)
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for the list of benchmarks
@@ -341,20 +370,22 @@ fn main() {
         emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": null}));
         let cap = capacity(&emu, 32, 3.0);
         ws.job("zero", 20_000, concurrency);
-        let (wall, _, report) = ws.run("zero");
-        let rate = sent(&report) / wall;
+        let cold = ws.run("zero");
         // The same job again: its 20,000 JIDs are cached, so this is sends and journal only.
-        let (warm_wall, _, warm_report) = ws.run("zero");
-        let warm = sent(&warm_report) / warm_wall;
+        let warm = ws.run("zero");
         println!("1. zero latency, 20,000 recipients, concurrency {concurrency}");
         println!("   emulator capacity (plain load generator, 32 connections): {cap:8.0} sends/s");
         println!(
-            "   zoomcast, JID cache cold (lookup + send + journal):       {rate:8.0} sends/s = {:.0}% of capacity",
-            100.0 * rate / cap
+            "   zoomcast, JID cache cold (lookup + send + journal):       {:8.0} sends/s = {:.0}% of capacity; {:.0} us of CPU per recipient",
+            cold.rate(),
+            100.0 * cold.rate() / cap,
+            cold.cpu_per_send()
         );
         println!(
-            "   zoomcast, JID cache warm (send + journal):                {warm:8.0} sends/s = {:.0}% of capacity (target >= 5,000/s and >= 80%)\n",
-            100.0 * warm / cap
+            "   zoomcast, JID cache warm (send + journal):                {:8.0} sends/s = {:.0}% of capacity (target >= 5,000/s and >= 80%); {:.0} us of CPU per recipient\n",
+            warm.rate(),
+            100.0 * warm.rate() / cap,
+            warm.cpu_per_send()
         );
     }
 
@@ -368,7 +399,7 @@ fn main() {
         emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": 25}));
         let before = emu.stats();
         ws.job("limited", 250, 8);
-        let (wall, _, report) = ws.run("limited");
+        let run = ws.run("limited");
         let after = emu.stats();
         let limited = after["sends_rate_limited"].as_f64().unwrap()
             - before["sends_rate_limited"].as_f64().unwrap();
@@ -377,10 +408,11 @@ fn main() {
             + limited;
         println!("3. 25/s limit, 250 recipients");
         println!(
-            "   {wall:.1} s against the ideal 10.0 s = {:+.0}% (target within 10%); {limited} of {requests} sends answered 429 = {:.1}% (target <= 5%); {} sent\n",
-            100.0 * (wall - 10.0) / 10.0,
+            "   {:.1} s against the ideal 10.0 s = {:+.0}% (target within 10%); {limited} of {requests} sends answered 429 = {:.1}% (target <= 5%); {} sent\n",
+            run.wall,
+            100.0 * (run.wall - 10.0) / 10.0,
             100.0 * limited / requests,
-            sent(&report)
+            run.sent
         );
     }
 
@@ -389,20 +421,20 @@ fn main() {
         emu.knobs(&json!({"send_rate_limit": null}));
         // 10,000 first, so that the growth per recipient shows beside the peak.
         ws.job("tenk", 10_000, 32);
-        let (_, small_rss, _) = ws.run("tenk");
+        let small = ws.run("tenk");
         ws.job("hundredk", 100_000, 32);
-        let (wall, rss, report) = ws.run("hundredk");
+        let big = ws.run("hundredk");
         println!("4. 100,000 recipients, zero latency, concurrency 32");
         println!(
             "   peak resident memory {:.1} MiB (target <= 64 MiB); {:.0} sends/s; {} sent",
-            rss as f64 / 1024.0,
-            sent(&report) / wall,
-            sent(&report)
+            big.rss_mib,
+            big.rate(),
+            big.sent
         );
         println!(
             "   10,000 recipients: {:.1} MiB, so about {:.0} bytes more per recipient\n",
-            small_rss as f64 / 1024.0,
-            (rss.saturating_sub(small_rss)) as f64 * 1024.0 / 90_000.0
+            small.rss_mib,
+            (big.rss_mib - small.rss_mib) * 1024.0 * 1024.0 / 90_000.0
         );
     }
 
@@ -411,7 +443,7 @@ fn main() {
         emu.knobs(&json!({"latency_ms": 5}));
         let script = sequential(&emu, &ws, 2_000);
         ws.job("twothousand", 2_000, 32);
-        let (wall, _, _) = ws.run("twothousand");
+        let wall = ws.run("twothousand").wall;
         println!("5. 2,000 recipients, 5 ms emulator latency");
         println!(
             "   plain sequential client {script:.2} s, zoomcast {wall:.2} s: {:.0}x faster (target >= 20x)",
