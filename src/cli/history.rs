@@ -30,6 +30,13 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
             println!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             print!("{}", report::runs_text(std::slice::from_ref(&record)));
+            if record.details_pruned {
+                println!(
+                    "  (per-recipient outcomes deleted: job `{}` keeps them for its newest runs only; \
+                     raise [delivery] keep_details in its job file to keep more)",
+                    record.job
+                );
+            }
             print!("{}", report::deliveries_text(&deliveries));
         }
         return Ok(Outcome::Done);

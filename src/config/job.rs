@@ -104,6 +104,9 @@ pub struct SchedulePolicy {
     pub jitter: Duration,
 }
 
+/// The default of `[delivery] keep_details`.
+pub const DEFAULT_KEEP_DETAILS: u32 = 2;
+
 /// The `[delivery]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -120,6 +123,9 @@ pub struct DeliverySettings {
     pub jid_cache_hours: u32,
     /// How long an unknown email (Zoom's 1001) is remembered.
     pub jid_miss_minutes: u32,
+    /// How many of the job's newest finished runs keep every recipient's outcome; older runs
+    /// keep their summary. Stored outcomes cost disk and the memory of every later process.
+    pub keep_details: NonZeroU32,
 }
 
 impl Default for DeliverySettings {
@@ -131,6 +137,7 @@ impl Default for DeliverySettings {
             on_uncertain: OnUncertain::Resend,
             jid_cache_hours: 24 * 7,
             jid_miss_minutes: 60,
+            keep_details: NonZeroU32::new(DEFAULT_KEEP_DETAILS).expect("not zero"),
         }
     }
 }

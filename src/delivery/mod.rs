@@ -223,11 +223,42 @@ impl Engine {
             Ok(()) => RunStatus::Succeeded,
         };
         self.runs.put(&record).await?;
+        if !record.status.is_unfinished()
+            && let Err(e) = self.prune_details(job).await
+        {
+            tracing::warn!(
+                "job `{}`: old runs' per-recipient outcomes could not be pruned: {e}",
+                job.name
+            );
+        }
         if let Err(stop) = outcome {
             return Err(anyhow::Error::new(stop)
                 .context(format!("run {} of job `{}` stopped", record.id, job.name)));
         }
         Ok(RunReport { record, failures })
+    }
+
+    /// Deletes the per-recipient outcomes of the job's finished runs older than its newest
+    /// `keep_details`; their summaries stay. Unfinished runs keep everything: the next run
+    /// resumes them. Each run's mark is stored (and flushed) after its entries are deleted, so
+    /// a crash in between only leaves work for the next prune.
+    async fn prune_details(&self, job: &Job) -> Result<(), crate::state::StateError> {
+        let keep = usize::try_from(job.delivery.keep_details.get()).unwrap_or(usize::MAX);
+        let (mut runs, mut entries) = (0, 0);
+        for mut record in self.runs.details_to_prune(&job.name, keep)? {
+            entries += self.deliveries.prune(record.id)?;
+            record.details_pruned = true;
+            self.runs.put(&record).await?;
+            runs += 1;
+        }
+        if runs > 0 {
+            tracing::info!(
+                "job `{}`: deleted the per-recipient outcomes of {runs} older runs ({entries} \
+                 entries); it keeps them for its newest {keep} runs ([delivery] keep_details)",
+                job.name
+            );
+        }
+        Ok(())
     }
 
     /// The run to work on. For a schedule tick: the tick's run if it has one (to resume, or

@@ -164,6 +164,17 @@ impl Deliveries {
         Ok(settled)
     }
 
+    /// Deletes every recipient of a run (not flushed): the run keeps only its summary.
+    /// Returns how many there were.
+    pub fn prune(&self, run: RunId) -> Result<usize, StateError> {
+        let mut pruned = 0;
+        for key in self.tree.scan_prefix(run.key()).keys() {
+            self.tree.remove(key?)?;
+            pruned += 1;
+        }
+        Ok(pruned)
+    }
+
     /// Every recipient of a run, in email order.
     pub fn list(&self, run: RunId) -> Result<Vec<Delivery>, StateError> {
         self.tree

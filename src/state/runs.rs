@@ -113,6 +113,10 @@ pub struct RunRecord {
     /// at most one run.
     #[serde(default)]
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// True once the run's per-recipient outcomes were deleted to keep the state small (the
+    /// job's `keep_details`); its summary stays.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub details_pruned: bool,
 }
 
 /// The `runs` tree, and `run_ticks` (job and tick to run id), which gives a tick one run.
@@ -148,6 +152,7 @@ impl Runs {
             counts: Counts::default(),
             resumes: 0,
             scheduled_for,
+            details_pruned: false,
         };
         let bytes = encode(&record);
         let tick_key = scheduled_for.map(|t| tick_key(job, t));
@@ -201,6 +206,13 @@ impl Runs {
         Ok(())
     }
 
+    /// The runs of `job` whose per-recipient outcomes are to be deleted when the newest `keep`
+    /// finished runs keep theirs: older finished runs not pruned yet. Unfinished runs are never
+    /// among them (the next run resumes them).
+    pub fn details_to_prune(&self, job: &str, keep: usize) -> Result<Vec<RunRecord>, StateError> {
+        Ok(beyond_newest_finished(self.list(Some(job))?, keep))
+    }
+
     /// One run.
     pub fn get(&self, id: RunId) -> Result<Option<RunRecord>, StateError> {
         codec::get(&self.tree, id.key())
@@ -243,6 +255,17 @@ impl Runs {
     }
 }
 
+/// Of `runs` (oldest first), the finished ones older than the newest `keep` finished ones,
+/// unless already pruned.
+fn beyond_newest_finished(runs: Vec<RunRecord>, keep: usize) -> Vec<RunRecord> {
+    runs.into_iter()
+        .rev()
+        .filter(|r| !r.status.is_unfinished())
+        .skip(keep)
+        .filter(|r| !r.details_pruned)
+        .collect()
+}
+
 /// `run_ticks` key: format byte, job name, a zero byte, the tick in milliseconds (big-endian).
 fn tick_key(job: &str, tick: DateTime<Utc>) -> Vec<u8> {
     let mut key = Vec::with_capacity(job.len() + 10);
@@ -251,4 +274,47 @@ fn tick_key(job: &str, tick: DateTime<Utc>) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(&tick.timestamp_millis().to_be_bytes());
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: u64, status: RunStatus, details_pruned: bool) -> RunRecord {
+        RunRecord {
+            id: RunId(id),
+            job: "j".into(),
+            app: "default".into(),
+            started_at: Utc::now(),
+            finished_at: None,
+            status,
+            counts: Counts::default(),
+            resumes: 0,
+            scheduled_for: None,
+            details_pruned,
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_finished_runs_and_every_unfinished_one() {
+        let runs = vec![
+            run(1, RunStatus::Succeeded, true),
+            run(2, RunStatus::PartlyFailed, false),
+            run(3, RunStatus::Aborted("daily limit".into()), false),
+            run(4, RunStatus::Succeeded, false),
+            run(5, RunStatus::Running, false),
+            run(6, RunStatus::Succeeded, false),
+            run(7, RunStatus::PartlyFailed, false),
+        ];
+        let ids = |keep| {
+            beyond_newest_finished(runs.clone(), keep)
+                .iter()
+                .map(|r| r.id.0)
+                .collect::<Vec<_>>()
+        };
+        // 7 and 6 are kept; 5 and 3 can still be resumed; 1 is already pruned.
+        assert_eq!(ids(2), [4, 2]);
+        assert_eq!(ids(1), [6, 4, 2]);
+        assert_eq!(ids(4), Vec::<u64>::new());
+    }
 }

@@ -93,12 +93,12 @@ fn unknown_emails_are_reported_with_zooms_answer_and_exit_3() {
     assert_eq!(report["failures"][0]["email"], "ghost@example.com");
     assert_eq!(report["failures"][0]["code"], 1001);
 
-    // history lists both runs, and one run's recipients.
+    // history lists the runs, and one run's recipients.
     let runs = env.history(Some("team"));
     assert_eq!(runs.len(), 3);
     assert_eq!(runs[0]["status"], "partly_failed");
-    let first = runs[0]["run_id"].to_string();
-    let run = env.run(&["history", "--run", &first, "--json"]).json();
+    let newest = runs[2]["run_id"].to_string();
+    let run = env.run(&["history", "--run", &newest, "--json"]).json();
     let states: Vec<(&str, &str)> = run["deliveries"]
         .as_array()
         .unwrap()
@@ -113,7 +113,7 @@ fn unknown_emails_are_reported_with_zooms_answer_and_exit_3() {
             ("ghost@example.com", "failed")
         ]
     );
-    env.run(&["history", "--run", &first])
+    env.run(&["history", "--run", &newest])
         .code(0)
         .stdout_has("ghost@example.com  failed");
 }
@@ -446,4 +446,56 @@ fn a_wide_fast_run_never_stalls() {
     };
     assert_eq!(status.code(), Some(0));
     assert_eq!(env.emu().messages().len(), 3000);
+}
+
+#[test]
+fn old_runs_keep_their_summary_and_only_the_newest_keep_every_recipient() {
+    let env = Env::new();
+    env.job(
+        "keep",
+        &format!(
+            "{}keep_details = 2\n",
+            job_to(&["ana@example.com", "bo@example.com"])
+        ),
+    );
+    env.job("other", &job_to(&["ana@example.com"]));
+    env.login();
+    env.run(&["run", "other"]).code(0);
+    for _ in 0..4 {
+        env.run(&["run", "keep"]).code(0);
+    }
+    let runs = env.history(Some("keep"));
+    assert_eq!(runs.len(), 4, "every run keeps its summary");
+    for (i, run) in runs.iter().enumerate() {
+        let id = run["run_id"].to_string();
+        let detail = env.run(&["history", "--run", &id, "--json"]).code(0).json();
+        let pruned = i < 2;
+        assert_eq!(detail["details_pruned"], pruned, "{detail}");
+        assert_eq!(detail["counts"]["sent"], 2, "{detail}");
+        let emails = detail["deliveries"].as_array().unwrap().len();
+        assert_eq!(emails, if pruned { 0 } else { 2 }, "{detail}");
+    }
+    let oldest = runs[0]["run_id"].to_string();
+    env.run(&["history", "--run", &oldest])
+        .code(0)
+        .stdout_has("per-recipient outcomes deleted")
+        .stdout_has("keep_details");
+    // Another job's runs are its own business.
+    let other = env.history(Some("other"));
+    let id = other[0]["run_id"].to_string();
+    let detail = env.run(&["history", "--run", &id, "--json"]).json();
+    assert_eq!(detail["deliveries"].as_array().unwrap().len(), 1);
+
+    // Zero would leave even the last run without its failures to export.
+    env.job(
+        "none",
+        &format!("{}keep_details = 0\n", job_to(&["ana@example.com"])),
+    );
+    env.run(&[
+        "validate",
+        env.jobs_dir().join("none.toml").to_str().unwrap(),
+    ])
+    .code(2)
+    .stderr_has("none.toml:")
+    .stderr_has("keep_details");
 }
