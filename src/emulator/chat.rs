@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{TimeDelta, Timelike, Utc};
 use serde_json::{Value, json};
 
-use super::RetryAfterStyle;
 use super::faults::{api_error, bearer, latency_and_faults};
 use super::state::{Delivered, Emulator, TokenKind};
+use super::{Knobs, RetryAfterStyle};
 
 const REQUIRED: [&str; 5] = ["robot_jid", "to_jid", "account_id", "user_jid", "content"];
 
@@ -26,7 +26,8 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
     if let Some(rejection) = check_token(&emu, &headers) {
         return rejection;
     }
-    if let Some(limited) = daily_limit(&emu).or_else(|| rate_limit(&emu)) {
+    let knobs = emu.knobs();
+    if let Some(limited) = daily_limit(&emu, &knobs).or_else(|| rate_limit(&emu, &knobs)) {
         return limited;
     }
     let message: Value = match serde_json::from_slice(&body) {
@@ -52,7 +53,6 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
             "Invalid Request Body format.",
         );
     }
-    let knobs = emu.knobs();
     let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
     if text("robot_jid") != knobs.robot_jid {
         return reject(
@@ -85,9 +85,6 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         Utc::now().timestamp_millis()
     );
     inner.stats.sends_accepted += 1;
-    if let Some((_, count)) = &mut inner.daily_window {
-        *count += 1;
-    }
     inner.messages.push(Delivered {
         message_id: message_id.clone(),
         to_jid: text("to_jid"),
@@ -148,20 +145,23 @@ fn check_token(emu: &Emulator, headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-/// A day from the first counted send: the first `send_daily_limit` sends pass, the rest are
-/// told (ISO-8601 `Retry-After`, Zoom's documented form) to come back when the day ends.
-fn daily_limit(emu: &Emulator) -> Option<Response> {
-    let limit = emu.knobs().send_daily_limit?;
+/// A day from the first send: the first `send_daily_limit` sends pass, the rest are told
+/// (ISO-8601 `Retry-After`, Zoom's documented form) to come back when the day ends. A send is
+/// counted as it passes, under the same lock as the check, so concurrent sends cannot both
+/// take the last one (as with [`rate_limit`], a pass that is then rejected still counts).
+fn daily_limit(emu: &Emulator, knobs: &Knobs) -> Option<Response> {
+    let limit = knobs.send_daily_limit?;
     let now = Utc::now();
     let mut inner = emu.inner();
     let (began, count) = match inner.daily_window {
         Some((began, count)) if now - began < TimeDelta::days(1) => (began, count),
         _ => (now, 0),
     };
-    inner.daily_window = Some((began, count));
     if count < limit {
-        return None; // counted once the send is accepted
+        inner.daily_window = Some((began, count + 1));
+        return None;
     }
+    inner.daily_window = Some((began, count));
     inner.stats.sends_rate_limited += 1;
     let reset = (began + TimeDelta::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut response = too_many_requests(
@@ -192,8 +192,7 @@ fn too_many_requests(kind: &'static str, message: &str, retry_after: Option<Stri
 }
 
 /// A fixed one-second window: the first `send_rate_limit` sends of each second pass.
-fn rate_limit(emu: &Emulator) -> Option<Response> {
-    let knobs = emu.knobs();
+fn rate_limit(emu: &Emulator, knobs: &Knobs) -> Option<Response> {
     let limit = knobs.send_rate_limit?;
     let now = Utc::now();
     let second = now.timestamp();

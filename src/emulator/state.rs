@@ -107,7 +107,7 @@ pub(super) struct Inner {
     pub stats: Stats,
     pub issued: Vec<String>,
     pub rate_window: (i64, u32),
-    /// When the emulator's current day began, and the sends accepted in it.
+    /// When the emulator's current day began, and the sends that passed its limit in it.
     pub daily_window: Option<(DateTime<Utc>, u32)>,
     next_id: u64,
 }
