@@ -517,7 +517,12 @@ fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
             ana_jid,
             "the message as it was rendered then",
         ),
-        ("eli@example.com", "eli@xmpp.zoom.us", "for eli"),
+        // Eli's real JID: a resend would reach him, so the test sees one if it happens.
+        (
+            "eli@example.com",
+            "eli0005eeeeeeee0005@xmpp.zoom.us",
+            "for eli",
+        ),
     ] {
         let in_flight = Delivery {
             email: email.into(),

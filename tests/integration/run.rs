@@ -331,6 +331,7 @@ fn progress_is_logged_in_lines_when_stderr_is_not_a_terminal() {
         "--progress-every",
         "150ms",
     ]);
+    quiet.code(0).stdout_has("100 recipients, 100 sent");
     assert!(!quiet.stderr.contains(" sent, "), "{}", quiet.stderr);
     env.run(&["run", "bulk", "--progress-every", "0s"])
         .code(2)
