@@ -210,7 +210,7 @@ impl Runs {
     /// finished runs keep theirs: older finished runs not pruned yet. Unfinished runs are never
     /// among them (the next run resumes them).
     pub fn details_to_prune(&self, job: &str, keep: usize) -> Result<Vec<RunRecord>, StateError> {
-        Ok(beyond_newest_finished(self.list(Some(job))?, keep))
+        beyond_newest_finished(self.newest_first(job), keep)
     }
 
     /// One run.
@@ -231,14 +231,29 @@ impl Runs {
         job: &str,
         wanted: impl Fn(&RunRecord) -> bool,
     ) -> Result<Option<RunRecord>, StateError> {
-        for entry in self.tree.iter().rev() {
-            let (_, bytes) = entry?;
-            let record: RunRecord = decode(&bytes)?;
-            if record.job == job && wanted(&record) {
+        for record in self.newest_first(job) {
+            let record = record?;
+            if wanted(&record) {
                 return Ok(Some(record));
             }
         }
         Ok(None)
+    }
+
+    /// The runs of `job`, newest first, read one at a time (a job may have run for years).
+    fn newest_first<'a>(
+        &'a self,
+        job: &'a str,
+    ) -> impl Iterator<Item = Result<RunRecord, StateError>> + 'a {
+        self.tree.iter().rev().filter_map(move |entry| {
+            let record = entry
+                .map_err(StateError::from)
+                .and_then(|(_, bytes)| Ok(decode::<RunRecord>(&bytes)?));
+            match record {
+                Ok(r) if r.job != job => None,
+                other => Some(other),
+            }
+        })
     }
 
     /// Every run, oldest first, optionally of one job only.
@@ -255,14 +270,16 @@ impl Runs {
     }
 }
 
-/// Of `runs` (oldest first), the finished ones older than the newest `keep` finished ones,
-/// unless already pruned.
-fn beyond_newest_finished(runs: Vec<RunRecord>, keep: usize) -> Vec<RunRecord> {
-    runs.into_iter()
-        .rev()
-        .filter(|r| !r.status.is_unfinished())
+/// Of a job's runs (newest first), the finished ones older than the newest `keep` finished
+/// ones, unless already pruned.
+fn beyond_newest_finished(
+    newest_first: impl Iterator<Item = Result<RunRecord, StateError>>,
+    keep: usize,
+) -> Result<Vec<RunRecord>, StateError> {
+    newest_first
+        .filter(|r| !r.as_ref().is_ok_and(|r| r.status.is_unfinished()))
         .skip(keep)
-        .filter(|r| !r.details_pruned)
+        .filter(|r| !r.as_ref().is_ok_and(|r| r.details_pruned))
         .collect()
 }
 
@@ -297,7 +314,7 @@ mod tests {
 
     #[test]
     fn pruning_keeps_the_newest_finished_runs_and_every_unfinished_one() {
-        let runs = vec![
+        let runs = [
             run(1, RunStatus::Succeeded, true),
             run(2, RunStatus::PartlyFailed, false),
             run(3, RunStatus::Aborted("daily limit".into()), false),
@@ -307,7 +324,8 @@ mod tests {
             run(7, RunStatus::PartlyFailed, false),
         ];
         let ids = |keep| {
-            beyond_newest_finished(runs.clone(), keep)
+            beyond_newest_finished(runs.iter().rev().cloned().map(Ok), keep)
+                .unwrap()
                 .iter()
                 .map(|r| r.id.0)
                 .collect::<Vec<_>>()
