@@ -285,3 +285,21 @@ pub fn job_to(emails: &[&str]) -> String {
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Polls `check` every `every` until it gives a value, for at most `limit` (then `None`).
+pub fn wait_for<T>(
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}

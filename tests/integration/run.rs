@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::harness::{Env, bulk_emails, bulk_job, job_to};
+use crate::harness::{Env, bulk_emails, bulk_job, job_to, wait_for};
 
 #[test]
 fn a_run_delivers_to_every_known_recipient_exactly_once() {
@@ -431,19 +431,17 @@ fn a_wide_fast_run_never_stalls() {
         .spawn()
         .unwrap();
     // A watchdog, not a timing goal: the run takes seconds; two minutes means it is stuck.
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > std::time::Duration::from_secs(120) {
-            child.kill().unwrap();
-            panic!(
-                "the run stalled: {} of 3000 sent",
-                env.emu().stats().sends_accepted
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let finished = wait_for(
+        std::time::Duration::from_secs(120),
+        std::time::Duration::from_millis(100),
+        || child.try_wait().unwrap(),
+    );
+    let Some(status) = finished else {
+        child.kill().unwrap();
+        panic!(
+            "the run stalled: {} of 3000 sent",
+            env.emu().stats().sends_accepted
+        );
     };
     assert_eq!(status.code(), Some(0));
     assert_eq!(env.emu().messages().len(), 3000);

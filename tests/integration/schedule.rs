@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Env, Run, bulk_emails, by_name, job_to};
+use crate::harness::{Env, Run, bulk_emails, by_name, job_to, wait_for};
 
 const RECIPIENTS: [&str; 3] = ["ana@example.com", "bo@example.com", "chen@example.com"];
 
@@ -42,16 +42,10 @@ impl Daemon {
             .unwrap();
         assert!(status.success());
         let start = Instant::now();
-        let code = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status.code();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "the scheduler did not exit within 15 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let code = wait_for(Duration::from_secs(15), Duration::from_millis(20), || {
+            self.child.try_wait().unwrap().map(|status| status.code())
+        })
+        .expect("the scheduler exits within 15 s");
         let took = start.elapsed();
         let logs = std::fs::read_to_string(&self.log).unwrap();
         assert_eq!(code, Some(0), "{logs}");
@@ -195,22 +189,16 @@ fn sigterm_mid_run_drains_and_the_next_start_resumes_without_duplicates() {
 
     // The next start resumes the same run and finishes it.
     let daemon = Daemon::start(&env, &[]);
-    let start = Instant::now();
     // Once the socket is there the scheduler holds the state; `history` then asks it.
-    while !zoomcast::control::socket_path(&env.state_dir()).exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the scheduler did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    while env.history(None)[0]["status"] != "succeeded" {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the run was not resumed"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let socket = zoomcast::control::socket_path(&env.state_dir());
+    wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        socket.exists().then_some(())
+    })
+    .expect("the scheduler starts");
+    wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
+        (env.history(None)[0]["status"] == "succeeded").then_some(())
+    })
+    .expect("the run is resumed");
     daemon.stop();
     let runs = env.history(None);
     assert_eq!(runs.len(), 1, "resumed under the same run");
