@@ -1,12 +1,13 @@
 //! [`Journal`]: the delivery journal's group commit.
 //!
-//! Before a send goes out, its recipient is marked `sending` and that mark is flushed. Marks
-//! from every sender waiting at the same time go into one flush (one writer task drains all
-//! waiting marks, inserts them, flushes once and answers them all), so durability costs one
-//! fsync per batch, not per recipient. Outcomes are inserted as they arrive, unflushed; the
-//! next group commit makes them durable too. So after a crash, the only recipients whose
-//! outcome is unknown are those whose sender had not started its next send: at most one per
-//! send slot, which bounds the duplicates a resumed run can cause by `concurrency`.
+//! Before a send goes out, its recipient is marked `sending` and that mark is flushed. The
+//! sender inserts its mark itself, then asks the one writer task for a flush; the writer takes
+//! every request waiting at that moment and answers them all with one flush, so durability
+//! costs one fsync per batch, not per recipient. Outcomes are inserted as they arrive,
+//! unflushed; the next group commit makes them durable too. So after a crash, the only
+//! recipients whose outcome is unknown are those whose sender had not started its next send:
+//! at most one per send slot, which bounds the duplicates a resumed run can cause by
+//! `concurrency`.
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -19,7 +20,7 @@ type Ack = oneshot::Sender<Result<(), String>>;
 #[derive(Clone)]
 pub struct Journal {
     deliveries: Deliveries,
-    commits: mpsc::Sender<(RunId, Delivery, Ack)>,
+    commits: mpsc::Sender<Ack>,
 }
 
 /// The journal could not be made durable.
@@ -49,10 +50,11 @@ impl Journal {
 
     /// Records a state durably, together with every other state waiting to be: returns once
     /// it is on disk.
-    pub async fn commit(&self, run: RunId, delivery: Delivery) -> Result<(), JournalError> {
+    pub async fn commit(&self, run: RunId, delivery: &Delivery) -> Result<(), JournalError> {
+        self.deliveries.set(run, delivery)?;
         let (ack, done) = oneshot::channel();
         self.commits
-            .send((run, delivery, ack))
+            .send(ack)
             .await
             .map_err(|_| JournalError("the journal writer stopped".into()))?;
         done.await
@@ -72,23 +74,16 @@ impl Journal {
     }
 }
 
-async fn write_batches(deliveries: Deliveries, mut rx: mpsc::Receiver<(RunId, Delivery, Ack)>) {
+async fn write_batches(deliveries: Deliveries, mut rx: mpsc::Receiver<Ack>) {
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while let Ok(next) = rx.try_recv() {
             batch.push(next);
         }
-        let mut result = Ok(());
-        for (run, delivery, _) in &batch {
-            if let Err(e) = deliveries.set(*run, delivery) {
-                result = Err(e.to_string());
-            }
-        }
-        if result.is_ok() {
-            result = deliveries.flush().await.map_err(|e| e.to_string());
-        }
-        for (_, _, ack) in batch.drain(..) {
+        // Every mark in the batch was inserted before its request was sent.
+        let result = deliveries.flush().await.map_err(|e| e.to_string());
+        for ack in batch.drain(..) {
             let _ = ack.send(result.clone());
         }
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, decode, encode};
 use super::runs::Counts;
-use super::{RunId, StateError};
+use super::{Flusher, RunId, StateError};
 
 /// Where one recipient stands in a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +83,7 @@ pub struct Rendered {
 #[derive(Clone)]
 pub struct Deliveries {
     tree: sled::Tree,
+    flusher: Flusher,
 }
 
 fn key(run: RunId, email: &str) -> Vec<u8> {
@@ -92,9 +93,10 @@ fn key(run: RunId, email: &str) -> Vec<u8> {
 }
 
 impl Deliveries {
-    pub(super) fn open(db: &sled::Db) -> Result<Self, StateError> {
+    pub(super) fn open(db: &sled::Db, flusher: &Flusher) -> Result<Self, StateError> {
         Ok(Self {
             tree: db.open_tree("deliveries")?,
+            flusher: flusher.clone(),
         })
     }
 
@@ -107,7 +109,7 @@ impl Deliveries {
 
     /// Makes every recorded state durable: the group commit before a batch of sends.
     pub async fn flush(&self) -> Result<(), StateError> {
-        self.tree.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 
@@ -192,7 +194,7 @@ mod tests {
     #[test]
     fn leftover_sending_entries_are_settled_as_uncertain() {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let deliveries = Deliveries::open(&db).unwrap();
+        let deliveries = Deliveries::open(&db, &Flusher::new(&db)).unwrap();
         let at = Utc::now();
         let entry = |email: &str, state| Delivery {
             email: email.into(),

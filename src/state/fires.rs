@@ -4,19 +4,21 @@
 
 use chrono::{DateTime, Utc};
 
-use super::StateError;
 use super::codec::{self, KEY_FORMAT, encode};
+use super::{Flusher, StateError};
 
 /// The `schedule` tree.
 #[derive(Clone)]
 pub struct Fires {
     tree: sled::Tree,
+    flusher: Flusher,
 }
 
 impl Fires {
-    pub(super) fn open(db: &sled::Db) -> Result<Self, StateError> {
+    pub(super) fn open(db: &sled::Db, flusher: &Flusher) -> Result<Self, StateError> {
         Ok(Self {
             tree: db.open_tree("schedule")?,
+            flusher: flusher.clone(),
         })
     }
 
@@ -31,7 +33,7 @@ impl Fires {
             return Ok(());
         }
         self.tree.insert(key(job), encode(&tick))?;
-        self.tree.flush()?;
+        self.flusher.flush_blocking()?;
         Ok(())
     }
 }

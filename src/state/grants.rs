@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::StateError;
 use super::codec::{self, CodecError, decode, encode};
+use super::{Flusher, StateError};
 use crate::auth::token::{BotToken, RefreshToken, UserToken};
 
 /// A user grant: the refresh token, the current access token, and who authorized.
@@ -48,14 +48,20 @@ pub struct Grant {
 #[derive(Clone)]
 pub struct Grants {
     tree: sled::Tree,
+    flusher: Flusher,
     bots: sled::Tree,
     dir: PathBuf,
 }
 
 impl Grants {
-    pub(super) fn open(db: &sled::Db, state_dir: &Path) -> Result<Self, StateError> {
+    pub(super) fn open(
+        db: &sled::Db,
+        flusher: &Flusher,
+        state_dir: &Path,
+    ) -> Result<Self, StateError> {
         Ok(Self {
             tree: db.open_tree("grants")?,
+            flusher: flusher.clone(),
             bots: db.open_tree("bot_tokens")?,
             dir: state_dir.join("grants"),
         })
@@ -120,7 +126,7 @@ impl Grants {
                 source,
             })?;
         self.tree.insert(app, bytes)?;
-        self.tree.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 
@@ -140,7 +146,7 @@ impl Grants {
         }
         self.tree.remove(app)?;
         self.bots.remove(app)?;
-        self.tree.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 

@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod deliveries;
 pub mod fires;
+pub mod flusher;
 pub mod grants;
 pub mod jids;
 pub mod lock;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use deliveries::{Deliveries, Delivery, DeliveryState, Rendered};
 pub use fires::Fires;
+pub use flusher::Flusher;
 pub use grants::{Grant, Grants};
 pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
@@ -84,6 +86,7 @@ pub enum StateError {
 pub struct Store {
     dir: PathBuf,
     db: sled::Db,
+    flusher: Flusher,
     _lock: StateLock,
 }
 
@@ -117,6 +120,7 @@ impl Store {
             })?;
         Ok(Self {
             dir: dir.to_owned(),
+            flusher: Flusher::new(&db),
             db,
             _lock: lock,
         })
@@ -129,12 +133,12 @@ impl Store {
 
     /// The `grants` tree and files.
     pub fn grants(&self) -> Result<Grants, StateError> {
-        Grants::open(&self.db, &self.dir)
+        Grants::open(&self.db, &self.flusher, &self.dir)
     }
 
     /// The `runs` tree.
     pub fn runs(&self) -> Result<Runs, StateError> {
-        Runs::open(&self.db)
+        Runs::open(&self.db, &self.flusher)
     }
 
     /// The `jids` tree (the email-to-JID cache).
@@ -144,18 +148,18 @@ impl Store {
 
     /// The `schedule` tree (each job's newest tick dealt with).
     pub fn fires(&self) -> Result<Fires, StateError> {
-        Fires::open(&self.db)
+        Fires::open(&self.db, &self.flusher)
     }
 
     /// The `deliveries` tree.
     pub fn deliveries(&self) -> Result<Deliveries, StateError> {
-        Deliveries::open(&self.db)
+        Deliveries::open(&self.db, &self.flusher)
     }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = self.flusher.flush_blocking() {
             tracing::error!("flushing the state database on exit failed: {e}");
         }
     }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::StateError;
 use super::codec::{self, decode, encode};
+use super::{Flusher, StateError};
 
 /// A run's id: increasing across restarts, so runs list in the order they started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -123,13 +123,15 @@ pub struct RunRecord {
 #[derive(Clone)]
 pub struct Runs {
     tree: sled::Tree,
+    flusher: Flusher,
     ticks: sled::Tree,
 }
 
 impl Runs {
-    pub(super) fn open(db: &sled::Db) -> Result<Self, StateError> {
+    pub(super) fn open(db: &sled::Db, flusher: &Flusher) -> Result<Self, StateError> {
         Ok(Self {
             tree: db.open_tree("runs")?,
+            flusher: flusher.clone(),
             ticks: db.open_tree("run_ticks")?,
         })
     }
@@ -168,7 +170,7 @@ impl Runs {
                 sled::transaction::TransactionError::Storage(e) => StateError::from(e),
                 sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
             })?;
-        self.tree.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(record)
     }
 
@@ -202,7 +204,7 @@ impl Runs {
     /// Stores (replaces) a run record, durably.
     pub async fn put(&self, record: &RunRecord) -> Result<(), StateError> {
         self.tree.insert(record.id.key(), encode(record))?;
-        self.tree.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 
