@@ -60,6 +60,10 @@ pub enum Request {
         path: PathBuf,
         /// Look every recipient up again.
         refresh_cache: bool,
+        /// Only check the job and its app (the scheduler's configuration and grant), as
+        /// `run --dry-run` does; send nothing.
+        #[serde(default)]
+        dry_run: bool,
     },
 }
 
@@ -77,6 +81,11 @@ pub enum Response {
     Grants(Vec<AppGrant>),
     /// A finished run: its record and its failed or uncertain recipients.
     Report(RunRecord, Vec<Delivery>),
+    /// A dry run found the job ready to send, from this chatbot.
+    Checked {
+        /// The chatbot's JID.
+        robot_jid: String,
+    },
     /// The job or configuration is invalid (exit 2).
     Invalid(String),
     /// The request failed.

@@ -98,17 +98,13 @@ async fn through_scheduler(
     path: &std::path::Path,
     args: &Args,
 ) -> anyhow::Result<Outcome> {
+    let path = std::fs::canonicalize(path)
+        .with_context(|| format!("resolving the job file {}", path.display()))?;
     if args.dry_run {
-        let grants = state.grants(vec![job.app.clone()]).await?;
-        if !grants.iter().any(|g| g.app == job.app && g.grant.is_some()) {
-            anyhow::bail!(
-                "app `{}` holds no grant; run `zoomcast auth login --app {}` once the scheduler stopped",
-                job.app,
-                job.app
-            );
-        }
+        let robot_jid = state.check_job(path).await?;
         println!(
-            "dry run: job `{}` is valid and would send to {} recipients as app `{}` (through the running scheduler); nothing was sent",
+            "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {robot_jid}, \
+             through the running scheduler); nothing was sent",
             job.name, job.recipient_count, job.app
         );
         return Ok(Outcome::Done);
@@ -117,8 +113,6 @@ async fn through_scheduler(
         "a scheduler holds the state directory: running job `{}` in it",
         job.name
     );
-    let path = std::fs::canonicalize(path)
-        .with_context(|| format!("resolving the job file {}", path.display()))?;
     let report = state.run_job(path, args.refresh_cache).await?;
     finish(&report, args)
 }

@@ -21,7 +21,7 @@ use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
 use crate::config::{AppConfig, Config, Invalid, Job};
 use crate::control::{self, Handler, Request, Response};
 use crate::delivery::limiter::Limiters;
-use crate::delivery::{Engine, RunOptions, RunReport, sender};
+use crate::delivery::{Engine, RunOptions, RunReport, Sender, sender};
 use crate::report;
 use crate::schedule::daemon::{Event, Launcher, ManualRun, Scheduler, Settings, SystemClock};
 use crate::state::{StateError, Store};
@@ -261,6 +261,12 @@ impl EngineLauncher {
         }
     }
 
+    /// Checks that `job`'s app can send, with this scheduler's configuration and grant:
+    /// what a run would send as.
+    async fn check(&self, job: &Job) -> anyhow::Result<Sender> {
+        self.app(&job.app)?.sender().await
+    }
+
     /// One run of `job` with the app's engine.
     fn run(
         &self,
@@ -270,16 +276,22 @@ impl EngineLauncher {
         let runtime = self.app(&job.app);
         Box::pin(async move {
             let runtime = runtime?;
-            let app = &runtime.app;
-            let from = sender(
-                &runtime.engine.tokens,
-                app.robot_jid.as_deref(),
-                app.account_id.as_deref(),
-                &app.name,
-            )
-            .await?;
+            let from = runtime.sender().await?;
             runtime.engine.run(&job, &from, options).await
         })
+    }
+}
+
+impl AppRuntime {
+    /// What the app's runs send as, checked against its configuration and grant.
+    async fn sender(&self) -> anyhow::Result<Sender> {
+        sender(
+            &self.engine.tokens,
+            self.app.robot_jid.as_deref(),
+            self.app.account_id.as_deref(),
+            &self.app.name,
+        )
+        .await
     }
 }
 
@@ -314,55 +326,85 @@ impl Handler for ControlHandler {
         let Request::RunJob {
             path,
             refresh_cache,
+            dry_run,
         } = request
         else {
             let answer = control::answer(&self.store, &request)
                 .unwrap_or_else(|e| Response::Failed(e.to_string()));
             return Box::pin(std::future::ready(answer));
         };
-        let job = match Job::load(&path, &self.config) {
-            Ok(job) => Arc::new(job),
-            Err(invalid) => {
-                return Box::pin(std::future::ready(Response::Invalid(invalid.to_string())));
-            }
-        };
-        let (launcher, events) = (self.launcher.clone(), self.events.clone());
+        let (config, launcher, events) = (
+            self.config.clone(),
+            self.launcher.clone(),
+            self.events.clone(),
+        );
         Box::pin(async move {
-            let name = job.name.clone();
-            let (done, report) = oneshot::channel();
-            let run: ManualRun = Box::new(move |cancel| {
-                let options = RunOptions {
-                    refresh_cache,
-                    cancel,
-                    ..RunOptions::default()
+            // The job file is read off the runtime's workers: it may be large.
+            let load = tokio::task::spawn_blocking(move || Job::load(&path, &config));
+            let job = match load.await.expect("loading a job does not panic") {
+                Ok(job) => Arc::new(job),
+                Err(invalid) => return Response::Invalid(invalid.to_string()),
+            };
+            if dry_run {
+                return match launcher.check(&job).await {
+                    Ok(from) => Response::Checked {
+                        robot_jid: from.robot_jid,
+                    },
+                    Err(e) => failure(&e),
                 };
-                let run = launcher.run(job, options);
-                Box::pin(async move {
-                    let result = run.await;
-                    let summary = match &result {
-                        Ok(report) => Ok(report::run_summary(&report.record)),
-                        Err(e) => Err(anyhow::anyhow!("{e:#}")),
-                    };
-                    let _ = done.send(result);
-                    summary
-                })
-            });
-            let job = name.clone();
-            if events.send(Event::RunNow { job, run }).await.is_err() {
-                return Response::Failed(
-                    "the scheduler is shutting down; run the job again after it stopped".into(),
-                );
             }
-            match report.await {
-                Ok(Ok(report)) => Response::Report(report.record, report.failures),
-                Ok(Err(e)) if e.chain().any(|c| c.downcast_ref::<Invalid>().is_some()) => {
-                    Response::Invalid(format!("{e:#}"))
-                }
-                Ok(Err(e)) => Response::Failed(format!("{e:#}")),
-                Err(_) => Response::Failed(format!(
-                    "job `{name}` has a run going in the scheduler (or the scheduler is shutting down); run it again when that run ends"
-                )),
-            }
+            run_now(&launcher, &events, job, refresh_cache).await
         })
+    }
+}
+
+/// Runs `job` by hand through the scheduler loop, and answers with its report.
+async fn run_now(
+    launcher: &Arc<EngineLauncher>,
+    events: &mpsc::Sender<Event>,
+    job: Arc<Job>,
+    refresh_cache: bool,
+) -> Response {
+    let name = job.name.clone();
+    let (done, report) = oneshot::channel();
+    let launcher = launcher.clone();
+    let run: ManualRun = Box::new(move |cancel| {
+        let options = RunOptions {
+            refresh_cache,
+            cancel,
+            ..RunOptions::default()
+        };
+        let run = launcher.run(job, options);
+        Box::pin(async move {
+            let result = run.await;
+            let summary = match &result {
+                Ok(report) => Ok(report::run_summary(&report.record)),
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
+            };
+            let _ = done.send(result);
+            summary
+        })
+    });
+    let job = name.clone();
+    if events.send(Event::RunNow { job, run }).await.is_err() {
+        return Response::Failed(
+            "the scheduler is shutting down; run the job again after it stopped".into(),
+        );
+    }
+    match report.await {
+        Ok(Ok(report)) => Response::Report(report.record, report.failures),
+        Ok(Err(e)) => failure(&e),
+        Err(_) => Response::Failed(format!(
+            "job `{name}` has a run going in the scheduler (or the scheduler is shutting down); run it again when that run ends"
+        )),
+    }
+}
+
+/// A failed request's answer: `Invalid` (exit 2) when the job or configuration is at fault.
+fn failure(e: &anyhow::Error) -> Response {
+    if e.chain().any(|c| c.downcast_ref::<Invalid>().is_some()) {
+        Response::Invalid(format!("{e:#}"))
+    } else {
+        Response::Failed(format!("{e:#}"))
     }
 }

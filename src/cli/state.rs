@@ -89,11 +89,26 @@ impl State {
             .ask(&Request::RunJob {
                 path,
                 refresh_cache,
+                dry_run: false,
             })
             .await?
         {
             Response::Report(record, failures) => Ok(RunReport { record, failures }),
             _ => Err(unexpected("a run report")),
+        }
+    }
+
+    /// Has the scheduler check a job and its app as `run --dry-run` does: the chatbot JID
+    /// a run would send from.
+    pub(super) async fn check_job(&self, path: PathBuf) -> anyhow::Result<String> {
+        let request = Request::RunJob {
+            path,
+            refresh_cache: false,
+            dry_run: true,
+        };
+        match self.ask(&request).await? {
+            Response::Checked { robot_jid } => Ok(robot_jid),
+            _ => Err(unexpected("a dry run's answer")),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Env, Run, bulk_emails, by_name, job_to, wait_for};
@@ -19,17 +19,26 @@ struct Daemon {
 impl Daemon {
     /// Starts `schedule` with its logs going to a file in the test directory.
     fn start(env: &Env, args: &[&str]) -> Self {
+        Self::start_with(env, args, |_| {})
+    }
+
+    /// Starts `schedule` with `tweak` applied to its command, and waits until it holds the
+    /// state directory (its control socket is there).
+    fn start_with(env: &Env, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Self {
         let log = env.dir.path().join("schedule.log");
         let file = std::fs::File::create(&log).unwrap();
         let mut all = vec!["schedule"];
         all.extend_from_slice(args);
-        let child = env
-            .command(&all)
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Self { child, log }
+        let mut command = env.command(&all);
+        tweak(&mut command);
+        let child = command.stdout(Stdio::null()).stderr(file).spawn().unwrap();
+        let daemon = Self { child, log };
+        let socket = zoomcast::control::socket_path(&env.state_dir());
+        wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+            socket.exists().then_some(())
+        })
+        .expect("the scheduler starts");
+        daemon
     }
 
     /// Sends SIGTERM, waits (at most 15 s) for exit 0, and returns the log and how long the
@@ -117,6 +126,10 @@ fn commands_work_beside_the_scheduler_and_job_files_reload() {
         pulse["next_utc"][0].as_str().unwrap().ends_with("+00:00"),
         "{pulse}"
     );
+    env.run(&["run", "manual", "--dry-run"])
+        .code(0)
+        .stdout_has("would send to 2 recipients")
+        .stdout_has("bot v1robotzoomcast@xmpp.zoom.us, through the running scheduler");
     let manual = env.run(&["run", "manual", "--json"]);
     let report = manual
         .code(0)
@@ -147,6 +160,24 @@ fn commands_work_beside_the_scheduler_and_job_files_reload() {
     assert!(runs("late") >= 1, "the new job ran:\n{logs}");
     assert_eq!(count("dee@example.com"), runs("late"));
     assert_eq!(count("eli@example.com"), 1);
+}
+
+#[test]
+fn a_dry_run_beside_the_scheduler_checks_the_schedulers_configuration() {
+    let env = Env::new();
+    env.job("manual", &job_to(&["eli@example.com"]));
+    env.login();
+    // The scheduler runs without a chatbot JID; this shell has one, but the scheduler would
+    // be the one sending.
+    let daemon = Daemon::start_with(&env, &[], |cmd| {
+        cmd.env_remove("ZOOM_ROBOT_JID");
+    });
+    env.run(&["run", "manual", "--dry-run"])
+        .code(2)
+        .stderr_has("app `default` has no robot_jid")
+        .stderr_has("set ZOOM_ROBOT_JID");
+    daemon.stop();
+    assert!(env.emu().messages().is_empty());
 }
 
 #[test]
@@ -188,13 +219,8 @@ fn sigterm_mid_run_drains_and_the_next_start_resumes_without_duplicates() {
     );
 
     // The next start resumes the same run and finishes it.
+    // Once it started, the scheduler holds the state; `history` then asks it.
     let daemon = Daemon::start(&env, &[]);
-    // Once the socket is there the scheduler holds the state; `history` then asks it.
-    let socket = zoomcast::control::socket_path(&env.state_dir());
-    wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
-        socket.exists().then_some(())
-    })
-    .expect("the scheduler starts");
     wait_for(Duration::from_secs(30), Duration::from_millis(200), || {
         (env.history(None)[0]["status"] == "succeeded").then_some(())
     })
