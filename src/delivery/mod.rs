@@ -570,7 +570,7 @@ impl RunCtx<'_> {
         };
         // A token failure must stop the run before the mark: `sending` means "will be sent".
         self.engine.tokens.bot_token().await?;
-        self.journal.commit(self.run, &sending).await?;
+        self.journal.commit(self.run, sending).await?;
         if let Some(pacer) = &self.pacer {
             pacer.wait().await;
         }

@@ -109,8 +109,12 @@ impl Deliveries {
 
     /// Makes every recorded state durable: the group commit before a batch of sends.
     pub async fn flush(&self) -> Result<(), StateError> {
-        self.flusher.flush().await?;
-        Ok(())
+        self.flusher.flush().await
+    }
+
+    /// [`Deliveries::flush`], blocking the thread.
+    pub fn flush_blocking(&self) -> Result<(), StateError> {
+        self.flusher.flush_blocking()
     }
 
     /// Forgets a recipient of a run (not flushed): it was marked `sending`, but its request
