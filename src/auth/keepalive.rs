@@ -24,14 +24,10 @@ pub async fn refresh_if_idle(
     max_idle: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<KeepAlive, TokenError> {
-    let grant = match tokens.grant().await {
-        Err(TokenError::NoGrant { .. }) => return Ok(KeepAlive::NoGrant),
-        grant => grant?,
-    };
-    let idle = now - grant.refreshed_at;
-    if idle <= max_idle {
-        return Ok(KeepAlive::Fresh);
+    match tokens.refresh_if_before(now - max_idle).await {
+        Err(TokenError::NoGrant { .. }) => Ok(KeepAlive::NoGrant),
+        Err(e) => Err(e),
+        Ok(None) => Ok(KeepAlive::Fresh),
+        Ok(Some(last)) => Ok(KeepAlive::Refreshed(now - last)),
     }
-    tokens.refresh_now().await?;
-    Ok(KeepAlive::Refreshed(idle))
 }

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::oauth::{OAuthClient, OAuthError, TokenResponse};
@@ -63,8 +63,6 @@ enum Need {
     Fresh,
     /// Any token but this rejected one.
     Replace(UserToken),
-    /// A rotation now (the keep-alive).
-    Rotate,
 }
 
 /// The tokens of one app.
@@ -113,9 +111,21 @@ impl AppTokens {
         self.user(Need::Replace(rejected.clone())).await
     }
 
-    /// Refreshes the grant now, whatever its access token's age (the keep-alive).
-    pub async fn refresh_now(&self) -> Result<UserToken, TokenError> {
-        self.user(Need::Rotate).await
+    /// Refreshes the grant if its last refresh was before `since` (the keep-alive), and
+    /// returns when that last refresh was. The check and the refresh hold the same lock, so a
+    /// refresh another task made meanwhile is not repeated.
+    pub async fn refresh_if_before(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, TokenError> {
+        let mut slot = self.user.clone().lock_owned().await;
+        let held = self.load(&mut slot)?;
+        let last = held.grant.refreshed_at;
+        if held.saved && last >= since {
+            return Ok(None);
+        }
+        self.refresh(slot).await?;
+        Ok(Some(last))
     }
 
     fn load<'a>(&self, slot: &'a mut Option<Held>) -> Result<&'a mut Held, TokenError> {
@@ -146,11 +156,16 @@ impl AppTokens {
             && match &need {
                 Need::Fresh => current.is_fresh(Utc::now()),
                 Need::Replace(rejected) => current != rejected,
-                Need::Rotate => false,
             };
         if usable {
             return Ok(current.clone());
         }
+        self.refresh(slot).await
+    }
+
+    /// Refreshes the grant in `slot`, in a task of its own: a caller that gives up waiting
+    /// cannot cut a rotation in half.
+    async fn refresh(&self, slot: OwnedMutexGuard<Option<Held>>) -> Result<UserToken, TokenError> {
         let refresher = Refresher {
             app: self.app.clone(),
             oauth: self.oauth.clone(),

@@ -446,6 +446,22 @@ fn keep_alive_refreshes_only_a_grant_left_idle() {
     assert_eq!(z.handle.emulator().stats().refreshes, 1);
 }
 
+#[test]
+fn a_keep_alive_refresh_is_decided_on_the_grant_as_it_is_when_refreshing() {
+    let (z, _dir, _store, tokens) = logged_in();
+    z.runtime.block_on(async {
+        let login = tokens.grant().await.unwrap().refreshed_at;
+        let since = chrono::Utc::now();
+        // Two keep-alives that both saw the login's grant as idle: the first refreshes, the
+        // second finds that refresh and does not rotate again.
+        let first = tokens.refresh_if_before(since).await.unwrap();
+        assert_eq!(first, Some(login));
+        let second = tokens.refresh_if_before(since).await.unwrap();
+        assert_eq!(second, None);
+    });
+    assert_eq!(z.handle.emulator().stats().refreshes, 1);
+}
+
 /// Writes `DIR/NAME.toml` sending to `emails` and loads it.
 fn job_in(dir: &std::path::Path, name: &str, emails: &[&str]) -> zoomcast::config::Job {
     let path = dir.join(format!("{name}.toml"));
