@@ -147,14 +147,7 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
             Some(record) => Response::Run(Some((record, store.deliveries()?.list(*id)?))),
             None => Response::Run(None),
         },
-        Request::LatestRuns { jobs } => {
-            let runs = store.runs()?;
-            let latest = jobs
-                .iter()
-                .map(|job| runs.latest(job))
-                .collect::<Result<_, _>>()?;
-            Response::LatestRuns(latest)
-        }
+        Request::LatestRuns { jobs } => Response::LatestRuns(store.runs()?.latest_of(jobs)?),
         Request::Grants { apps } => {
             let grants = store.grants()?;
             let mut apps = apps.clone();

@@ -186,9 +186,26 @@ impl Runs {
         }
     }
 
-    /// The newest run of `job`, finished or not.
-    pub fn latest(&self, job: &str) -> Result<Option<RunRecord>, StateError> {
-        self.newest(job, |_| true)
+    /// The newest run of each of `jobs`, finished or not, in their order: one pass over the
+    /// runs, newest first, which ends as soon as every job has its run (a job that never ran
+    /// costs one full pass, not one per such job).
+    pub fn latest_of(&self, jobs: &[String]) -> Result<Vec<Option<RunRecord>>, StateError> {
+        let mut latest: Vec<Option<RunRecord>> = vec![None; jobs.len()];
+        let mut missing = jobs.len();
+        for entry in self.tree.iter().rev() {
+            if missing == 0 {
+                break;
+            }
+            let (_, bytes) = entry?;
+            let record: RunRecord = decode(&bytes)?;
+            for (slot, job) in latest.iter_mut().zip(jobs) {
+                if slot.is_none() && *job == record.job {
+                    *slot = Some(record.clone());
+                    missing -= 1;
+                }
+            }
+        }
+        Ok(latest)
     }
 
     /// One more than the newest run's id. (Not sled's `generate_id`, which jumps by its
@@ -336,5 +353,26 @@ mod tests {
         assert_eq!(ids(2), [4, 2]);
         assert_eq!(ids(1), [6, 4, 2]);
         assert_eq!(ids(4), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn the_latest_runs_of_several_jobs_come_in_the_order_asked() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let runs = Runs::open(&db, &Flusher::new(&db)).unwrap();
+        for (id, job) in [(1, "a"), (2, "b"), (3, "a"), (4, "c")] {
+            let record = RunRecord {
+                job: job.into(),
+                ..run(id, RunStatus::Succeeded, false)
+            };
+            runs.tree.insert(record.id.key(), encode(&record)).unwrap();
+        }
+        let jobs = ["a", "never", "b", "a"].map(String::from);
+        let ids: Vec<Option<u64>> = runs
+            .latest_of(&jobs)
+            .unwrap()
+            .iter()
+            .map(|r| r.as_ref().map(|r| r.id.0))
+            .collect();
+        assert_eq!(ids, [Some(3), None, Some(2), Some(3)]);
     }
 }
