@@ -60,10 +60,13 @@ pub enum Request {
         path: PathBuf,
         /// Look every recipient up again.
         refresh_cache: bool,
-        /// Only check the job and its app (the scheduler's configuration and grant), as
-        /// `run --dry-run` does; send nothing.
-        #[serde(default)]
-        dry_run: bool,
+    },
+    /// Check a job and its app with the daemon's configuration and grant, as `run --dry-run`
+    /// does; send nothing. (A request of its own, not a flag of `RunJob`: a scheduler of an
+    /// older release would ignore the flag and run the job.)
+    CheckJob {
+        /// The job file (absolute).
+        path: PathBuf,
     },
 }
 
@@ -81,10 +84,14 @@ pub enum Response {
     Grants(Vec<AppGrant>),
     /// A finished run: its record and its failed or uncertain recipients.
     Report(RunRecord, Vec<Delivery>),
-    /// A dry run found the job ready to send, from this chatbot.
+    /// A dry run found the job ready to send.
     Checked {
-        /// The chatbot's JID.
+        /// The app it would send as.
+        app: String,
+        /// The chatbot it would send from.
         robot_jid: String,
+        /// How many recipients it has, de-duplicated.
+        recipients: usize,
     },
     /// The job or configuration is invalid (exit 2).
     Invalid(String),
@@ -166,7 +173,7 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
             }
             Response::Grants(rows)
         }
-        Request::RunJob { .. } => {
+        Request::RunJob { .. } | Request::CheckJob { .. } => {
             Response::Failed("running a job needs the scheduler; none answered".into())
         }
     })

@@ -121,7 +121,7 @@ impl AppTokens {
         let mut slot = self.user.clone().lock_owned().await;
         let held = self.load(&mut slot)?;
         let last = held.grant.refreshed_at;
-        if held.saved && last >= since {
+        if last >= since {
             return Ok(None);
         }
         self.refresh(slot).await?;

@@ -101,11 +101,11 @@ async fn through_scheduler(
     let path = std::fs::canonicalize(path)
         .with_context(|| format!("resolving the job file {}", path.display()))?;
     if args.dry_run {
-        let robot_jid = state.check_job(path).await?;
+        let checked = state.check_job(path).await?;
         println!(
-            "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {robot_jid}, \
+            "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}, \
              through the running scheduler); nothing was sent",
-            job.name, job.recipient_count, job.app
+            job.name, checked.recipients, checked.app, checked.robot_jid
         );
         return Ok(Outcome::Done);
     }

@@ -323,15 +323,17 @@ struct ControlHandler {
 
 impl Handler for ControlHandler {
     fn handle(&self, request: Request) -> BoxFuture<'static, Response> {
-        let Request::RunJob {
-            path,
-            refresh_cache,
-            dry_run,
-        } = request
-        else {
-            let answer = control::answer(&self.store, &request)
-                .unwrap_or_else(|e| Response::Failed(e.to_string()));
-            return Box::pin(std::future::ready(answer));
+        let (path, refresh_cache, dry_run) = match request {
+            Request::RunJob {
+                path,
+                refresh_cache,
+            } => (path, refresh_cache, false),
+            Request::CheckJob { path } => (path, false, true),
+            read => {
+                let answer = control::answer(&self.store, &read)
+                    .unwrap_or_else(|e| Response::Failed(e.to_string()));
+                return Box::pin(std::future::ready(answer));
+            }
         };
         let (config, launcher, events) = (
             self.config.clone(),
@@ -348,7 +350,9 @@ impl Handler for ControlHandler {
             if dry_run {
                 return match launcher.check(&job).await {
                     Ok(from) => Response::Checked {
+                        app: job.app.clone(),
                         robot_jid: from.robot_jid,
+                        recipients: job.recipient_count,
                     },
                     Err(e) => failure(&e),
                 };

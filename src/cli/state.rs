@@ -89,7 +89,6 @@ impl State {
             .ask(&Request::RunJob {
                 path,
                 refresh_cache,
-                dry_run: false,
             })
             .await?
         {
@@ -98,16 +97,19 @@ impl State {
         }
     }
 
-    /// Has the scheduler check a job and its app as `run --dry-run` does: the chatbot JID
-    /// a run would send from.
-    pub(super) async fn check_job(&self, path: PathBuf) -> anyhow::Result<String> {
-        let request = Request::RunJob {
-            path,
-            refresh_cache: false,
-            dry_run: true,
-        };
-        match self.ask(&request).await? {
-            Response::Checked { robot_jid } => Ok(robot_jid),
+    /// Has the scheduler check a job and its app as `run --dry-run` does: the app, chatbot
+    /// JID and recipient count a run would have.
+    pub(super) async fn check_job(&self, path: PathBuf) -> anyhow::Result<Checked> {
+        match self.ask(&Request::CheckJob { path }).await? {
+            Response::Checked {
+                app,
+                robot_jid,
+                recipients,
+            } => Ok(Checked {
+                app,
+                robot_jid,
+                recipients,
+            }),
             _ => Err(unexpected("a dry run's answer")),
         }
     }
@@ -142,4 +144,12 @@ async fn wait_for_socket(dir: &Path) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     true
+}
+
+/// What a scheduler's dry run found: a run would send as `app`, from `robot_jid`, to
+/// `recipients` people.
+pub(super) struct Checked {
+    pub app: String,
+    pub robot_jid: String,
+    pub recipients: usize,
 }

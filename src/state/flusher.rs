@@ -7,10 +7,11 @@
 //!   (spacejam/sled#1308, fixed on sled's main branch but never released). Here, the journals
 //!   of jobs running together, run records and token rotations all flush. It happened in
 //!   development too: a journal flush and the final flush of `Store::drop` both waited
-//!   forever for a write that no thread was doing. So every flush in the process takes one
-//!   lock.
+//!   forever for a write that no thread was doing. So every flush zoomcast asks for takes one
+//!   lock. (sled's own periodic flusher thread still writes its buffers on its own schedule,
+//!   outside that lock.)
 //! - **Waiters share a flush.** A caller that waited for the lock skips its own flush when
-//!   another one started after it asked: that one already covers its writes. So a burst of
+//!   another one started after it asked and succeeded: that one already covers its writes. So a burst of
 //!   callers costs one or two flushes, not one each.
 //!
 //! The flush runs on the calling thread (tokio's blocking pool for async callers), never
@@ -35,6 +36,8 @@ struct Shared {
     turn: Mutex<()>,
     /// Flushes started so far; incremented, under `turn`, just before each one starts.
     started: AtomicU64,
+    /// The number (1, 2, ...) of the newest flush that succeeded; 0 before any did.
+    succeeded: AtomicU64,
 }
 
 impl Flusher {
@@ -45,6 +48,7 @@ impl Flusher {
             shared: Arc::new(Shared {
                 turn: Mutex::new(()),
                 started: AtomicU64::new(0),
+                succeeded: AtomicU64::new(0),
             }),
         }
     }
@@ -55,26 +59,28 @@ impl Flusher {
         self.flush_since(self.ticket())
     }
 
-    /// The number of flushes started so far: a flush counted after this was taken started
-    /// after every write made before it.
+    /// The number of flushes started so far: a flush numbered above it started after every
+    /// write made before it was taken.
     fn ticket(&self) -> u64 {
         self.shared.started.load(Ordering::SeqCst)
     }
 
-    /// Flushes, unless a flush started since `ticket` was taken.
+    /// Flushes, unless a flush that started since `ticket` was taken succeeded.
     fn flush_since(&self, ticket: u64) -> Result<(), StateError> {
-        // The lock guards no data, so a panic while holding it leaves nothing inconsistent.
+        // A flush that panicked or failed never counts as succeeded, so the lock's poisoning
+        // carries nothing the counters do not already say.
         let _turn = self
             .shared
             .turn
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if self.ticket() > ticket {
-            // That flush started after the caller's writes and, as the lock is ours, ended.
+        if self.shared.succeeded.load(Ordering::SeqCst) > ticket {
+            // That flush started after the caller's writes, and it succeeded.
             return Ok(());
         }
-        self.shared.started.fetch_add(1, Ordering::SeqCst);
+        let number = self.shared.started.fetch_add(1, Ordering::SeqCst) + 1;
         self.db.flush()?;
+        self.shared.succeeded.store(number, Ordering::SeqCst);
         Ok(())
     }
 
