@@ -85,18 +85,22 @@ pub enum Response {
     /// A finished run: its record and its failed or uncertain recipients.
     Report(RunRecord, Vec<Delivery>),
     /// A dry run found the job ready to send.
-    Checked {
-        /// The app it would send as.
-        app: String,
-        /// The chatbot it would send from.
-        robot_jid: String,
-        /// How many recipients it has, de-duplicated.
-        recipients: usize,
-    },
+    Checked(Checked),
     /// The job or configuration is invalid (exit 2).
     Invalid(String),
     /// The request failed.
     Failed(String),
+}
+
+/// What a scheduler's dry run found: what a run of the job would send as.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checked {
+    /// The app it would send as.
+    pub app: String,
+    /// The chatbot it would send from.
+    pub robot_jid: String,
+    /// How many recipients it has, de-duplicated.
+    pub recipients: usize,
 }
 
 /// One app's grant as `auth status` shows it.

@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use super::{Context, Outcome};
 use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
 use crate::config::{AppConfig, Config, Invalid, Job};
-use crate::control::{self, Handler, Request, Response};
+use crate::control::{self, Checked, Handler, Request, Response};
 use crate::delivery::limiter::Limiters;
 use crate::delivery::{Engine, RunOptions, RunReport, Sender, sender};
 use crate::report;
@@ -323,42 +323,50 @@ struct ControlHandler {
 
 impl Handler for ControlHandler {
     fn handle(&self, request: Request) -> BoxFuture<'static, Response> {
-        let (path, refresh_cache, dry_run) = match request {
-            Request::RunJob {
-                path,
-                refresh_cache,
-            } => (path, refresh_cache, false),
-            Request::CheckJob { path } => (path, false, true),
-            read => {
-                let answer = control::answer(&self.store, &read)
-                    .unwrap_or_else(|e| Response::Failed(e.to_string()));
-                return Box::pin(std::future::ready(answer));
-            }
-        };
         let (config, launcher, events) = (
             self.config.clone(),
             self.launcher.clone(),
             self.events.clone(),
         );
-        Box::pin(async move {
-            // The job file is read off the runtime's workers: it may be large.
-            let load = tokio::task::spawn_blocking(move || Job::load(&path, &config));
-            let job = match load.await.expect("loading a job does not panic") {
-                Ok(job) => Arc::new(job),
-                Err(invalid) => return Response::Invalid(invalid.to_string()),
-            };
-            if dry_run {
-                return match launcher.check(&job).await {
-                    Ok(from) => Response::Checked {
+        match request {
+            Request::RunJob {
+                path,
+                refresh_cache,
+            } => Box::pin(async move {
+                match load_job(path, config).await {
+                    Ok(job) => run_now(&launcher, &events, job, refresh_cache).await,
+                    Err(invalid) => invalid,
+                }
+            }),
+            Request::CheckJob { path } => Box::pin(async move {
+                let job = match load_job(path, config).await {
+                    Ok(job) => job,
+                    Err(invalid) => return invalid,
+                };
+                match launcher.check(&job).await {
+                    Ok(from) => Response::Checked(Checked {
                         app: job.app.clone(),
                         robot_jid: from.robot_jid,
                         recipients: job.recipient_count,
-                    },
+                    }),
                     Err(e) => failure(&e),
-                };
+                }
+            }),
+            read => {
+                let answer = control::answer(&self.store, &read)
+                    .unwrap_or_else(|e| Response::Failed(e.to_string()));
+                Box::pin(std::future::ready(answer))
             }
-            run_now(&launcher, &events, job, refresh_cache).await
-        })
+        }
+    }
+}
+
+/// Loads a job file off the runtime's workers (it may be large); an invalid one is the answer.
+async fn load_job(path: PathBuf, config: Arc<Config>) -> Result<Arc<Job>, Response> {
+    let load = tokio::task::spawn_blocking(move || Job::load(&path, &config));
+    match load.await.expect("loading a job does not panic") {
+        Ok(job) => Ok(Arc::new(job)),
+        Err(invalid) => Err(Response::Invalid(invalid.to_string())),
     }
 }
 

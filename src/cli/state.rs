@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use crate::control::{self, AppGrant, Request, Response};
+use crate::control::{self, AppGrant, Checked, Request, Response};
 use crate::delivery::RunReport;
 use crate::state::{Delivery, RunId, RunRecord, StateError, Store};
 
@@ -101,15 +101,7 @@ impl State {
     /// JID and recipient count a run would have.
     pub(super) async fn check_job(&self, path: PathBuf) -> anyhow::Result<Checked> {
         match self.ask(&Request::CheckJob { path }).await? {
-            Response::Checked {
-                app,
-                robot_jid,
-                recipients,
-            } => Ok(Checked {
-                app,
-                robot_jid,
-                recipients,
-            }),
+            Response::Checked(checked) => Ok(checked),
             _ => Err(unexpected("a dry run's answer")),
         }
     }
@@ -144,12 +136,4 @@ async fn wait_for_socket(dir: &Path) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     true
-}
-
-/// What a scheduler's dry run found: a run would send as `app`, from `robot_jid`, to
-/// `recipients` people.
-pub(super) struct Checked {
-    pub app: String,
-    pub robot_jid: String,
-    pub recipients: usize,
 }
