@@ -192,12 +192,11 @@ impl Runs {
     pub fn latest_of(&self, jobs: &[String]) -> Result<Vec<Option<RunRecord>>, StateError> {
         let mut latest: Vec<Option<RunRecord>> = vec![None; jobs.len()];
         let mut missing = jobs.len();
-        for entry in self.tree.iter().rev() {
+        for record in self.all_newest_first() {
             if missing == 0 {
                 break;
             }
-            let (_, bytes) = entry?;
-            let record: RunRecord = decode(&bytes)?;
+            let record = record?;
             for (slot, job) in latest.iter_mut().zip(jobs) {
                 if slot.is_none() && *job == record.job {
                     *slot = Some(record.clone());
@@ -264,14 +263,15 @@ impl Runs {
         &'a self,
         job: &'a str,
     ) -> impl Iterator<Item = Result<RunRecord, StateError>> + 'a {
-        self.tree.iter().rev().filter_map(move |entry| {
-            let record = entry
-                .map_err(StateError::from)
-                .and_then(|(_, bytes)| Ok(decode::<RunRecord>(&bytes)?));
-            match record {
-                Ok(r) if r.job != job => None,
-                other => Some(other),
-            }
+        self.all_newest_first()
+            .filter(move |record| !matches!(record, Ok(r) if r.job != job))
+    }
+
+    /// Every run, newest first, read one at a time.
+    fn all_newest_first(&self) -> impl Iterator<Item = Result<RunRecord, StateError>> + '_ {
+        self.tree.iter().rev().map(|entry| {
+            let (_, bytes) = entry?;
+            Ok(decode(&bytes)?)
         })
     }
 
