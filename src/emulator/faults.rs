@@ -26,7 +26,9 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub(super) async fn latency_and_faults(emu: &Emulator) -> Option<Response> {
     let knobs = emu.knobs();
     if knobs.latency_ms > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(knobs.latency_ms)).await;
+        emu.delays
+            .sleep(std::time::Duration::from_millis(knobs.latency_ms))
+            .await;
     }
     if knobs.fail_5xx > 0.0 && rand::random::<f64>() < knobs.fail_5xx {
         emu.inner().stats.injected_faults += 1;

@@ -8,6 +8,7 @@
 //! Its answers are hand-written JSON from Zoom's docs, never zoomcast's own client types.
 
 mod chat;
+mod delay;
 mod directory;
 mod faults;
 mod inspect;

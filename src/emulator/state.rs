@@ -11,6 +11,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use super::Knobs;
+use super::delay::Delays;
 use super::directory::{Directory, User};
 
 /// A pending authorization code: single use, five minutes, bound to client and redirect URI.
@@ -167,6 +168,8 @@ impl Inner {
 pub struct Emulator {
     knobs: Mutex<Knobs>,
     inner: Mutex<Inner>,
+    /// The timer behind the latency knob.
+    pub(super) delays: Delays,
 }
 
 impl Emulator {
@@ -175,6 +178,7 @@ impl Emulator {
         Self {
             knobs: Mutex::new(knobs),
             inner: Mutex::new(Inner::default()),
+            delays: Delays::start(),
         }
     }
 
