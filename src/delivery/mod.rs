@@ -174,7 +174,7 @@ impl Engine {
             }
         };
         let resumed = record.resumes > 0;
-        let (journal, writer) = Journal::start(self.deliveries.clone());
+        let journal = Journal::new(self.deliveries.clone());
         let ctx = RunCtx {
             engine: self,
             job,
@@ -198,7 +198,6 @@ impl Engine {
             never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
         };
         drop(ctx);
-        writer.await.expect("the journal writer does not panic");
         // Only a resumed run can hold `sending` entries from an earlier process.
         if outcome.is_ok() && resumed {
             let settled = self.deliveries.settle_sending(record.id)?;
