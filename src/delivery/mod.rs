@@ -44,6 +44,10 @@ use pacer::Pacer;
 use progress::Progress;
 pub use progress::{LogWriter, ProgressMode};
 
+/// How long a cached lookup is kept at least, whatever a job's time-to-live: another job may
+/// keep its answers longer than the one that sweeps.
+pub const JID_CACHE_KEEP: TimeDelta = TimeDelta::days(30);
+
 /// Who a message is from: the bot, in an account, on behalf of the authorizing user.
 #[derive(Debug, Clone)]
 pub struct Sender {
@@ -230,11 +234,34 @@ impl Engine {
                 job.name
             );
         }
+        if !record.status.is_unfinished() {
+            self.sweep_jid_cache(job).await;
+        }
         if let Err(stop) = outcome {
             return Err(anyhow::Error::new(stop)
                 .context(format!("run {} of job `{}` stopped", record.id, job.name)));
         }
         Ok(RunReport { record, failures })
+    }
+
+    /// Deletes cached lookups older than the job's time-to-live or [`JID_CACHE_KEEP`],
+    /// whichever is longer, at most once a day (see [`Jids::sweep_if_due`]). A failure is
+    /// only logged: the cache is an optimisation.
+    async fn sweep_jid_cache(&self, job: &Job) {
+        let ttl = TimeDelta::hours(i64::from(job.delivery.jid_cache_hours));
+        let horizon = ttl.max(JID_CACHE_KEEP);
+        let jids = self.jids.clone();
+        let swept = tokio::task::spawn_blocking(move || jids.sweep_if_due(Utc::now(), horizon))
+            .await
+            .expect("the JID cache sweep does not panic");
+        match swept {
+            Ok(Some(deleted)) if deleted > 0 => tracing::info!(
+                "deleted {deleted} cached lookups fetched more than {} days ago",
+                horizon.num_days()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("the JID cache could not be swept: {e}"),
+        }
     }
 
     /// Deletes the per-recipient outcomes of the job's finished runs older than its newest

@@ -1,6 +1,11 @@
 //! The `jids` tree: email to Zoom user (JID and names) with the time it was fetched, and
 //! misses (Zoom said 1001) with Zoom's answer, so a daily job does not look the same people up
 //! every day. Entries expire by the reader's time-to-live; misses get a shorter one.
+//!
+//! Expired entries are deleted by [`Jids::sweep_if_due`], which a finished run calls: at most
+//! once a day, it deletes every answer older than the caller's horizon. Without it, a job whose
+//! recipients change would grow the tree by every address it ever looked up. The time of the
+//! last sweep is kept under a key no email can have (it starts with a zero byte).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,6 +35,12 @@ pub struct CacheTtl {
     /// For unknown emails.
     pub miss: TimeDelta,
 }
+
+/// How often [`Jids::sweep_if_due`] scans the tree.
+pub const SWEEP_EVERY: TimeDelta = TimeDelta::days(1);
+
+/// The key of the last sweep's time: no email starts with a zero byte.
+const SWEPT_KEY: &[u8] = b"\0swept";
 
 /// The `jids` tree.
 #[derive(Clone)]
@@ -66,6 +77,39 @@ impl Jids {
     pub fn put(&self, email: &str, answer: &CachedLookup) -> Result<(), StateError> {
         self.tree.insert(email, encode(answer))?;
         Ok(())
+    }
+
+    /// Unless the tree was swept less than [`SWEEP_EVERY`] before `now`: deletes every answer
+    /// fetched `horizon` or longer before `now`, and answers how many. Scans the whole tree,
+    /// so it blocks; not flushed (a crash only leaves work for the next sweep).
+    pub fn sweep_if_due(
+        &self,
+        now: DateTime<Utc>,
+        horizon: TimeDelta,
+    ) -> Result<Option<usize>, StateError> {
+        let swept: Option<DateTime<Utc>> = codec::get(&self.tree, SWEPT_KEY)?;
+        if swept.is_some_and(|at| now - at < SWEEP_EVERY) {
+            return Ok(None);
+        }
+        let mut deleted = 0;
+        for entry in &self.tree {
+            let (email, bytes) = entry?;
+            if email.first() == Some(&0) {
+                continue;
+            }
+            let cached: CachedLookup = codec::decode(&bytes)?;
+            // Only if nobody refreshed it meanwhile: another run may be looking it up now.
+            if now - cached.fetched_at >= horizon
+                && self
+                    .tree
+                    .compare_and_swap(&email, Some(bytes), None as Option<&[u8]>)?
+                    .is_ok()
+            {
+                deleted += 1;
+            }
+        }
+        self.tree.insert(SWEPT_KEY, encode(&now))?;
+        Ok(Some(deleted))
     }
 }
 
@@ -127,5 +171,46 @@ mod tests {
                 .is_none()
         );
         assert!(jids.get("nobody@x.io", ttl, t0).unwrap().is_none());
+    }
+
+    fn answer(fetched_at: DateTime<Utc>) -> CachedLookup {
+        CachedLookup {
+            user: None,
+            code: Some(1001),
+            message: "User does not exist".into(),
+            fetched_at,
+        }
+    }
+
+    #[test]
+    fn a_sweep_deletes_answers_past_the_horizon_at_most_once_a_day() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let jids = Jids::open(&db).unwrap();
+        let t0 = Utc::now();
+        let ttl = CacheTtl {
+            hit: TimeDelta::days(400),
+            miss: TimeDelta::days(400),
+        };
+        jids.put("old@x.io", &answer(t0 - TimeDelta::days(31)))
+            .unwrap();
+        jids.put("new@x.io", &answer(t0 - TimeDelta::days(29)))
+            .unwrap();
+        let horizon = TimeDelta::days(30);
+        assert_eq!(jids.sweep_if_due(t0, horizon).unwrap(), Some(1));
+        assert!(jids.get("old@x.io", ttl, t0).unwrap().is_none());
+        assert!(jids.get("new@x.io", ttl, t0).unwrap().is_some());
+
+        // Swept an hour ago: not due, even though "new" is now past the horizon.
+        let later = t0 + TimeDelta::days(2);
+        assert_eq!(
+            jids.sweep_if_due(t0 + TimeDelta::hours(1), horizon)
+                .unwrap(),
+            None
+        );
+        assert!(jids.get("new@x.io", ttl, later).unwrap().is_some());
+        assert_eq!(jids.sweep_if_due(later, horizon).unwrap(), Some(1));
+        assert!(jids.get("new@x.io", ttl, later).unwrap().is_none());
+        // The sweep's own record is no cache entry.
+        assert_eq!(jids.tree.len(), 1);
     }
 }
