@@ -19,6 +19,9 @@ pub(super) struct Args {
     /// Sends accepted per second; more are answered 429.
     #[arg(long)]
     rate_limit: Option<u32>,
+    /// Users API calls (lookups) accepted per second; more are answered 429.
+    #[arg(long)]
+    lookup_rate_limit: Option<u32>,
     /// The Retry-After form on per-second 429s.
     #[arg(long, value_enum, default_value = "seconds")]
     retry_after: RetryAfterArg,
@@ -46,6 +49,7 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Outcome> {
     let knobs = Knobs {
         latency_ms: args.latency_ms,
         send_rate_limit: args.rate_limit,
+        lookup_rate_limit: args.lookup_rate_limit,
         send_daily_limit: args.daily_limit,
         retry_after: match args.retry_after {
             RetryAfterArg::Seconds => RetryAfterStyle::Seconds,

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{TimeDelta, Timelike, Utc};
+use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 
-use super::faults::{api_error, bearer, latency_and_faults};
+use super::Knobs;
+use super::faults::{
+    api_error, bearer, latency_and_faults, per_second_429, too_many_requests, within_per_second,
+};
 use super::state::{Delivered, Emulator, TokenKind};
-use super::{Knobs, RetryAfterStyle};
 
 const REQUIRED: [&str; 5] = ["robot_jid", "to_jid", "account_id", "user_jid", "content"];
 
@@ -176,50 +178,14 @@ fn daily_limit(emu: &Emulator, knobs: &Knobs) -> Option<Response> {
     Some(response)
 }
 
-/// Zoom's 429 for the Chatbot API's rate class, of limit type `kind` (`QPS`, `Daily-limit`).
-fn too_many_requests(kind: &'static str, message: &str, retry_after: Option<String>) -> Response {
-    let mut response = api_error(StatusCode::TOO_MANY_REQUESTS, 429, message);
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-category", HeaderValue::from_static("Medium"));
-    headers.insert("x-ratelimit-type", HeaderValue::from_static(kind));
-    if let Some(value) = retry_after {
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_str(&value).expect("ascii"),
-        );
-    }
-    response
-}
-
 /// A fixed one-second window: the first `send_rate_limit` sends of each second pass.
 fn rate_limit(emu: &Emulator, knobs: &Knobs) -> Option<Response> {
     let limit = knobs.send_rate_limit?;
     let now = Utc::now();
-    let second = now.timestamp();
     let mut inner = emu.inner();
-    if inner.rate_window.0 != second {
-        inner.rate_window = (second, 0);
-    }
-    if inner.rate_window.1 < limit {
-        inner.rate_window.1 += 1;
+    if within_per_second(&mut inner.rate_window, limit, now) {
         return None;
     }
     inner.stats.sends_rate_limited += 1;
-    let next_second =
-        now.with_nanosecond(0).expect("0 is a valid nanosecond") + TimeDelta::seconds(1);
-    let retry_after = match knobs.retry_after {
-        RetryAfterStyle::Seconds => Some("1".to_owned()),
-        RetryAfterStyle::HttpDate => {
-            Some(next_second.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
-        }
-        RetryAfterStyle::Iso => {
-            Some(next_second.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        }
-        RetryAfterStyle::Absent => None,
-    };
-    Some(too_many_requests(
-        "QPS",
-        "You have reached the maximum per-second rate limit for this API. Try again later.",
-        retry_after,
-    ))
+    Some(per_second_429(now, knobs.retry_after))
 }

@@ -1,11 +1,13 @@
 //! What every emulated `/v2` endpoint shares: Zoom's error body, the bearer token of a
-//! request, and the latency and injected-5xx knobs.
+//! request, the latency and injected-5xx knobs, and per-second limits with Zoom's 429.
 
 use axum::Json;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde_json::json;
 
+use super::RetryAfterStyle;
 use super::state::Emulator;
 
 /// A Zoom API error answer.
@@ -39,4 +41,58 @@ pub(super) async fn latency_and_faults(emu: &Emulator) -> Option<Response> {
         ));
     }
     None
+}
+
+/// Counts a call in a fixed one-second `window` (the second, calls so far): whether it is one
+/// of the first `limit` of its second.
+pub(super) fn within_per_second(window: &mut (i64, u32), limit: u32, now: DateTime<Utc>) -> bool {
+    let second = now.timestamp();
+    if window.0 != second {
+        *window = (second, 0);
+    }
+    if window.1 < limit {
+        window.1 += 1;
+        return true;
+    }
+    false
+}
+
+/// Zoom's per-second 429 (`QPS`), with a `Retry-After` for the next second in `style`.
+pub(super) fn per_second_429(now: DateTime<Utc>, style: RetryAfterStyle) -> Response {
+    let next_second =
+        now.with_nanosecond(0).expect("0 is a valid nanosecond") + TimeDelta::seconds(1);
+    let retry_after = match style {
+        RetryAfterStyle::Seconds => Some("1".to_owned()),
+        RetryAfterStyle::HttpDate => {
+            Some(next_second.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+        }
+        RetryAfterStyle::Iso => {
+            Some(next_second.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }
+        RetryAfterStyle::Absent => None,
+    };
+    too_many_requests(
+        "QPS",
+        "You have reached the maximum per-second rate limit for this API. Try again later.",
+        retry_after,
+    )
+}
+
+/// Zoom's 429 for the "Medium" rate class, of limit type `kind` (`QPS`, `Daily-limit`).
+pub(super) fn too_many_requests(
+    kind: &'static str,
+    message: &str,
+    retry_after: Option<String>,
+) -> Response {
+    let mut response = api_error(StatusCode::TOO_MANY_REQUESTS, 429, message);
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-category", HeaderValue::from_static("Medium"));
+    headers.insert("x-ratelimit-type", HeaderValue::from_static(kind));
+    if let Some(value) = retry_after {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&value).expect("ascii"),
+        );
+    }
+    response
 }

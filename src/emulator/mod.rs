@@ -68,6 +68,9 @@ pub struct Knobs {
     pub latency_ms: u64,
     /// Sends accepted per second; more are answered 429.
     pub send_rate_limit: Option<u32>,
+    /// Users API calls accepted per second; more are answered 429. Counted apart from the
+    /// sends, as Zoom counts each API's rate class apart.
+    pub lookup_rate_limit: Option<u32>,
     /// The `Retry-After` form on per-second 429s.
     pub retry_after: RetryAfterStyle,
     /// Sends accepted per day; more are answered 429 `Daily-limit` with an ISO date-time
@@ -96,6 +99,7 @@ impl Default for Knobs {
             new_access_kills_previous: true,
             latency_ms: 0,
             send_rate_limit: None,
+            lookup_rate_limit: None,
             retry_after: RetryAfterStyle::Seconds,
             send_daily_limit: None,
             fail_5xx: 0.0,

@@ -92,6 +92,8 @@ pub struct Stats {
     pub sends_accepted: u64,
     /// Sends answered 429.
     pub sends_rate_limited: u64,
+    /// Users API calls answered 429.
+    pub lookups_rate_limited: u64,
     /// Calls answered with an injected 503.
     pub injected_faults: u64,
     /// Sends rejected for their body or recipient (400, 403).
@@ -107,7 +109,10 @@ pub(super) struct Inner {
     pub messages: Vec<Delivered>,
     pub stats: Stats,
     pub issued: Vec<String>,
+    /// The current second and the sends counted in it (`send_rate_limit`).
     pub rate_window: (i64, u32),
+    /// The same for Users API calls (`lookup_rate_limit`).
+    pub lookup_window: (i64, u32),
     /// When the emulator's current day began, and the sends that passed its limit in it.
     pub daily_window: Option<(DateTime<Utc>, u32)>,
     next_id: u64,

@@ -1,5 +1,6 @@
 //! `GET /v2/users/{id}`: user tokens only (a bot token gets 401 code 124), `me` for the
-//! authorizing user, 404 code 1001 for unknown users.
+//! authorizing user, 404 code 1001 for unknown users, an optional per-second limit answered
+//! with 429.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::directory::Directory;
-use super::faults::{api_error, bearer, latency_and_faults};
+use super::faults::{api_error, bearer, latency_and_faults, per_second_429, within_per_second};
 use super::state::{Emulator, TokenKind};
 
 /// `GET /v2/users/{id}`.
@@ -35,6 +36,13 @@ pub async fn get_user(
             return api_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token.");
         }
     };
+    if let Some(limit) = knobs.lookup_rate_limit {
+        let now = chrono::Utc::now();
+        if !within_per_second(&mut inner.lookup_window, limit, now) {
+            inner.stats.lookups_rate_limited += 1;
+            return per_second_429(now, knobs.retry_after);
+        }
+    }
     if knobs.user_managed && id != "me" {
         inner.stats.rejected_tokens += 1;
         return api_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token.");

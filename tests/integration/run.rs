@@ -322,6 +322,39 @@ fn zooms_rate_limit_is_learned_with_few_429s() {
     assert!(limited <= 30, "{limited} of 150 sends answered 429");
 }
 
+#[test]
+fn lookups_answered_429_are_retried_and_every_recipient_is_sent_once() {
+    let env = Env::new();
+    env.job(
+        "bulk",
+        &bulk_job("l", 60).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 10"),
+    );
+    env.login();
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        lookup_rate_limit: Some(20),
+        ..env.emu().knobs()
+    });
+    env.run(&["run", "bulk"])
+        .code(0)
+        .stdout_has("60 recipients, 60 sent");
+    let stats = env.emu().stats();
+    assert!(
+        stats.lookups_rate_limited > 0,
+        "the limit was hit: {stats:?}"
+    );
+    assert!(stats.user_lookups >= 60, "each recipient found: {stats:?}");
+    let mut sent: Vec<String> = env
+        .emu()
+        .messages()
+        .into_iter()
+        .map(|m| m.to_email)
+        .collect();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), 60);
+    assert_eq!(env.emu().messages().len(), 60, "each exactly once");
+}
+
 /// A job to `n` recipients that takes about a second against a 20 ms emulator.
 fn slow_bulk_job(env: &Env, n: usize) {
     env.job("bulk", &bulk_job("p", n));
