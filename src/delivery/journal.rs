@@ -42,7 +42,6 @@ impl From<StateError> for JournalError {
 }
 
 /// The marks waiting for a flush, and which batches are on disk.
-#[derive(Default)]
 struct Batches {
     state: Mutex<BatchState>,
     /// Woken when a batch is written, or the journal broke.
@@ -69,8 +68,8 @@ enum Turn {
     Done,
     /// Another sender is writing a batch: wait for it.
     Wait,
-    /// Write this batch (which holds its mark), numbered so.
-    Write(Vec<(RunId, Delivery)>, u64),
+    /// Write the queued marks (its own among them): its batch.
+    Write(Vec<(RunId, Delivery)>),
 }
 
 impl Journal {
@@ -101,7 +100,7 @@ impl Journal {
             written.as_mut().enable();
             match self.batches.turn(batch)? {
                 Turn::Done => return Ok(()),
-                Turn::Write(marks, number) => return self.write(&marks, number),
+                Turn::Write(marks) => return self.write(&marks, batch),
                 Turn::Wait => {
                     written.as_mut().await;
                     written.set(self.batches.written.notified());
@@ -160,7 +159,7 @@ impl Batches {
         debug_assert_eq!(state.next, batch);
         state.writing = true;
         state.next += 1;
-        Ok(Turn::Write(mem::take(&mut state.queued), batch))
+        Ok(Turn::Write(mem::take(&mut state.queued)))
     }
 
     /// Records how writing batch `number` went and wakes every waiting sender.
