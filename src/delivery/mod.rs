@@ -192,10 +192,7 @@ impl Engine {
             seen: Mutex::new(HashSet::new()),
             progress: Progress::new(job.recipient_count),
             resumed,
-            ttl: CacheTtl {
-                hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),
-                miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),
-            },
+            ttl: cache_ttl(job),
         };
         let outcome = tokio::select! {
             outcome = ctx.pipeline() => outcome,
@@ -226,15 +223,13 @@ impl Engine {
             Ok(()) => RunStatus::Succeeded,
         };
         self.runs.put(&record).await?;
-        if !record.status.is_unfinished()
-            && let Err(e) = self.prune_details(job).await
-        {
-            tracing::warn!(
-                "job `{}`: old runs' per-recipient outcomes could not be pruned: {e}",
-                job.name
-            );
-        }
         if !record.status.is_unfinished() {
+            if let Err(e) = self.prune_details(job).await {
+                tracing::warn!(
+                    "job `{}`: old runs' per-recipient outcomes could not be pruned: {e}",
+                    job.name
+                );
+            }
             self.sweep_jid_cache(job).await;
         }
         if let Err(stop) = outcome {
@@ -248,8 +243,7 @@ impl Engine {
     /// whichever is longer, at most once a day (see [`Jids::sweep_if_due`]). A failure is
     /// only logged: the cache is an optimisation.
     async fn sweep_jid_cache(&self, job: &Job) {
-        let ttl = TimeDelta::hours(i64::from(job.delivery.jid_cache_hours));
-        let horizon = ttl.max(JID_CACHE_KEEP);
+        let horizon = cache_ttl(job).hit.max(JID_CACHE_KEEP);
         let jids = self.jids.clone();
         let swept = tokio::task::spawn_blocking(move || jids.sweep_if_due(Utc::now(), horizon))
             .await
@@ -660,6 +654,14 @@ impl RunCtx<'_> {
 }
 
 /// A receiver as a stream.
+/// How long `job` trusts a cached lookup.
+fn cache_ttl(job: &Job) -> CacheTtl {
+    CacheTtl {
+        hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),
+        miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),
+    }
+}
+
 fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
     stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
