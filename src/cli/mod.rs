@@ -215,10 +215,7 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::SomeRecipientsFailed) => ExitCode::from(3),
         Err(e) => {
-            let invalid = e
-                .chain()
-                .find(|c| c.is::<Invalid>() || c.is::<InvalidText>());
-            if let Some(invalid) = invalid {
+            if let Some(invalid) = invalid_cause(e) {
                 eprintln!("{invalid}");
                 ExitCode::from(2)
             } else {
@@ -227,6 +224,13 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
             }
         }
     }
+}
+
+/// The invalid job file, configuration or argument that `e` comes from, if that is what
+/// failed: such a failure exits 2 with its own text.
+fn invalid_cause(e: &anyhow::Error) -> Option<&(dyn std::error::Error + 'static)> {
+    e.chain()
+        .find(|c| c.is::<Invalid>() || c.is::<InvalidText>())
 }
 
 /// Logs go to stderr (around any progress bar), filtered by `RUST_LOG` (default: warnings and zoomcast's info lines).

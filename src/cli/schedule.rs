@@ -18,7 +18,7 @@ use anyhow::Context as _;
 
 use super::{Context, Outcome};
 use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
-use crate::config::{AppConfig, Config, Invalid, Job};
+use crate::config::{AppConfig, Config, Job};
 use crate::control::{self, Checked, Handler, Request, Response};
 use crate::delivery::limiter::Limiters;
 use crate::delivery::{Engine, RunOptions, RunReport, Sender, sender};
@@ -414,7 +414,7 @@ async fn run_now(
 
 /// A failed request's answer: `Invalid` (exit 2) when the job or configuration is at fault.
 fn failure(e: &anyhow::Error) -> Response {
-    if e.chain().any(|c| c.downcast_ref::<Invalid>().is_some()) {
+    if super::invalid_cause(e).is_some() {
         Response::Invalid(format!("{e:#}"))
     } else {
         Response::Failed(format!("{e:#}"))
