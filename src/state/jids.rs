@@ -141,16 +141,7 @@ mod tests {
             },
         )
         .unwrap();
-        jids.put(
-            "ghost@x.io",
-            &CachedLookup {
-                user: None,
-                code: Some(1001),
-                message: "User does not exist".into(),
-                fetched_at: t0,
-            },
-        )
-        .unwrap();
+        jids.put("ghost@x.io", &miss(t0)).unwrap();
         let ttl = CacheTtl {
             hit: TimeDelta::days(7),
             miss: TimeDelta::hours(1),
@@ -173,7 +164,8 @@ mod tests {
         assert!(jids.get("nobody@x.io", ttl, t0).unwrap().is_none());
     }
 
-    fn answer(fetched_at: DateTime<Utc>) -> CachedLookup {
+    /// Zoom's answer for an unknown email, fetched at `fetched_at`.
+    fn miss(fetched_at: DateTime<Utc>) -> CachedLookup {
         CachedLookup {
             user: None,
             code: Some(1001),
@@ -191,9 +183,9 @@ mod tests {
             hit: TimeDelta::days(400),
             miss: TimeDelta::days(400),
         };
-        jids.put("old@x.io", &answer(t0 - TimeDelta::days(31)))
+        jids.put("old@x.io", &miss(t0 - TimeDelta::days(31)))
             .unwrap();
-        jids.put("new@x.io", &answer(t0 - TimeDelta::days(29)))
+        jids.put("new@x.io", &miss(t0 - TimeDelta::days(29)))
             .unwrap();
         let horizon = TimeDelta::days(30);
         assert_eq!(jids.sweep_if_due(t0, horizon).unwrap(), Some(1));

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use zoomcast::emulator::Knobs;
+
 use crate::harness::{Env, bulk_emails, bulk_job, job_to, wait_for};
 
 #[test]
@@ -300,19 +302,10 @@ fn a_finished_run_deletes_cached_lookups_older_than_thirty_days() {
 
 #[test]
 fn zooms_rate_limit_is_learned_with_few_429s() {
-    let env = Env::new();
-    env.job(
-        "bulk",
-        &bulk_job("r", 150).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 10"),
-    );
-    env.login();
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
+    let env = bulk_run_under_a_limit("r", 150, |knobs| Knobs {
         send_rate_limit: Some(50),
-        ..env.emu().knobs()
+        ..knobs
     });
-    env.run(&["run", "bulk"])
-        .code(0)
-        .stdout_has("150 recipients, 150 sent");
     assert_eq!(env.emu().messages().len(), 150, "each exactly once");
     let limited = env.emu().stats().sends_rate_limited;
     assert!(limited > 0, "the limit was hit");
@@ -324,35 +317,35 @@ fn zooms_rate_limit_is_learned_with_few_429s() {
 
 #[test]
 fn lookups_answered_429_are_retried_and_every_recipient_is_sent_once() {
-    let env = Env::new();
-    env.job(
-        "bulk",
-        &bulk_job("l", 60).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 10"),
-    );
-    env.login();
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
+    let env = bulk_run_under_a_limit("l", 60, |knobs| Knobs {
         lookup_rate_limit: Some(20),
-        ..env.emu().knobs()
+        ..knobs
     });
-    env.run(&["run", "bulk"])
-        .code(0)
-        .stdout_has("60 recipients, 60 sent");
     let stats = env.emu().stats();
     assert!(
         stats.lookups_rate_limited > 0,
         "the limit was hit: {stats:?}"
     );
     assert!(stats.user_lookups >= 60, "each recipient found: {stats:?}");
-    let mut sent: Vec<String> = env
-        .emu()
-        .messages()
-        .into_iter()
-        .map(|m| m.to_email)
-        .collect();
-    sent.sort();
-    sent.dedup();
+    let sent = env.per_recipient();
     assert_eq!(sent.len(), 60);
     assert_eq!(env.emu().messages().len(), 60, "each exactly once");
+}
+
+/// Runs a job to `n` bulk recipients (8 in flight, 10 attempts each) against an emulator
+/// whose knobs `limit` changes, and checks that every recipient was sent.
+fn bulk_run_under_a_limit(prefix: &str, n: usize, limit: impl FnOnce(Knobs) -> Knobs) -> Env {
+    let env = Env::new();
+    env.job(
+        "bulk",
+        &bulk_job(prefix, n).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 10"),
+    );
+    env.login();
+    env.emu().set_knobs(limit(env.emu().knobs()));
+    env.run(&["run", "bulk"])
+        .code(0)
+        .stdout_has(&format!("{n} recipients, {n} sent"));
+    env
 }
 
 /// A job to `n` recipients that takes about a second against a 20 ms emulator.
