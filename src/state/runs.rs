@@ -144,7 +144,7 @@ impl Runs {
         app: &str,
         scheduled_for: Option<DateTime<Utc>>,
     ) -> Result<RunRecord, StateError> {
-        let record = RunRecord {
+        let mut record = RunRecord {
             id: self.next_id()?,
             job: job.to_owned(),
             app: app.to_owned(),
@@ -156,22 +156,38 @@ impl Runs {
             scheduled_for,
             details_pruned: false,
         };
-        let bytes = encode(&record);
-        let tick_key = scheduled_for.map(|t| tick_key(job, t));
-        (&self.tree, &self.ticks)
-            .transaction(|(runs, ticks)| {
-                runs.insert(&record.id.key(), bytes.as_slice())?;
-                if let Some(key) = &tick_key {
-                    ticks.insert(key.as_slice(), &record.id.key())?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => StateError::from(e),
-                sled::transaction::TransactionError::Abort(()) => unreachable!("never aborts"),
-            })?;
+        // Runs of several jobs start at the same tick: whichever inserts an id first owns it,
+        // and the others take the next free one.
+        while !self.insert_new(&record)? {
+            record.id = self.next_id()?;
+        }
         self.flusher.flush().await?;
         Ok(record)
+    }
+
+    /// Inserts a new run's record and its tick index in one transaction, unless another run
+    /// already has its id (then `false`, and nothing is written).
+    fn insert_new(&self, record: &RunRecord) -> Result<bool, StateError> {
+        use sled::transaction::{ConflictableTransactionError as Conflict, TransactionError};
+        struct IdTaken;
+        let key = record.id.key();
+        let bytes = encode(record);
+        let tick_key = record.scheduled_for.map(|t| tick_key(&record.job, t));
+        let written = (&self.tree, &self.ticks).transaction(|(runs, ticks)| {
+            if runs.get(key)?.is_some() {
+                return Err(Conflict::Abort(IdTaken));
+            }
+            runs.insert(&key, bytes.as_slice())?;
+            if let Some(tick) = &tick_key {
+                ticks.insert(tick.as_slice(), &key)?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Abort(IdTaken)) => Ok(false),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
     }
 
     /// The run of `job` for schedule tick `tick`, if the tick has one.
@@ -207,8 +223,8 @@ impl Runs {
         Ok(latest)
     }
 
-    /// One more than the newest run's id. (Not sled's `generate_id`, which jumps by its
-    /// reserve after a crash; the state lock makes this safe: one process allocates.)
+    /// One more than the newest run's id: a candidate, which [`Runs::insert_new`] claims.
+    /// (Not sled's `generate_id`, which jumps by its reserve after a crash.)
     fn next_id(&self) -> Result<RunId, StateError> {
         let last = self
             .tree
@@ -374,5 +390,38 @@ mod tests {
             .map(|r| r.as_ref().map(|r| r.id.0))
             .collect();
         assert_eq!(ids, [Some(3), None, Some(2), Some(3)]);
+    }
+
+    /// The scheduler starts runs of several jobs at the same tick; each must get its own id,
+    /// or one record (and its deliveries) would overwrite the other's.
+    #[test]
+    fn runs_started_together_get_distinct_ids() {
+        const RUNS: usize = 16;
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let runs = Runs::open(&db, &Flusher::new(&db)).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let together = std::sync::Barrier::new(RUNS);
+        let ids: std::collections::BTreeSet<u64> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..RUNS)
+                .map(|i| {
+                    let (runs, together, runtime) = (&runs, &together, &runtime);
+                    scope.spawn(move || {
+                        let job = format!("job{i}");
+                        together.wait();
+                        let start = runs.start(&job, "default", None);
+                        runtime.block_on(start).unwrap().id.0
+                    })
+                })
+                .collect();
+            starts.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        assert_eq!(ids.len(), RUNS, "{ids:?}");
+        let jobs: std::collections::BTreeSet<String> = runs
+            .list(None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.job)
+            .collect();
+        assert_eq!(jobs.len(), RUNS, "every run kept its record: {jobs:?}");
     }
 }
