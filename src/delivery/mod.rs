@@ -653,7 +653,6 @@ impl RunCtx<'_> {
     }
 }
 
-/// A receiver as a stream.
 /// How long `job` trusts a cached lookup.
 fn cache_ttl(job: &Job) -> CacheTtl {
     CacheTtl {
@@ -662,6 +661,7 @@ fn cache_ttl(job: &Job) -> CacheTtl {
     }
 }
 
+/// A receiver as a stream.
 fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
     stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
