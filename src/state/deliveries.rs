@@ -48,6 +48,23 @@ impl DeliveryState {
     }
 }
 
+/// The name of a [`DeliveryState`], as stored: enough to count an entry.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StateName {
+    Pending,
+    Sending,
+    Sent,
+    Failed,
+    Uncertain,
+}
+
+/// A stored [`Delivery`] read for its state's name alone (serde skips the other fields).
+#[derive(Deserialize)]
+struct StateOnly {
+    state: StateName,
+}
+
 /// One recipient of one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -129,24 +146,24 @@ impl Deliveries {
         codec::get(&self.tree, key(run, email))
     }
 
-    /// A run's counts, and its recipients that failed or are uncertain, in one scan.
+    /// A run's counts, and its recipients that failed or are uncertain, in one scan. Most
+    /// entries are sent: only their state's name is read (a whole entry, with its flattened
+    /// state, decodes about ten times slower).
     pub fn tally(&self, run: RunId) -> Result<(Counts, Vec<Delivery>), StateError> {
         let mut counts = Counts::default();
         let mut failures = Vec::new();
         for bytes in self.tree.scan_prefix(run.key()).values() {
-            let d: Delivery = decode(&bytes?)?;
+            let bytes = bytes?;
+            let StateOnly { state } = decode(&bytes)?;
             counts.total += 1;
-            match d.state {
-                DeliveryState::Sent { .. } => counts.sent += 1,
-                DeliveryState::Failed { .. } => counts.failed += 1,
-                DeliveryState::Uncertain => counts.uncertain += 1,
-                DeliveryState::Pending | DeliveryState::Sending => {}
+            match state {
+                StateName::Sent => counts.sent += 1,
+                StateName::Failed => counts.failed += 1,
+                StateName::Uncertain => counts.uncertain += 1,
+                StateName::Pending | StateName::Sending => {}
             }
-            if matches!(
-                d.state,
-                DeliveryState::Failed { .. } | DeliveryState::Uncertain
-            ) {
-                failures.push(d);
+            if matches!(state, StateName::Failed | StateName::Uncertain) {
+                failures.push(decode(&bytes)?);
             }
         }
         Ok((counts, failures))
@@ -234,5 +251,49 @@ mod tests {
             DeliveryState::Sending,
             "other runs untouched"
         );
+    }
+
+    #[test]
+    fn a_tally_counts_every_state_and_returns_the_failed_and_uncertain_whole() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let deliveries = Deliveries::open(&db, &Flusher::new(&db)).unwrap();
+        let entry = |email: &str, state| Delivery {
+            email: email.into(),
+            state,
+            jid: Some(format!("{email}.jid")),
+            rendered: None,
+            attempts: 2,
+            updated_at: Utc::now(),
+        };
+        let failed = entry(
+            "b@x.io",
+            DeliveryState::Failed {
+                code: Some(4001),
+                message: "no such user".into(),
+            },
+        );
+        let uncertain = entry("d@x.io", DeliveryState::Uncertain);
+        let sent = DeliveryState::Sent {
+            message_id: "m1".into(),
+        };
+        for d in [
+            entry("a@x.io", sent.clone()),
+            failed.clone(),
+            entry("c@x.io", DeliveryState::Sending),
+            uncertain.clone(),
+            entry("e@x.io", DeliveryState::Pending),
+            entry("f@x.io", sent),
+        ] {
+            deliveries.set(RunId(3), &d).unwrap();
+        }
+        deliveries
+            .set(RunId(4), &entry("g@x.io", DeliveryState::Uncertain))
+            .unwrap();
+        let (counts, failures) = deliveries.tally(RunId(3)).unwrap();
+        assert_eq!(
+            (counts.total, counts.sent, counts.failed, counts.uncertain),
+            (6, 2, 1, 1)
+        );
+        assert_eq!(failures, [failed, uncertain]);
     }
 }
