@@ -242,17 +242,17 @@ fn latency(emu: &Emulator, ws: &Workspace) {
     let warm = ws.run("latency");
     println!("2. 50 ms latency, 6,400 recipients, concurrency 32");
     println!(
-        "   plain load generator, 32 connections, sends only: {plain:6.0} sends/s = {:.0}% of the ideal",
+        "   plain load generator, 32 connections, sends only: {plain:6.0} sends/s = {:.1}% of the ideal",
         100.0 * plain / 640.0
     );
     println!(
-        "   zoomcast {rate:6.0} sends/s against the ideal 640/s = {:.0}% (target >= 95%); \
+        "   zoomcast {rate:6.0} sends/s against the ideal 640/s = {:.1}% (target >= 95%); \
          {wall:.2} s end to end, of which the run itself {:.2} s",
         100.0 * rate / 640.0,
         run_seconds(&run.report)
     );
     println!(
-        "   the same with the JID cache warm (sends only): {:6.0} sends/s = {:.0}%\n",
+        "   the same with the JID cache warm (sends only): {:6.0} sends/s = {:.1}%\n",
         warm.rate(),
         100.0 * warm.rate() / 640.0
     );
@@ -385,13 +385,13 @@ fn main() {
         println!("1. zero latency, 20,000 recipients, concurrency {concurrency}");
         println!("   emulator capacity (plain load generator, 32 connections): {cap:8.0} sends/s");
         println!(
-            "   zoomcast, JID cache cold (lookup + send + journal):       {:8.0} sends/s = {:.0}% of capacity; {:.0} us of CPU per recipient",
+            "   zoomcast, JID cache cold (lookup + send + journal):       {:8.0} sends/s = {:.1}% of capacity; {:.0} us of CPU per recipient",
             cold.rate(),
             100.0 * cold.rate() / cap,
             cold.cpu_per_send()
         );
         println!(
-            "   zoomcast, JID cache warm (send + journal):                {:8.0} sends/s = {:.0}% of capacity (target >= 5,000/s and >= 80%); {:.0} us of CPU per recipient\n",
+            "   zoomcast, JID cache warm (send + journal):                {:8.0} sends/s = {:.1}% of capacity (target >= 5,000/s and >= 80%); {:.0} us of CPU per recipient\n",
             warm.rate(),
             100.0 * warm.rate() / cap,
             warm.cpu_per_send()
