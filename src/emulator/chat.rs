@@ -28,7 +28,7 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
     if let Some(rejection) = check_token(&emu, &headers) {
         return rejection;
     }
-    let knobs = emu.knobs();
+    let knobs = emu.current_knobs();
     if let Some(limited) = daily_limit(&emu, &knobs).or_else(|| rate_limit(&emu, &knobs)) {
         return limited;
     }

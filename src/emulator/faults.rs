@@ -26,7 +26,7 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Sleeps the configured latency, then answers an injected 503 if the dice say so.
 pub(super) async fn latency_and_faults(emu: &Emulator) -> Option<Response> {
-    let knobs = emu.knobs();
+    let knobs = emu.current_knobs();
     if knobs.latency_ms > 0 {
         emu.delays
             .sleep(std::time::Duration::from_millis(knobs.latency_ms))

@@ -38,7 +38,7 @@ fn params(query: Option<&str>, body: &[u8]) -> HashMap<String, String> {
 /// `GET /oauth/authorize`: auto-approves as `login_as` and redirects with code and state.
 pub async fn authorize(State(emu): State<Arc<Emulator>>, RawQuery(query): RawQuery) -> Response {
     let p = params(query.as_deref(), b"");
-    let knobs = emu.knobs();
+    let knobs = emu.current_knobs();
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     if get("response_type") != "code" {
         return (StatusCode::BAD_REQUEST, "Invalid response_type: use code").into_response();
@@ -101,7 +101,7 @@ pub async fn authorize(State(emu): State<Arc<Emulator>>, RawQuery(query): RawQue
 }
 
 fn basic_auth_ok(headers: &HeaderMap, emu: &Emulator) -> bool {
-    let knobs = emu.knobs();
+    let knobs = emu.current_knobs();
     let expected = STANDARD.encode(format!("{}:{}", knobs.client_id, knobs.client_secret));
     headers
         .get(header::AUTHORIZATION)
@@ -141,7 +141,7 @@ fn pkce_ok(challenge: Option<&(String, String)>, verifier: Option<&String>) -> b
 }
 
 fn exchange_code(emu: &Emulator, p: &HashMap<String, String>) -> Response {
-    let knobs = emu.knobs();
+    let knobs = emu.current_knobs();
     let mut inner = emu.inner();
     let code = p.get("code").cloned().unwrap_or_default();
     // Single use: the code is gone whatever happens next.
@@ -199,7 +199,7 @@ fn user_token_body(access: &str, refresh: &str, ttl: i64) -> Response {
 }
 
 fn refresh(emu: &Emulator, p: &HashMap<String, String>) -> Response {
-    let knobs = emu.knobs();
+    let knobs = emu.current_knobs();
     let mut inner = emu.inner();
     let presented = p.get("refresh_token").cloned().unwrap_or_default();
     let found = inner
@@ -231,7 +231,7 @@ fn refresh(emu: &Emulator, p: &HashMap<String, String>) -> Response {
 }
 
 fn client_credentials(emu: &Emulator) -> Response {
-    let ttl = emu.knobs().bot_ttl_secs;
+    let ttl = emu.current_knobs().bot_ttl_secs;
     let mut inner = emu.inner();
     inner.stats.bot_tokens_issued += 1;
     let access = inner.issue_access(TokenKind::Bot, ttl);

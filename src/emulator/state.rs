@@ -2,7 +2,7 @@
 //! One `std::sync::Mutex`, held only for short critical sections, never across an `.await`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -171,7 +171,8 @@ impl Inner {
 
 /// The emulator: knobs, the directory and the mutable state.
 pub struct Emulator {
-    knobs: Mutex<Knobs>,
+    /// Shared, so that a request reads them without copying their strings.
+    knobs: Mutex<Arc<Knobs>>,
     inner: Mutex<Inner>,
     /// The timer behind the latency knob.
     pub(super) delays: Delays,
@@ -181,25 +182,30 @@ impl Emulator {
     /// A fresh emulator.
     pub fn new(knobs: Knobs) -> Self {
         Self {
-            knobs: Mutex::new(knobs),
+            knobs: Mutex::new(Arc::new(knobs)),
             inner: Mutex::new(Inner::default()),
             delays: Delays::start(),
         }
     }
 
-    /// The current knobs.
+    /// A copy of the current knobs.
     pub fn knobs(&self) -> Knobs {
-        self.knobs.lock().expect("knobs lock").clone()
+        Knobs::clone(&self.current_knobs())
+    }
+
+    /// The current knobs, shared: what a request handler reads.
+    pub(super) fn current_knobs(&self) -> Arc<Knobs> {
+        Arc::clone(&self.knobs.lock().expect("knobs lock"))
     }
 
     /// Replaces the knobs.
     pub fn set_knobs(&self, knobs: Knobs) {
-        *self.knobs.lock().expect("knobs lock") = knobs;
+        *self.knobs.lock().expect("knobs lock") = Arc::new(knobs);
     }
 
     /// The directory under the current knobs.
     pub fn directory(&self) -> Directory {
-        Directory::new(self.knobs().synthetic_domain)
+        Directory::new(self.current_knobs().synthetic_domain.clone())
     }
 
     pub(super) fn inner(&self) -> MutexGuard<'_, Inner> {

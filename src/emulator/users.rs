@@ -22,7 +22,7 @@ pub async fn get_user(
     if let Some(fault) = latency_and_faults(&emu).await {
         return fault;
     }
-    let knobs = emu.knobs();
+    let knobs = emu.current_knobs();
     let mut inner = emu.inner();
     let token = bearer(&headers).unwrap_or("");
     let grant = match inner.live(token).map(|t| t.kind.clone()) {
