@@ -260,24 +260,27 @@ impl Engine {
 
     /// Deletes the per-recipient outcomes of the job's finished runs older than its newest
     /// `keep_details`; their summaries stay. Unfinished runs keep everything: the next run
-    /// resumes them. Each run's mark is stored (and flushed) after its entries are deleted, so
-    /// a crash in between only leaves work for the next prune.
+    /// resumes them. Each run's mark is stored after its entries are deleted, and all are
+    /// flushed once: sled recovers a prefix of its log, so a crash leaves no run marked pruned
+    /// that still has entries, only work for the next prune.
     async fn prune_details(&self, job: &Job) -> Result<(), crate::state::StateError> {
         let keep = usize::try_from(job.delivery.keep_details.get()).unwrap_or(usize::MAX);
-        let (mut runs, mut entries) = (0, 0);
-        for mut record in self.runs.details_to_prune(&job.name, keep)? {
+        let mut pruned = self.runs.details_to_prune(&job.name, keep)?;
+        if pruned.is_empty() {
+            return Ok(());
+        }
+        let mut entries = 0;
+        for record in &mut pruned {
             entries += self.deliveries.prune(record.id)?;
             record.details_pruned = true;
-            self.runs.put(&record).await?;
-            runs += 1;
         }
-        if runs > 0 {
-            tracing::info!(
-                "job `{}`: deleted the per-recipient outcomes of {runs} older runs ({entries} \
-                 entries); it keeps them for its newest {keep} runs ([delivery] keep_details)",
-                job.name
-            );
-        }
+        self.runs.put_all(&pruned).await?;
+        tracing::info!(
+            "job `{}`: deleted the per-recipient outcomes of {} older runs ({entries} entries); \
+             it keeps them for its newest {keep} runs ([delivery] keep_details)",
+            job.name,
+            pruned.len()
+        );
         Ok(())
     }
 

@@ -235,7 +235,14 @@ impl Runs {
 
     /// Stores (replaces) a run record, durably.
     pub async fn put(&self, record: &RunRecord) -> Result<(), StateError> {
-        self.tree.insert(record.id.key(), encode(record))?;
+        self.put_all(std::slice::from_ref(record)).await
+    }
+
+    /// Stores (replaces) run records, durably, with one flush.
+    pub async fn put_all(&self, records: &[RunRecord]) -> Result<(), StateError> {
+        for record in records {
+            self.tree.insert(record.id.key(), encode(record))?;
+        }
         self.flusher.flush().await?;
         Ok(())
     }
