@@ -265,14 +265,22 @@ impl Engine {
     /// that still has entries, only work for the next prune.
     async fn prune_details(&self, job: &Job) -> Result<(), crate::state::StateError> {
         let keep = usize::try_from(job.delivery.keep_details.get()).unwrap_or(usize::MAX);
-        let mut pruned = self.runs.details_to_prune(&job.name, keep)?;
+        let (runs, deliveries, name) =
+            (self.runs.clone(), self.deliveries.clone(), job.name.clone());
+        // A scan of the job's runs and thousands of deletions: off the runtime's workers.
+        let (pruned, entries) = tokio::task::spawn_blocking(move || {
+            let mut pruned = runs.details_to_prune(&name, keep)?;
+            let mut entries = 0;
+            for record in &mut pruned {
+                entries += deliveries.prune(record.id)?;
+                record.details_pruned = true;
+            }
+            Ok::<_, crate::state::StateError>((pruned, entries))
+        })
+        .await
+        .expect("pruning does not panic")?;
         if pruned.is_empty() {
             return Ok(());
-        }
-        let mut entries = 0;
-        for record in &mut pruned {
-            entries += self.deliveries.prune(record.id)?;
-            record.details_pruned = true;
         }
         self.runs.put_all(&pruned).await?;
         tracing::info!(
