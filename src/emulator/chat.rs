@@ -13,9 +13,7 @@ use chrono::{TimeDelta, Utc};
 use serde_json::{Value, json};
 
 use super::Knobs;
-use super::faults::{
-    api_error, bearer, latency_and_faults, per_second_429, too_many_requests, within_per_second,
-};
+use super::faults::{api_error, bearer, latency_and_faults, per_second_limit, too_many_requests};
 use super::state::{Delivered, Emulator, TokenKind};
 
 const REQUIRED: [&str; 5] = ["robot_jid", "to_jid", "account_id", "user_jid", "content"];
@@ -180,12 +178,11 @@ fn daily_limit(emu: &Emulator, knobs: &Knobs) -> Option<Response> {
 
 /// A fixed one-second window: the first `send_rate_limit` sends of each second pass.
 fn rate_limit(emu: &Emulator, knobs: &Knobs) -> Option<Response> {
-    let limit = knobs.send_rate_limit?;
-    let now = Utc::now();
-    let mut inner = emu.inner();
-    if within_per_second(&mut inner.rate_window, limit, now) {
-        return None;
-    }
-    inner.stats.sends_rate_limited += 1;
-    Some(per_second_429(now, knobs.retry_after))
+    let inner = &mut *emu.inner();
+    per_second_limit(
+        &mut inner.rate_window,
+        knobs.send_rate_limit,
+        &mut inner.stats.sends_rate_limited,
+        knobs.retry_after,
+    )
 }

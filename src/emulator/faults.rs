@@ -43,22 +43,31 @@ pub(super) async fn latency_and_faults(emu: &Emulator) -> Option<Response> {
     None
 }
 
-/// Counts a call in a fixed one-second `window` (the second, calls so far): whether it is one
-/// of the first `limit` of its second.
-pub(super) fn within_per_second(window: &mut (i64, u32), limit: u32, now: DateTime<Utc>) -> bool {
+/// A per-second limit: the first `limit` calls of each second pass (`None`: no limit). `window`
+/// holds the current second and the calls counted in it. A call beyond the limit is counted in
+/// `limited` and answered with Zoom's per-second 429, its `Retry-After` in `style`.
+pub(super) fn per_second_limit(
+    window: &mut (i64, u32),
+    limit: Option<u32>,
+    limited: &mut u64,
+    style: RetryAfterStyle,
+) -> Option<Response> {
+    let limit = limit?;
+    let now = Utc::now();
     let second = now.timestamp();
     if window.0 != second {
         *window = (second, 0);
     }
     if window.1 < limit {
         window.1 += 1;
-        return true;
+        return None;
     }
-    false
+    *limited += 1;
+    Some(per_second_429(now, style))
 }
 
 /// Zoom's per-second 429 (`QPS`), with a `Retry-After` for the next second in `style`.
-pub(super) fn per_second_429(now: DateTime<Utc>, style: RetryAfterStyle) -> Response {
+fn per_second_429(now: DateTime<Utc>, style: RetryAfterStyle) -> Response {
     let next_second =
         now.with_nanosecond(0).expect("0 is a valid nanosecond") + TimeDelta::seconds(1);
     let retry_after = match style {

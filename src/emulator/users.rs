@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::directory::Directory;
-use super::faults::{api_error, bearer, latency_and_faults, per_second_429, within_per_second};
+use super::faults::{api_error, bearer, latency_and_faults, per_second_limit};
 use super::state::{Emulator, TokenKind};
 
 /// `GET /v2/users/{id}`.
@@ -36,12 +36,14 @@ pub async fn get_user(
             return api_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token.");
         }
     };
-    if let Some(limit) = knobs.lookup_rate_limit {
-        let now = chrono::Utc::now();
-        if !within_per_second(&mut inner.lookup_window, limit, now) {
-            inner.stats.lookups_rate_limited += 1;
-            return per_second_429(now, knobs.retry_after);
-        }
+    let state = &mut *inner;
+    if let Some(limited) = per_second_limit(
+        &mut state.lookup_window,
+        knobs.lookup_rate_limit,
+        &mut state.stats.lookups_rate_limited,
+        knobs.retry_after,
+    ) {
+        return limited;
     }
     if knobs.user_managed && id != "me" {
         inner.stats.rejected_tokens += 1;
