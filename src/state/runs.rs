@@ -292,24 +292,23 @@ impl Runs {
 
     /// Every run, newest first, read one at a time.
     fn all_newest_first(&self) -> impl Iterator<Item = Result<RunRecord, StateError>> + '_ {
-        self.tree.iter().rev().map(|entry| {
-            let (_, bytes) = entry?;
-            Ok(decode(&bytes)?)
-        })
+        self.tree.iter().rev().map(record)
     }
 
     /// Every run, oldest first, optionally of one job only.
     pub fn list(&self, job: Option<&str>) -> Result<Vec<RunRecord>, StateError> {
-        let mut runs = Vec::new();
-        for entry in &self.tree {
-            let (_, bytes) = entry?;
-            let record: RunRecord = decode(&bytes)?;
-            if job.is_none_or(|j| j == record.job) {
-                runs.push(record);
-            }
-        }
-        Ok(runs)
+        self.tree
+            .iter()
+            .map(record)
+            .filter(|r| !matches!((r, job), (Ok(r), Some(job)) if r.job != job))
+            .collect()
     }
+}
+
+/// The run record of a `runs` tree entry.
+fn record(entry: sled::Result<(sled::IVec, sled::IVec)>) -> Result<RunRecord, StateError> {
+    let (_, bytes) = entry?;
+    Ok(decode(&bytes)?)
 }
 
 /// Of a job's runs (newest first), the finished ones older than the newest `keep` finished
