@@ -18,9 +18,9 @@
 use std::mem;
 use std::sync::{Arc, Mutex};
 
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::Notify;
 
+use crate::state::flusher::blocking;
 use crate::state::{Deliveries, Delivery, RunId, StateError};
 
 /// Where a run records its recipients' states. Cheap to clone; clones share the batch.
@@ -172,16 +172,6 @@ impl Batches {
         }
         drop(state);
         self.written.notify_waiters();
-    }
-}
-
-/// Runs `f`, which blocks, without stalling the runtime's other tasks where it can.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        // Tells the runtime that this worker blocks, so its queued tasks move on elsewhere.
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        // A single-threaded runtime (unit tests) cannot hand off: it waits for the flush.
-        _ => f(),
     }
 }
 

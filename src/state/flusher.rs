@@ -14,13 +14,16 @@
 //!   another one started after it asked and succeeded: that one already covers its writes. So a burst of
 //!   callers costs one or two flushes, not one each.
 //!
-//! The flush runs on the calling thread (tokio's blocking pool for async callers), never
-//! through sled's `flush_async`: that one blocks a thread of sled's own pool until the data is
+//! The flush runs on the calling thread (tokio's blocking pool for async callers; a caller on a
+//! runtime worker hands the worker's other tasks to another thread first, see [`blocking`]),
+//! never through sled's `flush_async`: that one blocks a thread of sled's own pool until the data is
 //! written, and the write itself needs a pool thread. 100 concurrent `flush_async` calls hang
 //! for good on the first try (see the test below).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::StateError;
 
@@ -54,9 +57,11 @@ impl Flusher {
     }
 
     /// Returns once every write made before the call, to any tree, is on disk. Blocks the
-    /// thread: from async code, use [`Flusher::flush`].
+    /// thread (on a runtime worker, through [`blocking`]): from async code, prefer
+    /// [`Flusher::flush`].
     pub fn flush_blocking(&self) -> Result<(), StateError> {
-        self.flush_since(self.ticket())
+        let ticket = self.ticket();
+        blocking(|| self.flush_since(ticket))
     }
 
     /// The number of flushes started so far: a flush numbered above it started after every
@@ -93,6 +98,17 @@ impl Flusher {
     }
 }
 
+/// Runs `f`, which blocks its thread, without stalling the runtime's other tasks where it can:
+/// on a worker of tokio's multi-threaded runtime it says so (`block_in_place`), and the
+/// worker's queued tasks move on on another thread. Elsewhere (a plain thread, the blocking
+/// pool, a single-threaded runtime, where `block_in_place` would panic) it just runs `f`.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -122,6 +138,28 @@ mod tests {
             asked + 2,
             "a later caller gets its own flush"
         );
+    }
+
+    /// On a runtime with a single worker, a task that blocks (as the scheduler's tick records
+    /// and the journal's batches do) lets the worker's other tasks run meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_task_that_blocks_lets_the_workers_other_tasks_run() {
+        let blocker = tokio::spawn(async {
+            let (tx, rx) = std::sync::mpsc::channel();
+            // Queued behind this task on the only worker.
+            let other = tokio::spawn(async move { tx.send(()).unwrap() });
+            let waited = blocking(|| rx.recv_timeout(Duration::from_secs(10)));
+            (waited, other)
+        });
+        let (waited, other) = blocker.await.unwrap();
+        assert!(waited.is_ok(), "the other task ran while this one blocked");
+        other.await.unwrap();
+    }
+
+    /// A single-threaded runtime cannot hand its tasks off: the work just runs.
+    #[tokio::test]
+    async fn blocking_work_runs_in_place_on_a_single_threaded_runtime() {
+        assert_eq!(blocking(|| 7), 7);
     }
 
     /// With sled's own `flush_async` in place of `Flusher::flush`, this hangs in its first
