@@ -157,10 +157,11 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         mut events: mpsc::Receiver<Event>,
         shutdown: CancellationToken,
     ) -> Result<(), StateError> {
+        // At start no run is going yet: a state that cannot be read stops the scheduler.
         self.apply(initial)?;
         loop {
             let now = self.clock.now();
-            self.fire_due(now)?;
+            self.fire_due(now);
             let nap = self.nap(now);
             tokio::select! {
                 biased;
@@ -169,7 +170,11 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
                     self.finished(done);
                 }
                 Some(event) = events.recv() => match event {
-                    Event::Reload(set) => self.apply(set)?,
+                    // Runs are going: a job whose state cannot be read is logged and left
+                    // out, and the others keep their schedules.
+                    Event::Reload(set) => {
+                        let _ = self.apply(set);
+                    }
                     Event::RunNow { job, run } => self.run_now(&job, run),
                 },
                 () = tokio::time::sleep(nap) => {}
@@ -180,6 +185,8 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
 
     /// Takes a loaded jobs directory: new jobs are added (resuming and catching up), changed
     /// ones replaced, removed ones dropped, and invalid files keep their last good version.
+    /// A new job whose state cannot be read is logged and not scheduled; the error returned is
+    /// the first such one.
     fn apply(&mut self, set: JobSet) -> Result<(), StateError> {
         let now = self.clock.now();
         let mut seen = Vec::new();
@@ -193,9 +200,14 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
                 tracing::error!("job `{name}` is invalid and is not scheduled:\n{why}");
             }
         }
+        let mut applied = Ok(());
         for job in set.jobs {
-            seen.push(job.name.clone());
-            self.upsert(job, now)?;
+            let name = job.name.clone();
+            seen.push(name.clone());
+            if let Err(e) = self.upsert(job, now) {
+                tracing::error!("job `{name}` is not scheduled: its state could not be read: {e}");
+                applied = applied.and(Err(e));
+            }
         }
         let gone: Vec<String> = self
             .slots
@@ -209,7 +221,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             );
             self.slots.remove(&name);
         }
-        Ok(())
+        applied
     }
 
     /// Adds a job, or replaces one reloaded.
@@ -245,10 +257,10 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         if let Some(schedule) = &job.schedule {
             match self.fires.last(&name)? {
                 // First sight of the job: nothing before now was its to run.
-                None => self.fires.set(&name, now)?,
+                None => record_tick(&self.fires, &name, now),
                 Some(last) => {
                     let missed = plan::ticks_between(schedule, job.timezone, last, now);
-                    catch_up(&self.fires, &job, missed, now, &mut slot)?;
+                    catch_up(&self.fires, &job, missed, now, &mut slot);
                 }
             }
             slot.next = next_tick(&job, now);
@@ -264,9 +276,9 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
 
     /// Fires every tick that is due. A tick seen more than [`LATE`] after it was due was
     /// missed (sleep, clock jump) and goes through `catch_up`.
-    fn fire_due(&mut self, now: DateTime<Utc>) -> Result<(), StateError> {
+    fn fire_due(&mut self, now: DateTime<Utc>) {
         if self.stopping {
-            return Ok(());
+            return;
         }
         let due: Vec<(String, Tick)> = self
             .slots
@@ -290,29 +302,28 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             if first.at <= late_until {
                 let missed = plan::ticks_between(schedule, job.timezone, on_time_after, late_until);
                 let slot = self.slots.get_mut(&name).expect("due slot exists");
-                catch_up(&self.fires, &job, missed, now, slot)?;
+                catch_up(&self.fires, &job, missed, now, slot);
                 on_time_after = late_until;
             }
             let on_time: Vec<_> =
                 plan::ticks_between(schedule, job.timezone, on_time_after, due_until).collect();
             for tick in on_time {
-                self.fire(&name, tick)?;
+                self.fire(&name, tick);
             }
             if let Some(slot) = self.slots.get_mut(&name) {
                 slot.next = next_tick(&job, due_until);
             }
             self.start_queued(&name);
         }
-        Ok(())
     }
 
     /// One tick, on time: runs it, or applies `overlap` if the previous run is going.
-    fn fire(&mut self, name: &str, tick: DateTime<Utc>) -> Result<(), StateError> {
+    fn fire(&mut self, name: &str, tick: DateTime<Utc>) {
         if !self.is_running(name) && self.slots[name].queue.is_empty() {
             self.launch(name, Some(tick)); // records the tick
-            return Ok(());
+            return;
         }
-        self.fires.set(name, tick)?;
+        record_tick(&self.fires, name, tick);
         let slot = self.slots.get_mut(name).expect("fired slot exists");
         match slot.job.policy.overlap {
             Overlap::Skip => log_skip(name, tick, SkipReason::Overlap),
@@ -325,7 +336,6 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
                 );
             }
         }
-        Ok(())
     }
 
     /// Starts a run by hand, unless the job has a run going.
@@ -364,10 +374,8 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
     }
 
     fn launch(&mut self, name: &str, tick: Option<DateTime<Utc>>) {
-        if let Some(tick) = tick
-            && let Err(e) = self.fires.set(name, tick)
-        {
-            tracing::error!("job `{name}`: recording tick {tick} failed: {e}");
+        if let Some(tick) = tick {
+            record_tick(&self.fires, name, tick);
         }
         if let Some(t) = tick {
             tracing::info!("job `{name}`: starting the run for tick {}", t.to_rfc3339());
@@ -463,7 +471,7 @@ fn catch_up(
     missed: impl Iterator<Item = DateTime<Utc>>,
     now: DateTime<Utc>,
     slot: &mut Slot,
-) -> Result<(), StateError> {
+) {
     let missed = plan::plan_missed(missed, now, &job.policy);
     for (tick, reason) in &missed.skipped {
         log_skip(&job.name, *tick, *reason);
@@ -478,7 +486,7 @@ fn catch_up(
     if missed.run.is_empty()
         && let Some(newest) = missed.newest
     {
-        fires.set(&job.name, newest)?;
+        record_tick(fires, &job.name, newest);
     }
     for tick in missed.run {
         tracing::info!(
@@ -488,7 +496,20 @@ fn catch_up(
         );
         slot.queue.push_back(Some(tick));
     }
-    Ok(())
+}
+
+/// Records that a job's ticks up to `tick` are dealt with. A failure is logged, and the
+/// scheduler goes on: the record only keeps a restart from taking these ticks for missed ones,
+/// and a tick's run is never repeated anyway (the runs tree knows the run of each tick).
+fn record_tick(fires: &Fires, job: &str, tick: DateTime<Utc>) {
+    if let Err(e) = fires.set(job, tick) {
+        tracing::error!(
+            "job `{job}`: recording tick {} as dealt with failed: {e}; if zoomcast restarts \
+             before a later tick is recorded, the ticks since the last one recorded count as \
+             missed (the job's `catch_up` decides)",
+            tick.to_rfc3339()
+        );
+    }
 }
 
 /// Queues the resumption of a job's interrupted run, unless a later tick has come since.
