@@ -30,9 +30,10 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::AppTokens;
 use crate::config::recipients::{FileProblem, Recipient, dedupe_key};
 use crate::config::{Diagnostic, Invalid, Job, OnUncertain};
+use crate::state::runs::Counts;
 use crate::state::{
     CacheTtl, CachedLookup, Deliveries, Delivery, DeliveryState, Jids, Rendered, RunId, RunRecord,
-    RunStatus, Runs,
+    RunStatus, Runs, StateError,
 };
 use crate::zoom::chat::Content;
 use crate::zoom::{ChatMessage, ZoomClient, ZoomUser};
@@ -152,7 +153,7 @@ impl Engine {
         zoom: ZoomClient,
         tokens: Arc<AppTokens>,
         limiters: Arc<Limiters>,
-    ) -> Result<Self, crate::state::StateError> {
+    ) -> Result<Self, StateError> {
         Ok(Self {
             zoom,
             tokens,
@@ -173,7 +174,7 @@ impl Engine {
         let mut record = match self.begin(job, options.scheduled_for).await? {
             Begin::Work(record) => record,
             Begin::AlreadyRan(record) => {
-                let (_, failures) = self.deliveries.tally(record.id)?;
+                let (_, failures) = self.tally(record.id).await?;
                 return Ok(RunReport { record, failures });
             }
         };
@@ -201,7 +202,8 @@ impl Engine {
         drop(ctx);
         // Only a resumed run can hold `sending` entries from an earlier process.
         if outcome.is_ok() && resumed {
-            let settled = self.deliveries.settle_sending(record.id)?;
+            let (deliveries, run) = (self.deliveries.clone(), record.id);
+            let settled = off_workers(move || deliveries.settle_sending(run)).await?;
             if settled > 0 {
                 tracing::warn!(
                     "{settled} recipients were being sent at an earlier crash and are no longer in the job: reported as uncertain"
@@ -209,7 +211,7 @@ impl Engine {
             }
         }
         self.deliveries.flush().await?;
-        let (counts, failures) = self.deliveries.tally(record.id)?;
+        let (counts, failures) = self.tally(record.id).await?;
         record.counts = counts;
         record.finished_at = Some(Utc::now());
         record.status = match &outcome {
@@ -245,10 +247,7 @@ impl Engine {
     async fn sweep_jid_cache(&self, job: &Job) {
         let horizon = cache_ttl(job).hit.max(JID_CACHE_KEEP);
         let jids = self.jids.clone();
-        let swept = tokio::task::spawn_blocking(move || jids.sweep_if_due(Utc::now(), horizon))
-            .await
-            .expect("the JID cache sweep does not panic");
-        match swept {
+        match off_workers(move || jids.sweep_if_due(Utc::now(), horizon)).await {
             Ok(Some(deleted)) if deleted > 0 => tracing::info!(
                 "deleted {deleted} cached lookups fetched more than {} days ago",
                 horizon.num_days()
@@ -263,22 +262,21 @@ impl Engine {
     /// resumes them. Each run's mark is stored after its entries are deleted, and all are
     /// flushed once: sled recovers a prefix of its log, so a crash leaves no run marked pruned
     /// that still has entries, only work for the next prune.
-    async fn prune_details(&self, job: &Job) -> Result<(), crate::state::StateError> {
+    async fn prune_details(&self, job: &Job) -> Result<(), StateError> {
         let keep = usize::try_from(job.delivery.keep_details.get()).unwrap_or(usize::MAX);
         let (runs, deliveries, name) =
             (self.runs.clone(), self.deliveries.clone(), job.name.clone());
         // A scan of the job's runs and thousands of deletions: off the runtime's workers.
-        let (pruned, entries) = tokio::task::spawn_blocking(move || {
+        let (pruned, entries) = off_workers(move || {
             let mut pruned = runs.details_to_prune(&name, keep)?;
             let mut entries = 0;
             for record in &mut pruned {
                 entries += deliveries.prune(record.id)?;
                 record.details_pruned = true;
             }
-            Ok::<_, crate::state::StateError>((pruned, entries))
+            Ok::<_, StateError>((pruned, entries))
         })
-        .await
-        .expect("pruning does not panic")?;
+        .await?;
         if pruned.is_empty() {
             return Ok(());
         }
@@ -290,6 +288,12 @@ impl Engine {
             pruned.len()
         );
         Ok(())
+    }
+
+    /// A run's counts, and its failed or uncertain recipients: a scan of all its recipients.
+    async fn tally(&self, run: RunId) -> Result<(Counts, Vec<Delivery>), StateError> {
+        let deliveries = self.deliveries.clone();
+        off_workers(move || deliveries.tally(run)).await
     }
 
     /// The run to work on. For a schedule tick: the tick's run if it has one (to resume, or
@@ -662,6 +666,14 @@ impl RunCtx<'_> {
             .to_string();
         Stop::Recipients(format!("{path}:{}: {}", p.line, p.message))
     }
+}
+
+/// Runs `f`, a scan or a batch of writes over the state, on tokio's blocking pool: in the
+/// scheduler, other jobs' runs share the runtime's workers.
+async fn off_workers<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("work on the state does not panic")
 }
 
 /// How long `job` trusts a cached lookup.
