@@ -63,6 +63,19 @@ pub enum Stop {
         "the recipients file cannot be read: {0}; fix it (`zoomcast validate` checks it) and run the job again"
     )]
     Recipients(String),
+    /// Zoom does not know the app's bot: every send would be refused the same way, so none is
+    /// counted as a recipient's failure.
+    #[error(
+        "zoom does not know the chatbot that app `{app}` sends as (last: {last}); {}, then run \
+         the job again: it picks up where it stopped",
+        super::robot_jid_help(app)
+    )]
+    WrongBot {
+        /// The app.
+        app: String,
+        /// Zoom's answer.
+        last: ZoomError,
+    },
     /// The process is shutting down; the run stays interrupted and resumes at the next start.
     #[error(
         "stopped for shutdown; the next start of the scheduler (or `zoomcast run`) resumes the run"
@@ -130,7 +143,7 @@ pub(super) struct Tries {
     /// Every request made for the recipient (across calls and runs).
     pub attempts: u32,
     /// Whether a request of this call may have been processed by Zoom: it got an answer other
-    /// than 429 (which says it was not), or no answer at all.
+    /// than one saying it was not (a 429, an unknown bot), or no answer at all.
     pub maybe_processed: bool,
 }
 
@@ -167,7 +180,7 @@ where
         // The operation owns its copy of the token: a future that borrowed it for any
         // lifetime would not be provably `Send`, and the scheduler spawns runs.
         let answer = op(token.clone()).await;
-        tries_so_far.maybe_processed |= !matches!(&answer, Err(e) if e.is_rate_limited());
+        tries_so_far.maybe_processed |= !matches!(&answer, Err(e) if e.says_unprocessed());
         let error = match answer {
             Ok(value) => {
                 limiter.accepted();
@@ -223,6 +236,12 @@ where
             Disposition::Retry { .. } => {
                 return Err(Stop::Unreachable {
                     attempts: tries,
+                    last: error,
+                });
+            }
+            Disposition::WrongBot => {
+                return Err(Stop::WrongBot {
+                    app: tokens.app().to_owned(),
                     last: error,
                 });
             }

@@ -110,17 +110,12 @@ pub async fn sender(
     app: &str,
 ) -> anyhow::Result<Sender> {
     let Some(robot_jid) = robot_jid else {
-        let help = if app == crate::config::DEFAULT_APP {
-            "set ZOOM_ROBOT_JID (Marketplace: your app, Features, Chatbot, \"Bot JID\")".to_owned()
-        } else {
-            format!("set robot_jid in the [apps.{app}] table of zoomcast.toml")
-        };
         return Err(Invalid::one(
             Diagnostic::whole(
                 None,
                 format!("app `{app}` has no robot_jid, which sending requires"),
             )
-            .help(help),
+            .help(robot_jid_help(app)),
         )
         .into());
     };
@@ -136,6 +131,16 @@ pub async fn sender(
         account_id: account_id.map_or(grant.account_id, str::to_owned),
         user_jid: grant.user_jid,
     })
+}
+
+/// Where the robot JID of `app` is set, and where to find the right value.
+fn robot_jid_help(app: &str) -> String {
+    let setting = if app == crate::config::DEFAULT_APP {
+        "ZOOM_ROBOT_JID".to_owned()
+    } else {
+        format!("robot_jid in the [apps.{app}] table of zoomcast.toml")
+    };
+    format!("set {setting} to the app's Bot JID (Marketplace: your app, Features, Chatbot)")
 }
 
 /// A recipient resolved and rendered, ready to send.

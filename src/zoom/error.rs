@@ -19,6 +19,10 @@ pub const INVALID_ACCESS_TOKEN: i64 = 124;
 pub const USER_DOES_NOT_EXIST: i64 = 1001;
 /// Zoom's Chatbot API code for a missing or wrong-kind authorization token.
 pub const INVALID_AUTHORIZATION_TOKEN: i64 = 7010;
+/// Zoom's Chatbot API code (404) for a malformed `robot_jid`.
+pub const INVALID_ROBOT_JID: i64 = 7002;
+/// Zoom's Chatbot API code (403) for a `robot_jid` that names no chatbot.
+pub const NO_SUCH_CHATBOT: i64 = 7003;
 
 /// A failed call to the Zoom API.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,9 @@ pub enum Disposition {
     },
     /// The token was rejected: renew it once and retry once.
     RenewToken,
+    /// Zoom does not know the bot the message is from (`robot_jid`): no recipient can
+    /// succeed until the configuration is fixed, and Zoom processed nothing.
+    WrongBot,
     /// Retrying cannot help (unknown user, rejected message, ...).
     Permanent,
 }
@@ -105,6 +112,12 @@ impl ZoomError {
         matches!(self, Self::Api { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS)
     }
 
+    /// Whether the answer says Zoom did not process the request: a 429, or a bot it does not
+    /// know. (Any other answer, or none, leaves open that the message went out.)
+    pub fn says_unprocessed(&self) -> bool {
+        self.is_rate_limited() || self.disposition() == Disposition::WrongBot
+    }
+
     /// Classifies the error; see [`Disposition`].
     pub fn disposition(&self) -> Disposition {
         match self {
@@ -116,7 +129,9 @@ impl ZoomError {
                 retry_after,
                 ..
             } => {
-                if *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                if matches!(code, Some(INVALID_ROBOT_JID | NO_SUCH_CHATBOT)) {
+                    Disposition::WrongBot
+                } else if *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
                     Disposition::Retry {
                         after: *retry_after,
                     }
@@ -171,6 +186,18 @@ mod tests {
                 r#"{"code":7001,"message":"Invalid Request Body format."}"#,
                 None,
                 Disposition::Permanent,
+            ),
+            (
+                403,
+                r#"{"code":7003,"message":"No Chatbot can be found with the given robot_jid value."}"#,
+                None,
+                Disposition::WrongBot,
+            ),
+            (
+                404,
+                r#"{"code":7002,"message":"Invalid robot_jid value specified in the Request Body."}"#,
+                None,
+                Disposition::WrongBot,
             ),
             (
                 401,

@@ -121,16 +121,58 @@ fn unknown_emails_are_reported_with_zooms_answer_and_exit_3() {
 }
 
 #[test]
-fn a_rejected_message_fails_that_recipient_with_zooms_code() {
-    // A robot JID the account does not know: Zoom answers 403 code 7003 to every send.
+fn a_bot_zoom_does_not_know_stops_the_run_and_the_fixed_config_finishes_it() {
+    // A robot JID that names no chatbot: Zoom answers 403 code 7003 to every send, so failing
+    // each recipient would only make 40 doomed requests and 40 failures to clean up.
     let env = Env::new();
-    env.job("team", &job_to(&["ana@example.com"]));
+    env.job("bulk", &bulk_job("w", 40));
     env.login();
-    env.run_with(&["run", "team"], |cmd| {
+    env.run_with(&["run", "bulk"], |cmd| {
         cmd.env("ZOOM_ROBOT_JID", "nobody@xmpp.zoom.us");
     })
-    .code(3)
-    .stdout_has("(code 7003): No Chatbot can be found with the given robot_jid value.");
+    .code(1)
+    .stderr_has("zoom does not know the chatbot that app `default` sends as")
+    .stderr_has("(code 7003): No Chatbot can be found with the given robot_jid value.")
+    .stderr_has("set ZOOM_ROBOT_JID to the app's Bot JID")
+    .stderr_has("run the job again: it picks up where it stopped");
+    let stats = env.emu().stats();
+    assert_eq!(stats.sends_accepted, 0);
+    assert!(
+        stats.sends_rejected <= 4,
+        "only the sends in flight (concurrency 4) were made: {stats:?}"
+    );
+    let runs = env.history(Some("bulk"));
+    assert_eq!(runs[0]["status"], "aborted", "{}", runs[0]);
+    // Zoom processed none of the refused sends: nobody is left failed or uncertain.
+    let detail = env.run(&["history", "--json", "--run", "1"]).code(0).json();
+    assert_eq!(detail["deliveries"], serde_json::json!([]), "{detail}");
+
+    // With the right robot JID the same run finishes, each recipient once.
+    env.run(&["run", "bulk"])
+        .code(0)
+        .stdout_has("40 recipients, 40 sent");
+    let per = env.per_recipient();
+    assert_eq!(per.len(), 40);
+    assert!(per.values().all(|&n| n == 1), "{per:?}");
+    assert_eq!(env.history(Some("bulk")).len(), 1, "resumed, not a new run");
+}
+
+#[test]
+fn a_recipient_gone_since_their_jid_was_cached_fails_with_zooms_code() {
+    let env = Env::new();
+    env.job("team", &bulk_job("left", 3));
+    env.login();
+    env.run(&["run", "team"]).code(0);
+    // The people leave the account; their JIDs stay cached, so the next run sends to them.
+    env.emu().set_knobs(zoomcast::emulator::Knobs {
+        synthetic_domain: None,
+        ..env.emu().knobs()
+    });
+    env.run(&["run", "team"])
+        .code(3)
+        .stdout_has("3 recipients, 0 sent, 3 failed")
+        .stdout_has("(code 7004): No channel or user can be found with the given to_jid value.");
+    assert_eq!(env.emu().stats().sends_rejected, 3, "one request each");
 }
 
 #[test]
