@@ -376,9 +376,10 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
     fn launch(&mut self, name: &str, tick: Option<DateTime<Utc>>) {
         if let Some(tick) = tick {
             record_tick(&self.fires, name, tick);
-        }
-        if let Some(t) = tick {
-            tracing::info!("job `{name}`: starting the run for tick {}", t.to_rfc3339());
+            tracing::info!(
+                "job `{name}`: starting the run for tick {}",
+                tick.to_rfc3339()
+            );
         } else {
             tracing::info!("job `{name}`: resuming its interrupted run");
         }
