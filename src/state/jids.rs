@@ -151,8 +151,7 @@ mod tests {
 
     #[test]
     fn hits_and_misses_expire_by_their_own_ttl() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let jids = Jids::open(&db).unwrap();
+        let jids = empty_cache();
         let t0 = Utc::now();
         let user = ZoomUser {
             id: "u".into(),
@@ -196,6 +195,12 @@ mod tests {
         assert!(jids.get("nobody@x.io", ttl, t0).unwrap().is_none());
     }
 
+    /// An empty cache in a temporary database (the tree keeps the database open).
+    fn empty_cache() -> Jids {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        Jids::open(&db).unwrap()
+    }
+
     /// Zoom's answer for an unknown email, fetched at `fetched_at`.
     fn miss(fetched_at: DateTime<Utc>) -> CachedLookup {
         CachedLookup {
@@ -208,8 +213,7 @@ mod tests {
 
     #[test]
     fn a_sweep_deletes_answers_past_the_horizon_at_most_once_a_day() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let jids = Jids::open(&db).unwrap();
+        let jids = empty_cache();
         let t0 = Utc::now();
         let ttl = CacheTtl {
             hit: TimeDelta::days(400),
@@ -240,8 +244,7 @@ mod tests {
 
     #[test]
     fn a_large_cache_is_swept_a_chunk_at_a_time_each_going_on_where_the_last_stopped() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let jids = Jids::open(&db).unwrap();
+        let jids = empty_cache();
         let t0 = Utc::now();
         for i in 0..25 {
             let age = if i % 5 == 0 { 29 } else { 31 };
