@@ -111,6 +111,13 @@ impl Env {
         self
     }
 
+    /// Changes some of the emulator's knobs, keeping the others.
+    pub fn adjust_knobs(&self, change: impl FnOnce(&mut Knobs)) {
+        let mut knobs = self.emu().knobs();
+        change(&mut knobs);
+        self.emu().set_knobs(knobs);
+    }
+
     /// The binary, with the emulator's app identity in the environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let knobs = self.emu().knobs();
@@ -189,6 +196,14 @@ impl Env {
             *counts.entry(m.to_email).or_default() += 1;
         }
         counts
+    }
+
+    /// Asserts that the emulator delivered to `n` recipients, each exactly once.
+    #[track_caller]
+    pub fn assert_each_sent_once(&self, n: usize) {
+        let per = self.per_recipient();
+        assert_eq!(per.len(), n, "{per:?}");
+        assert!(per.values().all(|&count| count == 1), "{per:?}");
     }
 
     /// Starts `auth login --no-browser --port 0` and returns the child and the authorize URL

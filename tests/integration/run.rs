@@ -151,9 +151,7 @@ fn a_bot_zoom_does_not_know_stops_the_run_and_the_fixed_config_finishes_it() {
     env.run(&["run", "bulk"])
         .code(0)
         .stdout_has("40 recipients, 40 sent");
-    let per = env.per_recipient();
-    assert_eq!(per.len(), 40);
-    assert!(per.values().all(|&n| n == 1), "{per:?}");
+    env.assert_each_sent_once(40);
     assert_eq!(env.history(Some("bulk")).len(), 1, "resumed, not a new run");
 }
 
@@ -164,10 +162,7 @@ fn a_recipient_gone_since_their_jid_was_cached_fails_with_zooms_code() {
     env.login();
     env.run(&["run", "team"]).code(0);
     // The people leave the account; their JIDs stay cached, so the next run sends to them.
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
-        synthetic_domain: None,
-        ..env.emu().knobs()
-    });
+    env.adjust_knobs(|k| k.synthetic_domain = None);
     env.run(&["run", "team"])
         .code(3)
         .stdout_has("3 recipients, 0 sent, 3 failed")
@@ -183,10 +178,7 @@ fn injected_server_errors_are_retried_until_delivered() {
         &bulk_job("user", 40).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 12"),
     );
     env.login(); // before the faults: logging in does not retry
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
-        fail_5xx: 0.3,
-        ..env.emu().knobs()
-    });
+    env.adjust_knobs(|k| k.fail_5xx = 0.3);
     env.run(&["run", "bulk"])
         .code(0)
         .stdout_has("40 recipients, 40 sent");
@@ -238,10 +230,7 @@ fn zoom_failing_every_attempt_stops_the_run_with_exit_1() {
             .replace("concurrency = 4", "concurrency = 1\nmax_attempts = 2"),
     );
     env.login();
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
-        fail_5xx: 1.0,
-        ..env.emu().knobs()
-    });
+    env.adjust_knobs(|k| k.fail_5xx = 1.0);
     env.run(&["run", "team"])
         .code(1)
         .stderr_has("zoom kept failing after 2 attempts (last: zoom answered 503 Service Unavailable (code 503)");
@@ -256,10 +245,7 @@ fn a_user_managed_app_is_explained_not_retried_into_the_ground() {
         &job_to(&["ana@example.com", "bo@example.com", "chen@example.com"]),
     );
     env.login();
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
-        user_managed: true,
-        ..env.emu().knobs()
-    });
+    env.adjust_knobs(|k| k.user_managed = true);
     env.run(&["run", "team"])
         .code(1)
         .stderr_has("zoom rejected a freshly renewed user token of app `default`")
@@ -394,10 +380,7 @@ fn bulk_run_under_a_limit(prefix: &str, n: usize, limit: impl FnOnce(Knobs) -> K
 fn slow_bulk_job(env: &Env, n: usize) {
     env.job("bulk", &bulk_job("p", n));
     env.login();
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
-        latency_ms: 20,
-        ..env.emu().knobs()
-    });
+    env.adjust_knobs(|k| k.latency_ms = 20);
 }
 
 #[test]
@@ -462,10 +445,7 @@ fn a_daily_limit_stops_the_run_with_when_to_retry_and_the_next_run_finishes_it()
     let env = Env::new();
     env.job("daily", &bulk_job("d", 8));
     env.login();
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
-        send_daily_limit: Some(5),
-        ..env.emu().knobs()
-    });
+    env.adjust_knobs(|k| k.send_daily_limit = Some(5));
     // Zoom says to come back in a day: the run does not wait (or retry) that long.
     let stopped = env.run(&["run", "daily"]);
     stopped
@@ -493,16 +473,11 @@ fn a_daily_limit_stops_the_run_with_when_to_retry_and_the_next_run_finishes_it()
     assert_eq!(states, ["sent"; 5], "{}", detail.stdout);
 
     // The next day (the limit lifted), the same run finishes: nobody twice, nobody lost.
-    env.emu().set_knobs(zoomcast::emulator::Knobs {
-        send_daily_limit: None,
-        ..env.emu().knobs()
-    });
+    env.adjust_knobs(|k| k.send_daily_limit = None);
     env.run(&["run", "daily"])
         .code(0)
         .stdout_has("8 recipients, 8 sent");
-    let per = env.per_recipient();
-    assert_eq!(per.len(), 8);
-    assert!(per.values().all(|&n| n == 1), "{per:?}");
+    env.assert_each_sent_once(8);
     assert_eq!(
         env.history(Some("daily")).len(),
         1,
