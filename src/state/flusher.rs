@@ -11,14 +11,14 @@
 //!   lock. (sled's own periodic flusher thread still writes its buffers on its own schedule,
 //!   outside that lock.)
 //! - **Waiters share a flush.** A caller that waited for the lock skips its own flush when
-//!   another one started after it asked and succeeded: that one already covers its writes. So a burst of
-//!   callers costs one or two flushes, not one each.
+//!   another one started after it asked and succeeded: that one already covers its writes. So
+//!   a burst of callers costs one or two flushes, not one each.
 //!
 //! The flush runs on the calling thread (tokio's blocking pool for async callers; a caller on a
 //! runtime worker hands the worker's other tasks to another thread first, see [`blocking`]),
-//! never through sled's `flush_async`: that one blocks a thread of sled's own pool until the data is
-//! written, and the write itself needs a pool thread. 100 concurrent `flush_async` calls hang
-//! for good on the first try (see the test below).
+//! never through sled's `flush_async`: that one blocks a thread of sled's own pool until the
+//! data is written, and the write itself needs a pool thread. 100 concurrent `flush_async`
+//! calls hang for good on the first try (see the test below).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
