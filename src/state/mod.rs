@@ -4,7 +4,7 @@
 //! state/
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
 //!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
-//!                     deliveries, schedule
+//!                     deliveries, schedule, paces
 //!   grants/NAME.json  the current grant of app NAME, replaced atomically on every rotation
 //! ```
 //!
@@ -19,6 +19,7 @@ pub mod flusher;
 pub mod grants;
 pub mod jids;
 pub mod lock;
+pub mod paces;
 pub mod runs;
 
 use std::fs::DirBuilder;
@@ -31,6 +32,7 @@ pub use flusher::Flusher;
 pub use grants::{Grant, Grants};
 pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
+pub use paces::Paces;
 pub use runs::{RunId, RunRecord, RunStatus, Runs};
 
 /// sled's page cache. 1 MiB rather than 4: a 100,000-recipient run peaked at 63 to 64 MiB
@@ -154,6 +156,11 @@ impl Store {
     /// The `deliveries` tree.
     pub fn deliveries(&self) -> Result<Deliveries, StateError> {
         Deliveries::open(&self.db, &self.flusher)
+    }
+
+    /// The `paces` tree (Zoom's rate limits as last measured).
+    pub fn paces(&self) -> Result<Paces, StateError> {
+        Paces::open(&self.db)
     }
 }
 
