@@ -8,6 +8,7 @@ use reqwest::header::LOCATION;
 use super::{Context, Outcome};
 use crate::auth::login::{self, Pkce};
 use crate::config::{Config, DEFAULT_APP, Job};
+use crate::delivery::limiter::Limiters;
 use crate::delivery::{Engine, RunOptions, sender};
 use crate::emulator::{EmulatorHandle, Knobs};
 use crate::report;
@@ -85,7 +86,8 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
         job.name, job.recipient_count
     );
     let from = sender(&tokens, app.robot_jid.as_deref(), None, &app.name).await?;
-    let engine = Engine::new(&store, zoom, tokens, std::sync::Arc::default())?;
+    let limiters = std::sync::Arc::new(Limiters::remembering(store.paces()?));
+    let engine = Engine::new(&store, zoom, tokens, limiters)?;
     let run = engine.run(&job, &from, RunOptions::default()).await?;
     print!("{}", report::run_report_text(&run));
     println!("messages the emulator delivered:");

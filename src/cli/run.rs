@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::delivery::limiter::Limiters;
 use crate::delivery::{Engine, ProgressMode, RunOptions, RunReport, sender};
 use crate::report;
 
@@ -81,7 +82,8 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         );
         return Ok(Outcome::Done);
     }
-    let engine = Engine::new(&store, zoom, tokens, Arc::default())?;
+    let limiters = Arc::new(Limiters::remembering(store.paces()?));
+    let engine = Engine::new(&store, zoom, tokens, limiters)?;
     let options = RunOptions {
         refresh_cache: args.refresh_cache,
         progress: args.progress(),

@@ -60,7 +60,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let launcher = Arc::new(EngineLauncher {
         config: config.clone(),
         store: store.clone(),
-        limiters: Arc::default(),
+        limiters: Arc::new(Limiters::remembering(store.paces()?)),
         apps: Mutex::default(),
     });
     let shutdown = CancellationToken::new();

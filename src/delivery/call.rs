@@ -163,13 +163,16 @@ where
     let (mut renewed, mut tries) = (false, 0);
     let mut replacement: Option<K::Token> = None;
     loop {
-        let slot = limiter
+        let turn = limiter
             .reserve(MAX_PATIENCE)
             .map_err(|wait| Stop::RateLimitedFor {
                 wait,
                 last: "every request is paused by an earlier 429".to_owned(),
             })?;
-        wait_until(slot, cancel).await?;
+        wait_until(turn.at, cancel).await?;
+        if !limiter.stands(turn) {
+            continue; // Zoom pushed back while this caller waited: a new turn at the new pace
+        }
         // The token is fetched for every attempt (it is cached): a wait may outlive it.
         let token = match replacement.take() {
             Some(token) => token,

@@ -3,10 +3,22 @@
 //!
 //! It starts unlimited (Zoom's limit depends on the account's plan). On a 429 it cuts its rate
 //! to just under the rate Zoom accepted over the last second (halving instead when nothing was
-//! accepted: that is no evidence of the limit), then recovers by 2% a second
-//! while Zoom keeps accepting. Several 429s arriving together (the requests that were in
-//! flight) cut the rate once. The rejected request itself waits at least its `Retry-After`
-//! (see `call`); a long `Retry-After` (Zoom's daily limit says "tomorrow") pauses every caller.
+//! accepted: that is no evidence of the limit). Several 429s arriving together (the requests
+//! that were in flight) cut the rate once, and callers already waiting for a turn take a new one
+//! at the new pace. It then recovers by 2% a second while Zoom keeps accepting, up to a plateau
+//! just under that accepted rate, where it holds for half a minute before probing higher:
+//! pacing at the limit itself draws a 429 every few seconds, and each costs its request a whole
+//! `Retry-After`. The rejected request itself waits at least its `Retry-After` (see `call`); a
+//! long `Retry-After` (Zoom's daily limit says "tomorrow") pauses every caller.
+//!
+//! A 429 less than a second after the limiter got busy is thin evidence: the second it counted
+//! may have been mostly spent by someone else (the run just before, another app of the
+//! account). When the limiter already has a rate, such a 429 leaves it alone. When nothing is
+//! known yet, it cuts to what got through, but provisionally: that rate grows 10% a second
+//! until a 429 on a whole second of evidence measures the limit, since a cut to the 2 requests
+//! that got through must not take minutes to recover. The plateau a measurement sets is
+//! remembered in the state directory ([`Limiters::remembering`]), and the next process starts
+//! on it, sending at that pace from its first request instead of finding the limit again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,10 +26,20 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::state::Paces;
+
 /// The rate after a cut, as a share of the accepted rate.
 const CUT_TO: f64 = 0.95;
 /// Growth per second without a 429.
 const RECOVERY: f64 = 1.02;
+/// Growth per second of a provisional rate (from a cut on thin evidence).
+const PROBE: f64 = 1.1;
+/// The plateau, as a share of the rate Zoom accepted when it pushed back.
+const PLATEAU_AT: f64 = 0.96;
+/// How long the rate holds at its plateau.
+const PLATEAU_FOR: Duration = Duration::from_secs(30);
+/// Evidence shorter than this is thin; an idle gap longer than this ends a busy stretch.
+const SECOND: Duration = Duration::from_secs(1);
 /// A `Retry-After` at least this long pauses every caller, not just the rejected request.
 const GLOBAL_PAUSE: Duration = Duration::from_secs(5);
 /// The slowest the limiter ever goes.
@@ -27,11 +49,36 @@ const MIN_RATE: f64 = 0.5;
 struct State {
     /// Requests per second, or `None` while Zoom has not pushed back.
     rate: Option<f64>,
+    /// Where recovery holds, measured by the last cut on a whole second of evidence (or
+    /// remembered from one).
+    plateau: Option<Plateau>,
+    /// Whether `rate` came from a cut on less than a second of evidence.
+    provisional: bool,
+    /// Bumped by every cut or pause: turns handed out before it are void.
+    epoch: u64,
     next_slot: Instant,
     paused_until: Instant,
     last_cut: Option<Instant>,
     last_growth: Instant,
     accepted: VecDeque<Instant>,
+    /// When the current stretch of requests (no gap over a second) began.
+    busy_since: Instant,
+    last_request: Instant,
+}
+
+/// A rate just under Zoom's limit, and since when the limiter knows it.
+#[derive(Debug, Clone, Copy)]
+struct Plateau {
+    level: f64,
+    since: Instant,
+}
+
+/// A caller's turn: the instant it may make its request, under the pace of the moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Turn {
+    /// When the request may go.
+    pub at: Instant,
+    epoch: u64,
 }
 
 /// One endpoint's shared limit.
@@ -42,27 +89,41 @@ pub struct Limiter {
 
 impl Default for Limiter {
     fn default() -> Self {
+        Self::starting_at(None)
+    }
+}
+
+impl Limiter {
+    /// A limiter pacing at `rate` from its first request (a remembered measurement), or
+    /// unlimited.
+    fn starting_at(rate: Option<f64>) -> Self {
         let now = Instant::now();
         Self {
             state: Mutex::new(State {
-                rate: None,
+                rate,
+                plateau: rate.map(|level| Plateau { level, since: now }),
+                provisional: false,
+                epoch: 0,
                 next_slot: now,
                 paused_until: now,
                 last_cut: None,
                 last_growth: now,
                 accepted: VecDeque::new(),
+                busy_since: now,
+                last_request: now,
             }),
         }
     }
-}
 
-impl Limiter {
-    /// Reserves this caller's turn: the instant it may make its request. When every caller
-    /// is paused for longer than `patience` (a daily limit), nothing is reserved and the
-    /// answer is how long the pause still lasts.
-    pub fn reserve(&self, patience: Duration) -> Result<Instant, Duration> {
+    /// Reserves this caller's turn. When every caller is paused for longer than `patience` (a
+    /// daily limit), nothing is reserved and the answer is how long the pause still lasts.
+    pub fn reserve(&self, patience: Duration) -> Result<Turn, Duration> {
         let mut s = self.state.lock().expect("limiter lock");
         let now = Instant::now();
+        if now.duration_since(s.last_request) > SECOND {
+            s.busy_since = now;
+        }
+        s.last_request = now;
         if now
             .checked_add(patience)
             .is_some_and(|limit| s.paused_until > limit)
@@ -74,7 +135,16 @@ impl Limiter {
             slot = slot.max(s.next_slot);
             s.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
         }
-        Ok(slot)
+        Ok(Turn {
+            at: slot,
+            epoch: s.epoch,
+        })
+    }
+
+    /// Whether `turn` still stands when it comes: after a cut or pause, a caller takes a new
+    /// turn at the new pace rather than send at the old one.
+    pub fn stands(&self, turn: Turn) -> bool {
+        self.state.lock().expect("limiter lock").epoch == turn.epoch
     }
 
     /// Zoom accepted a request.
@@ -85,15 +155,22 @@ impl Limiter {
         while s
             .accepted
             .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+            .is_some_and(|t| now.duration_since(*t) > SECOND)
         {
             s.accepted.pop_front();
         }
         let elapsed = now.duration_since(s.last_growth);
         if let Some(rate) = s.rate
-            && elapsed >= Duration::from_secs(1)
+            && elapsed >= SECOND
         {
-            s.rate = Some(rate * RECOVERY.powf(elapsed.as_secs_f64()));
+            let growth = if s.provisional { PROBE } else { RECOVERY };
+            let mut grown = rate * growth.powf(elapsed.as_secs_f64());
+            if let Some(plateau) = s.plateau
+                && now.duration_since(plateau.since) < PLATEAU_FOR
+            {
+                grown = grown.min(plateau.level).max(rate);
+            }
+            s.rate = Some(grown);
             s.last_growth = now;
         }
     }
@@ -107,16 +184,19 @@ impl Limiter {
             .and_then(|w| now.checked_add(w))
         {
             s.paused_until = s.paused_until.max(until);
+            s.epoch += 1;
         }
-        if s.last_cut
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
+        if s.last_cut.is_some_and(|t| now.duration_since(t) < SECOND) {
             return; // the rest of a burst that was already in flight
+        }
+        let thin = now.duration_since(s.busy_since) < SECOND;
+        if thin && s.rate.is_some() {
+            return; // the second may be someone else's: keep the pace, the 429 waits alone
         }
         let accepted = s
             .accepted
             .iter()
-            .filter(|t| now.duration_since(**t) <= Duration::from_secs(1))
+            .filter(|t| now.duration_since(**t) <= SECOND)
             .count();
         #[allow(clippy::cast_precision_loss)] // counts of requests in one second
         let observed = accepted as f64;
@@ -132,15 +212,32 @@ impl Limiter {
         };
         let rate = (base * CUT_TO).max(MIN_RATE);
         s.rate = Some(rate);
+        s.provisional = thin;
+        if !thin && observed >= 1.0 {
+            s.plateau = Some(Plateau {
+                level: (observed * PLATEAU_AT).max(rate),
+                since: now,
+            });
+        }
+        s.epoch += 1;
         s.last_cut = Some(now);
         s.last_growth = now;
-        s.next_slot = s.next_slot.max(now);
+        s.next_slot = now;
         tracing::info!("zoom is rate limiting: pacing to {rate:.1} requests/s");
     }
 
     /// The current rate, `None` when unlimited.
     pub fn rate(&self) -> Option<f64> {
         self.state.lock().expect("limiter lock").rate
+    }
+
+    /// The plateau measured on a whole second of evidence, worth remembering.
+    pub fn measured(&self) -> Option<f64> {
+        self.state
+            .lock()
+            .expect("limiter lock")
+            .plateau
+            .map(|p| p.level)
     }
 }
 
@@ -153,21 +250,74 @@ pub enum Endpoint {
     Chat,
 }
 
+impl Endpoint {
+    const ALL: [Self; 2] = [Self::Users, Self::Chat];
+
+    /// Its name in the state directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Chat => "chat",
+        }
+    }
+}
+
 /// Every limiter of the process, by app and endpoint.
 #[derive(Debug, Default)]
 pub struct Limiters {
     map: Mutex<HashMap<(String, Endpoint), Arc<Limiter>>>,
+    /// Where measured paces are remembered between processes, if anywhere.
+    paces: Option<Paces>,
 }
 
 impl Limiters {
+    /// Limiters that start from the paces remembered in `paces`, and remember what they measure
+    /// when told to ([`Limiters::remember`]).
+    pub fn remembering(paces: Paces) -> Self {
+        Self {
+            map: Mutex::default(),
+            paces: Some(paces),
+        }
+    }
+
     /// The limiter of `app`'s `endpoint`, created on first use.
     pub fn get(&self, app: &str, endpoint: Endpoint) -> Arc<Limiter> {
         self.map
             .lock()
             .expect("limiters lock")
             .entry((app.to_owned(), endpoint))
-            .or_default()
+            .or_insert_with(|| Arc::new(Limiter::starting_at(self.recall(app, endpoint))))
             .clone()
+    }
+
+    /// Stores the paces `app`'s limiters measured, for the next process. A failure is only
+    /// logged: the next process would find the limit again, at the cost of a few 429s.
+    pub fn remember(&self, app: &str) {
+        let Some(paces) = &self.paces else { return };
+        for endpoint in Endpoint::ALL {
+            let measured = self
+                .map
+                .lock()
+                .expect("limiters lock")
+                .get(&(app.to_owned(), endpoint))
+                .and_then(|limiter| limiter.measured());
+            if let Some(rate) = measured
+                && let Err(e) = paces.remember(app, endpoint.name(), rate)
+            {
+                tracing::warn!("app `{app}`: Zoom's measured pace could not be stored: {e}");
+            }
+        }
+    }
+
+    fn recall(&self, app: &str, endpoint: Endpoint) -> Option<f64> {
+        let paces = self.paces.as_ref()?;
+        match paces.recall(app, endpoint.name()) {
+            Ok(rate) => rate,
+            Err(e) => {
+                tracing::warn!("app `{app}`: the remembered pace could not be read: {e}");
+                None
+            }
+        }
     }
 }
 
@@ -178,8 +328,8 @@ mod tests {
     impl Limiter {
         /// Waits for this caller's turn, however long.
         async fn acquire(&self) {
-            let slot = self.reserve(Duration::MAX).expect("no patience limit");
-            tokio::time::sleep_until(slot).await;
+            let turn = self.reserve(Duration::MAX).expect("no patience limit");
+            tokio::time::sleep_until(turn.at).await;
         }
     }
 
@@ -226,20 +376,140 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn recovers_gradually_while_zoom_accepts() {
+    async fn recovers_gradually_to_a_plateau_then_probes_higher() {
         let limiter = Limiter::default();
-        limiter.accepted();
+        // Requests for over a second: the cut rests on a whole second of evidence.
+        for _ in 0..4 {
+            limiter.acquire().await;
+            limiter.accepted();
+            tokio::time::advance(Duration::from_millis(400)).await;
+        }
         limiter.throttled(None);
         let cut = limiter.rate().unwrap();
-        for _ in 0..10 {
+        assert!(
+            (cut - 2.0 * CUT_TO).abs() < 1e-9,
+            "two accepted in the last second"
+        );
+        let plateau = 2.0 * PLATEAU_AT;
+        assert_eq!(limiter.measured(), Some(plateau));
+        let mut rates = Vec::new();
+        for _ in 0..30 {
             tokio::time::advance(Duration::from_secs(1)).await;
             limiter.accepted();
+            rates.push(limiter.rate().unwrap());
         }
-        let recovered = limiter.rate().unwrap();
         assert!(
-            (recovered / cut - RECOVERY.powi(10)).abs() < 1e-9,
-            "{cut} -> {recovered}"
+            rates[..29].iter().all(|r| (r - plateau).abs() < 1e-9),
+            "back up to just under what Zoom accepted, and holds there: {rates:?}"
         );
+        assert!(
+            (rates[29] - plateau * RECOVERY).abs() < 1e-9,
+            "then probes higher, 2% a second: {rates:?}"
+        );
+    }
+
+    /// Requests for `how_long`, every one accepted.
+    async fn busy(limiter: &Limiter, how_long: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < how_long {
+            limiter.acquire().await;
+            limiter.accepted();
+            tokio::time::advance(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_on_thin_evidence_keeps_a_known_pace() {
+        let limiter = Limiter::starting_at(Some(20.0));
+        // Idle (a scheduler between runs), then a run whose first second the run before it
+        // had mostly spent: 2 of ours got through.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        for _ in 0..2 {
+            limiter.acquire().await;
+            limiter.accepted();
+        }
+        limiter.throttled(Some(Duration::from_secs(1)));
+        let kept = limiter.rate().unwrap();
+        assert!(kept >= 20.0, "not cut to 1.9/s: {kept}");
+        // After a whole second of requests, a 429 is evidence.
+        busy(&limiter, Duration::from_millis(1100)).await;
+        limiter.throttled(Some(Duration::from_secs(1)));
+        let cut = limiter.rate().unwrap();
+        assert!(cut < kept, "{cut}");
+        let plateau = limiter.measured().unwrap();
+        assert!(cut < plateau && plateau < kept, "{cut} {plateau}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_429_on_thin_evidence_grows_back_fast_until_one_on_a_whole_second() {
+        let limiter = Limiter::default();
+        for _ in 0..2 {
+            limiter.acquire().await;
+            limiter.accepted();
+        }
+        limiter.throttled(Some(Duration::from_secs(1)));
+        assert_eq!(limiter.rate(), Some(2.0 * CUT_TO), "all there is to go on");
+        assert_eq!(limiter.measured(), None, "too thin to remember");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        limiter.accepted();
+        assert!((limiter.rate().unwrap() - 2.0 * CUT_TO * PROBE).abs() < 1e-9);
+        busy(&limiter, Duration::from_millis(1100)).await;
+        limiter.throttled(Some(Duration::from_secs(1)));
+        let cut = limiter.rate().unwrap();
+        assert!(limiter.measured().is_some(), "a whole second of evidence");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        limiter.accepted();
+        let grown = limiter.rate().unwrap();
+        assert!(
+            grown <= cut * RECOVERY + 1e-9,
+            "gradual again: {cut} -> {grown}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiters_start_at_the_pace_an_earlier_process_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::state::Store::open(dir.path()).unwrap();
+        let first = Limiters::remembering(store.paces().unwrap());
+        let chat = first.get("a", Endpoint::Chat);
+        let users = first.get("a", Endpoint::Users);
+        assert_eq!(chat.rate(), None, "nothing remembered yet");
+        // The users limiter's first 429 comes at once: too thin to remember.
+        users.acquire().await;
+        users.accepted();
+        users.throttled(None);
+        assert!(users.rate().is_some() && users.measured().is_none());
+        busy(&chat, Duration::from_millis(1100)).await;
+        chat.throttled(Some(Duration::from_secs(1)));
+        let measured = chat.measured().expect("a whole second of evidence");
+        first.remember("a");
+
+        let next = Limiters::remembering(store.paces().unwrap());
+        assert_eq!(next.get("a", Endpoint::Chat).rate(), Some(measured));
+        assert_eq!(next.get("a", Endpoint::Users).rate(), None);
+        assert_eq!(next.get("b", Endpoint::Chat).rate(), None, "another app");
+        let start = Instant::now();
+        for _ in 0..3 {
+            next.get("a", Endpoint::Chat).acquire().await;
+        }
+        assert!(
+            start.elapsed() >= Duration::from_secs_f64(2.0 / measured),
+            "paced from the first request"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_sends_the_callers_already_waiting_back_for_a_new_turn() {
+        let limiter = Limiter::default();
+        let before = limiter.reserve(Duration::MAX).unwrap();
+        assert!(limiter.stands(before));
+        limiter.accepted();
+        limiter.throttled(None);
+        assert!(!limiter.stands(before), "a turn taken at the old pace");
+        let after = limiter.reserve(Duration::MAX).unwrap();
+        assert!(limiter.stands(after));
+        limiter.throttled(Some(Duration::from_secs(3600)));
+        assert!(!limiter.stands(after), "a daily limit's pause voids it too");
     }
 
     #[tokio::test(start_paused = true)]

@@ -205,6 +205,7 @@ impl Engine {
             never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
         };
         drop(ctx);
+        self.limiters.remember(&job.app);
         // Only a resumed run can hold `sending` entries from an earlier process.
         if outcome.is_ok() && resumed {
             let (deliveries, run) = (self.deliveries.clone(), record.id);

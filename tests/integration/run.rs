@@ -344,6 +344,37 @@ fn zooms_rate_limit_is_learned_with_few_429s() {
 }
 
 #[test]
+fn a_run_starts_at_the_pace_an_earlier_run_measured() {
+    use zoomcast::delivery::limiter::Endpoint;
+    use zoomcast::state::Store;
+
+    let env = Env::new();
+    env.job(
+        "bulk",
+        &bulk_job("p", 30).replace("concurrency = 4", "concurrency = 8"),
+    );
+    env.login();
+    {
+        // What an earlier process measured against this limit.
+        let store = Store::open(&env.state_dir()).unwrap();
+        let paces = store.paces().unwrap();
+        paces
+            .remember("default", Endpoint::Chat.name(), 9.0)
+            .unwrap();
+    }
+    env.adjust_knobs(|k| k.send_rate_limit = Some(10));
+    env.run(&["run", "bulk"])
+        .code(0)
+        .stdout_has("30 recipients, 30 sent");
+    // Unpaced, eight senders would fill the first second's 10 and draw about eight 429s.
+    let limited = env.emu().stats().sends_rate_limited;
+    assert!(
+        limited <= 2,
+        "paced at 9/s from the first send: {limited} answered 429"
+    );
+}
+
+#[test]
 fn lookups_answered_429_are_retried_and_every_recipient_is_sent_once() {
     let env = bulk_run_under_a_limit("l", 60, |knobs| Knobs {
         lookup_rate_limit: Some(20),
