@@ -5,10 +5,10 @@
 //! to just under the rate Zoom accepted over the last second (halving instead when nothing was
 //! accepted: that is no evidence of the limit). Several 429s arriving together (the requests
 //! that were in flight) cut the rate once, and callers already waiting for a turn take a new one
-//! at the new pace. It then recovers by 2% a second while Zoom keeps accepting, up to a plateau
-//! just under that accepted rate, where it holds for half a minute before probing higher:
-//! pacing at the limit itself draws a 429 every few seconds, and each costs its request a whole
-//! `Retry-After`. The rejected request itself waits at least its `Retry-After` (see `call`); a
+//! at the new pace. It then recovers by 2% a second while Zoom keeps accepting (idle time
+//! counts for nothing), up to a plateau just under that accepted rate, where it holds until half
+//! a minute after the cut before probing higher: pacing at the limit itself draws a 429 every
+//! few seconds, and each costs its request a whole `Retry-After`. The rejected request itself waits at least its `Retry-After` (see `call`); a
 //! long `Retry-After` (Zoom's daily limit says "tomorrow") pauses every caller.
 //!
 //! A 429 less than a second after the limiter got busy is thin evidence: the second it counted
@@ -44,6 +44,8 @@ const SECOND: Duration = Duration::from_secs(1);
 const GLOBAL_PAUSE: Duration = Duration::from_secs(5);
 /// The slowest the limiter ever goes.
 const MIN_RATE: f64 = 0.5;
+/// The fastest rate it paces at; growing past it is as good as unlimited.
+const MAX_RATE: f64 = 100_000.0;
 
 #[derive(Debug)]
 struct State {
@@ -71,6 +73,8 @@ struct State {
 struct Plateau {
     level: f64,
     since: Instant,
+    /// Measured by this process (not remembered from an earlier one): worth storing.
+    measured_here: bool,
 }
 
 /// A caller's turn: the instant it may make its request, under the pace of the moment.
@@ -101,7 +105,11 @@ impl Limiter {
         Self {
             state: Mutex::new(State {
                 rate,
-                plateau: rate.map(|level| Plateau { level, since: now }),
+                plateau: rate.map(|level| Plateau {
+                    level,
+                    since: now,
+                    measured_here: false,
+                }),
                 provisional: false,
                 epoch: 0,
                 next_slot: now,
@@ -159,7 +167,8 @@ impl Limiter {
         {
             s.accepted.pop_front();
         }
-        let elapsed = now.duration_since(s.last_growth);
+        // Only busy time is evidence: a limiter idle for an hour has learned nothing new.
+        let elapsed = now.duration_since(s.last_growth.max(s.busy_since));
         if let Some(rate) = s.rate
             && elapsed >= SECOND
         {
@@ -170,7 +179,7 @@ impl Limiter {
             {
                 grown = grown.min(plateau.level).max(rate);
             }
-            s.rate = Some(grown);
+            s.rate = Some(grown.min(MAX_RATE));
             s.last_growth = now;
         }
     }
@@ -217,6 +226,7 @@ impl Limiter {
             s.plateau = Some(Plateau {
                 level: (observed * PLATEAU_AT).max(rate),
                 since: now,
+                measured_here: true,
             });
         }
         s.epoch += 1;
@@ -231,13 +241,11 @@ impl Limiter {
         self.state.lock().expect("limiter lock").rate
     }
 
-    /// The plateau measured on a whole second of evidence, worth remembering.
+    /// The plateau this limiter measured on a whole second of evidence, worth remembering (a
+    /// pace remembered from an earlier process is not measured again by being used).
     pub fn measured(&self) -> Option<f64> {
-        self.state
-            .lock()
-            .expect("limiter lock")
-            .plateau
-            .map(|p| p.level)
+        let s = self.state.lock().expect("limiter lock");
+        s.plateau.filter(|p| p.measured_here).map(|p| p.level)
     }
 }
 
@@ -312,7 +320,8 @@ impl Limiters {
     fn recall(&self, app: &str, endpoint: Endpoint) -> Option<f64> {
         let paces = self.paces.as_ref()?;
         match paces.recall(app, endpoint.name()) {
-            Ok(rate) => rate,
+            // A value outside the limiter's range was not written by it.
+            Ok(rate) => rate.filter(|r| (MIN_RATE..=MAX_RATE).contains(r)),
             Err(e) => {
                 tracing::warn!("app `{app}`: the remembered pace could not be read: {e}");
                 None
@@ -406,6 +415,14 @@ mod tests {
             (rates[29] - plateau * RECOVERY).abs() < 1e-9,
             "then probes higher, 2% a second: {rates:?}"
         );
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        limiter.acquire().await;
+        limiter.accepted();
+        assert_eq!(
+            limiter.rate(),
+            rates.last().copied(),
+            "an idle hour is no evidence of a higher limit"
+        );
     }
 
     /// Requests for `how_long`, every one accepted.
@@ -486,6 +503,11 @@ mod tests {
 
         let next = Limiters::remembering(store.paces().unwrap());
         assert_eq!(next.get("a", Endpoint::Chat).rate(), Some(measured));
+        assert_eq!(
+            next.get("a", Endpoint::Chat).measured(),
+            None,
+            "using a remembered pace does not measure it again (it would never expire)"
+        );
         assert_eq!(next.get("a", Endpoint::Users).rate(), None);
         assert_eq!(next.get("b", Endpoint::Chat).rate(), None, "another app");
         let start = Instant::now();
