@@ -70,7 +70,29 @@ pub fn run_report_text(report: &RunReport) -> String {
         out.push_str("failed recipients:\n");
         out.push_str(&deliveries_text(&report.failures));
     }
+    if all_refused(report) {
+        let _ = writeln!(
+            out,
+            "hint: every send was refused. {}",
+            crate::delivery::account_id_help(&report.record.app)
+        );
+    }
     out
+}
+
+/// Whether nothing was sent and every failure is Zoom's `7004`.
+fn all_refused(report: &RunReport) -> bool {
+    report.record.counts.sent == 0
+        && !report.failures.is_empty()
+        && report.failures.iter().all(|d| {
+            matches!(
+                d.state,
+                DeliveryState::Failed {
+                    code: Some(crate::delivery::NOT_AUTHORIZED),
+                    ..
+                }
+            )
+        })
 }
 
 /// One line saying how a run went: `run 7 of job `standup` succeeded: 3 recipients, 3 sent, ...`.

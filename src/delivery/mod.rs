@@ -20,6 +20,7 @@ mod progress;
 
 use std::collections::BTreeMap;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -133,6 +134,27 @@ pub async fn sender(
     })
 }
 
+/// Zoom's code for "Not authorized." (an `account_id` that is not the bot's) and for a `to_jid`
+/// it cannot find or may not write to.
+pub const NOT_AUTHORIZED: i64 = 7004;
+/// Sends refused with [`NOT_AUTHORIZED`], none accepted, before a run warns.
+const REFUSED_WARN_AFTER: u64 = 20;
+
+/// What to check when every send of `app` is refused with [`NOT_AUTHORIZED`].
+pub fn account_id_help(app: &str) -> String {
+    let setting = if app == crate::config::DEFAULT_APP {
+        "ZOOM_ACCOUNT_ID".to_owned()
+    } else {
+        format!("account_id in the [apps.{app}] table of zoomcast.toml")
+    };
+    format!(
+        "Zoom answers {NOT_AUTHORIZED} to every send when the account_id is not the chatbot's \
+         account (check {setting}, or leave it unset to use the account that authorized the \
+         app), and to a recipient who has left the account or has not added a user-managed \
+         chatbot (use an admin-managed app)"
+    )
+}
+
 /// Where the robot JID of `app` is set, and where to find the right value.
 fn robot_jid_help(app: &str) -> String {
     let setting = if app == crate::config::DEFAULT_APP {
@@ -196,6 +218,7 @@ impl Engine {
             chat: self.limiters.get(&job.app, Endpoint::Chat),
             pacer: job.delivery.rate_per_second.map(Pacer::new),
             seen: Mutex::new(HashSet::new()),
+            refused: AtomicU64::new(0),
             progress: Progress::new(job.recipient_count),
             resumed,
             ttl: cache_ttl(job),
@@ -365,6 +388,8 @@ struct RunCtx<'a> {
     seen: Mutex<HashSet<[u8; 16]>>,
     /// What this process has done so far, for progress lines.
     progress: Progress,
+    /// Sends Zoom refused with [`NOT_AUTHORIZED`] in this process.
+    refused: AtomicU64,
     /// Whether the run was interrupted before: only then can the journal hold entries.
     resumed: bool,
     /// How long cached JIDs and misses stay good.
@@ -433,6 +458,20 @@ impl RunCtx<'_> {
         }
     }
 
+    /// Counts a send refused with [`NOT_AUTHORIZED`], and warns once when the first
+    /// [`REFUSED_WARN_AFTER`] of them came with nothing sent: likely a wrong `account_id`, which
+    /// would fail every recipient. The run goes on, since the code also fails single recipients.
+    fn refused_once_more(&self) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if refused == REFUSED_WARN_AFTER && self.progress.sent() == 0 {
+            tracing::warn!(
+                "job `{}`: Zoom refused the first {refused} sends with {NOT_AUTHORIZED} and accepted none; {}",
+                self.job.name,
+                account_id_help(&self.job.app)
+            );
+        }
+    }
+
     fn first_time(&self, r: &Recipient) -> bool {
         self.seen
             .lock()
@@ -448,6 +487,13 @@ impl RunCtx<'_> {
         attempts: u32,
     ) -> Result<(), Stop> {
         self.progress.count(&state);
+        if let DeliveryState::Failed {
+            code: Some(NOT_AUTHORIZED),
+            ..
+        } = state
+        {
+            self.refused_once_more();
+        }
         let delivery = Delivery {
             email: email.to_owned(),
             state,

@@ -145,6 +145,11 @@ impl Progress {
         };
     }
 
+    /// Recipients sent by this process.
+    pub(super) fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     /// Counts a recipient an earlier process of the run already settled.
     pub(super) fn skip(&self) {
         self.skipped.fetch_add(1, Ordering::Relaxed);

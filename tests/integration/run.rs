@@ -171,6 +171,30 @@ fn a_recipient_gone_since_their_jid_was_cached_fails_with_zooms_code() {
 }
 
 #[test]
+fn a_wrong_account_id_is_named_when_zoom_refuses_every_send() {
+    let env = Env::new();
+    env.job("team", &bulk_job("p", 24));
+    env.login();
+    let run = env.run_with(&["run", "team"], |cmd| {
+        cmd.env("ZOOM_ACCOUNT_ID", "some-other-account");
+    });
+    run.code(3)
+        .stdout_has("24 recipients, 0 sent, 24 failed")
+        .stdout_has("hint: every send was refused.")
+        .stdout_has("check ZOOM_ACCOUNT_ID");
+    assert!(
+        run.stderr
+            .contains("Zoom refused the first 20 sends with 7004 and accepted none"),
+        "warned while running, not only at the end: {}",
+        run.stderr
+    );
+    // The right account: the hint is gone with the refusals.
+    env.run(&["run", "team"])
+        .code(0)
+        .stdout_has("24 recipients, 24 sent");
+}
+
+#[test]
 fn injected_server_errors_are_retried_until_delivered() {
     let env = Env::new();
     env.job(
