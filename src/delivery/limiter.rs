@@ -345,10 +345,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_paces_below_the_accepted_rate_and_a_long_retry_after_pauses_all() {
         let limiter = Limiter::default();
-        for _ in 0..20 {
-            limiter.acquire().await;
-            limiter.accepted();
-        }
+        burst(&limiter, 20).await;
         assert_eq!(limiter.rate(), None, "unlimited until zoom pushes back");
         limiter.throttled(Some(Duration::from_secs(1)));
         limiter.throttled(Some(Duration::from_secs(1)));
@@ -425,6 +422,14 @@ mod tests {
         );
     }
 
+    /// `n` requests as fast as the limiter lets them go, every one accepted.
+    async fn burst(limiter: &Limiter, n: usize) {
+        for _ in 0..n {
+            limiter.acquire().await;
+            limiter.accepted();
+        }
+    }
+
     /// Requests for `how_long`, every one accepted.
     async fn busy(limiter: &Limiter, how_long: Duration) {
         let start = Instant::now();
@@ -441,10 +446,7 @@ mod tests {
         // Idle (a scheduler between runs), then a run whose first second the run before it
         // had mostly spent: 2 of ours got through.
         tokio::time::advance(Duration::from_secs(10)).await;
-        for _ in 0..2 {
-            limiter.acquire().await;
-            limiter.accepted();
-        }
+        burst(&limiter, 2).await;
         limiter.throttled(Some(Duration::from_secs(1)));
         let kept = limiter.rate().unwrap();
         assert!(kept >= 20.0, "not cut to 1.9/s: {kept}");
@@ -460,10 +462,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_first_429_on_thin_evidence_grows_back_fast_until_one_on_a_whole_second() {
         let limiter = Limiter::default();
-        for _ in 0..2 {
-            limiter.acquire().await;
-            limiter.accepted();
-        }
+        burst(&limiter, 2).await;
         limiter.throttled(Some(Duration::from_secs(1)));
         assert_eq!(limiter.rate(), Some(2.0 * CUT_TO), "all there is to go on");
         assert_eq!(limiter.measured(), None, "too thin to remember");
