@@ -59,6 +59,9 @@ pub fn delivery_json(d: &Delivery) -> Value {
 pub fn run_report_json(report: &RunReport) -> Value {
     let mut value = run_json(&report.record);
     value["failures"] = report.failures.iter().map(delivery_json).collect();
+    if let Some(hint) = hint(report) {
+        value["hint"] = hint.into();
+    }
     value
 }
 
@@ -70,19 +73,16 @@ pub fn run_report_text(report: &RunReport) -> String {
         out.push_str("failed recipients:\n");
         out.push_str(&deliveries_text(&report.failures));
     }
-    if all_refused(report) {
-        let _ = writeln!(
-            out,
-            "hint: every send was refused. {}",
-            crate::delivery::account_id_help(&report.record.app)
-        );
+    if let Some(hint) = hint(report) {
+        let _ = writeln!(out, "hint: {hint}");
     }
     out
 }
 
-/// Whether nothing was sent and every failure is Zoom's `7004`.
-fn all_refused(report: &RunReport) -> bool {
-    report.record.counts.sent == 0
+/// What to check when nothing was sent and every failure is Zoom's `7004` (likely a wrong
+/// `account_id`).
+fn hint(report: &RunReport) -> Option<String> {
+    let all_refused = report.record.counts.sent == 0
         && !report.failures.is_empty()
         && report.failures.iter().all(|d| {
             matches!(
@@ -92,7 +92,13 @@ fn all_refused(report: &RunReport) -> bool {
                     ..
                 }
             )
-        })
+        });
+    all_refused.then(|| {
+        format!(
+            "every send was refused. {}",
+            crate::delivery::account_id_help(&report.record.app)
+        )
+    })
 }
 
 /// One line saying how a run went: `run 7 of job `standup` succeeded: 3 recipients, 3 sent, ...`.

@@ -188,6 +188,16 @@ fn a_wrong_account_id_is_named_when_zoom_refuses_every_send() {
         "warned while running, not only at the end: {}",
         run.stderr
     );
+    let json = env.run_with(&["run", "team", "--json"], |cmd| {
+        cmd.env("ZOOM_ACCOUNT_ID", "some-other-account");
+    });
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(
+        report["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("ZOOM_ACCOUNT_ID")),
+        "{report}"
+    );
     // The right account: the hint is gone with the refusals.
     env.run(&["run", "team"])
         .code(0)
