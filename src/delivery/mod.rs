@@ -142,11 +142,7 @@ const REFUSED_WARN_AFTER: u64 = 20;
 
 /// What to check when every send of `app` is refused with [`NOT_AUTHORIZED`].
 pub fn account_id_help(app: &str) -> String {
-    let setting = if app == crate::config::DEFAULT_APP {
-        "ZOOM_ACCOUNT_ID".to_owned()
-    } else {
-        format!("account_id in the [apps.{app}] table of zoomcast.toml")
-    };
+    let setting = app_setting(app, "ZOOM_ACCOUNT_ID", "account_id");
     format!(
         "Zoom answers {NOT_AUTHORIZED} to every send when the account_id is not the chatbot's \
          account (check {setting}, or leave it unset to use the account that authorized the \
@@ -157,12 +153,18 @@ pub fn account_id_help(app: &str) -> String {
 
 /// Where the robot JID of `app` is set, and where to find the right value.
 fn robot_jid_help(app: &str) -> String {
-    let setting = if app == crate::config::DEFAULT_APP {
-        "ZOOM_ROBOT_JID".to_owned()
-    } else {
-        format!("robot_jid in the [apps.{app}] table of zoomcast.toml")
-    };
+    let setting = app_setting(app, "ZOOM_ROBOT_JID", "robot_jid");
     format!("set {setting} to the app's Bot JID (Marketplace: your app, Features, Chatbot)")
+}
+
+/// Where a user sets `key` of `app`: the environment variable `env` for the default app, its
+/// table in `zoomcast.toml` for the others.
+fn app_setting(app: &str, env: &str, key: &str) -> String {
+    if app == crate::config::DEFAULT_APP {
+        env.to_owned()
+    } else {
+        format!("{key} in the [apps.{app}] table of zoomcast.toml")
+    }
 }
 
 /// A recipient resolved and rendered, ready to send.
