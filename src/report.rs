@@ -88,7 +88,7 @@ fn hint(report: &RunReport) -> Option<String> {
             matches!(
                 d.state,
                 DeliveryState::Failed {
-                    code: Some(crate::delivery::NOT_AUTHORIZED),
+                    code: Some(crate::zoom::error::NOT_AUTHORIZED),
                     ..
                 }
             )

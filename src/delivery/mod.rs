@@ -37,6 +37,7 @@ use crate::state::{
     RunStatus, Runs, StateError,
 };
 use crate::zoom::chat::Content;
+use crate::zoom::error::NOT_AUTHORIZED;
 use crate::zoom::{ChatMessage, ZoomClient, ZoomUser};
 pub use call::Stop;
 use call::{Bot, Tries, User, call};
@@ -134,9 +135,6 @@ pub async fn sender(
     })
 }
 
-/// Zoom's code for "Not authorized." (an `account_id` that is not the bot's) and for a `to_jid`
-/// it cannot find or may not write to.
-pub const NOT_AUTHORIZED: i64 = 7004;
 /// Sends refused with [`NOT_AUTHORIZED`], none accepted, before a run warns.
 const REFUSED_WARN_AFTER: u64 = 20;
 

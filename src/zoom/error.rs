@@ -17,7 +17,7 @@ use super::retry_after::parse_retry_after;
 /// its limits are per second, so a retry within the second would only draw another 429 (with a
 /// 25/s emulator limit and no header, a run drew 12 to 26 answers 429 for 250 sends; with
 /// this, as many as with `Retry-After: 1`).
-pub const UNSAID_RETRY_AFTER: Duration = Duration::from_secs(1);
+const UNSAID_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Zoom's code for an invalid, expired or superseded access token (Users API and others).
 pub const INVALID_ACCESS_TOKEN: i64 = 124;
@@ -29,6 +29,9 @@ pub const INVALID_AUTHORIZATION_TOKEN: i64 = 7010;
 pub const INVALID_ROBOT_JID: i64 = 7002;
 /// Zoom's Chatbot API code (403) for a `robot_jid` that names no chatbot.
 pub const NO_SUCH_CHATBOT: i64 = 7003;
+/// Zoom's Chatbot API code (403) for "Not authorized." (an `account_id` that is not the bot's)
+/// and for a `to_jid` it cannot find or may not write to.
+pub const NOT_AUTHORIZED: i64 = 7004;
 
 /// A failed call to the Zoom API.
 #[derive(Debug, thiserror::Error)]
