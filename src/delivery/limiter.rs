@@ -8,8 +8,9 @@
 //! at the new pace. It then recovers by 2% a second while Zoom keeps accepting (idle time
 //! counts for nothing), up to a plateau just under that accepted rate, where it holds until half
 //! a minute after the cut before probing higher: pacing at the limit itself draws a 429 every
-//! few seconds, and each costs its request a whole `Retry-After`. The rejected request itself waits at least its `Retry-After` (see `call`); a
-//! long `Retry-After` (Zoom's daily limit says "tomorrow") pauses every caller.
+//! few seconds, and each costs its request a whole `Retry-After`. The rejected request itself
+//! waits at least its `Retry-After` (see `call`); a long `Retry-After` (Zoom's daily limit
+//! says "tomorrow") pauses every caller.
 //!
 //! A 429 less than a second after the limiter got busy is thin evidence: the second it counted
 //! may have been mostly spent by someone else (the run just before, another app of the
@@ -21,6 +22,7 @@
 //! on it, sending at that pace from its first request instead of finding the limit again.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,8 +58,6 @@ struct State {
     plateau: Option<Plateau>,
     /// Whether `rate` came from a cut on less than a second of evidence.
     provisional: bool,
-    /// Bumped by every cut or pause: turns handed out before it are void.
-    epoch: u64,
     next_slot: Instant,
     paused_until: Instant,
     last_cut: Option<Instant>,
@@ -89,6 +89,9 @@ pub struct Turn {
 #[derive(Debug)]
 pub struct Limiter {
     state: Mutex<State>,
+    /// Bumped (under the state's lock) by every cut or pause: turns handed out before it are
+    /// void. Outside the lock, so that checking a turn on every request takes none.
+    epoch: AtomicU64,
 }
 
 impl Default for Limiter {
@@ -111,7 +114,6 @@ impl Limiter {
                     measured_here: false,
                 }),
                 provisional: false,
-                epoch: 0,
                 next_slot: now,
                 paused_until: now,
                 last_cut: None,
@@ -120,6 +122,7 @@ impl Limiter {
                 busy_since: now,
                 last_request: now,
             }),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -145,14 +148,14 @@ impl Limiter {
         }
         Ok(Turn {
             at: slot,
-            epoch: s.epoch,
+            epoch: self.epoch.load(Ordering::Acquire),
         })
     }
 
     /// Whether `turn` still stands when it comes: after a cut or pause, a caller takes a new
     /// turn at the new pace rather than send at the old one.
     pub fn stands(&self, turn: Turn) -> bool {
-        self.state.lock().expect("limiter lock").epoch == turn.epoch
+        self.epoch.load(Ordering::Acquire) == turn.epoch
     }
 
     /// Zoom accepted a request.
@@ -193,7 +196,7 @@ impl Limiter {
             .and_then(|w| now.checked_add(w))
         {
             s.paused_until = s.paused_until.max(until);
-            s.epoch += 1;
+            self.epoch.fetch_add(1, Ordering::AcqRel);
         }
         if s.last_cut.is_some_and(|t| now.duration_since(t) < SECOND) {
             return; // the rest of a burst that was already in flight
@@ -229,7 +232,7 @@ impl Limiter {
                 measured_here: true,
             });
         }
-        s.epoch += 1;
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         s.last_cut = Some(now);
         s.last_growth = now;
         s.next_slot = now;
@@ -302,16 +305,15 @@ impl Limiters {
     /// logged: the next process would find the limit again, at the cost of a few 429s.
     pub fn remember(&self, app: &str) {
         let Some(paces) = &self.paces else { return };
-        for endpoint in Endpoint::ALL {
-            let measured = self
-                .map
-                .lock()
-                .expect("limiters lock")
-                .get(&(app.to_owned(), endpoint))
-                .and_then(|limiter| limiter.measured());
-            if let Some(rate) = measured
-                && let Err(e) = paces.remember(app, endpoint.name(), rate)
-            {
+        let measured: Vec<(Endpoint, f64)> = {
+            let map = self.map.lock().expect("limiters lock");
+            Endpoint::ALL
+                .into_iter()
+                .filter_map(|e| Some((e, map.get(&(app.to_owned(), e))?.measured()?)))
+                .collect()
+        };
+        for (endpoint, rate) in measured {
+            if let Err(e) = paces.remember(app, endpoint.name(), rate) {
                 tracing::warn!("app `{app}`: Zoom's measured pace could not be stored: {e}");
             }
         }
