@@ -58,8 +58,7 @@ impl Paces {
             return Ok(None);
         };
         let age = unix_seconds(now).saturating_sub(pace.measured_at);
-        let usable = pace.per_second.is_finite() && pace.per_second > 0.0;
-        Ok((usable && age < PACE_TTL.as_secs()).then_some(pace.per_second))
+        Ok((usable(pace.per_second) && age < PACE_TTL.as_secs()).then_some(pace.per_second))
     }
 
     fn remember_at(
@@ -69,7 +68,7 @@ impl Paces {
         per_second: f64,
         now: SystemTime,
     ) -> Result<(), StateError> {
-        if !(per_second.is_finite() && per_second > 0.0) {
+        if !usable(per_second) {
             return Ok(());
         }
         let pace = Pace {
@@ -79,6 +78,11 @@ impl Paces {
         self.tree.insert(key(app, endpoint), encode(&pace))?;
         Ok(())
     }
+}
+
+/// Whether `per_second` is a rate at all (a positive number).
+fn usable(per_second: f64) -> bool {
+    per_second.is_finite() && per_second > 0.0
 }
 
 fn unix_seconds(at: SystemTime) -> u64 {
