@@ -175,9 +175,10 @@ fn a_wrong_account_id_is_named_when_zoom_refuses_every_send() {
     let env = Env::new();
     env.job("team", &bulk_job("p", 24));
     env.login();
-    let run = env.run_with(&["run", "team"], |cmd| {
+    let wrong_account = |cmd: &mut std::process::Command| {
         cmd.env("ZOOM_ACCOUNT_ID", "some-other-account");
-    });
+    };
+    let run = env.run_with(&["run", "team"], wrong_account);
     run.code(3)
         .stdout_has("24 recipients, 0 sent, 24 failed")
         .stdout_has("hint: every send was refused.")
@@ -188,9 +189,7 @@ fn a_wrong_account_id_is_named_when_zoom_refuses_every_send() {
         "warned while running, not only at the end: {}",
         run.stderr
     );
-    let json = env.run_with(&["run", "team", "--json"], |cmd| {
-        cmd.env("ZOOM_ACCOUNT_ID", "some-other-account");
-    });
+    let json = env.run_with(&["run", "team", "--json"], wrong_account);
     let report: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert!(
         report["hint"]
