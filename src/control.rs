@@ -190,18 +190,36 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Binds the socket in `state_dir` (the caller holds the state lock, so a socket file left
-/// there is stale and is replaced). Only the owner can connect: the directory is 0700 and the
-/// socket 0600.
+/// there is stale and is replaced). Only the owner can connect, three times over: the socket
+/// is created 0600 (under a umask of 077, never open for an instant), it sits in the private
+/// state directory, and [`serve`] hangs up on a peer of another uid.
 pub fn bind(state_dir: &Path) -> std::io::Result<UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
+    crate::state::private::private_umask();
     let path = socket_path(state_dir);
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    UnixListener::bind(&path)
+}
+
+/// True when the peer runs as this process's user (`SO_PEERCRED`).
+fn same_user(stream: &UnixStream) -> bool {
+    let me = rustix::process::geteuid().as_raw();
+    match stream.peer_cred() {
+        Ok(peer) if peer.uid() == me => true,
+        Ok(peer) => {
+            tracing::warn!(
+                "control socket: refused a connection from uid {} (only uid {me} may connect)",
+                peer.uid()
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!("control socket: refused a connection of unknown user: {e}");
+            false
+        }
+    }
 }
 
 /// How long a stopping server waits for the answers it still owes.
@@ -217,6 +235,7 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, stop: Ca
             () = stop.cancelled() => break,
         };
         match accepted {
+            Ok((stream, _)) if !same_user(&stream) => drop(stream),
             Ok((stream, _)) => {
                 let handler = handler.clone();
                 connections.spawn(async move {

@@ -15,8 +15,12 @@
 //! - [`state`]: the state directory: sled trees, lock, grant files.
 //! - [`emulator`]: a local Zoom for the demo, the tests and the benchmarks.
 //! - [`report`]: human and JSON output of runs.
+//! - [`output`]: printing that never panics on a closed stdout or stderr.
 //!
 //! Dependencies point one way: `cli` → `delivery`/`auth` → `zoom`/`state`/`config`.
+
+#[macro_use]
+pub mod output;
 
 pub mod auth;
 pub mod cli;

@@ -6,6 +6,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     tune_allocator();
+    // Everything zoomcast writes (state, grant files, the control socket, --failures) is
+    // created private, whatever umask it was started under.
+    zoomcast::state::private::private_umask();
     let cli = zoomcast::cli::Cli::parse();
     zoomcast::cli::init_logging();
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");

@@ -129,31 +129,58 @@ pub fn deliveries_text(deliveries: &[Delivery]) -> String {
     for d in deliveries {
         let detail = match &d.state {
             DeliveryState::Sent { message_id } => format!("message {message_id}"),
-            DeliveryState::Failed { message, .. } => message.clone(),
+            DeliveryState::Failed { message, .. } => crate::output::clean(message, MESSAGE_CHARS),
             DeliveryState::Uncertain => "the outcome of the send was lost in a crash".to_owned(),
             DeliveryState::Pending | DeliveryState::Sending => String::new(),
         };
-        let _ = writeln!(out, "  {:width$}  {:9}  {detail}", d.email, d.state.name());
+        let email = crate::output::clean(&d.email, 320);
+        let _ = writeln!(out, "  {email:width$}  {:9}  {detail}", d.state.name());
     }
     out
 }
 
-/// Writes failed and uncertain recipients as CSV: `email,state,code,message`.
+/// Writes failed and uncertain recipients as CSV: `email,state,code,message`. The file is
+/// written whole to a new private file and renamed into place, so an existing file of any
+/// mode is replaced, not reused. A cell a spreadsheet would run as a formula (starting with
+/// `=`, `+`, `-`, `@`, tab or carriage return) is written with a leading `'`, which a
+/// recipients file ignores before such a character.
 pub fn write_failures_csv(path: &std::path::Path, failures: &[Delivery]) -> anyhow::Result<()> {
-    let mut out = csv::Writer::from_path(path)?;
-    out.write_record(["email", "state", "code", "message"])?;
-    for d in failures {
-        let (code, message) = match &d.state {
-            DeliveryState::Failed { code, message } => (
-                code.map(|c| c.to_string()).unwrap_or_default(),
-                message.clone(),
-            ),
-            other => (String::new(), other.name().to_owned()),
-        };
-        out.write_record([d.email.as_str(), d.state.name(), &code, &message])?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    {
+        let mut out = csv::Writer::from_writer(file.as_file_mut());
+        out.write_record(["email", "state", "code", "message"])?;
+        for d in failures {
+            let (code, message) = match &d.state {
+                DeliveryState::Failed { code, message } => (
+                    code.map(|c| c.to_string()).unwrap_or_default(),
+                    crate::output::clean(message, MESSAGE_CHARS),
+                ),
+                other => (String::new(), other.name().to_owned()),
+            };
+            let row = [d.email.as_str(), d.state.name(), &code, &message];
+            out.write_record(row.map(|cell| spreadsheet_safe(cell).into_owned()))?;
+        }
+        out.flush()?;
     }
-    out.flush()?;
+    file.as_file().sync_all()?;
+    file.persist(path)?;
     Ok(())
+}
+
+/// How much of a failure message a report shows.
+const MESSAGE_CHARS: usize = 300;
+
+/// A CSV cell that no spreadsheet runs as a formula (OWASP's advice: a leading `'`).
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
 }
 
 /// The `history` table: one line per run.

@@ -24,7 +24,10 @@ pub async fn refresh_if_idle(
     max_idle: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<KeepAlive, TokenError> {
-    match tokens.refresh_if_before(now - max_idle).await {
+    let since = now
+        .checked_sub_signed(max_idle)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    match tokens.refresh_if_before(since).await {
         Err(TokenError::NoGrant { .. }) => Ok(KeepAlive::NoGrant),
         Err(e) => Err(e),
         Ok(None) => Ok(KeepAlive::Fresh),

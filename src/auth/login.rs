@@ -99,7 +99,17 @@ async fn callback(
     Query(q): Query<Callback>,
 ) -> (axum::http::StatusCode, Html<&'static str>) {
     use axum::http::StatusCode;
+    // Only the browser of this login knows `state`: nothing else may end the login, with a
+    // code or with an error.
+    if q.state.as_deref() != Some(l.state.as_str()) {
+        tracing::warn!("ignored a callback whose state does not match this login");
+        return (
+            StatusCode::BAD_REQUEST,
+            Html("<p>zoomcast: this link is not from the current login (state mismatch).</p>"),
+        );
+    }
     if let Some(error) = q.error {
+        let error = crate::output::clean(&error, 200);
         let _ = l
             .codes
             .send(Err(anyhow::anyhow!(
@@ -111,22 +121,15 @@ async fn callback(
             Html("<p>zoomcast: the authorization was refused. See the terminal.</p>"),
         );
     }
-    match (q.code, q.state) {
-        (Some(code), Some(state)) if state == l.state => {
+    match q.code {
+        Some(code) => {
             let _ = l.codes.send(Ok(code)).await;
             (
                 StatusCode::OK,
                 Html("<p>zoomcast is authorized. You can close this tab.</p>"),
             )
         }
-        (Some(_), _) => {
-            tracing::warn!("ignored a callback whose state does not match this login");
-            (
-                StatusCode::BAD_REQUEST,
-                Html("<p>zoomcast: this link is not from the current login (state mismatch).</p>"),
-            )
-        }
-        (None, _) => (
+        None => (
             StatusCode::BAD_REQUEST,
             Html("<p>zoomcast: the callback carries no code.</p>"),
         ),
@@ -162,14 +165,14 @@ pub async fn wait_for_code(
             Some(code) = codes.recv() => break code,
             Some(line) = pasted.recv() => match parse_pasted(&line) {
                 Some((_, Some(s))) if s != state => {
-                    eprintln!("that URL is from another login (its state does not match); paste the newest one");
+                    errln!("that URL is from another login (its state does not match); paste the newest one");
                 }
                 Some((_, None)) if line.contains("://") => {
-                    eprintln!("that URL carries no state, so it cannot be checked; paste the whole redirected URL, or just the code");
+                    errln!("that URL carries no state, so it cannot be checked; paste the whole redirected URL, or just the code");
                 }
                 Some((code, _)) => break Ok(code),
                 None if line.trim().is_empty() => {}
-                None => eprintln!("that is neither the redirected URL nor a code; paste the whole URL from the browser's address bar"),
+                None => errln!("that is neither the redirected URL nor a code; paste the whole URL from the browser's address bar"),
             },
         }
     };

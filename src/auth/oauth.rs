@@ -7,6 +7,8 @@ use url::Url;
 
 use super::token::{AccessToken, ClientSecret, RefreshToken};
 use crate::zoom::ZoomClient;
+use crate::zoom::client::{read_body, scrub};
+use base64::Engine as _;
 
 /// What the token endpoint returns for any grant.
 #[derive(Debug, Clone, Deserialize)]
@@ -15,11 +17,55 @@ pub struct TokenResponse {
     pub access_token: AccessToken,
     /// The new refresh token (user grants only; the previous one is now dead).
     pub refresh_token: Option<RefreshToken>,
-    /// Seconds until the access token expires.
+    /// Seconds until the access token expires (see [`lenient_seconds`]).
+    #[serde(default = "an_hour", deserialize_with = "lenient_seconds")]
     pub expires_in: i64,
     /// Space-separated scopes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub scope: String,
+}
+
+/// Zoom's documented access-token lifetime, for an answer that leaves `expires_in` out.
+fn an_hour() -> i64 {
+    3600
+}
+
+/// `expires_in` as any JSON number or numeric string, saturated to `i64`; anything else is an
+/// hour. A refresh answer is read after Zoom has already rotated the refresh token, so an odd
+/// field there must not make zoomcast drop the answer (and with it the only live grant).
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[allow(clippy::cast_possible_truncation)] // `as` saturates, which is what is wanted
+    let seconds = match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f as i64),
+        _ => None,
+    };
+    Ok(seconds.unwrap_or_else(an_hour))
+}
+
+/// A string field that may be missing, null or of another type: empty then.
+fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        _ => String::new(),
+    })
+}
+
+/// The most of Zoom's `reason` (or body) an error keeps.
+const MAX_REASON_CHARS: usize = 300;
+
+/// Reads a token endpoint's success answer.
+pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
+    // serde's own message may quote a value of the answer, and the answer holds new tokens:
+    // say only where it broke.
+    serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not a token answer ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// A failed call to the token endpoint.
@@ -188,7 +234,7 @@ impl OAuthClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_body(response).await.map(|b| b.bytes).unwrap_or_default();
         Err(self.classify(GrantType::RefreshToken, status, &body, &[token.expose()]))
     }
 
@@ -218,8 +264,7 @@ impl OAuthClient {
         form.extend_from_slice(fields);
         let response = self.post("oauth/token", &form).await?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let body = read_body(response)
             .await
             .map_err(|e| OAuthError::Network(e.without_url()))?;
         if !status.is_success() {
@@ -228,12 +273,12 @@ impl OAuthClient {
                 .filter(|(k, _)| matches!(*k, "code" | "refresh_token" | "code_verifier"))
                 .map(|(_, v)| *v)
                 .collect();
-            return Err(self.classify(grant, status, &body, &presented));
+            return Err(self.classify(grant, status, &body.bytes, &presented));
         }
-        serde_json::from_slice(&body).map_err(|e| OAuthError::Rejected {
+        parse_token_response(&body.bytes).map_err(|reason| OAuthError::Rejected {
             status,
             error: "unreadable answer".into(),
-            reason: e.to_string(),
+            reason,
         })
     }
 
@@ -248,14 +293,22 @@ impl OAuthClient {
         presented: &[&str],
     ) -> OAuthError {
         let ErrorBody { error, reason } = serde_json::from_slice(body).unwrap_or_default();
-        let mut reason = if reason.is_empty() {
-            String::from_utf8_lossy(body).chars().take(200).collect()
+        let reason = if reason.is_empty() {
+            String::from_utf8_lossy(body).into_owned()
         } else {
             reason
         };
-        for secret in presented.iter().filter(|s| s.len() >= 4) {
-            reason = reason.replace(secret, "[redacted]");
-        }
+        // Everything the request carried that is secret: what it presented, the client
+        // secret, and the Basic header's value (base64 of `id:secret`).
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.client_id,
+            self.client_secret.expose()
+        ));
+        let mut secrets = presented.to_vec();
+        secrets.extend([self.client_secret.expose(), basic.as_str()]);
+        let reason = crate::output::clean(&scrub(reason, &secrets), MAX_REASON_CHARS);
+        let error = crate::output::clean(&scrub(error, &secrets), MAX_REASON_CHARS);
         let app = self.app.clone();
         match (error.as_str(), grant) {
             ("invalid_grant" | "invalid_request", GrantType::AuthorizationCode)

@@ -118,10 +118,16 @@ access_token!(
 /// most half the token's lifetime, so a short-lived token is still used before it is renewed.
 pub const EXPIRY_MARGIN: TimeDelta = TimeDelta::seconds(60);
 
+/// The longest lifetime zoomcast believes: Zoom's access tokens live an hour, and a server
+/// that claims years (or a number no clock can hold) gets its token renewed after a day.
+pub const MAX_LIFETIME_SECS: i64 = 24 * 3600;
+
 fn lifetime(expires_in: i64, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let life = TimeDelta::seconds(expires_in.max(0));
+    let life = TimeDelta::seconds(expires_in.clamp(0, MAX_LIFETIME_SECS));
     let margin = EXPIRY_MARGIN.min(life / 2);
-    (now + life, now + life - margin)
+    let expires_at = now.checked_add_signed(life).unwrap_or(now);
+    let renew_at = expires_at.checked_sub_signed(margin).unwrap_or(now);
+    (expires_at, renew_at)
 }
 
 #[cfg(test)]
@@ -153,5 +159,15 @@ mod tests {
         let short = UserToken::issued(AccessToken::new("a"), 30, now);
         assert!(short.is_fresh(now + TimeDelta::seconds(14)));
         assert!(!short.is_fresh(now + TimeDelta::seconds(15)));
+    }
+
+    #[test]
+    fn an_absurd_lifetime_is_believed_for_a_day_at_most() {
+        let now = Utc::now();
+        for absurd in [100_000_000_000_000, i64::MAX, i64::MIN, -5] {
+            let token = UserToken::issued(AccessToken::new("a"), absurd, now);
+            assert!(token.expires_at <= now + TimeDelta::seconds(MAX_LIFETIME_SECS));
+            assert!(token.renew_at <= token.expires_at);
+        }
     }
 }

@@ -105,7 +105,7 @@ async fn login(
             Some(listener)
         }
         Err(e) => {
-            eprintln!(
+            errln!(
                 "cannot listen for the redirect on {host}:{port} ({e}); paste the redirected URL \
                  here instead (or free the port, or pick another with --port)"
             );
@@ -116,13 +116,13 @@ async fn login(
     let pkce = Pkce::new();
     let state = login::new_state();
     let url = oauth.authorize_url(&redirect, &state, &pkce.challenge);
-    println!("{url}");
-    eprintln!(
+    outln!("{url}");
+    errln!(
         "Open the URL above as an account admin and approve the app. zoomcast waits for the redirect to \
          {redirect}.\nIf the browser runs on another machine, paste the URL it was redirected to (or the code) here."
     );
     if !no_browser && open::that_detached(url.as_str()).is_err() {
-        eprintln!("(could not open a browser; open the URL by hand)");
+        errln!("(could not open a browser; open the URL by hand)");
     }
     let code = tokio::time::timeout(
         LOGIN_TIMEOUT,
@@ -144,7 +144,7 @@ async fn login(
         &pkce.verifier,
     )
     .await?;
-    eprintln!(
+    errln!(
         "authorized app `{}` as {} (user {}, account {}); the grant is stored in {}",
         app.name,
         grant.user_email,
@@ -167,7 +167,7 @@ async fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Res
     let now = Utc::now();
     if as_json {
         let rows: Vec<_> = held.iter().map(|row| status_json(row, now)).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         for row in &held {
             print_status(row, now);
@@ -199,7 +199,7 @@ fn status_json(row: &AppGrant, now: DateTime<Utc>) -> serde_json::Value {
 fn print_status(row: &AppGrant, now: DateTime<Utc>) {
     let app = &row.app;
     let Some(g) = &row.grant else {
-        println!("{app}: not authorized (run `zoomcast auth login --app {app}`)");
+        outln!("{app}: not authorized (run `zoomcast auth login --app {app}`)");
         return;
     };
     let access = if g.access_expires_at > now {
@@ -207,19 +207,19 @@ fn print_status(row: &AppGrant, now: DateTime<Utc>) {
     } else {
         "expired (refreshed on next use)"
     };
-    println!(
+    outln!(
         "{app}: authorized by {} (user {}, account {})",
         g.user_email, g.user_id, g.account_id
     );
-    println!("  scopes:        {}", g.scopes);
-    println!("  authorized at: {}", g.authorized_at.to_rfc3339());
-    println!("  refreshed at:  {}", g.refreshed_at.to_rfc3339());
-    println!(
+    outln!("  scopes:        {}", g.scopes);
+    outln!("  authorized at: {}", g.authorized_at.to_rfc3339());
+    outln!("  refreshed at:  {}", g.refreshed_at.to_rfc3339());
+    outln!(
         "  access token:  {access} until {}",
         g.access_expires_at.to_rfc3339()
     );
     if let Some(bot) = row.bot_expires_at {
-        println!("  bot token:     cached until {}", bot.to_rfc3339());
+        outln!("  bot token:     cached until {}", bot.to_rfc3339());
     }
 }
 
@@ -228,7 +228,7 @@ async fn logout(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {
     let store = ctx.open_store()?;
     let grants = store.grants()?;
     if grants.get(&app.name)?.is_none() {
-        eprintln!("app `{}` holds no grant; nothing to do", app.name);
+        errln!("app `{}` holds no grant; nothing to do", app.name);
         return Ok(Outcome::Done);
     }
     let (_, oauth, tokens) = Context::clients(&app, &store)?;
@@ -237,16 +237,16 @@ async fn logout(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {
         Err(e) => Err(e),
     };
     match revoked {
-        Ok(()) => eprintln!("revoked the grant of app `{}` at zoom", app.name),
+        Ok(()) => errln!("revoked the grant of app `{}` at zoom", app.name),
         // Zoom could not be asked: keep the grant, so that logging out can be tried again.
         Err(TokenError::OAuth(e)) if e.is_transient() => {
             bail!(
                 "could not reach zoom to revoke the grant ({e}); it is kept, run `zoomcast auth logout` again"
             )
         }
-        Err(e) => eprintln!("the grant is already unusable at zoom ({e}); deleting it"),
+        Err(e) => errln!("the grant is already unusable at zoom ({e}); deleting it"),
     }
     grants.delete(&app.name).await?;
-    eprintln!("deleted the stored grant of app `{}`", app.name);
+    errln!("deleted the stored grant of app `{}`", app.name);
     Ok(Outcome::Done)
 }

@@ -18,7 +18,7 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
     let knobs = Knobs::default();
     let emulator = EmulatorHandle::start(knobs.clone()).context("starting the emulator")?;
     let url = emulator.url();
-    println!("started the Zoom emulator on {url}");
+    outln!("started the Zoom emulator on {url}");
     let mut config = Config::empty();
     for (key, value) in [
         ("client_id", knobs.client_id.as_str()),
@@ -75,13 +75,13 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
         &pkce.verifier,
     )
     .await?;
-    println!(
+    outln!(
         "authorized as {} (account {}) with the user token; the bot token comes from client credentials",
         grant.user_email, grant.account_id
     );
 
     let job = Job::load(&demo_ctx.job_path("example"), &demo_ctx.config)?;
-    println!(
+    outln!(
         "running job `{}` ({} recipients)",
         job.name, job.recipient_count
     );
@@ -89,11 +89,11 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
     let limiters = std::sync::Arc::new(Limiters::remembering(store.paces()?));
     let engine = Engine::new(&store, zoom, tokens, limiters)?;
     let run = engine.run(&job, &from, RunOptions::default()).await?;
-    print!("{}", report::run_report_text(&run));
-    println!("messages the emulator delivered:");
+    out!("{}", report::run_report_text(&run));
+    outln!("messages the emulator delivered:");
     for m in emulator.emulator().messages() {
         let body = m.content["body"][0]["text"].as_str().unwrap_or("");
-        println!(
+        outln!(
             "  to {:18} {} | {}",
             m.to_email,
             m.content["head"]["text"].as_str().unwrap_or(""),

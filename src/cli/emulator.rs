@@ -66,17 +66,17 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Outcome> {
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
     let url = format!("http://{}", listener.local_addr()?);
     // The emulator's credentials are fixed, public test values, not secrets.
-    println!("zoom emulator listening on {url}; point zoomcast at it with:");
-    println!("  export ZOOM_OAUTH_URL={url} ZOOM_API_URL={url}");
-    println!(
+    outln!("zoom emulator listening on {url}; point zoomcast at it with:");
+    outln!("  export ZOOM_OAUTH_URL={url} ZOOM_API_URL={url}");
+    outln!(
         "  export ZOOM_CLIENT_ID={} ZOOM_CLIENT_SECRET={}",
         knobs.client_id, knobs.client_secret
     );
-    println!(
+    outln!(
         "  export ZOOM_ROBOT_JID={} ZOOM_REDIRECT_URI=http://127.0.0.1:4199/oauth/callback",
         knobs.robot_jid
     );
-    println!("inspect: {url}/_emulator/messages  {url}/_emulator/stats  {url}/_emulator/knobs");
+    outln!("inspect: {url}/_emulator/messages  {url}/_emulator/stats  {url}/_emulator/knobs");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -27,28 +27,28 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         if args.json {
             let mut value = report::run_json(&record);
             value["deliveries"] = deliveries.iter().map(report::delivery_json).collect();
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            outln!("{}", serde_json::to_string_pretty(&value)?);
         } else {
-            print!("{}", report::runs_text(std::slice::from_ref(&record)));
+            out!("{}", report::runs_text(std::slice::from_ref(&record)));
             if record.details_pruned {
-                println!(
+                outln!(
                     "  (per-recipient outcomes deleted: job `{}` keeps them for its newest runs only; \
                      raise [delivery] keep_details in its job file to keep more)",
                     record.job
                 );
             }
-            print!("{}", report::deliveries_text(&deliveries));
+            out!("{}", report::deliveries_text(&deliveries));
         }
         return Ok(Outcome::Done);
     }
     let list = state.runs(args.job.clone()).await?;
     if args.json {
         let values: Vec<_> = list.iter().map(report::run_json).collect();
-        println!("{}", serde_json::to_string_pretty(&values)?);
+        outln!("{}", serde_json::to_string_pretty(&values)?);
     } else if list.is_empty() {
-        println!("no runs yet");
+        outln!("no runs yet");
     } else {
-        print!("{}", report::runs_text(&list));
+        out!("{}", report::runs_text(&list));
     }
     Ok(Outcome::Done)
 }

@@ -40,7 +40,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         .collect();
     if args.json {
         let rows: Vec<Value> = listings.iter().map(Listing::json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         listings.iter().for_each(Listing::print);
     }
@@ -71,7 +71,7 @@ async fn last_runs(ctx: &Context, jobs: Vec<String>) -> Vec<Option<RunRecord>> {
         Err(e) => Err(e),
     };
     answer.unwrap_or_else(|e| {
-        eprintln!("the last runs are not shown: {e:#}");
+        errln!("the last runs are not shown: {e:#}");
         vec![None; count]
     })
 }
@@ -105,14 +105,14 @@ impl Listing<'_> {
             .schedule
             .as_ref()
             .map_or_else(|| "manual only".to_owned(), |s| format!("\"{s}\""));
-        println!(
+        outln!(
             "{}  {schedule}  {}  app {}",
             job.name,
             job.timezone.name(),
             job.app
         );
         match &self.last {
-            Some(last) => println!(
+            Some(last) => outln!(
                 "  last run: {} {} at {} ({} sent, {} failed, {} uncertain)",
                 last.id,
                 last.status,
@@ -121,13 +121,13 @@ impl Listing<'_> {
                 last.counts.failed,
                 last.counts.uncertain
             ),
-            None => println!("  last run: never"),
+            None => outln!("  last run: never"),
         }
         for t in &self.next {
-            println!("  next: {}  ({})", t.to_rfc3339(), t.to_utc().to_rfc3339());
+            outln!("  next: {}  ({})", t.to_rfc3339(), t.to_utc().to_rfc3339());
         }
         if job.schedule.is_some() && self.next.is_empty() {
-            println!("  next: never again (the schedule's last time has passed)");
+            outln!("  next: never again (the schedule's last time has passed)");
         }
     }
 }

@@ -211,15 +211,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 /// The contract's exit codes: 0 done, 3 some recipients failed, 2 invalid configuration, job
 /// file or arguments, 1 anything else that stopped the run. Prints the error, once.
 pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
+    if let (Ok(_), Some(failure)) = (result, crate::output::stdout_failure()) {
+        errln!("error: writing the output failed: {failure}");
+        return ExitCode::from(1);
+    }
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::SomeRecipientsFailed) => ExitCode::from(3),
         Err(e) => {
             if let Some(invalid) = invalid_cause(e) {
-                eprintln!("{invalid}");
+                errln!("{invalid}");
                 ExitCode::from(2)
             } else {
-                eprintln!("error: {e:#}");
+                errln!("error: {e:#}");
                 ExitCode::from(1)
             }
         }
@@ -233,7 +237,9 @@ fn invalid_cause(e: &anyhow::Error) -> Option<&(dyn std::error::Error + 'static)
         .find(|c| c.is::<Invalid>() || c.is::<InvalidText>())
 }
 
-/// Logs go to stderr (around any progress bar), filtered by `RUST_LOG` (default: warnings and zoomcast's info lines).
+/// Logs go to stderr (around any progress bar), filtered by `RUST_LOG` (default: warnings and
+/// zoomcast's info lines). A log line that cannot be written is dropped, never reported by a
+/// panic: a daemon whose log reader went away must still shut down on SIGTERM.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,zoomcast=info"));
@@ -241,5 +247,6 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_writer(|| crate::delivery::LogWriter)
         .with_target(false)
+        .log_internal_errors(false)
         .init();
 }

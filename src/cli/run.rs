@@ -76,7 +76,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     )
     .await?;
     if args.dry_run {
-        println!(
+        outln!(
             "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}); nothing was sent",
             job.name, job.recipient_count, app.name, from.robot_jid
         );
@@ -104,14 +104,14 @@ async fn through_scheduler(
         .with_context(|| format!("resolving the job file {}", path.display()))?;
     if args.dry_run {
         let checked = state.check_job(path).await?;
-        println!(
+        outln!(
             "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}, \
              through the running scheduler); nothing was sent",
             job.name, checked.recipients, checked.app, checked.robot_jid
         );
         return Ok(Outcome::Done);
     }
-    eprintln!(
+    errln!(
         "a scheduler holds the state directory: running job `{}` in it",
         job.name
     );
@@ -122,17 +122,17 @@ async fn through_scheduler(
 /// Prints the report, writes the failures file, and says how the run ended.
 fn finish(report: &RunReport, args: &Args) -> anyhow::Result<Outcome> {
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report::run_report_json(report))?
         );
     } else {
-        print!("{}", report::run_report_text(report));
+        out!("{}", report::run_report_text(report));
     }
     if let Some(path) = &args.failures {
         report::write_failures_csv(path, &report.failures)
             .with_context(|| format!("writing the failures to {}", path.display()))?;
-        eprintln!(
+        errln!(
             "wrote {} failed or uncertain recipients to {}",
             report.failures.len(),
             path.display()

@@ -76,6 +76,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     ));
     let keepalive = tokio::spawn(keep_grants_alive(launcher.clone()));
     let handler = Arc::new(ControlHandler {
+        jobs_dir: ctx.jobs_dir.clone(),
         store: store.clone(),
         config: config.clone(),
         launcher: launcher.clone(),
@@ -131,12 +132,12 @@ async fn on_signals(shutdown: CancellationToken, reload: Arc<Notify>) -> anyhow:
     loop {
         tokio::select! {
             _ = term.recv() => {
-                tracing::info!("SIGTERM: shutting down");
                 shutdown.cancel();
+                tracing::info!("SIGTERM: shutting down");
             }
             _ = int.recv() => {
-                tracing::info!("SIGINT: shutting down");
                 shutdown.cancel();
+                tracing::info!("SIGINT: shutting down");
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the jobs directory");
@@ -315,6 +316,8 @@ impl Launcher for EngineLauncher {
 /// Answers the control socket: reads from the store, runs by hand through the scheduler loop
 /// (so a job never runs twice at once).
 struct ControlHandler {
+    /// The only directory whose job files the handler runs or checks.
+    jobs_dir: PathBuf,
     store: Arc<Store>,
     config: Arc<Config>,
     launcher: Arc<EngineLauncher>,
@@ -328,18 +331,19 @@ impl Handler for ControlHandler {
             self.launcher.clone(),
             self.events.clone(),
         );
+        let jobs_dir = self.jobs_dir.clone();
         match request {
             Request::RunJob {
                 path,
                 refresh_cache,
             } => Box::pin(async move {
-                match load_job(path, config).await {
+                match load_job(&jobs_dir, path, config).await {
                     Ok(job) => run_now(&launcher, &events, job, refresh_cache).await,
                     Err(invalid) => invalid,
                 }
             }),
             Request::CheckJob { path } => Box::pin(async move {
-                let job = match load_job(path, config).await {
+                let job = match load_job(&jobs_dir, path, config).await {
                     Ok(job) => job,
                     Err(invalid) => return invalid,
                 };
@@ -361,12 +365,41 @@ impl Handler for ControlHandler {
     }
 }
 
-/// Loads a job file off the runtime's workers (it may be large); an invalid one is the answer.
-async fn load_job(path: PathBuf, config: Arc<Config>) -> Result<Arc<Job>, Response> {
+/// Loads a job file of the jobs directory off the runtime's workers (it may be large); an
+/// invalid one, or a file from anywhere else, is the answer.
+async fn load_job(
+    jobs_dir: &std::path::Path,
+    path: PathBuf,
+    config: Arc<Config>,
+) -> Result<Arc<Job>, Response> {
+    let path = in_jobs_dir(jobs_dir, &path).map_err(Response::Invalid)?;
     let load = tokio::task::spawn_blocking(move || Job::load(&path, &config));
-    match load.await.expect("loading a job does not panic") {
-        Ok(job) => Ok(Arc::new(job)),
-        Err(invalid) => Err(Response::Invalid(invalid.to_string())),
+    match load.await {
+        Ok(Ok(job)) => Ok(Arc::new(job)),
+        Ok(Err(invalid)) => Err(Response::Invalid(invalid.to_string())),
+        Err(e) => Err(Response::Failed(format!("loading the job failed: {e}"))),
+    }
+}
+
+/// `path`, if it names a `*.toml` file directly in `jobs_dir`: a scheduler runs the jobs it
+/// was given, never a file a caller points it at (the caller may be able to write where the
+/// scheduler's user can read).
+fn in_jobs_dir(jobs_dir: &std::path::Path, path: &std::path::Path) -> Result<PathBuf, String> {
+    let refuse = || {
+        format!(
+            "the scheduler runs only job files in its jobs directory {}, and {} is not one; \
+             copy the file there, or run it without the scheduler (another --state)",
+            jobs_dir.display(),
+            path.display()
+        )
+    };
+    let dir = std::fs::canonicalize(jobs_dir).map_err(|_| refuse())?;
+    let file = std::fs::canonicalize(path).map_err(|_| refuse())?;
+    let is_toml = file.extension().is_some_and(|e| e == "toml");
+    if is_toml && file.parent() == Some(dir.as_path()) && file.is_file() {
+        Ok(file)
+    } else {
+        Err(refuse())
     }
 }
 

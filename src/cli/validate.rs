@@ -20,13 +20,13 @@ pub(super) fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         args.paths.clone()
     };
     if paths.is_empty() {
-        println!("no job files in {}", ctx.jobs_dir.display());
+        outln!("no job files in {}", ctx.jobs_dir.display());
         return Ok(Outcome::Done);
     }
     let mut diagnostics = Vec::new();
     for path in &paths {
         match Job::load(path, &ctx.config) {
-            Ok(job) => println!("ok: {} ({})", path.display(), summary(&job)),
+            Ok(job) => outln!("ok: {} ({})", path.display(), summary(&job)),
             Err(invalid) => diagnostics.extend(invalid.diagnostics),
         }
     }

@@ -15,6 +15,8 @@ use crate::auth::token::{ClientSecret, WebhookSecret};
 pub const DEFAULT_APP: &str = "default";
 /// The default of `keepalive_days`.
 pub const DEFAULT_KEEPALIVE_DAYS: u32 = 30;
+/// The largest `keepalive_days`.
+pub const MAX_KEEPALIVE_DAYS: u32 = 365;
 /// Where `auth login` listens by default, and the redirect URI to register.
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:4199/oauth/callback";
 
@@ -215,16 +217,35 @@ impl Config {
         };
         let url = |key: &str, value: Option<&String>, default: &str| {
             let text = value.map_or(default, String::as_str);
-            Url::parse(text).map_err(|e| {
+            zoom_url(text).map_err(|problem| {
                 Invalid::one(
                     Diagnostic::whole(
                         self.source.as_deref(),
-                        format!("app `{name}`: {key} `{text}` is not a URL: {e}"),
+                        format!(
+                            "app `{name}`: {key} `{}` {problem}",
+                            crate::output::clean(text, 100)
+                        ),
                     )
-                    .help("write an absolute URL such as https://zoom.us"),
+                    .help(
+                        "write an https URL such as https://zoom.us (plain http only for \
+                         localhost or 127.0.0.1, such as the emulator)",
+                    ),
                 )
             })
         };
+        let keepalive_days = raw.keepalive_days.unwrap_or(DEFAULT_KEEPALIVE_DAYS);
+        if keepalive_days > MAX_KEEPALIVE_DAYS {
+            return Err(Invalid::one(
+                Diagnostic::whole(
+                    self.source.as_deref(),
+                    format!("app `{name}`: keepalive_days = {keepalive_days} is out of range"),
+                )
+                .help(format!(
+                    "write 0 (never) to {MAX_KEEPALIVE_DAYS}; Zoom's refresh tokens lapse \
+                     after about 90 days unused"
+                )),
+            ));
+        }
         Ok(AppConfig {
             name: name.to_owned(),
             client_id: raw
@@ -246,8 +267,29 @@ impl Config {
             oauth_url: url("oauth_url", raw.oauth_url.as_ref(), "https://zoom.us")?,
             api_url: url("api_url", raw.api_url.as_ref(), "https://api.zoom.us")?,
             webhook_secret: raw.webhook_secret_token.clone().map(WebhookSecret::new),
-            keepalive_days: raw.keepalive_days.unwrap_or(DEFAULT_KEEPALIVE_DAYS),
+            keepalive_days,
         })
+    }
+}
+
+/// A URL zoomcast may send secrets to: `https`, or plain `http` to this machine only (the
+/// emulator, a local proxy); anything else would put the client secret on the wire in clear
+/// or to no server at all.
+fn zoom_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("is not a URL: {e}"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err("has no host".into()),
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        "http" => Err("is plain http to another machine, which would send the client \
+                       secret unencrypted"
+            .into()),
+        other => Err(format!("has the scheme `{other}:`; only https (and http to localhost) work")),
     }
 }
 

@@ -34,6 +34,7 @@ impl Location {
             .chars()
             .count()
             .max(1);
+        let (text, column, width) = window(&text, column, width);
         Self {
             line: source[..start].matches('\n').count() + 1,
             column,
@@ -41,6 +42,29 @@ impl Location {
             width,
         }
     }
+}
+
+/// The most of a line a diagnostic shows.
+const SHOWN_CHARS: usize = 120;
+/// How much of the line before the problem the window keeps.
+const CONTEXT_CHARS: usize = 40;
+
+/// The part of a long line around `column` (1-based), cleaned of control characters, with the
+/// column and caret width moved to match: a file that is not a job file (a key, a password
+/// file) must not end up whole in an error.
+fn window(line: &str, column: usize, width: usize) -> (String, usize, usize) {
+    let skip = column.saturating_sub(1 + CONTEXT_CHARS);
+    let mut shown = String::new();
+    let mut column = column - skip;
+    if skip > 0 {
+        shown.push('…');
+        column += 1;
+    }
+    let rest: String = line.chars().skip(skip).collect();
+    shown.push_str(&crate::output::clean(&rest, SHOWN_CHARS));
+    let room = shown.chars().count().saturating_sub(column - 1);
+    let width = width.min(room).max(1);
+    (shown, column, width)
 }
 
 /// One problem, with what to do about it.
@@ -148,6 +172,17 @@ impl fmt::Display for Invalid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_line_is_shown_in_part_around_the_problem() {
+        let source = format!("key = \"{}\u{1b}[2J\" bad {}\n", "a".repeat(500), "z".repeat(500));
+        let at = source.find("bad").unwrap();
+        let loc = Location::of_span(&source, at..at + 3);
+        assert!(loc.text.chars().count() <= SHOWN_CHARS + 2, "{}", loc.text);
+        assert!(!loc.text.contains('\u{1b}'));
+        let under: String = loc.text.chars().skip(loc.column - 1).take(loc.width).collect();
+        assert_eq!(under, "bad");
+    }
 
     #[test]
     fn renders_file_line_column_and_caret() {

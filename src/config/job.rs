@@ -107,26 +107,85 @@ pub struct SchedulePolicy {
 /// The default of `[delivery] keep_details`.
 pub const DEFAULT_KEEP_DETAILS: u32 = 2;
 
-/// The `[delivery]` table.
+/// The `[delivery]` table. Every number has a range, checked as the file is read (the error
+/// names the key's line and the range), so no setting can overflow the arithmetic built on it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliverySettings {
     /// Requests in flight at once.
+    #[serde(deserialize_with = "within::<_, _, 1, 1000>")]
     pub concurrency: NonZeroUsize,
     /// Ceiling for this job's sends per second.
+    #[serde(deserialize_with = "optional_within::<_, _, 1, 100_000>")]
     pub rate_per_second: Option<NonZeroU32>,
     /// Attempts per recipient for 429, 5xx and network errors.
+    #[serde(deserialize_with = "within::<_, _, 1, 100>")]
     pub max_attempts: NonZeroU32,
     /// After a crash, what to do with sends whose outcome is unknown.
     pub on_uncertain: OnUncertain,
-    /// How long a resolved JID is reused before it is looked up again.
+    /// How long a resolved JID is reused before it is looked up again (at most ten years).
+    #[serde(deserialize_with = "within::<_, _, 0, 87_600>")]
     pub jid_cache_hours: u32,
-    /// How long an unknown email (Zoom's 1001) is remembered.
+    /// How long an unknown email (Zoom's 1001) is remembered (at most a year).
+    #[serde(deserialize_with = "within::<_, _, 0, 525_600>")]
     pub jid_miss_minutes: u32,
     /// How many of the job's newest finished runs keep every recipient's outcome; older runs
     /// keep their summary. Stored outcomes cost disk and the memory of every later process.
+    #[serde(deserialize_with = "within::<_, _, 1, 10_000>")]
     pub keep_details: NonZeroU32,
 }
+
+/// The whole-number types of settings.
+trait Count: Sized {
+    fn from_u64(n: u64) -> Option<Self>;
+}
+
+impl Count for u32 {
+    fn from_u64(n: u64) -> Option<Self> {
+        Self::try_from(n).ok()
+    }
+}
+
+impl Count for NonZeroU32 {
+    fn from_u64(n: u64) -> Option<Self> {
+        Self::new(u32::from_u64(n)?)
+    }
+}
+
+impl Count for NonZeroUsize {
+    fn from_u64(n: u64) -> Option<Self> {
+        Self::new(usize::try_from(n).ok()?)
+    }
+}
+
+/// A whole number from `MIN` to `MAX`, as `T`.
+fn within<'de, D, T, const MIN: u64, const MAX: u64>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Count,
+{
+    use serde::de::Error;
+    let n = i64::deserialize(d)?;
+    u64::try_from(n)
+        .ok()
+        .filter(|n| (MIN..=MAX).contains(n))
+        .and_then(T::from_u64)
+        .ok_or_else(|| D::Error::custom(format!("{n} is out of range; write {MIN} to {MAX}")))
+}
+
+/// [`within`] for a key that may be left out.
+fn optional_within<'de, D, T, const MIN: u64, const MAX: u64>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Count,
+{
+    within::<D, T, MIN, MAX>(d).map(Some)
+}
+
+/// The longest `jitter`: a tick is never delayed by more than a day.
+const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
+/// The longest `catch_up_within` that means anything: ten years.
+const MAX_CATCH_UP_WITHIN: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 impl Default for DeliverySettings {
     fn default() -> Self {
@@ -181,7 +240,7 @@ pub fn job_name(path: &Path) -> String {
 impl Job {
     /// Reads and validates a job file; every problem found is reported at once.
     pub fn load(path: &Path, config: &Config) -> Result<Self, Invalid> {
-        let source = std::fs::read_to_string(path).map_err(|e| {
+        let source = read_job_file(path).map_err(|e| {
             Invalid::one(
                 Diagnostic::whole(Some(path), format!("cannot read the job file: {e}")).help(
                     "give the name of a job in the jobs directory, or a path to a .toml file",
@@ -204,12 +263,56 @@ impl Job {
     }
 }
 
+/// The largest job file read: a job is a page of TOML; its recipients go in `recipients.file`.
+pub const MAX_JOB_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A job file's text: a regular file of at most [`MAX_JOB_FILE_BYTES`].
+fn read_job_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_JOB_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_JOB_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} KiB; put long recipient lists in `recipients.file`",
+            MAX_JOB_FILE_BYTES / 1024
+        )));
+    }
+    Ok(text)
+}
+
+/// Values for a test render: a sample person, the first recipient's CSV columns, and a
+/// placeholder for any other known variable.
+fn sample_values(
+    known: &BTreeSet<String>,
+    columns: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let person = [
+        ("email", "ana@example.com"),
+        ("first_name", "Ana"),
+        ("last_name", "Example"),
+        ("display_name", "Ana Example"),
+    ];
+    let mut sample: BTreeMap<String, String> = known
+        .iter()
+        .map(|name| (name.clone(), "sample".to_owned()))
+        .collect();
+    sample.extend(person.map(|(k, v)| (k.to_owned(), v.to_owned())));
+    sample.extend(columns);
+    sample
+}
+
 /// What [`Checker::recipients`] found.
 struct Recipients {
     columns: BTreeSet<String>,
     inline: Vec<Recipient>,
     file: Option<PathBuf>,
     count: usize,
+    /// The first recipient of the file's CSV columns, as sample values for a test render.
+    sample_columns: BTreeMap<String, String>,
 }
 
 impl Job {
@@ -270,10 +373,14 @@ impl Checker<'_> {
         });
         let policy = SchedulePolicy {
             catch_up: file.catch_up,
-            catch_up_within: self.duration(file.catch_up_within.as_ref(), "catch_up_within"),
+            catch_up_within: self.duration(
+                file.catch_up_within.as_ref(),
+                "catch_up_within",
+                MAX_CATCH_UP_WITHIN,
+            ),
             overlap: file.overlap,
             jitter: self
-                .duration(file.jitter.as_ref(), "jitter")
+                .duration(file.jitter.as_ref(), "jitter", MAX_JITTER)
                 .unwrap_or_default(),
         };
         let app = file
@@ -298,9 +405,10 @@ impl Checker<'_> {
             inline: inline_recipients,
             file: recipients_file,
             count,
+            sample_columns,
         } = self.recipients(&file.recipients);
         let inline = !file.recipients.get_ref().emails.is_empty();
-        let template = self.template(&file.message, &columns, inline);
+        let template = self.template(&file.message, &columns, inline, sample_columns);
         match (
             self.problems.is_empty(),
             schedule.is_some() || file.schedule.is_none(),
@@ -328,18 +436,37 @@ impl Checker<'_> {
         }
     }
 
-    /// A duration such as "90s", "15m", "2h" or "1d 12h"; reported (and `None`) if malformed.
-    fn duration(&mut self, value: Option<&Spanned<String>>, key: &str) -> Option<Duration> {
+    /// A duration such as "90s", "15m", "2h" or "1d 12h", at most `max`; reported (and
+    /// `None`) if malformed or longer.
+    fn duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        max: Duration,
+    ) -> Option<Duration> {
         let value = value?;
-        humantime::parse_duration(value.get_ref())
-            .map_err(|e| {
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if d <= max => Some(d),
+            Ok(_) => {
+                self.report(
+                    value.span(),
+                    format!(
+                        "`{key}` is longer than {}, the most it may be",
+                        humantime::format_duration(max)
+                    ),
+                    format!("write a duration from 0s to {}", humantime::format_duration(max)),
+                );
+                None
+            }
+            Err(e) => {
                 self.report(
                     value.span(),
                     format!("`{key}` is not a duration: {e}"),
                     "write a duration such as \"90s\", \"15m\", \"2h\" or \"1d 12h\"",
                 );
-            })
-            .ok()
+                None
+            }
+        }
     }
 
     /// Checks the inline emails and reads the file once (streaming, keeping nothing but a
@@ -363,7 +490,7 @@ impl Checker<'_> {
             } else {
                 self.report(
                     email.span(),
-                    format!("`{}` is not an email address", email.get_ref()),
+                    recipients::not_an_email(email.get_ref()),
                     "write it as name@example.com",
                 );
             }
@@ -371,6 +498,7 @@ impl Checker<'_> {
         let mut columns: BTreeSet<String> =
             BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
         let mut file_path = None;
+        let mut sample_columns = BTreeMap::new();
         if let Some(file) = &table.file {
             let path = self
                 .path
@@ -396,6 +524,9 @@ impl Checker<'_> {
                     for item in stream {
                         match item {
                             Ok(r) => {
+                                if seen.is_empty() {
+                                    sample_columns = r.columns;
+                                }
                                 seen.insert(recipients::dedupe_key(&r.email));
                             }
                             Err(p) => problem(p),
@@ -437,6 +568,7 @@ impl Checker<'_> {
             inline,
             file: file_path,
             count: seen.len(),
+            sample_columns,
         }
     }
 
@@ -445,6 +577,7 @@ impl Checker<'_> {
         message: &MessageFile,
         known: &BTreeSet<String>,
         inline: bool,
+        sample_columns: BTreeMap<String, String>,
     ) -> Option<MessageTemplate> {
         let span_of = |part: Part| match part {
             Part::Head => message.head.span(),
@@ -471,6 +604,21 @@ impl Checker<'_> {
                         span_of(part),
                         format!("the message uses `{name}`, a column of recipients.file, but the inline emails have no such column"),
                         "move the inline emails into the file, or use only email, first_name, last_name and display_name",
+                    );
+                }
+                let sample = sample_values(known, sample_columns);
+                let unknown = template.unknown_variables(known);
+                let problems = if unknown.is_empty() {
+                    template.check_render(&sample)
+                } else {
+                    Vec::new() // reported above; a render would only fail on them again
+                };
+                for (part, problem) in problems {
+                    self.report(
+                        span_of(part),
+                        format!("the message cannot be rendered: {problem}"),
+                        "a test render with sample values failed, so every recipient would \
+                         fail; fix the template",
                     );
                 }
                 Some(template)
@@ -557,7 +705,30 @@ concurrency = 4
             (
                 GOOD.replace("concurrency = 4", "concurrency = 0"),
                 "standup.toml:14:15",
-                "nonzero",
+                "0 is out of range; write 1 to 1000",
+            ),
+            (
+                GOOD.replace("concurrency = 4", "concurrency = 100000000"),
+                "standup.toml:14:15",
+                "100000000 is out of range; write 1 to 1000",
+            ),
+            (
+                GOOD.replace("timezone", "jitter = \"1000000y\"\ntimezone"),
+                "standup.toml:4:10",
+                "`jitter` is longer than 1day",
+            ),
+            (
+                GOOD.replace("50 8 * * Mon-Fri", "0 0 9 1 1 * 2020"),
+                "standup.toml:3:12",
+                "can never fire again",
+            ),
+            (
+                GOOD.replace(
+                    "Hi {{ first_name }}",
+                    "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+                ),
+                "standup.toml:11:8",
+                "recursion limit exceeded",
             ),
             (
                 GOOD.replace("Europe/Berlin", "Mars/Olympus"),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek};
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -27,7 +27,16 @@ pub struct FileProblem {
     pub message: String,
 }
 
-/// A cheap plausibility check: one `@`, something on both sides, no spaces.
+/// The longest line a recipients file may have: far beyond any CSV row of real recipients,
+/// and a bound on what a file that is not a recipients file can make zoomcast hold.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// The longest email address (RFC 3696's 320 characters, as SMTP limits them).
+pub const MAX_EMAIL_CHARS: usize = 320;
+/// How much of a bad line an error quotes.
+const QUOTED_CHARS: usize = 80;
+
+/// A cheap plausibility check: one `@`, something on both sides, no spaces, no control or
+/// bidirectional formatting characters, at most [`MAX_EMAIL_CHARS`].
 pub fn is_plausible_email(email: &str) -> bool {
     match email.split_once('@') {
         Some((local, domain)) => {
@@ -36,32 +45,64 @@ pub fn is_plausible_email(email: &str) -> bool {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
                 && !domain.contains('@')
-                && !email.chars().any(char::is_whitespace)
+                && email.chars().count() <= MAX_EMAIL_CHARS
+                && !email
+                    .chars()
+                    .any(|c| c.is_whitespace() || crate::output::is_hidden(c))
         }
         None => false,
     }
 }
 
+/// Why `email` is not an address, quoting at most a short, clean part of it: a file that is
+/// not a recipients file (an environment, a key) must not end up whole in an error.
+pub fn not_an_email(email: &str) -> String {
+    if email.chars().any(crate::output::is_hidden) {
+        "the line has a control character, so it is not an email address (is this a text file \
+         of addresses?)"
+            .to_owned()
+    } else {
+        format!(
+            "`{}` is not an email address",
+            crate::output::clean(email, QUOTED_CHARS)
+        )
+    }
+}
+
 /// Opens a recipients file for streaming: its column names (empty for a plain list) and an
 /// iterator over its recipients, read as they are needed, so memory does not grow with the
-/// file.
+/// file. Only a regular file is read (not a device, a pipe or a directory), and no line of it
+/// may be longer than [`MAX_LINE_BYTES`].
 pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProblem> {
     let cannot = |e: std::io::Error| FileProblem {
         line: 0,
         message: format!("cannot read {}: {e}", path.display()),
     };
+    let mut file = File::open(path).map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(FileProblem {
+            line: 0,
+            message: format!(
+                "{} is not a regular file; name a text file of addresses (one per line, or CSV \
+                 with an `email` column)",
+                path.display()
+            ),
+        });
+    }
     let mut first = String::new();
-    let mut probe = BufReader::new(File::open(path).map_err(cannot)?);
-    while first.trim().is_empty() {
-        first.clear();
-        if probe.read_line(&mut first).map_err(cannot)? == 0 {
-            break;
+    {
+        let mut probe = BufReader::new(LineLimited::new(&mut file));
+        while first.trim().is_empty() {
+            first.clear();
+            if probe.read_line(&mut first).map_err(cannot)? == 0 {
+                break;
+            }
         }
     }
     let first = first.trim_start_matches('\u{feff}');
     // Read again from the start, through the same open file.
-    probe.rewind().map_err(cannot)?;
-    let file = probe;
+    file.rewind().map_err(cannot)?;
+    let file = BufReader::new(LineLimited::new(file));
     if first.contains(',') || first.trim().eq_ignore_ascii_case("email") {
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
@@ -80,7 +121,7 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
                 line: 1,
                 message: format!(
                     "the CSV header ({}) has no `email` column; name the column of addresses `email`",
-                    headers.join(",")
+                    crate::output::clean(&headers.join(","), QUOTED_CHARS)
                 ),
             });
         };
@@ -100,17 +141,51 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
     }
 }
 
+/// A reader that fails once a line runs past [`MAX_LINE_BYTES`], so neither a line reader nor
+/// the CSV reader buffers without bound (`/dev/zero` has no newline).
+pub struct LineLimited<R> {
+    inner: R,
+    /// Bytes read since the last newline.
+    run: usize,
+}
+
+impl<R> LineLimited<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, run: 0 }
+    }
+}
+
+impl<R: Read> Read for LineLimited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            self.run = if b == b'\n' { 0 } else { self.run + 1 };
+            if self.run > MAX_LINE_BYTES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "a line is longer than {} KiB; a recipients file holds one address (or \
+                         CSV row) per line",
+                        MAX_LINE_BYTES / 1024
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// The recipients of a file, one at a time.
 pub enum RecipientStream {
     /// One email per line.
     List {
         /// The numbered lines.
-        lines: std::iter::Enumerate<std::io::Lines<BufReader<File>>>,
+        lines: std::iter::Enumerate<std::io::Lines<BufReader<LineLimited<File>>>>,
     },
     /// CSV with an `email` column.
     Csv {
         /// The rows.
-        records: csv::StringRecordsIntoIter<BufReader<File>>,
+        records: csv::StringRecordsIntoIter<BufReader<LineLimited<File>>>,
         /// The header.
         headers: Vec<String>,
         /// Which column holds the email.
@@ -183,6 +258,11 @@ fn recipient(
     columns: BTreeMap<String, String>,
     line: usize,
 ) -> Result<Recipient, FileProblem> {
+    // A `--failures` file writes an address starting with `=`, `+`, `-` or `@` behind a `'`.
+    let email = email
+        .strip_prefix('\'')
+        .filter(|e| e.starts_with(['=', '+', '-', '@']))
+        .unwrap_or(email);
     if is_plausible_email(email) {
         Ok(Recipient {
             email: email.to_lowercase(),
@@ -191,7 +271,7 @@ fn recipient(
     } else {
         Err(FileProblem {
             line,
-            message: format!("`{email}` is not an email address"),
+            message: not_an_email(email),
         })
     }
 }
@@ -274,7 +354,39 @@ mod tests {
     }
 
     #[test]
+    fn what_is_not_a_recipients_file_is_refused_without_being_quoted() {
+        let problems = file("SECRET=abc\0HOME=/root@x.io\n").unwrap_err();
+        assert!(problems[0].message.contains("control character"), "{problems:?}");
+        assert!(!problems[0].message.contains("SECRET"), "{problems:?}");
+        let long = format!("{}@example.com\n", "a".repeat(400));
+        let problems = file(&long).unwrap_err();
+        assert!(problems[0].message.len() < 200, "{problems:?}");
+        let endless = "x".repeat(MAX_LINE_BYTES + 10);
+        let problems = file(&endless).unwrap_err();
+        assert!(problems[0].message.contains("longer than 64 KiB"), "{problems:?}");
+        let Err(p) = open_file(Path::new("/dev/zero")) else {
+            panic!("a device is read")
+        };
+        assert!(p.message.contains("not a regular file"), "{p:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let Err(p) = open_file(dir.path()) else {
+            panic!("a directory is read")
+        };
+        assert!(p.message.contains("not a regular file"), "{p:?}");
+    }
+
+    #[test]
+    fn an_address_a_failures_file_guarded_reads_back() {
+        let (_, r) = file("email,state\n'-ops@example.com,failed\n").unwrap();
+        assert_eq!(r[0].email, "-ops@example.com");
+    }
+
+    #[test]
     fn plausible_emails() {
+        for hidden in ["a\u{1b}[31m@x.io", "a\u{7}@x.io", "a\0@x.io", "a\u{202e}moc@x.io"] {
+            assert!(!is_plausible_email(hidden), "{hidden:?}");
+        }
+        assert!(!is_plausible_email(&format!("{}@x.io", "a".repeat(320))));
         assert!(is_plausible_email("a.b+c@x.example"));
         assert!(!is_plausible_email("a@b"));
         assert!(!is_plausible_email("a @x.io"));

@@ -1,6 +1,9 @@
 //! Message templates: `message.head` and `message.body` are minijinja templates over the
 //! recipient's fields (`email`, `first_name`, `last_name`, `display_name`) and CSV columns.
-//! Undefined variables are errors, caught by `validate` before anything is sent.
+//! Undefined variables are errors, caught by `validate` before anything is sent, and so is
+//! anything else that would fail every recipient: `validate` renders both templates with
+//! sample values ([`MessageTemplate::check_render`]). A render is bounded (recursion depth
+//! and minijinja's fuel), so a job file cannot make zoomcast loop or overflow its stack.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,6 +11,13 @@ use minijinja::{Environment, UndefinedBehavior};
 
 /// The variables every recipient has.
 pub const BUILTIN_VARIABLES: [&str; 4] = ["email", "first_name", "last_name", "display_name"];
+
+/// How deep macros may call each other (minijinja allows 500, which a debug build's stack on
+/// a worker thread does not survive).
+const MAX_DEPTH: usize = 50;
+/// How many instructions one render may run: a message is a few dozen; loops over a CSV
+/// column's items a few thousand.
+const FUEL: u64 = 200_000;
 
 /// Which of the two templates a problem is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +48,8 @@ impl MessageTemplate {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
+        env.set_recursion_limit(MAX_DEPTH);
+        env.set_fuel(Some(FUEL));
         for (part, source) in [(Part::Head, head), (Part::Body, body)] {
             env.add_template_owned(part.name(), source.to_owned())
                 .map_err(|e| (part, describe(&e)))?;
@@ -45,21 +57,40 @@ impl MessageTemplate {
         Ok(Self { env })
     }
 
-    /// Variables the templates use that are not in `known`, with the part that uses them.
+    /// Variables the templates use that are not in `known` nor minijinja's globals (`range`,
+    /// `dict`, `namespace`, ...), with the part that uses them.
     pub fn unknown_variables(&self, known: &BTreeSet<String>) -> Vec<(Part, String)> {
+        let globals: BTreeSet<&str> = self.env.globals().map(|(name, _)| name).collect();
         let mut unknown = Vec::new();
         for part in [Part::Head, Part::Body] {
-            let template = self.env.get_template(part.name()).expect("compiled above");
+            let Ok(template) = self.env.get_template(part.name()) else {
+                continue;
+            };
             let mut names: Vec<String> = template.undeclared_variables(false).into_iter().collect();
             names.sort();
             unknown.extend(
                 names
                     .into_iter()
-                    .filter(|n| !known.contains(n))
+                    .filter(|n| !known.contains(n) && !globals.contains(n.as_str()))
                     .map(|n| (part, n)),
             );
         }
         unknown
+    }
+
+    /// Renders both templates with `sample` values, and says what fails: a recursive macro,
+    /// a loop that runs out of fuel, a filter that does not exist.
+    pub fn check_render(&self, sample: &BTreeMap<String, String>) -> Vec<(Part, String)> {
+        [Part::Head, Part::Body]
+            .into_iter()
+            .filter_map(|part| {
+                let rendered = self
+                    .env
+                    .get_template(part.name())
+                    .and_then(|t| t.render(sample));
+                rendered.err().map(|e| (part, describe(&e)))
+            })
+            .collect()
     }
 
     /// Renders head and body for one recipient's variables.
@@ -75,10 +106,11 @@ impl MessageTemplate {
 }
 
 fn describe(e: &minijinja::Error) -> String {
-    match e.detail() {
+    let text = match e.detail() {
         Some(detail) => format!("{}: {detail}", e.kind()),
         None => e.kind().to_string(),
-    }
+    };
+    crate::output::clean(&text, 300)
 }
 
 #[cfg(test)]
@@ -116,6 +148,33 @@ mod tests {
         );
         let t = MessageTemplate::compile("Hi {{ first_name }}", "in {{ team }}").unwrap();
         assert_eq!(t.render(&vars).unwrap(), ("Hi Ana".into(), "in ops".into()));
+    }
+
+    #[test]
+    fn globals_are_not_unknown_and_what_cannot_render_is_found() {
+        let known: BTreeSet<String> = BUILTIN_VARIABLES.iter().map(|s| (*s).to_owned()).collect();
+        let t = MessageTemplate::compile(
+            "{% for i in range(2) %}{{ i }}{% endfor %}",
+            "{% set ns = namespace(n=1) %}{{ dict(a=ns.n) }}",
+        )
+        .unwrap();
+        assert!(t.unknown_variables(&known).is_empty());
+        assert!(t.check_render(&BTreeMap::new()).is_empty());
+        let recursive = MessageTemplate::compile(
+            "ok",
+            "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+        )
+        .unwrap();
+        let problems = recursive.check_render(&BTreeMap::new());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].1.contains("recursion"), "{problems:?}");
+        let endless = MessageTemplate::compile(
+            "ok",
+            "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}",
+        )
+        .unwrap();
+        let problems = endless.check_render(&BTreeMap::new());
+        assert!(problems[0].1.contains("fuel"), "{problems:?}");
     }
 
     #[test]

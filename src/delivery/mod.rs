@@ -337,10 +337,36 @@ impl Engine {
             Some(tick) => self.runs.for_tick(&job.name, tick)?,
             None => self.runs.unfinished(&job.name)?,
         };
+        let file = std::fs::canonicalize(&job.path).unwrap_or_else(|_| job.path.clone());
         let Some(mut record) = existing else {
-            let record = self.runs.start(&job.name, &job.app, scheduled_for).await?;
+            let record = (self.runs)
+                .start(&job.name, &job.app, Some(file), scheduled_for)
+                .await?;
             return Ok(Begin::Work(record));
         };
+        // A file that no longer exists was moved (a new deploy path): its run goes on here.
+        let other_file = |theirs: &&std::path::PathBuf| **theirs != file && theirs.exists();
+        if let Some(theirs) = record.job_file.as_ref().filter(other_file) {
+            return Err(Invalid::one(
+                Diagnostic::whole(
+                    Some(&job.path),
+                    format!(
+                        "run {} of job `{}` belongs to another file of that name, {}",
+                        record.id,
+                        job.name,
+                        theirs.display()
+                    ),
+                )
+                .help(format!(
+                    "a job's name is its file name, and its runs resume only for the file \
+                     that started them: run {} to finish run {}, or give this file another name",
+                    theirs.display(),
+                    record.id
+                )),
+            )
+            .into());
+        }
+        record.job_file = Some(file);
         if !record.status.is_unfinished() {
             tracing::info!(
                 "job `{}`: tick {} already ran as run {} ({}); not running it again",

@@ -39,13 +39,15 @@ static TERMINAL: LazyLock<MultiProgress> =
 pub struct LogWriter;
 
 impl std::io::Write for LogWriter {
+    /// A line stderr refuses (its reader went away) is dropped: logging never fails a caller.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        TERMINAL.suspend(|| std::io::stderr().write_all(buf))?;
+        let _ = TERMINAL.suspend(|| std::io::stderr().write_all(buf));
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 

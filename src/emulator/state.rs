@@ -137,7 +137,9 @@ impl Inner {
     /// Issues an access token of `kind`, valid for `ttl` seconds.
     pub fn issue_access(&mut self, kind: TokenKind, ttl: i64) -> String {
         let token = self.secret("emu_at_");
-        let expires_at = Utc::now() + chrono::TimeDelta::seconds(ttl);
+        let expires_at = chrono::TimeDelta::try_seconds(ttl)
+            .and_then(|ttl| Utc::now().checked_add_signed(ttl))
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
         self.tokens.insert(
             token.clone(),
             AccessToken {

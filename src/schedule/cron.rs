@@ -73,13 +73,11 @@ impl FromStr for Schedule {
             parts,
             interval,
         };
-        if schedule
-            .next_after(&Utc.timestamp_opt(0, 0).unwrap())
-            .is_none()
-        {
+        if schedule.next_after(&Utc::now()).is_none() {
             return Err(format!(
-                "`{expr}` can never fire (no date matches it, such as 30 February); check the \
-                 day-of-month and month fields"
+                "`{expr}` can never fire again (no date from now on matches it, such as 30 \
+                 February or a year that has passed); check the day-of-month, month and year \
+                 fields"
             ));
         }
         Ok(schedule)
@@ -477,7 +475,7 @@ mod tests {
 
     #[test]
     fn schedules_that_can_never_fire_are_rejected() {
-        for expr in ["0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 11 * 2030"] {
+        for expr in ["0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 11 * 2030", "0 0 0 1 1 * 2020"] {
             let err = expr.parse::<Schedule>().unwrap_err();
             assert!(err.contains("can never fire"), "{expr}: {err}");
         }

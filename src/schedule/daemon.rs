@@ -559,10 +559,11 @@ fn next_tick(job: &Job, after: DateTime<Utc>) -> Option<Tick> {
         .next_after(&after.with_timezone(&job.timezone))?
         .with_timezone(&Utc);
     let jitter = plan::jitter(&job.name, job.policy.jitter);
-    Some(Tick {
-        at,
-        due: at + TimeDelta::from_std(jitter).unwrap_or_default(),
-    })
+    let due = TimeDelta::from_std(jitter)
+        .ok()
+        .and_then(|jitter| at.checked_add_signed(jitter))
+        .unwrap_or(at);
+    Some(Tick { at, due })
 }
 
 fn describe_next(next: Option<Tick>) -> String {
@@ -857,13 +858,13 @@ mod tests {
         let runs = h.store.runs().unwrap();
         // `current` was interrupted during its 10:00 tick; `stale` during a tick that a later
         // one has replaced; `manual` during a run started by hand.
-        runs.start("current", "default", Some(at("2026-11-23T10:00:00Z")))
+        runs.start("current", "default", None, Some(at("2026-11-23T10:00:00Z")))
             .await
             .unwrap();
-        runs.start("stale", "default", Some(at("2026-11-23T09:00:00Z")))
+        runs.start("stale", "default", None, Some(at("2026-11-23T09:00:00Z")))
             .await
             .unwrap();
-        runs.start("manual", "default", None).await.unwrap();
+        runs.start("manual", "default", None, None).await.unwrap();
         let fires = h.store.fires().unwrap();
         fires.set("current", at("2026-11-23T10:00:00Z")).unwrap();
         fires.set("stale", at("2026-11-23T10:00:00Z")).unwrap();

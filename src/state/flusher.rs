@@ -179,7 +179,7 @@ mod tests {
             let all = futures::future::join_all(writers);
             let Ok(results) = tokio::time::timeout(Duration::from_secs(30), all).await else {
                 // A panic would hang too: dropping the database flushes it.
-                eprintln!("round {round}: the flushes hang");
+                errln!("round {round}: the flushes hang");
                 std::process::abort();
             };
             assert!(results.iter().all(Result::is_ok), "{results:?}");

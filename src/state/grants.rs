@@ -175,14 +175,18 @@ impl Grants {
     }
 }
 
-/// Write to a temporary file, fsync it, rename it over `file`, fsync the directory.
+/// Write to a new temporary file (0600, created exclusively, so a leftover one of any mode is
+/// removed rather than reused), fsync it, rename it over `file`, fsync the directory.
 fn write_atomically(dir: &Path, file: &Path, contents: &[u8]) -> std::io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let tmp = file.with_extension("json.tmp");
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut out = File::options()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
     out.write_all(contents)?;
@@ -231,5 +235,23 @@ mod tests {
         assert_eq!(grants.apps().unwrap(), ["default"]);
         grants.delete("default").await.unwrap();
         assert!(grants.get("default").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_leftover_open_temporary_file_does_not_open_the_grant_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let grants = store.grants().unwrap();
+        grants.put("default", &grant(1)).await.unwrap();
+        let tmp = dir.path().join("grants/default.json.tmp");
+        fs::write(&tmp, "left over").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        grants.put("default", &grant(2)).await.unwrap();
+        let file = dir.path().join("grants/default.json");
+        let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!tmp.exists());
+        assert_eq!(grants.get("default").unwrap().unwrap().generation, 2);
     }
 }

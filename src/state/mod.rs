@@ -1,7 +1,7 @@
 //! The state directory: a sled database plus a lock file and one grant file per app.
 //!
 //! ```text
-//! state/
+//! state/              0700, and everything in it private: see [`private`]
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
 //!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
 //!                     deliveries, schedule, paces
@@ -20,10 +20,9 @@ pub mod grants;
 pub mod jids;
 pub mod lock;
 pub mod paces;
+pub mod private;
 pub mod runs;
 
-use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 pub use deliveries::{Deliveries, Delivery, DeliveryState, Rendered};
@@ -68,6 +67,19 @@ pub enum StateError {
         /// sled's error.
         source: sled::Error,
     },
+    /// The state path exists and is not a directory.
+    #[error("the state directory {0} is not a directory; point --state at a directory")]
+    NotADirectory(PathBuf),
+    /// Something in the state directory belongs to another user.
+    #[error("{}", private::foreign_help(path, *owner, *me))]
+    Foreign {
+        /// The entry.
+        path: PathBuf,
+        /// Its owner's uid.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
     /// Any other I/O failure.
     #[error("state directory {dir}: {source}")]
     Io {
@@ -93,18 +105,12 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating, mode 0700) the state directory and locks it against other processes.
+    /// Opens the state directory, created or made private (see [`private`]), and locks it
+    /// against other processes.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        let io = |source| StateError::Io {
-            dir: dir.to_owned(),
-            source,
-        };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)?;
+        private::secure(dir)?;
         let lock = StateLock::acquire(dir)?;
+        private::secure_contents(dir)?;
         let db_path = dir.join("db");
         let db = sled::Config::new()
             .path(&db_path)

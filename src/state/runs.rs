@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::path::PathBuf;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -117,6 +119,10 @@ pub struct RunRecord {
     /// job's `keep_details`); its summary stays.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub details_pruned: bool,
+    /// The job file the run belongs to (canonical): a run resumes only for that file, not for
+    /// another file of the same name. `None` for runs of releases that did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_file: Option<PathBuf>,
 }
 
 /// The `runs` tree, and `run_ticks` (job and tick to run id), which gives a tick one run.
@@ -142,6 +148,7 @@ impl Runs {
         &self,
         job: &str,
         app: &str,
+        job_file: Option<PathBuf>,
         scheduled_for: Option<DateTime<Utc>>,
     ) -> Result<RunRecord, StateError> {
         let mut record = RunRecord {
@@ -155,6 +162,7 @@ impl Runs {
             resumes: 0,
             scheduled_for,
             details_pruned: false,
+            job_file,
         };
         // Runs of several jobs start at the same tick: whichever inserts an id first owns it,
         // and the others take the next free one.
@@ -350,6 +358,7 @@ mod tests {
             resumes: 0,
             scheduled_for: None,
             details_pruned,
+            job_file: None,
         }
     }
 
@@ -414,7 +423,7 @@ mod tests {
                     scope.spawn(move || {
                         let job = format!("job{i}");
                         together.wait();
-                        let start = runs.start(&job, "default", None);
+                        let start = runs.start(&job, "default", None, None);
                         runtime.block_on(start).unwrap().id.0
                     })
                 })

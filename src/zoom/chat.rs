@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::client::read_json;
+use super::client::{read_body, read_json};
 use super::{ZoomClient, ZoomError};
 use crate::auth::token::BotToken;
 
@@ -72,6 +72,19 @@ pub struct SentMessage {
     pub sent_time: String,
 }
 
+impl SentMessage {
+    /// The longest message id or time zoomcast stores: Zoom's ids are a few dozen characters.
+    const MAX_CHARS: usize = 200;
+
+    /// True for an answer fit to store and print: short, with no control characters.
+    fn is_plausible(&self) -> bool {
+        [&self.message_id, &self.sent_time].iter().all(|text| {
+            text.chars().count() <= Self::MAX_CHARS
+                && !text.chars().any(crate::output::is_hidden)
+        })
+    }
+}
+
 impl ZoomClient {
     /// Sends one chatbot message.
     pub async fn send_message(
@@ -91,17 +104,16 @@ impl ZoomClient {
         match response {
             Ok(r) if r.status().is_success() => {
                 let status = r.status();
-                let body = r.bytes().await.unwrap_or_default();
-                Ok(
-                    serde_json::from_slice(&body).unwrap_or_else(|_| SentMessage {
-                        message_id: format!(
-                            "(zoom answered {status} without a readable message id)"
-                        ),
-                        sent_time: String::new(),
-                    }),
-                )
+                let body = read_body(r).await.map(|b| b.bytes).unwrap_or_default();
+                let sent = serde_json::from_slice::<SentMessage>(&body)
+                    .ok()
+                    .filter(SentMessage::is_plausible);
+                Ok(sent.unwrap_or_else(|| SentMessage {
+                    message_id: format!("(zoom answered {status} without a readable message id)"),
+                    sent_time: String::new(),
+                }))
             }
-            other => read_json(other).await,
+            other => read_json(other, &[token.access.expose()]).await,
         }
     }
 }

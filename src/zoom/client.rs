@@ -68,21 +68,72 @@ impl ZoomClient {
     }
 }
 
-/// Reads a success body as `T`, or turns an error answer into a [`ZoomError`].
+/// The most of an answer's body zoomcast reads: Zoom's answers are a few hundred bytes, and a
+/// hostile or broken server must not make zoomcast hold more.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// An answer's body, read up to [`MAX_BODY_BYTES`].
+pub(crate) struct Body {
+    /// The bytes read.
+    pub bytes: Vec<u8>,
+    /// False when the body went on past the cap (the rest was not read).
+    pub whole: bool,
+}
+
+/// Reads at most [`MAX_BODY_BYTES`] of `response`'s body.
+pub(crate) async fn read_body(mut response: Response) -> Result<Body, reqwest::Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY_BYTES - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(Body {
+                bytes,
+                whole: false,
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Body { bytes, whole: true })
+}
+
+/// Reads a success body as `T`, or turns an error answer into a [`ZoomError`] from which the
+/// `presented` secrets (the token the request carried) are scrubbed.
 pub(crate) async fn read_json<T: DeserializeOwned>(
     response: Result<Response, reqwest::Error>,
+    presented: &[&str],
 ) -> Result<T, ZoomError> {
     let response = response.map_err(|e| ZoomError::Network(e.without_url()))?;
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .bytes()
+    let body = read_body(response)
         .await
         .map_err(|e| ZoomError::Network(e.without_url()))?;
     if !status.is_success() {
-        return Err(ZoomError::from_response(status, &headers, &body));
+        return Err(ZoomError::from_response(
+            status,
+            &headers,
+            &body.bytes,
+            presented,
+        ));
     }
-    serde_json::from_slice(&body).map_err(|e| ZoomError::Decode(e.to_string()))
+    if !body.whole {
+        return Err(ZoomError::Decode(format!(
+            "the answer is larger than {} KiB",
+            MAX_BODY_BYTES / 1024
+        )));
+    }
+    serde_json::from_slice(&body.bytes).map_err(|e| ZoomError::Decode(e.to_string()))
+}
+
+/// `text` with every `secrets` value of four characters or more replaced by `[redacted]`.
+pub fn scrub(mut text: String, secrets: &[&str]) -> String {
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        if text.contains(secret) {
+            text = text.replace(secret, "[redacted]");
+        }
+    }
+    text
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ use super::retry_after::parse_retry_after;
 /// this, as many as with `Retry-After: 1`).
 const UNSAID_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// The most of Zoom's error message zoomcast keeps.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
 /// Zoom's code for an invalid, expired or superseded access token (Users API and others).
 pub const INVALID_ACCESS_TOKEN: i64 = 124;
 /// Zoom's Users API code for an unknown user.
@@ -80,8 +83,15 @@ struct ErrorBody {
 }
 
 impl ZoomError {
-    /// Builds the error for a non-success answer from its status, headers and body.
-    pub fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
+    /// Builds the error for a non-success answer from its status, headers and body, with
+    /// every `presented` secret (the token the request carried) scrubbed from the message: a
+    /// server may echo what it was given.
+    pub fn from_response(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        presented: &[&str],
+    ) -> Self {
         let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
         let (code, message) = match parsed {
             Some(ErrorBody { code, message }) => (code, message),
@@ -93,9 +103,14 @@ impl ZoomError {
             if text.is_empty() {
                 status.canonical_reason().unwrap_or("no message").to_owned()
             } else {
-                text.chars().take(200).collect()
+                text.to_owned()
             }
         });
+        // Stored per recipient and printed: short and free of escape sequences.
+        let message = crate::output::clean(
+            &super::client::scrub(message, presented),
+            MAX_MESSAGE_CHARS,
+        );
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -176,7 +191,21 @@ mod tests {
             StatusCode::from_u16(status).unwrap(),
             &headers,
             body.as_bytes(),
+            &["presented-token"],
         )
+    }
+
+    #[test]
+    fn a_message_is_short_clean_and_without_the_presented_token() {
+        let long = format!(
+            r#"{{"code":300,"message":"bad token presented-token \u001b[2J{}"}}"#,
+            "x".repeat(5_000_000)
+        );
+        let ZoomError::Api { message, .. } = error(400, &long, None) else {
+            panic!("an API error")
+        };
+        assert!(message.starts_with("bad token [redacted] \u{fffd}[2J"), "{message:.60}");
+        assert!(message.chars().count() <= MAX_MESSAGE_CHARS + 1);
     }
 
     #[test]

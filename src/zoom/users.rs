@@ -34,15 +34,16 @@ impl ZoomClient {
     /// Looks a user up by email or id, or `me` for the authorizing user.
     pub async fn get_user(&self, token: &UserToken, user: &str) -> Result<ZoomUser, ZoomError> {
         let mut url = self.endpoints.api("v2/users");
-        url.path_segments_mut()
-            .expect("an http(s) base url has path segments")
-            .push(user);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(user);
+        }
         read_json(
             self.http
                 .get(url)
                 .bearer_auth(token.access.expose())
                 .send()
                 .await,
+            &[token.access.expose()],
         )
         .await
     }
