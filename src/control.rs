@@ -200,7 +200,10 @@ pub fn bind(state_dir: &Path) -> std::io::Result<UnixListener> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    UnixListener::bind(&path)
+    let listener = UnixListener::bind(&path)?;
+    // Created 0700 under the umask; read and write are all a socket needs.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(listener)
 }
 
 /// True when the peer runs as this process's user (`SO_PEERCRED`).

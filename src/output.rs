@@ -50,7 +50,9 @@ pub fn write_out(args: fmt::Arguments<'_>) {
     if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
         STDOUT_CLOSED.store(true, Ordering::Relaxed);
         if e.kind() != io::ErrorKind::BrokenPipe {
-            let mut failure = STDOUT_FAILURE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut failure = STDOUT_FAILURE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             failure.get_or_insert_with(|| e.to_string());
         }
     }
@@ -96,7 +98,10 @@ mod tests {
 
     #[test]
     fn clean_replaces_what_a_terminal_would_obey_and_cuts_long_text() {
-        assert_eq!(clean("a\u{1b}[2Jb\u{7}\0c\u{202e}d", 100), "a\u{fffd}[2Jb\u{fffd}\u{fffd}c\u{fffd}d");
+        assert_eq!(
+            clean("a\u{1b}[2Jb\u{7}\0c\u{202e}d", 100),
+            "a\u{fffd}[2Jb\u{fffd}\u{fffd}c\u{fffd}d"
+        );
         assert_eq!(clean("héllo wörld", 5), "héllo…");
         assert_eq!(clean("short", 5), "short");
     }

@@ -234,7 +234,10 @@ impl OAuthClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = read_body(response).await.map(|b| b.bytes).unwrap_or_default();
+        let body = read_body(response)
+            .await
+            .map(|b| b.bytes)
+            .unwrap_or_default();
         Err(self.classify(GrantType::RefreshToken, status, &body, &[token.expose()]))
     }
 
@@ -328,5 +331,74 @@ impl OAuthClient {
                 reason,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zoom::Endpoints;
+
+    fn client() -> OAuthClient {
+        let zoom = ZoomClient::new(Endpoints {
+            oauth: Url::parse("http://127.0.0.1:9").unwrap(),
+            api: Url::parse("http://127.0.0.1:9").unwrap(),
+        })
+        .unwrap();
+        OAuthClient::new(
+            "default",
+            "client-id",
+            ClientSecret::new("client-secret-1"),
+            zoom,
+        )
+    }
+
+    #[test]
+    fn an_error_that_echoes_any_secret_of_the_request_is_scrubbed() {
+        let basic = base64::engine::general_purpose::STANDARD.encode("client-id:client-secret-1");
+        let body = format!(
+            r#"{{"error":"invalid_client","reason":"bad client-secret-1 / Basic {basic} / presented-refresh \u001b[2J"}}"#
+        );
+        let err = client().classify(
+            GrantType::RefreshToken,
+            StatusCode::UNAUTHORIZED,
+            body.as_bytes(),
+            &["presented-refresh"],
+        );
+        let text = err.to_string();
+        for secret in [
+            "client-secret-1",
+            basic.as_str(),
+            "presented-refresh",
+            "\u{1b}",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(matches!(err, OAuthError::InvalidClient { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_token_answer_is_read_whatever_its_lifetime_looks_like() {
+        for (expires_in, seconds) in [
+            ("3599", 3599),
+            ("1e14", 100_000_000_000_000),
+            ("1e300", i64::MAX),
+            ("-7.5", -7),
+            ("\"120\"", 120),
+            ("null", 3600),
+            ("[]", 3600),
+        ] {
+            let body = format!(
+                r#"{{"access_token":"a","refresh_token":"r","expires_in":{expires_in},"scope":7}}"#
+            );
+            let answer = parse_token_response(body.as_bytes()).unwrap();
+            assert_eq!(answer.expires_in, seconds, "{expires_in}");
+            assert_eq!(answer.refresh_token.unwrap().expose(), "r");
+        }
+        let broken = parse_token_response(br#"{"access_token":12345678,"refresh_token":"r"}"#);
+        assert!(
+            !broken.unwrap_err().contains("12345678"),
+            "no value is quoted"
+        );
     }
 }

@@ -209,7 +209,9 @@ fn print_status(row: &AppGrant, now: DateTime<Utc>) {
     };
     outln!(
         "{app}: authorized by {} (user {}, account {})",
-        g.user_email, g.user_id, g.account_id
+        g.user_email,
+        g.user_id,
+        g.account_id
     );
     outln!("  scopes:        {}", g.scopes);
     outln!("  authorized at: {}", g.authorized_at.to_rfc3339());

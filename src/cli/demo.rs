@@ -77,13 +77,15 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
     .await?;
     outln!(
         "authorized as {} (account {}) with the user token; the bot token comes from client credentials",
-        grant.user_email, grant.account_id
+        grant.user_email,
+        grant.account_id
     );
 
     let job = Job::load(&demo_ctx.job_path("example"), &demo_ctx.config)?;
     outln!(
         "running job `{}` ({} recipients)",
-        job.name, job.recipient_count
+        job.name,
+        job.recipient_count
     );
     let from = sender(&tokens, app.robot_jid.as_deref(), None, &app.name).await?;
     let limiters = std::sync::Arc::new(Limiters::remembering(store.paces()?));

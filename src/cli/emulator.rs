@@ -70,7 +70,8 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Outcome> {
     outln!("  export ZOOM_OAUTH_URL={url} ZOOM_API_URL={url}");
     outln!(
         "  export ZOOM_CLIENT_ID={} ZOOM_CLIENT_SECRET={}",
-        knobs.client_id, knobs.client_secret
+        knobs.client_id,
+        knobs.client_secret
     );
     outln!(
         "  export ZOOM_ROBOT_JID={} ZOOM_REDIRECT_URI=http://127.0.0.1:4199/oauth/callback",

@@ -78,7 +78,10 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     if args.dry_run {
         outln!(
             "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}); nothing was sent",
-            job.name, job.recipient_count, app.name, from.robot_jid
+            job.name,
+            job.recipient_count,
+            app.name,
+            from.robot_jid
         );
         return Ok(Outcome::Done);
     }
@@ -107,7 +110,10 @@ async fn through_scheduler(
         outln!(
             "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}, \
              through the running scheduler); nothing was sent",
-            job.name, checked.recipients, checked.app, checked.robot_jid
+            job.name,
+            checked.recipients,
+            checked.app,
+            checked.robot_jid
         );
         return Ok(Outcome::Done);
     }

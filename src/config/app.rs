@@ -286,10 +286,14 @@ fn zoom_url(text: &str) -> Result<Url, String> {
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
-        "http" => Err("is plain http to another machine, which would send the client \
+        "http" => Err(
+            "is plain http to another machine, which would send the client \
                        secret unencrypted"
-            .into()),
-        other => Err(format!("has the scheme `{other}:`; only https (and http to localhost) work")),
+                .into(),
+        ),
+        other => Err(format!(
+            "has the scheme `{other}:`; only https (and http to localhost) work"
+        )),
     }
 }
 

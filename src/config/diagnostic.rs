@@ -175,12 +175,21 @@ mod tests {
 
     #[test]
     fn a_long_line_is_shown_in_part_around_the_problem() {
-        let source = format!("key = \"{}\u{1b}[2J\" bad {}\n", "a".repeat(500), "z".repeat(500));
+        let source = format!(
+            "key = \"{}\u{1b}[2J\" bad {}\n",
+            "a".repeat(500),
+            "z".repeat(500)
+        );
         let at = source.find("bad").unwrap();
         let loc = Location::of_span(&source, at..at + 3);
         assert!(loc.text.chars().count() <= SHOWN_CHARS + 2, "{}", loc.text);
         assert!(!loc.text.contains('\u{1b}'));
-        let under: String = loc.text.chars().skip(loc.column - 1).take(loc.width).collect();
+        let under: String = loc
+            .text
+            .chars()
+            .skip(loc.column - 1)
+            .take(loc.width)
+            .collect();
         assert_eq!(under, "bad");
     }
 

@@ -274,7 +274,8 @@ fn read_job_file(path: &Path) -> std::io::Result<String> {
         return Err(std::io::Error::other("it is not a regular file"));
     }
     let mut text = String::new();
-    file.take(MAX_JOB_FILE_BYTES + 1).read_to_string(&mut text)?;
+    file.take(MAX_JOB_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
     if text.len() as u64 > MAX_JOB_FILE_BYTES {
         return Err(std::io::Error::other(format!(
             "it is larger than {} KiB; put long recipient lists in `recipients.file`",
@@ -454,7 +455,10 @@ impl Checker<'_> {
                         "`{key}` is longer than {}, the most it may be",
                         humantime::format_duration(max)
                     ),
-                    format!("write a duration from 0s to {}", humantime::format_duration(max)),
+                    format!(
+                        "write a duration from 0s to {}",
+                        humantime::format_duration(max)
+                    ),
                 );
                 None
             }

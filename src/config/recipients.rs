@@ -100,6 +100,14 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
         }
     }
     let first = first.trim_start_matches('\u{feff}');
+    if first.trim_end().chars().any(crate::output::is_hidden) {
+        return Err(FileProblem {
+            line: 1,
+            message: "the file's first line has a control character: it is not a text file of \
+                      addresses"
+                .into(),
+        });
+    }
     // Read again from the start, through the same open file.
     file.rewind().map_err(cannot)?;
     let file = BufReader::new(LineLimited::new(file));
@@ -356,14 +364,20 @@ mod tests {
     #[test]
     fn what_is_not_a_recipients_file_is_refused_without_being_quoted() {
         let problems = file("SECRET=abc\0HOME=/root@x.io\n").unwrap_err();
-        assert!(problems[0].message.contains("control character"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("control character"),
+            "{problems:?}"
+        );
         assert!(!problems[0].message.contains("SECRET"), "{problems:?}");
         let long = format!("{}@example.com\n", "a".repeat(400));
         let problems = file(&long).unwrap_err();
         assert!(problems[0].message.len() < 200, "{problems:?}");
         let endless = "x".repeat(MAX_LINE_BYTES + 10);
         let problems = file(&endless).unwrap_err();
-        assert!(problems[0].message.contains("longer than 64 KiB"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("longer than 64 KiB"),
+            "{problems:?}"
+        );
         let Err(p) = open_file(Path::new("/dev/zero")) else {
             panic!("a device is read")
         };
@@ -383,7 +397,12 @@ mod tests {
 
     #[test]
     fn plausible_emails() {
-        for hidden in ["a\u{1b}[31m@x.io", "a\u{7}@x.io", "a\0@x.io", "a\u{202e}moc@x.io"] {
+        for hidden in [
+            "a\u{1b}[31m@x.io",
+            "a\u{7}@x.io",
+            "a\0@x.io",
+            "a\u{202e}moc@x.io",
+        ] {
             assert!(!is_plausible_email(hidden), "{hidden:?}");
         }
         assert!(!is_plausible_email(&format!("{}@x.io", "a".repeat(320))));

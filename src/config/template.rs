@@ -160,11 +160,9 @@ mod tests {
         .unwrap();
         assert!(t.unknown_variables(&known).is_empty());
         assert!(t.check_render(&BTreeMap::new()).is_empty());
-        let recursive = MessageTemplate::compile(
-            "ok",
-            "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
-        )
-        .unwrap();
+        let recursive =
+            MessageTemplate::compile("ok", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}")
+                .unwrap();
         let problems = recursive.check_render(&BTreeMap::new());
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].1.contains("recursion"), "{problems:?}");

@@ -475,7 +475,12 @@ mod tests {
 
     #[test]
     fn schedules_that_can_never_fire_are_rejected() {
-        for expr in ["0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 11 * 2030", "0 0 0 1 1 * 2020"] {
+        for expr in [
+            "0 0 30 2 *",
+            "0 0 31 4 *",
+            "0 0 0 31 11 * 2030",
+            "0 0 0 1 1 * 2020",
+        ] {
             let err = expr.parse::<Schedule>().unwrap_err();
             assert!(err.contains("can never fire"), "{expr}: {err}");
         }

@@ -145,13 +145,21 @@ mod tests {
         }
         std::os::unix::fs::symlink("/etc", dir.join("link")).unwrap();
         secure(&dir).unwrap();
-        assert_eq!(mode(&dir.join("db/db")), 0o644, "contents wait for the lock");
+        assert_eq!(
+            mode(&dir.join("db/db")),
+            0o644,
+            "contents wait for the lock"
+        );
         secure_contents(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("db")), 0o700);
         assert_eq!(mode(&dir.join("db/db")), 0o600);
         assert_eq!(mode(&dir.join("README.md")), 0o600);
-        assert_eq!(mode(Path::new("/etc")) & 0o005, 0o005, "a link is not followed");
+        assert_eq!(
+            mode(Path::new("/etc")) & 0o005,
+            0o005,
+            "a link is not followed"
+        );
     }
 
     #[test]

@@ -79,8 +79,7 @@ impl SentMessage {
     /// True for an answer fit to store and print: short, with no control characters.
     fn is_plausible(&self) -> bool {
         [&self.message_id, &self.sent_time].iter().all(|text| {
-            text.chars().count() <= Self::MAX_CHARS
-                && !text.chars().any(crate::output::is_hidden)
+            text.chars().count() <= Self::MAX_CHARS && !text.chars().any(crate::output::is_hidden)
         })
     }
 }

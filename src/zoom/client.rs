@@ -140,6 +140,42 @@ pub fn scrub(mut text: String, secrets: &[&str]) -> String {
 mod tests {
     use super::*;
 
+    /// A server on loopback that answers every request with `status` and a body of `size`
+    /// bytes of JSON.
+    async fn serve_huge(status: u16, size: usize) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let body = format!(r#"{{"code":1,"message":"{}"}}"#, "x".repeat(size));
+        let app = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            async move { (axum::http::StatusCode::from_u16(status).unwrap(), body) }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_huge_answer_is_read_only_up_to_the_cap() {
+        use crate::auth::token::{AccessToken, UserToken};
+        let token = UserToken::issued(AccessToken::new("t"), 3600, chrono::Utc::now());
+        for (status, says) in [(200, "larger than 1024 KiB"), (400, "zoom answered 400")] {
+            let api = serve_huge(status, 20 * MAX_BODY_BYTES).await;
+            let zoom = ZoomClient::new(Endpoints {
+                oauth: api.clone(),
+                api,
+            })
+            .unwrap();
+            let err = zoom.get_user(&token, "ana@example.com").await.unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(says), "{text:.200}");
+            assert!(
+                text.len() < 1000,
+                "the message is cut: {} bytes",
+                text.len()
+            );
+        }
+    }
+
     #[test]
     fn join_keeps_a_base_path() {
         let endpoints = Endpoints {

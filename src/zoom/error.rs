@@ -107,10 +107,8 @@ impl ZoomError {
             }
         });
         // Stored per recipient and printed: short and free of escape sequences.
-        let message = crate::output::clean(
-            &super::client::scrub(message, presented),
-            MAX_MESSAGE_CHARS,
-        );
+        let message =
+            crate::output::clean(&super::client::scrub(message, presented), MAX_MESSAGE_CHARS);
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -204,7 +202,10 @@ mod tests {
         let ZoomError::Api { message, .. } = error(400, &long, None) else {
             panic!("an API error")
         };
-        assert!(message.starts_with("bad token [redacted] \u{fffd}[2J"), "{message:.60}");
+        assert!(
+            message.starts_with("bad token [redacted] \u{fffd}[2J"),
+            "{message:.60}"
+        );
         assert!(message.chars().count() <= MAX_MESSAGE_CHARS + 1);
     }
 

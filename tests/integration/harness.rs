@@ -140,6 +140,26 @@ impl Env {
         cmd
     }
 
+    /// The binary's command, started by `sh` under `umask` (std offers no safe way to set a
+    /// child's umask).
+    pub fn command_under_umask(&self, umask: &str, args: &[&str]) -> Command {
+        let inner = self.command(args);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        cmd
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, |_| {})
     }

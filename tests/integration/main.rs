@@ -10,4 +10,5 @@ mod resume;
 mod run;
 mod schedule;
 mod secrets;
+mod trust;
 mod validate;

@@ -11,26 +11,32 @@ use crate::harness::{Env, Run, bulk_emails, by_name, job_to, wait_for};
 const RECIPIENTS: [&str; 3] = ["ana@example.com", "bo@example.com", "chen@example.com"];
 
 /// A running `schedule` with its log file; killed if a failing test leaves it running.
-struct Daemon {
-    child: Child,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
     log: PathBuf,
 }
 
 impl Daemon {
     /// Starts `schedule` with its logs going to a file in the test directory.
-    fn start(env: &Env, args: &[&str]) -> Self {
+    pub(crate) fn start(env: &Env, args: &[&str]) -> Self {
         Self::start_with(env, args, |_| {})
     }
 
     /// Starts `schedule` with `tweak` applied to its command, and waits until it holds the
     /// state directory (its control socket is there).
-    fn start_with(env: &Env, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Self {
-        let log = env.dir.path().join("schedule.log");
-        let file = std::fs::File::create(&log).unwrap();
+    pub(crate) fn start_with(env: &Env, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Self {
         let mut all = vec!["schedule"];
         all.extend_from_slice(args);
         let mut command = env.command(&all);
         tweak(&mut command);
+        Self::spawn(env, command)
+    }
+
+    /// Starts `command` (a `schedule`) with its logs going to a file in the test directory,
+    /// and waits until it holds the state directory.
+    pub(crate) fn spawn(env: &Env, mut command: Command) -> Self {
+        let log = env.dir.path().join("schedule.log");
+        let file = std::fs::File::create(&log).unwrap();
         let child = command.stdout(Stdio::null()).stderr(file).spawn().unwrap();
         let daemon = Self { child, log };
         let socket = zoomcast::control::socket_path(&env.state_dir());
@@ -44,7 +50,7 @@ impl Daemon {
     /// Sends SIGTERM, waits (at most 15 s) for exit 0, and returns the log and how long the
     /// exit took.
     #[track_caller]
-    fn stop(mut self) -> (String, Duration) {
+    pub(crate) fn stop(mut self) -> (String, Duration) {
         let status = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
