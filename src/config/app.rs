@@ -305,10 +305,18 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
         let d = match e.span() {
             Some(span) => {
                 let mut d = Diagnostic::at(path, text, span, message);
-                if let Some(loc) = &mut d.location
-                    && let Some(eq) = loc.text.find('=')
-                {
-                    loc.text = format!("{}= [value hidden]", &loc.text[..eq]);
+                if let Some(loc) = &mut d.location {
+                    match loc.text.find('=') {
+                        // The start of the line is shown: keep its key.
+                        Some(eq) if !loc.text.starts_with('…') => {
+                            loc.text = format!("{}= [value hidden]", &loc.text[..eq]);
+                        }
+                        // A window into a long line may start inside a value.
+                        _ => {
+                            loc.text = "[line hidden]".into();
+                            loc.column = 1;
+                        }
+                    }
                     loc.width = loc
                         .width
                         .min(loc.text.chars().count().saturating_sub(loc.column - 1))
@@ -403,6 +411,9 @@ mod tests {
         assert!(err.contains("unknown field `client_secrt`"), "{err}");
         assert!(err.contains("2 | client_secrt = [value hidden]"), "{err}");
         assert!(!err.contains("hush-hush"), "{err}");
+        let long = format!("client_secret = \"{}=tail\" x\n", "s3cr3t".repeat(30));
+        let err = load(&long, &[]).err().unwrap().to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
         let err = load("client_secret = 12345678\n", &[])
             .err()
             .unwrap()

@@ -247,16 +247,22 @@ impl Job {
                 ),
             )
         })?;
-        let file: JobFile = toml::from_str(&source).map_err(|e| {
+        Self::parse(path, &source, config)
+    }
+
+    /// Validates the text of the job file at `path` (its recipients file, if any, is read
+    /// relative to `path`).
+    pub fn parse(path: &Path, source: &str, config: &Config) -> Result<Self, Invalid> {
+        let file: JobFile = toml::from_str(source).map_err(|e| {
             let d = match e.span() {
-                Some(span) => Diagnostic::at(path, &source, span, e.message().trim()),
+                Some(span) => Diagnostic::at(path, source, span, e.message().trim()),
                 None => Diagnostic::whole(Some(path), e.message().trim()),
             };
             Invalid::one(d.help("see the job file format in the README (section \"Job files\")"))
         })?;
         Checker {
             path,
-            source: &source,
+            source,
             problems: Vec::new(),
         }
         .check(file, config)

@@ -7,18 +7,25 @@ use chrono::{DateTime, Utc};
 
 /// How long to wait according to a `Retry-After` value, as seen at `now`.
 ///
-/// Returns `None` for a value in none of the three forms. A date in the past means "now".
+/// Returns `None` for a value in none of the three forms. A date in the past means "now"; a
+/// wait longer than [`MAX_RETRY_AFTER`] (Zoom's daily limits reset within a day) is cut to it,
+/// so no caller's clock arithmetic can overflow on a hostile value.
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(value)
-        .or_else(|_| DateTime::parse_from_rfc3339(value))
-        .ok()?
-        .with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+    let wait = if let Ok(seconds) = value.parse::<u64>() {
+        Duration::from_secs(seconds)
+    } else {
+        let at = DateTime::parse_from_rfc2822(value)
+            .or_else(|_| DateTime::parse_from_rfc3339(value))
+            .ok()?
+            .with_timezone(&Utc);
+        (at - now).to_std().unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
+
+/// The longest wait a `Retry-After` is believed for: two days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(2 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -40,6 +47,8 @@ mod tests {
             ("2026-11-23T09:00:00Z", Some(0)),
             ("soon", None),
             ("-3", None),
+            ("18446744073709551615", Some(2 * 24 * 3600)),
+            ("9999-12-31T23:59:59Z", Some(2 * 24 * 3600)),
         ];
         for (header, expected) in cases {
             assert_eq!(
