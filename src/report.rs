@@ -139,35 +139,48 @@ pub fn deliveries_text(deliveries: &[Delivery]) -> String {
     out
 }
 
-/// Writes failed and uncertain recipients as CSV: `email,state,code,message`. The file is
-/// written whole to a new private file and renamed into place, so an existing file of any
-/// mode is replaced, not reused. A cell a spreadsheet would run as a formula (starting with
+/// Writes failed and uncertain recipients as CSV: `email,state,code,message`. A file (or a
+/// path with nothing there) is written whole to a new private file renamed into place, so an
+/// existing file keeps neither its mode nor its contents; anything else (`/dev/stdout`, a
+/// pipe) is written to as it is. A cell a spreadsheet would run as a formula (starting with
 /// `=`, `+`, `-`, `@`, tab or carriage return) is written with a leading `'`, which a
 /// recipients file ignores before such a character.
 pub fn write_failures_csv(path: &std::path::Path, failures: &[Delivery]) -> anyhow::Result<()> {
+    let is_file_or_nothing = match std::fs::metadata(path) {
+        Ok(meta) => meta.is_file(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    if !is_file_or_nothing {
+        let mut out = std::fs::OpenOptions::new().write(true).open(path)?;
+        return failures_csv(&mut out, failures);
+    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    {
-        let mut out = csv::Writer::from_writer(file.as_file_mut());
-        out.write_record(["email", "state", "code", "message"])?;
-        for d in failures {
-            let (code, message) = match &d.state {
-                DeliveryState::Failed { code, message } => (
-                    code.map(|c| c.to_string()).unwrap_or_default(),
-                    crate::output::clean(message, MESSAGE_CHARS),
-                ),
-                other => (String::new(), other.name().to_owned()),
-            };
-            let row = [d.email.as_str(), d.state.name(), &code, &message];
-            out.write_record(row.map(|cell| spreadsheet_safe(cell).into_owned()))?;
-        }
-        out.flush()?;
-    }
+    failures_csv(file.as_file_mut(), failures)?;
     file.as_file().sync_all()?;
     file.persist(path)?;
+    Ok(())
+}
+
+/// The failures CSV itself, written to `out`.
+fn failures_csv(out: &mut impl std::io::Write, failures: &[Delivery]) -> anyhow::Result<()> {
+    let mut out = csv::Writer::from_writer(out);
+    out.write_record(["email", "state", "code", "message"])?;
+    for d in failures {
+        let (code, message) = match &d.state {
+            DeliveryState::Failed { code, message } => (
+                code.map(|c| c.to_string()).unwrap_or_default(),
+                crate::output::clean(message, MESSAGE_CHARS),
+            ),
+            other => (String::new(), other.name().to_owned()),
+        };
+        let row = [d.email.as_str(), d.state.name(), &code, &message];
+        out.write_record(row.map(|cell| spreadsheet_safe(cell).into_owned()))?;
+    }
+    out.flush()?;
     Ok(())
 }
 

@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
         headers.insert(RETRY_AFTER, value);
     }
     let error = ZoomError::from_response(status, &headers, body, &["presented-token"]);
-    let _ = (error.disposition(), error.to_string(), error.says_unprocessed());
+    let _ = (
+        error.disposition(),
+        error.to_string(),
+        error.says_unprocessed(),
+    );
 
     if let Ok(answer) = parse_token_response(body) {
         let token = UserToken::issued(AccessToken::new("a"), answer.expires_in, now);

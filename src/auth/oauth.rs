@@ -43,10 +43,11 @@ fn lenient_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Err
     Ok(seconds.unwrap_or_else(an_hour))
 }
 
-/// A string field that may be missing, null or of another type: empty then.
+/// A string field that may be missing, null or of another type (empty then); kept short and
+/// free of control characters, since it is stored and printed.
 fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => s,
+        serde_json::Value::String(s) => crate::output::clean(&s, 1000),
         _ => String::new(),
     })
 }

@@ -211,9 +211,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 /// The contract's exit codes: 0 done, 3 some recipients failed, 2 invalid configuration, job
 /// file or arguments, 1 anything else that stopped the run. Prints the error, once.
 pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
-    if let (Ok(_), Some(failure)) = (result, crate::output::stdout_failure()) {
+    // Output that could not be written (a full disk, not a closed pipe) fails a command that
+    // otherwise succeeded; a run with failed recipients keeps its exit 3.
+    if let (Ok(outcome), Some(failure)) = (result, crate::output::stdout_failure()) {
         errln!("error: writing the output failed: {failure}");
-        return ExitCode::from(1);
+        if *outcome == Outcome::Done {
+            return ExitCode::from(1);
+        }
     }
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,

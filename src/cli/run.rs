@@ -103,7 +103,7 @@ async fn through_scheduler(
     path: &std::path::Path,
     args: &Args,
 ) -> anyhow::Result<Outcome> {
-    let path = std::fs::canonicalize(path)
+    let path = std::path::absolute(path)
         .with_context(|| format!("resolving the job file {}", path.display()))?;
     if args.dry_run {
         let checked = state.check_job(path).await?;

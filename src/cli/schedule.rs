@@ -43,6 +43,9 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
+    // Listening before anything announces the scheduler: a SIGTERM right after start must
+    // drain it, not kill it.
+    let signals = Signals::listen()?;
     let store = Arc::new(open_store_patiently(ctx).await?);
     // Bound first: commands finding the state locked look for the socket.
     let listener = control::bind(store.dir())
@@ -66,7 +69,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let shutdown = CancellationToken::new();
     let reload = Arc::new(Notify::new());
     let (events, events_rx) = mpsc::channel(4);
-    let signals = tokio::spawn(on_signals(shutdown.clone(), reload.clone()));
+    let signals = tokio::spawn(signals.handle(shutdown.clone(), reload.clone()));
     let watcher = tokio::spawn(watch_jobs(
         config.clone(),
         jobs_dir,
@@ -123,25 +126,40 @@ async fn open_store_patiently(ctx: &Context) -> anyhow::Result<Store> {
     }
 }
 
-/// SIGTERM and SIGINT shut down (a second one is left to the default: the runtime is already
-/// draining); SIGHUP asks for a reload.
-async fn on_signals(shutdown: CancellationToken, reload: Arc<Notify>) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => {
-                shutdown.cancel();
-                tracing::info!("SIGTERM: shutting down");
-            }
-            _ = int.recv() => {
-                shutdown.cancel();
-                tracing::info!("SIGINT: shutting down");
-            }
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading the jobs directory");
-                reload.notify_one();
+/// The signals the scheduler handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Starts listening (from here on, these signals no longer end the process).
+    fn listen() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// SIGTERM and SIGINT shut down (a second one is left to the default: the runtime is
+    /// already draining); SIGHUP asks for a reload. Each acts before it is logged.
+    async fn handle(mut self, shutdown: CancellationToken, reload: Arc<Notify>) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    shutdown.cancel();
+                    tracing::info!("SIGTERM: shutting down");
+                }
+                _ = self.int.recv() => {
+                    shutdown.cancel();
+                    tracing::info!("SIGINT: shutting down");
+                }
+                _ = self.hup.recv() => {
+                    reload.notify_one();
+                    tracing::info!("SIGHUP: reloading the jobs directory");
+                }
             }
         }
     }
@@ -381,22 +399,31 @@ async fn load_job(
     }
 }
 
-/// `path`, if it names a `*.toml` file directly in `jobs_dir`: a scheduler runs the jobs it
-/// was given, never a file a caller points it at (the caller may be able to write where the
-/// scheduler's user can read).
+/// `path`, if it names a `*.toml` file directly in `jobs_dir` (as the jobs directory's
+/// listing would: a link in it is one of its jobs), as that listing names it. A scheduler runs
+/// the jobs it was given, never a file a caller points it at: the caller may be able to write
+/// where the scheduler's user can read.
 fn in_jobs_dir(jobs_dir: &std::path::Path, path: &std::path::Path) -> Result<PathBuf, String> {
     let refuse = || {
         format!(
             "the scheduler runs only job files in its jobs directory {}, and {} is not one; \
-             copy the file there, or run it without the scheduler (another --state)",
+             copy the file there, or stop the scheduler and run the file directly",
             jobs_dir.display(),
             path.display()
         )
     };
-    let dir = std::fs::canonicalize(jobs_dir).map_err(|_| refuse())?;
-    let file = std::fs::canonicalize(path).map_err(|_| refuse())?;
-    let is_toml = file.extension().is_some_and(|e| e == "toml");
-    if is_toml && file.parent() == Some(dir.as_path()) && file.is_file() {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(refuse());
+    };
+    let same_dir = match (
+        std::fs::canonicalize(parent),
+        std::fs::canonicalize(jobs_dir),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let file = jobs_dir.join(name);
+    if same_dir && file.extension().is_some_and(|e| e == "toml") && file.is_file() {
         Ok(file)
     } else {
         Err(refuse())

@@ -378,6 +378,17 @@ impl Checker<'_> {
                 })
                 .ok()
         });
+        if let (Some(s), Some(spanned), Some(tz)) = (&schedule, &file.schedule, timezone)
+            && s.next_after(&chrono::Utc::now().with_timezone(&tz))
+                .is_none()
+        {
+            self.report(
+                spanned.span(),
+                crate::schedule::cron::never_fires(spanned.get_ref()),
+                "write a schedule with times still to come, or remove `schedule` for a job run \
+                 only by hand",
+            );
+        }
         let policy = SchedulePolicy {
             catch_up: file.catch_up,
             catch_up_within: self.duration(
@@ -500,7 +511,11 @@ impl Checker<'_> {
             } else {
                 self.report(
                     email.span(),
-                    recipients::not_an_email(email.get_ref()),
+                    // The job file's own text, shown under the error anyway.
+                    format!(
+                        "`{}` is not an email address",
+                        crate::output::clean(email.get_ref(), 80)
+                    ),
                     "write it as name@example.com",
                 );
             }

@@ -54,18 +54,38 @@ pub fn is_plausible_email(email: &str) -> bool {
     }
 }
 
-/// Why `email` is not an address, quoting at most a short, clean part of it: a file that is
-/// not a recipients file (an environment, a key) must not end up whole in an error.
+/// Why `email` is not an address. Only what looks like an attempt at one (it has an `@` and
+/// no control character) is quoted, and only its start: a file that is not a recipients file
+/// (an environment, a key, a `.env`) must not end up in an error or a log.
 pub fn not_an_email(email: &str) -> String {
     if email.chars().any(crate::output::is_hidden) {
         "the line has a control character, so it is not an email address (is this a text file \
          of addresses?)"
             .to_owned()
-    } else {
+    } else if email.contains('@') {
         format!(
             "`{}` is not an email address",
             crate::output::clean(email, QUOTED_CHARS)
         )
+    } else {
+        "the line is not an email address (it has no @); the line is not shown, in case the \
+         file is not a list of addresses"
+            .to_owned()
+    }
+}
+
+/// A CSV header as an error shows it: its names when they look like column names, else only
+/// how many there are.
+fn describe_header(headers: &[String]) -> String {
+    let plain = |h: &String| {
+        h.len() <= 32
+            && h.chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '_' | '-' | '.'))
+    };
+    if headers.iter().all(plain) {
+        format!("the CSV header ({})", headers.join(","))
+    } else {
+        format!("the CSV header ({} columns)", headers.len())
     }
 }
 
@@ -78,7 +98,7 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
         line: 0,
         message: format!("cannot read {}: {e}", path.display()),
     };
-    let mut file = File::open(path).map_err(cannot)?;
+    let mut file = open_regular(path).map_err(cannot)?;
     if !file.metadata().map_err(cannot)?.is_file() {
         return Err(FileProblem {
             line: 0,
@@ -128,8 +148,8 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
             return Err(FileProblem {
                 line: 1,
                 message: format!(
-                    "the CSV header ({}) has no `email` column; name the column of addresses `email`",
-                    crate::output::clean(&headers.join(","), QUOTED_CHARS)
+                    "{} has no `email` column; name the column of addresses `email`",
+                    describe_header(&headers)
                 ),
             });
         };
@@ -147,6 +167,17 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
             },
         ))
     }
+}
+
+/// Opens `path` for reading without waiting on it: a named pipe with no writer would block the
+/// open itself, before the caller can see that it is no regular file. (`O_NONBLOCK` changes
+/// nothing for a regular file's reads.)
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
+        .open(path)
 }
 
 /// A reader that fails once a line runs past [`MAX_LINE_BYTES`], so neither a line reader nor
@@ -295,6 +326,7 @@ pub fn dedupe_key(email: &str) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     /// Reads a whole recipients file: its column names and every recipient, or every problem.
     fn read_file(path: &Path) -> Result<(Vec<String>, Vec<Recipient>), Vec<FileProblem>> {
@@ -347,14 +379,22 @@ mod tests {
 
     #[test]
     fn problems_carry_lines() {
-        let problems = file("a@example.com\nnot-an-email\n").unwrap_err();
+        let problems = file("a@example.com\nnot-an@email\n").unwrap_err();
         assert_eq!(
             problems,
             [FileProblem {
                 line: 2,
-                message: "`not-an-email` is not an email address".into()
+                message: "`not-an@email` is not an email address".into()
             }]
         );
+        let problems = file("API_KEY=s3cr3t-value\n-----BEGIN KEY-----\n").unwrap_err();
+        assert_eq!(problems.len(), 2);
+        assert!(
+            problems.iter().all(|p| !p.message.contains("s3cr3t")),
+            "{problems:?}"
+        );
+        let problems = file("token=abc,other=s3cr3t\nx,y\n").unwrap_err();
+        assert!(!problems[0].message.contains("s3cr3t"), "{problems:?}");
         let problems = file("name,mail\nx,y@z.io\n").unwrap_err();
         assert!(problems[0].message.contains("no `email` column"));
         let problems = file("name,email\nx,nope\n").unwrap_err();
@@ -380,6 +420,19 @@ mod tests {
         );
         let Err(p) = open_file(Path::new("/dev/zero")) else {
             panic!("a device is read")
+        };
+        assert!(p.message.contains("not a regular file"), "{p:?}");
+        let fifo = tempfile::tempdir().unwrap();
+        let fifo = fifo.path().join("pipe");
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let Err(p) = open_file(&fifo) else {
+            panic!("a pipe is read")
         };
         assert!(p.message.contains("not a regular file"), "{p:?}");
         let dir = tempfile::tempdir().unwrap();

@@ -337,16 +337,18 @@ impl Engine {
             Some(tick) => self.runs.for_tick(&job.name, tick)?,
             None => self.runs.unfinished(&job.name)?,
         };
-        let file = std::fs::canonicalize(&job.path).unwrap_or_else(|_| job.path.clone());
+        let file = std::path::absolute(&job.path).unwrap_or_else(|_| job.path.clone());
         let Some(mut record) = existing else {
             let record = (self.runs)
                 .start(&job.name, &job.app, Some(file), scheduled_for)
                 .await?;
             return Ok(Begin::Work(record));
         };
-        // A file that no longer exists was moved (a new deploy path): its run goes on here.
-        let other_file = |theirs: &&std::path::PathBuf| **theirs != file && theirs.exists();
-        if let Some(theirs) = record.job_file.as_ref().filter(other_file) {
+        if let Some(theirs) = record
+            .job_file
+            .as_ref()
+            .filter(|t| !same_job_file(t, &file))
+        {
             return Err(Invalid::one(
                 Diagnostic::whole(
                     Some(&job.path),
@@ -388,6 +390,21 @@ impl Engine {
         record.resumes += 1;
         self.runs.put(&record).await?;
         Ok(Begin::Work(record))
+    }
+}
+
+/// Whether a run recorded for the job file `theirs` belongs to `ours` (both absolute, links
+/// not resolved, so `current/jobs/x.toml` stays itself from one release directory to the
+/// next): the same path, the same file reached another way, or a recorded file that no longer
+/// exists (the job was moved).
+fn same_job_file(theirs: &std::path::Path, ours: &std::path::Path) -> bool {
+    if theirs == ours {
+        return true;
+    }
+    match (std::fs::canonicalize(theirs), std::fs::canonicalize(ours)) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(_), _) => true,
+        (Ok(_), Err(_)) => false,
     }
 }
 

@@ -70,6 +70,12 @@ pub enum StateError {
     /// The state path exists and is not a directory.
     #[error("the state directory {0} is not a directory; point --state at a directory")]
     NotADirectory(PathBuf),
+    /// One of zoomcast's entries in the state directory is a symbolic link.
+    #[error(
+        "{0} is a symbolic link; zoomcast keeps tokens there and follows no link in its state \
+         directory (another user may have planted it). Remove the link, or use another --state"
+    )]
+    Link(PathBuf),
     /// Something in the state directory belongs to another user.
     #[error("{}", private::foreign_help(path, *owner, *me))]
     Foreign {
@@ -110,7 +116,6 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StateError> {
         private::secure(dir)?;
         let lock = StateLock::acquire(dir)?;
-        private::secure_contents(dir)?;
         let db_path = dir.join("db");
         let db = sled::Config::new()
             .path(&db_path)

@@ -1,14 +1,18 @@
 //! Keeping the state directory private: it holds refresh tokens for a whole Zoom account.
 //!
-//! zoomcast guarantees mode 0700 for every directory and 0600 for every file under the state
-//! directory (the directory itself included), whatever the umask and whatever existed before:
-//! - [`private_umask`] sets the process's umask to 077, so a file sled or the control socket
-//!   creates is never, even for an instant, open to others;
-//! - [`secure`] creates the directory 0700, or takes over an existing one: it tightens every
-//!   entry the user owns that others could read, and refuses, with the fix, an entry another
-//!   user owns (zoomcast cannot make that private, and its owner could read the tokens).
+//! Nothing zoomcast keeps in the state directory is open to group or others, whatever the
+//! umask and whatever existed before:
+//! - [`private_umask`] sets the process's umask to 077, so what sled, the lock, the grant files
+//!   and the control socket create is 0600 (directories 0700) from the first instant;
+//! - [`secure`] creates the directory 0700, or takes over an existing one: it removes the group
+//!   and other bits from the directory and from zoomcast's own entries in it (`lock`,
+//!   `control.sock`, `db/` and `grants/` with everything below them), and refuses, with the
+//!   fix, an entry another user owns or a symbolic link among them (another user could have
+//!   planted one while the directory was open, to have the tokens written where they can read
+//!   them). Other files in the directory are left alone.
 //!
-//! Symbolic links inside the directory are neither followed nor changed.
+//! Once the directory is 0700 and the caller's, nobody else can add or swap an entry, so the
+//! check holds for as long as the process runs.
 
 use std::fs::{self, DirBuilder, Metadata};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -31,8 +35,10 @@ fn me() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-/// Creates `dir` (mode 0700) or makes an existing one private; [`secure_contents`] does the
-/// same for what is in it, once the caller holds the directory's lock.
+/// The entries of the state directory that are zoomcast's: each, and everything below it.
+pub const OWN_ENTRIES: [&str; 4] = ["lock", "control.sock", "db", "grants"];
+
+/// Creates `dir` (mode 0700) or makes an existing one and zoomcast's entries in it private.
 pub fn secure(dir: &Path) -> Result<(), StateError> {
     private_umask();
     let io = |source| StateError::Io {
@@ -49,34 +55,32 @@ pub fn secure(dir: &Path) -> Result<(), StateError> {
             .map_err(io)?,
         Err(e) => return Err(io(e)),
     }
-    tighten(dir, &fs::metadata(dir).map_err(io)?)
+    tighten(dir, &fs::metadata(dir).map_err(io)?)?;
+    for name in OWN_ENTRIES {
+        secure_entry(&dir.join(name))?;
+    }
+    Ok(())
 }
 
-/// Makes every entry below `dir` private (or refuses one another user owns).
-pub fn secure_contents(dir: &Path) -> Result<(), StateError> {
-    walk(dir)
-}
-
-/// Tightens every entry below `dir`, depth first, without following links.
-fn walk(dir: &Path) -> Result<(), StateError> {
+/// Tightens `path` and, for a directory, everything below it, depth first; refuses a link.
+fn secure_entry(path: &Path) -> Result<(), StateError> {
     let io = |source| StateError::Io {
-        dir: dir.to_owned(),
+        dir: path.to_owned(),
         source,
     };
-    for entry in fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            // Gone since the listing (a process that just ended removing its socket).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(e)),
-        };
-        if meta.file_type().is_symlink() {
-            continue;
-        }
-        tighten(&path, &meta)?;
-        if meta.is_dir() {
-            walk(&path)?;
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        // Not there (yet), or gone since the listing (a process that ended removing its socket).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(StateError::Link(path.to_owned()));
+    }
+    tighten(path, &meta)?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).map_err(io)? {
+            secure_entry(&entry.map_err(io)?.path())?;
         }
     }
     Ok(())
@@ -129,48 +133,55 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_open_directory_and_its_files_are_made_private() {
+    fn an_existing_open_directory_and_zoomcasts_files_in_it_are_made_private() {
         let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("state");
-        fs::create_dir_all(dir.join("db")).unwrap();
+        fs::create_dir_all(dir.join("db/blobs")).unwrap();
         fs::write(dir.join("db/db"), "token").unwrap();
-        fs::write(dir.join("README.md"), "hi").unwrap();
+        fs::write(dir.join("lock"), "1").unwrap();
+        fs::write(dir.join("notes.md"), "mine").unwrap();
         for (path, m) in [
             (dir.clone(), 0o755),
             (dir.join("db"), 0o775),
+            (dir.join("db/blobs"), 0o777),
             (dir.join("db/db"), 0o644),
-            (dir.join("README.md"), 0o666),
+            (dir.join("lock"), 0o666),
+            (dir.join("notes.md"), 0o644),
         ] {
             fs::set_permissions(&path, fs::Permissions::from_mode(m)).unwrap();
         }
-        std::os::unix::fs::symlink("/etc", dir.join("link")).unwrap();
         secure(&dir).unwrap();
-        assert_eq!(
-            mode(&dir.join("db/db")),
-            0o644,
-            "contents wait for the lock"
-        );
-        secure_contents(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("db")), 0o700);
+        assert_eq!(mode(&dir.join("db/blobs")), 0o700);
         assert_eq!(mode(&dir.join("db/db")), 0o600);
-        assert_eq!(mode(&dir.join("README.md")), 0o600);
+        assert_eq!(mode(&dir.join("lock")), 0o600);
         assert_eq!(
-            mode(Path::new("/etc")) & 0o005,
-            0o005,
-            "a link is not followed"
+            mode(&dir.join("notes.md")),
+            0o644,
+            "not zoomcast's, left alone"
         );
     }
 
     #[test]
-    fn a_new_directory_is_private_whatever_the_umask_was() {
+    fn a_link_among_zoomcasts_entries_is_refused() {
         let base = tempfile::tempdir().unwrap();
-        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0));
+        let dir = base.path().join("state");
+        fs::create_dir_all(dir.join("db")).unwrap();
+        let elsewhere = base.path().join("theirs");
+        fs::write(&elsewhere, "").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("db/db")).unwrap();
+        let err = secure(&dir).unwrap_err();
+        assert!(matches!(err, StateError::Link(_)), "{err}");
+        assert!(err.to_string().contains("db/db"), "{err}");
+    }
+
+    #[test]
+    fn a_new_directory_is_created_private() {
+        let base = tempfile::tempdir().unwrap();
         let dir = base.path().join("a/b/state");
         secure(&dir).unwrap();
         assert_eq!(mode(&dir), 0o700);
-        fs::write(dir.join("file"), "x").unwrap();
-        assert_eq!(mode(&dir.join("file")), 0o600, "the umask is 077 now");
     }
 
     #[test]

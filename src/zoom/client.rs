@@ -123,14 +123,18 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
             MAX_BODY_BYTES / 1024
         )));
     }
-    serde_json::from_slice(&body.bytes).map_err(|e| ZoomError::Decode(e.to_string()))
+    serde_json::from_slice(&body.bytes)
+        .map_err(|e| ZoomError::Decode(crate::output::clean(&e.to_string(), 200)))
 }
 
-/// `text` with every `secrets` value of four characters or more replaced by `[redacted]`.
+/// `text` with every `secrets` value of four characters or more replaced by `[redacted]`, as
+/// written and as JSON escapes it (`/` as `\/`).
 pub fn scrub(mut text: String, secrets: &[&str]) -> String {
     for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        if text.contains(secret) {
-            text = text.replace(secret, "[redacted]");
+        for form in [(*secret).to_owned(), secret.replace('/', "\\/")] {
+            if text.contains(&form) {
+                text = text.replace(&form, "[redacted]");
+            }
         }
     }
     text
@@ -152,6 +156,31 @@ mod tests {
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         url
+    }
+
+    #[test]
+    fn scrub_finds_a_secret_as_written_and_as_json_escapes_it() {
+        let text = r#"{"reason":"a/b+c= and a\/b+c= and abc"}"#.to_owned();
+        assert_eq!(
+            scrub(text, &["a/b+c=", "ab"]),
+            r#"{"reason":"[redacted] and [redacted] and abc"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_up_to_the_cap_and_no_further() {
+        let api = serve_huge(200, 3 * MAX_BODY_BYTES).await;
+        let response = reqwest::get(api).await.unwrap();
+        let body = read_body(response).await.unwrap();
+        assert!(!body.whole);
+        assert_eq!(body.bytes.len(), MAX_BODY_BYTES);
+        let small = serve_huge(200, 10).await;
+        let body = read_body(reqwest::get(small).await.unwrap()).await.unwrap();
+        assert!(body.whole);
+        assert_eq!(
+            body.bytes.len(),
+            r#"{"code":1,"message":"xxxxxxxxxx"}"#.len()
+        );
     }
 
     #[tokio::test]

@@ -95,7 +95,12 @@ fn a_state_directory_that_existed_open_is_made_private_and_unreadable_to_others(
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 
     assert!(state.join("db").is_dir() && state.join("grants/default.json").is_file());
-    assert_private(&state);
+    assert_eq!(mode(&state), 0o700);
+    for own in zoomcast::state::private::OWN_ENTRIES {
+        if state.join(own).exists() {
+            assert_private(&state.join(own));
+        }
+    }
     if is_root() {
         for secret in ["db/db", "grants/default.json", "README.md"] {
             let read = as_other_user("cat", &[&state.join(secret)]);
@@ -140,7 +145,7 @@ fn the_control_socket_under_umask_000_is_private_and_refuses_other_users() {
     let daemon = Daemon::spawn(&env, env.command_under_umask("000", &["schedule"]));
     let socket = zoomcast::control::socket_path(&env.state_dir());
     assert_eq!(mode(&socket), 0o600);
-    assert_private(&env.state_dir());
+    assert_private(&env.state_dir()); // nothing but zoomcast's own entries in it
     if is_root() {
         // Even a socket someone opened up answers only its own user.
         std::fs::set_permissions(env.state_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -189,16 +194,27 @@ fn the_scheduler_runs_only_job_files_of_its_own_jobs_directory() {
     let elsewhere = env.dir.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
     std::fs::write(elsewhere.join("sneaky.toml"), job_to(&["ana@example.com"])).unwrap();
+    // A job of the jobs directory may be a link to a file kept elsewhere.
+    std::fs::write(elsewhere.join("shared.toml"), job_to(&["bo@example.com"])).unwrap();
+    std::os::unix::fs::symlink(
+        elsewhere.join("shared.toml"),
+        env.jobs_dir().join("linked.toml"),
+    )
+    .unwrap();
     let daemon = Daemon::start(&env, &[]);
-    let path = elsewhere.join("sneaky.toml");
-    let path = path.to_str().unwrap();
-    for args in [&["run", path][..], &["run", path, "--dry-run"]] {
-        env.run(args)
-            .code(2)
-            .stderr_has("runs only job files in its jobs directory");
+    let sneaky = elsewhere.join("sneaky.toml");
+    let climbing = env.jobs_dir().join("../elsewhere/sneaky.toml");
+    for path in [sneaky.to_str().unwrap(), climbing.to_str().unwrap()] {
+        for args in [&["run", path][..], &["run", path, "--dry-run"]] {
+            env.run(args)
+                .code(2)
+                .stderr_has("runs only job files in its jobs directory");
+        }
     }
-    daemon.stop();
     assert!(env.emu().messages().is_empty(), "nothing was sent");
+    env.run(&["run", "linked"]).code(0);
+    daemon.stop();
+    env.assert_each_sent_once(1);
 }
 
 #[test]
@@ -301,10 +317,22 @@ fn hostile_recipient_files_are_refused_before_anything_is_sent() {
     let env = Env::new();
     env.login();
     let lookups = env.emu().stats().user_lookups; // the login's /users/me
+    let dotenv = env.dir.path().join(".env");
+    std::fs::write(&dotenv, "CANARY_SECRET=canary-value-1234\nOTHER=x\n").unwrap();
+    let fifo = env.dir.path().join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     for (file, says) in [
         ("/proc/self/environ", "not a text file"),
         ("/dev/zero", "not a regular file"),
         ("/", "not a regular file"),
+        (dotenv.to_str().unwrap(), "the line is not shown"),
+        (fifo.to_str().unwrap(), "not a regular file"),
     ] {
         env.job(
             "hostile",
