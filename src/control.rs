@@ -191,8 +191,8 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Binds the socket in `state_dir` (the caller holds the state lock, so a socket file left
 /// there is stale and is replaced). Only the owner can connect, three times over: the socket
-/// is created 0600 (under a umask of 077, never open for an instant), it sits in the private
-/// state directory, and [`serve`] hangs up on a peer of another uid.
+/// is created under a umask of 077 (never open for an instant) and set to 0600, it sits in the
+/// private state directory, and [`serve`] hangs up on a peer of another uid.
 pub fn bind(state_dir: &Path) -> std::io::Result<UnixListener> {
     crate::state::private::private_umask();
     let path = socket_path(state_dir);

@@ -1,11 +1,12 @@
 //! The state directory: a sled database plus a lock file and one grant file per app.
 //!
 //! ```text
-//! state/              0700, and everything in it private: see [`private`]
+//! state/              0700; zoomcast's entries in it private, no links: see [`private`]
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
 //!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
 //!                     deliveries, schedule, paces
 //!   grants/NAME.json  the current grant of app NAME, replaced atomically on every rotation
+//!   control.sock      the scheduler's control socket, while `schedule` runs
 //! ```
 //!
 //! [`Store`] owns the `sled::Db`; no `sled::Tree` leaves this module. Each tree has a typed
