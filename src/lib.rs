@@ -5,19 +5,23 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line, one file per command; the only place that prints.
-//! - [`config`]: apps (environment and `zoomcast.toml`), job files, templates, recipients.
-//! - [`schedule`]: crontab expressions with crontab's meaning, DST-correct; the scheduler loop.
+//! - [`cli`]: the command line, one file per command; the only place that prints reports.
+//! - [`schedule`]: the scheduler daemon and the planning of missed ticks and jitter.
 //! - [`control`]: the scheduler's control socket, for commands run beside it.
+//! - [`report`]: human and JSON output of runs.
+//! - [`delivery`]: one run of a job: resolve, render, send, record.
 //! - [`auth`]: the two tokens: login (code + state + PKCE), refresh, the bot token.
 //! - [`zoom`]: the HTTP client for the Users and Chatbot APIs, and Zoom's errors.
-//! - [`delivery`]: one run of a job: resolve, render, send, record.
 //! - [`state`]: the state directory: sled trees, lock, grant files.
-//! - [`emulator`]: a local Zoom for the demo, the tests and the benchmarks.
-//! - [`report`]: human and JSON output of runs.
-//! - [`output`]: printing that never panics on a closed stdout or stderr.
+//! - [`config`]: apps (environment and `zoomcast.toml`), job files, templates, recipients.
+//! - [`emulator`]: a local Zoom for the demo, the tests and the benchmarks (standalone).
+//! - Shared vocabulary, depending on nothing else here: [`token`] (the secret newtypes and the
+//!   two token types), [`user`] (a Zoom user), [`cron`] (crontab expressions with crontab's
+//!   meaning, DST-correct), [`output`] (printing that never panics, text safe to show).
 //!
-//! Dependencies point one way: `cli` → `delivery`/`auth` → `zoom`/`state`/`config`.
+//! Dependencies point one way, down this list: `cli` → `schedule` → `delivery` → `auth` →
+//! `zoom`/`state`/`config` → the vocabulary; `control` and `report` sit beside `schedule`
+//! (`control` on `state`, `report` on `delivery`). No module depends on one above it.
 
 #[macro_use]
 pub mod output;
@@ -26,9 +30,12 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod cron;
 pub mod delivery;
 pub mod emulator;
 pub mod report;
 pub mod schedule;
 pub mod state;
+pub mod token;
+pub mod user;
 pub mod zoom;

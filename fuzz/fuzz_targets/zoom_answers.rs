@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use zoomcast::auth::oauth::parse_token_response;
-use zoomcast::auth::token::{AccessToken, UserToken};
+use zoomcast::token::{AccessToken, UserToken};
 use zoomcast::zoom::retry_after::parse_retry_after;
 use zoomcast::zoom::{SentMessage, ZoomError, ZoomUser};
 

@@ -1,6 +1,6 @@
-//! Authorization: the two tokens of one app and how each is obtained and kept.
+//! Authorization: the two tokens of one app (their types are in [`crate::token`]) and how each
+//! is obtained and kept.
 //!
-//! - [`token`]: secret newtypes; `UserToken` and `BotToken` are different types.
 //! - [`oauth`]: the token endpoint (code exchange, refresh, client credentials, revoke).
 //! - [`tokens`]: [`AppTokens`], which hands out a valid token of either kind: single-flight
 //!   refresh, the rotated refresh token made durable before the new access token is used.
@@ -10,7 +10,6 @@
 pub mod keepalive;
 pub mod login;
 pub mod oauth;
-pub mod token;
 pub mod tokens;
 
 pub use oauth::{OAuthClient, OAuthError};

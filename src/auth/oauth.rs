@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use url::Url;
 
-use super::token::{AccessToken, ClientSecret, RefreshToken};
+use crate::token::{AccessToken, ClientSecret, RefreshToken};
 use crate::zoom::ZoomClient;
 use crate::zoom::client::{read_body, scrub};
 use base64::Engine as _;

@@ -17,9 +17,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::oauth::{OAuthClient, OAuthError, TokenResponse};
-use super::token::{BotToken, UserToken};
 use crate::config::AppConfig;
 use crate::state::{Grant, Grants, StateError};
+use crate::token::{BotToken, UserToken};
 use crate::zoom::backoff::backoff;
 
 /// Attempts at the client-credentials grant before a transient failure stops the run.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::diagnostic::{Diagnostic, Invalid};
-use crate::auth::token::{ClientSecret, WebhookSecret};
+use crate::token::{ClientSecret, WebhookSecret};
 
 /// The name of the app used when a job names none.
 pub const DEFAULT_APP: &str = "default";

@@ -16,7 +16,7 @@ use super::app::{Config, DEFAULT_APP};
 use super::diagnostic::{Diagnostic, Invalid};
 use super::recipients::{self, FileProblem, Recipient, is_plausible_email};
 use super::template::{BUILTIN_VARIABLES, MessageTemplate, Part};
-use crate::schedule::Schedule;
+use crate::cron::Schedule;
 
 /// A job file as written.
 #[derive(Debug, Deserialize)]
@@ -384,7 +384,7 @@ impl Checker<'_> {
         {
             self.report(
                 spanned.span(),
-                crate::schedule::cron::never_fires(spanned.get_ref()),
+                crate::cron::never_fires(spanned.get_ref()),
                 "write a schedule with times still to come, or remove `schedule` for a job run \
                  only by hand",
             );

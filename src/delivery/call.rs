@@ -5,8 +5,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::token::{BotToken, UserToken};
 use crate::auth::{AppTokens, TokenError};
+use crate::token::{BotToken, UserToken};
 use crate::zoom::backoff::backoff;
 use crate::zoom::{Disposition, ZoomError};
 

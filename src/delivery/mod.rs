@@ -36,9 +36,10 @@ use crate::state::{
     CacheTtl, CachedLookup, Deliveries, Delivery, DeliveryState, Jids, Rendered, RunId, RunRecord,
     RunStatus, Runs, StateError,
 };
+use crate::user::ZoomUser;
 use crate::zoom::chat::Content;
 use crate::zoom::error::NOT_AUTHORIZED;
-use crate::zoom::{ChatMessage, ZoomClient, ZoomUser};
+use crate::zoom::{ChatMessage, ZoomClient};
 pub use call::Stop;
 use call::{Bot, Tries, User, call};
 use journal::Journal;

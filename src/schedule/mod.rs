@@ -1,8 +1,5 @@
-//! Schedules: crontab expressions as users know them, evaluated in an IANA timezone, and the
-//! scheduler daemon that fires them.
+//! The scheduler: the daemon that fires each job on its schedule ([`crate::cron`] holds what a
+//! schedule means), and the pure planning of missed ticks and jitter.
 
-pub mod cron;
 pub mod daemon;
 pub mod plan;
-
-pub use self::cron::Schedule;

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sha2::{Digest, Sha256};
 
-use super::Schedule;
 use crate::config::{CatchUp, SchedulePolicy};
+use crate::cron::Schedule;
 
 /// Skipped ticks listed one by one before the rest are summed up.
 const LISTED: usize = 10;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{self, CodecError, decode, encode};
 use super::{Flusher, StateError};
-use crate::auth::token::{BotToken, RefreshToken, UserToken};
+use crate::token::{BotToken, RefreshToken, UserToken};
 
 /// A user grant: the refresh token, the current access token, and who authorized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,8 +198,8 @@ fn write_atomically(dir: &Path, file: &Path, contents: &[u8]) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::token::AccessToken;
     use crate::state::Store;
+    use crate::token::AccessToken;
 
     fn grant(generation: u64) -> Grant {
         Grant {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StateError;
 use super::codec::{self, encode};
-use crate::zoom::ZoomUser;
+use crate::user::ZoomUser;
 
 /// What Zoom said about an email, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{read_body, read_json};
 use super::{ZoomClient, ZoomError};
-use crate::auth::token::BotToken;
+use crate::token::BotToken;
 
 /// A chatbot message to one user, in Zoom's published request schema.
 #[derive(Debug, Clone, Serialize)]

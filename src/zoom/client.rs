@@ -185,7 +185,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_huge_answer_is_read_only_up_to_the_cap() {
-        use crate::auth::token::{AccessToken, UserToken};
+        use crate::token::{AccessToken, UserToken};
         let token = UserToken::issued(AccessToken::new("t"), 3600, chrono::Utc::now());
         for (status, says) in [(200, "larger than 1024 KiB"), (400, "zoom answered 400")] {
             let api = serve_huge(status, 20 * MAX_BODY_BYTES).await;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use zoomcast::auth::login::Pkce;
-use zoomcast::auth::token::{BotToken, ClientSecret, UserToken};
 use zoomcast::auth::{OAuthClient, OAuthError};
 use zoomcast::emulator::{EmulatorHandle, Knobs, RetryAfterStyle};
+use zoomcast::token::{BotToken, ClientSecret, UserToken};
 use zoomcast::zoom::{Disposition, Endpoints, ZoomClient, ZoomError};
 
 struct Zoom {
@@ -150,9 +150,10 @@ fn refresh_rotates_and_the_old_refresh_token_is_dead() {
     let (first_access, first_refresh) = z.login();
     let rotated = z
         .runtime
-        .block_on(z.oauth.refresh(&zoomcast::auth::token::RefreshToken::new(
-            first_refresh.clone(),
-        )))
+        .block_on(
+            z.oauth
+                .refresh(&zoomcast::token::RefreshToken::new(first_refresh.clone())),
+        )
         .unwrap();
     assert_ne!(
         rotated.refresh_token.as_ref().unwrap().expose(),
@@ -160,7 +161,7 @@ fn refresh_rotates_and_the_old_refresh_token_is_dead() {
     );
     let again = z.runtime.block_on(
         z.oauth
-            .refresh(&zoomcast::auth::token::RefreshToken::new(first_refresh)),
+            .refresh(&zoomcast::token::RefreshToken::new(first_refresh)),
     );
     assert!(
         matches!(again, Err(OAuthError::GrantRevoked { ref reason, .. }) if reason == "Invalid Token!"),
