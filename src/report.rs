@@ -96,7 +96,7 @@ fn hint(report: &RunReport) -> Option<String> {
     all_refused.then(|| {
         format!(
             "every send was refused. {}",
-            crate::delivery::account_id_help(&report.record.app)
+            crate::config::help::account_id(&report.record.app, crate::zoom::error::NOT_AUTHORIZED)
         )
     })
 }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod diagnostic;
+pub mod help;
 pub mod job;
 pub mod recipients;
 pub mod template;

@@ -68,7 +68,7 @@ pub enum Stop {
     #[error(
         "zoom does not know the chatbot that app `{app}` sends as (last: {last}); {}, then run \
          the job again: it picks up where it stopped",
-        super::robot_jid_help(app)
+        crate::config::help::robot_jid(app)
     )]
     WrongBot {
         /// The app.

@@ -4,11 +4,10 @@
 //! sender queues its mark and yields once, so that every other sender ready at that moment
 //! queues its own; the first of them to run again writes the whole batch, flushes once and
 //! returns, and the rest find their marks on disk. So durability costs one fsync per batch,
-//! not per recipient, and a mark never crosses a thread: when a writer thread took each batch
-//! and answered it, the two thread wake-ups cost about 0.4 ms of a 1 ms mark on a 2-core
-//! machine, on every send's path. The flush blocks its thread (`block_in_place`, so the
-//! runtime's other tasks move on). Marks are inserted by the one writer: 32 senders inserting
-//! at once made sled contend, and a run cost 10 to 15% more CPU.
+//! not per recipient, and a mark never crosses a thread (a hand-off to a writer thread and
+//! back would put two thread wake-ups on every send's path). The flush blocks its thread
+//! (`block_in_place`, so the runtime's other tasks move on). Marks are inserted by the one
+//! writer, so senders do not contend on sled's insert.
 //!
 //! Outcomes are inserted as they arrive, unflushed; the next group commit makes them durable
 //! too. So after a crash, the only recipients whose outcome is unknown are those whose sender

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::AppTokens;
 use crate::config::recipients::{FileProblem, Recipient, dedupe_key};
-use crate::config::{Diagnostic, Invalid, Job, OnUncertain};
+use crate::config::{Diagnostic, Invalid, Job, OnUncertain, help};
 use crate::state::runs::Counts;
 use crate::state::{
     CacheTtl, CachedLookup, Deliveries, Delivery, DeliveryState, Jids, Rendered, RunId, RunRecord,
@@ -118,7 +118,7 @@ pub async fn sender(
                 None,
                 format!("app `{app}` has no robot_jid, which sending requires"),
             )
-            .help(robot_jid_help(app)),
+            .help(help::robot_jid(app)),
         )
         .into());
     };
@@ -138,33 +138,6 @@ pub async fn sender(
 
 /// Sends refused with [`NOT_AUTHORIZED`], none accepted, before a run warns.
 const REFUSED_WARN_AFTER: u64 = 20;
-
-/// What to check when every send of `app` is refused with [`NOT_AUTHORIZED`].
-pub fn account_id_help(app: &str) -> String {
-    let setting = app_setting(app, "ZOOM_ACCOUNT_ID", "account_id");
-    format!(
-        "Zoom answers {NOT_AUTHORIZED} to every send when the account_id is not the chatbot's \
-         account (check {setting}, or leave it unset to use the account that authorized the \
-         app), and to a recipient who has left the account or has not added a user-managed \
-         chatbot (use an admin-managed app)"
-    )
-}
-
-/// Where the robot JID of `app` is set, and where to find the right value.
-fn robot_jid_help(app: &str) -> String {
-    let setting = app_setting(app, "ZOOM_ROBOT_JID", "robot_jid");
-    format!("set {setting} to the app's Bot JID (Marketplace: your app, Features, Chatbot)")
-}
-
-/// Where a user sets `key` of `app`: the environment variable `env` for the default app, its
-/// table in `zoomcast.toml` for the others.
-fn app_setting(app: &str, env: &str, key: &str) -> String {
-    if app == crate::config::DEFAULT_APP {
-        env.to_owned()
-    } else {
-        format!("{key} in the [apps.{app}] table of zoomcast.toml")
-    }
-}
 
 /// A recipient resolved and rendered, ready to send.
 struct Ready {
@@ -511,7 +484,7 @@ impl RunCtx<'_> {
             tracing::warn!(
                 "job `{}`: Zoom refused the first {refused} sends with {NOT_AUTHORIZED} and accepted none; {}",
                 self.job.name,
-                account_id_help(&self.job.app)
+                help::account_id(&self.job.app, NOT_AUTHORIZED)
             );
         }
     }

@@ -1,10 +1,9 @@
 //! Injected latency that lasts as long as the knob says.
 //!
-//! tokio's timer counts whole milliseconds and fires late: a 50 ms `sleep` in a handler
-//! answered after 51.8 to 52.4 ms on an idle machine, so every emulated request was about
-//! 4% slower than asked and no client could reach the ideal rate a benchmark compares
-//! against. [`Delays`] runs one timer thread that wakes each waiter at its deadline, to
-//! within the kernel's timer slack (tens of microseconds).
+//! tokio's timer counts whole milliseconds and fires a little late, so a handler's `sleep`
+//! would make every emulated request slower than asked, and no client could reach the ideal
+//! rate a benchmark compares against. [`Delays`] runs one timer thread that wakes each waiter
+//! at its deadline, to within the kernel's timer slack (tens of microseconds).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;

@@ -5,10 +5,9 @@
 //!
 //! - **One flush at a time.** sled 0.34.7 can hang when flushes run concurrently
 //!   (spacejam/sled#1308, fixed on sled's main branch but never released). Here, the journals
-//!   of jobs running together, run records and token rotations all flush. It happened in
-//!   development too: a journal flush and the final flush of `Store::drop` both waited
-//!   forever for a write that no thread was doing. So every flush zoomcast asks for takes one
-//!   lock. (sled's own periodic flusher thread still writes its buffers on its own schedule,
+//!   of jobs running together, run records and token rotations all flush, and two of them at
+//!   once can both wait forever for a write no thread is doing. So every flush zoomcast asks
+//!   for takes one lock. (sled's own periodic flusher thread still writes its buffers on its own schedule,
 //!   outside that lock.)
 //! - **Waiters share a flush.** A caller that waited for the lock skips its own flush when
 //!   another one started after it asked and succeeded: that one already covers its writes. So

@@ -49,8 +49,8 @@ const SWEPT_KEY: &[u8] = b"\0swept";
 /// The key of the last email a sweep in progress read.
 const CURSOR_KEY: &[u8] = b"\0sweep-cursor";
 
-/// The most entries one sweep reads. A sweep runs at the end of a run, and reading a whole
-/// cache of 100,000 lookups there raised a 100,000-recipient run's peak memory by 10 MiB.
+/// The most entries one sweep reads: a sweep runs at the end of a run, and reading a whole
+/// large cache there would raise that run's peak memory with the cache's size.
 pub const SWEEP_CHUNK: usize = 10_000;
 
 /// The `jids` tree.

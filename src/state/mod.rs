@@ -35,8 +35,8 @@ pub use lock::StateLock;
 pub use paces::Paces;
 pub use runs::{RunId, RunRecord, RunStatus, Runs};
 
-/// sled's page cache. 1 MiB rather than 4: a 100,000-recipient run peaked at 63 to 64 MiB
-/// instead of 65 to 68, with no measurable change in speed (runs only stream through state).
+/// sled's page cache: small, because runs only stream through the state, and memory must not
+/// grow with the recipient count (the README's Performance section has the figures).
 const CACHE_BYTES: u64 = 1024 * 1024;
 
 /// Why the state directory could not be used.
@@ -120,8 +120,8 @@ impl Store {
         let db_path = dir.join("db");
         let db = sled::Config::new()
             .path(&db_path)
-            // LowSpace keeps sled's memory smaller and, for zoomcast's small values, was also
-            // faster: 61.7 MiB and 11.0 s for 100,000 recipients against 67.8 MiB and 11.9 s.
+            // LowSpace keeps sled's memory smaller and, for zoomcast's small values, is no
+            // slower (the README's Performance section).
             .mode(sled::Mode::LowSpace)
             // sled's default page cache is 1 GiB; zoomcast's working set is tiny, and memory
             // must not grow with the recipient count.
