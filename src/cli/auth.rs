@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::{Context, Outcome};
-use crate::auth::TokenError;
 use crate::auth::login::{self, Pkce};
+use crate::auth::{AppClients, TokenError};
 use crate::config::DEFAULT_APP;
 use crate::control::AppGrant;
 
@@ -86,7 +86,7 @@ async fn login(
 ) -> anyhow::Result<Outcome> {
     let app = ctx.app(app_name)?;
     let store = ctx.open_store()?;
-    let (zoom, oauth, _) = Context::clients(&app, &store)?;
+    let AppClients { zoom, oauth, .. } = AppClients::new(&app, store.grants()?)?;
     let mut redirect = app.redirect_uri.clone();
     if let Some(port) = port {
         redirect
@@ -233,7 +233,7 @@ async fn logout(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {
         errln!("app `{}` holds no grant; nothing to do", app.name);
         return Ok(Outcome::Done);
     }
-    let (_, oauth, tokens) = Context::clients(&app, &store)?;
+    let AppClients { oauth, tokens, .. } = AppClients::new(&app, grants.clone())?;
     let revoked = match tokens.user_token().await {
         Ok(token) => oauth.revoke(&token.access).await.map_err(TokenError::from),
         Err(e) => Err(e),

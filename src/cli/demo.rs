@@ -7,12 +7,12 @@ use reqwest::header::LOCATION;
 
 use super::{Context, Outcome};
 use crate::auth::login::{self, Pkce};
+use std::sync::Arc;
+
 use crate::config::{Config, DEFAULT_APP, Job};
-use crate::delivery::limiter::Limiters;
-use crate::delivery::{Engine, RunOptions, sender};
+use crate::delivery::{Engines, RunOptions};
 use crate::emulator::{EmulatorHandle, Knobs};
 use crate::report;
-use crate::state::Store;
 
 pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
     let knobs = Knobs::default();
@@ -29,17 +29,17 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
     ] {
         config.set(DEFAULT_APP, key, value);
     }
-    let app = config.app(DEFAULT_APP)?;
     let state = tempfile::Builder::new()
         .prefix("zoomcast-demo-")
         .tempdir()?;
     let demo_ctx = Context {
-        config,
+        config: config.clone(),
         state_dir: state.path().to_owned(),
         jobs_dir: ctx.jobs_dir.clone(),
     };
-    let store: Store = demo_ctx.open_store()?;
-    let (zoom, oauth, tokens) = Context::clients(&app, &store)?;
+    let engines = Engines::new(Arc::new(config), Arc::new(demo_ctx.open_store()?))?;
+    let demo = engines.app(DEFAULT_APP)?;
+    let (app, oauth, zoom) = (&demo.app, &demo.oauth, &demo.engine.zoom);
 
     // The consent step a person would do in a browser: the emulator approves and redirects.
     let pkce = Pkce::new();
@@ -66,9 +66,9 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
         bail!("the emulator returned another state than the one sent");
     }
     let grant = login::complete(
-        &oauth,
-        &zoom,
-        &store.grants()?,
+        oauth,
+        zoom,
+        &engines.store().grants()?,
         &app.name,
         &code,
         &app.redirect_uri,
@@ -87,10 +87,7 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
         job.name,
         job.recipient_count
     );
-    let from = sender(&tokens, app.robot_jid.as_deref(), None, &app.name).await?;
-    let limiters = std::sync::Arc::new(Limiters::remembering(store.paces()?));
-    let engine = Engine::new(&store, zoom, tokens, limiters)?;
-    let run = engine.run(&job, &from, RunOptions::default()).await?;
+    let run = engines.run(&job, RunOptions::default()).await?;
     out!("{}", report::run_report_text(&run));
     outln!("messages the emulator delivered:");
     for m in emulator.emulator().messages() {

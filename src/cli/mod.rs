@@ -14,16 +14,13 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::auth::{AppTokens, OAuthClient};
 use crate::config::{AppConfig, Config, Invalid, Job, job_name};
 use crate::schedule::daemon::JobSet;
 use crate::state::Store;
-use crate::zoom::{Endpoints, ZoomClient};
 use state::{InvalidText, State};
 
 /// zoomcast: declarative Zoom Team Chat notifications.
@@ -117,25 +114,6 @@ impl Context {
     /// scheduler's control socket.
     async fn state(&self) -> anyhow::Result<State> {
         State::open(&self.state_dir).await
-    }
-
-    /// The Zoom client, OAuth client and token source of one app.
-    fn clients(
-        app: &AppConfig,
-        store: &Store,
-    ) -> anyhow::Result<(ZoomClient, OAuthClient, Arc<AppTokens>)> {
-        let zoom = ZoomClient::new(Endpoints {
-            oauth: app.oauth_url.clone(),
-            api: app.api_url.clone(),
-        })?;
-        let oauth = OAuthClient::new(
-            &app.name,
-            &app.client_id,
-            app.client_secret.clone(),
-            zoom.clone(),
-        );
-        let tokens = Arc::new(AppTokens::new(app, oauth.clone(), store.grants()?));
-        Ok((zoom, oauth, tokens))
     }
 
     /// A job argument: a name in the jobs directory, or a path to a file.

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::delivery::limiter::Limiters;
-use crate::delivery::{Engine, ProgressMode, RunOptions, RunReport, sender};
+use crate::delivery::{Engines, ProgressMode, RunOptions, RunReport};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -66,33 +65,25 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         // The scheduler uses its own configuration for the app, not this shell's.
         daemon @ State::Daemon(_) => return through_scheduler(&daemon, &job, &path, args).await,
     };
-    let app = ctx.app(&job.app)?;
-    let (zoom, _, tokens) = Context::clients(&app, &store)?;
-    let from = sender(
-        &tokens,
-        app.robot_jid.as_deref(),
-        app.account_id.as_deref(),
-        &app.name,
-    )
-    .await?;
+    let engines = Engines::new(Arc::new(ctx.config.clone()), Arc::new(store))?;
+    let app = engines.app(&job.app)?;
+    let from = app.sender().await?;
     if args.dry_run {
         outln!(
             "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}); nothing was sent",
             job.name,
             job.recipient_count,
-            app.name,
+            app.app.name,
             from.robot_jid
         );
         return Ok(Outcome::Done);
     }
-    let limiters = Arc::new(Limiters::remembering(store.paces()?));
-    let engine = Engine::new(&store, zoom, tokens, limiters)?;
     let options = RunOptions {
         refresh_cache: args.refresh_cache,
         progress: args.progress(),
         ..RunOptions::default()
     };
-    let report = engine.run(&job, &from, options).await?;
+    let report = app.engine.run(&job, &from, options).await?;
     finish(&report, args)
 }
 

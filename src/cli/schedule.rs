@@ -3,9 +3,8 @@
 //! loaded again on SIGHUP and when a job file changes; idle grants are refreshed (keep-alive);
 //! the control socket answers `run`, `jobs`, `history` and `auth status` from other shells.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -18,10 +17,9 @@ use anyhow::Context as _;
 
 use super::{Context, Outcome};
 use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
-use crate::config::{AppConfig, Config, Job};
+use crate::config::{Config, Job};
 use crate::control::{self, Checked, Handler, Request, Response};
-use crate::delivery::limiter::Limiters;
-use crate::delivery::{Engine, RunOptions, RunReport, Sender, sender};
+use crate::delivery::{Engines, RunOptions, RunReport, Sender};
 use crate::report;
 use crate::schedule::daemon::{Event, Launcher, ManualRun, Scheduler, Settings, SystemClock};
 use crate::state::{StateError, Store};
@@ -61,10 +59,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         initial.broken.len()
     );
     let launcher = Arc::new(EngineLauncher {
-        config: config.clone(),
-        store: store.clone(),
-        limiters: Arc::new(Limiters::remembering(store.paces()?)),
-        apps: Mutex::default(),
+        engines: Arc::new(Engines::new(config.clone(), store.clone())?),
     });
     let shutdown = CancellationToken::new();
     let reload = Arc::new(Notify::new());
@@ -224,51 +219,29 @@ async fn keep_grants_alive(launcher: Arc<EngineLauncher>) {
     let mut tick = tokio::time::interval(KEEPALIVE_EVERY);
     loop {
         tick.tick().await;
-        for name in launcher.config.app_names() {
+        for name in launcher.engines.config().app_names() {
             launcher.keep_alive(name).await;
         }
     }
 }
 
-/// Starts runs with the delivery engine; one engine per app, built on first use and shared by
-/// every run of the app (so are the per-account rate limiters).
+/// Starts runs with the apps' engines, shared by every run of the process (so are the
+/// per-account rate limiters).
 struct EngineLauncher {
-    config: Arc<Config>,
-    store: Arc<Store>,
-    limiters: Arc<Limiters>,
-    apps: Mutex<HashMap<String, Arc<AppRuntime>>>,
-}
-
-/// One app's resolved configuration and engine.
-struct AppRuntime {
-    app: AppConfig,
-    engine: Engine,
+    engines: Arc<Engines>,
 }
 
 impl EngineLauncher {
-    fn app(&self, name: &str) -> anyhow::Result<Arc<AppRuntime>> {
-        let mut apps = self.apps.lock().expect("apps lock");
-        if let Some(runtime) = apps.get(name) {
-            return Ok(runtime.clone());
-        }
-        let app = self.config.app(name)?;
-        let (zoom, _, tokens) = Context::clients(&app, &self.store)?;
-        let engine = Engine::new(&self.store, zoom, tokens, self.limiters.clone())?;
-        let runtime = Arc::new(AppRuntime { app, engine });
-        apps.insert(name.to_owned(), runtime.clone());
-        Ok(runtime)
-    }
-
     async fn keep_alive(&self, name: &str) {
-        let Ok(runtime) = self.app(name) else {
+        let Ok(app) = self.engines.app(name) else {
             return; // an app without client credentials has no grant to keep
         };
-        let days = runtime.app.keepalive_days;
+        let days = app.app.keepalive_days;
         if days == 0 {
             return;
         }
         let max_idle = TimeDelta::days(i64::from(days));
-        match refresh_if_idle(&runtime.engine.tokens, max_idle, Utc::now()).await {
+        match refresh_if_idle(&app.engine.tokens, max_idle, Utc::now()).await {
             Ok(KeepAlive::Refreshed(idle)) => tracing::info!(
                 "app `{name}`: grant refreshed to keep it alive (last refreshed {} days ago; keepalive_days = {days})",
                 idle.num_days()
@@ -283,7 +256,7 @@ impl EngineLauncher {
     /// Checks that `job`'s app can send, with this scheduler's configuration and grant:
     /// what a run would send as.
     async fn check(&self, job: &Job) -> anyhow::Result<Sender> {
-        self.app(&job.app)?.sender().await
+        self.engines.app(&job.app)?.sender().await
     }
 
     /// One run of `job` with the app's engine.
@@ -292,25 +265,8 @@ impl EngineLauncher {
         job: Arc<Job>,
         options: RunOptions,
     ) -> BoxFuture<'static, anyhow::Result<RunReport>> {
-        let runtime = self.app(&job.app);
-        Box::pin(async move {
-            let runtime = runtime?;
-            let from = runtime.sender().await?;
-            runtime.engine.run(&job, &from, options).await
-        })
-    }
-}
-
-impl AppRuntime {
-    /// What the app's runs send as, checked against its configuration and grant.
-    async fn sender(&self) -> anyhow::Result<Sender> {
-        sender(
-            &self.engine.tokens,
-            self.app.robot_jid.as_deref(),
-            self.app.account_id.as_deref(),
-            &self.app.name,
-        )
-        .await
+        let engines = self.engines.clone();
+        Box::pin(async move { engines.run(&job, options).await })
     }
 }
 

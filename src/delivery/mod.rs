@@ -13,6 +13,7 @@
 //! recipients are skipped, and sends whose outcome a crash hid follow `on_uncertain`.
 
 mod call;
+pub mod engines;
 pub mod journal;
 pub mod limiter;
 mod pacer;
@@ -42,6 +43,7 @@ use crate::zoom::error::NOT_AUTHORIZED;
 use crate::zoom::{ChatMessage, ZoomClient};
 pub use call::Stop;
 use call::{Bot, Tries, User, call};
+pub use engines::{AppEngine, Engines};
 use journal::Journal;
 use limiter::{Endpoint, Limiter, Limiters};
 use pacer::Pacer;
