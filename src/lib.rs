@@ -9,6 +9,7 @@
 //! - [`schedule`]: the scheduler daemon and the planning of missed ticks and jitter.
 //! - [`control`]: the scheduler's control socket, for commands run beside it.
 //! - [`report`]: human and JSON output of runs.
+//! - [`shutdown`]: SIGTERM, SIGINT and SIGHUP, one way for every command that runs jobs.
 //! - [`delivery`]: one run of a job: resolve, render, send, record.
 //! - [`auth`]: the two tokens: login (code + state + PKCE), refresh, the bot token.
 //! - [`zoom`]: the HTTP client for the Users and Chatbot APIs, and Zoom's errors.
@@ -35,6 +36,7 @@ pub mod delivery;
 pub mod emulator;
 pub mod report;
 pub mod schedule;
+pub mod shutdown;
 pub mod state;
 pub mod token;
 pub mod user;

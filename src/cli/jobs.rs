@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::{Context, InvalidText, Outcome};
 use crate::config::Job;
+use crate::config::JobSet;
 use crate::report;
-use crate::schedule::daemon::JobSet;
 use crate::state::RunRecord;
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +24,7 @@ pub(super) struct Args {
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let now = Utc::now();
-    let JobSet { jobs, broken } = super::load_jobs(&ctx.config, &ctx.jobs_dir)?;
+    let JobSet { jobs, broken } = crate::config::jobs_dir::load(&ctx.config, &ctx.jobs_dir)?;
     let invalid: Vec<String> = broken.into_iter().map(|(_, why)| why).collect();
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     let listings: Vec<Listing> = jobs

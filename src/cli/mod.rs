@@ -15,11 +15,9 @@ mod validate;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::config::{AppConfig, Config, Invalid, Job, job_name};
-use crate::schedule::daemon::JobSet;
+use crate::config::{AppConfig, Config, Invalid};
 use crate::state::Store;
 use state::{InvalidText, State};
 
@@ -132,7 +130,7 @@ impl Context {
 
     /// Every `*.toml` in the jobs directory, sorted.
     fn job_files(&self) -> anyhow::Result<Vec<PathBuf>> {
-        toml_files(&self.jobs_dir)
+        crate::config::jobs_dir::toml_files(&self.jobs_dir)
     }
 }
 
@@ -144,31 +142,6 @@ fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(format!("{e}; write a duration like 500ms, 5s or 1m")),
     }
-}
-
-/// Every job file in `dir`: the valid jobs and the invalid files with why.
-fn load_jobs(config: &Config, dir: &Path) -> anyhow::Result<JobSet> {
-    let mut set = JobSet::default();
-    for path in toml_files(dir)? {
-        match Job::load(&path, config) {
-            Ok(job) => set.jobs.push(job),
-            Err(invalid) => set.broken.push((job_name(&path), invalid.to_string())),
-        }
-    }
-    Ok(set)
-}
-
-/// Every `*.toml` in `dir`, sorted.
-fn toml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("reading the jobs directory {}", dir.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 /// Runs a parsed command line.

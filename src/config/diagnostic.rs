@@ -157,6 +157,11 @@ impl Invalid {
     }
 }
 
+/// Whether `e` comes from an invalid job file, configuration or argument (exit 2).
+pub fn is_invalid(e: &anyhow::Error) -> bool {
+    e.chain().any(<dyn std::error::Error>::is::<Invalid>)
+}
+
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, d) in self.diagnostics.iter().enumerate() {

@@ -5,9 +5,11 @@ pub mod app;
 pub mod diagnostic;
 pub mod help;
 pub mod job;
+pub mod jobs_dir;
 pub mod recipients;
 pub mod template;
 
 pub use app::{AppConfig, Config, DEFAULT_APP};
 pub use diagnostic::{Diagnostic, Invalid};
 pub use job::{CatchUp, DeliverySettings, Job, OnUncertain, Overlap, SchedulePolicy, job_name};
+pub use jobs_dir::JobSet;

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{self, SkipReason};
-use crate::config::{Job, Overlap};
+use crate::config::{Job, JobSet, Overlap};
 use crate::state::{Fires, RunRecord, RunStatus, Runs, StateError};
 
 /// The longest the loop sleeps before reading the wall clock again (it may have jumped).
@@ -56,15 +56,6 @@ pub trait Launcher: Send + Sync {
         tick: Option<DateTime<Utc>>,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, anyhow::Result<String>>;
-}
-
-/// The jobs directory as loaded: valid jobs, and files that failed validation (name, why).
-#[derive(Default)]
-pub struct JobSet {
-    /// Valid jobs.
-    pub jobs: Vec<Job>,
-    /// Invalid files: the job name and the validation errors.
-    pub broken: Vec<(String, String)>,
 }
 
 /// A run to start by hand: given the token that cancels it at shutdown.

@@ -1,5 +1,9 @@
-//! The scheduler: the daemon that fires each job on its schedule ([`crate::cron`] holds what a
-//! schedule means), and the pure planning of missed ticks and jitter.
+//! The scheduler: the loop that fires each job on its schedule ([`daemon`]; [`crate::cron`]
+//! holds what a schedule means), the pure planning of missed ticks and jitter ([`plan`]), and
+//! the service around the loop ([`service`]: reload watcher, keep-alive, control socket).
 
 pub mod daemon;
+mod handler;
 pub mod plan;
+pub mod service;
+mod watch;

@@ -145,3 +145,51 @@ fn an_interrupted_run_says_so_in_history() {
         .code(0)
         .stdout_has("interrupted");
 }
+
+#[test]
+fn ctrl_c_on_run_drains_and_the_next_run_resumes_with_nobody_lost() {
+    const PEOPLE: usize = 300;
+    let env = Env::with_knobs(zoomcast::emulator::Knobs {
+        latency_ms: 20,
+        ..Default::default()
+    });
+    let people = crate::harness::bulk_emails("hand", PEOPLE).join("\n");
+    std::fs::write(env.jobs_dir().join("people.txt"), people).unwrap();
+    env.job(
+        "bulk",
+        "[recipients]\nfile = \"people.txt\"\n\n[message]\nhead = \"Notice\"\nbody = \"Hi\"\n\n\
+         [delivery]\nconcurrency = 2\n",
+    );
+    env.login();
+    let child = env
+        .command(&["run", "bulk"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::harness::wait_for(
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(20),
+        || (env.emu().messages().len() >= 10).then_some(()),
+    )
+    .expect("the run sends");
+    let ctrl_c = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ctrl_c.success());
+    let run = crate::harness::Run::from(child.wait_with_output().unwrap());
+    run.code(1)
+        .stderr_has("interrupted by a signal")
+        .stderr_has("zoomcast run bulk");
+    let runs = env.history(Some("bulk"));
+    assert_eq!(runs[0]["status"], "interrupted", "{}", runs[0]);
+    let before = env.emu().messages().len();
+    assert!(before < PEOPLE, "stopped early: {before}");
+
+    env.run(&["run", "bulk"]).code(0);
+    let runs = env.history(Some("bulk"));
+    assert_eq!(runs.len(), 1, "resumed under the same run");
+    assert_eq!(runs[0]["counts"]["sent"], PEOPLE);
+    env.assert_each_sent_once(PEOPLE);
+}

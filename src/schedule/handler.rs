@@ -1,0 +1,167 @@
+//! Answers to the control socket while the scheduler runs: reads from the store, and runs or
+//! checks a job of the jobs directory through the scheduler loop (so a job never runs twice at
+//! once).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+use super::daemon::{Event, ManualRun};
+use super::service::EngineLauncher;
+use crate::config::{Config, Job};
+use crate::control::{self, Checked, Handler, Request, Response};
+use crate::delivery::RunOptions;
+use crate::report;
+use crate::state::Store;
+
+/// Answers the control socket: reads from the store, runs by hand through the scheduler loop
+/// (so a job never runs twice at once).
+pub(super) struct ControlHandler {
+    /// The only directory whose job files the handler runs or checks.
+    pub(super) jobs_dir: PathBuf,
+    pub(super) store: Arc<Store>,
+    pub(super) config: Arc<Config>,
+    pub(super) launcher: Arc<EngineLauncher>,
+    pub(super) events: mpsc::Sender<Event>,
+}
+
+impl Handler for ControlHandler {
+    fn handle(&self, request: Request) -> BoxFuture<'static, Response> {
+        let (config, launcher, events) = (
+            self.config.clone(),
+            self.launcher.clone(),
+            self.events.clone(),
+        );
+        let jobs_dir = self.jobs_dir.clone();
+        match request {
+            Request::RunJob {
+                path,
+                refresh_cache,
+            } => Box::pin(async move {
+                match load_job(&jobs_dir, path, config).await {
+                    Ok(job) => run_now(&launcher, &events, job, refresh_cache).await,
+                    Err(invalid) => invalid,
+                }
+            }),
+            Request::CheckJob { path } => Box::pin(async move {
+                let job = match load_job(&jobs_dir, path, config).await {
+                    Ok(job) => job,
+                    Err(invalid) => return invalid,
+                };
+                match launcher.check(&job).await {
+                    Ok(from) => Response::Checked(Checked {
+                        app: job.app.clone(),
+                        robot_jid: from.robot_jid,
+                        recipients: job.recipient_count,
+                    }),
+                    Err(e) => failure(&e),
+                }
+            }),
+            read => {
+                let answer = control::answer(&self.store, &read)
+                    .unwrap_or_else(|e| Response::Failed(e.to_string()));
+                Box::pin(std::future::ready(answer))
+            }
+        }
+    }
+}
+
+/// Loads a job file of the jobs directory off the runtime's workers (it may be large); an
+/// invalid one, or a file from anywhere else, is the answer.
+async fn load_job(
+    jobs_dir: &std::path::Path,
+    path: PathBuf,
+    config: Arc<Config>,
+) -> Result<Arc<Job>, Response> {
+    let path = in_jobs_dir(jobs_dir, &path).map_err(Response::Invalid)?;
+    let load = tokio::task::spawn_blocking(move || Job::load(&path, &config));
+    match load.await {
+        Ok(Ok(job)) => Ok(Arc::new(job)),
+        Ok(Err(invalid)) => Err(Response::Invalid(invalid.to_string())),
+        Err(e) => Err(Response::Failed(format!("loading the job failed: {e}"))),
+    }
+}
+
+/// `path`, if it names a `*.toml` file directly in `jobs_dir` (as the jobs directory's
+/// listing would: a link in it is one of its jobs), as that listing names it. A scheduler runs
+/// the jobs it was given, never a file a caller points it at: the caller may be able to write
+/// where the scheduler's user can read.
+fn in_jobs_dir(jobs_dir: &std::path::Path, path: &std::path::Path) -> Result<PathBuf, String> {
+    let refuse = || {
+        format!(
+            "the scheduler runs only job files in its jobs directory {}, and {} is not one; \
+             copy the file there, or stop the scheduler and run the file directly",
+            jobs_dir.display(),
+            path.display()
+        )
+    };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(refuse());
+    };
+    let same_dir = match (
+        std::fs::canonicalize(parent),
+        std::fs::canonicalize(jobs_dir),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let file = jobs_dir.join(name);
+    if same_dir && file.extension().is_some_and(|e| e == "toml") && file.is_file() {
+        Ok(file)
+    } else {
+        Err(refuse())
+    }
+}
+
+/// Runs `job` by hand through the scheduler loop, and answers with its report.
+async fn run_now(
+    launcher: &Arc<EngineLauncher>,
+    events: &mpsc::Sender<Event>,
+    job: Arc<Job>,
+    refresh_cache: bool,
+) -> Response {
+    let name = job.name.clone();
+    let (done, report) = oneshot::channel();
+    let launcher = launcher.clone();
+    let run: ManualRun = Box::new(move |cancel| {
+        let options = RunOptions {
+            refresh_cache,
+            cancel,
+            ..RunOptions::default()
+        };
+        let run = launcher.run(job, options);
+        Box::pin(async move {
+            let result = run.await;
+            let summary = match &result {
+                Ok(report) => Ok(report::run_summary(&report.record)),
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
+            };
+            let _ = done.send(result);
+            summary
+        })
+    });
+    let job = name.clone();
+    if events.send(Event::RunNow { job, run }).await.is_err() {
+        return Response::Failed(
+            "the scheduler is shutting down; run the job again after it stopped".into(),
+        );
+    }
+    match report.await {
+        Ok(Ok(report)) => Response::Report(report.record, report.failures),
+        Ok(Err(e)) => failure(&e),
+        Err(_) => Response::Failed(format!(
+            "job `{name}` has a run going in the scheduler (or the scheduler is shutting down); run it again when that run ends"
+        )),
+    }
+}
+
+/// A failed request's answer: `Invalid` (exit 2) when the job or configuration is at fault.
+fn failure(e: &anyhow::Error) -> Response {
+    if crate::config::diagnostic::is_invalid(e) {
+        Response::Invalid(format!("{e:#}"))
+    } else {
+        Response::Failed(format!("{e:#}"))
+    }
+}

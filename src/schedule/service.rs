@@ -1,0 +1,174 @@
+//! The scheduler as a service: the scheduler loop, the reload watcher, the keep-alive of idle
+//! grants and the control socket, all under one task tracker and stopped by one shutdown token
+//! (see [`crate::shutdown`]). SIGTERM or SIGINT stops new runs; running ones get the drain
+//! time, then stop taking recipients and stay interrupted; the control socket answers until
+//! they have, so a `run` waiting on it hears how its run ended.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::future::BoxFuture;
+use tokio::net::UnixListener;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::daemon::{Launcher, Scheduler, Settings, SystemClock};
+use super::handler::ControlHandler;
+use super::watch::watch_jobs;
+use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
+use crate::config::{Config, Job, JobSet};
+use crate::control;
+use crate::delivery::{Engines, RunOptions, RunReport, Sender};
+use crate::report;
+use crate::shutdown::Signals;
+use crate::state::Store;
+
+/// How often grants are checked for keep-alive.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(3600);
+
+/// What the service runs with.
+pub struct Service {
+    /// The apps' identities.
+    pub config: Arc<Config>,
+    /// The open state directory.
+    pub store: Arc<Store>,
+    /// The jobs directory.
+    pub jobs_dir: PathBuf,
+    /// The jobs as loaded at start.
+    pub initial: JobSet,
+    /// The control socket, bound.
+    pub listener: UnixListener,
+    /// The signals, listened for since before the service announced itself.
+    pub signals: Signals,
+    /// How long running jobs get to finish after a shutdown signal.
+    pub drain: Duration,
+    /// How often the jobs directory is checked for changed files.
+    pub watch_every: Duration,
+}
+
+impl Service {
+    /// Runs until SIGTERM or SIGINT and the drain after it.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let engines = Arc::new(Engines::new(self.config.clone(), self.store.clone())?);
+        let launcher = Arc::new(EngineLauncher { engines });
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        // Cancelled once the scheduler has drained: the helpers' cue to stop.
+        let done = CancellationToken::new();
+        let reload = Arc::new(Notify::new());
+        let (events, events_rx) = mpsc::channel(4);
+        tasks.spawn(
+            self.signals
+                .handle(shutdown.clone(), Some(reload.clone()), done.clone()),
+        );
+        tasks.spawn(watch_jobs(
+            self.config.clone(),
+            self.jobs_dir.clone(),
+            self.watch_every,
+            reload,
+            events.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(keep_grants_alive(launcher.clone(), shutdown.clone()));
+        let handler = Arc::new(ControlHandler {
+            jobs_dir: self.jobs_dir.clone(),
+            store: self.store.clone(),
+            config: self.config.clone(),
+            launcher: launcher.clone(),
+            events,
+        });
+        tasks.spawn(control::serve(self.listener, handler, done.clone()));
+        tasks.close();
+        let scheduler = Scheduler::new(
+            Arc::new(SystemClock),
+            launcher,
+            self.store.fires()?,
+            self.store.runs()?,
+            Settings { drain: self.drain },
+        );
+        let result = scheduler.run(self.initial, events_rx, shutdown).await;
+        done.cancel();
+        tasks.wait().await;
+        let _ = std::fs::remove_file(control::socket_path(self.store.dir()));
+        Ok(result?)
+    }
+}
+
+/// Every hour, refreshes each app's grant that has not been refreshed for `keepalive_days`.
+async fn keep_grants_alive(launcher: Arc<EngineLauncher>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(KEEPALIVE_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for name in launcher.engines.config().app_names() {
+            launcher.keep_alive(name).await;
+        }
+    }
+}
+
+/// Starts runs with the apps' engines, shared by every run of the process (so are the
+/// per-account rate limiters).
+pub(super) struct EngineLauncher {
+    engines: Arc<Engines>,
+}
+
+impl EngineLauncher {
+    async fn keep_alive(&self, name: &str) {
+        let Ok(app) = self.engines.app(name) else {
+            return; // an app without client credentials has no grant to keep
+        };
+        let days = app.app.keepalive_days;
+        if days == 0 {
+            return;
+        }
+        let max_idle = TimeDelta::days(i64::from(days));
+        match refresh_if_idle(&app.engine.tokens, max_idle, Utc::now()).await {
+            Ok(KeepAlive::Refreshed(idle)) => tracing::info!(
+                "app `{name}`: grant refreshed to keep it alive (last refreshed {} days ago; keepalive_days = {days})",
+                idle.num_days()
+            ),
+            Ok(KeepAlive::Fresh | KeepAlive::NoGrant) => {}
+            Err(e) => tracing::error!(
+                "app `{name}`: keep-alive refresh failed: {e}; run `zoomcast auth login --app {name}` if it persists"
+            ),
+        }
+    }
+
+    /// Checks that `job`'s app can send, with this scheduler's configuration and grant:
+    /// what a run would send as.
+    pub(super) async fn check(&self, job: &Job) -> anyhow::Result<Sender> {
+        self.engines.app(&job.app)?.sender().await
+    }
+
+    /// One run of `job` with the app's engine.
+    pub(super) fn run(
+        &self,
+        job: Arc<Job>,
+        options: RunOptions,
+    ) -> BoxFuture<'static, anyhow::Result<RunReport>> {
+        let engines = self.engines.clone();
+        Box::pin(async move { engines.run(&job, options).await })
+    }
+}
+
+impl Launcher for EngineLauncher {
+    fn launch(
+        &self,
+        job: Arc<Job>,
+        tick: Option<DateTime<Utc>>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, anyhow::Result<String>> {
+        let options = RunOptions {
+            scheduled_for: tick,
+            cancel,
+            ..RunOptions::default()
+        };
+        let run = self.run(job, options);
+        Box::pin(async move { Ok(report::run_summary(&run.await?.record)) })
+    }
+}
