@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
@@ -61,6 +63,8 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Outcome> {
         access_ttl_secs: args.access_ttl,
         ..Knobs::default()
     };
+    // Before the address is announced: a signal right after start stops the emulator cleanly.
+    let signals = crate::shutdown::Signals::listen().context("listening for signals")?;
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
@@ -78,9 +82,15 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Outcome> {
         knobs.robot_jid
     );
     outln!("inspect: {url}/_emulator/messages  {url}/_emulator/stats  {url}/_emulator/knobs");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    emulator::serve(listener, Arc::new(Emulator::new(knobs)), shutdown).await?;
+    let (stop, done) = (CancellationToken::new(), CancellationToken::new());
+    tokio::spawn(signals.handle(stop.clone(), None, done.clone()));
+    let served = emulator::serve(
+        listener,
+        Arc::new(Emulator::new(knobs)),
+        stop.cancelled_owned(),
+    );
+    let result = served.await;
+    done.cancel();
+    result?;
     Ok(Outcome::Done)
 }
