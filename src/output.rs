@@ -1,4 +1,5 @@
-//! What zoomcast prints for people: [`outln!`] and [`out!`] on stdout, [`errln!`] on stderr.
+//! What zoomcast prints for people: [`outln!`](crate::outln) and [`out!`](crate::out) on
+//! stdout, [`errln!`](crate::errln) on stderr.
 //!
 //! `std`'s `println!` panics when stdout is gone (`zoomcast history | head`), and a panic must
 //! never be how a command ends. These macros write through [`write_out`] and [`write_err`],

@@ -17,7 +17,8 @@ pub struct TokenResponse {
     pub access_token: AccessToken,
     /// The new refresh token (user grants only; the previous one is now dead).
     pub refresh_token: Option<RefreshToken>,
-    /// Seconds until the access token expires (see [`lenient_seconds`]).
+    /// Seconds until the access token expires: any JSON number or numeric string, an hour if
+    /// missing or unreadable.
     #[serde(default = "an_hour", deserialize_with = "lenient_seconds")]
     pub expires_in: i64,
     /// Space-separated scopes.

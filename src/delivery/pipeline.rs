@@ -1,0 +1,406 @@
+//! [`RunCtx`]: one run's two-stage pipeline. The first stage takes recipients in order,
+//! skips those already settled, resolves each (JID cache, else the Users API) and renders the
+//! message; the second marks a batch `sending` in the journal, sends, and records each outcome.
+
+use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use futures::{StreamExt, stream};
+use tokio::sync::mpsc;
+
+use super::call::{Bot, Tries, User, call};
+use super::journal::Journal;
+use super::limiter::Limiter;
+use super::pacer::Pacer;
+use super::progress::Progress;
+use crate::config::recipients::{FileProblem, Recipient, dedupe_key};
+use crate::config::{Job, OnUncertain, help};
+use crate::state::{CacheTtl, CachedLookup, Delivery, DeliveryState, Rendered, RunId};
+use crate::user::ZoomUser;
+use crate::zoom::ChatMessage;
+use crate::zoom::chat::Content;
+use crate::zoom::error::NOT_AUTHORIZED;
+
+use super::{Engine, RunOptions, Sender, Stop};
+
+/// Sends refused with [`NOT_AUTHORIZED`], none accepted, before a run warns.
+const REFUSED_WARN_AFTER: u64 = 20;
+
+/// A recipient resolved and rendered, ready to send.
+struct Ready {
+    email: String,
+    jid: String,
+    rendered: Rendered,
+    attempts: u32,
+}
+
+/// Everything one run shares between its stages.
+pub(super) struct RunCtx<'a> {
+    pub(super) engine: &'a Engine,
+    pub(super) job: &'a Job,
+    pub(super) sender: &'a Sender,
+    pub(super) options: RunOptions,
+    pub(super) run: RunId,
+    pub(super) journal: Journal,
+    pub(super) users: Arc<Limiter>,
+    pub(super) chat: Arc<Limiter>,
+    pub(super) pacer: Option<Pacer>,
+    /// SHA-256 prefixes of the emails seen, for de-duplication in constant space per email.
+    pub(super) seen: Mutex<HashSet<[u8; 16]>>,
+    /// What this process has done so far, for progress lines.
+    pub(super) progress: Progress,
+    /// Sends Zoom refused with [`NOT_AUTHORIZED`] in this process.
+    pub(super) refused: AtomicU64,
+    /// Whether the run was interrupted before: only then can the journal hold entries.
+    pub(super) resumed: bool,
+    /// How long cached JIDs and misses stay good.
+    pub(super) ttl: CacheTtl,
+}
+
+impl RunCtx<'_> {
+    /// Both stages, concurrently; the first [`Stop`] ends both.
+    pub(super) async fn pipeline(&self) -> Result<(), Stop> {
+        let width = self.job.delivery.concurrency.get();
+        let (ready_tx, ready_rx) = mpsc::channel::<Ready>(2 * width);
+        let unreadable = |p: FileProblem| self.unreadable(&p);
+        let recipients = self.job.recipients().map_err(unreadable)?;
+        // On the first `Stop`, no new recipient is started, but work in flight finishes: a
+        // recipient marked `sending` is really sent, so a resumed run's "uncertain" means
+        // uncertain. The first `Stop` is the run's outcome.
+        let stopped: Mutex<Option<Stop>> = Mutex::new(None);
+        let stop = |e: Stop| {
+            let mut first = stopped.lock().expect("stop lock");
+            if first.is_none() {
+                *first = Some(e);
+            }
+        };
+        let stopping =
+            || self.options.cancel.is_cancelled() || stopped.lock().expect("stop lock").is_some();
+        // Plain references moved into `move` closures keep the futures' lifetimes tied to
+        // this call rather than to each closure call, so the run's future is `Send` (the
+        // scheduler spawns it).
+        let (this, stop, stopping, unreadable) = (self, &stop, &stopping, &unreadable);
+        let prepare = stream::iter(recipients)
+            .take_while(move |_| futures::future::ready(!stopping()))
+            .map(move |item| {
+                let tx = ready_tx.clone();
+                async move {
+                    let r = match item {
+                        Ok(r) if this.first_time(&r) => r,
+                        Ok(_) => return,
+                        Err(p) => return stop(unreadable(p)),
+                    };
+                    match this.prepare(r).await {
+                        Ok(Some(ready)) => {
+                            let _ = tx.send(ready).await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => stop(e),
+                    }
+                }
+            })
+            .buffer_unordered(width)
+            .collect::<()>();
+        let send = tokio_stream_from(ready_rx)
+            .map(move |ready| async move {
+                if !stopping()
+                    && let Err(e) = this.send(ready).await
+                {
+                    stop(e);
+                }
+            })
+            .buffer_unordered(width)
+            .collect::<()>();
+        tokio::join!(prepare, send);
+        match stopped.into_inner().expect("stop lock") {
+            Some(stop) => Err(stop),
+            None if self.options.cancel.is_cancelled() => Err(Stop::Shutdown),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a send refused with [`NOT_AUTHORIZED`], and warns once when the first
+    /// [`REFUSED_WARN_AFTER`] of them came with nothing sent: likely a wrong `account_id`, which
+    /// would fail every recipient. The run goes on, since the code also fails single recipients.
+    fn refused_once_more(&self) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if refused == REFUSED_WARN_AFTER && self.progress.sent() == 0 {
+            tracing::warn!(
+                "job `{}`: Zoom refused the first {refused} sends with {NOT_AUTHORIZED} and accepted none; {}",
+                self.job.name,
+                help::account_id(&self.job.app, NOT_AUTHORIZED)
+            );
+        }
+    }
+
+    fn first_time(&self, r: &Recipient) -> bool {
+        self.seen
+            .lock()
+            .expect("seen lock")
+            .insert(dedupe_key(&r.email))
+    }
+
+    fn record(
+        &self,
+        email: &str,
+        state: DeliveryState,
+        jid: Option<String>,
+        attempts: u32,
+    ) -> Result<(), Stop> {
+        self.progress.count(&state);
+        if let DeliveryState::Failed {
+            code: Some(NOT_AUTHORIZED),
+            ..
+        } = state
+        {
+            self.refused_once_more();
+        }
+        let delivery = Delivery {
+            email: email.to_owned(),
+            state,
+            jid,
+            rendered: None,
+            attempts,
+            updated_at: Utc::now(),
+        };
+        Ok(self.journal.record(self.run, &delivery)?)
+    }
+
+    /// Stage one: skip what the journal says is done, resend what a crash left in flight,
+    /// resolve and render the rest.
+    async fn prepare(&self, r: Recipient) -> Result<Option<Ready>, Stop> {
+        let r = &r;
+        // A fresh run has no journal entries yet: skip the lookup on the hot path.
+        let previous = if self.resumed {
+            self.engine.deliveries.get(self.run, &r.email)?
+        } else {
+            None
+        };
+        let mut tries = Tries {
+            attempts: previous.as_ref().map_or(0, |d| d.attempts),
+            ..Tries::default()
+        };
+        if let Some(previous) = previous {
+            match previous.state {
+                DeliveryState::Sent { .. }
+                | DeliveryState::Failed { .. }
+                | DeliveryState::Uncertain => {
+                    self.progress.skip();
+                    return Ok(None);
+                }
+                DeliveryState::Sending if self.job.delivery.on_uncertain == OnUncertain::Skip => {
+                    self.record(
+                        &r.email,
+                        DeliveryState::Uncertain,
+                        previous.jid,
+                        tries.attempts,
+                    )?;
+                    return Ok(None);
+                }
+                // Resent exactly as journaled: the message that may already have arrived, to
+                // the same JID, with no lookup and no new rendering. (Entries of older builds
+                // carry no message: they are resolved and rendered again below.)
+                DeliveryState::Sending => {
+                    if let (Some(jid), Some(rendered)) = (previous.jid, previous.rendered) {
+                        return Ok(Some(Ready {
+                            email: r.email.clone(),
+                            jid,
+                            rendered,
+                            attempts: tries.attempts,
+                        }));
+                    }
+                }
+                DeliveryState::Pending => {}
+            }
+        }
+        let user = match self.resolve(&r.email, &mut tries).await? {
+            Ok(user) => user,
+            Err(failed) => {
+                self.record(&r.email, failed, None, tries.attempts)?;
+                return Ok(None);
+            }
+        };
+        let (head, body) = match self.job.template.render(&variables(r, &user)) {
+            Ok(rendered) => rendered,
+            Err(message) => {
+                self.record(
+                    &r.email,
+                    DeliveryState::Failed {
+                        code: None,
+                        message,
+                    },
+                    Some(user.jid),
+                    tries.attempts,
+                )?;
+                return Ok(None);
+            }
+        };
+        Ok(Some(Ready {
+            email: r.email.clone(),
+            jid: user.jid,
+            rendered: Rendered { head, body },
+            attempts: tries.attempts,
+        }))
+    }
+
+    /// The JID cache, else the Users API (whose answer is cached, misses too).
+    async fn resolve(
+        &self,
+        email: &str,
+        tries: &mut Tries,
+    ) -> Result<Result<ZoomUser, DeliveryState>, Stop> {
+        let jids = &self.engine.jids;
+        if !self.options.refresh_cache
+            && let Some(cached) = jids.get(email, self.ttl, Utc::now())?
+        {
+            return Ok(match cached.user {
+                Some(user) => Ok(user),
+                None => Err(DeliveryState::Failed {
+                    code: cached.code,
+                    message: cached.message,
+                }),
+            });
+        }
+        let zoom = &self.engine.zoom;
+        let max = self.job.delivery.max_attempts.get();
+        let answer = call::<User, _, _>(
+            &self.engine.tokens,
+            &self.users,
+            max,
+            &self.options.cancel,
+            tries,
+            |t| async move { zoom.get_user(&t, email).await },
+        )
+        .await?;
+        let fetched_at = Utc::now();
+        Ok(match answer {
+            Ok(user) => {
+                let cached = CachedLookup {
+                    user: Some(user.clone()),
+                    code: None,
+                    message: String::new(),
+                    fetched_at,
+                };
+                jids.put(email, &cached)?;
+                Ok(user)
+            }
+            Err(e) => {
+                let (code, message) = (e.code(), e.to_string());
+                if code == Some(crate::zoom::error::USER_DOES_NOT_EXIST) {
+                    let cached = CachedLookup {
+                        user: None,
+                        code,
+                        message: message.clone(),
+                        fetched_at,
+                    };
+                    jids.put(email, &cached)?;
+                }
+                Err(DeliveryState::Failed { code, message })
+            }
+        })
+    }
+
+    /// Stage two: mark `sending` (group commit), send, record the outcome.
+    async fn send(&self, ready: Ready) -> Result<(), Stop> {
+        let Ready {
+            email,
+            jid,
+            rendered,
+            attempts,
+        } = ready;
+        let sending = Delivery {
+            email: email.clone(),
+            state: DeliveryState::Sending,
+            jid: Some(jid.clone()),
+            rendered: Some(rendered.clone()),
+            attempts,
+            updated_at: Utc::now(),
+        };
+        // A token failure must stop the run before the mark: `sending` means "will be sent".
+        self.engine.tokens.bot_token().await?;
+        self.journal.commit(self.run, sending).await?;
+        if let Some(pacer) = &self.pacer {
+            pacer.wait().await;
+        }
+        let zoom = &self.engine.zoom;
+        let max = self.job.delivery.max_attempts.get();
+        let message = &ChatMessage {
+            robot_jid: self.sender.robot_jid.clone(),
+            to_jid: jid,
+            account_id: self.sender.account_id.clone(),
+            user_jid: self.sender.user_jid.clone(),
+            content: Content::text(rendered.head, rendered.body),
+            is_markdown_support: self.job.markdown,
+        };
+        let mut tries = Tries {
+            attempts,
+            ..Tries::default()
+        };
+        let answer = call::<Bot, _, _>(
+            &self.engine.tokens,
+            &self.chat,
+            max,
+            &self.options.cancel,
+            &mut tries,
+            |t| async move { zoom.send_message(&t, message).await },
+        )
+        .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(stop) => {
+                // Stopped before any request could reach Zoom (a daily limit, a shutdown, only
+                // 429s): the mark is not an uncertain send, and a resumed run starts it afresh.
+                if !tries.maybe_processed {
+                    self.journal.forget(self.run, &email)?;
+                }
+                return Err(stop);
+            }
+        };
+        let state = match answer {
+            Ok(sent) => DeliveryState::Sent {
+                message_id: sent.message_id,
+            },
+            Err(e) => DeliveryState::Failed {
+                code: e.code(),
+                message: e.to_string(),
+            },
+        };
+        self.record(&email, state, Some(message.to_jid.clone()), tries.attempts)
+    }
+
+    /// A recipients file that cannot be read, as the run's stop.
+    fn unreadable(&self, p: &FileProblem) -> Stop {
+        let path = self
+            .job
+            .recipients_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"))
+            .display()
+            .to_string();
+        Stop::Recipients(format!("{path}:{}: {}", p.line, p.message))
+    }
+}
+/// A receiver as a stream.
+fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The template variables of one recipient: CSV columns, then Zoom's fields.
+fn variables(r: &Recipient, user: &ZoomUser) -> BTreeMap<String, String> {
+    let mut vars = r.columns.clone();
+    vars.insert("email".into(), r.email.clone());
+    vars.insert("first_name".into(), user.first_name.clone());
+    vars.insert("last_name".into(), user.last_name.clone());
+    let display = if user.display_name.is_empty() {
+        format!("{} {}", user.first_name, user.last_name)
+            .trim()
+            .to_owned()
+    } else {
+        user.display_name.clone()
+    };
+    vars.insert("display_name".into(), display);
+    vars
+}

@@ -1,0 +1,291 @@
+//! [`Engine`]: the lifecycle of a run. It begins a run (new, resumed, or a tick's run that
+//! already ran), drives the pipeline, records how the run ended, and keeps the state small
+//! afterwards: older runs' per-recipient details pruned, the JID cache swept.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::journal::Journal;
+use super::limiter::{Endpoint, Limiters};
+use super::pacer::Pacer;
+use super::progress::Progress;
+use crate::auth::AppTokens;
+use crate::config::{Diagnostic, Invalid, Job};
+use crate::state::runs::Counts;
+use crate::state::{
+    CacheTtl, Deliveries, Delivery, Jids, RunId, RunRecord, RunStatus, Runs, StateError,
+};
+use crate::zoom::ZoomClient;
+
+use super::pipeline::RunCtx;
+use super::{JID_CACHE_KEEP, RunOptions, RunReport, Sender, Stop, off_workers};
+
+/// What runs need; one per process, shared by every run (the limiters are per account).
+pub struct Engine {
+    /// The Zoom client.
+    pub zoom: ZoomClient,
+    /// The app's tokens.
+    pub tokens: Arc<AppTokens>,
+    /// The `runs` tree.
+    pub runs: Runs,
+    /// The `deliveries` tree.
+    pub deliveries: Deliveries,
+    /// The `jids` tree.
+    pub jids: Jids,
+    /// The rate limiters of every app and endpoint.
+    pub limiters: Arc<Limiters>,
+}
+
+impl Engine {
+    /// An engine over the state store's trees.
+    pub fn new(
+        store: &crate::state::Store,
+        zoom: ZoomClient,
+        tokens: Arc<AppTokens>,
+        limiters: Arc<Limiters>,
+    ) -> Result<Self, StateError> {
+        Ok(Self {
+            zoom,
+            tokens,
+            runs: store.runs()?,
+            deliveries: store.deliveries()?,
+            jids: store.jids()?,
+            limiters,
+        })
+    }
+
+    /// Runs `job` to the end, resuming its interrupted run if there is one.
+    pub async fn run(
+        &self,
+        job: &Job,
+        sender: &Sender,
+        options: RunOptions,
+    ) -> anyhow::Result<RunReport> {
+        let mut record = match self.begin(job, options.scheduled_for).await? {
+            Begin::Work(record) => record,
+            Begin::AlreadyRan(record) => {
+                let (_, failures) = self.tally(record.id).await?;
+                return Ok(RunReport { record, failures });
+            }
+        };
+        let resumed = record.resumes > 0;
+        let journal = Journal::new(self.deliveries.clone());
+        let ctx = RunCtx {
+            engine: self,
+            job,
+            sender,
+            options,
+            run: record.id,
+            journal,
+            users: self.limiters.get(&job.app, Endpoint::Users),
+            chat: self.limiters.get(&job.app, Endpoint::Chat),
+            pacer: job.delivery.rate_per_second.map(Pacer::new),
+            seen: Mutex::new(HashSet::new()),
+            refused: AtomicU64::new(0),
+            progress: Progress::new(job.recipient_count),
+            resumed,
+            ttl: cache_ttl(job),
+        };
+        let outcome = tokio::select! {
+            outcome = ctx.pipeline() => outcome,
+            never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
+        };
+        drop(ctx);
+        self.limiters.remember(&job.app);
+        // Only a resumed run can hold `sending` entries from an earlier process.
+        if outcome.is_ok() && resumed {
+            let (deliveries, run) = (self.deliveries.clone(), record.id);
+            let settled = off_workers(move || deliveries.settle_sending(run)).await?;
+            if settled > 0 {
+                tracing::warn!(
+                    "{settled} recipients were being sent at an earlier crash and are no longer in the job: reported as uncertain"
+                );
+            }
+        }
+        self.deliveries.flush().await?;
+        let (counts, failures) = self.tally(record.id).await?;
+        record.counts = counts;
+        record.finished_at = Some(Utc::now());
+        record.status = match &outcome {
+            // Interrupted on purpose: the next start resumes it.
+            Err(Stop::Shutdown) => {
+                record.finished_at = None;
+                RunStatus::Running
+            }
+            Err(stop) => RunStatus::Aborted(stop.to_string()),
+            Ok(()) if counts.failed + counts.uncertain > 0 => RunStatus::PartlyFailed,
+            Ok(()) => RunStatus::Succeeded,
+        };
+        self.runs.put(&record).await?;
+        if !record.status.is_unfinished() {
+            if let Err(e) = self.prune_details(job).await {
+                tracing::warn!(
+                    "job `{}`: old runs' per-recipient outcomes could not be pruned: {e}",
+                    job.name
+                );
+            }
+            self.sweep_jid_cache(job).await;
+        }
+        if let Err(stop) = outcome {
+            return Err(anyhow::Error::new(stop)
+                .context(format!("run {} of job `{}` stopped", record.id, job.name)));
+        }
+        Ok(RunReport { record, failures })
+    }
+
+    /// Deletes cached lookups older than the job's time-to-live or [`JID_CACHE_KEEP`],
+    /// whichever is longer, at most once a day (see [`Jids::sweep_if_due`]). A failure is
+    /// only logged: the cache is an optimisation.
+    async fn sweep_jid_cache(&self, job: &Job) {
+        let horizon = cache_ttl(job).hit.max(JID_CACHE_KEEP);
+        let jids = self.jids.clone();
+        match off_workers(move || jids.sweep_if_due(Utc::now(), horizon)).await {
+            Ok(Some(deleted)) if deleted > 0 => tracing::info!(
+                "deleted {deleted} cached lookups fetched more than {} days ago",
+                horizon.num_days()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("the JID cache could not be swept: {e}"),
+        }
+    }
+
+    /// Deletes the per-recipient outcomes of the job's finished runs older than its newest
+    /// `keep_details`; their summaries stay. Unfinished runs keep everything: the next run
+    /// resumes them. Each run's mark is stored after its entries are deleted, and all are
+    /// flushed once: sled recovers a prefix of its log, so a crash leaves no run marked pruned
+    /// that still has entries, only work for the next prune.
+    async fn prune_details(&self, job: &Job) -> Result<(), StateError> {
+        let keep = usize::try_from(job.delivery.keep_details.get()).unwrap_or(usize::MAX);
+        let (runs, deliveries, name) =
+            (self.runs.clone(), self.deliveries.clone(), job.name.clone());
+        // A scan of the job's runs and thousands of deletions: off the runtime's workers.
+        let (pruned, entries) = off_workers(move || {
+            let mut pruned = runs.details_to_prune(&name, keep)?;
+            let mut entries = 0;
+            for record in &mut pruned {
+                entries += deliveries.prune(record.id)?;
+                record.details_pruned = true;
+            }
+            Ok::<_, StateError>((pruned, entries))
+        })
+        .await?;
+        if pruned.is_empty() {
+            return Ok(());
+        }
+        self.runs.put_all(&pruned).await?;
+        tracing::info!(
+            "job `{}`: deleted the per-recipient outcomes of {} older runs ({entries} entries); \
+             it keeps them for its newest {keep} runs ([delivery] keep_details)",
+            job.name,
+            pruned.len()
+        );
+        Ok(())
+    }
+
+    /// A run's counts, and its failed or uncertain recipients: a scan of all its recipients.
+    async fn tally(&self, run: RunId) -> Result<(Counts, Vec<Delivery>), StateError> {
+        let deliveries = self.deliveries.clone();
+        off_workers(move || deliveries.tally(run)).await
+    }
+
+    /// The run to work on. For a schedule tick: the tick's run if it has one (to resume, or
+    /// already finished), else a new one. By hand: the job's newest unfinished run, else a new
+    /// one.
+    async fn begin(
+        &self,
+        job: &Job,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Begin> {
+        let existing = match scheduled_for {
+            Some(tick) => self.runs.for_tick(&job.name, tick)?,
+            None => self.runs.unfinished(&job.name)?,
+        };
+        let file = std::path::absolute(&job.path).unwrap_or_else(|_| job.path.clone());
+        let Some(mut record) = existing else {
+            let record = (self.runs)
+                .start(&job.name, &job.app, Some(file), scheduled_for)
+                .await?;
+            return Ok(Begin::Work(record));
+        };
+        if let Some(theirs) = record
+            .job_file
+            .as_ref()
+            .filter(|t| !same_job_file(t, &file))
+        {
+            return Err(Invalid::one(
+                Diagnostic::whole(
+                    Some(&job.path),
+                    format!(
+                        "run {} of job `{}` belongs to another file of that name, {}",
+                        record.id,
+                        job.name,
+                        theirs.display()
+                    ),
+                )
+                .help(format!(
+                    "a job's name is its file name, and its runs resume only for the file \
+                     that started them: run {} to finish run {}, or give this file another name",
+                    theirs.display(),
+                    record.id
+                )),
+            )
+            .into());
+        }
+        record.job_file = Some(file);
+        if !record.status.is_unfinished() {
+            tracing::info!(
+                "job `{}`: tick {} already ran as run {} ({}); not running it again",
+                job.name,
+                scheduled_for.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                record.id,
+                record.status
+            );
+            return Ok(Begin::AlreadyRan(record));
+        }
+        tracing::info!(
+            "resuming run {} of job `{}`, started {} and interrupted before it finished",
+            record.id,
+            job.name,
+            record.started_at.to_rfc3339()
+        );
+        record.status = RunStatus::Running;
+        record.finished_at = None;
+        record.resumes += 1;
+        self.runs.put(&record).await?;
+        Ok(Begin::Work(record))
+    }
+}
+
+/// Whether a run recorded for the job file `theirs` belongs to `ours` (both absolute, links
+/// not resolved, so `current/jobs/x.toml` stays itself from one release directory to the
+/// next): the same path, the same file reached another way, or a recorded file that no longer
+/// exists (the job was moved).
+fn same_job_file(theirs: &std::path::Path, ours: &std::path::Path) -> bool {
+    if theirs == ours {
+        return true;
+    }
+    match (std::fs::canonicalize(theirs), std::fs::canonicalize(ours)) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(_), _) => true,
+        (Ok(_), Err(_)) => false,
+    }
+}
+
+/// What [`Engine::begin`] found.
+enum Begin {
+    /// A run to work on (new or resumed).
+    Work(RunRecord),
+    /// The tick's run already finished.
+    AlreadyRan(RunRecord),
+}
+
+/// How long `job` trusts a cached lookup.
+fn cache_ttl(job: &Job) -> CacheTtl {
+    CacheTtl {
+        hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),
+        miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),
+    }
+}
