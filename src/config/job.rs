@@ -272,23 +272,22 @@ impl Job {
 /// The largest job file read: a job is a page of TOML; its recipients go in `recipients.file`.
 pub const MAX_JOB_FILE_BYTES: u64 = 1024 * 1024;
 
-/// A job file's text: a regular file of at most [`MAX_JOB_FILE_BYTES`].
+/// A job file's text: a regular file of at most [`MAX_JOB_FILE_BYTES`], in UTF-8.
 fn read_job_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    let file = std::fs::File::open(path)?;
+    let file = recipients::open_regular(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("it is not a regular file"));
     }
-    let mut text = String::new();
-    file.take(MAX_JOB_FILE_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_JOB_FILE_BYTES {
+    let mut bytes = Vec::new();
+    file.take(MAX_JOB_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_JOB_FILE_BYTES {
         return Err(std::io::Error::other(format!(
             "it is larger than {} KiB; put long recipient lists in `recipients.file`",
             MAX_JOB_FILE_BYTES / 1024
         )));
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("it is not UTF-8 text"))
 }
 
 /// Values for a test render: a sample person, the first recipient's CSV columns, and a

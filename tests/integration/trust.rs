@@ -434,3 +434,26 @@ fn a_login_callback_without_the_state_cannot_end_the_login() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+#[test]
+fn a_job_file_that_is_a_pipe_or_huge_is_refused_without_waiting() {
+    let env = Env::new();
+    let fifo = env.dir.path().join("job.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    env.run(&["validate", fifo.to_str().unwrap()])
+        .code(2)
+        .stderr_has("not a regular file");
+    let huge = env.dir.path().join("huge.toml");
+    let mut text = job_to(&["ana@example.com"]);
+    text.push_str(&format!("# {}\n", "x".repeat(2 * 1024 * 1024)));
+    std::fs::write(&huge, text).unwrap();
+    env.run(&["run", huge.to_str().unwrap(), "--dry-run"])
+        .code(2)
+        .stderr_has("larger than 1024 KiB");
+}
