@@ -8,6 +8,7 @@ pub mod job;
 pub mod jobs_dir;
 pub mod recipients;
 pub mod template;
+pub mod validate;
 
 pub use app::{AppConfig, Config, DEFAULT_APP};
 pub use diagnostic::{Diagnostic, Invalid};

@@ -450,8 +450,7 @@ fn a_job_file_that_is_a_pipe_or_huge_is_refused_without_waiting() {
         .code(2)
         .stderr_has("not a regular file");
     let huge = env.dir.path().join("huge.toml");
-    let mut text = job_to(&["ana@example.com"]);
-    text.push_str(&format!("# {}\n", "x".repeat(2 * 1024 * 1024)));
+    let text = job_to(&["ana@example.com"]) + "# " + &"x".repeat(2 * 1024 * 1024) + "\n";
     std::fs::write(&huge, text).unwrap();
     env.run(&["run", huge.to_str().unwrap(), "--dry-run"])
         .code(2)

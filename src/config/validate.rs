@@ -1,0 +1,384 @@
+//! The job-file checker: every key of a parsed [`JobFile`] checked against the configuration,
+//! the recipients file read once to count and check it, the schedule's next time found, the
+//! message templates compiled, their variables matched to what recipients have, and a test
+//! render with sample values. Every problem is collected, each with its place and the fix.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use toml::Spanned;
+
+use super::app::{Config, DEFAULT_APP};
+use super::diagnostic::{Diagnostic, Invalid};
+use super::job::{Job, JobFile, MessageFile, RecipientsFile, SchedulePolicy, job_name};
+use super::recipients::{self, Recipient, is_plausible_email};
+use super::template::{BUILTIN_VARIABLES, MessageTemplate, Part};
+use crate::cron::Schedule;
+
+/// The longest `jitter`: a tick is never delayed by more than a day.
+const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
+/// The longest `catch_up_within` that means anything: ten years.
+const MAX_CATCH_UP_WITHIN: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// Values for a test render: a sample person, the first recipient's CSV columns, and a
+/// placeholder for any other known variable.
+fn sample_values(
+    known: &BTreeSet<String>,
+    columns: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let person = [
+        ("email", "ana@example.com"),
+        ("first_name", "Ana"),
+        ("last_name", "Example"),
+        ("display_name", "Ana Example"),
+    ];
+    let mut sample: BTreeMap<String, String> = known
+        .iter()
+        .map(|name| (name.clone(), "sample".to_owned()))
+        .collect();
+    sample.extend(person.map(|(k, v)| (k.to_owned(), v.to_owned())));
+    sample.extend(columns);
+    sample
+}
+
+/// What [`Checker::recipients`] found.
+struct Recipients {
+    columns: BTreeSet<String>,
+    inline: Vec<Recipient>,
+    file: Option<PathBuf>,
+    count: usize,
+    /// The first recipient of the file's CSV columns, as sample values for a test render.
+    sample_columns: BTreeMap<String, String>,
+}
+
+/// Checks a parsed job file, collecting every problem before it answers.
+pub(super) struct Checker<'a> {
+    path: &'a Path,
+    source: &'a str,
+    problems: Vec<Diagnostic>,
+}
+
+impl<'a> Checker<'a> {
+    /// A checker of the job file at `path`, whose text is `source`.
+    pub(super) fn new(path: &'a Path, source: &'a str) -> Self {
+        Self {
+            path,
+            source,
+            problems: Vec::new(),
+        }
+    }
+
+    fn report(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
+        self.problems
+            .push(Diagnostic::at(self.path, self.source, span, message).help(help));
+    }
+
+    pub(super) fn check(mut self, file: JobFile, config: &Config) -> Result<Job, Invalid> {
+        let schedule = file.schedule.as_ref().and_then(|s| {
+            s.get_ref()
+                .parse::<Schedule>()
+                .map_err(|e| {
+                    self.report(
+                        s.span(),
+                        e,
+                        "write a crontab expression such as \"50 8 * * Mon-Fri\"",
+                    );
+                })
+                .ok()
+        });
+        let timezone = file.timezone.as_ref().map_or(Some(Tz::UTC), |tz| {
+            tz.get_ref()
+                .parse::<Tz>()
+                .map_err(|_| {
+                    self.report(
+                        tz.span(),
+                        format!("unknown timezone `{}`", tz.get_ref()),
+                        "use an IANA name such as \"Europe/Berlin\" or \"America/New_York\"",
+                    );
+                })
+                .ok()
+        });
+        if let (Some(s), Some(spanned), Some(tz)) = (&schedule, &file.schedule, timezone)
+            && s.next_after(&chrono::Utc::now().with_timezone(&tz))
+                .is_none()
+        {
+            self.report(
+                spanned.span(),
+                crate::cron::never_fires(spanned.get_ref()),
+                "write a schedule with times still to come, or remove `schedule` for a job run \
+                 only by hand",
+            );
+        }
+        let policy = SchedulePolicy {
+            catch_up: file.catch_up,
+            catch_up_within: self.duration(
+                file.catch_up_within.as_ref(),
+                "catch_up_within",
+                MAX_CATCH_UP_WITHIN,
+            ),
+            overlap: file.overlap,
+            jitter: self
+                .duration(file.jitter.as_ref(), "jitter", MAX_JITTER)
+                .unwrap_or_default(),
+        };
+        let app = file
+            .app
+            .as_ref()
+            .map_or(DEFAULT_APP.to_owned(), |a| a.get_ref().clone());
+        if let Some(a) = &file.app
+            && !config.has_app(a.get_ref())
+        {
+            let names: Vec<&str> = config.app_names().collect();
+            self.report(
+                a.span(),
+                format!("no app called `{app}` is configured"),
+                format!(
+                    "configured apps: {}; add [apps.{app}] to zoomcast.toml",
+                    names.join(", ")
+                ),
+            );
+        }
+        let Recipients {
+            columns,
+            inline: inline_recipients,
+            file: recipients_file,
+            count,
+            sample_columns,
+        } = self.recipients(&file.recipients);
+        let inline = !file.recipients.get_ref().emails.is_empty();
+        let template = self.template(&file.message, &columns, inline, sample_columns);
+        match (
+            self.problems.is_empty(),
+            schedule.is_some() || file.schedule.is_none(),
+            timezone,
+            template,
+        ) {
+            (true, true, Some(timezone), Some(template)) => Ok(Job {
+                name: job_name(self.path),
+                path: self.path.to_owned(),
+                description: file.description,
+                schedule,
+                timezone,
+                app,
+                inline_recipients,
+                recipients_file,
+                recipient_count: count,
+                template,
+                markdown: file.message.markdown,
+                delivery: file.delivery,
+                policy,
+            }),
+            _ => Err(Invalid {
+                diagnostics: self.problems,
+            }),
+        }
+    }
+
+    /// A duration such as "90s", "15m", "2h" or "1d 12h", at most `max`; reported (and
+    /// `None`) if malformed or longer.
+    fn duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        max: Duration,
+    ) -> Option<Duration> {
+        let value = value?;
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) if d <= max => Some(d),
+            Ok(_) => {
+                self.report(
+                    value.span(),
+                    format!(
+                        "`{key}` is longer than {}, the most it may be",
+                        humantime::format_duration(max)
+                    ),
+                    format!(
+                        "write a duration from 0s to {}",
+                        humantime::format_duration(max)
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                self.report(
+                    value.span(),
+                    format!("`{key}` is not a duration: {e}"),
+                    "write a duration such as \"90s\", \"15m\", \"2h\" or \"1d 12h\"",
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks the inline emails and reads the file once (streaming, keeping nothing but a
+    /// 16-byte key per email to count them uniquely). Returns the template variables the
+    /// recipients have, the inline recipients, the file's path and the unique count.
+    fn recipients(&mut self, spanned: &Spanned<RecipientsFile>) -> Recipients {
+        /// Problems listed per recipients file before the rest are summed up.
+        const MAX_LISTED: usize = 20;
+        let table = spanned.get_ref();
+        let mut seen = HashSet::new();
+        let mut inline = Vec::new();
+        for email in &table.emails {
+            if is_plausible_email(email.get_ref()) {
+                let r = Recipient {
+                    email: email.get_ref().to_lowercase(),
+                    columns: BTreeMap::new(),
+                };
+                if seen.insert(recipients::dedupe_key(&r.email)) {
+                    inline.push(r);
+                }
+            } else {
+                self.report(
+                    email.span(),
+                    // The job file's own text, shown under the error anyway.
+                    format!(
+                        "`{}` is not an email address",
+                        crate::output::clean(email.get_ref(), 80)
+                    ),
+                    "write it as name@example.com",
+                );
+            }
+        }
+        let mut columns: BTreeSet<String> =
+            BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        let mut file_path = None;
+        let mut sample_columns = BTreeMap::new();
+        if let Some(file) = &table.file {
+            let path = self
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(file.get_ref());
+            // The first problems are kept to list; the rest are only counted.
+            let (mut problems, mut extra) = (Vec::new(), 0);
+            let mut problem = |p| {
+                if problems.len() < MAX_LISTED {
+                    problems.push(p);
+                } else {
+                    extra += 1;
+                }
+            };
+            match recipients::open_file(&path) {
+                Ok((headers, stream)) => {
+                    columns.extend(
+                        headers
+                            .into_iter()
+                            .filter(|h| !h.eq_ignore_ascii_case("email")),
+                    );
+                    for item in stream {
+                        match item {
+                            Ok(r) => {
+                                if seen.is_empty() {
+                                    sample_columns = r.columns;
+                                }
+                                seen.insert(recipients::dedupe_key(&r.email));
+                            }
+                            Err(p) => problem(p),
+                        }
+                    }
+                }
+                Err(p) => problem(p),
+            }
+            for p in problems {
+                let at = if p.line > 0 {
+                    format!("{}:{}: ", path.display(), p.line)
+                } else {
+                    String::new()
+                };
+                self.report(
+                    file.span(),
+                    format!("{at}{}", p.message),
+                    "fix the recipients file (relative to the job file)",
+                );
+            }
+            if extra > 0 {
+                self.report(
+                    file.span(),
+                    format!("{}: {extra} more problems", path.display()),
+                    "fix the ones above first",
+                );
+            }
+            file_path = Some(path);
+        }
+        if table.emails.is_empty() && table.file.is_none() {
+            self.report(
+                spanned.span(),
+                "the job has no recipients",
+                "add `emails = [...]` or `file = \"...\"` to [recipients]",
+            );
+        }
+        Recipients {
+            columns,
+            inline,
+            file: file_path,
+            count: seen.len(),
+            sample_columns,
+        }
+    }
+
+    fn template(
+        &mut self,
+        message: &MessageFile,
+        known: &BTreeSet<String>,
+        inline: bool,
+        sample_columns: BTreeMap<String, String>,
+    ) -> Option<MessageTemplate> {
+        let span_of = |part: Part| match part {
+            Part::Head => message.head.span(),
+            Part::Body => message.body.span(),
+        };
+        match MessageTemplate::compile(message.head.get_ref(), message.body.get_ref()) {
+            Ok(template) => {
+                let vars: Vec<&str> = known.iter().map(String::as_str).collect();
+                for (part, name) in template.unknown_variables(known) {
+                    self.report(
+                        span_of(part),
+                        format!("the message uses `{name}`, which no recipient has"),
+                        format!("available: {}", vars.join(", ")),
+                    );
+                }
+                // CSV columns exist only for the file's recipients, not the inline ones.
+                let builtins = BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+                let csv_only = template.unknown_variables(&builtins);
+                for (part, name) in csv_only
+                    .into_iter()
+                    .filter(|(_, n)| inline && known.contains(n))
+                {
+                    self.report(
+                        span_of(part),
+                        format!("the message uses `{name}`, a column of recipients.file, but the inline emails have no such column"),
+                        "move the inline emails into the file, or use only email, first_name, last_name and display_name",
+                    );
+                }
+                let sample = sample_values(known, sample_columns);
+                let unknown = template.unknown_variables(known);
+                let problems = if unknown.is_empty() {
+                    template.check_render(&sample)
+                } else {
+                    Vec::new() // reported above; a render would only fail on them again
+                };
+                for (part, problem) in problems {
+                    self.report(
+                        span_of(part),
+                        format!("the message cannot be rendered: {problem}"),
+                        "a test render with sample values failed, so every recipient would \
+                         fail; fix the template",
+                    );
+                }
+                Some(template)
+            }
+            Err((part, message)) => {
+                self.report(
+                    span_of(part),
+                    format!("the message template does not compile: {message}"),
+                    "templates use {{ variable }}; see minijinja's syntax",
+                );
+                None
+            }
+        }
+    }
+}
