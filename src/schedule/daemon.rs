@@ -18,9 +18,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::slot::{Slot, Tick, catch_up, describe_next, log_skip, next_tick, record_tick, resume};
+
 use super::plan::{self, SkipReason};
 use crate::config::{Job, JobSet, Overlap};
-use crate::state::{Fires, RunRecord, RunStatus, Runs, StateError};
+use crate::state::{Fires, Runs, StateError};
 
 /// The longest the loop sleeps before reading the wall clock again (it may have jumped).
 const MAX_NAP: Duration = Duration::from_secs(30);
@@ -98,23 +100,6 @@ pub struct Scheduler<C, L> {
     runs_cancel: CancellationToken,
     /// Set once shutdown began: nothing new starts.
     stopping: bool,
-}
-
-/// One job as the scheduler tracks it.
-struct Slot {
-    job: Arc<Job>,
-    /// The next tick, if the job has a schedule that fires again.
-    next: Option<Tick>,
-    /// Runs waiting for the current one to end: ticks (catch-up, `overlap = "queue"`) or a
-    /// resumption of a run started by hand (`None`).
-    queue: VecDeque<Option<DateTime<Utc>>>,
-}
-
-/// A tick and when it is due (the tick plus the job's jitter).
-#[derive(Debug, Clone, Copy)]
-struct Tick {
-    at: DateTime<Utc>,
-    due: DateTime<Utc>,
 }
 
 impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
@@ -453,119 +438,6 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         }
         true
     }
-}
-
-/// Deals with ticks a job missed (while the scheduler was down, or asleep): logs the skipped
-/// ones with their reasons and queues the ones `catch_up` runs.
-fn catch_up(
-    fires: &Fires,
-    job: &Job,
-    missed: impl Iterator<Item = DateTime<Utc>>,
-    now: DateTime<Utc>,
-    slot: &mut Slot,
-) {
-    let missed = plan::plan_missed(missed, now, &job.policy);
-    for (tick, reason) in &missed.skipped {
-        log_skip(&job.name, *tick, *reason);
-    }
-    if missed.more_skipped > 0 {
-        tracing::warn!(
-            "job `{}`: {} more missed ticks skipped for the same reasons",
-            job.name,
-            missed.more_skipped
-        );
-    }
-    if missed.run.is_empty()
-        && let Some(newest) = missed.newest
-    {
-        record_tick(fires, &job.name, newest);
-    }
-    for tick in missed.run {
-        tracing::info!(
-            "job `{}`: tick {} was missed; running it now",
-            job.name,
-            tick.to_rfc3339()
-        );
-        slot.queue.push_back(Some(tick));
-    }
-}
-
-/// Records that a job's ticks up to `tick` are dealt with. A failure is logged, and the
-/// scheduler goes on: the record only keeps a restart from taking these ticks for missed ones,
-/// and a tick's run is never repeated anyway (the runs tree knows the run of each tick).
-fn record_tick(fires: &Fires, job: &str, tick: DateTime<Utc>) {
-    if let Err(e) = fires.set(job, tick) {
-        tracing::error!(
-            "job `{job}`: recording tick {} as dealt with failed: {e}; if zoomcast restarts \
-             before a later tick is recorded, the ticks since the last one recorded count as \
-             missed (the job's `catch_up` decides)",
-            tick.to_rfc3339()
-        );
-    }
-}
-
-/// Queues the resumption of a job's interrupted run, unless a later tick has come since.
-fn resume(job: &Job, run: &RunRecord, now: DateTime<Utc>, slot: &mut Slot) {
-    match (run.scheduled_for, &job.schedule) {
-        (Some(tick), Some(schedule))
-            if schedule
-                .next_after(&tick.with_timezone(&job.timezone))
-                .is_some_and(|later| later <= now) =>
-        {
-            tracing::warn!(
-                "run {} of job `{}` (tick {}) did not finish, and a later tick has come since: \
-                 not resumed; `zoomcast run {}` finishes it",
-                run.id,
-                job.name,
-                tick.to_rfc3339(),
-                job.name
-            );
-        }
-        (Some(tick), _) => {
-            tracing::info!(
-                "resuming run {} of job `{}` (tick {})",
-                run.id,
-                job.name,
-                tick.to_rfc3339()
-            );
-            slot.queue.push_back(Some(tick));
-        }
-        (None, _) if run.status == RunStatus::Running => {
-            tracing::info!(
-                "resuming run {} of job `{}`, started by hand",
-                run.id,
-                job.name
-            );
-            slot.queue.push_back(None);
-        }
-        (None, _) => {}
-    }
-}
-
-/// The first tick of `job` after `after`, with its due time.
-fn next_tick(job: &Job, after: DateTime<Utc>) -> Option<Tick> {
-    let at = job
-        .schedule
-        .as_ref()?
-        .next_after(&after.with_timezone(&job.timezone))?
-        .with_timezone(&Utc);
-    let jitter = plan::jitter(&job.name, job.policy.jitter);
-    let due = TimeDelta::from_std(jitter)
-        .ok()
-        .and_then(|jitter| at.checked_add_signed(jitter))
-        .unwrap_or(at);
-    Some(Tick { at, due })
-}
-
-fn describe_next(next: Option<Tick>) -> String {
-    next.map_or_else(
-        || "none (manual-only, or the schedule never fires again)".to_owned(),
-        |t| t.due.to_rfc3339(),
-    )
-}
-
-fn log_skip(job: &str, tick: DateTime<Utc>, reason: SkipReason) {
-    tracing::warn!("job `{job}`: tick {} skipped: {reason}", tick.to_rfc3339());
 }
 
 #[cfg(test)]

@@ -6,4 +6,5 @@ pub mod daemon;
 mod handler;
 pub mod plan;
 pub mod service;
+mod slot;
 mod watch;
