@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::limiter::Limiters;
+use super::limiters::Limiters;
 use super::{Engine, RunOptions, RunReport, Sender, sender};
 use crate::auth::{AppClients, OAuthClient};
 use crate::config::{AppConfig, Config, Job};

@@ -18,17 +18,15 @@
 //! known yet, it cuts to what got through, but provisionally: that rate grows 10% a second
 //! until a 429 on a whole second of evidence measures the limit, since a cut to the 2 requests
 //! that got through must not take minutes to recover. The plateau a measurement sets is
-//! remembered in the state directory ([`Limiters::remembering`]), and the next process starts
+//! remembered in the state directory ([`Limiters::remembering`](super::limiters::Limiters::remembering)), and the next process starts
 //! on it, sending at that pace from its first request instead of finding the limit again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-use crate::state::Paces;
 
 /// The rate after a cut, as a share of the accepted rate.
 const CUT_TO: f64 = 0.95;
@@ -45,9 +43,9 @@ const SECOND: Duration = Duration::from_secs(1);
 /// A `Retry-After` at least this long pauses every caller, not just the rejected request.
 const GLOBAL_PAUSE: Duration = Duration::from_secs(5);
 /// The slowest the limiter ever goes.
-const MIN_RATE: f64 = 0.5;
+pub(super) const MIN_RATE: f64 = 0.5;
 /// The fastest rate it paces at; growing past it is as good as unlimited.
-const MAX_RATE: f64 = 100_000.0;
+pub(super) const MAX_RATE: f64 = 100_000.0;
 
 #[derive(Debug)]
 struct State {
@@ -103,7 +101,7 @@ impl Default for Limiter {
 impl Limiter {
     /// A limiter pacing at `rate` from its first request (a remembered measurement), or
     /// unlimited.
-    fn starting_at(rate: Option<f64>) -> Self {
+    pub(super) fn starting_at(rate: Option<f64>) -> Self {
         let now = Instant::now();
         Self {
             state: Mutex::new(State {
@@ -252,93 +250,13 @@ impl Limiter {
     }
 }
 
-/// Which Zoom endpoint a limiter guards: Zoom's rate classes differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `GET /v2/users/{id}` (Light).
-    Users,
-    /// `POST /v2/im/chat/messages` (Medium).
-    Chat,
-}
-
-impl Endpoint {
-    const ALL: [Self; 2] = [Self::Users, Self::Chat];
-
-    /// Its name in the state directory.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Users => "users",
-            Self::Chat => "chat",
-        }
-    }
-}
-
-/// Every limiter of the process, by app and endpoint.
-#[derive(Debug, Default)]
-pub struct Limiters {
-    map: Mutex<HashMap<(String, Endpoint), Arc<Limiter>>>,
-    /// Where measured paces are remembered between processes, if anywhere.
-    paces: Option<Paces>,
-}
-
-impl Limiters {
-    /// Limiters that start from the paces remembered in `paces`, and remember what they measure
-    /// when told to ([`Limiters::remember`]).
-    pub fn remembering(paces: Paces) -> Self {
-        Self {
-            map: Mutex::default(),
-            paces: Some(paces),
-        }
-    }
-
-    /// The limiter of `app`'s `endpoint`, created on first use.
-    pub fn get(&self, app: &str, endpoint: Endpoint) -> Arc<Limiter> {
-        self.map
-            .lock()
-            .expect("limiters lock")
-            .entry((app.to_owned(), endpoint))
-            .or_insert_with(|| Arc::new(Limiter::starting_at(self.recall(app, endpoint))))
-            .clone()
-    }
-
-    /// Stores the paces `app`'s limiters measured, for the next process. A failure is only
-    /// logged: the next process would find the limit again, at the cost of a few 429s.
-    pub fn remember(&self, app: &str) {
-        let Some(paces) = &self.paces else { return };
-        let measured: Vec<(Endpoint, f64)> = {
-            let map = self.map.lock().expect("limiters lock");
-            Endpoint::ALL
-                .into_iter()
-                .filter_map(|e| Some((e, map.get(&(app.to_owned(), e))?.measured()?)))
-                .collect()
-        };
-        for (endpoint, rate) in measured {
-            if let Err(e) = paces.remember(app, endpoint.name(), rate) {
-                tracing::warn!("app `{app}`: Zoom's measured pace could not be stored: {e}");
-            }
-        }
-    }
-
-    fn recall(&self, app: &str, endpoint: Endpoint) -> Option<f64> {
-        let paces = self.paces.as_ref()?;
-        match paces.recall(app, endpoint.name()) {
-            // A value outside the limiter's range was not written by it.
-            Ok(rate) => rate.filter(|r| (MIN_RATE..=MAX_RATE).contains(r)),
-            Err(e) => {
-                tracing::warn!("app `{app}`: the remembered pace could not be read: {e}");
-                None
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     impl Limiter {
         /// Waits for this caller's turn, however long.
-        async fn acquire(&self) {
+        pub(crate) async fn acquire(&self) {
             let turn = self.reserve(Duration::MAX).expect("no patience limit");
             tokio::time::sleep_until(turn.at).await;
         }
@@ -433,7 +351,7 @@ mod tests {
     }
 
     /// Requests for `how_long`, every one accepted.
-    async fn busy(limiter: &Limiter, how_long: Duration) {
+    pub(crate) async fn busy(limiter: &Limiter, how_long: Duration) {
         let start = Instant::now();
         while start.elapsed() < how_long {
             limiter.acquire().await;
@@ -485,43 +403,6 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn limiters_start_at_the_pace_an_earlier_process_measured() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::state::Store::open(dir.path()).unwrap();
-        let first = Limiters::remembering(store.paces().unwrap());
-        let chat = first.get("a", Endpoint::Chat);
-        let users = first.get("a", Endpoint::Users);
-        assert_eq!(chat.rate(), None, "nothing remembered yet");
-        // The users limiter's first 429 comes at once: too thin to remember.
-        users.acquire().await;
-        users.accepted();
-        users.throttled(None);
-        assert!(users.rate().is_some() && users.measured().is_none());
-        busy(&chat, Duration::from_millis(1100)).await;
-        chat.throttled(Some(Duration::from_secs(1)));
-        let measured = chat.measured().expect("a whole second of evidence");
-        first.remember("a");
-
-        let next = Limiters::remembering(store.paces().unwrap());
-        assert_eq!(next.get("a", Endpoint::Chat).rate(), Some(measured));
-        assert_eq!(
-            next.get("a", Endpoint::Chat).measured(),
-            None,
-            "using a remembered pace does not measure it again (it would never expire)"
-        );
-        assert_eq!(next.get("a", Endpoint::Users).rate(), None);
-        assert_eq!(next.get("b", Endpoint::Chat).rate(), None, "another app");
-        let start = Instant::now();
-        for _ in 0..3 {
-            next.get("a", Endpoint::Chat).acquire().await;
-        }
-        assert!(
-            start.elapsed() >= Duration::from_secs_f64(2.0 / measured),
-            "paced from the first request"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn a_cut_sends_the_callers_already_waiting_back_for_a_new_turn() {
         let limiter = Limiter::default();
         let before = limiter.reserve(Duration::MAX).unwrap();
@@ -551,22 +432,5 @@ mod tests {
             Some(CUT_TO),
             "one accepted in the last second; and no overflow on an absurd Retry-After"
         );
-    }
-
-    #[test]
-    fn shared_per_app_and_endpoint() {
-        let limiters = Limiters::default();
-        assert!(Arc::ptr_eq(
-            &limiters.get("a", Endpoint::Chat),
-            &limiters.get("a", Endpoint::Chat)
-        ));
-        assert!(!Arc::ptr_eq(
-            &limiters.get("a", Endpoint::Chat),
-            &limiters.get("a", Endpoint::Users)
-        ));
-        assert!(!Arc::ptr_eq(
-            &limiters.get("a", Endpoint::Chat),
-            &limiters.get("b", Endpoint::Chat)
-        ));
     }
 }

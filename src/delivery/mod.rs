@@ -15,13 +15,14 @@
 //! - [`engines`]: [`Engines`], the one place that builds each app's engine.
 //! - [`run`](Engine): a run's lifecycle (begin or resume, record the end, prune, sweep).
 //! - `pipeline`: the two stages; `call`: one request with its retries, limits and token
-//!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned; `pacer`:
+//!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned, [`limiters`] one per app and endpoint; `pacer`:
 //!   a job's own ceiling; `progress`: the bar and log lines.
 
 mod call;
 pub mod engines;
 pub mod journal;
 pub mod limiter;
+pub mod limiters;
 mod pacer;
 mod pipeline;
 mod progress;

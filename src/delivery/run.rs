@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::journal::Journal;
-use super::limiter::{Endpoint, Limiters};
+use super::limiters::{Endpoint, Limiters};
 use super::pacer::Pacer;
 use super::progress::Progress;
 use crate::auth::AppTokens;

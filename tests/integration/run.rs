@@ -378,7 +378,7 @@ fn zooms_rate_limit_is_learned_with_few_429s() {
 
 #[test]
 fn a_run_starts_at_the_pace_an_earlier_run_measured() {
-    use zoomcast::delivery::limiter::Endpoint;
+    use zoomcast::delivery::limiters::Endpoint;
     use zoomcast::state::Store;
 
     let env = Env::new();
