@@ -4,11 +4,17 @@
 mod harness;
 
 mod auth;
+mod cache;
 mod demo;
 mod emulator;
+mod history;
+mod inproc;
+mod progress;
+mod rate_limits;
 mod resume;
 mod run;
 mod schedule;
 mod secrets;
+mod tokens;
 mod trust;
 mod validate;

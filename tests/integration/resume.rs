@@ -2,13 +2,17 @@
 //! run, then run again until it finishes. Nobody is lost, and duplicates are bounded by the
 //! sends in flight at each kill (at most `concurrency` per kill); with `on_uncertain = "skip"`
 //! there are none, and the recipients whose outcome a kill hid are reported as uncertain.
+//! Ctrl-C drains a run instead; a resumed run resends what was in flight exactly as it was
+//! journaled, and a schedule tick has one run however often it is launched.
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 
 use crate::harness::Env;
+use crate::inproc::{job_in, logged_in};
 
 const RECIPIENTS: usize = 2000;
 const CONCURRENCY: usize = 8;
@@ -192,4 +196,126 @@ fn ctrl_c_on_run_drains_and_the_next_run_resumes_with_nobody_lost() {
     assert_eq!(runs.len(), 1, "resumed under the same run");
     assert_eq!(runs[0]["counts"]["sent"], PEOPLE);
     env.assert_each_sent_once(PEOPLE);
+}
+
+#[test]
+fn a_schedule_tick_has_one_run_however_often_it_is_launched() {
+    use zoomcast::delivery::{Engine, RunOptions, sender};
+    let (z, dir, store, tokens) = logged_in();
+    let job = job_in(dir.path(), "tick", &["ana@example.com", "bo@example.com"]);
+    let robot = z.handle.emulator().knobs().robot_jid;
+    let engine = Engine::new(&store, z.api.clone(), tokens.clone(), Arc::default()).unwrap();
+    let tick = |s: &str| Some(chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc());
+    let ids: Vec<_> = z.runtime.block_on(async {
+        let from = sender(&tokens, Some(&robot), None, "default")
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for t in [
+            "2026-11-23T09:00:00Z",
+            "2026-11-23T09:00:00Z",
+            "2026-11-23T10:00:00Z",
+        ] {
+            let options = RunOptions {
+                scheduled_for: tick(t),
+                ..RunOptions::default()
+            };
+            let report = engine.run(&job, &from, options).await.unwrap();
+            assert_eq!(report.record.scheduled_for, tick(t));
+            ids.push(report.record.id);
+        }
+        ids
+    });
+    assert_eq!(ids[0], ids[1], "the same tick is the same run");
+    assert_ne!(ids[1], ids[2], "another tick is another run");
+    assert_eq!(
+        z.handle.emulator().messages().len(),
+        4,
+        "two runs of two recipients"
+    );
+    assert_eq!(store.runs().unwrap().list(Some("tick")).unwrap().len(), 2);
+}
+
+#[test]
+fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
+    use zoomcast::delivery::{Engine, RunOptions, sender};
+    use zoomcast::state::{Delivery, DeliveryState, Rendered};
+    let (z, dir, store, tokens) = logged_in();
+    let job = job_in(
+        dir.path(),
+        "resume",
+        &["ana@example.com", "bo@example.com", "chen@example.com"],
+    );
+    let emu = z.handle.emulator();
+    let robot = emu.knobs().robot_jid;
+    let ana_jid = "ana0001aaaaaaaa0001@xmpp.zoom.us";
+    // A crash left two sends in flight: ana's, and one to eli, who has since left the job.
+    let runs = store.runs().unwrap();
+    let deliveries = store.deliveries().unwrap();
+    let crashed = z
+        .runtime
+        .block_on(runs.start("resume", "default", None, None))
+        .unwrap();
+    for (email, jid, body) in [
+        (
+            "ana@example.com",
+            ana_jid,
+            "the message as it was rendered then",
+        ),
+        // Eli's real JID: a resend would reach him, so the test sees one if it happens.
+        (
+            "eli@example.com",
+            "eli0005eeeeeeee0005@xmpp.zoom.us",
+            "for eli",
+        ),
+    ] {
+        let in_flight = Delivery {
+            email: email.into(),
+            state: DeliveryState::Sending,
+            jid: Some(jid.into()),
+            rendered: Some(Rendered {
+                head: "Hello".into(),
+                body: body.into(),
+            }),
+            attempts: 1,
+            updated_at: chrono::Utc::now(),
+        };
+        deliveries.set(crashed.id, &in_flight).unwrap();
+    }
+    let engine = Engine::new(&store, z.api.clone(), tokens.clone(), Arc::default()).unwrap();
+    let lookups_before = emu.stats().user_lookups;
+    let report = z.runtime.block_on(async {
+        let from = sender(&tokens, Some(&robot), None, "default")
+            .await
+            .unwrap();
+        engine
+            .run(&job, &from, RunOptions::default())
+            .await
+            .unwrap()
+    });
+    assert_eq!(report.record.id, crashed.id, "the interrupted run resumed");
+    let messages = emu.messages();
+    let to = |email: &str| {
+        messages
+            .iter()
+            .filter(|m| m.to_email == email)
+            .map(|m| m.content["body"][0]["text"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        to("ana@example.com"),
+        ["the message as it was rendered then"]
+    );
+    assert_eq!(to("bo@example.com"), ["Hi Bo <bo@example.com>"]);
+    assert_eq!(to("chen@example.com"), ["Hi Chen <chen@example.com>"]);
+    assert!(to("eli@example.com").is_empty(), "eli left the job");
+    assert_eq!(
+        emu.stats().user_lookups - lookups_before,
+        2,
+        "ana was resent to her journaled JID, without a lookup"
+    );
+    let c = &report.record.counts;
+    assert_eq!((c.total, c.sent, c.uncertain), (4, 3, 1));
+    assert_eq!(report.failures[0].email, "eli@example.com");
+    assert_eq!(report.failures[0].state, DeliveryState::Uncertain);
 }

@@ -1,0 +1,170 @@
+//! Zoom's rate limits: learned from 429s with few of them, remembered between runs, lookups
+//! and sends retried, a daily limit stopping the run with when to retry, and no stall.
+
+use zoomcast::emulator::Knobs;
+
+use crate::harness::{Env, bulk_emails, bulk_job, wait_for};
+
+#[test]
+fn zooms_rate_limit_is_learned_with_few_429s() {
+    let env = bulk_run_under_a_limit("r", 150, |knobs| Knobs {
+        send_rate_limit: Some(50),
+        ..knobs
+    });
+    assert_eq!(env.emu().messages().len(), 150, "each exactly once");
+    let limited = env.emu().stats().sends_rate_limited;
+    assert!(limited > 0, "the limit was hit");
+    // A loose bound, so that a loaded CI host cannot fail it: eight unpaced senders would
+    // have most of the 150 first attempts answered 429 within the first second. The tight
+    // figure (<= 5% at 25/s) is the benchmark's to measure, not a test's.
+    assert!(limited <= 30, "{limited} of 150 sends answered 429");
+}
+
+#[test]
+fn a_run_starts_at_the_pace_an_earlier_run_measured() {
+    use zoomcast::delivery::limiters::Endpoint;
+    use zoomcast::state::Store;
+
+    let env = Env::new();
+    env.job(
+        "bulk",
+        &bulk_job("p", 25).replace("concurrency = 4", "concurrency = 8"),
+    );
+    env.login();
+    {
+        // What an earlier process measured against this limit.
+        let store = Store::open(&env.state_dir()).unwrap();
+        let paces = store.paces().unwrap();
+        paces
+            .remember("default", Endpoint::Chat.name(), 7.0)
+            .unwrap();
+    }
+    env.adjust_knobs(|k| k.send_rate_limit = Some(10));
+    env.run(&["run", "bulk"])
+        .code(0)
+        .stdout_has("25 recipients, 25 sent");
+    // Unpaced, eight senders would fill the first second's 10 and draw about eight 429s; paced
+    // at 7/s, only timers late enough to bunch four sends into one second could draw any.
+    let limited = env.emu().stats().sends_rate_limited;
+    assert!(
+        limited <= 3,
+        "paced at 7/s from the first send: {limited} answered 429"
+    );
+}
+
+#[test]
+fn lookups_answered_429_are_retried_and_every_recipient_is_sent_once() {
+    let env = bulk_run_under_a_limit("l", 60, |knobs| Knobs {
+        lookup_rate_limit: Some(20),
+        ..knobs
+    });
+    let stats = env.emu().stats();
+    assert!(
+        stats.lookups_rate_limited > 0,
+        "the limit was hit: {stats:?}"
+    );
+    assert!(stats.user_lookups >= 60, "each recipient found: {stats:?}");
+    let sent = env.per_recipient();
+    assert_eq!(sent.len(), 60);
+    assert_eq!(env.emu().messages().len(), 60, "each exactly once");
+}
+
+/// Runs a job to `n` bulk recipients (8 in flight, 10 attempts each) against an emulator
+/// whose knobs `limit` changes, and checks that every recipient was sent.
+fn bulk_run_under_a_limit(prefix: &str, n: usize, limit: impl FnOnce(Knobs) -> Knobs) -> Env {
+    let env = Env::new();
+    env.job(
+        "bulk",
+        &bulk_job(prefix, n).replace("concurrency = 4", "concurrency = 8\nmax_attempts = 10"),
+    );
+    env.login();
+    env.emu().set_knobs(limit(env.emu().knobs()));
+    env.run(&["run", "bulk"])
+        .code(0)
+        .stdout_has(&format!("{n} recipients, {n} sent"));
+    env
+}
+
+#[test]
+fn a_daily_limit_stops_the_run_with_when_to_retry_and_the_next_run_finishes_it() {
+    let env = Env::new();
+    env.job("daily", &bulk_job("d", 8));
+    env.login();
+    env.adjust_knobs(|k| k.send_daily_limit = Some(5));
+    // Zoom says to come back in a day: the run does not wait (or retry) that long.
+    let stopped = env.run(&["run", "daily"]);
+    stopped
+        .code(1)
+        .stderr_has("zoom asks to wait 14")
+        .stderr_has("minutes before the next request")
+        .stderr_has("running the job again after that picks up where it stopped");
+    assert_eq!(env.emu().messages().len(), 5);
+    assert!(
+        env.emu().stats().sends_rate_limited <= 4,
+        "no retry storm against a daily limit: {} answered 429",
+        env.emu().stats().sends_rate_limited
+    );
+    let runs = env.history(Some("daily"));
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "aborted", "{}", runs[0]);
+    // The sends Zoom refused were not delivered: they are not left as uncertain.
+    let detail = env.run(&["history", "--json", "--run", "1"]);
+    let states: Vec<String> = detail.code(0).json()["deliveries"]
+        .as_array()
+        .expect("the run's deliveries")
+        .iter()
+        .map(|d| d["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["sent"; 5], "{}", detail.stdout);
+
+    // The next day (the limit lifted), the same run finishes: nobody twice, nobody lost.
+    env.adjust_knobs(|k| k.send_daily_limit = None);
+    env.run(&["run", "daily"])
+        .code(0)
+        .stdout_has("8 recipients, 8 sent");
+    env.assert_each_sent_once(8);
+    assert_eq!(
+        env.history(Some("daily")).len(),
+        1,
+        "resumed, not a new run"
+    );
+}
+
+#[test]
+fn a_wide_fast_run_never_stalls() {
+    // 3,000 recipients, 32 at a time, against an emulator that answers at once: every stage
+    // runs flat out, which once left the pipeline waiting on itself after a few hundred sends.
+    let env = Env::new();
+    std::fs::write(
+        env.jobs_dir().join("wide.csv"),
+        format!("email\n{}\n", bulk_emails("w", 3000).join("\n")),
+    )
+    .unwrap();
+    env.job(
+        "wide",
+        "[recipients]\nfile = \"wide.csv\"\n\n[message]\nhead = \"N\"\nbody = \"Hi\"\n\n\
+         [delivery]\nconcurrency = 32\nmax_attempts = 20\n",
+    );
+    env.login();
+    let mut child = env
+        .command(&["run", "wide"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A watchdog, not a timing goal: the run takes seconds; two minutes means it is stuck.
+    let finished = wait_for(
+        std::time::Duration::from_secs(120),
+        std::time::Duration::from_millis(100),
+        || child.try_wait().unwrap(),
+    );
+    let Some(status) = finished else {
+        child.kill().unwrap();
+        panic!(
+            "the run stalled: {} of 3000 sent",
+            env.emu().stats().sends_accepted
+        );
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(env.emu().messages().len(), 3000);
+}
