@@ -2,15 +2,10 @@
 //! it with zoomcast's own OAuth and Zoom clients and check Zoom's answers and codes.
 
 use serde_json::json;
-
 use zoomcast::auth::login::Pkce;
-
 use zoomcast::auth::{OAuthClient, OAuthError};
-
 use zoomcast::emulator::{Knobs, RetryAfterStyle};
-
 use zoomcast::token::ClientSecret;
-
 use zoomcast::zoom::{Disposition, ZoomError};
 
 use crate::inproc::{REDIRECT, zoom};
