@@ -1,8 +1,12 @@
-//! One Zoom API call with its token, as the engine makes it: paced by the endpoint's shared
-//! limiter; a rejected token renewed once; 429, 5xx and network errors retried with jittered
-//! backoff up to `max_attempts`. What cannot be retried away stops the run ([`Stop`]); what is
-//! this recipient's own problem is returned as its failure.
+//! One Zoom API call with its token, as the engine makes it. Every request of it, retries
+//! included, takes one of the run's `concurrency` slots, then waits for the job's ceiling
+//! (`rate_per_second`, for sends) and for the endpoint's shared limiter, which paces every run
+//! of the process below Zoom's limit ([`Pace`]). A rejected token is renewed once; 429, 5xx
+//! and network errors are retried with jittered backoff up to `max_attempts`. What cannot be
+//! retried away stops the run ([`Stop`]); what is this recipient's own problem is returned as
+//! its failure.
 
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AppTokens, TokenError};
@@ -147,10 +151,65 @@ pub(super) struct Tries {
     pub maybe_processed: bool,
 }
 
+/// What paces one call's requests.
+pub(super) struct Pace<'a> {
+    /// Zoom's limit for the endpoint, as learned; shared by every run of the process.
+    pub shared: &'a Limiter,
+    /// The job's own ceiling (`rate_per_second`), for sends.
+    pub ceiling: Option<&'a Limiter>,
+    /// Whether the caller already waited for the first request's ceiling turn (before it
+    /// marked the recipient `sending`, so that a mark is never left waiting).
+    pub ceiling_taken: bool,
+    /// The run's requests in flight, lookups and sends together (`concurrency`).
+    pub slots: &'a Semaphore,
+}
+
+impl Pace<'_> {
+    /// Waits for a request slot, then for the ceiling's and the shared limiter's turns. `None`
+    /// when the shared limiter voided the turn while this caller waited (Zoom pushed back):
+    /// the caller takes a new one at the new pace.
+    async fn turn(
+        &self,
+        cancel: &CancellationToken,
+        ceiling_taken: &mut bool,
+    ) -> Result<Option<SemaphorePermit<'_>>, Stop> {
+        let slot = tokio::select! {
+            slot = self.slots.acquire() => slot.map_err(|_| Stop::Shutdown)?,
+            () = cancel.cancelled() => return Err(Stop::Shutdown),
+        };
+        if let Some(ceiling) = self.ceiling
+            && !std::mem::replace(ceiling_taken, false)
+        {
+            wait_for_ceiling(ceiling, cancel).await?;
+        }
+        let turn = self
+            .shared
+            .reserve(MAX_PATIENCE)
+            .map_err(|wait| Stop::RateLimitedFor {
+                wait,
+                last: "every request is paused by an earlier 429".to_owned(),
+            })?;
+        wait_until(turn.at, cancel).await?;
+        Ok(self.shared.stands(turn).then_some(slot))
+    }
+}
+
+/// Waits for the job's ceiling to allow a request.
+pub(super) async fn wait_for_ceiling(
+    ceiling: &Limiter,
+    cancel: &CancellationToken,
+) -> Result<(), Stop> {
+    // A ceiling is never paused, so a turn is always given.
+    if let Ok(turn) = ceiling.reserve(std::time::Duration::MAX) {
+        wait_until(turn.at, cancel).await?;
+    }
+    Ok(())
+}
+
 /// Makes one call, counting its requests in `tries`.
 pub(super) async fn call<K: TokenKind, T, F>(
     tokens: &AppTokens,
-    limiter: &Limiter,
+    pace: &Pace<'_>,
     max_attempts: u32,
     cancel: &CancellationToken,
     tries_so_far: &mut Tries,
@@ -162,17 +221,12 @@ where
 {
     let (mut renewed, mut tries) = (false, 0);
     let mut replacement: Option<K::Token> = None;
+    let mut ceiling_taken = pace.ceiling_taken;
+    let limiter = pace.shared;
     loop {
-        let turn = limiter
-            .reserve(MAX_PATIENCE)
-            .map_err(|wait| Stop::RateLimitedFor {
-                wait,
-                last: "every request is paused by an earlier 429".to_owned(),
-            })?;
-        wait_until(turn.at, cancel).await?;
-        if !limiter.stands(turn) {
+        let Some(slot) = pace.turn(cancel, &mut ceiling_taken).await? else {
             continue; // Zoom pushed back while this caller waited: a new turn at the new pace
-        }
+        };
         // The token is fetched for every attempt (it is cached): a wait may outlive it.
         let token = match replacement.take() {
             Some(token) => token,
@@ -183,6 +237,7 @@ where
         // The operation owns its copy of the token: a future that borrowed it for any
         // lifetime would not be provably `Send`, and the scheduler spawns runs.
         let answer = op(token.clone()).await;
+        drop(slot); // the request is over: waits below are not requests in flight
         tries_so_far.maybe_processed |= !matches!(&answer, Err(e) if e.says_unprocessed());
         let error = match answer {
             Ok(value) => {

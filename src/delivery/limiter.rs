@@ -124,6 +124,12 @@ impl Limiter {
         }
     }
 
+    /// A fixed pace of `rate` requests a second: a job's own ceiling (`rate_per_second`). It is
+    /// never told Zoom's answers, so it neither cuts nor grows.
+    pub(super) fn ceiling(rate: std::num::NonZeroU32) -> Self {
+        Self::starting_at(Some(f64::from(rate.get())))
+    }
+
     /// Reserves this caller's turn. When every caller is paused for longer than `patience` (a
     /// daily limit), nothing is reserved and the answer is how long the pause still lasts.
     pub fn reserve(&self, patience: Duration) -> Result<Turn, Duration> {
@@ -399,6 +405,23 @@ pub(super) mod tests {
         assert!(
             grown <= cut * RECOVERY + 1e-9,
             "gradual again: {cut} -> {grown}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ceiling_spaces_turns_evenly_and_never_moves() {
+        let ceiling = Limiter::ceiling(std::num::NonZeroU32::new(10).unwrap());
+        let start = Instant::now();
+        for _ in 0..3 {
+            ceiling.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        assert_eq!(ceiling.rate(), Some(10.0));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(
+            ceiling.rate(),
+            Some(10.0),
+            "it is told nothing, so it never grows"
         );
     }
 

@@ -1,10 +1,13 @@
 //! The delivery engine: one run of a job, as a two-stage stream.
 //!
 //! ```text
-//! recipients ─▶ prepare (≤ concurrency in flight) ─▶ channel ─▶ send (≤ concurrency in flight)
+//! recipients ─▶ prepare ─────────────────────────────▶ channel ─▶ send
 //!               journal check, JID cache or Users API,           group-commit `sending`, Chatbot
 //!               render the template                              API, record the outcome
 //! ```
+//!
+//! The two stages share `concurrency` request slots: at most that many requests to Zoom are in
+//! flight for the run, lookups and sends together.
 //!
 //! Resolution overlaps sending, memory does not grow with the recipient count, and every
 //! recipient ends `sent`, `failed` (with Zoom's code and message) or `uncertain`. A failed
@@ -14,16 +17,16 @@
 //!
 //! - [`engines`]: [`Engines`], the one place that builds each app's engine.
 //! - [`run`](Engine): a run's lifecycle (begin or resume, record the end, prune, sweep).
-//! - `pipeline`: the two stages; `call`: one request with its retries, limits and token
-//!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned, [`limiters`] one per app and endpoint; `pacer`:
-//!   a job's own ceiling; `progress`: the bar and log lines.
+//! - `pipeline`: the two stages; `call`: one request with its slot, pace, retries and token
+//!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned (and a
+//!   job's own ceiling), [`limiters`] one per app and endpoint; `progress`: the bar and log
+//!   lines.
 
 mod call;
 pub mod engines;
 pub mod journal;
 pub mod limiter;
 pub mod limiters;
-mod pacer;
 mod pipeline;
 mod progress;
 mod run;

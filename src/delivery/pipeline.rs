@@ -11,10 +11,9 @@ use chrono::Utc;
 use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 
-use super::call::{Bot, Tries, User, call};
+use super::call::{Bot, Pace, Tries, User, call, wait_for_ceiling};
 use super::journal::Journal;
 use super::limiter::Limiter;
-use super::pacer::Pacer;
 use super::progress::Progress;
 use crate::config::recipients::{FileProblem, Recipient, dedupe_key};
 use crate::config::{Job, OnUncertain, help};
@@ -47,7 +46,10 @@ pub(super) struct RunCtx<'a> {
     pub(super) journal: Journal,
     pub(super) users: Arc<Limiter>,
     pub(super) chat: Arc<Limiter>,
-    pub(super) pacer: Option<Pacer>,
+    /// The job's ceiling on sends (`rate_per_second`).
+    pub(super) ceiling: Option<Limiter>,
+    /// The run's requests in flight, lookups and sends together (`concurrency`).
+    pub(super) slots: tokio::sync::Semaphore,
     /// SHA-256 prefixes of the emails seen, for de-duplication in constant space per email.
     pub(super) seen: Mutex<HashSet<[u8; 16]>>,
     /// What this process has done so far, for progress lines.
@@ -266,9 +268,15 @@ impl RunCtx<'_> {
         }
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
+        let pace = Pace {
+            shared: &self.users,
+            ceiling: None,
+            ceiling_taken: false,
+            slots: &self.slots,
+        };
         let answer = call::<User, _, _>(
             &self.engine.tokens,
-            &self.users,
+            &pace,
             max,
             &self.options.cancel,
             tries,
@@ -321,10 +329,11 @@ impl RunCtx<'_> {
         };
         // A token failure must stop the run before the mark: `sending` means "will be sent".
         self.engine.tokens.bot_token().await?;
-        self.journal.commit(self.run, sending).await?;
-        if let Some(pacer) = &self.pacer {
-            pacer.wait().await;
+        // So does the wait for the job's ceiling: a mark must not sit waiting for its turn.
+        if let Some(ceiling) = &self.ceiling {
+            wait_for_ceiling(ceiling, &self.options.cancel).await?;
         }
+        self.journal.commit(self.run, sending).await?;
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
         let message = &ChatMessage {
@@ -339,9 +348,15 @@ impl RunCtx<'_> {
             attempts,
             ..Tries::default()
         };
+        let pace = Pace {
+            shared: &self.chat,
+            ceiling: self.ceiling.as_ref(),
+            ceiling_taken: true,
+            slots: &self.slots,
+        };
         let answer = call::<Bot, _, _>(
             &self.engine.tokens,
-            &self.chat,
+            &pace,
             max,
             &self.options.cancel,
             &mut tries,

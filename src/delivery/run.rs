@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::journal::Journal;
+use super::limiter::Limiter;
 use super::limiters::{Endpoint, Limiters};
-use super::pacer::Pacer;
 use super::progress::Progress;
 use crate::auth::AppTokens;
 use crate::config::{Diagnostic, Invalid, Job};
@@ -82,7 +82,8 @@ impl Engine {
             journal,
             users: self.limiters.get(&job.app, Endpoint::Users),
             chat: self.limiters.get(&job.app, Endpoint::Chat),
-            pacer: job.delivery.rate_per_second.map(Pacer::new),
+            ceiling: job.delivery.rate_per_second.map(Limiter::ceiling),
+            slots: tokio::sync::Semaphore::new(job.delivery.concurrency.get()),
             seen: Mutex::new(HashSet::new()),
             refused: AtomicU64::new(0),
             progress: Progress::new(job.recipient_count),

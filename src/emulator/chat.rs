@@ -20,6 +20,8 @@ const REQUIRED: [&str; 5] = ["robot_jid", "to_jid", "account_id", "user_jid", "c
 
 /// `POST /v2/im/chat/messages`.
 pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes) -> Response {
+    let _counted = emu.in_flight();
+    emu.inner().send_attempts.push(std::time::Instant::now());
     if let Some(fault) = latency_and_faults(&emu).await {
         return fault;
     }

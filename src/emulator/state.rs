@@ -98,6 +98,8 @@ pub struct Stats {
     pub injected_faults: u64,
     /// Sends rejected for their body or recipient (400, 403).
     pub sends_rejected: u64,
+    /// The most API requests (Users and Chatbot) in progress at once.
+    pub peak_in_flight: u64,
 }
 
 #[derive(Default)]
@@ -115,6 +117,10 @@ pub(super) struct Inner {
     pub lookup_window: (i64, u32),
     /// When the emulator's current day began, and the sends that passed its limit in it.
     pub daily_window: Option<(DateTime<Utc>, u32)>,
+    /// API requests in progress now.
+    pub in_flight: u64,
+    /// When each send request arrived (every attempt, whatever its answer).
+    pub send_attempts: Vec<std::time::Instant>,
     next_id: u64,
 }
 
@@ -214,6 +220,19 @@ impl Emulator {
         self.inner.lock().expect("emulator lock")
     }
 
+    /// Counts an API request in progress until the guard is dropped, keeping the peak.
+    pub(super) fn in_flight(self: &Arc<Self>) -> InFlight {
+        let mut inner = self.inner();
+        inner.in_flight += 1;
+        inner.stats.peak_in_flight = inner.stats.peak_in_flight.max(inner.in_flight);
+        InFlight(Arc::clone(self))
+    }
+
+    /// When each send request arrived, every attempt included.
+    pub fn send_attempt_times(&self) -> Vec<std::time::Instant> {
+        self.inner().send_attempts.clone()
+    }
+
     /// Every message accepted so far.
     pub fn messages(&self) -> Vec<Delivered> {
         self.inner().messages.clone()
@@ -246,5 +265,14 @@ impl Emulator {
         for id in ids {
             inner.revoke(id);
         }
+    }
+}
+
+/// An API request in progress (see [`Emulator::in_flight`]).
+pub(super) struct InFlight(Arc<Emulator>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inner().in_flight -= 1;
     }
 }

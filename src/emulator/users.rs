@@ -19,6 +19,7 @@ pub async fn get_user(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    let _counted = emu.in_flight();
     if let Some(fault) = latency_and_faults(&emu).await {
         return fault;
     }

@@ -168,3 +168,65 @@ fn a_wide_fast_run_never_stalls() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(env.emu().messages().len(), 3000);
 }
+
+#[test]
+fn at_most_concurrency_requests_are_in_flight_lookups_and_sends_together() {
+    let env = Env::with_knobs(Knobs {
+        latency_ms: 20,
+        ..Knobs::default()
+    });
+    env.login();
+    env.job(
+        "narrow",
+        &bulk_job("narrow", 60).replace("concurrency = 4", "concurrency = 3"),
+    );
+    env.run(&["run", "narrow"]).code(0);
+    env.assert_each_sent_once(60);
+    let peak = env.emu().stats().peak_in_flight;
+    assert!(
+        peak <= 3,
+        "{peak} requests in flight at once, concurrency 3"
+    );
+    assert!(peak >= 2, "the run used its concurrency: peak {peak}");
+}
+
+#[test]
+fn retries_are_paced_by_the_jobs_ceiling_too() {
+    const RATE: usize = 10;
+    let env = Env::new();
+    env.login();
+    env.job(
+        "paced",
+        &bulk_job("paced", 30).replace(
+            "concurrency = 4",
+            &format!("concurrency = 8\nrate_per_second = {RATE}\nmax_attempts = 10"),
+        ),
+    );
+    env.adjust_knobs(|k| k.fail_5xx = 0.4);
+    env.run(&["run", "paced"]).code(0);
+    env.assert_each_sent_once(30);
+    let times = env.emu().send_attempt_times();
+    assert!(
+        times.len() > 35,
+        "faults made retries: {} attempts",
+        times.len()
+    );
+    // No second holds more attempts than the ceiling allows (one more for where the window
+    // falls against the pace).
+    let busiest = times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| {
+                    **t >= *start && t.duration_since(*start) < std::time::Duration::from_secs(1)
+                })
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        busiest <= RATE + 1,
+        "{busiest} send attempts within one second under rate_per_second = {RATE}"
+    );
+}
