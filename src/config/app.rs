@@ -33,6 +33,7 @@ struct RawApp {
     api_url: Option<String>,
     webhook_secret_token: Option<String>,
     keepalive_days: Option<u32>,
+    plan: Option<String>,
 }
 
 /// `zoomcast.toml`: the default app's keys at the top, more apps under `[apps.NAME]`.
@@ -48,12 +49,13 @@ struct RawConfig {
     api_url: Option<String>,
     webhook_secret_token: Option<String>,
     keepalive_days: Option<u32>,
+    plan: Option<String>,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
 }
 
 /// The environment variables of the default app, with the `RawApp` field each one sets.
-const ENV_KEYS: [(&str, &str); 8] = [
+const ENV_KEYS: [(&str, &str); 9] = [
     ("ZOOM_CLIENT_ID", "client_id"),
     ("ZOOM_CLIENT_SECRET", "client_secret"),
     ("ZOOM_ACCOUNT_ID", "account_id"),
@@ -62,6 +64,7 @@ const ENV_KEYS: [(&str, &str); 8] = [
     ("ZOOM_OAUTH_URL", "oauth_url"),
     ("ZOOM_API_URL", "api_url"),
     ("ZOOM_WEBHOOK_SECRET", "webhook_secret_token"),
+    ("ZOOM_PLAN", "plan"),
 ];
 
 impl RawApp {
@@ -75,6 +78,7 @@ impl RawApp {
             "oauth_url" => &mut self.oauth_url,
             "api_url" => &mut self.api_url,
             "webhook_secret_token" => &mut self.webhook_secret_token,
+            "plan" => &mut self.plan,
             _ => unreachable!("ENV_KEYS names only RawApp fields"),
         }
     }
@@ -104,6 +108,54 @@ pub struct AppConfig {
     /// The scheduler refreshes a grant not refreshed for this many days (0: never), so that a
     /// rarely running job never finds it expired (Zoom's refresh tokens expire unused).
     pub keepalive_days: u32,
+    /// The account's Zoom plan, when configured: its documented rate limits are where the
+    /// limiters start.
+    pub plan: Option<Plan>,
+}
+
+/// A Zoom plan, as far as rate limits go (Zoom's rate-limits page: the Light and Medium
+/// classes per plan; Get a user is Light, sending a chatbot message Medium).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Free: Light 4/s, Medium 2/s.
+    Free,
+    /// Pro: Light 30/s, Medium 20/s.
+    Pro,
+    /// Business and up: Light 80/s, Medium 60/s.
+    Business,
+}
+
+impl Plan {
+    /// Requests a second Zoom allows the Users API (Light) on this plan.
+    pub fn lookups_per_second(self) -> u32 {
+        match self {
+            Self::Free => 4,
+            Self::Pro => 30,
+            Self::Business => 80,
+        }
+    }
+
+    /// Requests a second Zoom allows the Chatbot API (Medium) on this plan.
+    pub fn sends_per_second(self) -> u32 {
+        match self {
+            Self::Free => 2,
+            Self::Pro => 20,
+            Self::Business => 60,
+        }
+    }
+}
+
+impl std::str::FromStr for Plan {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "free" | "basic" => Ok(Self::Free),
+            "pro" => Ok(Self::Pro),
+            "business" | "business_plus" | "enterprise" | "education" => Ok(Self::Business),
+            _ => Err(()),
+        }
+    }
 }
 
 impl fmt::Debug for AppConfig {
@@ -155,6 +207,7 @@ impl Config {
             api_url: raw.api_url,
             webhook_secret_token: raw.webhook_secret_token,
             keepalive_days: raw.keepalive_days,
+            plan: raw.plan,
         };
         for (var, key) in ENV_KEYS {
             if let Some(value) = env(var).filter(|v| !v.is_empty()) {
@@ -233,6 +286,29 @@ impl Config {
                 )
             })
         };
+        let plan = match raw.plan.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<Plan>().map_err(|()| {
+                let setting = if name == DEFAULT_APP {
+                    "ZOOM_PLAN (or `plan` in zoomcast.toml)".to_owned()
+                } else {
+                    format!("`plan` in the [apps.{name}] table of zoomcast.toml")
+                };
+                Invalid::one(
+                    Diagnostic::whole(
+                        self.source.as_deref(),
+                        format!(
+                            "app `{name}`: plan `{}` is not a Zoom plan",
+                            crate::output::clean(text, 40)
+                        ),
+                    )
+                    .help(format!(
+                        "set {setting} to free, pro or business (Business and up), or leave it \
+                         out to learn the limits from Zoom's 429s"
+                    )),
+                )
+            })?),
+        };
         let keepalive_days = raw.keepalive_days.unwrap_or(DEFAULT_KEEPALIVE_DAYS);
         if keepalive_days > MAX_KEEPALIVE_DAYS {
             return Err(Invalid::one(
@@ -268,6 +344,7 @@ impl Config {
             api_url: url("api_url", raw.api_url.as_ref(), "https://api.zoom.us")?,
             webhook_secret: raw.webhook_secret_token.clone().map(WebhookSecret::new),
             keepalive_days,
+            plan,
         })
     }
 }
@@ -328,7 +405,7 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
         };
         Invalid::one(d.help(
             "the keys are client_id, client_secret, account_id, robot_jid, redirect_uri, \
-             oauth_url, api_url, webhook_secret_token, keepalive_days, and [apps.NAME] tables \
+             oauth_url, api_url, webhook_secret_token, keepalive_days, plan, and [apps.NAME] tables \
              of the same",
         ))
     })

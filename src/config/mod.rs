@@ -10,7 +10,7 @@ pub mod recipients;
 pub mod template;
 pub mod validate;
 
-pub use app::{AppConfig, Config, DEFAULT_APP};
+pub use app::{AppConfig, Config, DEFAULT_APP, Plan};
 pub use diagnostic::{Diagnostic, Invalid};
 pub use job::{CatchUp, DeliverySettings, Job, OnUncertain, Overlap, SchedulePolicy, job_name};
 pub use jobs_dir::JobSet;

@@ -59,6 +59,9 @@ impl Engines {
             return Ok(app.clone());
         }
         let app = self.config.app(name)?;
+        if let Some(plan) = app.plan {
+            self.limiters.know_plan(name, plan);
+        }
         let AppClients {
             zoom,
             oauth,

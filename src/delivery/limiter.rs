@@ -44,6 +44,9 @@ const SECOND: Duration = Duration::from_secs(1);
 const GLOBAL_PAUSE: Duration = Duration::from_secs(5);
 /// The slowest the limiter ever goes.
 pub(super) const MIN_RATE: f64 = 0.5;
+/// The share of a documented limit a limiter paces at: Zoom counts requests in its own
+/// one-second windows, which an even pace does not line up with.
+const DOCUMENTED_SHARE: f64 = 0.95;
 /// The fastest rate it paces at; growing past it is as good as unlimited.
 pub(super) const MAX_RATE: f64 = 100_000.0;
 
@@ -56,6 +59,9 @@ struct State {
     plateau: Option<Plateau>,
     /// Whether `rate` came from a cut on less than a second of evidence.
     provisional: bool,
+    /// The most the rate grows to: a little under the limit Zoom documents for the account's
+    /// plan, when it is known (probing above a documented limit only draws 429s).
+    cap: f64,
     next_slot: Instant,
     paused_until: Instant,
     last_cut: Option<Instant>,
@@ -112,6 +118,7 @@ impl Limiter {
                     measured_here: false,
                 }),
                 provisional: false,
+                cap: MAX_RATE,
                 next_slot: now,
                 paused_until: now,
                 last_cut: None,
@@ -128,6 +135,16 @@ impl Limiter {
     /// never told Zoom's answers, so it neither cuts nor grows.
     pub(super) fn ceiling(rate: std::num::NonZeroU32) -> Self {
         Self::starting_at(Some(f64::from(rate.get())))
+    }
+
+    /// A limiter for an endpoint whose limit Zoom documents for the account's plan
+    /// (`per_second`): it paces a little under that limit from the first request and never
+    /// grows above it; a 429 (another app spending the account's quota) still cuts it.
+    pub(super) fn documented(per_second: u32) -> Self {
+        let rate = f64::from(per_second) * DOCUMENTED_SHARE;
+        let limiter = Self::starting_at(Some(rate));
+        limiter.state.lock().expect("limiter lock").cap = rate;
+        limiter
     }
 
     /// Reserves this caller's turn. When every caller is paused for longer than `patience` (a
@@ -186,7 +203,7 @@ impl Limiter {
             {
                 grown = grown.min(plateau.level).max(rate);
             }
-            s.rate = Some(grown.min(MAX_RATE));
+            s.rate = Some(grown.min(s.cap));
             s.last_growth = now;
         }
     }
@@ -405,6 +422,27 @@ pub(super) mod tests {
         assert!(
             grown <= cut * RECOVERY + 1e-9,
             "gradual again: {cut} -> {grown}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_documented_limit_paces_from_the_start_and_caps_recovery() {
+        let limiter = Limiter::documented(20);
+        assert_eq!(limiter.rate(), Some(19.0));
+        busy(&limiter, Duration::from_secs(120)).await;
+        assert_eq!(
+            limiter.rate(),
+            Some(19.0),
+            "never probes above the plan's limit"
+        );
+        limiter.throttled(Some(Duration::from_secs(1)));
+        let cut = limiter.rate().unwrap();
+        assert!(cut < 19.0, "another app's traffic still cuts it: {cut}");
+        busy(&limiter, Duration::from_secs(120)).await;
+        assert_eq!(
+            limiter.rate(),
+            Some(19.0),
+            "and it recovers to the cap, not above"
         );
     }
 

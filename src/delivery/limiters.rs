@@ -1,11 +1,12 @@
 //! [`Limiters`]: every [`Limiter`] of the process, one per app and Zoom endpoint, created on
-//! first use, starting at the pace the state directory remembers and storing what they measure
-//! for the next process.
+//! first use: at the limit Zoom documents for the app's plan when it is configured, else at the
+//! pace the state directory remembers; what they measure is stored for the next process.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::limiter::{Limiter, MAX_RATE, MIN_RATE};
+use crate::config::Plan;
 use crate::state::Paces;
 
 /// Which Zoom endpoint a limiter guards: Zoom's rate classes differ.
@@ -33,6 +34,9 @@ impl Endpoint {
 #[derive(Debug, Default)]
 pub struct Limiters {
     map: Mutex<HashMap<(String, Endpoint), Arc<Limiter>>>,
+    /// The plans of the apps that configure one: their limiters start at Zoom's documented
+    /// limits.
+    plans: Mutex<HashMap<String, Plan>>,
     /// Where measured paces are remembered between processes, if anywhere.
     paces: Option<Paces>,
 }
@@ -43,8 +47,17 @@ impl Limiters {
     pub fn remembering(paces: Paces) -> Self {
         Self {
             map: Mutex::default(),
+            plans: Mutex::default(),
             paces: Some(paces),
         }
+    }
+
+    /// Records that `app`'s account is on `plan`, before its limiters are first used.
+    pub fn know_plan(&self, app: &str, plan: Plan) {
+        self.plans
+            .lock()
+            .expect("plans lock")
+            .insert(app.to_owned(), plan);
     }
 
     /// The limiter of `app`'s `endpoint`, created on first use.
@@ -53,8 +66,21 @@ impl Limiters {
             .lock()
             .expect("limiters lock")
             .entry((app.to_owned(), endpoint))
-            .or_insert_with(|| Arc::new(Limiter::starting_at(self.recall(app, endpoint))))
+            .or_insert_with(|| Arc::new(self.new_limiter(app, endpoint)))
             .clone()
+    }
+
+    /// A new limiter for `app`'s `endpoint`: at the plan's documented limit if the app has a
+    /// plan, else at the pace an earlier process measured, else unlimited until a 429.
+    fn new_limiter(&self, app: &str, endpoint: Endpoint) -> Limiter {
+        let plan = self.plans.lock().expect("plans lock").get(app).copied();
+        match plan {
+            Some(plan) => Limiter::documented(match endpoint {
+                Endpoint::Users => plan.lookups_per_second(),
+                Endpoint::Chat => plan.sends_per_second(),
+            }),
+            None => Limiter::starting_at(self.recall(app, endpoint)),
+        }
     }
 
     /// Stores the paces `app`'s limiters measured, for the next process. A failure is only

@@ -3,7 +3,7 @@
 
 use zoomcast::emulator::Knobs;
 
-use crate::harness::{Env, bulk_emails, bulk_job, wait_for};
+use crate::harness::{Env, bulk_emails, bulk_job, job_to, wait_for};
 
 #[test]
 fn zooms_rate_limit_is_learned_with_few_429s() {
@@ -229,4 +229,51 @@ fn retries_are_paced_by_the_jobs_ceiling_too() {
         busiest <= RATE + 1,
         "{busiest} send attempts within one second under rate_per_second = {RATE}"
     );
+}
+
+#[test]
+fn a_configured_plan_starts_at_zooms_documented_limits_and_draws_no_429() {
+    let limits = |k: Knobs| Knobs {
+        send_rate_limit: Some(20),
+        lookup_rate_limit: Some(30),
+        ..k
+    };
+    // Without a plan the limits are found by running into them.
+    let unknown = bulk_run_under_a_limit("unplanned", 120, limits);
+    let found = unknown.emu().stats();
+    assert!(
+        found.sends_rate_limited + found.lookups_rate_limited > 0,
+        "a fresh state with no plan meets the limits: {found:?}"
+    );
+    // With the plan, a fresh state paces under them from the first request.
+    let env = Env::new();
+    env.job(
+        "bulk",
+        &bulk_job("planned", 120).replace("concurrency = 4", "concurrency = 8"),
+    );
+    env.login();
+    env.emu().set_knobs(limits(env.emu().knobs()));
+    env.run_with(&["run", "bulk"], |cmd| {
+        cmd.env("ZOOM_PLAN", "pro");
+    })
+    .code(0);
+    env.assert_each_sent_once(120);
+    let stats = env.emu().stats();
+    assert_eq!(
+        (stats.sends_rate_limited, stats.lookups_rate_limited),
+        (0, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn an_unknown_plan_is_a_configuration_error() {
+    let env = Env::new();
+    env.job("team", &job_to(&["ana@example.com"]));
+    env.run_with(&["run", "team", "--dry-run"], |cmd| {
+        cmd.env("ZOOM_PLAN", "platinum");
+    })
+    .code(2)
+    .stderr_has("plan `platinum` is not a Zoom plan")
+    .stderr_has("free, pro or business");
 }
