@@ -338,3 +338,23 @@ pub fn wait_for<T>(
         std::thread::sleep(every);
     }
 }
+
+/// Makes a named pipe at `path` (with coreutils' `mkfifo`).
+pub fn make_fifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// Writes `jobs/people.txt` with `n` synthetic recipients and a job `bulk` sending them a
+/// notice at `concurrency`.
+pub fn people_job(env: &Env, prefix: &str, n: usize, concurrency: usize) {
+    let people = bulk_emails(prefix, n).join("\n");
+    std::fs::write(env.jobs_dir().join("people.txt"), people).unwrap();
+    env.job(
+        "bulk",
+        &format!(
+            "[recipients]\nfile = \"people.txt\"\n\n[message]\nhead = \"Notice\"\nbody = \"Hi\"\n\n\
+             [delivery]\nconcurrency = {concurrency}\n"
+        ),
+    );
+}

@@ -157,13 +157,7 @@ fn ctrl_c_on_run_drains_and_the_next_run_resumes_with_nobody_lost() {
         latency_ms: 20,
         ..Default::default()
     });
-    let people = crate::harness::bulk_emails("hand", PEOPLE).join("\n");
-    std::fs::write(env.jobs_dir().join("people.txt"), people).unwrap();
-    env.job(
-        "bulk",
-        "[recipients]\nfile = \"people.txt\"\n\n[message]\nhead = \"Notice\"\nbody = \"Hi\"\n\n\
-         [delivery]\nconcurrency = 2\n",
-    );
+    crate::harness::people_job(&env, "hand", PEOPLE, 2);
     env.login();
     let child = env
         .command(&["run", "bulk"])

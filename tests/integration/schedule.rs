@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Env, Run, bulk_emails, by_name, job_to, wait_for};
+use crate::harness::{Env, Run, by_name, job_to, wait_for};
 
 const RECIPIENTS: [&str; 3] = ["ana@example.com", "bo@example.com", "chen@example.com"];
 
@@ -193,13 +193,7 @@ fn sigterm_mid_run_drains_and_the_next_start_resumes_without_duplicates() {
         latency_ms: 20,
         ..Default::default()
     });
-    let people = bulk_emails("person", PEOPLE).join("\n");
-    std::fs::write(env.jobs_dir().join("people.txt"), people).unwrap();
-    env.job(
-        "bulk",
-        "[recipients]\nfile = \"people.txt\"\n\n[message]\nhead = \"Notice\"\nbody = \"Hi\"\n\n\
-         [delivery]\nconcurrency = 2\n",
-    );
+    crate::harness::people_job(&env, "person", PEOPLE, 2);
     env.login();
     let daemon = Daemon::start(&env, &["--drain", "1s"]);
     std::thread::sleep(Duration::from_millis(500));

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::harness::{Env, bulk_job, job_to, wait_for};
+use crate::harness::{Env, bulk_job, job_to, make_fifo, wait_for};
 use crate::schedule::Daemon;
 
 /// The uid the checks as another user run as (`nobody`).
@@ -320,13 +320,7 @@ fn hostile_recipient_files_are_refused_before_anything_is_sent() {
     let dotenv = env.dir.path().join(".env");
     std::fs::write(&dotenv, "CANARY_SECRET=canary-value-1234\nOTHER=x\n").unwrap();
     let fifo = env.dir.path().join("pipe");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    make_fifo(&fifo);
     for (file, says) in [
         ("/proc/self/environ", "not a text file"),
         ("/dev/zero", "not a regular file"),
@@ -439,13 +433,7 @@ fn a_login_callback_without_the_state_cannot_end_the_login() {
 fn a_job_file_that_is_a_pipe_or_huge_is_refused_without_waiting() {
     let env = Env::new();
     let fifo = env.dir.path().join("job.toml");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    make_fifo(&fifo);
     env.run(&["validate", fifo.to_str().unwrap()])
         .code(2)
         .stderr_has("not a regular file");
