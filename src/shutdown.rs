@@ -59,3 +59,32 @@ impl Signals {
         }
     }
 }
+
+/// A shutdown token that SIGTERM, SIGINT and SIGHUP cancel, for a command with nothing to
+/// reload; the signals are handled until it is dropped.
+pub struct OnSignal {
+    token: CancellationToken,
+    done: CancellationToken,
+}
+
+impl Signals {
+    /// Handles the signals from here on by cancelling one token (see [`OnSignal`]).
+    pub fn cancel_on_signal(self) -> OnSignal {
+        let (token, done) = (CancellationToken::new(), CancellationToken::new());
+        tokio::spawn(self.handle(token.clone(), None, done.clone()));
+        OnSignal { token, done }
+    }
+}
+
+impl OnSignal {
+    /// The token a signal cancels.
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+}
+
+impl Drop for OnSignal {
+    fn drop(&mut self) {
+        self.done.cancel();
+    }
+}

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
@@ -82,15 +80,12 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Outcome> {
         knobs.robot_jid
     );
     outln!("inspect: {url}/_emulator/messages  {url}/_emulator/stats  {url}/_emulator/knobs");
-    let (stop, done) = (CancellationToken::new(), CancellationToken::new());
-    tokio::spawn(signals.handle(stop.clone(), None, done.clone()));
-    let served = emulator::serve(
+    let stop = signals.cancel_on_signal();
+    emulator::serve(
         listener,
         Arc::new(Emulator::new(knobs)),
-        stop.cancelled_owned(),
-    );
-    let result = served.await;
-    done.cancel();
-    result?;
+        stop.token().cancelled_owned(),
+    )
+    .await?;
     Ok(Outcome::Done)
 }

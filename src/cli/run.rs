@@ -10,7 +10,6 @@ use anyhow::Context as _;
 use crate::delivery::{Engines, ProgressMode, RunOptions, RunReport, Stop};
 use crate::report;
 use crate::shutdown::Signals;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -80,33 +79,23 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         );
         return Ok(Outcome::Done);
     }
-    let report = drain_on_signals(|cancel| {
-        let options = RunOptions {
-            refresh_cache: args.refresh_cache,
-            progress: args.progress(),
-            cancel,
-            ..RunOptions::default()
-        };
-        app.engine.run(&job, &from, options)
-    })
-    .await
-    .map_err(|e| interrupted(e, &args.job))?;
+    // Ctrl-C, SIGTERM or SIGHUP: the run stops taking recipients, finishes and records the
+    // sends in flight, and stays interrupted.
+    let signals = Signals::listen()
+        .context("listening for signals")?
+        .cancel_on_signal();
+    let options = RunOptions {
+        refresh_cache: args.refresh_cache,
+        progress: args.progress(),
+        cancel: signals.token(),
+        ..RunOptions::default()
+    };
+    let report = app
+        .engine
+        .run(&job, &from, options)
+        .await
+        .map_err(|e| interrupted(e, &args.job))?;
     finish(&report, args)
-}
-
-/// Runs `run` with a token that SIGINT (Ctrl-C), SIGTERM or SIGHUP cancel: the run then stops
-/// taking recipients, finishes and records the sends in flight, and stays interrupted.
-async fn drain_on_signals<F>(run: impl FnOnce(CancellationToken) -> F) -> anyhow::Result<RunReport>
-where
-    F: Future<Output = anyhow::Result<RunReport>>,
-{
-    let signals = Signals::listen().context("listening for signals")?;
-    let (shutdown, done) = (CancellationToken::new(), CancellationToken::new());
-    let handler = tokio::spawn(signals.handle(shutdown.clone(), None, done.clone()));
-    let result = run(shutdown).await;
-    done.cancel();
-    let _ = handler.await;
-    result
 }
 
 /// A run stopped by a signal says how to go on.
