@@ -84,11 +84,8 @@ impl MessageTemplate {
         [Part::Head, Part::Body]
             .into_iter()
             .filter_map(|part| {
-                let rendered = self
-                    .env
-                    .get_template(part.name())
-                    .and_then(|t| t.render(sample));
-                rendered.err().map(|e| (part, describe(&e)))
+                let failed = self.render_part(part, sample).err();
+                failed.map(|e| (part, describe(&e)))
             })
             .collect()
     }
@@ -96,12 +93,20 @@ impl MessageTemplate {
     /// Renders head and body for one recipient's variables.
     pub fn render(&self, vars: &BTreeMap<String, String>) -> Result<(String, String), String> {
         let render = |part: Part| {
-            self.env
-                .get_template(part.name())
-                .and_then(|t| t.render(vars))
+            self.render_part(part, vars)
                 .map_err(|e| format!("rendering message.{}: {}", part.name(), describe(&e)))
         };
         Ok((render(Part::Head)?, render(Part::Body)?))
+    }
+
+    fn render_part(
+        &self,
+        part: Part,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<String, minijinja::Error> {
+        self.env
+            .get_template(part.name())
+            .and_then(|t| t.render(vars))
     }
 }
 

@@ -334,9 +334,10 @@ impl<'a> Checker<'a> {
         match MessageTemplate::compile(message.head.get_ref(), message.body.get_ref()) {
             Ok(template) => {
                 let vars: Vec<&str> = known.iter().map(String::as_str).collect();
-                for (part, name) in template.unknown_variables(known) {
+                let unknown = template.unknown_variables(known);
+                for (part, name) in &unknown {
                     self.report(
-                        span_of(part),
+                        span_of(*part),
                         format!("the message uses `{name}`, which no recipient has"),
                         format!("available: {}", vars.join(", ")),
                     );
@@ -354,12 +355,11 @@ impl<'a> Checker<'a> {
                         "move the inline emails into the file, or use only email, first_name, last_name and display_name",
                     );
                 }
-                let sample = sample_values(known, sample_columns);
-                let unknown = template.unknown_variables(known);
+                // With unknown variables (reported above) a render would only fail on them again.
                 let problems = if unknown.is_empty() {
-                    template.check_render(&sample)
+                    template.check_render(&sample_values(known, sample_columns))
                 } else {
-                    Vec::new() // reported above; a render would only fail on them again
+                    Vec::new()
                 };
                 for (part, problem) in problems {
                     self.report(
