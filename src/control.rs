@@ -191,10 +191,10 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Binds the socket in `state_dir` (the caller holds the state lock, so a socket file left
 /// there is stale and is replaced). Only the owner can connect, three times over: the socket
-/// is created under a umask of 077 (never open for an instant) and set to 0600, it sits in the
-/// private state directory, and [`serve`] hangs up on a peer of another uid.
+/// is created under the umask of 077 that opening the store set (never open for an instant)
+/// and set to 0600, it sits in the private state directory, and [`serve`] hangs up on a peer
+/// of another uid.
 pub fn bind(state_dir: &Path) -> std::io::Result<UnixListener> {
-    crate::state::private::private_umask();
     let path = socket_path(state_dir);
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -208,7 +208,7 @@ pub fn bind(state_dir: &Path) -> std::io::Result<UnixListener> {
 
 /// True when the peer runs as this process's user (`SO_PEERCRED`).
 fn same_user(stream: &UnixStream) -> bool {
-    let me = rustix::process::geteuid().as_raw();
+    let me = crate::state::private::me();
     match stream.peer_cred() {
         Ok(peer) if peer.uid() == me => true,
         Ok(peer) => {

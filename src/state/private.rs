@@ -30,8 +30,8 @@ pub fn private_umask() {
     let _previous = rustix::process::umask(Mode::from_raw_mode(OWNER_ONLY));
 }
 
-/// The effective user id of this process.
-fn me() -> u32 {
+/// The effective user id of this process: the one user allowed near the state.
+pub fn me() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
@@ -45,17 +45,21 @@ pub fn secure(dir: &Path) -> Result<(), StateError> {
         dir: dir.to_owned(),
         source,
     };
-    match fs::metadata(dir) {
-        Ok(meta) if !meta.is_dir() => return Err(StateError::NotADirectory(dir.to_owned())),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)?,
-        Err(e) => return Err(io(e)),
+    let meta = match fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+            fs::metadata(dir).map_err(io)?
+        }
+        other => other.map_err(io)?,
+    };
+    if !meta.is_dir() {
+        return Err(StateError::NotADirectory(dir.to_owned()));
     }
-    tighten(dir, &fs::metadata(dir).map_err(io)?)?;
+    tighten(dir, &meta)?;
     for name in OWN_ENTRIES {
         secure_entry(&dir.join(name))?;
     }
