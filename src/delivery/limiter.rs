@@ -18,8 +18,8 @@
 //! known yet, it cuts to what got through, but provisionally: that rate grows 10% a second
 //! until a 429 on a whole second of evidence measures the limit, since a cut to the 2 requests
 //! that got through must not take minutes to recover. The plateau a measurement sets is
-//! remembered in the state directory ([`Limiters::remembering`](super::limiters::Limiters::remembering)), and the next process starts
-//! on it, sending at that pace from its first request instead of finding the limit again.
+//! remembered in the state directory ([`super::limiters`]), and the next process starts on it,
+//! sending at that pace from its first request instead of finding the limit again.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -108,6 +108,11 @@ impl Limiter {
     /// A limiter pacing at `rate` from its first request (a remembered measurement), or
     /// unlimited.
     pub(super) fn starting_at(rate: Option<f64>) -> Self {
+        Self::new(rate, MAX_RATE)
+    }
+
+    /// A limiter pacing at `rate` (or unlimited) that never grows above `cap`.
+    fn new(rate: Option<f64>, cap: f64) -> Self {
         let now = Instant::now();
         Self {
             state: Mutex::new(State {
@@ -118,7 +123,7 @@ impl Limiter {
                     measured_here: false,
                 }),
                 provisional: false,
-                cap: MAX_RATE,
+                cap,
                 next_slot: now,
                 paused_until: now,
                 last_cut: None,
@@ -142,9 +147,7 @@ impl Limiter {
     /// grows above it; a 429 (another app spending the account's quota) still cuts it.
     pub(super) fn documented(per_second: u32) -> Self {
         let rate = f64::from(per_second) * DOCUMENTED_SHARE;
-        let limiter = Self::starting_at(Some(rate));
-        limiter.state.lock().expect("limiter lock").cap = rate;
-        limiter
+        Self::new(Some(rate), rate)
     }
 
     /// Reserves this caller's turn. When every caller is paused for longer than `patience` (a
