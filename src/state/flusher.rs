@@ -7,8 +7,8 @@
 //!   (spacejam/sled#1308, fixed on sled's main branch but never released). Here, the journals
 //!   of jobs running together, run records and token rotations all flush, and two of them at
 //!   once can both wait forever for a write no thread is doing. So every flush zoomcast asks
-//!   for takes one lock. (sled's own periodic flusher thread still writes its buffers on its own schedule,
-//!   outside that lock.)
+//!   for takes one lock. (sled's own periodic flusher thread still writes its buffers on its
+//!   own schedule, outside that lock.)
 //! - **Waiters share a flush.** A caller that waited for the lock skips its own flush when
 //!   another one started after it asked and succeeded: that one already covers its writes. So
 //!   a burst of callers costs one or two flushes, not one each.
