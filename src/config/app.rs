@@ -289,11 +289,6 @@ impl Config {
         let plan = match raw.plan.as_deref() {
             None => None,
             Some(text) => Some(text.parse::<Plan>().map_err(|()| {
-                let setting = if name == DEFAULT_APP {
-                    "ZOOM_PLAN (or `plan` in zoomcast.toml)".to_owned()
-                } else {
-                    format!("`plan` in the [apps.{name}] table of zoomcast.toml")
-                };
                 Invalid::one(
                     Diagnostic::whole(
                         self.source.as_deref(),
@@ -302,10 +297,7 @@ impl Config {
                             crate::output::clean(text, 40)
                         ),
                     )
-                    .help(format!(
-                        "set {setting} to free, pro or business (Business and up), or leave it \
-                         out to learn the limits from Zoom's 429s"
-                    )),
+                    .help(super::help::plan(name)),
                 )
             })?),
         };

@@ -18,6 +18,15 @@ pub fn robot_jid(app: &str) -> String {
     format!("set {setting} to the app's Bot JID (Marketplace: your app, Features, Chatbot)")
 }
 
+/// What `plan` of `app` may be, and where it is set.
+pub fn plan(app: &str) -> String {
+    let setting = app_setting(app, "ZOOM_PLAN (or `plan` in zoomcast.toml)", "plan");
+    format!(
+        "set {setting} to free, pro or business (Business and up), or leave it out to learn the \
+         limits from Zoom's 429s"
+    )
+}
+
 /// Where a user sets `key` of `app`: the environment variable `env` for the default app, its
 /// table in `zoomcast.toml` for the others.
 fn app_setting(app: &str, env: &str, key: &str) -> String {
