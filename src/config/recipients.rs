@@ -98,17 +98,17 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
         line: 0,
         message: format!("cannot read {}: {e}", path.display()),
     };
-    let mut file = open_regular(path).map_err(cannot)?;
-    if !file.metadata().map_err(cannot)?.is_file() {
-        return Err(FileProblem {
+    let mut file = open_regular(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => FileProblem {
             line: 0,
             message: format!(
-                "{} is not a regular file; name a text file of addresses (one per line, or CSV \
-                 with an `email` column)",
+                "{}: {e}; name a text file of addresses (one per line, or CSV with an `email` \
+                 column)",
                 path.display()
             ),
-        });
-    }
+        },
+        _ => cannot(e),
+    })?;
     let mut first = String::new();
     {
         let mut probe = BufReader::new(LineLimited::new(&mut file));
@@ -169,15 +169,24 @@ pub fn open_file(path: &Path) -> Result<(Vec<String>, RecipientStream), FileProb
     }
 }
 
-/// Opens `path` for reading without waiting on it: a named pipe with no writer would block the
-/// open itself, before the caller can see that it is no regular file. (`O_NONBLOCK` changes
-/// nothing for a regular file's reads.)
+/// Opens `path` for reading if it is a regular file; anything else (a device, a pipe, a
+/// directory) is an `InvalidInput` error saying so. The open does not wait: a named pipe with
+/// no writer would block the open itself, before the check. (`O_NONBLOCK` changes nothing for a
+/// regular file's reads.)
 pub fn open_regular(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    File::options()
+    let file = File::options()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed())
-        .open(path)
+        .open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a device, a pipe or a directory)",
+        ))
+    }
 }
 
 /// A reader that fails once a line runs past [`MAX_LINE_BYTES`], so neither a line reader nor
