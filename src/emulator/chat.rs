@@ -14,14 +14,13 @@ use serde_json::{Value, json};
 
 use super::Knobs;
 use super::faults::{api_error, bearer, latency_and_faults, per_second_limit, too_many_requests};
-use super::state::{Delivered, Emulator, TokenKind};
+use super::state::{ApiRequest, Delivered, Emulator, TokenKind};
 
 const REQUIRED: [&str; 5] = ["robot_jid", "to_jid", "account_id", "user_jid", "content"];
 
 /// `POST /v2/im/chat/messages`.
 pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: Bytes) -> Response {
-    let _counted = emu.in_flight();
-    emu.inner().send_attempts.push(std::time::Instant::now());
+    let _counted = emu.in_flight(ApiRequest::Send);
     if let Some(fault) = latency_and_faults(&emu).await {
         return fault;
     }

@@ -220,11 +220,15 @@ impl Emulator {
         self.inner.lock().expect("emulator lock")
     }
 
-    /// Counts an API request in progress until the guard is dropped, keeping the peak.
-    pub(super) fn in_flight(self: &Arc<Self>) -> InFlight {
+    /// Counts an API request in progress until the guard is dropped, keeping the peak; a send
+    /// also has its arrival recorded (see [`Emulator::send_attempt_times`]). One lock for both.
+    pub(super) fn in_flight(self: &Arc<Self>, request: ApiRequest) -> InFlight {
         let mut inner = self.inner();
         inner.in_flight += 1;
         inner.stats.peak_in_flight = inner.stats.peak_in_flight.max(inner.in_flight);
+        if request == ApiRequest::Send {
+            inner.send_attempts.push(std::time::Instant::now());
+        }
         InFlight(Arc::clone(self))
     }
 
@@ -266,6 +270,15 @@ impl Emulator {
             inner.revoke(id);
         }
     }
+}
+
+/// Which API a request in progress calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ApiRequest {
+    /// `GET /v2/users/...`.
+    Lookup,
+    /// `POST /v2/im/chat/messages`.
+    Send,
 }
 
 /// An API request in progress (see [`Emulator::in_flight`]).

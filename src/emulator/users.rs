@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::directory::Directory;
 use super::faults::{api_error, bearer, latency_and_faults, per_second_limit};
-use super::state::{Emulator, TokenKind};
+use super::state::{ApiRequest, Emulator, TokenKind};
 
 /// `GET /v2/users/{id}`.
 pub async fn get_user(
@@ -19,7 +19,7 @@ pub async fn get_user(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let _counted = emu.in_flight();
+    let _counted = emu.in_flight(ApiRequest::Lookup);
     if let Some(fault) = latency_and_faults(&emu).await {
         return fault;
     }
