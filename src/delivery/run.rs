@@ -206,7 +206,8 @@ impl Engine {
         };
         let file = std::path::absolute(&job.path).unwrap_or_else(|_| job.path.clone());
         let Some(mut record) = existing else {
-            let record = (self.runs)
+            let record = self
+                .runs
                 .start(&job.name, &job.app, Some(file), scheduled_for)
                 .await?;
             return Ok(Begin::Work(record));
@@ -235,7 +236,6 @@ impl Engine {
             )
             .into());
         }
-        record.job_file = Some(file);
         if !record.status.is_unfinished() {
             tracing::info!(
                 "job `{}`: tick {} already ran as run {} ({}); not running it again",
@@ -255,6 +255,7 @@ impl Engine {
         record.status = RunStatus::Running;
         record.finished_at = None;
         record.resumes += 1;
+        record.job_file = Some(file);
         self.runs.put(&record).await?;
         Ok(Begin::Work(record))
     }
