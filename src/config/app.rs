@@ -268,50 +268,44 @@ impl Config {
                     .help(help),
             )
         };
+        // A problem with one of this app's settings, with its fix.
+        let problem = |message: String, help: String| {
+            Invalid::one(
+                Diagnostic::whole(self.source.as_deref(), format!("app `{name}`: {message}"))
+                    .help(help),
+            )
+        };
         let url = |key: &str, value: Option<&String>, default: &str| {
             let text = value.map_or(default, String::as_str);
-            zoom_url(text).map_err(|problem| {
-                Invalid::one(
-                    Diagnostic::whole(
-                        self.source.as_deref(),
-                        format!(
-                            "app `{name}`: {key} `{}` {problem}",
-                            crate::output::clean(text, 100)
-                        ),
-                    )
-                    .help(
-                        "write an https URL such as https://zoom.us (plain http only for \
-                         localhost or 127.0.0.1, such as the emulator)",
-                    ),
+            zoom_url(text).map_err(|why| {
+                problem(
+                    format!("{key} `{}` {why}", crate::output::clean(text, 100)),
+                    "write an https URL such as https://zoom.us (plain http only for localhost \
+                     or 127.0.0.1, such as the emulator)"
+                        .into(),
                 )
             })
         };
         let plan = match raw.plan.as_deref() {
             None => None,
             Some(text) => Some(text.parse::<Plan>().map_err(|()| {
-                Invalid::one(
-                    Diagnostic::whole(
-                        self.source.as_deref(),
-                        format!(
-                            "app `{name}`: plan `{}` is not a Zoom plan",
-                            crate::output::clean(text, 40)
-                        ),
-                    )
-                    .help(super::help::plan(name)),
+                problem(
+                    format!(
+                        "plan `{}` is not a Zoom plan",
+                        crate::output::clean(text, 40)
+                    ),
+                    super::help::plan(name),
                 )
             })?),
         };
         let keepalive_days = raw.keepalive_days.unwrap_or(DEFAULT_KEEPALIVE_DAYS);
         if keepalive_days > MAX_KEEPALIVE_DAYS {
-            return Err(Invalid::one(
-                Diagnostic::whole(
-                    self.source.as_deref(),
-                    format!("app `{name}`: keepalive_days = {keepalive_days} is out of range"),
-                )
-                .help(format!(
-                    "write 0 (never) to {MAX_KEEPALIVE_DAYS}; Zoom's refresh tokens lapse \
-                     after about 90 days unused"
-                )),
+            return Err(problem(
+                format!("keepalive_days = {keepalive_days} is out of range"),
+                format!(
+                    "write 0 (never) to {MAX_KEEPALIVE_DAYS}; Zoom's refresh tokens lapse after \
+                     about 90 days unused"
+                ),
             ));
         }
         Ok(AppConfig {
