@@ -15,7 +15,7 @@ use crate::zoom::backoff::backoff;
 use crate::zoom::{Disposition, ZoomError};
 
 use super::journal::JournalError;
-use super::limiter::Limiter;
+use super::limiter::{Limiter, Turn};
 
 /// The longest `Retry-After` a run waits out; a longer one (Zoom's daily limit) stops it.
 const MAX_PATIENCE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
@@ -165,14 +165,14 @@ pub(super) struct Pace<'a> {
 }
 
 impl Pace<'_> {
-    /// Waits for a request slot, then for the ceiling's and the shared limiter's turns. `None`
-    /// when the shared limiter voided the turn while this caller waited (Zoom pushed back):
-    /// the caller takes a new one at the new pace.
+    /// Waits for a request slot, then for the ceiling's and the shared limiter's turns, and
+    /// gives the slot with the turn. `None` when the shared limiter voided the turn while this
+    /// caller waited (Zoom pushed back): the caller takes a new one at the new pace.
     async fn turn(
         &self,
         cancel: &CancellationToken,
         ceiling_taken: &mut bool,
-    ) -> Result<Option<SemaphorePermit<'_>>, Stop> {
+    ) -> Result<Option<(SemaphorePermit<'_>, Turn)>, Stop> {
         let slot = tokio::select! {
             slot = self.slots.acquire() => slot.map_err(|_| Stop::Shutdown)?,
             () = cancel.cancelled() => return Err(Stop::Shutdown),
@@ -190,7 +190,7 @@ impl Pace<'_> {
                 last: "every request is paused by an earlier 429".to_owned(),
             })?;
         wait_until(turn.at, cancel).await?;
-        Ok(self.shared.stands(turn).then_some(slot))
+        Ok(self.shared.stands(turn).then_some((slot, turn)))
     }
 }
 
@@ -224,7 +224,7 @@ where
     let mut ceiling_taken = pace.ceiling_taken;
     let limiter = pace.shared;
     loop {
-        let Some(slot) = pace.turn(cancel, &mut ceiling_taken).await? else {
+        let Some((slot, turn)) = pace.turn(cancel, &mut ceiling_taken).await? else {
             continue; // Zoom pushed back while this caller waited: a new turn at the new pace
         };
         // The token is fetched for every attempt (it is cached): a wait may outlive it.
@@ -276,7 +276,7 @@ where
                 });
             }
             Disposition::Retry { after: Some(after) } if after > MAX_PATIENCE => {
-                limiter.throttled(Some(after));
+                limiter.throttled(turn, Some(after));
                 return Err(Stop::RateLimitedFor {
                     wait: after,
                     last: error.to_string(),
@@ -285,7 +285,7 @@ where
             Disposition::Retry { after } if tries < max_attempts => {
                 renewed = false;
                 if error.is_rate_limited() {
-                    limiter.throttled(after);
+                    limiter.throttled(turn, after);
                 }
                 let wait = backoff(tries, after, &mut rand::thread_rng());
                 tracing::debug!("retrying in {wait:?} after: {error}");

@@ -10,7 +10,9 @@
 //! a minute after the cut before probing higher: pacing at the limit itself draws a 429 every
 //! few seconds, and each costs its request a whole `Retry-After`. The rejected request itself
 //! waits at least its `Retry-After` (see `call`); a long `Retry-After` (Zoom's daily limit
-//! says "tomorrow") pauses every caller.
+//! says "tomorrow") pauses every caller. So does a 429 on a request made at the new pace
+//! within a second of the cut: Zoom's second was already spent (it counts in fixed windows),
+//! and every request until it turns over would be refused one by one.
 //!
 //! A 429 less than a second after the limiter got busy is thin evidence: the second it counted
 //! may have been mostly spent by someone else (the run just before, another app of the
@@ -211,8 +213,8 @@ impl Limiter {
         }
     }
 
-    /// Zoom answered 429, asking (maybe) to wait `retry_after`.
-    pub fn throttled(&self, retry_after: Option<Duration>) {
+    /// Zoom answered 429 to the request made on `turn`, asking (maybe) to wait `retry_after`.
+    pub fn throttled(&self, turn: Turn, retry_after: Option<Duration>) {
         let mut s = self.state.lock().expect("limiter lock");
         let now = Instant::now();
         if let Some(until) = retry_after
@@ -222,7 +224,10 @@ impl Limiter {
             s.paused_until = s.paused_until.max(until);
             self.epoch.fetch_add(1, Ordering::AcqRel);
         }
-        if s.last_cut.is_some_and(|t| now.duration_since(t) < SECOND) {
+        if let Some(cut) = s.last_cut.filter(|t| now.duration_since(*t) < SECOND) {
+            if self.stands(turn) {
+                self.wait_out_the_spent_second(&mut s, cut, retry_after);
+            }
             return; // the rest of a burst that was already in flight
         }
         let thin = now.duration_since(s.busy_since) < SECOND;
@@ -263,6 +268,24 @@ impl Limiter {
         tracing::info!("zoom is rate limiting: pacing to {rate:.1} requests/s");
     }
 
+    /// A request paced at the rate of the cut `cut` was refused too: the budget of Zoom's
+    /// second was spent before the cut, and every caller waits until Zoom says it is back
+    /// (`retry_after`, or a second after the cut, by when every request that spent it is out
+    /// of any one-second window), where each would otherwise spend a request to learn it.
+    fn wait_out_the_spent_second(
+        &self,
+        s: &mut State,
+        cut: Instant,
+        retry_after: Option<Duration>,
+    ) {
+        let until = retry_after
+            .and_then(|w| Instant::now().checked_add(w))
+            .unwrap_or(cut + SECOND);
+        s.paused_until = s.paused_until.max(until);
+        s.last_growth = s.last_growth.max(until); // a pause is no evidence of a higher limit
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// The current rate, `None` when unlimited.
     pub fn rate(&self) -> Option<f64> {
         self.state.lock().expect("limiter lock").rate
@@ -281,20 +304,21 @@ pub(super) mod tests {
     use super::*;
 
     impl Limiter {
-        /// Waits for this caller's turn, however long.
-        pub(crate) async fn acquire(&self) {
+        /// Waits for this caller's turn, however long, and gives it.
+        pub(crate) async fn acquire(&self) -> Turn {
             let turn = self.reserve(Duration::MAX).expect("no patience limit");
             tokio::time::sleep_until(turn.at).await;
+            turn
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_429_paces_below_the_accepted_rate_and_a_long_retry_after_pauses_all() {
         let limiter = Limiter::default();
-        burst(&limiter, 20).await;
+        let turn = burst(&limiter, 20).await;
         assert_eq!(limiter.rate(), None, "unlimited until zoom pushes back");
-        limiter.throttled(Some(Duration::from_secs(1)));
-        limiter.throttled(Some(Duration::from_secs(1)));
+        limiter.throttled(turn, Some(Duration::from_secs(1)));
+        limiter.throttled(turn, Some(Duration::from_secs(1)));
         assert_eq!(limiter.rate(), Some(19.0), "cut once, to 95% of 20/s");
         let start = Instant::now();
         limiter.acquire().await;
@@ -303,8 +327,9 @@ pub(super) mod tests {
             Duration::ZERO,
             "a short Retry-After is the rejected request's own wait"
         );
+        let mut turn = turn;
         for _ in 0..19 {
-            limiter.acquire().await;
+            turn = limiter.acquire().await;
         }
         // 19 more at 19/s: one second (the paused clock's timers round up to a millisecond).
         let paced = start.elapsed();
@@ -312,14 +337,14 @@ pub(super) mod tests {
             paced >= Duration::from_secs(1) && paced <= Duration::from_millis(1010),
             "{paced:?}"
         );
-        limiter.throttled(Some(Duration::from_secs(3600)));
+        limiter.throttled(turn, Some(Duration::from_secs(3600)));
         let start = Instant::now();
-        limiter.acquire().await;
+        let turn = limiter.acquire().await;
         assert!(
             start.elapsed() >= Duration::from_secs(3600),
             "a daily limit pauses everyone"
         );
-        limiter.throttled(Some(Duration::from_secs(3600)));
+        limiter.throttled(turn, Some(Duration::from_secs(3600)));
         let left = limiter.reserve(Duration::from_secs(900)).unwrap_err();
         assert!(
             left > Duration::from_secs(3599),
@@ -328,15 +353,42 @@ pub(super) mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_request_refused_at_the_new_pace_makes_everyone_wait_out_the_spent_second() {
+        for retry_after in [Some(Duration::from_millis(700)), None] {
+            let limiter = Limiter::default();
+            let in_flight = burst(&limiter, 20).await;
+            limiter.throttled(in_flight, retry_after);
+            tokio::time::advance(Duration::from_millis(100)).await;
+            limiter.throttled(in_flight, retry_after);
+            let start = Instant::now();
+            let paced = limiter.acquire().await;
+            assert_eq!(
+                start.elapsed(),
+                Duration::ZERO,
+                "the rest of the burst in flight is no news: nobody waits"
+            );
+            limiter.throttled(paced, retry_after);
+            assert!(!limiter.stands(paced), "waiting turns are void");
+            let waited = limiter.acquire().await.at - start;
+            let expected = retry_after.unwrap_or(Duration::from_millis(900));
+            assert_eq!(
+                waited, expected,
+                "everyone waits for Zoom's Retry-After, or a second after the cut"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn recovers_gradually_to_a_plateau_then_probes_higher() {
         let limiter = Limiter::default();
         // Requests for over a second: the cut rests on a whole second of evidence.
+        let mut turn = limiter.reserve(Duration::MAX).unwrap();
         for _ in 0..4 {
-            limiter.acquire().await;
+            turn = limiter.acquire().await;
             limiter.accepted();
             tokio::time::advance(Duration::from_millis(400)).await;
         }
-        limiter.throttled(None);
+        limiter.throttled(turn, None);
         let cut = limiter.rate().unwrap();
         assert!(
             (cut - 2.0 * CUT_TO).abs() < 1e-9,
@@ -369,20 +421,25 @@ pub(super) mod tests {
     }
 
     /// `n` requests as fast as the limiter lets them go, every one accepted.
-    async fn burst(limiter: &Limiter, n: usize) {
+    async fn burst(limiter: &Limiter, n: usize) -> Turn {
+        let mut turn = limiter.reserve(Duration::MAX).expect("no pause");
         for _ in 0..n {
-            limiter.acquire().await;
+            turn = limiter.acquire().await;
             limiter.accepted();
         }
+        turn
     }
 
     /// Requests for `how_long`, every one accepted.
-    pub(crate) async fn busy(limiter: &Limiter, how_long: Duration) {
+    pub(crate) async fn busy(limiter: &Limiter, how_long: Duration) -> Turn {
         let start = Instant::now();
-        while start.elapsed() < how_long {
-            limiter.acquire().await;
+        loop {
+            let turn = limiter.acquire().await;
             limiter.accepted();
             tokio::time::advance(Duration::from_millis(50)).await;
+            if start.elapsed() >= how_long {
+                return turn;
+            }
         }
     }
 
@@ -392,13 +449,13 @@ pub(super) mod tests {
         // Idle (a scheduler between runs), then a run whose first second the run before it
         // had mostly spent: 2 of ours got through.
         tokio::time::advance(Duration::from_secs(10)).await;
-        burst(&limiter, 2).await;
-        limiter.throttled(Some(Duration::from_secs(1)));
+        let turn = burst(&limiter, 2).await;
+        limiter.throttled(turn, Some(Duration::from_secs(1)));
         let kept = limiter.rate().unwrap();
         assert!(kept >= 20.0, "not cut to 1.9/s: {kept}");
         // After a whole second of requests, a 429 is evidence.
-        busy(&limiter, Duration::from_millis(1100)).await;
-        limiter.throttled(Some(Duration::from_secs(1)));
+        let turn = busy(&limiter, Duration::from_millis(1100)).await;
+        limiter.throttled(turn, Some(Duration::from_secs(1)));
         let cut = limiter.rate().unwrap();
         assert!(cut < kept, "{cut}");
         let plateau = limiter.measured().unwrap();
@@ -408,15 +465,15 @@ pub(super) mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_first_429_on_thin_evidence_grows_back_fast_until_one_on_a_whole_second() {
         let limiter = Limiter::default();
-        burst(&limiter, 2).await;
-        limiter.throttled(Some(Duration::from_secs(1)));
+        let turn = burst(&limiter, 2).await;
+        limiter.throttled(turn, Some(Duration::from_secs(1)));
         assert_eq!(limiter.rate(), Some(2.0 * CUT_TO), "all there is to go on");
         assert_eq!(limiter.measured(), None, "too thin to remember");
         tokio::time::advance(Duration::from_secs(1)).await;
         limiter.accepted();
         assert!((limiter.rate().unwrap() - 2.0 * CUT_TO * PROBE).abs() < 1e-9);
-        busy(&limiter, Duration::from_millis(1100)).await;
-        limiter.throttled(Some(Duration::from_secs(1)));
+        let turn = busy(&limiter, Duration::from_millis(1100)).await;
+        limiter.throttled(turn, Some(Duration::from_secs(1)));
         let cut = limiter.rate().unwrap();
         assert!(limiter.measured().is_some(), "a whole second of evidence");
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -432,13 +489,13 @@ pub(super) mod tests {
     async fn a_documented_limit_paces_from_the_start_and_caps_recovery() {
         let limiter = Limiter::documented(20);
         assert_eq!(limiter.rate(), Some(19.0));
-        busy(&limiter, Duration::from_secs(120)).await;
+        let turn = busy(&limiter, Duration::from_secs(120)).await;
         assert_eq!(
             limiter.rate(),
             Some(19.0),
             "never probes above the plan's limit"
         );
-        limiter.throttled(Some(Duration::from_secs(1)));
+        limiter.throttled(turn, Some(Duration::from_secs(1)));
         let cut = limiter.rate().unwrap();
         assert!(cut < 19.0, "another app's traffic still cuts it: {cut}");
         busy(&limiter, Duration::from_secs(120)).await;
@@ -472,25 +529,26 @@ pub(super) mod tests {
         let before = limiter.reserve(Duration::MAX).unwrap();
         assert!(limiter.stands(before));
         limiter.accepted();
-        limiter.throttled(None);
+        limiter.throttled(before, None);
         assert!(!limiter.stands(before), "a turn taken at the old pace");
         let after = limiter.reserve(Duration::MAX).unwrap();
         assert!(limiter.stands(after));
-        limiter.throttled(Some(Duration::from_secs(3600)));
+        limiter.throttled(after, Some(Duration::from_secs(3600)));
         assert!(!limiter.stands(after), "a daily limit's pause voids it too");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_429_with_nothing_accepted_is_no_evidence() {
         let limiter = Limiter::default();
-        limiter.throttled(None);
+        let turn = limiter.reserve(Duration::MAX).unwrap();
+        limiter.throttled(turn, None);
         assert_eq!(
             limiter.rate(),
             None,
             "the quota may be another app's: backoff handles it"
         );
         limiter.accepted();
-        limiter.throttled(Some(Duration::from_secs(u64::MAX)));
+        limiter.throttled(turn, Some(Duration::from_secs(u64::MAX)));
         assert_eq!(
             limiter.rate(),
             Some(CUT_TO),

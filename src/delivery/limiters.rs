@@ -132,12 +132,12 @@ mod tests {
         let users = first.get("a", Endpoint::Users);
         assert_eq!(chat.rate(), None, "nothing remembered yet");
         // The users limiter's first 429 comes at once: too thin to remember.
-        users.acquire().await;
+        let turn = users.acquire().await;
         users.accepted();
-        users.throttled(None);
+        users.throttled(turn, None);
         assert!(users.rate().is_some() && users.measured().is_none());
-        busy(&chat, Duration::from_millis(1100)).await;
-        chat.throttled(Some(Duration::from_secs(1)));
+        let turn = busy(&chat, Duration::from_millis(1100)).await;
+        chat.throttled(turn, Some(Duration::from_secs(1)));
         let measured = chat.measured().expect("a whole second of evidence");
         first.remember("a");
 

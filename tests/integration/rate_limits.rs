@@ -331,7 +331,9 @@ fn two_jobs_at_once_share_the_send_limit_with_few_429s() {
         stats.sends_rate_limited + stats.sends_accepted,
     );
     eprintln!("{refused} of {sends} sends answered 429");
-    // Both runs start into a limit nobody knows yet, each with its senders in flight: about
-    // one 429 per sender, then few. (5.4 to 6.2% here; with `plan` set, none at all.)
-    assert!(refused * 100 <= sends * 8, "{stats:?}");
+    // Both runs start into a limit nobody knows yet: the requests in flight when the first
+    // 429 comes back (at most both runs' 8 slots) are refused whatever the limiter does next.
+    // After that, only the few that find the limit. (With `plan` set, none at all.)
+    let in_flight_at_first_429 = 2 * 8;
+    assert!(refused <= in_flight_at_first_429 + 4, "{stats:?}");
 }
