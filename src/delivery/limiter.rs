@@ -10,9 +10,9 @@
 //! a minute after the cut before probing higher: pacing at the limit itself draws a 429 every
 //! few seconds, and each costs its request a whole `Retry-After`. The rejected request itself
 //! waits at least its `Retry-After` (see `call`); a long `Retry-After` (Zoom's daily limit
-//! says "tomorrow") pauses every caller. So does a 429 on a request made at the new pace
-//! within a second of the cut: Zoom's second was already spent (it counts in fixed windows),
-//! and every request until it turns over would be refused one by one.
+//! says "tomorrow") pauses every caller. A 429 on a request made at the new pace within a
+//! second of the cut pauses them briefly: Zoom's second was already spent (it counts in fixed
+//! windows), and every request until it turns over would be refused one by one.
 //!
 //! A 429 less than a second after the limiter got busy is thin evidence: the second it counted
 //! may have been mostly spent by someone else (the run just before, another app of the
@@ -44,6 +44,8 @@ const PLATEAU_FOR: Duration = Duration::from_secs(30);
 const SECOND: Duration = Duration::from_secs(1);
 /// A `Retry-After` at least this long pauses every caller, not just the rejected request.
 const GLOBAL_PAUSE: Duration = Duration::from_secs(5);
+/// How long every caller waits between probes of a second spent before a cut.
+const SPENT_SECOND_PROBE: Duration = Duration::from_millis(250);
 /// The slowest the limiter ever goes.
 pub(super) const MIN_RATE: f64 = 0.5;
 /// The share of a documented limit a limiter paces at: Zoom counts requests in its own
@@ -98,6 +100,8 @@ pub struct Limiter {
     /// Bumped (under the state's lock) by every cut or pause: turns handed out before it are
     /// void. Outside the lock, so that checking a turn on every request takes none.
     epoch: AtomicU64,
+    /// Requests Zoom answered 429.
+    refusals: AtomicU64,
 }
 
 impl Default for Limiter {
@@ -135,6 +139,7 @@ impl Limiter {
                 last_request: now,
             }),
             epoch: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
         }
     }
 
@@ -215,6 +220,7 @@ impl Limiter {
 
     /// Zoom answered 429 to the request made on `turn`, asking (maybe) to wait `retry_after`.
     pub fn throttled(&self, turn: Turn, retry_after: Option<Duration>) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
         let mut s = self.state.lock().expect("limiter lock");
         let now = Instant::now();
         if let Some(until) = retry_after
@@ -226,7 +232,7 @@ impl Limiter {
         }
         if let Some(cut) = s.last_cut.filter(|t| now.duration_since(*t) < SECOND) {
             if self.stands(turn) {
-                self.wait_out_the_spent_second(&mut s, cut, retry_after);
+                self.wait_out_the_spent_second(&mut s, cut);
             }
             return; // the rest of a burst that was already in flight
         }
@@ -269,21 +275,21 @@ impl Limiter {
     }
 
     /// A request paced at the rate of the cut `cut` was refused too: the budget of Zoom's
-    /// second was spent before the cut, and every caller waits until Zoom says it is back
-    /// (`retry_after`, or a second after the cut, by when every request that spent it is out
-    /// of any one-second window), where each would otherwise spend a request to learn it.
-    fn wait_out_the_spent_second(
-        &self,
-        s: &mut State,
-        cut: Instant,
-        retry_after: Option<Duration>,
-    ) {
-        let until = retry_after
-            .and_then(|w| Instant::now().checked_add(w))
-            .unwrap_or(cut + SECOND);
+    /// second was spent before the cut. Every caller waits a quarter second, so that one
+    /// request at a time probes whether Zoom's window has turned over, where each would
+    /// otherwise spend a request to learn it (and waiting out a whole `Retry-After` of "1"
+    /// loses half a second on average). A second after the cut every request that spent the
+    /// budget is out of any one-second window, so no pause reaches past it.
+    fn wait_out_the_spent_second(&self, s: &mut State, cut: Instant) {
+        let until = (Instant::now() + SPENT_SECOND_PROBE).min(cut + SECOND);
         s.paused_until = s.paused_until.max(until);
         s.last_growth = s.last_growth.max(until); // a pause is no evidence of a higher limit
         self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many requests Zoom answered 429.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
     }
 
     /// The current rate, `None` when unlimited.
@@ -353,29 +359,33 @@ pub(super) mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_request_refused_at_the_new_pace_makes_everyone_wait_out_the_spent_second() {
-        for retry_after in [Some(Duration::from_millis(700)), None] {
-            let limiter = Limiter::default();
-            let in_flight = burst(&limiter, 20).await;
-            limiter.throttled(in_flight, retry_after);
-            tokio::time::advance(Duration::from_millis(100)).await;
-            limiter.throttled(in_flight, retry_after);
-            let start = Instant::now();
-            let paced = limiter.acquire().await;
+    async fn a_request_refused_at_the_new_pace_pauses_everyone_until_the_spent_second_is_over() {
+        let limiter = Limiter::default();
+        let in_flight = burst(&limiter, 20).await;
+        let cut = Instant::now();
+        limiter.throttled(in_flight, Some(Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        limiter.throttled(in_flight, Some(Duration::from_secs(1)));
+        let paced = limiter.acquire().await;
+        assert_eq!(
+            cut.elapsed(),
+            Duration::from_millis(100),
+            "the rest of the burst in flight is no news: nobody waits"
+        );
+        // Each request made at the new pace and refused pauses every caller a quarter second,
+        // up to a second after the cut.
+        let mut refused = paced;
+        for expected in [350, 600, 850, 1000] {
+            limiter.throttled(refused, None);
+            assert!(!limiter.stands(refused), "waiting turns are void");
+            refused = limiter.acquire().await;
             assert_eq!(
-                start.elapsed(),
-                Duration::ZERO,
-                "the rest of the burst in flight is no news: nobody waits"
-            );
-            limiter.throttled(paced, retry_after);
-            assert!(!limiter.stands(paced), "waiting turns are void");
-            let waited = limiter.acquire().await.at - start;
-            let expected = retry_after.unwrap_or(Duration::from_millis(900));
-            assert_eq!(
-                waited, expected,
-                "everyone waits for Zoom's Retry-After, or a second after the cut"
+                refused.at - cut,
+                Duration::from_millis(expected),
+                "one probe at a time"
             );
         }
+        assert_eq!(limiter.rate(), Some(19.0), "pauses do not cut again");
     }
 
     #[tokio::test(start_paused = true)]
