@@ -18,7 +18,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::state::{Delivery, Grant, RunId, RunRecord, StateError, Store};
+use crate::state::{Delivery, Grant, OptOut, RunId, RunRecord, StateError, Store};
 
 /// The socket's file name in the state directory.
 pub const SOCKET: &str = "control.sock";
@@ -68,6 +68,11 @@ pub enum Request {
         /// The job file (absolute).
         path: PathBuf,
     },
+    /// The users who told a bot `stop`, of one app or of every app.
+    OptOuts {
+        /// Only this app's.
+        app: Option<String>,
+    },
 }
 
 /// What the answer is.
@@ -86,6 +91,8 @@ pub enum Response {
     Report(RunRecord, Vec<Delivery>),
     /// A dry run found the job ready to send.
     Checked(Checked),
+    /// Opt-outs.
+    OptOuts(Vec<OptOut>),
     /// The job or configuration is invalid (exit 2).
     Invalid(String),
     /// The request failed.
@@ -177,6 +184,7 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
             }
             Response::Grants(rows)
         }
+        Request::OptOuts { app } => Response::OptOuts(store.optouts()?.list(app.as_deref())?),
         Request::RunJob { .. } | Request::CheckJob { .. } => {
             Response::Failed("running a job needs the scheduler; none answered".into())
         }

@@ -7,6 +7,8 @@
 //!
 //! - [`cli`]: the command line, one file per command; the only place that prints reports.
 //! - [`schedule`]: the scheduler daemon and the planning of missed ticks and jitter.
+//! - [`server`]: the HTTP server (`serve`, `schedule --listen`): Zoom's webhooks, `/healthz`,
+//!   `/metrics`.
 //! - [`control`]: the scheduler's control socket, for commands run beside it.
 //! - [`report`]: human and JSON output of runs.
 //! - [`shutdown`]: SIGTERM, SIGINT and SIGHUP, one way for every command that runs jobs.
@@ -20,9 +22,10 @@
 //!   two token types), [`user`] (a Zoom user), [`cron`] (crontab expressions with crontab's
 //!   meaning, DST-correct), [`output`] (printing that never panics, text safe to show).
 //!
-//! Dependencies point one way, down this list: `cli` → `schedule` → `delivery` → `auth` →
-//! `zoom`/`state`/`config` → the vocabulary; `control` and `report` sit beside `schedule`
-//! (`control` on `state`, `report` on `delivery`). No module depends on one above it.
+//! Dependencies point one way, down this list: `cli` → `schedule` → `server` → `delivery` →
+//! `auth` → `zoom`/`state`/`config` → the vocabulary; `control` and `report` sit beside
+//! `schedule` (`control` on `state`, `report` on `delivery`). No module depends on one above
+//! it.
 
 #[macro_use]
 pub mod output;
@@ -36,6 +39,7 @@ pub mod delivery;
 pub mod emulator;
 pub mod report;
 pub mod schedule;
+pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod token;

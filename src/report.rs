@@ -104,8 +104,13 @@ fn hint(report: &RunReport) -> Option<String> {
 /// One line saying how a run went: `run 7 of job `standup` succeeded: 3 recipients, 3 sent, ...`.
 pub fn run_summary(r: &RunRecord) -> String {
     let c = &r.counts;
+    let opted_out = if c.opted_out > 0 {
+        format!(", {} opted out", c.opted_out)
+    } else {
+        String::new()
+    };
     format!(
-        "run {} of job `{}` {}: {} recipients, {} sent, {} failed, {} uncertain ({})",
+        "run {} of job `{}` {}: {} recipients, {} sent, {} failed, {} uncertain{opted_out} ({})",
         r.id,
         r.job,
         r.status,
@@ -131,6 +136,7 @@ pub fn deliveries_text(deliveries: &[Delivery]) -> String {
             DeliveryState::Sent { message_id } => format!("message {message_id}"),
             DeliveryState::Failed { message, .. } => crate::output::clean(message, MESSAGE_CHARS),
             DeliveryState::Uncertain => "the outcome of the send was lost in a crash".to_owned(),
+            DeliveryState::OptedOut => "not sent: they told the bot `stop`".to_owned(),
             DeliveryState::Pending | DeliveryState::Sending => String::new(),
         };
         let email = crate::output::clean(&d.email, 320);

@@ -74,6 +74,9 @@ pub struct AppTokens {
     /// The access token the last refresh produced, until a call succeeds with it.
     unproven: Arc<std::sync::Mutex<Option<UserToken>>>,
     bot: Mutex<Option<BotToken>>,
+    /// Refreshes of this process that rotated the grant, and that failed.
+    refreshed: std::sync::atomic::AtomicU64,
+    refresh_failed: std::sync::atomic::AtomicU64,
 }
 
 impl AppTokens {
@@ -86,6 +89,8 @@ impl AppTokens {
             user: Arc::new(Mutex::new(None)),
             unproven: Arc::default(),
             bot: Mutex::new(None),
+            refreshed: std::sync::atomic::AtomicU64::new(0),
+            refresh_failed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -172,9 +177,25 @@ impl AppTokens {
             grants: self.grants.clone(),
             unproven: self.unproven.clone(),
         };
-        tokio::spawn(refresher.run(slot))
+        let result = tokio::spawn(refresher.run(slot))
             .await
-            .expect("the refresh task does not panic")
+            .expect("the refresh task does not panic");
+        let counter = if result.is_ok() {
+            &self.refreshed
+        } else {
+            &self.refresh_failed
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    /// How many refreshes this process made: (succeeded, failed).
+    pub fn refreshes(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.refreshed.load(Relaxed),
+            self.refresh_failed.load(Relaxed),
+        )
     }
 
     /// A call succeeded with `token`: Zoom accepts what the last refresh produced.

@@ -7,8 +7,10 @@ mod demo;
 mod emulator;
 mod history;
 mod jobs;
+mod optouts;
 mod run;
 mod schedule;
+mod serve;
 mod state;
 mod validate;
 
@@ -65,6 +67,10 @@ enum Command {
     Jobs(jobs::Args),
     /// Past runs and their per-recipient outcomes.
     History(history::Args),
+    /// Recipients who told the bot `stop`, per app and account.
+    Optouts(optouts::Args),
+    /// Installs, OAuth redirects, Zoom webhooks, /healthz and /metrics.
+    Serve(serve::Args),
     /// A local Zoom emulator (OAuth, Users, Chatbot) for trials and tests.
     Emulator(emulator::Args),
     /// Start the emulator in-process and run jobs/example.toml against it.
@@ -154,6 +160,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Schedule(args) => schedule::run(&ctx, &args).await,
         Command::Jobs(args) => jobs::run(&ctx, &args).await,
         Command::History(args) => history::run(&ctx, &args).await,
+        Command::Optouts(args) => optouts::run(&ctx, &args).await,
+        Command::Serve(args) => serve::run(&ctx, &args).await,
         Command::Emulator(args) => emulator::run(&args).await,
         Command::Demo => demo::run(&ctx).await,
     }

@@ -1,7 +1,10 @@
 //! `schedule`: the daemon. Opens the state directory (waiting a little for a short command
 //! that holds it), binds the control socket and runs the scheduler service until SIGTERM or
-//! SIGINT and the drain after it (see [`crate::schedule::service`]), then exits 0.
+//! SIGINT and the drain after it (see [`crate::schedule::service`]), then exits 0. With
+//! `--listen`, the service also serves what `serve` does; `serve` is the same service with no
+//! schedule.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,35 +28,71 @@ pub(super) struct Args {
     /// How often the jobs directory is checked for changed files.
     #[arg(long, default_value = "2s", value_parser = super::positive_duration)]
     watch_every: Duration,
+    /// Also serve what `serve` serves (webhooks, /healthz, /metrics) at this address.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    // Listening before anything announces the scheduler: a SIGTERM right after start must
+    run_service(ctx, Some(args.watch_every), args.listen, args.drain).await
+}
+
+/// Runs the service: the scheduler when `watch_every` is given (else only runs asked for
+/// through the control socket), and the HTTP server when `listen` is.
+pub(super) async fn run_service(
+    ctx: &Context,
+    watch_every: Option<Duration>,
+    listen: Option<SocketAddr>,
+    drain: Duration,
+) -> anyhow::Result<Outcome> {
+    // Listening before anything announces the service: a SIGTERM right after start must
     // drain it, not kill it.
     let signals = Signals::listen().context("listening for signals")?;
+    // Bound before the state is taken: a port in use is found before anything else is held.
+    let listener = match listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (is another server using it?)"))?,
+        ),
+        None => None,
+    };
     let store = Arc::new(open_store_patiently(ctx).await?);
     // Bound first: commands finding the state locked look for the socket.
-    let listener = control::bind(store.dir())
+    let socket = control::bind(store.dir())
         .with_context(|| format!("opening the control socket in {}", store.dir().display()))?;
     let config = Arc::new(ctx.config.clone());
     let jobs_dir = ctx.jobs_dir.clone();
-    let initial = crate::config::jobs_dir::load(&config, &jobs_dir)?;
-    tracing::info!(
-        "scheduler started (pid {}): {} jobs from {}, {} invalid",
-        std::process::id(),
-        initial.jobs.len(),
-        jobs_dir.display(),
-        initial.broken.len()
-    );
+    let initial = match watch_every {
+        Some(_) => crate::config::jobs_dir::load(&config, &jobs_dir)?,
+        None => crate::config::JobSet::default(),
+    };
+    if watch_every.is_some() {
+        tracing::info!(
+            "scheduler started (pid {}): {} jobs from {}, {} invalid",
+            std::process::id(),
+            initial.jobs.len(),
+            jobs_dir.display(),
+            initial.broken.len()
+        );
+    }
+    if let Some(listener) = &listener {
+        tracing::info!(
+            "serving webhooks, /healthz and /metrics on http://{} (pid {})",
+            listener.local_addr()?,
+            std::process::id()
+        );
+    }
     Service {
         config,
         store,
         jobs_dir,
         initial,
-        listener,
+        listener: socket,
         signals,
-        drain: args.drain,
-        watch_every: args.watch_every,
+        drain,
+        watch_every,
+        listen: listener,
     }
     .run()
     .await?;

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 
 use crate::control::{self, AppGrant, Checked, Request, Response};
 use crate::delivery::RunReport;
-use crate::state::{Delivery, RunId, RunRecord, StateError, Store};
+use crate::state::{Delivery, OptOut, RunId, RunRecord, StateError, Store};
 
 /// How long a command waits for a starting scheduler to bind its socket.
 const SOCKET_PATIENCE: Duration = Duration::from_secs(2);
@@ -76,6 +76,14 @@ impl State {
         match self.ask(&Request::Grants { apps }).await? {
             Response::Grants(grants) => Ok(grants),
             _ => Err(unexpected("grants")),
+        }
+    }
+
+    /// The users who told a bot `stop`, of `app` or of every app.
+    pub(super) async fn optouts(&self, app: Option<String>) -> anyhow::Result<Vec<OptOut>> {
+        match self.ask(&Request::OptOuts { app }).await? {
+            Response::OptOuts(optouts) => Ok(optouts),
+            _ => Err(unexpected("opt-outs")),
         }
     }
 

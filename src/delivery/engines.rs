@@ -73,6 +73,30 @@ impl Engines {
         Ok(built)
     }
 
+    /// How many requests Zoom answered 429 in this process, by endpoint name.
+    pub fn rate_limited(&self) -> Vec<(&'static str, u64)> {
+        self.limiters
+            .rate_limited()
+            .into_iter()
+            .map(|(endpoint, n)| (endpoint.name(), n))
+            .collect()
+    }
+
+    /// The user-token refreshes of this process, per app built so far: (app, succeeded,
+    /// failed).
+    pub fn token_refreshes(&self) -> Vec<(String, u64, u64)> {
+        let apps = self.apps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts: Vec<_> = apps
+            .iter()
+            .map(|(name, app)| {
+                let (ok, failed) = app.engine.tokens.refreshes();
+                (name.clone(), ok, failed)
+            })
+            .collect();
+        counts.sort();
+        counts
+    }
+
     /// Runs `job` with its app's engine, as that app's sender.
     pub async fn run(&self, job: &Job, options: RunOptions) -> anyhow::Result<RunReport> {
         let app = self.app(&job.app)?;

@@ -189,7 +189,8 @@ impl RunCtx<'_> {
             match previous.state {
                 DeliveryState::Sent { .. }
                 | DeliveryState::Failed { .. }
-                | DeliveryState::Uncertain => {
+                | DeliveryState::Uncertain
+                | DeliveryState::OptedOut => {
                     self.progress.skip();
                     return Ok(None);
                 }
@@ -225,6 +226,15 @@ impl RunCtx<'_> {
                 return Ok(None);
             }
         };
+        if self
+            .engine
+            .optouts
+            .opted_out(&self.job.app, &self.sender.account_id, &user.jid)?
+        {
+            let state = DeliveryState::OptedOut;
+            self.record(&r.email, state, Some(user.jid), tries.attempts)?;
+            return Ok(None);
+        }
         let (head, body) = match self.job.template.render(&variables(r, &user)) {
             Ok(rendered) => rendered,
             Err(message) => {

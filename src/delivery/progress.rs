@@ -143,6 +143,8 @@ impl Progress {
             DeliveryState::Failed { .. } | DeliveryState::Uncertain => {
                 self.failed.fetch_add(1, Ordering::Relaxed)
             }
+            // Settled without a send, like a recipient an earlier process settled.
+            DeliveryState::OptedOut => self.skipped.fetch_add(1, Ordering::Relaxed),
             DeliveryState::Pending | DeliveryState::Sending => 0,
         };
     }

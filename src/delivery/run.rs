@@ -16,7 +16,7 @@ use crate::auth::AppTokens;
 use crate::config::{Diagnostic, Invalid, Job};
 use crate::state::runs::Counts;
 use crate::state::{
-    CacheTtl, Deliveries, Delivery, Jids, RunId, RunRecord, RunStatus, Runs, StateError,
+    CacheTtl, Deliveries, Delivery, Jids, OptOuts, RunId, RunRecord, RunStatus, Runs, StateError,
 };
 use crate::zoom::ZoomClient;
 
@@ -35,6 +35,8 @@ pub struct Engine {
     pub deliveries: Deliveries,
     /// The `jids` tree.
     pub jids: Jids,
+    /// The `optouts` tree: recipients who told the bot `stop` are not sent to.
+    pub optouts: OptOuts,
     /// The rate limiters of every app and endpoint.
     pub limiters: Arc<Limiters>,
 }
@@ -53,6 +55,7 @@ impl Engine {
             runs: store.runs()?,
             deliveries: store.deliveries()?,
             jids: store.jids()?,
+            optouts: store.optouts()?,
             limiters,
         })
     }

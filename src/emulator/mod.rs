@@ -1,7 +1,8 @@
 //! A local Zoom emulator: OAuth (authorize, token, revoke), the Users API and the Chatbot API,
 //! answering with Zoom's status codes and bodies and enforcing which token each endpoint
 //! accepts, plus knobs (token lifetimes, latency, a send rate limit, injected 5xx) and
-//! inspection endpoints under `/_emulator/`.
+//! inspection endpoints under `/_emulator/`, where it also sends signed event notifications
+//! (`/_emulator/events`) to the `webhook_url` knob.
 //!
 //! It is what `demo`, the tests and the benchmarks run against. It is deliberately strict:
 //! a mock that accepts anything would hide exactly the bugs zoomcast exists to prevent.
@@ -10,6 +11,7 @@
 mod chat;
 mod delay;
 mod directory;
+mod events;
 mod faults;
 mod inspect;
 mod oauth;
@@ -84,6 +86,11 @@ pub struct Knobs {
     /// Behave as if the app were user-managed: the Users API answers 124 ("invalid token")
     /// for anyone but `me`, as Zoom does for such apps.
     pub user_managed: bool,
+    /// Where `/_emulator/events` sends Zoom's event notifications (zoomcast's
+    /// `/webhooks/zoom`).
+    pub webhook_url: Option<String>,
+    /// The app's webhook secret token, which signs those notifications.
+    pub webhook_secret: String,
 }
 
 impl Default for Knobs {
@@ -105,6 +112,8 @@ impl Default for Knobs {
             fail_5xx: 0.0,
             synthetic_domain: Some("bulk.example.com".into()),
             user_managed: false,
+            webhook_url: None,
+            webhook_secret: "emulator-webhook-secret".into(),
         }
     }
 }
@@ -125,6 +134,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         )
         .route("/_emulator/revoke-grants", post(inspect::revoke_grants))
         .route("/_emulator/issued-secrets", get(inspect::issued_secrets))
+        .route("/_emulator/events", post(events::send))
         .with_state(emulator)
 }
 

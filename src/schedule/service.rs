@@ -1,5 +1,5 @@
 //! The scheduler as a service: the scheduler loop, the reload watcher, the keep-alive of idle
-//! grants and the control socket, all under one task tracker and stopped by one shutdown token
+//! grants, the control socket and (with a listener) the HTTP server, all under one task tracker and stopped by one shutdown token
 //! (see [`crate::shutdown`]). SIGTERM or SIGINT stops new runs; running ones get the drain
 //! time, then stop taking recipients and stay interrupted; the control socket answers until
 //! they have, so a `run` waiting on it hears how its run ended.
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
-use tokio::net::UnixListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +23,7 @@ use crate::config::{Config, Job, JobSet};
 use crate::control;
 use crate::delivery::{Engines, RunOptions, RunReport, Sender};
 use crate::report;
+use crate::server::Server;
 use crate::shutdown::Signals;
 use crate::state::Store;
 
@@ -45,33 +46,42 @@ pub struct Service {
     pub signals: Signals,
     /// How long running jobs get to finish after a shutdown signal.
     pub drain: Duration,
-    /// How often the jobs directory is checked for changed files.
-    pub watch_every: Duration,
+    /// How often the jobs directory is checked for changed files; `None` schedules nothing
+    /// (`serve`: jobs run only when `run` asks through the control socket).
+    pub watch_every: Option<Duration>,
+    /// The HTTP server's listener (`serve`, `schedule --listen`).
+    pub listen: Option<TcpListener>,
 }
 
 impl Service {
     /// Runs until SIGTERM or SIGINT and the drain after it.
     pub async fn run(self) -> anyhow::Result<()> {
         let engines = Arc::new(Engines::new(self.config.clone(), self.store.clone())?);
-        let launcher = Arc::new(EngineLauncher { engines });
+        let launcher = Arc::new(EngineLauncher {
+            engines: engines.clone(),
+        });
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
         // Cancelled once the scheduler has drained: the helpers' cue to stop.
         let done = CancellationToken::new();
         let reload = Arc::new(Notify::new());
         let (events, events_rx) = mpsc::channel(4);
-        tasks.spawn(
-            self.signals
-                .handle(shutdown.clone(), Some(reload.clone()), done.clone()),
-        );
-        tasks.spawn(watch_jobs(
-            self.config.clone(),
-            self.jobs_dir.clone(),
-            self.watch_every,
-            reload,
-            events.clone(),
-            shutdown.clone(),
-        ));
+        let reloads = self.watch_every.map(|_| reload.clone());
+        tasks.spawn(self.signals.handle(shutdown.clone(), reloads, done.clone()));
+        if let Some(every) = self.watch_every {
+            tasks.spawn(watch_jobs(
+                self.config.clone(),
+                self.jobs_dir.clone(),
+                every,
+                reload.clone(),
+                events.clone(),
+                shutdown.clone(),
+            ));
+        }
+        if let Some(listener) = self.listen {
+            // The server stops accepting at the signal, like the scheduler stops firing.
+            tasks.spawn(Server::new(engines.clone()).serve(listener, shutdown.clone()));
+        }
         tasks.spawn(keep_grants_alive(launcher.clone(), shutdown.clone()));
         let handler = Arc::new(ControlHandler {
             jobs_dir: self.jobs_dir.clone(),

@@ -33,6 +33,8 @@ pub enum DeliveryState {
     },
     /// A crash hid the outcome and `on_uncertain = "skip"` said not to resend.
     Uncertain,
+    /// Not sent: the recipient told the app's bot `stop`.
+    OptedOut,
 }
 
 impl DeliveryState {
@@ -44,6 +46,7 @@ impl DeliveryState {
             Self::Sent { .. } => "sent",
             Self::Failed { .. } => "failed",
             Self::Uncertain => "uncertain",
+            Self::OptedOut => "opted_out",
         }
     }
 }
@@ -57,6 +60,7 @@ enum StateName {
     Sent,
     Failed,
     Uncertain,
+    OptedOut,
 }
 
 /// A stored [`Delivery`] read for its state's name alone (serde skips the other fields).
@@ -160,6 +164,7 @@ impl Deliveries {
                 StateName::Sent => counts.sent += 1,
                 StateName::Failed => counts.failed += 1,
                 StateName::Uncertain => counts.uncertain += 1,
+                StateName::OptedOut => counts.opted_out += 1,
                 StateName::Pending | StateName::Sending => {}
             }
             if matches!(state, StateName::Failed | StateName::Uncertain) {

@@ -4,7 +4,7 @@
 //! state/              0700; zoomcast's entries in it private, no links: see [`private`]
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
 //!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
-//!                     deliveries, schedule, paces
+//!                     deliveries, schedule, paces, optouts
 //!   grants/NAME.json  the current grant of app NAME, replaced atomically on every rotation
 //!   control.sock      the scheduler's control socket, while `schedule` runs
 //! ```
@@ -20,6 +20,7 @@ pub mod flusher;
 pub mod grants;
 pub mod jids;
 pub mod lock;
+pub mod optouts;
 pub mod paces;
 pub mod private;
 pub mod runs;
@@ -32,6 +33,7 @@ pub use flusher::Flusher;
 pub use grants::{Grant, Grants};
 pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
+pub use optouts::{OptOut, OptOuts};
 pub use paces::Paces;
 pub use runs::{RunId, RunRecord, RunStatus, Runs};
 
@@ -168,6 +170,27 @@ impl Store {
     /// The `deliveries` tree.
     pub fn deliveries(&self) -> Result<Deliveries, StateError> {
         Deliveries::open(&self.db, &self.flusher)
+    }
+
+    /// Whether the database still reads and writes (the server's `/healthz`): writes a
+    /// random key to the `health` tree, reads it back and removes it.
+    pub fn check_usable(&self) -> Result<(), StateError> {
+        let health = self.db.open_tree("health")?;
+        let probe = rand::random::<u64>().to_be_bytes();
+        health.insert(probe, &probe)?;
+        let read = health.remove(probe)?;
+        if read.as_deref() == Some(&probe[..]) {
+            Ok(())
+        } else {
+            Err(StateError::Codec(codec::CodecError::Damaged(
+                "a value written to the health tree did not read back".into(),
+            )))
+        }
+    }
+
+    /// The `optouts` tree (users who told a bot `stop`).
+    pub fn optouts(&self) -> Result<OptOuts, StateError> {
+        OptOuts::open(&self.db, &self.flusher)
     }
 
     /// The `paces` tree (Zoom's rate limits as last measured).

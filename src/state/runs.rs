@@ -88,6 +88,9 @@ pub struct Counts {
     pub failed: u64,
     /// Outcome unknown (a crash hid it).
     pub uncertain: u64,
+    /// Not sent: they told the bot `stop` (absent in runs of earlier releases).
+    #[serde(default)]
+    pub opted_out: u64,
 }
 
 /// One run of a job.

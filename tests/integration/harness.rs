@@ -97,6 +97,11 @@ impl Env {
         self.emulator.emulator()
     }
 
+    /// The emulator's base URL.
+    pub fn emulator_url(&self) -> String {
+        self.emulator.url()
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }

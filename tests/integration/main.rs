@@ -15,6 +15,7 @@ mod resume;
 mod run;
 mod schedule;
 mod secrets;
+mod serve;
 mod tokens;
 mod trust;
 mod validate;

@@ -1,0 +1,256 @@
+//! `GET /metrics`: Prometheus series in the `OpenMetrics` text format, encoded by
+//! `prometheus-client`.
+//!
+//! Runs and deliveries are read from the store at each scrape, so runs started by `zoomcast
+//! run` in another process are counted too: `zoomcast_runs_total{job,outcome}` (finished runs;
+//! their summaries are never deleted, so the counts only grow),
+//! `zoomcast_deliveries_total{job,outcome}` and
+//! `zoomcast_job_last_success_timestamp_seconds{job}`. What only this process sees is counted in
+//! memory: `zoomcast_rate_limited_total{endpoint}` (429s answered to this process),
+//! `zoomcast_token_refreshes_total{app,result}` and `zoomcast_webhook_events_total{event,verdict}`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::Server;
+use super::signature::Refused;
+use crate::state::{RunRecord, RunStatus, StateError};
+
+/// The content type of the `OpenMetrics` text format.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What became of a webhook request.
+#[derive(Debug, Clone, Copy)]
+pub enum Verdict {
+    /// Verified and handled.
+    Accepted,
+    /// Verified; an event zoomcast has no use for.
+    Ignored,
+    /// Verified, but not JSON or not the payload the event has.
+    Malformed,
+    /// Verified, but handling it failed on zoomcast's side.
+    Failed,
+    /// Refused before the body was read.
+    Refused(Refused),
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Ignored => "ignored",
+            Self::Malformed => "malformed",
+            Self::Failed => "failed",
+            Self::Refused(refused) => refused.label(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct EventLabels {
+    app: String,
+    event: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct JobOutcome {
+    job: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct JobLabel {
+    job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct RefreshLabels {
+    app: String,
+    result: String,
+}
+
+/// The series only this process sees.
+#[derive(Default)]
+pub struct Metrics {
+    webhook_events: Family<EventLabels, Counter>,
+    /// Whether any webhook request was counted (an empty family is not exposed).
+    any_webhook: std::sync::atomic::AtomicBool,
+}
+
+impl Metrics {
+    /// Counts one webhook request for `app`.
+    pub fn webhook(&self, app: &str, event: &str, verdict: Verdict) {
+        self.any_webhook
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.webhook_events
+            .get_or_create(&EventLabels {
+                app: app.to_owned(),
+                event: crate::output::clean(event, 64),
+                verdict: verdict.label().to_owned(),
+            })
+            .inc();
+    }
+}
+
+pub(super) async fn scrape(State(server): State<Arc<Server>>) -> Response {
+    let read = server.clone();
+    let runs = tokio::task::spawn_blocking(move || read.engines.store().runs()?.list(None)).await;
+    let runs = match runs {
+        Ok(Ok(runs)) => runs,
+        Ok(Err(e)) => return unavailable(&e),
+        Err(_) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "reading the runs failed\n").into_response();
+        }
+    };
+    let mut registry = Registry::default();
+    register_runs(&mut registry, &runs);
+    register_process(&mut registry, &server);
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding the metrics failed\n",
+        )
+            .into_response();
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+fn unavailable(e: &StateError) -> Response {
+    tracing::error!("metrics: reading the runs failed: {e}");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the state database is not usable\n",
+    )
+        .into_response()
+}
+
+/// The series read from the runs in the store.
+fn register_runs(registry: &mut Registry, runs: &[RunRecord]) {
+    let mut finished = BTreeMap::<JobOutcome, u64>::new();
+    let mut deliveries = BTreeMap::<JobOutcome, u64>::new();
+    let mut last_success = BTreeMap::<JobLabel, i64>::new();
+    for run in runs {
+        let counts = [
+            ("sent", run.counts.sent),
+            ("failed", run.counts.failed),
+            ("uncertain", run.counts.uncertain),
+            ("opted_out", run.counts.opted_out),
+        ];
+        for (outcome, n) in counts {
+            *deliveries
+                .entry(job_outcome(&run.job, outcome))
+                .or_default() += n;
+        }
+        if let Some(outcome) = run_outcome(&run.status) {
+            *finished.entry(job_outcome(&run.job, outcome)).or_default() += 1;
+        }
+        if run.status == RunStatus::Succeeded
+            && let Some(at) = run.finished_at
+        {
+            let job = JobLabel {
+                job: run.job.clone(),
+            };
+            let newest = last_success.entry(job).or_default();
+            *newest = (*newest).max(at.timestamp());
+        }
+    }
+    let help = "Finished runs by job and outcome";
+    register_counters(registry, "zoomcast_runs", help, finished);
+    let help = "Recipients of runs by job and outcome";
+    register_counters(registry, "zoomcast_deliveries", help, deliveries);
+    if !last_success.is_empty() {
+        let gauges = Family::<JobLabel, Gauge>::default();
+        for (job, at) in last_success {
+            gauges.get_or_create(&job).set(at);
+        }
+        let help = "When each job's newest fully successful run finished";
+        registry.register("zoomcast_job_last_success_timestamp_seconds", help, gauges);
+    }
+}
+
+/// The series this process counted.
+fn register_process(registry: &mut Registry, server: &Server) {
+    let limited = server
+        .engines
+        .rate_limited()
+        .into_iter()
+        .map(|(endpoint, n)| {
+            let endpoint = endpoint.to_owned();
+            (EndpointLabel { endpoint }, n)
+        })
+        .collect();
+    let help = "Requests Zoom answered 429, by endpoint (this process)";
+    register_counters(registry, "zoomcast_rate_limited", help, limited);
+    let mut refreshes = BTreeMap::new();
+    for (app, ok, failed) in server.engines.token_refreshes() {
+        for (result, n) in [("ok", ok), ("failed", failed)] {
+            let labels = RefreshLabels {
+                app: app.clone(),
+                result: result.to_owned(),
+            };
+            refreshes.insert(labels, n);
+        }
+    }
+    let help = "User-token refreshes by app and result (this process)";
+    register_counters(registry, "zoomcast_token_refreshes", help, refreshes);
+    let metrics = &server.metrics;
+    if metrics
+        .any_webhook
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        registry.register(
+            "zoomcast_webhook_events",
+            "Webhook requests by app, event and verdict",
+            metrics.webhook_events.clone(),
+        );
+    }
+}
+
+/// Registers a family of counters with these values, unless it has none: an empty family
+/// says nothing, and some parsers refuse one.
+fn register_counters<L>(registry: &mut Registry, name: &str, help: &str, values: BTreeMap<L, u64>)
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    if values.is_empty() {
+        return;
+    }
+    let family = Family::<L, Counter>::default();
+    for (labels, n) in values {
+        family.get_or_create(&labels).inc_by(n);
+    }
+    registry.register(name, help, family);
+}
+
+fn job_outcome(job: &str, outcome: &str) -> JobOutcome {
+    JobOutcome {
+        job: job.to_owned(),
+        outcome: outcome.to_owned(),
+    }
+}
+
+/// A finished run's outcome label; `None` while it runs or waits to resume.
+fn run_outcome(status: &RunStatus) -> Option<&'static str> {
+    match status {
+        RunStatus::Succeeded => Some("succeeded"),
+        RunStatus::PartlyFailed => Some("partly_failed"),
+        RunStatus::Aborted(_) => Some("aborted"),
+        RunStatus::Running => None,
+    }
+}

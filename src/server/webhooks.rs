@@ -1,0 +1,143 @@
+//! `POST /webhooks/zoom`: Zoom's event notifications for one app. The signature is checked over
+//! the raw body before anything reads it (401 otherwise, URL validation included: Zoom signs
+//! those too, and answering an unsigned one would sign any text an attacker chose); then the
+//! body must be JSON with an `event` (400 otherwise), and each event is handled or, when
+//! zoomcast has no use for it, acknowledged and counted as ignored.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppRoute;
+use super::commands::{self, BotNotification};
+use super::metrics::Verdict;
+use super::signature::{self, Refused};
+use crate::delivery::AppEngine;
+
+/// An event notification: its name and payload (read per event).
+#[derive(Deserialize)]
+struct Envelope {
+    event: String,
+    #[serde(default)]
+    payload: Value,
+}
+
+/// `endpoint.url_validation`'s payload.
+#[derive(Deserialize)]
+struct UrlValidation {
+    #[serde(rename = "plainToken")]
+    plain_token: String,
+}
+
+pub(super) async fn receive(
+    State(route): State<AppRoute>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let server = &route.server;
+    let app = match server.engines.app(&route.app) {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("webhook for app `{}`: {e:#}", route.app);
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this app is not configured here",
+            );
+        }
+    };
+    let Some(secret) = app.app.webhook_secret.as_ref() else {
+        tracing::error!(
+            "webhook for app `{}`: no webhook secret token is configured; set ZOOM_WEBHOOK_SECRET \
+             (or webhook_secret_token) to the one on the app's Features page in the Marketplace",
+            route.app
+        );
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhooks are not set up for this app",
+        );
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (timestamp, signature) = (header("x-zm-request-timestamp"), header("x-zm-signature"));
+    let now = chrono::Utc::now().timestamp();
+    let verified = signature::verify(secret, timestamp, signature, &body, now).and_then(|()| {
+        let at = timestamp.and_then(|t| t.trim().parse().ok()).unwrap_or(now);
+        server
+            .replays
+            .first_use(signature.unwrap_or_default(), at, now)
+    });
+    if let Err(refused) = verified {
+        return refuse(&route, refused);
+    }
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) else {
+        server
+            .metrics
+            .webhook(&route.app, "malformed", Verdict::Malformed);
+        return problem(StatusCode::BAD_REQUEST, "the body is not a Zoom event");
+    };
+    let event = envelope.event.as_str();
+    let (verdict, response) = match event {
+        "endpoint.url_validation" => url_validation(secret, envelope.payload),
+        "bot_notification" => bot_notification(&route, &app, envelope.payload).await,
+        _ => (Verdict::Ignored, StatusCode::OK.into_response()),
+    };
+    server.metrics.webhook(&route.app, event, verdict);
+    response
+}
+
+/// Answers Zoom's URL validation: the token and its HMAC.
+fn url_validation(secret: &crate::token::WebhookSecret, payload: Value) -> (Verdict, Response) {
+    let Ok(UrlValidation { plain_token }) = serde_json::from_value(payload) else {
+        return malformed();
+    };
+    let encrypted = signature::validation_answer(secret, &plain_token);
+    let answer = json!({ "plainToken": plain_token, "encryptedToken": encrypted });
+    (Verdict::Accepted, Json(answer).into_response())
+}
+
+/// A user wrote to the bot: a command (see [`commands`]).
+async fn bot_notification(
+    route: &AppRoute,
+    app: &Arc<AppEngine>,
+    payload: Value,
+) -> (Verdict, Response) {
+    let Ok(notification) = serde_json::from_value::<BotNotification>(payload) else {
+        return malformed();
+    };
+    match commands::handle(&route.server, app, notification).await {
+        Ok(()) => (Verdict::Accepted, StatusCode::OK.into_response()),
+        Err(e) => {
+            tracing::error!("app `{}`: a chat command failed: {e}", route.app);
+            let failed = problem(StatusCode::SERVICE_UNAVAILABLE, "the state database failed");
+            (Verdict::Failed, failed)
+        }
+    }
+}
+
+fn malformed() -> (Verdict, Response) {
+    let response = problem(StatusCode::BAD_REQUEST, "the payload is malformed");
+    (Verdict::Malformed, response)
+}
+
+/// 401 for a request whose signature failed, logged (without the body) and counted.
+fn refuse(route: &AppRoute, refused: Refused) -> Response {
+    tracing::warn!("app `{}`: refused a webhook request: {refused}", route.app);
+    route
+        .server
+        .metrics
+        .webhook(&route.app, "unverified", Verdict::Refused(refused));
+    problem(
+        StatusCode::UNAUTHORIZED,
+        "the request is not signed by Zoom for this app",
+    )
+}
+
+/// A plain-text error answer.
+fn problem(status: StatusCode, text: &str) -> Response {
+    (status, format!("{text}\n")).into_response()
+}

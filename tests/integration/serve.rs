@@ -1,0 +1,348 @@
+//! `serve`: Zoom's signed webhooks through real HTTP on a port of its own, the commands users
+//! write to the bot (`stop`, `start`, `help`), `/healthz` and `/metrics` (read with an
+//! `OpenMetrics` parser), and SIGTERM.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use openmetrics_parser::{OpenMetricsValue, openmetrics::parse_openmetrics};
+use serde_json::{Value, json};
+use zoomcast::server::signature::{sign, validation_answer};
+use zoomcast::token::WebhookSecret;
+
+use crate::harness::{Env, job_to, wait_for};
+
+/// A running `serve` and where it listens.
+struct Served {
+    child: Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+impl Served {
+    /// Starts `serve` on a free loopback port, with the emulator's webhook secret, and points
+    /// the emulator's events at it.
+    fn start(env: &Env) -> Self {
+        let log = env.dir.path().join("serve.log");
+        let child = env
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .env("ZOOM_WEBHOOK_SECRET", env.emu().knobs().webhook_secret)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let base = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            let at = text.find("on http://")? + "on ".len();
+            let url: String = text[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            Some(url)
+        })
+        .expect("serve announces where it listens");
+        env.adjust_knobs(|k| k.webhook_url = Some(format!("{base}/webhooks/zoom")));
+        Self { child, base, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then exit 0 within 15 s; returns the log.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let code = wait_for(Duration::from_secs(15), Duration::from_millis(20), || {
+            self.child.try_wait().unwrap().map(|s| s.code())
+        })
+        .expect("serve exits within 15 s of SIGTERM");
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        assert_eq!(code, Some(0), "{log}");
+        log
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Posts `body` to the webhook with `headers` (name, value).
+fn post(served: &Served, body: &[u8], headers: &[(&str, String)]) -> (u16, String) {
+    let mut request = http()
+        .post(served.url("/webhooks/zoom"))
+        .body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.send().unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+/// Zoom's headers for `body`, signed with `secret` at `at` (seconds since the epoch).
+fn signed(secret: &str, at: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-zm-request-timestamp", at.to_string()),
+        (
+            "x-zm-signature",
+            sign(&WebhookSecret::new(secret), at, body),
+        ),
+    ]
+}
+
+/// Has the emulator send an event, and returns zoomcast's answer (status, body).
+fn emulator_event(env: &Env, event: &Value) -> (u16, String) {
+    let answer: Value = http()
+        .post(format!("{}/_emulator/events", env.emulator_url()))
+        .json(event)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    (
+        u16::try_from(answer["status"].as_u64().unwrap()).unwrap(),
+        answer["body"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The value of one series in an `OpenMetrics` text, parsed (never matched as text).
+fn series(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let exposition = parse_openmetrics(text).expect("valid OpenMetrics text");
+    let family = exposition.families.get(family)?;
+    family.iter_samples().find_map(|sample| {
+        let set = sample.get_labelset().ok()?;
+        labels
+            .iter()
+            .all(|(name, value)| set.get_label_value(name) == Some(*value))
+            .then(|| match &sample.value {
+                OpenMetricsValue::Counter(c) => c.value.as_f64(),
+                OpenMetricsValue::Gauge(g) => g.as_f64(),
+                _ => f64::NAN,
+            })
+    })
+}
+
+fn scrape(served: &Served) -> String {
+    let response = http().get(served.url("/metrics")).send().unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().unwrap()
+}
+
+#[test]
+fn webhooks_are_answered_only_when_zoom_signed_them() {
+    let env = Env::new();
+    env.login();
+    let served = Served::start(&env);
+    let secret = env.emu().knobs().webhook_secret;
+    let now = chrono::Utc::now().timestamp();
+
+    // Zoom's URL validation, sent (signed) by the emulator.
+    let (status, body) = emulator_event(
+        &env,
+        &json!({"event": "endpoint.url_validation", "plain_token": "qgg8vlvZRS6UYooatFL8Aw"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+    assert_eq!(
+        answer["encryptedToken"],
+        validation_answer(
+            &WebhookSecret::new(secret.clone()),
+            "qgg8vlvZRS6UYooatFL8Aw"
+        )
+    );
+
+    let event = br#"{"event":"meeting.started","payload":{}}"#;
+    // Unsigned, tampered, signed with another secret, stale: refused before the body is read.
+    assert_eq!(post(&served, event, &[]).0, 401, "unsigned");
+    let tampered = br#"{"event":"meeting.started","payload":{"x":1}}"#;
+    assert_eq!(post(&served, tampered, &signed(&secret, now, event)).0, 401);
+    assert_eq!(
+        post(&served, event, &signed("another secret", now, event)).0,
+        401
+    );
+    assert_eq!(
+        post(&served, event, &signed(&secret, now - 600, event)).0,
+        401,
+        "stale"
+    );
+    // An unsigned URL validation would make zoomcast sign any text an attacker chose.
+    let validation = br#"{"event":"endpoint.url_validation","payload":{"plainToken":"v0:1:x"}}"#;
+    assert_eq!(post(&served, validation, &[]).0, 401);
+
+    // Signed: an event zoomcast has no use for is acknowledged; the same request again is a
+    // replay.
+    let headers = signed(&secret, now, event);
+    assert_eq!(post(&served, event, &headers).0, 200);
+    assert_eq!(post(&served, event, &headers).0, 401, "replayed");
+    // Signed but not an event, or too large to read.
+    let garbage = b"{not json";
+    assert_eq!(
+        post(&served, garbage, &signed(&secret, now, garbage)).0,
+        400
+    );
+    let huge = vec![b' '; 2 * 1024 * 1024];
+    assert_eq!(post(&served, &huge, &signed(&secret, now, &huge)).0, 413);
+
+    let metrics = scrape(&served);
+    let count = |event: &str, verdict: &str| {
+        series(
+            &metrics,
+            "zoomcast_webhook_events",
+            &[("event", event), ("verdict", verdict)],
+        )
+    };
+    assert_eq!(count("unverified", "unsigned"), Some(2.0), "{metrics}");
+    assert_eq!(count("unverified", "bad_signature"), Some(2.0));
+    assert_eq!(count("unverified", "stale"), Some(1.0));
+    assert_eq!(count("unverified", "replayed"), Some(1.0));
+    assert_eq!(count("meeting.started", "ignored"), Some(1.0));
+    assert_eq!(count("endpoint.url_validation", "accepted"), Some(1.0));
+    assert_eq!(count("malformed", "malformed"), Some(1.0));
+    let log = served.stop();
+    assert!(!log.contains(&secret), "the secret is never logged");
+}
+
+#[test]
+fn stop_opts_a_user_out_of_every_job_until_start() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    let served = Served::start(&env);
+    let ana = env.emu().directory().find("ana@example.com").unwrap();
+    let replies_to_ana = || {
+        env.emu()
+            .messages()
+            .into_iter()
+            .filter(|m| m.to_jid == ana.jid && m.content["head"]["text"] == "zoomcast")
+            .map(|m| {
+                m.content["body"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let (status, _) = emulator_event(
+        &env,
+        &json!({"event": "bot_notification", "user": "ana@example.com", "cmd": "Stop"}),
+    );
+    assert_eq!(status, 200);
+    let replies = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        Some(replies_to_ana()).filter(|r| !r.is_empty())
+    })
+    .expect("the bot answers in chat");
+    assert!(replies[0].contains("no more notifications"), "{replies:?}");
+    let optouts = env.run(&["optouts", "--json"]).code(0).json();
+    assert_eq!(optouts.as_array().unwrap().len(), 1, "{optouts}");
+    assert_eq!(optouts[0]["user_jid"], ana.jid);
+    assert_eq!(optouts[0]["account"], env.emu().knobs().account_id);
+
+    // The run (inside `serve`, through its control socket) skips her.
+    let report = env.run(&["run", "team", "--json"]).code(0).json();
+    assert_eq!(report["counts"]["sent"], 1, "{report}");
+    assert_eq!(report["counts"]["opted_out"], 1, "{report}");
+    let to_ana = |env: &Env| {
+        env.emu()
+            .messages()
+            .iter()
+            .filter(|m| m.to_jid == ana.jid && m.content["head"]["text"] == "Hello")
+            .count()
+    };
+    assert_eq!(to_ana(&env), 0);
+    let id = report["run_id"].as_u64().unwrap().to_string();
+    let history = env.run(&["history", "--run", &id, "--json"]).code(0).json();
+    let state_of_ana = history["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["recipient"] == "ana@example.com" || d["email"] == "ana@example.com")
+        .map(|d| d["state"].clone());
+    assert_eq!(state_of_ana, Some(json!("opted_out")), "{history}");
+
+    // `start` opts her back in; the next run reaches her.
+    emulator_event(
+        &env,
+        &json!({"event": "bot_notification", "user": "ana@example.com", "cmd": "start"}),
+    );
+    let optouts = env.run(&["optouts", "--json"]).code(0).json();
+    assert_eq!(optouts, json!([]));
+    env.run(&["run", "team"]).code(0);
+    assert_eq!(to_ana(&env), 1);
+
+    // Anything else gets the help text.
+    emulator_event(
+        &env,
+        &json!({"event": "bot_notification", "user": "ana@example.com", "cmd": "what is this"}),
+    );
+    let replies = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        Some(replies_to_ana()).filter(|r| r.len() == 3)
+    })
+    .expect("three replies");
+    assert!(replies[1].contains("notifications again"), "{replies:?}");
+    assert!(replies[2].contains("`stop`") && replies[2].contains("`start`"));
+    served.stop();
+}
+
+#[test]
+fn healthz_and_metrics_count_runs_made_by_another_process() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    // A run before the server starts, in a process of its own.
+    env.run(&["run", "team"]).code(0);
+    let served = Served::start(&env);
+    let health = http().get(served.url("/healthz")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = scrape(&served);
+    let runs = series(
+        &metrics,
+        "zoomcast_runs",
+        &[("job", "team"), ("outcome", "succeeded")],
+    );
+    assert_eq!(runs, Some(1.0), "{metrics}");
+    let sent = series(
+        &metrics,
+        "zoomcast_deliveries",
+        &[("job", "team"), ("outcome", "sent")],
+    );
+    assert_eq!(sent, Some(2.0));
+    let last = series(
+        &metrics,
+        "zoomcast_job_last_success_timestamp_seconds",
+        &[("job", "team")],
+    )
+    .unwrap();
+    #[allow(clippy::cast_precision_loss)] // seconds since the epoch, well within f64
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(last > now - 120.0 && last <= now, "{last}");
+    // A run through the server's control socket is counted at the next scrape.
+    env.run(&["run", "team"]).code(0);
+    let metrics = scrape(&served);
+    assert_eq!(
+        series(
+            &metrics,
+            "zoomcast_runs",
+            &[("job", "team"), ("outcome", "succeeded")]
+        ),
+        Some(2.0)
+    );
+    served.stop();
+}
