@@ -1,4 +1,5 @@
-//! `demo` on a fresh checkout: the emulator, a login without a person, the example job.
+//! `demo` on a fresh checkout: the emulator, a login without a person, the example job, then a
+//! recipient's `stop` through `serve` and the job again without them.
 
 use crate::harness::{Env, repo_root};
 
@@ -10,7 +11,10 @@ fn the_demo_delivers_the_example_job() {
     run.code(0)
         .stdout_has("run 1 of job `example` succeeded: 4 recipients, 4 sent, 0 failed")
         .stdout_has("to ana@example.com")
-        .stdout_has("Hi Ana, the stand-up starts at 09:00");
+        .stdout_has("Hi Ana, the stand-up starts at 09:00")
+        .stdout_has("zoomcast answered the signed event with HTTP 200")
+        .stdout_has("You will get no more notifications")
+        .stdout_has("run 2 of job `example` succeeded: 4 recipients, 3 sent, 0 failed, 0 uncertain, 1 opted out");
     assert!(
         !env.state_dir().exists(),
         "the demo never touches the real state directory"
