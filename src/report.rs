@@ -18,7 +18,7 @@ fn duration(record: &RunRecord) -> String {
 /// The JSON object of a run record.
 pub fn run_json(record: &RunRecord) -> Value {
     let reason = match &record.status {
-        RunStatus::Aborted(reason) => Some(reason.clone()),
+        RunStatus::Aborted(reason) | RunStatus::Closed(reason) => Some(reason.clone()),
         _ => None,
     };
     json!({
@@ -41,6 +41,7 @@ fn status_name(status: &RunStatus) -> &'static str {
         RunStatus::Succeeded => "succeeded",
         RunStatus::PartlyFailed => "partly_failed",
         RunStatus::Aborted(_) => "aborted",
+        RunStatus::Closed(_) => "closed",
     }
 }
 

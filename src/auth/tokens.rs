@@ -105,6 +105,22 @@ impl AppTokens {
         Ok(self.load(&mut slot)?.grant.clone())
     }
 
+    /// Deletes the app's grant if it is `account`'s, from the store and from memory, with the
+    /// cached bot token: the account removed the app. Whether there was one. The grant's lock
+    /// is held throughout, so no refresh can store the grant again.
+    pub async fn forget_account(&self, account: &str) -> Result<bool, TokenError> {
+        let mut slot = self.user.clone().lock_owned().await;
+        let held = self.grants.get(&self.app)?;
+        if held.is_none_or(|grant| grant.account_id != account) {
+            return Ok(false);
+        }
+        self.grants.delete(&self.app).await?;
+        *slot = None;
+        *self.bot.lock().await = None;
+        *self.unproven.lock().expect("unproven lock") = None;
+        Ok(true)
+    }
+
     /// A user token that has not expired, refreshing the grant if needed.
     pub async fn user_token(&self) -> Result<UserToken, TokenError> {
         self.user(Need::Fresh).await

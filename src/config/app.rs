@@ -34,6 +34,7 @@ struct RawApp {
     webhook_secret_token: Option<String>,
     keepalive_days: Option<u32>,
     plan: Option<String>,
+    welcome: Option<String>,
 }
 
 /// `zoomcast.toml`: the default app's keys at the top, more apps under `[apps.NAME]`.
@@ -50,6 +51,7 @@ struct RawConfig {
     webhook_secret_token: Option<String>,
     keepalive_days: Option<u32>,
     plan: Option<String>,
+    welcome: Option<String>,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
 }
@@ -79,7 +81,8 @@ impl RawApp {
             "api_url" => &mut self.api_url,
             "webhook_secret_token" => &mut self.webhook_secret_token,
             "plan" => &mut self.plan,
-            _ => unreachable!("ENV_KEYS names only RawApp fields"),
+            "welcome" => &mut self.welcome,
+            _ => unreachable!("ENV_KEYS and the demo name only RawApp fields"),
         }
     }
 }
@@ -111,6 +114,8 @@ pub struct AppConfig {
     /// The account's Zoom plan, when configured: its documented rate limits are where the
     /// limiters start.
     pub plan: Option<Plan>,
+    /// The text `serve` answers a bot installation with (Zoom's dynamic welcome message).
+    pub welcome: Option<String>,
 }
 
 /// A Zoom plan, as far as rate limits go (Zoom's rate-limits page: the Light and Medium
@@ -208,6 +213,7 @@ impl Config {
             webhook_secret_token: raw.webhook_secret_token,
             keepalive_days: raw.keepalive_days,
             plan: raw.plan,
+            welcome: raw.welcome,
         };
         for (var, key) in ENV_KEYS {
             if let Some(value) = env(var).filter(|v| !v.is_empty()) {
@@ -331,6 +337,7 @@ impl Config {
             webhook_secret: raw.webhook_secret_token.clone().map(WebhookSecret::new),
             keepalive_days,
             plan,
+            welcome: raw.welcome.clone(),
         })
     }
 }
@@ -391,8 +398,8 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
         };
         Invalid::one(d.help(
             "the keys are client_id, client_secret, account_id, robot_jid, redirect_uri, \
-             oauth_url, api_url, webhook_secret_token, keepalive_days, plan, and [apps.NAME] tables \
-             of the same",
+             oauth_url, api_url, webhook_secret_token, keepalive_days, plan, welcome, and \
+             [apps.NAME] tables of the same",
         ))
     })
 }

@@ -116,7 +116,7 @@ pub async fn sender(
 
 /// Runs `f`, a scan or a batch of writes over the state, on tokio's blocking pool: in the
 /// scheduler, other jobs' runs share the runtime's workers.
-async fn off_workers<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+pub async fn off_workers<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     tokio::task::spawn_blocking(f)
         .await
         .expect("work on the state does not panic")

@@ -3,8 +3,10 @@
 //! be tried and tested with no Zoom account and no hand-made signatures. Not part of Zoom's
 //! API.
 //!
-//! The request names the event and, for the events a user causes, the user (an email of the
-//! directory) and what they wrote: `{"event": "bot_notification", "user": "ana@example.com",
+//! Events: `endpoint.url_validation`, `bot_notification`, `bot_installed` and
+//! `app_deauthorized` (which also revokes the account's grants, as Zoom does). The request names
+//! the event and, for the events a user causes, the user (an email of the directory) and what
+//! they wrote: `{"event": "bot_notification", "user": "ana@example.com",
 //! "cmd": "stop"}`. The answer is what zoomcast answered: `{"status": 200, "body": "..."}`.
 
 use std::sync::Arc;
@@ -104,6 +106,30 @@ fn event_body(emu: &Emulator, knobs: &Knobs, request: &EventRequest) -> Result<V
                 "userId": user.id,
                 "userJid": user.jid,
                 "userName": format!("{} {}", user.first_name, user.last_name),
+            })
+        }
+        "bot_installed" => {
+            let user = user()?;
+            json!({
+                "accountId": knobs.account_id,
+                "robotJid": knobs.robot_jid,
+                "timestamp": now_ms,
+                "userId": user.id,
+                "userJid": user.jid,
+                "userName": format!("{} {}", user.first_name, user.last_name),
+            })
+        }
+        // The account removed the app: as at Zoom, its grants die with it.
+        "app_deauthorized" => {
+            emu.revoke_all_grants();
+            let admin = emu.directory().find(&knobs.login_as);
+            json!({
+                "account_id": knobs.account_id,
+                "user_id": admin.map(|u| u.id).unwrap_or_default(),
+                "signature": "",
+                "deauthorization_time": chrono::Utc::now().to_rfc3339(),
+                "client_id": knobs.client_id,
+                "event_ts": now_ms,
             })
         }
         other => return Err(format!("the emulator does not send `{other}` events")),

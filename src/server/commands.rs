@@ -56,7 +56,7 @@ const STOPPED: &str =
     "You will get no more notifications from this bot. Write `start` to get them again.";
 const STARTED: &str = "You will get this bot's notifications again. Write `stop` to stop them.";
 const NOT_STOPPED: &str = "You already get this bot's notifications. Write `stop` to stop them.";
-const HELP: &str = "This bot sends notifications. Write `stop` to get no more of them, `start` \
+pub(super) const HELP: &str = "This bot sends notifications. Write `stop` to get no more of them, `start` \
     to get them again, or `help` for this text.";
 
 /// Handles one command: records the opt-out or opt-in, then answers in chat.

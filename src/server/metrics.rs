@@ -251,6 +251,7 @@ fn run_outcome(status: &RunStatus) -> Option<&'static str> {
         RunStatus::Succeeded => Some("succeeded"),
         RunStatus::PartlyFailed => Some("partly_failed"),
         RunStatus::Aborted(_) => Some("aborted"),
+        RunStatus::Closed(_) => Some("closed"),
         RunStatus::Running => None,
     }
 }

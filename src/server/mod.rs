@@ -9,6 +9,7 @@
 //! replies they started finish (for at most [`DRAIN`]), and returns.
 
 mod commands;
+mod deauthorize;
 pub mod metrics;
 pub mod signature;
 mod webhooks;

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::AppRoute;
 use super::commands::{self, BotNotification};
+use super::deauthorize::{self, Deauthorized, NotErased};
 use super::metrics::Verdict;
 use super::signature::{self, Refused};
 use crate::delivery::AppEngine;
@@ -84,6 +85,8 @@ pub(super) async fn receive(
     let (verdict, response) = match event {
         "endpoint.url_validation" => url_validation(secret, envelope.payload),
         "bot_notification" => bot_notification(&route, &app, envelope.payload).await,
+        "bot_installed" => bot_installed(&app),
+        "app_deauthorized" => app_deauthorized(&route, &app, envelope.payload).await,
         _ => (Verdict::Ignored, StatusCode::OK.into_response()),
     };
     server.metrics.webhook(&route.app, event, verdict);
@@ -113,6 +116,40 @@ async fn bot_notification(
         Ok(()) => (Verdict::Accepted, StatusCode::OK.into_response()),
         Err(e) => {
             tracing::error!("app `{}`: a chat command failed: {e}", route.app);
+            let failed = problem(StatusCode::SERVICE_UNAVAILABLE, "the state database failed");
+            (Verdict::Failed, failed)
+        }
+    }
+}
+
+/// A user installed the bot: the answer is the bot's first message to them (Zoom's dynamic
+/// welcome message), a message card of the app's `welcome` text.
+fn bot_installed(app: &AppEngine) -> (Verdict, Response) {
+    let text = app.app.welcome.as_deref().unwrap_or(commands::HELP);
+    let card = json!({
+        "head": { "text": "Welcome" },
+        "body": [{ "type": "message", "text": text }],
+    });
+    (Verdict::Accepted, Json(card).into_response())
+}
+
+/// An account removed the app: its data is deleted before Zoom gets the answer.
+async fn app_deauthorized(
+    route: &AppRoute,
+    app: &Arc<AppEngine>,
+    payload: Value,
+) -> (Verdict, Response) {
+    let Ok(event) = serde_json::from_value::<Deauthorized>(payload) else {
+        return malformed();
+    };
+    match deauthorize::handle(&route.server, app, event).await {
+        Ok(()) => (Verdict::Accepted, StatusCode::OK.into_response()),
+        Err(NotErased::OtherApp) => (Verdict::Ignored, StatusCode::OK.into_response()),
+        Err(NotErased::State(e)) => {
+            tracing::error!(
+                "app `{}`: deleting a removed account's data failed: {e:#}",
+                route.app
+            );
             let failed = problem(StatusCode::SERVICE_UNAVAILABLE, "the state database failed");
             (Verdict::Failed, failed)
         }

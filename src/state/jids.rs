@@ -66,6 +66,15 @@ impl Jids {
         })
     }
 
+    /// Deletes every cached answer (an account removed the app: the cache is not kept per
+    /// account); how many there were.
+    pub fn clear(&self) -> Result<usize, StateError> {
+        // The sweep's own keys start with a zero byte; they are not answers.
+        let answers = self.tree.range(&[1u8][..]..).count();
+        self.tree.clear()?;
+        Ok(answers)
+    }
+
     /// The cached answer for `email`, if it is younger than its time-to-live at `now`.
     pub fn get(
         &self,

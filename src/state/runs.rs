@@ -57,6 +57,9 @@ pub enum RunStatus {
     PartlyFailed,
     /// Stopped before the end: the reason says why.
     Aborted(String),
+    /// Stopped for good, never resumed: the account removed the app (deauthorization), and
+    /// the run's per-recipient details were deleted with its data.
+    Closed(String),
 }
 
 impl RunStatus {
@@ -73,6 +76,7 @@ impl fmt::Display for RunStatus {
             Self::Succeeded => f.write_str("succeeded"),
             Self::PartlyFailed => f.write_str("partly failed"),
             Self::Aborted(_) => f.write_str("aborted"),
+            Self::Closed(_) => f.write_str("closed"),
         }
     }
 }

@@ -23,14 +23,19 @@ impl Served {
     /// Starts `serve` on a free loopback port, with the emulator's webhook secret, and points
     /// the emulator's events at it.
     fn start(env: &Env) -> Self {
+        Self::start_with(env, |_| {})
+    }
+
+    /// Starts `serve` with `tweak` applied to its command.
+    fn start_with(env: &Env, tweak: impl FnOnce(&mut std::process::Command)) -> Self {
         let log = env.dir.path().join("serve.log");
-        let child = env
-            .command(&["serve", "--listen", "127.0.0.1:0"])
+        let mut command = env.command(&["serve", "--listen", "127.0.0.1:0"]);
+        command
             .env("ZOOM_WEBHOOK_SECRET", env.emu().knobs().webhook_secret)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        tweak(&mut command);
+        let child = command.spawn().unwrap();
         let base = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
             let text = std::fs::read_to_string(&log).ok()?;
             let at = text.find("on http://")? + "on ".len();
@@ -345,4 +350,111 @@ fn healthz_and_metrics_count_runs_made_by_another_process() {
         Some(2.0)
     );
     served.stop();
+}
+
+#[test]
+fn installing_the_bot_is_answered_with_the_apps_welcome_message() {
+    let env = Env::new();
+    std::fs::write(
+        env.dir.path().join("zoomcast.toml"),
+        "welcome = \"Hi! I post the on-call hand-offs here. Write `stop` to opt out.\"\n",
+    )
+    .unwrap();
+    let served = Served::start_with(&env, |cmd| {
+        cmd.arg("--config")
+            .arg(env.dir.path().join("zoomcast.toml"));
+    });
+    let (status, body) = emulator_event(
+        &env,
+        &json!({"event": "bot_installed", "user": "bo@example.com"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let card: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        card["body"][0]["text"],
+        "Hi! I post the on-call hand-offs here. Write `stop` to opt out."
+    );
+    assert_eq!(card["body"][0]["type"], "message");
+    served.stop();
+}
+
+#[test]
+fn deauthorization_deletes_that_accounts_data_and_nothing_else() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    env.run(&["run", "team"]).code(0);
+    let served = Served::start(&env);
+    let secret = env.emu().knobs().webhook_secret;
+    emulator_event(
+        &env,
+        &json!({"event": "bot_notification", "user": "ana@example.com", "cmd": "stop"}),
+    );
+    // A user of another account installed the app too, and opted out there.
+    let other = json!({"event": "bot_notification", "payload": {
+        "accountId": "other-account", "robotJid": env.emu().knobs().robot_jid,
+        "userJid": "zed@xmpp.zoom.us", "userName": "Zed", "toJid": "zed@xmpp.zoom.us",
+        "cmd": "stop",
+    }});
+    let body = serde_json::to_vec(&other).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(post(&served, &body, &signed(&secret, now, &body)).0, 200);
+    assert_eq!(
+        env.run(&["optouts", "--json"])
+            .code(0)
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A deauthorization for another app (client id) deletes nothing.
+    let stray = json!({"event": "app_deauthorized", "payload": {
+        "account_id": env.emu().knobs().account_id, "client_id": "another-app",
+        "user_id": "x", "deauthorization_time": "2026-11-30T00:00:00Z",
+    }});
+    let body = serde_json::to_vec(&stray).unwrap();
+    assert_eq!(post(&served, &body, &signed(&secret, now, &body)).0, 200);
+    assert_eq!(
+        env.run(&["optouts", "--json"])
+            .code(0)
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let (status, _) = emulator_event(&env, &json!({"event": "app_deauthorized"}));
+    assert_eq!(status, 200);
+    let optouts = env.run(&["optouts", "--json"]).code(0).json();
+    assert_eq!(optouts.as_array().unwrap().len(), 1, "{optouts}");
+    assert_eq!(
+        optouts[0]["account"], "other-account",
+        "another account's stays"
+    );
+    let grants = env.run(&["auth", "status", "--json"]).code(0).json();
+    assert_eq!(grants[0]["authorized"], false, "{grants}");
+    assert!(
+        !env.state_dir().join("grants/default.json").exists(),
+        "the grant file is gone too"
+    );
+    // The run's summary stays, without its recipients.
+    let history = env.run(&["history", "--run", "1", "--json"]).code(0).json();
+    assert_eq!(history["counts"]["sent"], 2, "{history}");
+    assert_eq!(history["deliveries"], json!([]));
+    assert_eq!(history["details_pruned"], true);
+    // The next run fails, saying how to authorize again.
+    env.run(&["run", "team"]).code(1).stderr_has("auth login");
+    let log = served.stop();
+    assert!(log.contains("removed the app"), "{log}");
+    assert!(
+        log.contains("the per-recipient details of 1 runs (2 entries) and 2 cached lookups"),
+        "the run's deliveries and the cached lookups are deleted: {log}"
+    );
+    assert!(
+        !log.contains("ana@example.com"),
+        "no personal data in the log"
+    );
 }

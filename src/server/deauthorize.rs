@@ -1,0 +1,119 @@
+//! `app_deauthorized`: an account removed the app. The Marketplace requires its data deleted
+//! at once, so before Zoom gets its answer: the app's grant (when it is that account's, in the
+//! store, the grant file and memory), the account's opt-outs, the per-recipient details of the
+//! app's runs (their summaries stay: counts, times, no person), and the JID cache (kept for all
+//! apps together, so cleared whole). A run left unfinished is closed, never resumed: its
+//! journal is gone. The deletion is logged with counts only.
+
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::Server;
+use crate::delivery::{AppEngine, off_workers};
+use crate::state::{RunRecord, RunStatus, StateError};
+
+/// `app_deauthorized`'s payload, the fields zoomcast uses.
+#[derive(Debug, Deserialize)]
+pub(super) struct Deauthorized {
+    account_id: String,
+    client_id: String,
+}
+
+/// What was deleted.
+#[derive(Debug, Default)]
+struct Erased {
+    grant: bool,
+    optouts: usize,
+    runs: usize,
+    deliveries: usize,
+    cached: usize,
+}
+
+/// Why the event deleted nothing.
+pub(super) enum NotErased {
+    /// The event is about another app (another client id).
+    OtherApp,
+    /// The state could not be changed.
+    State(anyhow::Error),
+}
+
+/// Deletes what the account left behind.
+pub(super) async fn handle(
+    server: &Server,
+    app: &AppEngine,
+    event: Deauthorized,
+) -> Result<(), NotErased> {
+    let name = &app.app.name;
+    if event.client_id != app.app.client_id {
+        tracing::warn!("app `{name}`: a deauthorization for another client id was ignored");
+        return Err(NotErased::OtherApp);
+    }
+    let account = &event.account_id;
+    let failed = |e: anyhow::Error| NotErased::State(e);
+    let store = server.engines.store();
+    let mut erased = Erased {
+        grant: app
+            .engine
+            .tokens
+            .forget_account(account)
+            .await
+            .map_err(|e| failed(e.into()))?,
+        ..Erased::default()
+    };
+    erased.optouts = (async { store.optouts()?.forget_account(name, account).await })
+        .await
+        .map_err(|e: StateError| failed(e.into()))?;
+    let (runs, deliveries, jids) = (
+        store.runs().map_err(|e| failed(e.into()))?,
+        store.deliveries().map_err(|e| failed(e.into()))?,
+        store.jids().map_err(|e| failed(e.into()))?,
+    );
+    let app_name = name.clone();
+    let reason = format!(
+        "closed: account {account} removed the app, and its per-recipient details were deleted"
+    );
+    let (changed, entries, cached) = off_workers(move || {
+        let mut changed = Vec::new();
+        let mut entries = 0;
+        for mut record in runs.list(None)? {
+            if record.app != app_name {
+                continue;
+            }
+            entries += deliveries.prune(record.id)?;
+            close(&mut record, &reason);
+            changed.push(record);
+        }
+        Ok::<_, StateError>((changed, entries, jids.clear()?))
+    })
+    .await
+    .map_err(|e| failed(e.into()))?;
+    runs_put(server, &changed).await.map_err(failed)?;
+    erased.runs = changed.len();
+    erased.deliveries = entries;
+    erased.cached = cached;
+    tracing::info!(
+        "app `{name}`: account {account} removed the app; deleted {} grant, {} opt-outs, the \
+         per-recipient details of {} runs ({} entries) and {} cached lookups",
+        u8::from(erased.grant),
+        erased.optouts,
+        erased.runs,
+        erased.deliveries,
+        erased.cached
+    );
+    Ok(())
+}
+
+/// Marks a run's details deleted; an unfinished run is closed for good.
+fn close(record: &mut RunRecord, reason: &str) {
+    record.details_pruned = true;
+    if record.status.is_unfinished() {
+        record.status = RunStatus::Closed(reason.to_owned());
+        record.finished_at.get_or_insert_with(Utc::now);
+    }
+}
+
+async fn runs_put(server: &Server, records: &[RunRecord]) -> anyhow::Result<()> {
+    server.engines.store().runs()?.put_all(records).await?;
+    server.engines.store().deliveries()?.flush().await?;
+    Ok(())
+}
