@@ -193,6 +193,85 @@ pub async fn complete(
     redirect_uri: &Url,
     verifier: &str,
 ) -> anyhow::Result<Grant> {
+    let mut grant = exchange(oauth, code, redirect_uri, verifier).await?;
+    grant.generation = grants.get(app)?.map_or(0, |g| g.generation) + 1;
+    // Zoom has now revoked any earlier grant of this user: store the new one at once, before
+    // anything else can fail, then fill in who authorized.
+    grants.put(app, &grant).await?;
+    identify(zoom, &mut grant).await.with_context(|| {
+        format!(
+            "the grant is stored, but looking up the authorizing user (GET /v2/users/me) failed; \
+             check the app's user:read:user:admin scope and run `zoomcast auth login --app {app}` again"
+        )
+    })?;
+    grant.generation += 1;
+    grants.put(app, &grant).await?;
+    Ok(grant)
+}
+
+/// Why an install through `serve` stored no grant.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// Zoom refused the code (reused, expired, or for another redirect URI).
+    #[error("zoom refused the authorization code: {0:#}")]
+    Refused(anyhow::Error),
+    /// Who authorized could not be learned, so the grant's account is unknown.
+    #[error("looking up who authorized (GET /v2/users/me) failed: {0:#}")]
+    Identify(anyhow::Error),
+    /// The app already holds the grant of another account.
+    #[error(
+        "this app is installed for account {installed} here; installs by a second account are \
+         not supported yet"
+    )]
+    OtherAccount {
+        /// The account whose grant the app holds.
+        installed: String,
+    },
+    /// The grant could not be stored.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+/// Completes an install from `serve`'s redirect: exchanges `code`, learns who authorized and
+/// stores the grant, unless the app holds another account's grant (then nothing is stored:
+/// an app has one account's grant for now, and replacing it would move every job to the new
+/// account).
+pub async fn complete_install(
+    oauth: &OAuthClient,
+    zoom: &ZoomClient,
+    grants: &Grants,
+    app: &str,
+    code: &str,
+    redirect_uri: &Url,
+    verifier: &str,
+) -> Result<Grant, InstallError> {
+    let mut grant = exchange(oauth, code, redirect_uri, verifier)
+        .await
+        .map_err(InstallError::Refused)?;
+    identify(zoom, &mut grant)
+        .await
+        .map_err(InstallError::Identify)?;
+    let previous = grants.get(app)?;
+    if let Some(held) = previous
+        .as_ref()
+        .filter(|g| g.account_id != grant.account_id)
+    {
+        return Err(InstallError::OtherAccount {
+            installed: held.account_id.clone(),
+        });
+    }
+    grant.generation = previous.map_or(0, |g| g.generation) + 1;
+    grants.put(app, &grant).await?;
+    Ok(grant)
+}
+
+/// Exchanges `code` for a grant whose person is not known yet.
+async fn exchange(
+    oauth: &OAuthClient,
+    code: &str,
+    redirect_uri: &Url,
+    verifier: &str,
+) -> anyhow::Result<Grant> {
     let response = oauth
         .exchange_code(code, redirect_uri, verifier)
         .await
@@ -202,37 +281,29 @@ pub async fn complete(
             "zoom issued no refresh token; the app must be an OAuth (General) app, not server-to-server"
         );
     };
-    let access = user_token(&response);
-    let previous = grants.get(app)?.map_or(0, |g| g.generation);
     let now = Utc::now();
-    // Zoom has now revoked any earlier grant of this user: store the new one at once, before
-    // anything else can fail, then fill in who authorized.
-    let mut grant = Grant {
+    Ok(Grant {
         user_id: String::new(),
         user_email: String::new(),
         user_jid: String::new(),
         account_id: String::new(),
         scopes: response.scope.clone(),
         refresh_token,
-        access,
+        access: user_token(&response),
         authorized_at: now,
         refreshed_at: now,
-        generation: previous + 1,
-    };
-    grants.put(app, &grant).await?;
-    let me = zoom.get_user(&grant.access, "me").await.with_context(|| {
-        format!(
-            "the grant is stored, but looking up the authorizing user (GET /v2/users/me) failed; \
-             check the app's user:read:user:admin scope and run `zoomcast auth login --app {app}` again"
-        )
-    })?;
+        generation: 0,
+    })
+}
+
+/// Fills in who authorized `grant`, from `GET /v2/users/me` with its access token.
+async fn identify(zoom: &ZoomClient, grant: &mut Grant) -> anyhow::Result<()> {
+    let me = zoom.get_user(&grant.access, "me").await?;
     grant.user_id = me.id;
     grant.user_email = me.email;
     grant.user_jid = me.jid;
     grant.account_id = me.account_id;
-    grant.generation += 1;
-    grants.put(app, &grant).await?;
-    Ok(grant)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -121,6 +121,17 @@ impl AppTokens {
         Ok(true)
     }
 
+    /// Runs `store`, which stores a new grant for the app (an install), holding the grant's
+    /// lock, then drops the grant held in memory: no refresh can run meanwhile with the
+    /// refresh token the new authorization revoked, and the next call reads the new grant.
+    pub async fn replace_grant<T>(&self, store: impl Future<Output = T>) -> T {
+        let mut slot = self.user.clone().lock_owned().await;
+        let stored = store.await;
+        *slot = None;
+        *self.unproven.lock().expect("unproven lock") = None;
+        stored
+    }
+
     /// A user token that has not expired, refreshing the grant if needed.
     pub async fn user_token(&self) -> Result<UserToken, TokenError> {
         self.user(Need::Fresh).await

@@ -35,6 +35,7 @@ struct RawApp {
     keepalive_days: Option<u32>,
     plan: Option<String>,
     welcome: Option<String>,
+    install_redirect: Option<String>,
 }
 
 /// `zoomcast.toml`: the default app's keys at the top, more apps under `[apps.NAME]`.
@@ -52,6 +53,7 @@ struct RawConfig {
     keepalive_days: Option<u32>,
     plan: Option<String>,
     welcome: Option<String>,
+    install_redirect: Option<String>,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
 }
@@ -82,6 +84,7 @@ impl RawApp {
             "webhook_secret_token" => &mut self.webhook_secret_token,
             "plan" => &mut self.plan,
             "welcome" => &mut self.welcome,
+            "install_redirect" => &mut self.install_redirect,
             _ => unreachable!("ENV_KEYS and the demo name only RawApp fields"),
         }
     }
@@ -116,6 +119,8 @@ pub struct AppConfig {
     pub plan: Option<Plan>,
     /// The text `serve` answers a bot installation with (Zoom's dynamic welcome message).
     pub welcome: Option<String>,
+    /// Where `serve` sends the browser after an install (default: the chatbot in Zoom).
+    pub install_redirect: Option<Url>,
 }
 
 /// A Zoom plan, as far as rate limits go (Zoom's rate-limits page: the Light and Medium
@@ -214,6 +219,7 @@ impl Config {
             keepalive_days: raw.keepalive_days,
             plan: raw.plan,
             welcome: raw.welcome,
+            install_redirect: raw.install_redirect,
         };
         for (var, key) in ENV_KEYS {
             if let Some(value) = env(var).filter(|v| !v.is_empty()) {
@@ -338,7 +344,32 @@ impl Config {
             keepalive_days,
             plan,
             welcome: raw.welcome.clone(),
+            install_redirect: raw
+                .install_redirect
+                .as_deref()
+                .map(|text| {
+                    browser_url(text).map_err(|why| {
+                        problem(
+                            format!("install_redirect {why}"),
+                            "write the https:// address to send installers to".to_owned(),
+                        )
+                    })
+                })
+                .transpose()?,
         })
+    }
+}
+
+/// A URL to send a browser to: `https` or `http`.
+fn browser_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("is not a URL: {e}"))?;
+    if matches!(url.scheme(), "https" | "http") {
+        Ok(url)
+    } else {
+        Err(format!(
+            "is a {} URL; browsers are sent to https",
+            url.scheme()
+        ))
     }
 }
 
@@ -398,8 +429,8 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
         };
         Invalid::one(d.help(
             "the keys are client_id, client_secret, account_id, robot_jid, redirect_uri, \
-             oauth_url, api_url, webhook_secret_token, keepalive_days, plan, welcome, and \
-             [apps.NAME] tables of the same",
+             oauth_url, api_url, webhook_secret_token, keepalive_days, plan, welcome, \
+             install_redirect, and [apps.NAME] tables of the same",
         ))
     })
 }

@@ -1,6 +1,7 @@
 //! `serve` and `schedule --listen`: the HTTP server for what Zoom sends back. Per app (the
 //! default app at `/`, others under `/apps/NAME`): `POST /webhooks/zoom` (signed event
-//! notifications, see [`webhooks`]), `GET /healthz` and `GET /metrics`.
+//! notifications, see [`webhooks`]), `GET /install` and `GET /oauth/callback` (installs from a
+//! browser, see [`install`]), `GET /healthz` and `GET /metrics`.
 //!
 //! It faces the internet (behind a TLS-terminating proxy), so every connection is bounded: at
 //! most [`MAX_CONNECTIONS`] at once (one request each, no keep-alive), headers within
@@ -10,6 +11,7 @@
 
 mod commands;
 mod deauthorize;
+pub mod install;
 pub mod metrics;
 pub mod signature;
 mod webhooks;
@@ -98,6 +100,8 @@ impl Server {
         };
         let mut routes = Router::new()
             .route("/webhooks/zoom", post(webhooks::receive))
+            .route("/install", get(install::install))
+            .route("/oauth/callback", get(install::callback))
             .with_state(app);
         if name != DEFAULT_APP {
             routes = routes.merge(

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use zoomcast::server::signature::{sign, validation_answer};
 use zoomcast::token::WebhookSecret;
 
-use crate::harness::{Env, job_to, wait_for};
+use crate::harness::{Env, consent_redirect, job_to, wait_for};
 
 /// A running `serve` and where it listens.
 struct Served {
@@ -28,8 +28,13 @@ impl Served {
 
     /// Starts `serve` with `tweak` applied to its command.
     fn start_with(env: &Env, tweak: impl FnOnce(&mut std::process::Command)) -> Self {
+        Self::start_on(env, "127.0.0.1:0", tweak)
+    }
+
+    /// Starts `serve` listening on `listen`, with `tweak` applied to its command.
+    fn start_on(env: &Env, listen: &str, tweak: impl FnOnce(&mut std::process::Command)) -> Self {
         let log = env.dir.path().join("serve.log");
-        let mut command = env.command(&["serve", "--listen", "127.0.0.1:0"]);
+        let mut command = env.command(&["serve", "--listen", listen]);
         command
             .env("ZOOM_WEBHOOK_SECRET", env.emu().knobs().webhook_secret)
             .stdout(Stdio::null())
@@ -457,4 +462,135 @@ fn deauthorization_deletes_that_accounts_data_and_nothing_else() {
         !log.contains("ana@example.com"),
         "no personal data in the log"
     );
+}
+
+/// A browser that keeps redirects to itself.
+fn browser() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// GETs `url` with `cookie` (if any): status, `Location`, body.
+fn visit(url: &str, cookie: Option<&str>) -> (u16, String, String) {
+    let mut request = browser().get(url);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().unwrap();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (
+        response.status().as_u16(),
+        location,
+        response.text().unwrap(),
+    )
+}
+
+/// `serve` on a port known before it starts, with the app's redirect URI pointing at it.
+fn serve_for_installs(env: &Env) -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let callback = format!("http://127.0.0.1:{port}/oauth/callback");
+    Served::start_on(env, &format!("127.0.0.1:{port}"), |cmd| {
+        cmd.env("ZOOM_REDIRECT_URI", callback);
+    })
+}
+
+/// Starts an install: the cookie `/install` set and the callback URL Zoom redirects to.
+fn start_install(served: &Served) -> (String, String) {
+    let response = browser().get(served.url("/install")).send().unwrap();
+    assert_eq!(response.status(), 302);
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let authorize = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(authorize.contains("code_challenge=") && authorize.contains("state="));
+    (cookie, consent_redirect(&authorize))
+}
+
+#[test]
+fn an_admin_installs_the_app_from_a_browser_once() {
+    let env = Env::new();
+    let served = serve_for_installs(&env);
+    let grant = |env: &Env| env.run(&["auth", "status", "--json"]).code(0).json()[0].clone();
+    assert_eq!(grant(&env)["authorized"], false);
+
+    // No cookie (another browser, or a forged link), or a state of another install: refused.
+    let (cookie, callback) = start_install(&served);
+    let (status, _, page) = visit(&callback, None);
+    assert_eq!(status, 400, "{page}");
+    let (other_cookie, _) = start_install(&served);
+    assert_eq!(
+        visit(&callback, Some(&other_cookie)).0,
+        400,
+        "the state of another install"
+    );
+    // A cookie past its ten minutes, even correctly signed.
+    let knobs = env.emu().knobs();
+    let state = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let expired = zoomcast::server::install::Pending {
+        state,
+        verifier: "v".repeat(43),
+        expires: chrono::Utc::now().timestamp() - 1,
+    };
+    let name = zoomcast::server::install::cookie_name("default");
+    let value = zoomcast::server::install::cookie_value(
+        &zoomcast::token::ClientSecret::new(knobs.client_secret.clone()),
+        "default",
+        &expired,
+    );
+    assert_eq!(
+        visit(&callback, Some(&format!("{name}={value}"))).0,
+        400,
+        "expired"
+    );
+    // Zoom's own refusal.
+    let denied = format!("{}/oauth/callback?error=access_denied", served.base);
+    assert_eq!(visit(&denied, Some(&cookie)).0, 400);
+    assert_eq!(grant(&env)["authorized"], false, "nothing stored so far");
+
+    // The real thing: the grant of the account is stored, and the browser goes to the bot.
+    let (status, to, page) = visit(&callback, Some(&cookie));
+    assert_eq!(status, 302, "{page}");
+    assert!(
+        to.starts_with("https://zoom.us/launch/chat?jid=robot_"),
+        "{to}"
+    );
+    let installed = grant(&env);
+    assert_eq!(installed["authorized"], true);
+    assert_eq!(installed["account_id"], knobs.account_id);
+    // The same code again (a reload, or a stolen redirect) is refused and changes nothing.
+    let (status, _, page) = visit(&callback, Some(&cookie));
+    assert_eq!(status, 400, "{page}");
+    assert_eq!(grant(&env)["refreshed_at"], installed["refreshed_at"]);
+
+    // An admin of another account: not stored (one account per app for now).
+    env.adjust_knobs(|k| k.account_id = "emulated-account-2".into());
+    let (cookie, callback) = start_install(&served);
+    let (status, _, page) = visit(&callback, Some(&cookie));
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("installed for account emulated-account-1"),
+        "{page}"
+    );
+    assert_eq!(grant(&env)["account_id"], knobs.account_id);
+    served.stop();
 }
