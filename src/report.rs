@@ -140,6 +140,14 @@ pub fn deliveries_text(deliveries: &[Delivery]) -> String {
             DeliveryState::OptedOut => "not sent: they told the bot `stop`".to_owned(),
             DeliveryState::Pending | DeliveryState::Sending => String::new(),
         };
+        let detail = match d.presses.last() {
+            Some(press) => format!(
+                "{detail}; pressed `{}` at {}",
+                crate::output::clean(&press.value, 64),
+                press.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => detail,
+        };
         let email = crate::output::clean(&d.email, 320);
         let _ = writeln!(out, "  {email:width$}  {:9}  {detail}", d.state.name());
     }

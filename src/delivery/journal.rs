@@ -199,6 +199,7 @@ mod tests {
             rendered: None,
             attempts: 0,
             updated_at: Utc::now(),
+            presses: Vec::new(),
         }
     }
 

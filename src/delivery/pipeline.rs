@@ -167,6 +167,7 @@ impl RunCtx<'_> {
             rendered: None,
             attempts,
             updated_at: Utc::now(),
+            presses: Vec::new(),
         };
         Ok(self.journal.record(self.run, &delivery)?)
     }
@@ -336,6 +337,7 @@ impl RunCtx<'_> {
             rendered: Some(rendered.clone()),
             attempts,
             updated_at: Utc::now(),
+            presses: Vec::new(),
         };
         // A token failure must stop the run before the mark: `sending` means "will be sent".
         self.engine.tokens.bot_token().await?;

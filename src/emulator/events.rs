@@ -3,8 +3,8 @@
 //! be tried and tested with no Zoom account and no hand-made signatures. Not part of Zoom's
 //! API.
 //!
-//! Events: `endpoint.url_validation`, `bot_notification`, `bot_installed` and
-//! `app_deauthorized` (which also revokes the account's grants, as Zoom does). The request names
+//! Events: `endpoint.url_validation`, `bot_notification`, `bot_installed`,
+//! `interactive_message_actions` and `app_deauthorized` (which also revokes the account's grants, as Zoom does). The request names
 //! the event and, for the events a user causes, the user (an email of the directory) and what
 //! they wrote: `{"event": "bot_notification", "user": "ana@example.com",
 //! "cmd": "stop"}`. The answer is what zoomcast answered: `{"status": 200, "body": "..."}`.
@@ -39,6 +39,12 @@ pub struct EventRequest {
     /// The token of a URL validation (default: a fixed one).
     #[serde(default)]
     plain_token: Option<String>,
+    /// The message whose button was pressed (`interactive_message_actions`).
+    #[serde(default)]
+    message_id: Option<String>,
+    /// The pressed button's value (default `ack`).
+    #[serde(default)]
+    value: Option<String>,
 }
 
 pub async fn send(State(emu): State<Arc<Emulator>>, Json(request): Json<EventRequest>) -> Response {
@@ -114,6 +120,26 @@ fn event_body(emu: &Emulator, knobs: &Knobs, request: &EventRequest) -> Result<V
                 "accountId": knobs.account_id,
                 "robotJid": knobs.robot_jid,
                 "timestamp": now_ms,
+                "userId": user.id,
+                "userJid": user.jid,
+                "userName": format!("{} {}", user.first_name, user.last_name),
+            })
+        }
+        "interactive_message_actions" => {
+            let user = user()?;
+            let message_id = request
+                .message_id
+                .as_deref()
+                .ok_or("name the \"message_id\" whose button was pressed")?;
+            let value = request.value.as_deref().unwrap_or("ack");
+            json!({
+                "accountId": knobs.account_id,
+                "actionItem": { "text": value, "value": value },
+                "channelName": "",
+                "messageId": message_id,
+                "robotJid": knobs.robot_jid,
+                "timestamp": now_ms,
+                "toJid": user.jid,
                 "userId": user.id,
                 "userJid": user.jid,
                 "userName": format!("{} {}", user.first_name, user.last_name),

@@ -20,6 +20,7 @@ use super::deauthorize::{self, Deauthorized, NotErased};
 use super::metrics::Verdict;
 use super::signature::{self, Refused};
 use crate::delivery::AppEngine;
+use crate::state::deliveries::Press;
 
 /// An event notification: its name and payload (read per event).
 #[derive(Deserialize)]
@@ -87,6 +88,7 @@ pub(super) async fn receive(
         "bot_notification" => bot_notification(&route, &app, envelope.payload).await,
         "bot_installed" => bot_installed(&app),
         "app_deauthorized" => app_deauthorized(&route, &app, envelope.payload).await,
+        "interactive_message_actions" => button_pressed(&route, envelope.payload).await,
         _ => (Verdict::Ignored, StatusCode::OK.into_response()),
     };
     server.metrics.webhook(&route.app, event, verdict);
@@ -150,6 +152,52 @@ async fn app_deauthorized(
                 "app `{}`: deleting a removed account's data failed: {e:#}",
                 route.app
             );
+            let failed = problem(StatusCode::SERVICE_UNAVAILABLE, "the state database failed");
+            (Verdict::Failed, failed)
+        }
+    }
+}
+
+/// `interactive_message_actions`' payload, the fields zoomcast uses.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ButtonPress {
+    message_id: String,
+    user_jid: String,
+    action_item: ActionItem,
+}
+
+#[derive(Deserialize)]
+struct ActionItem {
+    value: String,
+}
+
+/// A recipient pressed a button on a message: recorded on its delivery (`history --run ID`).
+async fn button_pressed(route: &AppRoute, payload: Value) -> (Verdict, Response) {
+    let Ok(pressed) = serde_json::from_value::<ButtonPress>(payload) else {
+        return malformed();
+    };
+    let press = Press {
+        value: crate::output::clean(&pressed.action_item.value, 200),
+        by: crate::output::clean(&pressed.user_jid, 200),
+        at: chrono::Utc::now(),
+    };
+    let recorded = match route.server.engines.store().deliveries() {
+        Ok(deliveries) => deliveries.press(&pressed.message_id, press).await,
+        Err(e) => Err(e),
+    };
+    match recorded {
+        Ok(Some((run, _))) => {
+            tracing::info!(
+                "app `{}`: a button press on a message of run {run}",
+                route.app
+            );
+            (Verdict::Accepted, StatusCode::OK.into_response())
+        }
+        // A message of another sender, or of a run whose details were deleted.
+        Ok(None) => (Verdict::Ignored, StatusCode::OK.into_response()),
+        Err(e) => {
+            tracing::error!("app `{}`: a button press was not recorded: {e}", route.app);
             let failed = problem(StatusCode::SERVICE_UNAVAILABLE, "the state database failed");
             (Verdict::Failed, failed)
         }

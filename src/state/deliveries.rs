@@ -89,6 +89,23 @@ pub struct Delivery {
     pub attempts: u32,
     /// When the state last changed.
     pub updated_at: DateTime<Utc>,
+    /// Buttons the recipient pressed on the message, oldest first (the last [`MAX_PRESSES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presses: Vec<Press>,
+}
+
+/// The most button presses kept per delivery.
+pub const MAX_PRESSES: usize = 20;
+
+/// A button pressed on a sent message (Zoom's `interactive_message_actions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Press {
+    /// The button's value.
+    pub value: String,
+    /// Who pressed it: their chat JID.
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// A message as rendered for one recipient.
@@ -100,11 +117,20 @@ pub struct Rendered {
     pub body: String,
 }
 
-/// The `deliveries` tree.
+/// The `deliveries` tree, and `messages`: Zoom's message id of each sent message to the key
+/// of its delivery, so that a button press finds the delivery it belongs to.
 #[derive(Clone)]
 pub struct Deliveries {
     tree: sled::Tree,
+    messages: sled::Tree,
     flusher: Flusher,
+}
+
+/// A stored [`Delivery`] read for its message id alone.
+#[derive(Deserialize)]
+struct MessageOnly {
+    #[serde(default)]
+    message_id: Option<String>,
 }
 
 fn key(run: RunId, email: &str) -> Vec<u8> {
@@ -117,15 +143,57 @@ impl Deliveries {
     pub(super) fn open(db: &sled::Db, flusher: &Flusher) -> Result<Self, StateError> {
         Ok(Self {
             tree: db.open_tree("deliveries")?,
+            messages: db.open_tree("messages")?,
             flusher: flusher.clone(),
         })
     }
 
     /// Records where a recipient stands (not flushed; see [`Deliveries::flush`]).
     pub fn set(&self, run: RunId, delivery: &Delivery) -> Result<(), StateError> {
-        self.tree
-            .insert(key(run, &delivery.email), encode(delivery))?;
+        let key = key(run, &delivery.email);
+        if let DeliveryState::Sent { message_id } = &delivery.state {
+            self.messages
+                .insert(message_id.as_bytes(), key.as_slice())?;
+        }
+        self.tree.insert(key, encode(delivery))?;
         Ok(())
+    }
+
+    /// Records a button press on the message `message_id`, durably; the run and delivery it
+    /// belongs to, or `None` for a message zoomcast did not send (or whose run's details were
+    /// deleted).
+    pub async fn press(
+        &self,
+        message_id: &str,
+        press: Press,
+    ) -> Result<Option<(RunId, String)>, StateError> {
+        let Some(key) = self.messages.get(message_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let mut failure = None;
+        let updated = self.tree.update_and_fetch(&key, |old| {
+            let mut delivery: Delivery = match decode(old?) {
+                Ok(delivery) => delivery,
+                Err(e) => {
+                    failure = Some(e);
+                    return old.map(<[u8]>::to_vec);
+                }
+            };
+            delivery.presses.push(press.clone());
+            let excess = delivery.presses.len().saturating_sub(MAX_PRESSES);
+            delivery.presses.drain(..excess);
+            Some(encode(&delivery))
+        })?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        let Some(bytes) = updated else {
+            return Ok(None);
+        };
+        self.flush().await?;
+        let delivery: Delivery = decode(&bytes)?;
+        let run = RunId::from_key(&key[..8]);
+        Ok(Some((run, delivery.email)))
     }
 
     /// Makes every recorded state durable: the group commit before a batch of sends.
@@ -196,8 +264,15 @@ impl Deliveries {
     /// Returns how many there were.
     pub fn prune(&self, run: RunId) -> Result<usize, StateError> {
         let mut pruned = 0;
-        for key in self.tree.scan_prefix(run.key()).keys() {
-            self.tree.remove(key?)?;
+        for entry in self.tree.scan_prefix(run.key()) {
+            let (key, bytes) = entry?;
+            if let MessageOnly {
+                message_id: Some(id),
+            } = decode(&bytes)?
+            {
+                self.messages.remove(id.as_bytes())?;
+            }
+            self.tree.remove(key)?;
             pruned += 1;
         }
         Ok(pruned)
@@ -229,6 +304,7 @@ mod tests {
             rendered: None,
             attempts: 1,
             updated_at: at,
+            presses: Vec::new(),
         };
         deliveries
             .set(RunId(1), &entry("a@x.io", DeliveryState::Sending))
@@ -269,6 +345,7 @@ mod tests {
             rendered: None,
             attempts: 2,
             updated_at: Utc::now(),
+            presses: Vec::new(),
         };
         let failed = entry(
             "b@x.io",
@@ -300,5 +377,46 @@ mod tests {
             (6, 2, 1, 1)
         );
         assert_eq!(failures, [failed, uncertain]);
+    }
+
+    #[tokio::test]
+    async fn a_press_finds_its_delivery_until_the_run_is_pruned() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let deliveries = Deliveries::open(&db, &Flusher::new(&db)).unwrap();
+        let sent = Delivery {
+            email: "a@x.io".into(),
+            state: DeliveryState::Sent {
+                message_id: "m-1".into(),
+            },
+            jid: None,
+            rendered: None,
+            attempts: 1,
+            updated_at: Utc::now(),
+            presses: Vec::new(),
+        };
+        deliveries.set(RunId(7), &sent).unwrap();
+        let press = |value: &str| Press {
+            value: value.into(),
+            by: "a@xmpp.zoom.us".into(),
+            at: Utc::now(),
+        };
+        for n in 0..=MAX_PRESSES {
+            let found = deliveries
+                .press("m-1", press(&n.to_string()))
+                .await
+                .unwrap();
+            assert_eq!(found, Some((RunId(7), "a@x.io".to_owned())));
+        }
+        let kept = &deliveries.get(RunId(7), "a@x.io").unwrap().unwrap().presses;
+        assert_eq!(kept.len(), MAX_PRESSES, "the newest presses are kept");
+        assert_eq!(kept[0].value, "1");
+        assert_eq!(deliveries.press("m-2", press("x")).await.unwrap(), None);
+        deliveries.prune(RunId(7)).unwrap();
+        assert_eq!(
+            deliveries.press("m-1", press("x")).await.unwrap(),
+            None,
+            "the index goes with the run's details"
+        );
+        assert!(deliveries.messages.is_empty());
     }
 }

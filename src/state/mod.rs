@@ -4,7 +4,7 @@
 //! state/              0700; zoomcast's entries in it private, no links: see [`private`]
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
 //!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
-//!                     deliveries, schedule, paces, optouts
+//!                     deliveries, messages, schedule, paces, optouts, health
 //!   grants/NAME.json  the current grant of app NAME, replaced atomically on every rotation
 //!   control.sock      the scheduler's control socket, while `schedule` runs
 //! ```

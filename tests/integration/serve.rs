@@ -594,3 +594,49 @@ fn an_admin_installs_the_app_from_a_browser_once() {
     assert_eq!(grant(&env)["account_id"], knobs.account_id);
     served.stop();
 }
+
+#[test]
+fn a_button_press_is_recorded_on_the_delivery_of_its_message() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    env.run(&["run", "team"]).code(0);
+    let served = Served::start(&env);
+    let deliveries = |env: &Env| {
+        env.run(&["history", "--run", "1", "--json"]).code(0).json()["deliveries"].clone()
+    };
+    let of = |list: &Value, email: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["email"] == email)
+            .cloned()
+            .unwrap()
+    };
+    let ana = of(&deliveries(&env), "ana@example.com");
+    let message_id = ana["message_id"].as_str().unwrap().to_owned();
+    let (status, _) = emulator_event(
+        &env,
+        &json!({"event": "interactive_message_actions", "user": "ana@example.com",
+                "message_id": message_id, "value": "ack"}),
+    );
+    assert_eq!(status, 200);
+    // A press on a message zoomcast never sent is acknowledged and changes nothing.
+    let (status, _) = emulator_event(
+        &env,
+        &json!({"event": "interactive_message_actions", "user": "bo@example.com",
+                "message_id": "not-a-message-of-ours", "value": "ack"}),
+    );
+    assert_eq!(status, 200);
+    let list = deliveries(&env);
+    let presses = &of(&list, "ana@example.com")["presses"];
+    assert_eq!(presses.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(presses[0]["value"], "ack");
+    let ana_jid = env.emu().directory().find("ana@example.com").unwrap().jid;
+    assert_eq!(presses[0]["by"], ana_jid);
+    assert!(of(&list, "bo@example.com").get("presses").is_none());
+    env.run(&["history", "--run", "1"])
+        .code(0)
+        .stdout_has("pressed `ack`");
+    served.stop();
+}
