@@ -95,55 +95,46 @@ fn event_body(emu: &Emulator, knobs: &Knobs, request: &EventRequest) -> Result<V
             .find(email)
             .ok_or_else(|| format!("the emulator has no user {email}"))
     };
+    // What every event a user causes carries: who, in which account, to which bot, when.
+    let by_user = |extra: Value| -> Result<Value, String> {
+        let user = user()?;
+        let mut payload = json!({
+            "accountId": knobs.account_id,
+            "robotJid": knobs.robot_jid,
+            "timestamp": now_ms,
+            "userId": user.id,
+            "userJid": user.jid,
+            "userName": format!("{} {}", user.first_name, user.last_name),
+        });
+        if let (Value::Object(fields), Value::Object(extra)) = (&mut payload, extra) {
+            fields.extend(extra);
+        }
+        Ok(payload)
+    };
+    let to_user = || user().map(|u| u.jid);
     let payload = match request.event.as_str() {
         "endpoint.url_validation" => json!({
             "plainToken": request.plain_token.as_deref().unwrap_or("qgg8vlvZRS6UYooatFL8Aw"),
         }),
-        "bot_notification" => {
-            let user = user()?;
-            json!({
-                "accountId": knobs.account_id,
-                "channelName": "",
-                "cmd": request.cmd.as_deref().unwrap_or("help"),
-                "name": "zoomcast",
-                "robotJid": knobs.robot_jid,
-                "timestamp": now_ms,
-                "toJid": user.jid,
-                "userId": user.id,
-                "userJid": user.jid,
-                "userName": format!("{} {}", user.first_name, user.last_name),
-            })
-        }
-        "bot_installed" => {
-            let user = user()?;
-            json!({
-                "accountId": knobs.account_id,
-                "robotJid": knobs.robot_jid,
-                "timestamp": now_ms,
-                "userId": user.id,
-                "userJid": user.jid,
-                "userName": format!("{} {}", user.first_name, user.last_name),
-            })
-        }
+        "bot_notification" => by_user(json!({
+            "channelName": "",
+            "cmd": request.cmd.as_deref().unwrap_or("help"),
+            "name": "zoomcast",
+            "toJid": to_user()?,
+        }))?,
+        "bot_installed" => by_user(json!({}))?,
         "interactive_message_actions" => {
-            let user = user()?;
             let message_id = request
                 .message_id
                 .as_deref()
                 .ok_or("name the \"message_id\" whose button was pressed")?;
             let value = request.value.as_deref().unwrap_or("ack");
-            json!({
-                "accountId": knobs.account_id,
+            by_user(json!({
                 "actionItem": { "text": value, "value": value },
                 "channelName": "",
                 "messageId": message_id,
-                "robotJid": knobs.robot_jid,
-                "timestamp": now_ms,
-                "toJid": user.jid,
-                "userId": user.id,
-                "userJid": user.jid,
-                "userName": format!("{} {}", user.first_name, user.last_name),
-            })
+                "toJid": to_user()?,
+            }))?
         }
         // The account removed the app: as at Zoom, its grants die with it.
         "app_deauthorized" => {

@@ -226,3 +226,87 @@ fn refuse(route: &AppRoute, refused: Refused) -> Response {
 fn problem(status: StatusCode, text: &str) -> Response {
     (status, format!("{text}\n")).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use serde_json::json;
+
+    use crate::config::{Config, DEFAULT_APP};
+    use crate::delivery::Engines;
+    use crate::server::Server;
+    use crate::server::signature::sign;
+    use crate::state::{Delivery, DeliveryState, RunId, Store};
+    use crate::token::WebhookSecret;
+
+    /// A press on a message sent with buttons (indexed at send) reaches its delivery, through
+    /// the server on a real loopback port.
+    #[tokio::test]
+    async fn a_press_on_a_message_with_buttons_is_recorded_on_its_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let deliveries = store.deliveries().unwrap();
+        let sent = Delivery {
+            email: "ana@example.com".into(),
+            state: DeliveryState::Sent {
+                message_id: "msg-1".into(),
+            },
+            jid: Some("ana@xmpp.zoom.us".into()),
+            rendered: None,
+            attempts: 1,
+            updated_at: Utc::now(),
+            presses: Vec::new(),
+        };
+        deliveries.set(RunId(1), &sent).unwrap();
+        deliveries
+            .index_message("msg-1", RunId(1), "ana@example.com")
+            .unwrap();
+        let mut config = Config::empty();
+        for (key, value) in [
+            ("client_id", "id"),
+            ("client_secret", "secret"),
+            ("webhook_secret_token", "whsec"),
+        ] {
+            config.set(DEFAULT_APP, key, value);
+        }
+        let engines = Arc::new(Engines::new(Arc::new(config), store).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/webhooks/zoom", listener.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let served = tokio::spawn(Server::new(engines).serve(listener, stop.clone()));
+
+        let body = serde_json::to_vec(&json!({
+            "event": "interactive_message_actions",
+            "payload": {
+                "accountId": "acct", "messageId": "msg-1", "userJid": "ana@xmpp.zoom.us",
+                "actionItem": {"text": "Acknowledge", "value": "ack"},
+            },
+        }))
+        .unwrap();
+        let at = Utc::now().timestamp();
+        let answer = reqwest::Client::new()
+            .post(&url)
+            .header("x-zm-request-timestamp", at.to_string())
+            .header(
+                "x-zm-signature",
+                sign(&WebhookSecret::new("whsec"), at, &body),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        stop.cancel();
+        served.await.unwrap();
+
+        let recorded = deliveries
+            .get(RunId(1), "ana@example.com")
+            .unwrap()
+            .unwrap();
+        assert_eq!(recorded.presses.len(), 1);
+        assert_eq!(recorded.presses[0].value, "ack");
+        assert_eq!(recorded.presses[0].by, "ana@xmpp.zoom.us");
+    }
+}

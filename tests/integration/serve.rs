@@ -148,6 +148,17 @@ fn series(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
+/// A logged-in state whose job `team` (ana and bo) ran once, by a process of its own, and then
+/// `serve` on it.
+fn served_after_a_run() -> (Env, Served) {
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    env.run(&["run", "team"]).code(0);
+    let served = Served::start(&env);
+    (env, served)
+}
+
 fn scrape(served: &Served) -> String {
     let response = http().get(served.url("/metrics")).send().unwrap();
     assert_eq!(response.status(), 200);
@@ -313,12 +324,7 @@ fn stop_opts_a_user_out_of_every_job_until_start() {
 
 #[test]
 fn healthz_and_metrics_count_runs_made_by_another_process() {
-    let env = Env::new();
-    env.login();
-    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
-    // A run before the server starts, in a process of its own.
-    env.run(&["run", "team"]).code(0);
-    let served = Served::start(&env);
+    let (env, served) = served_after_a_run();
     let health = http().get(served.url("/healthz")).send().unwrap();
     assert_eq!(health.status(), 200);
     let metrics = scrape(&served);
@@ -385,11 +391,7 @@ fn installing_the_bot_is_answered_with_the_apps_welcome_message() {
 
 #[test]
 fn deauthorization_deletes_that_accounts_data_and_nothing_else() {
-    let env = Env::new();
-    env.login();
-    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
-    env.run(&["run", "team"]).code(0);
-    let served = Served::start(&env);
+    let (env, served) = served_after_a_run();
     let secret = env.emu().knobs().webhook_secret;
     emulator_event(
         &env,
@@ -596,47 +598,33 @@ fn an_admin_installs_the_app_from_a_browser_once() {
 }
 
 #[test]
-fn a_button_press_is_recorded_on_the_delivery_of_its_message() {
-    let env = Env::new();
-    env.login();
-    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
-    env.run(&["run", "team"]).code(0);
-    let served = Served::start(&env);
-    let deliveries = |env: &Env| {
-        env.run(&["history", "--run", "1", "--json"]).code(0).json()["deliveries"].clone()
-    };
-    let of = |list: &Value, email: &str| {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["email"] == email)
-            .cloned()
-            .unwrap()
-    };
-    let ana = of(&deliveries(&env), "ana@example.com");
-    let message_id = ana["message_id"].as_str().unwrap().to_owned();
-    let (status, _) = emulator_event(
-        &env,
-        &json!({"event": "interactive_message_actions", "user": "ana@example.com",
-                "message_id": message_id, "value": "ack"}),
+fn a_button_press_on_a_message_without_buttons_changes_nothing() {
+    let (env, served) = served_after_a_run();
+    let history = || env.run(&["history", "--run", "1", "--json"]).code(0).json();
+    let before = history();
+    let ana = &before["deliveries"][0];
+    assert_eq!(ana["email"], "ana@example.com");
+    // Today's jobs send no buttons, so Zoom sends no presses for their messages; one that
+    // claims to be for such a message (or for a message zoomcast never sent) is acknowledged
+    // and recorded nowhere. (Presses on messages with buttons: the server's unit tests.)
+    for message_id in [ana["message_id"].as_str().unwrap(), "not-a-message-of-ours"] {
+        let (status, _) = emulator_event(
+            &env,
+            &json!({"event": "interactive_message_actions", "user": "ana@example.com",
+                    "message_id": message_id, "value": "ack"}),
+        );
+        assert_eq!(status, 200);
+    }
+    assert_eq!(history(), before);
+    let metrics = scrape(&served);
+    let ignored = series(
+        &metrics,
+        "zoomcast_webhook_events",
+        &[
+            ("event", "interactive_message_actions"),
+            ("verdict", "ignored"),
+        ],
     );
-    assert_eq!(status, 200);
-    // A press on a message zoomcast never sent is acknowledged and changes nothing.
-    let (status, _) = emulator_event(
-        &env,
-        &json!({"event": "interactive_message_actions", "user": "bo@example.com",
-                "message_id": "not-a-message-of-ours", "value": "ack"}),
-    );
-    assert_eq!(status, 200);
-    let list = deliveries(&env);
-    let presses = &of(&list, "ana@example.com")["presses"];
-    assert_eq!(presses.as_array().unwrap().len(), 1, "{list}");
-    assert_eq!(presses[0]["value"], "ack");
-    let ana_jid = env.emu().directory().find("ana@example.com").unwrap().jid;
-    assert_eq!(presses[0]["by"], ana_jid);
-    assert!(of(&list, "bo@example.com").get("presses").is_none());
-    env.run(&["history", "--run", "1"])
-        .code(0)
-        .stdout_has("pressed `ack`");
+    assert_eq!(ignored, Some(2.0));
     served.stop();
 }
