@@ -119,7 +119,10 @@ async fn listen_and_stop(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
-    let server = tokio::spawn(Server::new(engines.clone()).serve(listener, stop.clone()));
+    let server = tokio::spawn(
+        Server::new(engines.clone(), crate::server::Limits::default())
+            .serve(listener, stop.clone()),
+    );
     let mut knobs = emulator.emulator().knobs();
     knobs.webhook_url = Some(format!("http://{addr}/webhooks/zoom"));
     emulator.emulator().set_knobs(knobs);

@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use super::{Context, Outcome};
 use crate::control;
 use crate::schedule::service::Service;
+use crate::server::Limits;
 use crate::shutdown::Signals;
 use crate::state::{StateError, Store};
 
@@ -28,13 +29,36 @@ pub(super) struct Args {
     /// How often the jobs directory is checked for changed files.
     #[arg(long, default_value = "2s", value_parser = super::positive_duration)]
     watch_every: Duration,
-    /// Also serve what `serve` serves (webhooks, /healthz, /metrics) at this address.
+    /// Also serve what `serve` serves (webhooks, installs, /healthz, /metrics) at this address.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    limits: ClientLimits,
+}
+
+/// What one client may take of the HTTP server.
+#[derive(Debug, clap::Args)]
+pub(super) struct ClientLimits {
+    /// How long a client gets to send its request headers, and then to be answered.
+    #[arg(long, default_value = "10s", value_parser = super::positive_duration)]
+    client_timeout: Duration,
+    /// The most connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_connections: u32,
+}
+
+impl ClientLimits {
+    pub(super) fn limits(&self) -> Limits {
+        Limits {
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            client_timeout: self.client_timeout,
+        }
+    }
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    run_service(ctx, Some(args.watch_every), args.listen, args.drain).await
+    let listen = args.listen.map(|addr| (addr, args.limits.limits()));
+    run_service(ctx, Some(args.watch_every), listen, args.drain).await
 }
 
 /// Runs the service: the scheduler when `watch_every` is given (else only runs asked for
@@ -42,7 +66,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
 pub(super) async fn run_service(
     ctx: &Context,
     watch_every: Option<Duration>,
-    listen: Option<SocketAddr>,
+    listen: Option<(SocketAddr, Limits)>,
     drain: Duration,
 ) -> anyhow::Result<Outcome> {
     // Listening before anything announces the service: a SIGTERM right after start must
@@ -50,11 +74,12 @@ pub(super) async fn run_service(
     let signals = Signals::listen().context("listening for signals")?;
     // Bound before the state is taken: a port in use is found before anything else is held.
     let listener = match listen {
-        Some(addr) => Some(
+        Some((addr, limits)) => Some((
             tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening on {addr} (is another server using it?)"))?,
-        ),
+            limits,
+        )),
         None => None,
     };
     let store = Arc::new(open_store_patiently(ctx).await?);
@@ -76,7 +101,7 @@ pub(super) async fn run_service(
             initial.broken.len()
         );
     }
-    if let Some(listener) = &listener {
+    if let Some((listener, _)) = &listener {
         tracing::info!(
             "serving webhooks, /healthz and /metrics on http://{} (pid {})",
             listener.local_addr()?,

@@ -17,8 +17,11 @@ pub(super) struct Args {
     /// finish before they are stopped.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     drain: Duration,
+    #[command(flatten)]
+    limits: super::schedule::ClientLimits,
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    super::schedule::run_service(ctx, None, Some(args.listen), args.drain).await
+    let listen = Some((args.listen, args.limits.limits()));
+    super::schedule::run_service(ctx, None, listen, args.drain).await
 }

@@ -23,7 +23,7 @@ use crate::config::{Config, Job, JobSet};
 use crate::control;
 use crate::delivery::{Engines, RunOptions, RunReport, Sender};
 use crate::report;
-use crate::server::Server;
+use crate::server::{Limits, Server};
 use crate::shutdown::Signals;
 use crate::state::Store;
 
@@ -49,8 +49,8 @@ pub struct Service {
     /// How often the jobs directory is checked for changed files; `None` schedules nothing
     /// (`serve`: jobs run only when `run` asks through the control socket).
     pub watch_every: Option<Duration>,
-    /// The HTTP server's listener (`serve`, `schedule --listen`).
-    pub listen: Option<TcpListener>,
+    /// The HTTP server's listener and limits (`serve`, `schedule --listen`).
+    pub listen: Option<(TcpListener, Limits)>,
 }
 
 impl Service {
@@ -78,9 +78,10 @@ impl Service {
                 shutdown.clone(),
             ));
         }
-        if let Some(listener) = self.listen {
+        if let Some((listener, limits)) = self.listen {
             // The server stops accepting at the signal, like the scheduler stops firing.
-            tasks.spawn(Server::new(engines.clone()).serve(listener, shutdown.clone()));
+            let server = Server::new(engines.clone(), limits);
+            tasks.spawn(server.serve(listener, shutdown.clone()));
         }
         tasks.spawn(keep_grants_alive(launcher.clone(), shutdown.clone()));
         let handler = Arc::new(ControlHandler {

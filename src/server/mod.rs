@@ -3,11 +3,11 @@
 //! notifications, see [`webhooks`]), `GET /install` and `GET /oauth/callback` (installs from a
 //! browser, see [`install`]), `GET /healthz` and `GET /metrics`.
 //!
-//! It faces the internet (behind a TLS-terminating proxy), so every connection is bounded: at
-//! most [`MAX_CONNECTIONS`] at once (one request each, no keep-alive), headers within
-//! [`HEADER_TIMEOUT`], the whole request within [`REQUEST_TIMEOUT`], bodies up to
-//! [`MAX_BODY`]. On shutdown it stops accepting, lets the requests in flight and the chat
-//! replies they started finish (for at most [`DRAIN`]), and returns.
+//! It faces the internet (behind a TLS-terminating proxy), so every connection is bounded
+//! ([`Limits`]): a number of connections at once (one request each, no keep-alive), a time
+//! for the headers and again for the whole request, bodies up to [`MAX_BODY`]. On shutdown it
+//! stops accepting, lets the requests in flight and the chat replies they started finish (for
+//! at most [`DRAIN`]), and returns.
 
 mod commands;
 mod deauthorize;
@@ -42,18 +42,32 @@ use signature::Replays;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4199";
 /// The largest request body read; a larger one is answered 413.
 pub const MAX_BODY: usize = 1024 * 1024;
-/// The most connections served at once; more wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 256;
-/// How long a client has to send its request headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a request may take, body included (Zoom itself waits 3 s for an answer).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one client may take of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The most connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client has to send its request headers, and then to be answered (body
+    /// included; Zoom itself waits 3 s for an answer).
+    pub client_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            client_timeout: Duration::from_secs(10),
+        }
+    }
+}
 /// How long shutdown waits for requests in flight and the chat replies they started.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
 /// What every request of the server shares.
 pub struct Server {
     engines: Arc<Engines>,
+    limits: Limits,
     replays: Replays,
     metrics: Metrics,
     /// Work a request started that outlives it (a reply in chat).
@@ -62,9 +76,10 @@ pub struct Server {
 
 impl Server {
     /// A server over the process's engines (and so its configuration and store).
-    pub fn new(engines: Arc<Engines>) -> Arc<Self> {
+    pub fn new(engines: Arc<Engines>, limits: Limits) -> Arc<Self> {
         Arc::new(Self {
             engines,
+            limits,
             replays: Replays::default(),
             metrics: Metrics::default(),
             tasks: TaskTracker::new(),
@@ -88,7 +103,7 @@ impl Server {
         router.layer(DefaultBodyLimit::max(MAX_BODY)).layer(
             tower_http::timeout::TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
-                REQUEST_TIMEOUT,
+                self.limits.client_timeout,
             ),
         )
     }
@@ -117,7 +132,7 @@ impl Server {
     /// Serves `listener` until `shutdown`, then drains (see the module doc).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let router = self.router();
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
         loop {
             let permit = tokio::select! {
@@ -139,7 +154,7 @@ impl Server {
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(self.limits.client_timeout)
                 .keep_alive(false);
             let connection = graceful.watch(builder.serve_connection(
                 TokioIo::new(stream),

@@ -275,7 +275,9 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/webhooks/zoom", listener.local_addr().unwrap());
         let stop = tokio_util::sync::CancellationToken::new();
-        let served = tokio::spawn(Server::new(engines).serve(listener, stop.clone()));
+        let served = tokio::spawn(
+            Server::new(engines, crate::server::Limits::default()).serve(listener, stop.clone()),
+        );
 
         let body = serde_json::to_vec(&json!({
             "event": "interactive_message_actions",

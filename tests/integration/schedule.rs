@@ -47,6 +47,11 @@ impl Daemon {
         daemon
     }
 
+    /// What it has logged so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Sends SIGTERM, waits (at most 15 s) for exit 0, and returns the log and how long the
     /// exit took.
     #[track_caller]

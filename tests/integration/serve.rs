@@ -628,3 +628,88 @@ fn a_button_press_on_a_message_without_buttons_changes_nothing() {
     assert_eq!(ignored, Some(2.0));
     served.stop();
 }
+
+#[test]
+fn stalled_clients_are_cut_off_and_cannot_take_every_connection() {
+    use std::io::{Read, Write};
+
+    let env = Env::new();
+    let served = Served::start_with(&env, |cmd| {
+        cmd.args(["--client-timeout", "1s", "--max-connections", "2"]);
+    });
+    let addr = served.base.trim_start_matches("http://").to_owned();
+    // Two clients take both connections and never finish their headers.
+    let mut stalled: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    // A third is served once the server has cut them off.
+    let health = http().get(served.url("/healthz")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    for stream in &mut stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut rest = Vec::new();
+        // The server closes the connection (with or without an answer first), long before the
+        // client's own 20 s would run out.
+        let read = stream.read_to_end(&mut rest);
+        let closed = match &read {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(closed, "{read:?}");
+    }
+    // A client that sends its headers and then stalls on the body gets 408.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /webhooks/zoom HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    served.stop();
+}
+
+#[test]
+fn schedule_listen_serves_beside_the_scheduler() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com"]));
+    let daemon = crate::schedule::Daemon::start(&env, &["--listen", "127.0.0.1:0"]);
+    let base = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        let log = daemon.log();
+        let at = log.find("on http://")? + "on ".len();
+        Some(
+            log[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect::<String>(),
+        )
+    })
+    .expect("the scheduler announces where it serves");
+    let health = http().get(format!("{base}/healthz")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    // The scheduler still runs jobs (here by hand, through its socket), and the server sees them.
+    env.run(&["run", "team"]).code(0);
+    let metrics = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let runs = series(
+        &metrics,
+        "zoomcast_runs",
+        &[("job", "team"), ("outcome", "succeeded")],
+    );
+    assert_eq!(runs, Some(1.0), "{metrics}");
+    let (log, _) = daemon.stop();
+    assert!(log.contains("scheduler started"), "{log}");
+}
