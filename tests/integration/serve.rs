@@ -159,6 +159,12 @@ fn served_after_a_run() -> (Env, Served) {
     (env, served)
 }
 
+/// How many opt-outs `optouts --json` lists.
+fn optout_count(env: &Env) -> usize {
+    let listed = env.run(&["optouts", "--json"]).code(0).json();
+    listed.as_array().map_or(0, Vec::len)
+}
+
 fn scrape(served: &Served) -> String {
     let response = http().get(served.url("/metrics")).send().unwrap();
     assert_eq!(response.status(), 200);
@@ -403,35 +409,21 @@ fn deauthorization_deletes_that_accounts_data_and_nothing_else() {
         "userJid": "zed@xmpp.zoom.us", "userName": "Zed", "toJid": "zed@xmpp.zoom.us",
         "cmd": "stop",
     }});
-    let body = serde_json::to_vec(&other).unwrap();
-    let now = chrono::Utc::now().timestamp();
-    assert_eq!(post(&served, &body, &signed(&secret, now, &body)).0, 200);
-    assert_eq!(
-        env.run(&["optouts", "--json"])
-            .code(0)
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    let signed_post = |event: &Value| {
+        let body = serde_json::to_vec(event).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        post(&served, &body, &signed(&secret, now, &body)).0
+    };
+    assert_eq!(signed_post(&other), 200);
+    assert_eq!(optout_count(&env), 2);
 
     // A deauthorization for another app (client id) deletes nothing.
     let stray = json!({"event": "app_deauthorized", "payload": {
         "account_id": env.emu().knobs().account_id, "client_id": "another-app",
         "user_id": "x", "deauthorization_time": "2026-11-30T00:00:00Z",
     }});
-    let body = serde_json::to_vec(&stray).unwrap();
-    assert_eq!(post(&served, &body, &signed(&secret, now, &body)).0, 200);
-    assert_eq!(
-        env.run(&["optouts", "--json"])
-            .code(0)
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(signed_post(&stray), 200);
+    assert_eq!(optout_count(&env), 2);
 
     let (status, _) = emulator_event(&env, &json!({"event": "app_deauthorized"}));
     assert_eq!(status, 200);
