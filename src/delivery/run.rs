@@ -67,7 +67,10 @@ impl Engine {
         sender: &Sender,
         options: RunOptions,
     ) -> anyhow::Result<RunReport> {
-        let mut record = match self.begin(job, options.scheduled_for).await? {
+        let mut record = match self
+            .begin(job, &sender.account_id, options.scheduled_for)
+            .await?
+        {
             Begin::Work(record) => record,
             Begin::AlreadyRan(record) => {
                 let (_, failures) = self.tally(record.id).await?;
@@ -201,6 +204,7 @@ impl Engine {
     async fn begin(
         &self,
         job: &Job,
+        account: &str,
         scheduled_for: Option<DateTime<Utc>>,
     ) -> anyhow::Result<Begin> {
         let existing = match scheduled_for {
@@ -211,7 +215,12 @@ impl Engine {
         let Some(mut record) = existing else {
             let record = self
                 .runs
-                .start(&job.name, &job.app, Some(file), scheduled_for)
+                .start(
+                    &job.name,
+                    (&job.app, Some(account)),
+                    Some(file),
+                    scheduled_for,
+                )
                 .await?;
             return Ok(Begin::Work(record));
         };

@@ -721,13 +721,25 @@ mod tests {
         let runs = h.store.runs().unwrap();
         // `current` was interrupted during its 10:00 tick; `stale` during a tick that a later
         // one has replaced; `manual` during a run started by hand.
-        runs.start("current", "default", None, Some(at("2026-11-23T10:00:00Z")))
+        runs.start(
+            "current",
+            ("default", None),
+            None,
+            Some(at("2026-11-23T10:00:00Z")),
+        )
+        .await
+        .unwrap();
+        runs.start(
+            "stale",
+            ("default", None),
+            None,
+            Some(at("2026-11-23T09:00:00Z")),
+        )
+        .await
+        .unwrap();
+        runs.start("manual", ("default", None), None, None)
             .await
             .unwrap();
-        runs.start("stale", "default", None, Some(at("2026-11-23T09:00:00Z")))
-            .await
-            .unwrap();
-        runs.start("manual", "default", None, None).await.unwrap();
         let fires = h.store.fires().unwrap();
         fires.set("current", at("2026-11-23T10:00:00Z")).unwrap();
         fires.set("stale", at("2026-11-23T10:00:00Z")).unwrap();

@@ -1,7 +1,7 @@
 //! `app_deauthorized`: an account removed the app. The Marketplace requires its data deleted
 //! at once, so before Zoom gets its answer: the app's grant (when it is that account's, in the
 //! store, the grant file and memory), the account's opt-outs, the per-recipient details of the
-//! app's runs (their summaries stay: counts, times, no person), and the JID cache (kept for all
+//! app's runs in that account (their summaries stay: counts, times, no person), and the JID cache (kept for all
 //! apps together, so cleared whole). A run left unfinished is closed, never resumed: its
 //! journal is gone. The deletion is logged with counts only.
 
@@ -68,7 +68,7 @@ pub(super) async fn handle(
         store.deliveries().map_err(|e| failed(e.into()))?,
         store.jids().map_err(|e| failed(e.into()))?,
     );
-    let app_name = name.clone();
+    let (app_name, account_id) = (name.clone(), account.clone());
     let reason = format!(
         "closed: account {account} removed the app, and its per-recipient details were deleted"
     );
@@ -76,7 +76,10 @@ pub(super) async fn handle(
         let mut changed = Vec::new();
         let mut entries = 0;
         for mut record in runs.list(None)? {
-            if record.app != app_name {
+            // A run of an earlier release recorded no account: then the app had one, and it
+            // is counted as this account's.
+            let theirs = record.account.as_deref().is_none_or(|a| a == account_id);
+            if record.app != app_name || !theirs {
                 continue;
             }
             entries += deliveries.prune(record.id)?;

@@ -106,6 +106,9 @@ pub struct RunRecord {
     pub job: String,
     /// The app that sent.
     pub app: String,
+    /// The account it sent in; `None` for runs of releases that did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// When it started.
     pub started_at: DateTime<Utc>,
     /// When it finished, if it did.
@@ -154,7 +157,7 @@ impl Runs {
     pub async fn start(
         &self,
         job: &str,
-        app: &str,
+        (app, account): (&str, Option<&str>),
         job_file: Option<PathBuf>,
         scheduled_for: Option<DateTime<Utc>>,
     ) -> Result<RunRecord, StateError> {
@@ -162,6 +165,7 @@ impl Runs {
             id: self.next_id()?,
             job: job.to_owned(),
             app: app.to_owned(),
+            account: account.map(str::to_owned),
             started_at: Utc::now(),
             finished_at: None,
             status: RunStatus::Running,
@@ -358,6 +362,7 @@ mod tests {
             id: RunId(id),
             job: "j".into(),
             app: "default".into(),
+            account: None,
             started_at: Utc::now(),
             finished_at: None,
             status,
@@ -430,7 +435,7 @@ mod tests {
                     scope.spawn(move || {
                         let job = format!("job{i}");
                         together.wait();
-                        let start = runs.start(&job, "default", None, None);
+                        let start = runs.start(&job, ("default", None), None, None);
                         runtime.block_on(start).unwrap().id.0
                     })
                 })

@@ -248,7 +248,7 @@ fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
     let deliveries = store.deliveries().unwrap();
     let crashed = z
         .runtime
-        .block_on(runs.start("resume", "default", None, None))
+        .block_on(runs.start("resume", ("default", None), None, None))
         .unwrap();
     for (email, jid, body) in [
         (

@@ -397,7 +397,21 @@ fn installing_the_bot_is_answered_with_the_apps_welcome_message() {
 
 #[test]
 fn deauthorization_deletes_that_accounts_data_and_nothing_else() {
-    let (env, served) = served_after_a_run();
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    env.run(&["run", "team"]).code(0);
+    // A run that sent in another account (Zoom refuses it here, but it has its details).
+    let other_run = env.run_with(&["run", "team", "--json"], |cmd| {
+        cmd.env("ZOOM_ACCOUNT_ID", "other-account");
+    });
+    let other_run = other_run.json()["run_id"].as_u64().unwrap().to_string();
+    let details = |env: &Env, run: &str| {
+        let history = env.run(&["history", "--run", run, "--json"]).code(0).json();
+        history["deliveries"].as_array().unwrap().len()
+    };
+    assert_eq!(details(&env, &other_run), 2);
+    let served = Served::start(&env);
     let secret = env.emu().knobs().webhook_secret;
     emulator_event(
         &env,
@@ -446,6 +460,11 @@ fn deauthorization_deletes_that_accounts_data_and_nothing_else() {
     assert_eq!(history["details_pruned"], true);
     // The next run fails, saying how to authorize again.
     env.run(&["run", "team"]).code(1).stderr_has("auth login");
+    assert_eq!(
+        details(&env, &other_run),
+        2,
+        "another account's run keeps its details"
+    );
     let log = served.stop();
     assert!(log.contains("removed the app"), "{log}");
     assert!(

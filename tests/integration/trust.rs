@@ -357,7 +357,7 @@ fn a_run_resumes_only_for_the_job_file_that_started_it() {
                 store
                     .runs()
                     .unwrap()
-                    .start("report", "default", Some(file), None),
+                    .start("report", ("default", None), Some(file), None),
             )
             .unwrap();
     }
