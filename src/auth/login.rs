@@ -232,15 +232,11 @@ pub enum InstallError {
     State(#[from] crate::state::StateError),
 }
 
-/// Completes an install from `serve`'s redirect: exchanges `code`, learns who authorized and
-/// stores the grant, unless the app holds another account's grant (then nothing is stored:
-/// an app has one account's grant for now, and replacing it would move every job to the new
-/// account).
-pub async fn complete_install(
+/// The first half of an install from `serve`'s redirect: exchanges `code` and learns who
+/// authorized. Nothing is stored yet (see [`store_install`]).
+pub async fn prepare_install(
     oauth: &OAuthClient,
     zoom: &ZoomClient,
-    grants: &Grants,
-    app: &str,
     code: &str,
     redirect_uri: &Url,
     verifier: &str,
@@ -251,10 +247,21 @@ pub async fn complete_install(
     identify(zoom, &mut grant)
         .await
         .map_err(InstallError::Identify)?;
+    Ok(grant)
+}
+
+/// The second half: stores `grant` as `app`'s, unless the app holds another account's grant
+/// (then nothing is stored: an app has one account's grant for now, and replacing it would
+/// move every job to the new account).
+pub async fn store_install(
+    grants: &Grants,
+    app: &str,
+    mut grant: Grant,
+) -> Result<Grant, InstallError> {
     let previous = grants.get(app)?;
     if let Some(held) = previous
         .as_ref()
-        .filter(|g| g.account_id != grant.account_id)
+        .filter(|g| !g.account_id.is_empty() && g.account_id != grant.account_id)
     {
         return Err(InstallError::OtherAccount {
             installed: held.account_id.clone(),

@@ -111,7 +111,9 @@ impl AppTokens {
     pub async fn forget_account(&self, account: &str) -> Result<bool, TokenError> {
         let mut slot = self.user.clone().lock_owned().await;
         let held = self.grants.get(&self.app)?;
-        if held.is_none_or(|grant| grant.account_id != account) {
+        // A grant whose account was never learned (`/users/me` failed at login) is the app's
+        // one grant: it goes too.
+        if held.is_none_or(|grant| !grant.account_id.is_empty() && grant.account_id != account) {
             return Ok(false);
         }
         self.grants.delete(&self.app).await?;

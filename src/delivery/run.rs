@@ -126,6 +126,7 @@ impl Engine {
             Ok(()) if counts.failed + counts.uncertain > 0 => RunStatus::PartlyFailed,
             Ok(()) => RunStatus::Succeeded,
         };
+        self.keep_closed(&mut record).await?;
         self.runs.put(&record).await?;
         if !record.status.is_unfinished() {
             if let Err(e) = self.prune_details(job).await {
@@ -141,6 +142,23 @@ impl Engine {
                 .context(format!("run {} of job `{}` stopped", record.id, job.name)));
         }
         Ok(RunReport { record, failures })
+    }
+
+    /// If the account removed the app while this run went on, the run was closed and its
+    /// details deleted (see `server::deauthorize`): it stays closed, and what it recorded
+    /// since is deleted too.
+    async fn keep_closed(&self, record: &mut RunRecord) -> Result<(), StateError> {
+        let stored = self.runs.get(record.id)?;
+        let Some(stored) = stored.filter(|r| matches!(r.status, RunStatus::Closed(_))) else {
+            return Ok(());
+        };
+        let (deliveries, run) = (self.deliveries.clone(), record.id);
+        off_workers(move || deliveries.prune(run)).await?;
+        self.deliveries.flush().await?;
+        record.status = stored.status;
+        record.finished_at = stored.finished_at;
+        record.details_pruned = true;
+        Ok(())
     }
 
     /// Deletes cached lookups older than the job's time-to-live or [`JID_CACHE_KEEP`],

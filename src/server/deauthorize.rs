@@ -72,25 +72,33 @@ pub(super) async fn handle(
     let reason = format!(
         "closed: account {account} removed the app, and its per-recipient details were deleted"
     );
-    let (changed, entries, cached) = off_workers(move || {
-        let mut changed = Vec::new();
+    // The runs are closed (durably) before their journals go: a run whose journal is gone must
+    // never be resumed, which would send to every recipient again.
+    let listed = runs.clone();
+    let mut changed = off_workers(move || listed.list(None))
+        .await
+        .map_err(|e| failed(e.into()))?;
+    changed.retain(|record| {
+        // A run of an earlier release recorded no account: then the app had one, and it is
+        // counted as this account's.
+        record.app == app_name && record.account.as_deref().is_none_or(|a| a == account_id)
+    });
+    for record in &mut changed {
+        close(record, &reason);
+    }
+    runs.put_all(&changed).await.map_err(|e| failed(e.into()))?;
+    let ids: Vec<_> = changed.iter().map(|record| record.id).collect();
+    let pruning = deliveries.clone();
+    let (entries, cached) = off_workers(move || {
         let mut entries = 0;
-        for mut record in runs.list(None)? {
-            // A run of an earlier release recorded no account: then the app had one, and it
-            // is counted as this account's.
-            let theirs = record.account.as_deref().is_none_or(|a| a == account_id);
-            if record.app != app_name || !theirs {
-                continue;
-            }
-            entries += deliveries.prune(record.id)?;
-            close(&mut record, &reason);
-            changed.push(record);
+        for id in ids {
+            entries += pruning.prune(id)?;
         }
-        Ok::<_, StateError>((changed, entries, jids.clear()?))
+        Ok::<_, StateError>((entries, jids.clear()?))
     })
     .await
     .map_err(|e| failed(e.into()))?;
-    runs_put(server, &changed).await.map_err(failed)?;
+    deliveries.flush().await.map_err(|e| failed(e.into()))?;
     erased.runs = changed.len();
     erased.deliveries = entries;
     erased.cached = cached;
@@ -113,10 +121,4 @@ fn close(record: &mut RunRecord, reason: &str) {
         record.status = RunStatus::Closed(reason.to_owned());
         record.finished_at.get_or_insert_with(Utc::now);
     }
-}
-
-async fn runs_put(server: &Server, records: &[RunRecord]) -> anyhow::Result<()> {
-    server.engines.store().runs()?.put_all(records).await?;
-    server.engines.store().deliveries()?.flush().await?;
-    Ok(())
 }

@@ -8,6 +8,8 @@
 //! its grant, then sends the browser to `install_redirect` (default: the chatbot in Zoom). Any
 //! failure is a plain-text page with status 400 and what to do, and stores nothing.
 
+use std::sync::Arc;
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -155,12 +157,14 @@ pub(super) async fn callback(
              at the install address.",
         );
     }
-    finish(&route.server, &app, &code, &pending.verifier).await
+    finish(&route.server, app, code, pending.verifier).await
 }
 
-/// Exchanges the code and stores the grant; the browser goes on to the chatbot.
-async fn finish(server: &Server, app: &AppEngine, code: &str, verifier: &str) -> Response {
-    let name = &app.app.name;
+/// Exchanges the code and stores the grant; the browser goes on to the chatbot. The work runs
+/// in a task of its own: a client that goes away (or the request's timeout) cannot cut it
+/// between the exchange, which uses the code up, and the store.
+async fn finish(server: &Server, app: Arc<AppEngine>, code: String, verifier: String) -> Response {
+    let name = app.app.name.clone();
     let grants = match server.engines.store().grants() {
         Ok(grants) => grants,
         Err(e) => {
@@ -168,19 +172,27 @@ async fn finish(server: &Server, app: &AppEngine, code: &str, verifier: &str) ->
             return page("The install could not be stored here. Try again later.");
         }
     };
-    let installed = app
-        .engine
-        .tokens
-        .replace_grant(login::complete_install(
-            &app.oauth,
-            &app.engine.zoom,
-            &grants,
-            name,
-            code,
-            &app.app.redirect_uri,
-            verifier,
-        ))
-        .await;
+    let worker = app.clone();
+    let installed = tokio::spawn(async move {
+        let app = worker;
+        let (oauth, zoom, uri) = (&app.oauth, &app.engine.zoom, &app.app.redirect_uri);
+        let grant = login::prepare_install(oauth, zoom, &code, uri, &verifier).await?;
+        let stored = app
+            .engine
+            .tokens
+            .replace_grant(login::store_install(&grants, &app.app.name, grant.clone()))
+            .await;
+        if let Err(InstallError::OtherAccount { .. }) = &stored
+            && let Err(e) = oauth.revoke(&grant.access.access).await
+        {
+            tracing::warn!("revoking the refused install's token failed: {e}");
+        }
+        stored
+    })
+    .await;
+    let Ok(installed) = installed else {
+        return page("The install failed here. Start again at the install address.");
+    };
     match installed {
         Ok(grant) => {
             tracing::info!(
@@ -189,20 +201,25 @@ async fn finish(server: &Server, app: &AppEngine, code: &str, verifier: &str) ->
             );
             let clear = format!(
                 "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
-                cookie_name(name)
+                cookie_name(&name)
             );
-            let to = destination(app);
             (
                 StatusCode::FOUND,
-                [(header::LOCATION, to), (header::SET_COOKIE, clear)],
+                [
+                    (header::LOCATION, destination(&app)),
+                    (header::SET_COOKIE, clear),
+                ],
             )
                 .into_response()
         }
         Err(e) => {
             tracing::warn!("app `{name}`: an install failed: {e}");
             let what = match e {
-                InstallError::OtherAccount { .. } => e.to_string(),
-                _ => "Zoom refused this authorization".to_owned(),
+                InstallError::OtherAccount { .. } => {
+                    "This app is already installed here for another Zoom account, and serves one \
+                     account for now"
+                }
+                _ => "Zoom refused this authorization",
             };
             page(&format!(
                 "{what}. Nothing was stored. Start again at the install address."

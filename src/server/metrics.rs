@@ -99,8 +99,8 @@ impl Metrics {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.webhook_events
             .get_or_create(&EventLabels {
-                app: app.to_owned(),
-                event: crate::output::clean(event, 64),
+                app: label(app),
+                event: label(&crate::output::clean(event, 64)),
                 verdict: verdict.label().to_owned(),
             })
             .inc();
@@ -164,7 +164,7 @@ fn register_runs(registry: &mut Registry, runs: &[RunRecord]) {
             && let Some(at) = run.finished_at
         {
             let job = JobLabel {
-                job: run.job.clone(),
+                job: label(&run.job),
             };
             let newest = last_success.entry(job).or_default();
             *newest = (*newest).max(at.timestamp());
@@ -201,7 +201,7 @@ fn register_process(registry: &mut Registry, server: &Server) {
     for (app, ok, failed) in server.engines.token_refreshes() {
         for (result, n) in [("ok", ok), ("failed", failed)] {
             let labels = RefreshLabels {
-                app: app.clone(),
+                app: label(&app),
                 result: result.to_owned(),
             };
             refreshes.insert(labels, n);
@@ -238,9 +238,18 @@ where
     registry.register(name, help, family);
 }
 
+/// A label value as the text format needs it: prometheus-client writes values as given, so a
+/// `"` or `\` in a job's or app's name would break the whole scrape.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn job_outcome(job: &str, outcome: &str) -> JobOutcome {
     JobOutcome {
-        job: job.to_owned(),
+        job: label(job),
         outcome: outcome.to_owned(),
     }
 }
@@ -253,5 +262,43 @@ fn run_outcome(status: &RunStatus) -> Option<&'static str> {
         RunStatus::Aborted(_) => Some("aborted"),
         RunStatus::Closed(_) => Some("closed"),
         RunStatus::Running => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::state::RunId;
+    use crate::state::runs::Counts;
+
+    #[test]
+    fn a_job_name_with_quotes_and_backslashes_keeps_the_scrape_parseable() {
+        let run = RunRecord {
+            id: RunId(1),
+            job: "we\"ird\\job".into(),
+            app: "default".into(),
+            account: None,
+            started_at: Utc::now(),
+            finished_at: Some(Utc::now()),
+            status: RunStatus::Succeeded,
+            counts: Counts {
+                total: 1,
+                sent: 1,
+                ..Counts::default()
+            },
+            resumes: 0,
+            scheduled_for: None,
+            details_pruned: false,
+            job_file: None,
+        };
+        let mut registry = Registry::default();
+        register_runs(&mut registry, &[run]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&text);
+        assert!(parsed.is_ok(), "{text}\n{parsed:?}");
+        assert_eq!(parsed.unwrap().families.len(), 3, "{text}");
     }
 }

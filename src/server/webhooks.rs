@@ -67,15 +67,14 @@ pub(super) async fn receive(
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (timestamp, signature) = (header("x-zm-request-timestamp"), header("x-zm-signature"));
     let now = chrono::Utc::now().timestamp();
-    let verified = signature::verify(secret, timestamp, signature, &body, now).and_then(|()| {
-        let at = timestamp.and_then(|t| t.trim().parse().ok()).unwrap_or(now);
-        server
-            .replays
-            .first_use(signature.unwrap_or_default(), at, now)
+    let verified = signature::verify(secret, timestamp, signature, &body, now).and_then(|v| {
+        server.replays.first_use(&v.mac, v.at, now)?;
+        Ok(v)
     });
-    if let Err(refused) = verified {
-        return refuse(&route, refused);
-    }
+    let verified = match verified {
+        Ok(verified) => verified,
+        Err(refused) => return refuse(&route, refused),
+    };
     let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) else {
         server
             .metrics
@@ -92,6 +91,10 @@ pub(super) async fn receive(
         _ => (Verdict::Ignored, StatusCode::OK.into_response()),
     };
     server.metrics.webhook(&route.app, event, verdict);
+    if response.status().is_server_error() {
+        // Zoom retries a failed event with the same signature: let it through then.
+        server.replays.forget(&verified.mac);
+    }
     response
 }
 
@@ -144,7 +147,16 @@ async fn app_deauthorized(
     let Ok(event) = serde_json::from_value::<Deauthorized>(payload) else {
         return malformed();
     };
-    match deauthorize::handle(&route.server, app, event).await {
+    // In a task of its own: Zoom giving up on the request must not cut the deletion short.
+    let (server, app) = (route.server.clone(), app.clone());
+    let erased = tokio::spawn(async move { deauthorize::handle(&server, &app, event).await })
+        .await
+        .unwrap_or_else(|e| {
+            Err(NotErased::State(anyhow::anyhow!(
+                "the deletion failed: {e}"
+            )))
+        });
+    match erased {
         Ok(()) => (Verdict::Accepted, StatusCode::OK.into_response()),
         Err(NotErased::OtherApp) => (Verdict::Ignored, StatusCode::OK.into_response()),
         Err(NotErased::State(e)) => {

@@ -164,8 +164,9 @@ impl Deliveries {
         run: RunId,
         email: &str,
     ) -> Result<(), StateError> {
+        let email = email.to_lowercase();
         self.messages
-            .insert(message_id.as_bytes(), key(run, email))?;
+            .insert(message_id.as_bytes(), key(run, &email))?;
         Ok(())
     }
 

@@ -601,8 +601,12 @@ fn an_admin_installs_the_app_from_a_browser_once() {
     let (status, _, page) = visit(&callback, Some(&cookie));
     assert_eq!(status, 400);
     assert!(
-        page.contains("installed for account emulated-account-1"),
+        page.contains("already installed here for another Zoom account"),
         "{page}"
+    );
+    assert!(
+        !page.contains("emulated-account-1"),
+        "no account id for a stranger: {page}"
     );
     assert_eq!(grant(&env)["account_id"], knobs.account_id);
     served.stop();
@@ -723,4 +727,38 @@ fn schedule_listen_serves_beside_the_scheduler() {
     assert_eq!(runs, Some(1.0), "{metrics}");
     let (log, _) = daemon.stop();
     assert!(log.contains("scheduler started"), "{log}");
+}
+
+#[test]
+fn a_run_going_on_when_the_account_removes_the_app_ends_closed_with_nothing_kept() {
+    let env = Env::new();
+    env.login();
+    env.job(
+        "slow",
+        &crate::harness::bulk_job("slow", 60).replace("concurrency = 4", "concurrency = 1"),
+    );
+    env.adjust_knobs(|k| k.latency_ms = 50);
+    let served = Served::start(&env);
+    let run = env
+        .command(&["run", "slow", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), Duration::from_millis(20), || {
+        (env.emu().stats().sends_accepted >= 3).then_some(())
+    })
+    .expect("the run is sending");
+    let (status, _) = emulator_event(&env, &json!({"event": "app_deauthorized"}));
+    assert_eq!(status, 200);
+    let output = run.wait_with_output().unwrap();
+    assert_ne!(output.status.code(), Some(0), "it could not finish");
+    let history = env.run(&["history", "--run", "1", "--json"]).code(0).json();
+    assert_eq!(history["status"], "closed", "{history}");
+    assert_eq!(
+        history["deliveries"],
+        json!([]),
+        "nothing it recorded afterwards is kept"
+    );
+    served.stop();
 }
