@@ -131,6 +131,7 @@ impl Server {
 
     /// Serves `listener` until `shutdown`, then drains (see the module doc).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        self.warn_of_missing_secrets();
         let router = self.router();
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let graceful = GracefulShutdown::new();
@@ -176,6 +177,29 @@ impl Server {
             tracing::warn!(
                 "requests or chat replies still running {DRAIN:?} after shutdown: left unfinished"
             );
+        }
+    }
+}
+
+impl Server {
+    /// Says at start, once per app, when an app's webhooks cannot be verified (each request
+    /// would be answered 503).
+    fn warn_of_missing_secrets(&self) {
+        let config = self.engines.config();
+        for name in config.app_names() {
+            if let Ok(app) = config.app(name)
+                && app.webhook_secret.is_none()
+            {
+                let route = if name == DEFAULT_APP {
+                    String::new()
+                } else {
+                    format!("/apps/{name}")
+                };
+                tracing::warn!(
+                    "app `{name}` has no webhook secret token: {route}/webhooks/zoom answers 503 \
+                     until ZOOM_WEBHOOK_SECRET (or webhook_secret_token) is set"
+                );
+            }
         }
     }
 }

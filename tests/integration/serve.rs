@@ -727,6 +727,10 @@ fn schedule_listen_serves_beside_the_scheduler() {
     assert_eq!(runs, Some(1.0), "{metrics}");
     let (log, _) = daemon.stop();
     assert!(log.contains("scheduler started"), "{log}");
+    assert!(
+        log.contains("app `default` has no webhook secret token: /webhooks/zoom answers 503"),
+        "said once at start, not at the first event: {log}"
+    );
 }
 
 #[test]
