@@ -40,10 +40,15 @@ pub(super) struct Args {
 #[derive(Debug, clap::Args)]
 pub(super) struct ClientLimits {
     /// How long a client gets to send its request headers, and then to be answered.
-    #[arg(long, default_value = "10s", value_parser = super::positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::positive_duration)]
     client_timeout: Duration,
     /// The most connections served at once; more wait in the listen backlog.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..=65_536)
+    )]
     max_connections: u32,
 }
 
