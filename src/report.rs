@@ -31,6 +31,7 @@ pub fn run_json(record: &RunRecord) -> Value {
         "started_at": record.started_at.to_rfc3339(),
         "finished_at": record.finished_at.map(|t| t.to_rfc3339()),
         "counts": record.counts,
+        "rate_limited": record.rate_limited,
         "details_pruned": record.details_pruned,
     })
 }

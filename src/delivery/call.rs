@@ -162,6 +162,8 @@ pub(super) struct Pace<'a> {
     pub ceiling_taken: bool,
     /// The run's requests in flight, lookups and sends together (`concurrency`).
     pub slots: &'a Semaphore,
+    /// Where the run counts this endpoint's requests Zoom answered 429.
+    pub rate_limited: &'a std::sync::atomic::AtomicU64,
 }
 
 impl Pace<'_> {
@@ -247,7 +249,10 @@ where
             }
             Err(e) => e,
         };
-        if !error.is_rate_limited() {
+        if error.is_rate_limited() {
+            pace.rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
             limiter.accepted(); // Zoom answered; it is not pushing back
         }
         match error.disposition() {

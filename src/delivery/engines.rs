@@ -73,15 +73,6 @@ impl Engines {
         Ok(built)
     }
 
-    /// How many requests Zoom answered 429 in this process, by endpoint name.
-    pub fn rate_limited(&self) -> Vec<(&'static str, u64)> {
-        self.limiters
-            .rate_limited()
-            .into_iter()
-            .map(|(endpoint, n)| (endpoint.name(), n))
-            .collect()
-    }
-
     /// The user-token refreshes of this process, per app built so far: (app, succeeded,
     /// failed).
     pub fn token_refreshes(&self) -> Vec<(String, u64, u64)> {

@@ -100,8 +100,6 @@ pub struct Limiter {
     /// Bumped (under the state's lock) by every cut or pause: turns handed out before it are
     /// void. Outside the lock, so that checking a turn on every request takes none.
     epoch: AtomicU64,
-    /// Requests Zoom answered 429.
-    refusals: AtomicU64,
 }
 
 impl Default for Limiter {
@@ -139,7 +137,6 @@ impl Limiter {
                 last_request: now,
             }),
             epoch: AtomicU64::new(0),
-            refusals: AtomicU64::new(0),
         }
     }
 
@@ -220,7 +217,6 @@ impl Limiter {
 
     /// Zoom answered 429 to the request made on `turn`, asking (maybe) to wait `retry_after`.
     pub fn throttled(&self, turn: Turn, retry_after: Option<Duration>) {
-        self.refusals.fetch_add(1, Ordering::Relaxed);
         let mut s = self.state.lock().expect("limiter lock");
         let now = Instant::now();
         if let Some(until) = retry_after
@@ -285,11 +281,6 @@ impl Limiter {
         s.paused_until = s.paused_until.max(until);
         s.last_growth = s.last_growth.max(until); // a pause is no evidence of a higher limit
         self.epoch.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// How many requests Zoom answered 429.
-    pub fn refusals(&self) -> u64 {
-        self.refusals.load(Ordering::Relaxed)
     }
 
     /// The current rate, `None` when unlimited.

@@ -101,19 +101,6 @@ impl Limiters {
         }
     }
 
-    /// How many requests Zoom answered 429 in this process, per endpoint (every app).
-    pub fn rate_limited(&self) -> [(Endpoint, u64); 2] {
-        let map = self.map.lock().expect("limiters lock");
-        Endpoint::ALL.map(|endpoint| {
-            let total = map
-                .iter()
-                .filter(|((_, e), _)| *e == endpoint)
-                .map(|(_, limiter)| limiter.refusals())
-                .sum();
-            (endpoint, total)
-        })
-    }
-
     fn recall(&self, app: &str, endpoint: Endpoint) -> Option<f64> {
         let paces = self.paces.as_ref()?;
         match paces.recall(app, endpoint.name()) {

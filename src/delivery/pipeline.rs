@@ -56,6 +56,9 @@ pub(super) struct RunCtx<'a> {
     pub(super) progress: Progress,
     /// Sends Zoom refused with [`NOT_AUTHORIZED`] in this process.
     pub(super) refused: AtomicU64,
+    /// This process's lookups and sends Zoom answered 429.
+    pub(super) lookups_limited: AtomicU64,
+    pub(super) sends_limited: AtomicU64,
     /// Whether the run was interrupted before: only then can the journal hold entries.
     pub(super) resumed: bool,
     /// How long cached JIDs and misses stay good.
@@ -284,6 +287,7 @@ impl RunCtx<'_> {
             ceiling: None,
             ceiling_taken: false,
             slots: &self.slots,
+            rate_limited: &self.lookups_limited,
         };
         let answer = call::<User, _, _>(
             &self.engine.tokens,
@@ -365,6 +369,7 @@ impl RunCtx<'_> {
             ceiling: self.ceiling.as_ref(),
             ceiling_taken: true,
             slots: &self.slots,
+            rate_limited: &self.sends_limited,
         };
         let answer = call::<Bot, _, _>(
             &self.engine.tokens,

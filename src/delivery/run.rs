@@ -3,7 +3,7 @@
 //! afterwards: older runs' per-recipient details pruned, the JID cache swept.
 
 use std::collections::HashSet;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -92,6 +92,8 @@ impl Engine {
             slots: tokio::sync::Semaphore::new(job.delivery.concurrency.get()),
             seen: Mutex::new(HashSet::new()),
             refused: AtomicU64::new(0),
+            lookups_limited: AtomicU64::new(0),
+            sends_limited: AtomicU64::new(0),
             progress: Progress::new(job.recipient_count),
             resumed,
             ttl: cache_ttl(job),
@@ -100,6 +102,8 @@ impl Engine {
             outcome = ctx.pipeline() => outcome,
             never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
         };
+        record.rate_limited.users += ctx.lookups_limited.load(Ordering::Relaxed);
+        record.rate_limited.chat += ctx.sends_limited.load(Ordering::Relaxed);
         drop(ctx);
         self.limiters.remember(&job.app);
         // Only a resumed run can hold `sending` entries from an earlier process.

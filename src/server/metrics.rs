@@ -4,10 +4,10 @@
 //! Runs and deliveries are read from the store at each scrape, so runs started by `zoomcast
 //! run` in another process are counted too: `zoomcast_runs_total{job,outcome}` (finished runs;
 //! their summaries are never deleted, so the counts only grow),
-//! `zoomcast_deliveries_total{job,outcome}` and
-//! `zoomcast_job_last_success_timestamp_seconds{job}`. What only this process sees is counted in
-//! memory: `zoomcast_rate_limited_total{endpoint}` (429s answered to this process),
-//! `zoomcast_token_refreshes_total{app,result}` and `zoomcast_webhook_events_total{event,verdict}`.
+//! `zoomcast_deliveries_total{job,outcome}`, `zoomcast_rate_limited_total{endpoint}` (the runs'
+//! requests Zoom answered 429) and `zoomcast_job_last_success_timestamp_seconds{job}`. What only
+//! this process sees is counted in memory: `zoomcast_token_refreshes_total{app,result}` and
+//! `zoomcast_webhook_events_total{app,event,verdict}`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -145,7 +145,15 @@ fn register_runs(registry: &mut Registry, runs: &[RunRecord]) {
     let mut finished = BTreeMap::<JobOutcome, u64>::new();
     let mut deliveries = BTreeMap::<JobOutcome, u64>::new();
     let mut last_success = BTreeMap::<JobLabel, i64>::new();
+    let mut limited = BTreeMap::<EndpointLabel, u64>::new();
     for run in runs {
+        for (endpoint, n) in [
+            ("users", run.rate_limited.users),
+            ("chat", run.rate_limited.chat),
+        ] {
+            let endpoint = endpoint.to_owned();
+            *limited.entry(EndpointLabel { endpoint }).or_default() += n;
+        }
         let counts = [
             ("sent", run.counts.sent),
             ("failed", run.counts.failed),
@@ -174,6 +182,8 @@ fn register_runs(registry: &mut Registry, runs: &[RunRecord]) {
     register_counters(registry, "zoomcast_runs", help, finished);
     let help = "Recipients of runs by job and outcome";
     register_counters(registry, "zoomcast_deliveries", help, deliveries);
+    let help = "Requests of runs Zoom answered 429, by endpoint";
+    register_counters(registry, "zoomcast_rate_limited", help, limited);
     if !last_success.is_empty() {
         let gauges = Family::<JobLabel, Gauge>::default();
         for (job, at) in last_success {
@@ -186,17 +196,6 @@ fn register_runs(registry: &mut Registry, runs: &[RunRecord]) {
 
 /// The series this process counted.
 fn register_process(registry: &mut Registry, server: &Server) {
-    let limited = server
-        .engines
-        .rate_limited()
-        .into_iter()
-        .map(|(endpoint, n)| {
-            let endpoint = endpoint.to_owned();
-            (EndpointLabel { endpoint }, n)
-        })
-        .collect();
-    let help = "Requests Zoom answered 429, by endpoint (this process)";
-    register_counters(registry, "zoomcast_rate_limited", help, limited);
     let mut refreshes = BTreeMap::new();
     for (app, ok, failed) in server.engines.token_refreshes() {
         for (result, n) in [("ok", ok), ("failed", failed)] {
@@ -288,6 +287,7 @@ mod tests {
                 sent: 1,
                 ..Counts::default()
             },
+            rate_limited: crate::state::runs::RateLimited::default(),
             resumes: 0,
             scheduled_for: None,
             details_pruned: false,
@@ -299,6 +299,6 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&text);
         assert!(parsed.is_ok(), "{text}\n{parsed:?}");
-        assert_eq!(parsed.unwrap().families.len(), 3, "{text}");
+        assert_eq!(parsed.unwrap().families.len(), 4, "{text}");
     }
 }

@@ -97,6 +97,15 @@ pub struct Counts {
     pub opted_out: u64,
 }
 
+/// A run's requests Zoom answered 429, per endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimited {
+    /// Lookups (Users API).
+    pub users: u64,
+    /// Sends (Chatbot API).
+    pub chat: u64,
+}
+
 /// One run of a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -118,6 +127,9 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// Outcome counts.
     pub counts: Counts,
+    /// Requests Zoom answered 429 (absent in runs of earlier releases).
+    #[serde(default)]
+    pub rate_limited: RateLimited,
     /// How often an interrupted run was picked up again.
     #[serde(default)]
     pub resumes: u32,
@@ -170,6 +182,7 @@ impl Runs {
             finished_at: None,
             status: RunStatus::Running,
             counts: Counts::default(),
+            rate_limited: RateLimited::default(),
             resumes: 0,
             scheduled_for,
             details_pruned: false,
@@ -367,6 +380,7 @@ mod tests {
             finished_at: None,
             status,
             counts: Counts::default(),
+            rate_limited: RateLimited::default(),
             resumes: 0,
             scheduled_for: None,
             details_pruned,

@@ -766,3 +766,28 @@ fn a_run_going_on_when_the_account_removes_the_app_ends_closed_with_nothing_kept
     );
     served.stop();
 }
+
+#[test]
+fn metrics_count_the_429s_of_runs_made_by_another_process() {
+    let env = Env::new();
+    env.login();
+    env.job("bulk", &crate::harness::bulk_job("limited", 40));
+    env.adjust_knobs(|k| k.send_rate_limit = Some(10));
+    let report = env.run(&["run", "bulk", "--json"]).code(0).json();
+    let refused = env.emu().stats().sends_rate_limited;
+    assert!(
+        refused > 0,
+        "a fresh state finds the limit by running into it"
+    );
+    assert_eq!(report["rate_limited"]["chat"], refused, "{report}");
+    let served = Served::start(&env);
+    let metrics = scrape(&served);
+    #[allow(clippy::cast_precision_loss)] // a few 429s
+    let expected = refused as f64;
+    assert_eq!(
+        series(&metrics, "zoomcast_rate_limited", &[("endpoint", "chat")]),
+        Some(expected),
+        "{metrics}"
+    );
+    served.stop();
+}
