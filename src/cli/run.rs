@@ -68,7 +68,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     };
     let engines = Engines::new(Arc::new(ctx.config.clone()), Arc::new(store))?;
     let app = engines.app(&job.app)?;
-    let from = app.sender().await?;
+    let from = app.sender_for(&job).await?;
     if args.dry_run {
         outln!(
             "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}); nothing was sent",

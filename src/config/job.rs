@@ -25,6 +25,7 @@ pub struct JobFile {
     pub(super) schedule: Option<Spanned<String>>,
     pub(super) timezone: Option<Spanned<String>>,
     pub(super) app: Option<Spanned<String>>,
+    pub(super) account: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) catch_up: CatchUp,
     pub(super) catch_up_within: Option<Spanned<String>>,
@@ -209,6 +210,9 @@ pub struct Job {
     pub timezone: Tz,
     /// The app that sends.
     pub app: String,
+    /// The Zoom account it sends in, when the job names one (`account`): a run refuses to
+    /// send in another.
+    pub account: Option<String>,
     /// The inline recipients (`recipients.emails`), de-duplicated.
     pub inline_recipients: Vec<Recipient>,
     /// The recipients file, read as a stream when the job runs.

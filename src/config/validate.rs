@@ -141,6 +141,7 @@ impl<'a> Checker<'a> {
                 ),
             );
         }
+        let account = file.account.as_ref().and_then(|a| self.account(a));
         let Recipients {
             columns,
             inline: inline_recipients,
@@ -163,6 +164,7 @@ impl<'a> Checker<'a> {
                 schedule,
                 timezone,
                 app,
+                account,
                 inline_recipients,
                 recipients_file,
                 recipient_count: count,
@@ -175,6 +177,26 @@ impl<'a> Checker<'a> {
                 diagnostics: self.problems,
             }),
         }
+    }
+
+    /// The `account` key: a Zoom account id (letters, digits, `-` and `_`, as Zoom writes
+    /// them); reported (and `None`) otherwise.
+    fn account(&mut self, value: &Spanned<String>) -> Option<String> {
+        let id = value.get_ref();
+        let plausible = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if plausible {
+            return Some(id.clone());
+        }
+        self.report(
+            value.span(),
+            format!("account `{}` is not a Zoom account id", crate::output::clean(id, 80)),
+            "write the account id `zoomcast auth status` shows for the app (letters, digits, - and _)",
+        );
+        None
     }
 
     /// A duration such as "90s", "15m", "2h" or "1d 12h", at most `max`; reported (and

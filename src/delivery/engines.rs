@@ -91,12 +91,41 @@ impl Engines {
     /// Runs `job` with its app's engine, as that app's sender.
     pub async fn run(&self, job: &Job, options: RunOptions) -> anyhow::Result<RunReport> {
         let app = self.app(&job.app)?;
-        let from = app.sender().await?;
+        let from = app.sender_for(job).await?;
         app.engine.run(job, &from, options).await
     }
 }
 
+/// A job names an account the app does not send in.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "job `{job}` is for account {wanted}, but app `{app}` is authorized for account {held} \
+     (`zoomcast auth status`); install the app for account {wanted}, or fix `account` in the job file"
+)]
+pub struct WrongAccount {
+    job: String,
+    app: String,
+    wanted: String,
+    held: String,
+}
+
 impl AppEngine {
+    /// What `job`'s runs send as: the app's sender, refused when the job names another
+    /// account than the one the app sends in.
+    pub async fn sender_for(&self, job: &Job) -> anyhow::Result<Sender> {
+        let from = self.sender().await?;
+        match &job.account {
+            Some(wanted) if *wanted != from.account_id => Err(WrongAccount {
+                job: job.name.clone(),
+                app: job.app.clone(),
+                wanted: wanted.clone(),
+                held: from.account_id,
+            }
+            .into()),
+            _ => Ok(from),
+        }
+    }
+
     /// What the app's runs send as, checked against its configuration and grant.
     pub async fn sender(&self) -> anyhow::Result<Sender> {
         sender(

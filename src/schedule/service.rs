@@ -153,7 +153,7 @@ impl EngineLauncher {
     /// Checks that `job`'s app can send, with this scheduler's configuration and grant:
     /// what a run would send as.
     pub(super) async fn check(&self, job: &Job) -> anyhow::Result<Sender> {
-        self.engines.app(&job.app)?.sender().await
+        self.engines.app(&job.app)?.sender_for(job).await
     }
 
     /// One run of `job` with the app's engine.

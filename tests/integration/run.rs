@@ -291,3 +291,23 @@ fn a_user_managed_app_is_explained_not_retried_into_the_ground() {
     );
     assert!(env.emu().messages().is_empty());
 }
+
+#[test]
+fn a_job_that_names_its_account_never_sends_in_another() {
+    let env = Env::new();
+    env.login();
+    let job = job_to(&["ana@example.com"]);
+    env.job("ours", &format!("account = \"emulated-account-1\"\n{job}"));
+    env.job("theirs", &format!("account = \"other-account\"\n{job}"));
+    env.job("garbled", &format!("account = \"not an id!\"\n{job}"));
+    env.run(&["validate", "jobs/garbled.toml"])
+        .code(2)
+        .stderr_has("account `not an id!` is not a Zoom account id")
+        .stderr_has("garbled.toml:1:");
+    env.run(&["run", "theirs"])
+        .code(1)
+        .stderr_has("job `theirs` is for account other-account, but app `default` is authorized for account emulated-account-1");
+    assert_eq!(env.emu().messages().len(), 0, "nothing was sent");
+    env.run(&["run", "ours"]).code(0);
+    assert_eq!(env.emu().messages().len(), 1);
+}
