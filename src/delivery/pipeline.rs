@@ -268,7 +268,7 @@ impl RunCtx<'_> {
         email: &str,
         tries: &mut Tries,
     ) -> Result<Result<ZoomUser, DeliveryState>, Stop> {
-        let jids = &self.engine.jids;
+        let jids = self.engine.jids.of(&self.sender.account_id);
         if !self.options.refresh_cache
             && let Some(cached) = jids.get(email, self.ttl, Utc::now())?
         {

@@ -1,8 +1,8 @@
 //! `app_deauthorized`: an account removed the app. The Marketplace requires its data deleted
 //! at once, so before Zoom gets its answer: the app's grant (when it is that account's, in the
 //! store, the grant file and memory), the account's opt-outs, the per-recipient details of the
-//! app's runs in that account (their summaries stay: counts, times, no person), and the JID cache (kept for all
-//! apps together, so cleared whole). A run left unfinished is closed, never resumed: its
+//! app's runs in that account (their summaries stay: counts, times, no person), and the
+//! account's cached lookups. A run left unfinished is closed, never resumed: its
 //! journal is gone. The deletion is logged with counts only.
 
 use chrono::Utc;
@@ -88,13 +88,13 @@ pub(super) async fn handle(
     }
     runs.put_all(&changed).await.map_err(|e| failed(e.into()))?;
     let ids: Vec<_> = changed.iter().map(|record| record.id).collect();
-    let pruning = deliveries.clone();
+    let (pruning, cached_account) = (deliveries.clone(), account.clone());
     let (entries, cached) = off_workers(move || {
         let mut entries = 0;
         for id in ids {
             entries += pruning.prune(id)?;
         }
-        Ok::<_, StateError>((entries, jids.clear()?))
+        Ok::<_, StateError>((entries, jids.forget_account(&cached_account)?))
     })
     .await
     .map_err(|e| failed(e.into()))?;

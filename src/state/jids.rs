@@ -1,6 +1,6 @@
-//! The `jids` tree: email to Zoom user (JID and names) with the time it was fetched, and
-//! misses (Zoom said 1001) with Zoom's answer, so a daily job does not look the same people up
-//! every day. Entries expire by the reader's time-to-live; misses get a shorter one.
+//! The `jids` tree: per account, email to Zoom user (JID and names) with the time it was
+//! fetched, and misses (Zoom said 1001) with Zoom's answer, so a daily job does not look the
+//! same people up every day. Keys are the account, a zero byte, then the email. Entries expire by the reader's time-to-live; misses get a shorter one.
 //!
 //! Expired entries are deleted by [`Jids::sweep_if_due`], which a finished run calls: at most
 //! once a day, it deletes every answer older than the caller's horizon. Without it, a job whose
@@ -66,37 +66,31 @@ impl Jids {
         })
     }
 
-    /// Deletes every cached answer (an account removed the app: the cache is not kept per
-    /// account); how many there were.
-    pub fn clear(&self) -> Result<usize, StateError> {
-        // The sweep's own keys start with a zero byte; they are not answers.
-        let answers = self.tree.range(&[1u8][..]..).count();
-        self.tree.clear()?;
-        Ok(answers)
+    /// The answers for one account: the same email is another user (or nobody) elsewhere.
+    pub fn of(&self, account: &str) -> AccountJids<'_> {
+        AccountJids {
+            tree: &self.tree,
+            prefix: prefix(account),
+        }
     }
 
-    /// The cached answer for `email`, if it is younger than its time-to-live at `now`.
-    pub fn get(
-        &self,
-        email: &str,
-        ttl: CacheTtl,
-        now: DateTime<Utc>,
-    ) -> Result<Option<CachedLookup>, StateError> {
-        let Some(cached): Option<CachedLookup> = codec::get(&self.tree, email)? else {
-            return Ok(None);
-        };
-        let life = if cached.user.is_some() {
-            ttl.hit
-        } else {
-            ttl.miss
-        };
-        Ok((now - cached.fetched_at < life).then_some(cached))
-    }
-
-    /// Caches Zoom's answer for `email` (not flushed: losing it costs one lookup).
-    pub fn put(&self, email: &str, answer: &CachedLookup) -> Result<(), StateError> {
-        self.tree.insert(email, encode(answer))?;
-        Ok(())
+    /// Deletes every answer cached for `account`, and those of earlier releases, which kept no
+    /// account (then an app had one); how many there were. Not flushed.
+    pub fn forget_account(&self, account: &str) -> Result<usize, StateError> {
+        let mut deleted = 0;
+        for key in self.tree.scan_prefix(prefix(account)).keys() {
+            self.tree.remove(key?)?;
+            deleted += 1;
+        }
+        // An earlier release's key is a bare email: no zero byte in it, none before it.
+        for key in self.tree.range(&[1u8][..]..).keys() {
+            let key = key?;
+            if !key.contains(&0) {
+                self.tree.remove(key)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 
     /// Unless the tree was swept less than [`SWEEP_EVERY`] before `now`: reads the next
@@ -154,6 +148,54 @@ impl Jids {
     }
 }
 
+/// The account's part of the key: the account id and a zero byte (an empty id, which no
+/// grant has, is written `_`, so that no key starts with the bookkeeping's zero byte).
+fn prefix(account: &str) -> Vec<u8> {
+    let mut prefix = if account.is_empty() { "_" } else { account }
+        .as_bytes()
+        .to_vec();
+    prefix.push(0);
+    prefix
+}
+
+/// The cached answers of one account ([`Jids::of`]).
+pub struct AccountJids<'a> {
+    tree: &'a sled::Tree,
+    prefix: Vec<u8>,
+}
+
+impl AccountJids<'_> {
+    fn key(&self, email: &str) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(email.as_bytes());
+        key
+    }
+
+    /// The cached answer for `email`, if it is younger than its time-to-live at `now`.
+    pub fn get(
+        &self,
+        email: &str,
+        ttl: CacheTtl,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CachedLookup>, StateError> {
+        let Some(cached): Option<CachedLookup> = codec::get(self.tree, self.key(email))? else {
+            return Ok(None);
+        };
+        let life = if cached.user.is_some() {
+            ttl.hit
+        } else {
+            ttl.miss
+        };
+        Ok((now - cached.fetched_at < life).then_some(cached))
+    }
+
+    /// Caches Zoom's answer for `email` (not flushed: losing it costs one lookup).
+    pub fn put(&self, email: &str, answer: &CachedLookup) -> Result<(), StateError> {
+        self.tree.insert(self.key(email), encode(answer))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,37 +213,51 @@ mod tests {
             last_name: String::new(),
             display_name: String::new(),
         };
-        jids.put(
-            "a@x.io",
-            &CachedLookup {
-                user: Some(user),
-                code: None,
-                message: String::new(),
-                fetched_at: t0,
-            },
-        )
-        .unwrap();
-        jids.put("ghost@x.io", &miss(t0)).unwrap();
+        jids.of("acct")
+            .put(
+                "a@x.io",
+                &CachedLookup {
+                    user: Some(user),
+                    code: None,
+                    message: String::new(),
+                    fetched_at: t0,
+                },
+            )
+            .unwrap();
+        jids.of("acct").put("ghost@x.io", &miss(t0)).unwrap();
         let ttl = CacheTtl {
             hit: TimeDelta::days(7),
             miss: TimeDelta::hours(1),
         };
         let later = t0 + TimeDelta::hours(2);
-        assert!(jids.get("a@x.io", ttl, later).unwrap().is_some());
+        assert!(jids.of("acct").get("a@x.io", ttl, later).unwrap().is_some());
         assert!(
-            jids.get("ghost@x.io", ttl, later).unwrap().is_none(),
+            jids.of("acct")
+                .get("ghost@x.io", ttl, later)
+                .unwrap()
+                .is_none(),
             "the miss expired"
         );
         assert_eq!(
-            jids.get("ghost@x.io", ttl, t0).unwrap().unwrap().code,
+            jids.of("acct")
+                .get("ghost@x.io", ttl, t0)
+                .unwrap()
+                .unwrap()
+                .code,
             Some(1001)
         );
         assert!(
-            jids.get("a@x.io", ttl, t0 + TimeDelta::days(8))
+            jids.of("acct")
+                .get("a@x.io", ttl, t0 + TimeDelta::days(8))
                 .unwrap()
                 .is_none()
         );
-        assert!(jids.get("nobody@x.io", ttl, t0).unwrap().is_none());
+        assert!(
+            jids.of("acct")
+                .get("nobody@x.io", ttl, t0)
+                .unwrap()
+                .is_none()
+        );
     }
 
     /// An empty cache in a temporary database (the tree keeps the database open).
@@ -228,14 +284,16 @@ mod tests {
             hit: TimeDelta::days(400),
             miss: TimeDelta::days(400),
         };
-        jids.put("old@x.io", &miss(t0 - TimeDelta::days(31)))
+        jids.of("acct")
+            .put("old@x.io", &miss(t0 - TimeDelta::days(31)))
             .unwrap();
-        jids.put("new@x.io", &miss(t0 - TimeDelta::days(29)))
+        jids.of("acct")
+            .put("new@x.io", &miss(t0 - TimeDelta::days(29)))
             .unwrap();
         let horizon = TimeDelta::days(30);
         assert_eq!(jids.sweep_if_due(t0, horizon).unwrap(), Some(1));
-        assert!(jids.get("old@x.io", ttl, t0).unwrap().is_none());
-        assert!(jids.get("new@x.io", ttl, t0).unwrap().is_some());
+        assert!(jids.of("acct").get("old@x.io", ttl, t0).unwrap().is_none());
+        assert!(jids.of("acct").get("new@x.io", ttl, t0).unwrap().is_some());
 
         // Swept an hour ago: not due, even though "new" is now past the horizon.
         let later = t0 + TimeDelta::days(2);
@@ -244,9 +302,19 @@ mod tests {
                 .unwrap(),
             None
         );
-        assert!(jids.get("new@x.io", ttl, later).unwrap().is_some());
+        assert!(
+            jids.of("acct")
+                .get("new@x.io", ttl, later)
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(jids.sweep_if_due(later, horizon).unwrap(), Some(1));
-        assert!(jids.get("new@x.io", ttl, later).unwrap().is_none());
+        assert!(
+            jids.of("acct")
+                .get("new@x.io", ttl, later)
+                .unwrap()
+                .is_none()
+        );
         // The sweep's own record is no cache entry.
         assert_eq!(jids.tree.len(), 1);
     }
@@ -257,7 +325,8 @@ mod tests {
         let t0 = Utc::now();
         for i in 0..25 {
             let age = if i % 5 == 0 { 29 } else { 31 };
-            jids.put(&format!("p{i:02}@x.io"), &miss(t0 - TimeDelta::days(age)))
+            jids.of("acct")
+                .put(&format!("p{i:02}@x.io"), &miss(t0 - TimeDelta::days(age)))
                 .unwrap();
         }
         let horizon = TimeDelta::days(30);
@@ -272,6 +341,7 @@ mod tests {
             .keys()
             .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
             .filter(|k| !k.starts_with('\0'))
+            .map(|k| k.trim_start_matches("acct\0").to_owned())
             .collect();
         assert_eq!(
             left,
@@ -280,6 +350,38 @@ mod tests {
         assert!(
             jids.tree.get(CURSOR_KEY).unwrap().is_none(),
             "the sweep ended"
+        );
+    }
+
+    #[test]
+    fn each_account_has_its_own_answers_and_forgetting_one_keeps_the_others() {
+        let jids = empty_cache();
+        let t0 = Utc::now();
+        let ttl = CacheTtl {
+            hit: TimeDelta::days(7),
+            miss: TimeDelta::days(7),
+        };
+        jids.of("a1").put("x@x.io", &miss(t0)).unwrap();
+        jids.of("a2").put("y@x.io", &miss(t0)).unwrap();
+        // An answer an earlier release cached, keyed by the bare email.
+        jids.tree.insert("z@x.io", encode(&miss(t0))).unwrap();
+        assert!(jids.of("a1").get("x@x.io", ttl, t0).unwrap().is_some());
+        assert!(
+            jids.of("a2").get("x@x.io", ttl, t0).unwrap().is_none(),
+            "another account's answer is not this one's"
+        );
+        jids.sweep_chunk_if_due(t0, TimeDelta::days(30), 10)
+            .unwrap();
+        assert_eq!(
+            jids.forget_account("a1").unwrap(),
+            2,
+            "its own and the legacy one"
+        );
+        assert!(jids.of("a1").get("x@x.io", ttl, t0).unwrap().is_none());
+        assert!(jids.of("a2").get("y@x.io", ttl, t0).unwrap().is_some());
+        assert!(
+            jids.tree.get(SWEPT_KEY).unwrap().is_some(),
+            "bookkeeping stays"
         );
     }
 }

@@ -54,12 +54,14 @@ fn a_finished_run_deletes_cached_lookups_older_than_thirty_days() {
         // Answers cached by earlier runs of other jobs.
         let store = Store::open(&env.state_dir()).unwrap();
         let jids = store.jids().unwrap();
+        let jids = jids.of("emulated-account-1");
         jids.put("gone@example.com", &miss(31)).unwrap();
         jids.put("kept@example.com", &miss(29)).unwrap();
     }
     env.run(&["run", "team"]).code(0);
     let store = Store::open(&env.state_dir()).unwrap();
     let jids = store.jids().unwrap();
+    let jids = jids.of("emulated-account-1");
     let any_age = CacheTtl {
         hit: TimeDelta::days(400),
         miss: TimeDelta::days(400),
