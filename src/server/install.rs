@@ -26,7 +26,7 @@ use crate::token::ClientSecret;
 const INSTALL_SECONDS: i64 = 10 * 60;
 
 /// What the install cookie holds.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub struct Pending {
     /// The `state` sent to Zoom.
     pub state: String,
@@ -34,6 +34,17 @@ pub struct Pending {
     pub verifier: String,
     /// Seconds since the epoch after which the cookie is refused.
     pub expires: i64,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The verifier turns a stolen code into a grant: never printed.
+        f.debug_struct("Pending")
+            .field("state", &self.state)
+            .field("verifier", &"[redacted]")
+            .field("expires", &self.expires)
+            .finish()
+    }
 }
 
 /// The cookie's name for `app`: one per app, so installs of two apps in one browser do not
@@ -113,8 +124,9 @@ pub(super) async fn install(State(route): State<AppRoute>) -> Response {
         .into_response()
 }
 
-/// The redirect's query: a code and the state, or Zoom's error.
-#[derive(Debug, Deserialize)]
+/// The redirect's query: a code and the state, or Zoom's error. (No `Debug`: the code is a
+/// secret until it is used.)
+#[derive(Deserialize)]
 pub(super) struct Redirect {
     code: Option<String>,
     state: Option<String>,
@@ -322,5 +334,16 @@ mod tests {
         assert!(same("abc", "abc"));
         assert!(!same("abc", "abd"));
         assert!(!same("abc", "ab"));
+    }
+
+    #[test]
+    fn a_pending_install_never_prints_its_verifier() {
+        let pending = Pending {
+            state: "st4te".into(),
+            verifier: "the-secret-verifier".into(),
+            expires: 1,
+        };
+        let printed = format!("{pending:?}");
+        assert!(printed.contains("st4te") && !printed.contains("the-secret-verifier"));
     }
 }
