@@ -1,7 +1,7 @@
 //! [`Engines`]: the one place that builds delivery engines. Built once per process from the
 //! configuration and the store, it makes each app's [`Engine`] on first use and shares one set
-//! of rate limiters between them, since Zoom limits requests per account. `run`, `demo` and
-//! the scheduler all run jobs through it.
+//! of rate limiters between them, one per account, since Zoom limits requests per account (every
+//! app installed in it together). `run`, `demo` and the scheduler all run jobs through it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -59,9 +59,6 @@ impl Engines {
             return Ok(app.clone());
         }
         let app = self.config.app(name)?;
-        if let Some(plan) = app.plan {
-            self.limiters.know_plan(name, plan);
-        }
         let AppClients {
             zoom,
             oauth,
@@ -114,6 +111,10 @@ impl AppEngine {
     /// account than the one the app sends in.
     pub async fn sender_for(&self, job: &Job) -> anyhow::Result<Sender> {
         let from = self.sender().await?;
+        if let Some(plan) = self.app.plan {
+            // Zoom's limits are the account's: its limiters start at the plan's.
+            self.engine.limiters.know_plan(&from.account_id, plan);
+        }
         match &job.account {
             Some(wanted) if *wanted != from.account_id => Err(WrongAccount {
                 job: job.name.clone(),

@@ -1,6 +1,7 @@
-//! [`Limiters`]: every [`Limiter`] of the process, one per app and Zoom endpoint, created on
-//! first use: at the limit Zoom documents for the app's plan when it is configured, else at the
-//! pace the state directory remembers; what they measure is stored for the next process.
+//! [`Limiters`]: every [`Limiter`] of the process, one per Zoom account and endpoint (Zoom's
+//! limits are the account's, shared by every app installed in it), created on first use: at
+//! the limit Zoom documents for the account's plan when an app configures it, else at the pace
+//! the state directory remembers; what they measure is stored for the next process.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,12 +31,12 @@ impl Endpoint {
     }
 }
 
-/// Every limiter of the process, by app and endpoint.
+/// Every limiter of the process, by account and endpoint.
 #[derive(Debug, Default)]
 pub struct Limiters {
     map: Mutex<HashMap<(String, Endpoint), Arc<Limiter>>>,
-    /// The plans of the apps that configure one: their limiters start at Zoom's documented
-    /// limits.
+    /// The plans of the accounts whose apps configure one: their limiters start at Zoom's
+    /// documented limits.
     plans: Mutex<HashMap<String, Plan>>,
     /// Where measured paces are remembered between processes, if anywhere.
     paces: Option<Paces>,
@@ -52,62 +53,62 @@ impl Limiters {
         }
     }
 
-    /// Records that `app`'s account is on `plan`, before its limiters are first used.
-    pub fn know_plan(&self, app: &str, plan: Plan) {
+    /// Records that `account` is on `plan`, before its limiters are first used.
+    pub fn know_plan(&self, account: &str, plan: Plan) {
         self.plans
             .lock()
             .expect("plans lock")
-            .insert(app.to_owned(), plan);
+            .insert(account.to_owned(), plan);
     }
 
-    /// The limiter of `app`'s `endpoint`, created on first use.
-    pub fn get(&self, app: &str, endpoint: Endpoint) -> Arc<Limiter> {
+    /// The limiter of `account`'s `endpoint`, created on first use.
+    pub fn get(&self, account: &str, endpoint: Endpoint) -> Arc<Limiter> {
         self.map
             .lock()
             .expect("limiters lock")
-            .entry((app.to_owned(), endpoint))
-            .or_insert_with(|| Arc::new(self.new_limiter(app, endpoint)))
+            .entry((account.to_owned(), endpoint))
+            .or_insert_with(|| Arc::new(self.new_limiter(account, endpoint)))
             .clone()
     }
 
-    /// A new limiter for `app`'s `endpoint`: at the plan's documented limit if the app has a
-    /// plan, else at the pace an earlier process measured, else unlimited until a 429.
-    fn new_limiter(&self, app: &str, endpoint: Endpoint) -> Limiter {
-        let plan = self.plans.lock().expect("plans lock").get(app).copied();
+    /// A new limiter for `account`'s `endpoint`: at the plan's documented limit if the account
+    /// has a plan, else at the pace an earlier process measured, else unlimited until a 429.
+    fn new_limiter(&self, account: &str, endpoint: Endpoint) -> Limiter {
+        let plan = self.plans.lock().expect("plans lock").get(account).copied();
         match plan {
             Some(plan) => Limiter::documented(match endpoint {
                 Endpoint::Users => plan.lookups_per_second(),
                 Endpoint::Chat => plan.sends_per_second(),
             }),
-            None => Limiter::starting_at(self.recall(app, endpoint)),
+            None => Limiter::starting_at(self.recall(account, endpoint)),
         }
     }
 
-    /// Stores the paces `app`'s limiters measured, for the next process. A failure is only
+    /// Stores the paces `account`'s limiters measured, for the next process. A failure is only
     /// logged: the next process would find the limit again, at the cost of a few 429s.
-    pub fn remember(&self, app: &str) {
+    pub fn remember(&self, account: &str) {
         let Some(paces) = &self.paces else { return };
         let measured: Vec<(Endpoint, f64)> = {
             let map = self.map.lock().expect("limiters lock");
             Endpoint::ALL
                 .into_iter()
-                .filter_map(|e| Some((e, map.get(&(app.to_owned(), e))?.measured()?)))
+                .filter_map(|e| Some((e, map.get(&(account.to_owned(), e))?.measured()?)))
                 .collect()
         };
         for (endpoint, rate) in measured {
-            if let Err(e) = paces.remember(app, endpoint.name(), rate) {
-                tracing::warn!("app `{app}`: Zoom's measured pace could not be stored: {e}");
+            if let Err(e) = paces.remember(account, endpoint.name(), rate) {
+                tracing::warn!("account {account}: Zoom's measured pace could not be stored: {e}");
             }
         }
     }
 
-    fn recall(&self, app: &str, endpoint: Endpoint) -> Option<f64> {
+    fn recall(&self, account: &str, endpoint: Endpoint) -> Option<f64> {
         let paces = self.paces.as_ref()?;
-        match paces.recall(app, endpoint.name()) {
+        match paces.recall(account, endpoint.name()) {
             // A value outside the limiter's range was not written by it.
             Ok(rate) => rate.filter(|r| (MIN_RATE..=MAX_RATE).contains(r)),
             Err(e) => {
-                tracing::warn!("app `{app}`: the remembered pace could not be read: {e}");
+                tracing::warn!("account {account}: the remembered pace could not be read: {e}");
                 None
             }
         }
@@ -149,7 +150,11 @@ mod tests {
             "using a remembered pace does not measure it again (it would never expire)"
         );
         assert_eq!(next.get("a", Endpoint::Users).rate(), None);
-        assert_eq!(next.get("b", Endpoint::Chat).rate(), None, "another app");
+        assert_eq!(
+            next.get("b", Endpoint::Chat).rate(),
+            None,
+            "another account"
+        );
         let start = Instant::now();
         for _ in 0..3 {
             next.get("a", Endpoint::Chat).acquire().await;

@@ -19,7 +19,7 @@
 //! - [`run`](Engine): a run's lifecycle (begin or resume, record the end, prune, sweep).
 //! - `pipeline`: the two stages; `call`: one request with its slot, pace, retries and token
 //!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned (and a
-//!   job's own ceiling), [`limiters`] one per app and endpoint; `progress`: the bar and log
+//!   job's own ceiling), [`limiters`] one per account and endpoint; `progress`: the bar and log
 //!   lines.
 
 mod call;

@@ -86,8 +86,8 @@ impl Engine {
             options,
             run: record.id,
             journal,
-            users: self.limiters.get(&job.app, Endpoint::Users),
-            chat: self.limiters.get(&job.app, Endpoint::Chat),
+            users: self.limiters.get(&sender.account_id, Endpoint::Users),
+            chat: self.limiters.get(&sender.account_id, Endpoint::Chat),
             ceiling: job.delivery.rate_per_second.map(Limiter::ceiling),
             slots: tokio::sync::Semaphore::new(job.delivery.concurrency.get()),
             seen: Mutex::new(HashSet::new()),
@@ -105,7 +105,7 @@ impl Engine {
         record.rate_limited.users += ctx.lookups_limited.load(Ordering::Relaxed);
         record.rate_limited.chat += ctx.sends_limited.load(Ordering::Relaxed);
         drop(ctx);
-        self.limiters.remember(&job.app);
+        self.limiters.remember(&sender.account_id);
         // Only a resumed run can hold `sending` entries from an earlier process.
         if outcome.is_ok() && resumed {
             let (deliveries, run) = (self.deliveries.clone(), record.id);

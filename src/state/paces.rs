@@ -1,4 +1,4 @@
-//! The `paces` tree: for each app and endpoint, the request rate a limiter last measured
+//! The `paces` tree: for each account and endpoint, the request rate a limiter last measured
 //! against Zoom's limit, so that the next process starts at that pace. Without it, every
 //! process finds the limit again with a burst of 429s, and one started just after another used
 //! up Zoom's second measures almost nothing and crawls back from there.
@@ -37,24 +37,29 @@ impl Paces {
         })
     }
 
-    /// The pace remembered for `app`'s `endpoint`, unless it is older than [`PACE_TTL`].
-    pub fn recall(&self, app: &str, endpoint: &str) -> Result<Option<f64>, StateError> {
-        self.recall_at(app, endpoint, SystemTime::now())
+    /// The pace remembered for `account`'s `endpoint`, unless it is older than [`PACE_TTL`].
+    pub fn recall(&self, account: &str, endpoint: &str) -> Result<Option<f64>, StateError> {
+        self.recall_at(account, endpoint, SystemTime::now())
     }
 
-    /// Remembers `per_second` for `app`'s `endpoint`, measured now. A rate that is not a
+    /// Remembers `per_second` for `account`'s `endpoint`, measured now. A rate that is not a
     /// positive number is not stored.
-    pub fn remember(&self, app: &str, endpoint: &str, per_second: f64) -> Result<(), StateError> {
-        self.remember_at(app, endpoint, per_second, SystemTime::now())
+    pub fn remember(
+        &self,
+        account: &str,
+        endpoint: &str,
+        per_second: f64,
+    ) -> Result<(), StateError> {
+        self.remember_at(account, endpoint, per_second, SystemTime::now())
     }
 
     fn recall_at(
         &self,
-        app: &str,
+        account: &str,
         endpoint: &str,
         now: SystemTime,
     ) -> Result<Option<f64>, StateError> {
-        let Some(pace) = codec::get::<Pace>(&self.tree, key(app, endpoint))? else {
+        let Some(pace) = codec::get::<Pace>(&self.tree, key(account, endpoint))? else {
             return Ok(None);
         };
         let age = unix_seconds(now).saturating_sub(pace.measured_at);
@@ -63,7 +68,7 @@ impl Paces {
 
     fn remember_at(
         &self,
-        app: &str,
+        account: &str,
         endpoint: &str,
         per_second: f64,
         now: SystemTime,
@@ -75,7 +80,7 @@ impl Paces {
             per_second,
             measured_at: unix_seconds(now),
         };
-        self.tree.insert(key(app, endpoint), encode(&pace))?;
+        self.tree.insert(key(account, endpoint), encode(&pace))?;
         Ok(())
     }
 }
@@ -89,11 +94,11 @@ fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// `KEY_FORMAT`, the app, a NUL, then the endpoint's name.
-fn key(app: &str, endpoint: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(app.len() + endpoint.len() + 2);
+/// `KEY_FORMAT`, the account, a NUL, then the endpoint's name.
+fn key(account: &str, endpoint: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(account.len() + endpoint.len() + 2);
     key.push(KEY_FORMAT);
-    key.extend_from_slice(app.as_bytes());
+    key.extend_from_slice(account.as_bytes());
     key.push(0);
     key.extend_from_slice(endpoint.as_bytes());
     key

@@ -32,11 +32,11 @@ fn a_run_starts_at_the_pace_an_earlier_run_measured() {
     );
     env.login();
     {
-        // What an earlier process measured against this limit.
+        // What an earlier process measured against this limit, in the app's account.
         let store = Store::open(&env.state_dir()).unwrap();
         let paces = store.paces().unwrap();
         paces
-            .remember("default", Endpoint::Chat.name(), 7.0)
+            .remember("emulated-account-1", Endpoint::Chat.name(), 7.0)
             .unwrap();
     }
     env.adjust_knobs(|k| k.send_rate_limit = Some(10));
@@ -336,4 +336,88 @@ fn two_jobs_at_once_share_the_send_limit_with_few_429s() {
     // After that, only the few that find the limit. (With `plan` set, none at all.)
     let in_flight_at_first_429 = 2 * 8;
     assert!(refused <= in_flight_at_first_429 + 4, "{stats:?}");
+}
+
+#[test]
+fn two_apps_of_one_account_share_its_send_limit() {
+    use std::io::{BufRead, BufReader};
+
+    const EACH: usize = 100;
+    let env = Env::new();
+    let knobs = env.emu().knobs();
+    let url = env.emulator_url();
+    // A second app of the same account (here the same credentials, as the emulator has one).
+    let config = env.dir.path().join("zoomcast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "plan = \"pro\"\n\n[apps.second]\nclient_id = {:?}\nclient_secret = {:?}\n\
+             robot_jid = {:?}\noauth_url = {url:?}\napi_url = {url:?}\nplan = \"pro\"\n\
+             redirect_uri = \"http://127.0.0.1:4199/oauth/callback\"\n",
+            knobs.client_id, knobs.client_secret, knobs.robot_jid
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    // Each app authorized by another admin of the account: a second authorization by the
+    // same person for the same client would revoke the first, as at Zoom.
+    for (app, admin) in [
+        ("default", "admin@example.com"),
+        ("second", "dee@example.com"),
+    ] {
+        env.adjust_knobs(|k| k.login_as = admin.into());
+        let mut login = env
+            .command(&[
+                "--config",
+                config,
+                "auth",
+                "login",
+                "--app",
+                app,
+                "--no-browser",
+                "--port",
+                "0",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(login.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        crate::harness::browse(line.trim());
+        assert!(login.wait().unwrap().success(), "login of app {app}");
+    }
+    for (name, app) in [("first", "default"), ("second", "second")] {
+        let job = bulk_job(name, EACH).replace("concurrency = 4", "concurrency = 8");
+        env.job(name, &format!("app = {app:?}\n{job}"));
+    }
+    env.adjust_knobs(|k| k.send_rate_limit = Some(20));
+    let daemon = crate::schedule::Daemon::start(&env, &["--config", config]);
+    let runs: Vec<_> = ["first", "second"]
+        .into_iter()
+        .map(|name| {
+            env.command(&["--config", config, "run", name])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut run in runs {
+        assert_eq!(run.wait().unwrap().code(), Some(0));
+    }
+    daemon.stop();
+    env.assert_each_sent_once(2 * EACH);
+    let stats = env.emu().stats();
+    eprintln!(
+        "{} of {} sends answered 429",
+        stats.sends_rate_limited,
+        stats.sends_rate_limited + stats.sends_accepted
+    );
+    // Both apps say the account is on Pro (20 sends a second): one limiter for the account
+    // paces both runs together just under it: none refused here. (A limiter per app let each
+    // start at the whole limit: 12 of 212 refused.)
+    assert!(stats.sends_rate_limited <= 2, "{stats:?}");
 }
