@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 pub use directory::Directory;
-pub use state::Emulator;
+pub use state::{Emulator, Stats};
 
 /// How `Retry-After` is sent on a 429.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
