@@ -61,7 +61,7 @@ pub(super) const HELP: &str = "This bot sends notifications. Write `stop` to get
 
 /// Handles one command: records the opt-out or opt-in, then answers in chat.
 pub(super) async fn handle(
-    server: &Arc<Server>,
+    server: &Server,
     app: &Arc<AppEngine>,
     notification: BotNotification,
 ) -> Result<(), StateError> {
@@ -95,12 +95,11 @@ pub(super) async fn handle(
         }
         Command::Help => HELP,
     };
-    let (app, server) = (app.clone(), server.clone());
-    server.tasks.clone().spawn(async move {
+    let app = app.clone();
+    server.tasks.spawn(async move {
         if let Err(e) = answer(&app, notification, reply).await {
             tracing::warn!("app `{}`: replying in chat failed: {e:#}", app.app.name);
         }
-        drop(server);
     });
     Ok(())
 }

@@ -19,16 +19,6 @@ pub(super) struct Deauthorized {
     client_id: String,
 }
 
-/// What was deleted.
-#[derive(Debug, Default)]
-struct Erased {
-    grant: bool,
-    optouts: usize,
-    runs: usize,
-    deliveries: usize,
-    cached: usize,
-}
-
 /// Why the event deleted nothing.
 pub(super) enum NotErased {
     /// The event is about another app (another client id).
@@ -43,73 +33,56 @@ pub(super) async fn handle(
     app: &AppEngine,
     event: Deauthorized,
 ) -> Result<(), NotErased> {
-    let name = &app.app.name;
     if event.client_id != app.app.client_id {
-        tracing::warn!("app `{name}`: a deauthorization for another client id was ignored");
+        tracing::warn!(
+            "app `{}`: a deauthorization for another client id was ignored",
+            app.app.name
+        );
         return Err(NotErased::OtherApp);
     }
-    let account = &event.account_id;
-    let failed = |e: anyhow::Error| NotErased::State(e);
-    let store = server.engines.store();
-    let mut erased = Erased {
-        grant: app
-            .engine
-            .tokens
-            .forget_account(account)
-            .await
-            .map_err(|e| failed(e.into()))?,
-        ..Erased::default()
-    };
-    erased.optouts = (async { store.optouts()?.forget_account(name, account).await })
+    erase(server, app, &event.account_id)
         .await
-        .map_err(|e: StateError| failed(e.into()))?;
-    let (runs, deliveries, jids) = (
-        store.runs().map_err(|e| failed(e.into()))?,
-        store.deliveries().map_err(|e| failed(e.into()))?,
-        store.jids().map_err(|e| failed(e.into()))?,
-    );
-    let (app_name, account_id) = (name.clone(), account.clone());
-    let reason = format!(
-        "closed: account {account} removed the app, and its per-recipient details were deleted"
-    );
+        .map_err(NotErased::State)
+}
+
+async fn erase(server: &Server, app: &AppEngine, account: &str) -> anyhow::Result<()> {
+    let name = &app.app.name;
+    let store = server.engines.store();
+    let grant = app.engine.tokens.forget_account(account).await?;
+    let optouts = store.optouts()?.forget_account(name, account).await?;
+    let (runs, deliveries, jids) = (store.runs()?, store.deliveries()?, store.jids()?);
     // The runs are closed (durably) before their journals go: a run whose journal is gone must
     // never be resumed, which would send to every recipient again.
     let listed = runs.clone();
-    let mut changed = off_workers(move || listed.list(None))
-        .await
-        .map_err(|e| failed(e.into()))?;
-    changed.retain(|record| {
+    let mut closed = off_workers(move || listed.list(None)).await?;
+    closed.retain(|record| {
         // A run of an earlier release recorded no account: then the app had one, and it is
         // counted as this account's.
-        record.app == app_name && record.account.as_deref().is_none_or(|a| a == account_id)
+        record.app == *name && record.account.as_deref().is_none_or(|a| a == account)
     });
-    for record in &mut changed {
+    let reason = format!(
+        "closed: account {account} removed the app, and its per-recipient details were deleted"
+    );
+    for record in &mut closed {
         close(record, &reason);
     }
-    runs.put_all(&changed).await.map_err(|e| failed(e.into()))?;
-    let ids: Vec<_> = changed.iter().map(|record| record.id).collect();
-    let (pruning, cached_account) = (deliveries.clone(), account.clone());
+    runs.put_all(&closed).await?;
+    let ids: Vec<_> = closed.iter().map(|record| record.id).collect();
+    let (pruning, account_id) = (deliveries.clone(), account.to_owned());
     let (entries, cached) = off_workers(move || {
-        let mut entries = 0;
-        for id in ids {
-            entries += pruning.prune(id)?;
-        }
-        Ok::<_, StateError>((entries, jids.forget_account(&cached_account)?))
+        let entries = ids
+            .into_iter()
+            .map(|id| pruning.prune(id))
+            .sum::<Result<usize, _>>()?;
+        Ok::<_, StateError>((entries, jids.forget_account(&account_id)?))
     })
-    .await
-    .map_err(|e| failed(e.into()))?;
-    deliveries.flush().await.map_err(|e| failed(e.into()))?;
-    erased.runs = changed.len();
-    erased.deliveries = entries;
-    erased.cached = cached;
+    .await?;
+    deliveries.flush().await?;
     tracing::info!(
-        "app `{name}`: account {account} removed the app; deleted {} grant, {} opt-outs, the \
-         per-recipient details of {} runs ({} entries) and {} cached lookups",
-        u8::from(erased.grant),
-        erased.optouts,
-        erased.runs,
-        erased.deliveries,
-        erased.cached
+        "app `{name}`: account {account} removed the app; deleted {} grant, {optouts} opt-outs, \
+         the per-recipient details of {} runs ({entries} entries) and {cached} cached lookups",
+        u8::from(grant),
+        closed.len(),
     );
     Ok(())
 }

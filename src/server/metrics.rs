@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use super::Server;
 use super::signature::Refused;
+use crate::delivery::off_workers;
 use crate::state::{RunRecord, RunStatus, StateError};
 
 /// The content type of the `OpenMetrics` text format.
@@ -108,14 +109,10 @@ impl Metrics {
 }
 
 pub(super) async fn scrape(State(server): State<Arc<Server>>) -> Response {
-    let read = server.clone();
-    let runs = tokio::task::spawn_blocking(move || read.engines.store().runs()?.list(None)).await;
-    let runs = match runs {
-        Ok(Ok(runs)) => runs,
-        Ok(Err(e)) => return unavailable(&e),
-        Err(_) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, "reading the runs failed\n").into_response();
-        }
+    let store = server.engines.store().clone();
+    let runs = match off_workers(move || store.runs()?.list(None)).await {
+        Ok(runs) => runs,
+        Err(e) => return unavailable(&e),
     };
     let mut registry = Registry::default();
     register_runs(&mut registry, &runs);

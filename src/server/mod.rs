@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::DEFAULT_APP;
-use crate::delivery::Engines;
+use crate::delivery::{Engines, off_workers};
 use metrics::Metrics;
 use signature::Replays;
 
@@ -61,6 +61,7 @@ impl Default for Limits {
         }
     }
 }
+
 /// How long shutdown waits for requests in flight and the chat replies they started.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
@@ -88,10 +89,7 @@ impl Server {
 
     /// The routes of every configured app.
     pub fn router(self: &Arc<Self>) -> Router {
-        let mut router = Router::new()
-            .route("/healthz", get(healthz))
-            .route("/metrics", get(metrics::scrape))
-            .with_state(self.clone());
+        let mut router = self.operations();
         for name in self.engines.config().app_names() {
             let app = self.app_routes(name);
             router = if name == DEFAULT_APP {
@@ -119,14 +117,38 @@ impl Server {
             .route("/oauth/callback", get(install::callback))
             .with_state(app);
         if name != DEFAULT_APP {
-            routes = routes.merge(
-                Router::new()
-                    .route("/healthz", get(healthz))
-                    .route("/metrics", get(metrics::scrape))
-                    .with_state(self.clone()),
-            );
+            routes = routes.merge(self.operations());
         }
         routes
+    }
+
+    /// Says at start, once per app, when an app's webhooks cannot be verified (each request
+    /// would be answered 503).
+    fn warn_of_missing_secrets(&self) {
+        let config = self.engines.config();
+        for name in config.app_names() {
+            if let Ok(app) = config.app(name)
+                && app.webhook_secret.is_none()
+            {
+                let route = if name == DEFAULT_APP {
+                    String::new()
+                } else {
+                    format!("/apps/{name}")
+                };
+                tracing::warn!(
+                    "app `{name}` has no webhook secret token: {route}/webhooks/zoom answers 503 \
+                     until ZOOM_WEBHOOK_SECRET (or webhook_secret_token) is set"
+                );
+            }
+        }
+    }
+
+    /// `/healthz` and `/metrics`, the same for every app.
+    fn operations(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics::scrape))
+            .with_state(self.clone())
     }
 
     /// Serves `listener` until `shutdown`, then drains (see the module doc).
@@ -181,29 +203,6 @@ impl Server {
     }
 }
 
-impl Server {
-    /// Says at start, once per app, when an app's webhooks cannot be verified (each request
-    /// would be answered 503).
-    fn warn_of_missing_secrets(&self) {
-        let config = self.engines.config();
-        for name in config.app_names() {
-            if let Ok(app) = config.app(name)
-                && app.webhook_secret.is_none()
-            {
-                let route = if name == DEFAULT_APP {
-                    String::new()
-                } else {
-                    format!("/apps/{name}")
-                };
-                tracing::warn!(
-                    "app `{name}` has no webhook secret token: {route}/webhooks/zoom answers 503 \
-                     until ZOOM_WEBHOOK_SECRET (or webhook_secret_token) is set"
-                );
-            }
-        }
-    }
-}
-
 /// The state of one app's routes.
 #[derive(Clone)]
 struct AppRoute {
@@ -214,10 +213,9 @@ struct AppRoute {
 /// 200 while the state database reads and writes, else 503.
 async fn healthz(State(server): State<Arc<Server>>) -> Response {
     let store = server.engines.store().clone();
-    let checked = tokio::task::spawn_blocking(move || store.check_usable()).await;
-    match checked {
-        Ok(Ok(())) => (StatusCode::OK, "ok\n").into_response(),
-        Ok(Err(e)) => {
+    match off_workers(move || store.check_usable()).await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
             tracing::error!("health check: the state database is not usable: {e}");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -225,6 +223,5 @@ async fn healthz(State(server): State<Arc<Server>>) -> Response {
             )
                 .into_response()
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the health check failed\n").into_response(),
     }
 }

@@ -88,7 +88,7 @@ pub(super) async fn receive(
         "bot_installed" => bot_installed(&app),
         "app_deauthorized" => app_deauthorized(&route, &app, envelope.payload).await,
         "interactive_message_actions" => button_pressed(&route, envelope.payload).await,
-        _ => (Verdict::Ignored, StatusCode::OK.into_response()),
+        _ => answered(Verdict::Ignored),
     };
     server.metrics.webhook(&route.app, event, verdict);
     if response.status().is_server_error() {
@@ -118,12 +118,8 @@ async fn bot_notification(
         return malformed();
     };
     match commands::handle(&route.server, app, notification).await {
-        Ok(()) => (Verdict::Accepted, StatusCode::OK.into_response()),
-        Err(e) => {
-            tracing::error!("app `{}`: a chat command failed: {e}", route.app);
-            let failed = problem(StatusCode::SERVICE_UNAVAILABLE, "the state database failed");
-            (Verdict::Failed, failed)
-        }
+        Ok(()) => answered(Verdict::Accepted),
+        Err(e) => failed(route, "a chat command failed", &e),
     }
 }
 
@@ -157,16 +153,13 @@ async fn app_deauthorized(
             )))
         });
     match erased {
-        Ok(()) => (Verdict::Accepted, StatusCode::OK.into_response()),
-        Err(NotErased::OtherApp) => (Verdict::Ignored, StatusCode::OK.into_response()),
-        Err(NotErased::State(e)) => {
-            tracing::error!(
-                "app `{}`: deleting a removed account's data failed: {e:#}",
-                route.app
-            );
-            let failed = problem(StatusCode::SERVICE_UNAVAILABLE, "the state database failed");
-            (Verdict::Failed, failed)
-        }
+        Ok(()) => answered(Verdict::Accepted),
+        Err(NotErased::OtherApp) => answered(Verdict::Ignored),
+        Err(NotErased::State(e)) => failed(
+            route,
+            "deleting a removed account's data failed",
+            &format!("{e:#}"),
+        ),
     }
 }
 
@@ -204,16 +197,24 @@ async fn button_pressed(route: &AppRoute, payload: Value) -> (Verdict, Response)
                 "app `{}`: a button press on a message of run {run}",
                 route.app
             );
-            (Verdict::Accepted, StatusCode::OK.into_response())
+            answered(Verdict::Accepted)
         }
         // A message of another sender, or of a run whose details were deleted.
-        Ok(None) => (Verdict::Ignored, StatusCode::OK.into_response()),
-        Err(e) => {
-            tracing::error!("app `{}`: a button press was not recorded: {e}", route.app);
-            let failed = problem(StatusCode::SERVICE_UNAVAILABLE, "the state database failed");
-            (Verdict::Failed, failed)
-        }
+        Ok(None) => answered(Verdict::Ignored),
+        Err(e) => failed(route, "a button press was not recorded", &e),
     }
+}
+
+/// 200 with no body: what Zoom needs to hear for most events.
+fn answered(verdict: Verdict) -> (Verdict, Response) {
+    (verdict, StatusCode::OK.into_response())
+}
+
+/// 503 for an event zoomcast failed to handle (Zoom sends it again), logged.
+fn failed(route: &AppRoute, what: &str, e: &dyn std::fmt::Display) -> (Verdict, Response) {
+    tracing::error!("app `{}`: {what}: {e}", route.app);
+    let response = problem(StatusCode::SERVICE_UNAVAILABLE, "the state database failed");
+    (Verdict::Failed, response)
 }
 
 fn malformed() -> (Verdict, Response) {
