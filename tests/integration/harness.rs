@@ -234,7 +234,20 @@ impl Env {
     /// Starts `auth login --no-browser --port 0` and returns the child and the authorize URL
     /// it printed.
     pub fn start_login(&self, extra_env: &[(&str, &str)]) -> (Child, String) {
-        let mut cmd = self.command(&["auth", "login", "--no-browser", "--port", "0"]);
+        self.start_login_args((&[], &[]), extra_env)
+    }
+
+    /// [`Env::start_login`] with more arguments before `auth login` (`--config FILE`) and
+    /// after it (`--app NAME`): `args` is (before, after).
+    pub fn start_login_args(
+        &self,
+        (before, after): (&[&str], &[&str]),
+        extra_env: &[(&str, &str)],
+    ) -> (Child, String) {
+        let mut args = before.to_vec();
+        args.extend(["auth", "login", "--no-browser", "--port", "0"]);
+        args.extend(after);
+        let mut cmd = self.command(&args);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -261,7 +274,12 @@ impl Env {
 
     /// [`Env::login`] with more environment for the binary.
     pub fn login_with(&self, extra_env: &[(&str, &str)]) -> Run {
-        let (child, url) = self.start_login(extra_env);
+        self.login_args((&[], &[]), extra_env)
+    }
+
+    /// [`Env::login`] with more arguments around `auth login` (see [`Env::start_login_args`]).
+    pub fn login_args(&self, args: (&[&str], &[&str]), extra_env: &[(&str, &str)]) -> Run {
+        let (child, url) = self.start_login_args(args, extra_env);
         let page = browse(&url);
         assert!(page.contains("zoomcast is authorized"), "{page}");
         let run: Run = child.wait_with_output().unwrap().into();

@@ -324,8 +324,6 @@ fn two_jobs_at_once_share_the_send_limit_with_few_429s() {
 
 #[test]
 fn two_apps_of_one_account_share_its_send_limit() {
-    use std::io::{BufRead, BufReader};
-
     const EACH: usize = 100;
     let env = Env::new();
     let knobs = env.emu().knobs();
@@ -350,28 +348,7 @@ fn two_apps_of_one_account_share_its_send_limit() {
         ("second", "dee@example.com"),
     ] {
         env.adjust_knobs(|k| k.login_as = admin.into());
-        let mut login = env
-            .command(&[
-                "--config",
-                config,
-                "auth",
-                "login",
-                "--app",
-                app,
-                "--no-browser",
-                "--port",
-                "0",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(login.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        crate::harness::browse(line.trim());
-        assert!(login.wait().unwrap().success(), "login of app {app}");
+        env.login_args((&["--config", config], &["--app", app]), &[]);
     }
     for (name, app) in [("first", "default"), ("second", "second")] {
         let job = bulk_job(name, EACH).replace("concurrency = 4", "concurrency = 8");

@@ -42,13 +42,7 @@ impl Served {
         tweak(&mut command);
         let child = command.spawn().unwrap();
         let base = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-            let text = std::fs::read_to_string(&log).ok()?;
-            let at = text.find("on http://")? + "on ".len();
-            let url: String = text[at..]
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect();
-            Some(url)
+            served_at(&std::fs::read_to_string(&log).ok()?)
         })
         .expect("serve announces where it listens");
         env.adjust_knobs(|k| k.webhook_url = Some(format!("{base}/webhooks/zoom")));
@@ -84,6 +78,17 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The base URL a `serve` or `schedule --listen` log announces (`... on http://ADDR ...`).
+fn served_at(log: &str) -> Option<String> {
+    let at = log.find("on http://")? + "on ".len();
+    Some(
+        log[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect(),
+    )
 }
 
 fn http() -> reqwest::blocking::Client {
@@ -699,14 +704,7 @@ fn schedule_listen_serves_beside_the_scheduler() {
     env.job("team", &job_to(&["ana@example.com"]));
     let daemon = crate::schedule::Daemon::start(&env, &["--listen", "127.0.0.1:0"]);
     let base = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
-        let log = daemon.log();
-        let at = log.find("on http://")? + "on ".len();
-        Some(
-            log[at..]
-                .chars()
-                .take_while(|c| !c.is_whitespace())
-                .collect::<String>(),
-        )
+        served_at(&daemon.log())
     })
     .expect("the scheduler announces where it serves");
     let health = http().get(format!("{base}/healthz")).send().unwrap();
