@@ -78,7 +78,7 @@ pub(super) async fn run_service(
     // drain it, not kill it.
     let signals = Signals::listen().context("listening for signals")?;
     // Bound before the state is taken: a port in use is found before anything else is held.
-    let listener = match listen {
+    let http = match listen {
         Some((addr, limits)) => Some((
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -93,20 +93,20 @@ pub(super) async fn run_service(
         .with_context(|| format!("opening the control socket in {}", store.dir().display()))?;
     let config = Arc::new(ctx.config.clone());
     let jobs_dir = ctx.jobs_dir.clone();
-    let initial = match watch_every {
-        Some(_) => crate::config::jobs_dir::load(&config, &jobs_dir)?,
-        None => crate::config::JobSet::default(),
-    };
-    if watch_every.is_some() {
+    let initial = if watch_every.is_some() {
+        let loaded = crate::config::jobs_dir::load(&config, &jobs_dir)?;
         tracing::info!(
             "scheduler started (pid {}): {} jobs from {}, {} invalid",
             std::process::id(),
-            initial.jobs.len(),
+            loaded.jobs.len(),
             jobs_dir.display(),
-            initial.broken.len()
+            loaded.broken.len()
         );
-    }
-    if let Some((listener, _)) = &listener {
+        loaded
+    } else {
+        crate::config::JobSet::default()
+    };
+    if let Some((listener, _)) = &http {
         tracing::info!(
             "serving webhooks, /healthz and /metrics on http://{} (pid {})",
             listener.local_addr()?,
@@ -122,7 +122,7 @@ pub(super) async fn run_service(
         signals,
         drain,
         watch_every,
-        listen: listener,
+        http,
     }
     .run()
     .await?;

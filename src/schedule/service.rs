@@ -50,7 +50,7 @@ pub struct Service {
     /// (`serve`: jobs run only when `run` asks through the control socket).
     pub watch_every: Option<Duration>,
     /// The HTTP server's listener and limits (`serve`, `schedule --listen`).
-    pub listen: Option<(TcpListener, Limits)>,
+    pub http: Option<(TcpListener, Limits)>,
 }
 
 impl Service {
@@ -78,7 +78,7 @@ impl Service {
                 shutdown.clone(),
             ));
         }
-        if let Some((listener, limits)) = self.listen {
+        if let Some((listener, limits)) = self.http {
             // The server stops accepting at the signal, like the scheduler stops firing.
             let server = Server::new(engines.clone(), limits);
             tasks.spawn(server.serve(listener, shutdown.clone()));
