@@ -49,7 +49,8 @@ pub enum Request {
         /// The jobs.
         jobs: Vec<String>,
     },
-    /// The grants of these apps and of every other app holding one, without secrets.
+    /// The grants of these apps and of every other app holding one (one per account), without
+    /// secrets.
     Grants {
         /// The apps.
         apps: Vec<String>,
@@ -110,7 +111,8 @@ pub struct Checked {
     pub recipients: usize,
 }
 
-/// One app's grant as `auth status` shows it.
+/// One grant of an app (an app has one per installing account), or an app without any, as
+/// `auth status` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppGrant {
     /// The app.
@@ -168,20 +170,25 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
         Request::LatestRuns { jobs } => Response::LatestRuns(store.runs()?.latest_of(jobs)?),
         Request::Grants { apps } => {
             let grants = store.grants()?;
-            let mut apps = apps.clone();
-            for stored in grants.apps()? {
-                if !apps.contains(&stored) {
-                    apps.push(stored);
+            let held = grants.all()?;
+            let mut rows = Vec::new();
+            for app in apps {
+                if !held.iter().any(|(a, _)| a == app) {
+                    rows.push(AppGrant {
+                        app: app.clone(),
+                        grant: None,
+                        bot_expires_at: grants.bot_token(app)?.map(|b| b.expires_at),
+                    });
                 }
             }
-            let mut rows = Vec::new();
-            for app in &apps {
+            for (app, account) in &held {
                 rows.push(AppGrant {
                     app: app.clone(),
-                    grant: grants.get(app)?.as_ref().map(GrantView::from),
+                    grant: grants.get(app, account)?.as_ref().map(GrantView::from),
                     bot_expires_at: grants.bot_token(app)?.map(|b| b.expires_at),
                 });
             }
+            rows.sort_by(|a, b| a.app.cmp(&b.app));
             Response::Grants(rows)
         }
         Request::OptOuts { app } => Response::OptOuts(store.optouts()?.list(app.as_deref())?),

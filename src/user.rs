@@ -26,3 +26,19 @@ pub struct ZoomUser {
     #[serde(default)]
     pub display_name: String,
 }
+
+/// Whether `id` has the form of a Zoom account id: 1 to 64 letters, digits, `-` and `_`. The
+/// state directory names grant files after accounts, so nothing else is taken for one, even
+/// from Zoom.
+pub fn is_account_id(id: &str) -> bool {
+    is_name(id)
+}
+
+/// Whether `name` is 1 to 64 letters, digits, `-` and `_`: safe as a file name and in a URL
+/// path. App names and account ids have this form.
+pub fn is_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}

@@ -1,11 +1,14 @@
 //! [`AppClients`]: what one app talks to Zoom with: the HTTP client at the app's base URLs, the
-//! OAuth client with its credentials, and the token source over its stored grant.
+//! OAuth client with its credentials, the app's bot token, and one token source per installing
+//! account, each over that account's stored grant.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{AppTokens, OAuthClient};
+use super::bot::BotTokens;
+use super::{AppTokens, OAuthClient, TokenError};
 use crate::config::AppConfig;
-use crate::state::Grants;
+use crate::state::{Grants, UNIDENTIFIED};
 use crate::zoom::{Endpoints, ZoomClient};
 
 /// One app's clients.
@@ -15,12 +18,16 @@ pub struct AppClients {
     pub zoom: ZoomClient,
     /// The token endpoint, with the app's client id and secret.
     pub oauth: OAuthClient,
-    /// Valid tokens of both kinds, from the grant kept in `grants`.
-    pub tokens: Arc<AppTokens>,
+    /// The app's chatbot token, shared by its accounts.
+    pub bot: Arc<BotTokens>,
+    grants: Grants,
+    /// The token source of each account used so far: one per process, so that refreshes of an
+    /// account's grant are single-flight.
+    accounts: Arc<Mutex<HashMap<String, Arc<AppTokens>>>>,
 }
 
 impl AppClients {
-    /// The clients of `app`, its grant kept in `grants`.
+    /// The clients of `app`, its grants kept in `grants`.
     pub fn new(app: &AppConfig, grants: Grants) -> anyhow::Result<Self> {
         let zoom = ZoomClient::new(Endpoints {
             oauth: app.oauth_url.clone(),
@@ -32,11 +39,69 @@ impl AppClients {
             app.client_secret.clone(),
             zoom.clone(),
         );
-        let tokens = Arc::new(AppTokens::new(app, oauth.clone(), grants));
+        let bot = Arc::new(BotTokens::new(&app.name, oauth.clone(), grants.clone()));
         Ok(Self {
             zoom,
             oauth,
-            tokens,
+            bot,
+            grants,
+            accounts: Arc::default(),
         })
+    }
+
+    /// The app's name.
+    pub fn app(&self) -> &str {
+        self.bot.app()
+    }
+
+    /// The token source of `account` ([`UNIDENTIFIED`] for a login whose account is not
+    /// known).
+    pub fn tokens(&self, account: &str) -> Arc<AppTokens> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        accounts
+            .entry(account.to_owned())
+            .or_insert_with(|| {
+                Arc::new(AppTokens::new(
+                    account,
+                    self.oauth.clone(),
+                    self.grants.clone(),
+                    self.bot.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// The token sources of every account holding a grant of the app now.
+    pub fn installed(&self) -> Result<Vec<Arc<AppTokens>>, TokenError> {
+        let accounts = self.grants.accounts(self.app())?;
+        Ok(accounts.iter().map(|a| self.tokens(a)).collect())
+    }
+
+    /// The tokens a send uses: `named`'s if an account is named, else those of the one
+    /// account holding a grant. An app installed by several accounts needs one named.
+    pub fn choose(&self, named: Option<&str>) -> Result<Arc<AppTokens>, TokenError> {
+        if let Some(account) = named {
+            return Ok(self.tokens(account));
+        }
+        let app = self.app().to_owned();
+        let mut accounts = self.grants.accounts(&app)?;
+        // A login whose account was never learned cannot send; an identified grant wins.
+        if accounts.len() > 1 {
+            accounts.retain(|a| a != UNIDENTIFIED);
+        }
+        match accounts.as_slice() {
+            [] => Err(TokenError::NoGrant { app }),
+            [one] => Ok(self.tokens(one)),
+            _ => Err(TokenError::SeveralAccounts { app, accounts }),
+        }
+    }
+
+    /// The user-token refreshes of this process, over every account: (succeeded, failed).
+    pub fn refreshes(&self) -> (u64, u64) {
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        accounts
+            .values()
+            .map(|tokens| tokens.refreshes())
+            .fold((0, 0), |(ok, failed), (o, f)| (ok + o, failed + f))
     }
 }

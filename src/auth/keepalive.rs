@@ -9,7 +9,7 @@ use super::{AppTokens, TokenError};
 /// What a keep-alive check did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeepAlive {
-    /// The app has no grant.
+    /// The account has no grant (any more).
     NoGrant,
     /// The grant was refreshed recently enough.
     Fresh,
@@ -17,7 +17,7 @@ pub enum KeepAlive {
     Refreshed(TimeDelta),
 }
 
-/// Refreshes the app's grant if its last refresh is more than `max_idle` before `now`. Reads
+/// Refreshes the account's grant if its last refresh is more than `max_idle` before `now`. Reads
 /// the grant `tokens` holds (the newest, even if writing it failed), not the disk.
 pub async fn refresh_if_idle(
     tokens: &AppTokens,
@@ -28,7 +28,7 @@ pub async fn refresh_if_idle(
         .checked_sub_signed(max_idle)
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     match tokens.refresh_if_before(since).await {
-        Err(TokenError::NoGrant { .. }) => Ok(KeepAlive::NoGrant),
+        Err(TokenError::NoGrant { .. } | TokenError::NotInstalled { .. }) => Ok(KeepAlive::NoGrant),
         Err(e) => Err(e),
         Ok(None) => Ok(KeepAlive::Fresh),
         Ok(Some(last)) => Ok(KeepAlive::Refreshed(now - last)),

@@ -23,7 +23,8 @@ use url::Url;
 
 use super::oauth::OAuthClient;
 use super::tokens::user_token;
-use crate::state::{Grant, Grants};
+use crate::state::{Grant, Grants, StateError, UNIDENTIFIED};
+use crate::user::is_account_id;
 use crate::zoom::ZoomClient;
 
 /// The PKCE pair: the verifier stays here, the challenge goes in the authorize URL.
@@ -194,9 +195,9 @@ pub async fn complete(
     verifier: &str,
 ) -> anyhow::Result<Grant> {
     let mut grant = exchange(oauth, code, redirect_uri, verifier).await?;
-    grant.generation = grants.get(app)?.map_or(0, |g| g.generation) + 1;
+    grant.generation = next_generation(grants, app, UNIDENTIFIED)?;
     // Zoom has now revoked any earlier grant of this user: store the new one at once, before
-    // anything else can fail, then fill in who authorized.
+    // anything else can fail, then fill in who authorized and store it under their account.
     grants.put(app, &grant).await?;
     identify(zoom, &mut grant).await.with_context(|| {
         format!(
@@ -204,9 +205,15 @@ pub async fn complete(
              check the app's user:read:user:admin scope and run `zoomcast auth login --app {app}` again"
         )
     })?;
-    grant.generation += 1;
+    grant.generation = next_generation(grants, app, &grant.account_id)?;
     grants.put(app, &grant).await?;
+    grants.delete(app, UNIDENTIFIED).await?;
     Ok(grant)
+}
+
+/// The generation a new grant of `app` in `account` gets: above the one it replaces.
+fn next_generation(grants: &Grants, app: &str, account: &str) -> Result<u64, StateError> {
+    Ok(grants.get(app, account)?.map_or(0, |g| g.generation) + 1)
 }
 
 /// Why an install through `serve` stored no grant.
@@ -218,15 +225,6 @@ pub enum InstallError {
     /// Who authorized could not be learned, so the grant's account is unknown.
     #[error("looking up who authorized (GET /v2/users/me) failed: {0:#}")]
     Identify(anyhow::Error),
-    /// The app already holds the grant of another account.
-    #[error(
-        "this app is installed for account {installed} here; installs by a second account are \
-         not supported yet"
-    )]
-    OtherAccount {
-        /// The account whose grant the app holds.
-        installed: String,
-    },
     /// The grant could not be stored.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
@@ -250,24 +248,15 @@ pub async fn prepare_install(
     Ok(grant)
 }
 
-/// The second half: stores `grant` as `app`'s, unless the app holds another account's grant
-/// (then nothing is stored: an app has one account's grant for now, and replacing it would
-/// move every job to the new account).
+/// The second half: stores `grant` as the grant of `app` in its account, replacing that
+/// account's earlier grant (Zoom revoked it when the admin authorized again); other accounts'
+/// grants are untouched.
 pub async fn store_install(
     grants: &Grants,
     app: &str,
     mut grant: Grant,
 ) -> Result<Grant, InstallError> {
-    let previous = grants.get(app)?;
-    if let Some(held) = previous
-        .as_ref()
-        .filter(|g| !g.account_id.is_empty() && g.account_id != grant.account_id)
-    {
-        return Err(InstallError::OtherAccount {
-            installed: held.account_id.clone(),
-        });
-    }
-    grant.generation = previous.map_or(0, |g| g.generation) + 1;
+    grant.generation = next_generation(grants, app, &grant.account_id)?;
     grants.put(app, &grant).await?;
     Ok(grant)
 }
@@ -306,6 +295,12 @@ async fn exchange(
 /// Fills in who authorized `grant`, from `GET /v2/users/me` with its access token.
 async fn identify(zoom: &ZoomClient, grant: &mut Grant) -> anyhow::Result<()> {
     let me = zoom.get_user(&grant.access, "me").await?;
+    if !is_account_id(&me.account_id) {
+        bail!(
+            "zoom answered an account id zoomcast cannot use: `{}`",
+            crate::output::clean(&me.account_id, 80)
+        );
+    }
     grant.user_id = me.id;
     grant.user_email = me.email;
     grant.user_jid = me.jid;

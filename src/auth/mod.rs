@@ -2,12 +2,15 @@
 //! is obtained and kept.
 //!
 //! - [`oauth`]: the token endpoint (code exchange, refresh, client credentials, revoke).
-//! - [`tokens`]: [`AppTokens`], which hands out a valid token of either kind: single-flight
-//!   refresh, the rotated refresh token made durable before the new access token is used.
-//! - [`clients`]: [`AppClients`], what one app talks to Zoom with.
+//! - [`tokens`]: [`AppTokens`], which hands out a valid token of either kind for one account:
+//!   single-flight refresh, the rotated refresh token made durable before the new access token
+//!   is used; [`bot`]: the app's chatbot token, shared by its accounts.
+//! - [`clients`]: [`AppClients`], what one app talks to Zoom with, and which account's grant
+//!   a send uses.
 //! - [`keepalive`]: the scheduler's refresh of grants left idle.
 //! - [`login`]: `auth login`'s code flow with `state` and PKCE, by callback or pasted code.
 
+pub mod bot;
 pub mod clients;
 pub mod keepalive;
 pub mod login;

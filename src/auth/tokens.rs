@@ -1,4 +1,6 @@
-//! [`AppTokens`]: valid user and bot tokens for one app, shared by every task of a process.
+//! [`AppTokens`]: valid user and bot tokens for one app in one installing account, shared by
+//! every task of a process. The user token is the account's grant; the bot token is the app's
+//! ([`BotTokens`], shared by its accounts).
 //!
 //! Invariants:
 //! - refreshes are single-flight: the grant sits behind one async mutex, held across the
@@ -16,14 +18,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::bot::BotTokens;
 use super::oauth::{OAuthClient, OAuthError, TokenResponse};
-use crate::config::AppConfig;
 use crate::state::{Grant, Grants, StateError};
 use crate::token::{BotToken, UserToken};
-use crate::zoom::backoff::backoff;
-
-/// Attempts at the client-credentials grant before a transient failure stops the run.
-const BOT_TOKEN_ATTEMPTS: u32 = 4;
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +34,35 @@ pub enum TokenError {
         /// The app.
         app: String,
     },
+    /// The app is authorized, but not by this account.
+    #[error(
+        "app `{app}` holds no grant of account {account} (`zoomcast auth status` lists the \
+         accounts it has); an admin of that account installs it at the app's /install address \
+         on `zoomcast serve`, or runs `zoomcast auth login --app {app}`"
+    )]
+    NotInstalled {
+        /// The app.
+        app: String,
+        /// The account.
+        account: String,
+    },
     /// Zoom rejected the access token a refresh just produced, before any call succeeded with
     /// it: refreshing again cannot help and would only rotate the grant again.
     #[error("zoom rejected the user token of app `{app}` that a refresh had just produced")]
     RejectedAfterRefresh {
         /// The app.
         app: String,
+    },
+    /// The app is installed by several accounts and nothing names the one to use.
+    #[error(
+        "app `{app}` is installed by several accounts ({}); name the one to send in",
+        accounts.join(", ")
+    )]
+    SeveralAccounts {
+        /// The app.
+        app: String,
+        /// The accounts holding a grant.
+        accounts: Vec<String>,
     },
     /// The token endpoint refused or could not be reached.
     #[error(transparent)]
@@ -65,30 +86,42 @@ enum Need {
     Replace(UserToken),
 }
 
-/// The tokens of one app.
+/// The tokens of one app in one account.
 pub struct AppTokens {
     app: String,
+    account: String,
     oauth: OAuthClient,
     grants: Grants,
     user: Arc<Mutex<Option<Held>>>,
     /// The access token the last refresh produced, until a call succeeds with it.
     unproven: Arc<std::sync::Mutex<Option<UserToken>>>,
-    bot: Mutex<Option<BotToken>>,
+    bot: Arc<BotTokens>,
     /// Refreshes of this process that rotated the grant, and that failed.
     refreshed: std::sync::atomic::AtomicU64,
     refresh_failed: std::sync::atomic::AtomicU64,
 }
 
+impl std::fmt::Debug for AppTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppTokens")
+            .field("app", &self.app)
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppTokens {
-    /// Token source for `app`, keeping its grant in `grants`.
-    pub fn new(app: &AppConfig, oauth: OAuthClient, grants: Grants) -> Self {
+    /// Token source for `app` in `account` (its grant kept in `grants`), with the app's bot
+    /// tokens.
+    pub fn new(account: &str, oauth: OAuthClient, grants: Grants, bot: Arc<BotTokens>) -> Self {
         Self {
-            app: app.name.clone(),
+            app: bot.app().to_owned(),
+            account: account.to_owned(),
             oauth,
             grants,
             user: Arc::new(Mutex::new(None)),
             unproven: Arc::default(),
-            bot: Mutex::new(None),
+            bot,
             refreshed: std::sync::atomic::AtomicU64::new(0),
             refresh_failed: std::sync::atomic::AtomicU64::new(0),
         }
@@ -99,31 +132,32 @@ impl AppTokens {
         &self.app
     }
 
+    /// The account whose grant this is.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
     /// The current grant (who authorized, their JID and account).
     pub async fn grant(&self) -> Result<Grant, TokenError> {
         let mut slot = self.user.clone().lock_owned().await;
         Ok(self.load(&mut slot)?.grant.clone())
     }
 
-    /// Deletes the app's grant if it is `account`'s, from the store and from memory, with the
-    /// cached bot token: the account removed the app. Whether there was one. The grant's lock
-    /// is held throughout, so no refresh can store the grant again.
-    pub async fn forget_account(&self, account: &str) -> Result<bool, TokenError> {
+    /// Deletes the account's grant, from the store and from memory: the account removed the
+    /// app, or logged out. Whether there was one. The grant's lock is held throughout, so no
+    /// refresh can store the grant again.
+    pub async fn forget(&self) -> Result<bool, TokenError> {
         let mut slot = self.user.clone().lock_owned().await;
-        let held = self.grants.get(&self.app)?;
-        // A grant whose account was never learned (`/users/me` failed at login) is the app's
-        // one grant: it goes too.
-        if held.is_none_or(|grant| !grant.account_id.is_empty() && grant.account_id != account) {
+        if self.grants.get(&self.app, &self.account)?.is_none() {
             return Ok(false);
         }
-        self.grants.delete(&self.app).await?;
+        self.grants.delete(&self.app, &self.account).await?;
         *slot = None;
-        *self.bot.lock().await = None;
         *self.unproven.lock().expect("unproven lock") = None;
         Ok(true)
     }
 
-    /// Runs `store`, which stores a new grant for the app (an install), holding the grant's
+    /// Runs `store`, which stores a new grant for the account (an install), holding the grant's
     /// lock, then drops the grant held in memory: no refresh can run meanwhile with the
     /// refresh token the new authorization revoked, and the next call reads the new grant.
     pub async fn replace_grant<T>(&self, store: impl Future<Output = T>) -> T {
@@ -166,11 +200,12 @@ impl AppTokens {
         if slot.is_none() {
             *slot = self
                 .grants
-                .get(&self.app)?
+                .get(&self.app, &self.account)?
                 .map(|grant| Held { grant, saved: true });
         }
-        slot.as_mut().ok_or_else(|| TokenError::NoGrant {
+        slot.as_mut().ok_or_else(|| TokenError::NotInstalled {
             app: self.app.clone(),
+            account: self.account.clone(),
         })
     }
 
@@ -235,47 +270,14 @@ impl AppTokens {
         }
     }
 
-    /// A chatbot token that has not expired.
+    /// A chatbot token that has not expired (the app's, good in every account).
     pub async fn bot_token(&self) -> Result<BotToken, TokenError> {
-        let mut slot = self.bot.lock().await;
-        if slot.is_none() {
-            *slot = self.grants.bot_token(&self.app)?;
-        }
-        match &*slot {
-            Some(token) if token.is_fresh(Utc::now()) => Ok(token.clone()),
-            _ => self.fetch_bot_token(&mut slot).await,
-        }
+        self.bot.token().await
     }
 
     /// A replacement for a bot token Zoom rejected.
     pub async fn renew_bot_token(&self, rejected: &BotToken) -> Result<BotToken, TokenError> {
-        let mut slot = self.bot.lock().await;
-        match &*slot {
-            Some(token) if token != rejected && token.is_fresh(Utc::now()) => Ok(token.clone()),
-            _ => self.fetch_bot_token(&mut slot).await,
-        }
-    }
-
-    /// The client-credentials grant is safe to repeat, so transient failures are retried.
-    async fn fetch_bot_token(&self, slot: &mut Option<BotToken>) -> Result<BotToken, TokenError> {
-        let mut attempt = 1;
-        let response = loop {
-            tracing::debug!(app = %self.app, attempt, "requesting a chatbot token");
-            match self.oauth.client_credentials().await {
-                Ok(response) => break response,
-                Err(e) if e.is_transient() && attempt < BOT_TOKEN_ATTEMPTS => {
-                    tracing::warn!(app = %self.app, "asking for a chatbot token failed, retrying: {e}");
-                    let wait = backoff(attempt, None, &mut rand::thread_rng());
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        let token = BotToken::issued(response.access_token, response.expires_in, Utc::now());
-        self.grants.put_bot_token(&self.app, &token)?;
-        *slot = Some(token.clone());
-        Ok(token)
+        self.bot.renew(rejected).await
     }
 }
 
@@ -296,7 +298,7 @@ impl Refresher {
             held.saved = true;
             return Ok(held.grant.access.clone());
         }
-        tracing::debug!(app = %self.app, generation = held.grant.generation, "refreshing the user grant");
+        tracing::debug!(app = %self.app, account = %held.grant.account_id, generation = held.grant.generation, "refreshing the user grant");
         let response = self.oauth.refresh(&held.grant.refresh_token).await?;
         let old = &held.grant;
         held.grant = Grant {
@@ -316,7 +318,7 @@ impl Refresher {
         };
         held.saved = false;
         if let Err(e) = self.grants.put(&self.app, &held.grant).await {
-            tracing::error!(app = %self.app, "zoom rotated the refresh token and it could not be stored yet (kept in memory, retried on next use): {e}");
+            tracing::error!(app = %self.app, account = %held.grant.account_id, "zoom rotated the refresh token and it could not be stored yet (kept in memory, retried on next use): {e}");
             return Err(e.into());
         }
         held.saved = true;

@@ -10,11 +10,12 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::{Context, Outcome};
+use super::{Context, InvalidText, Outcome};
 use crate::auth::login::{self, Pkce};
 use crate::auth::{AppClients, TokenError};
 use crate::config::DEFAULT_APP;
 use crate::control::AppGrant;
+use crate::state::UNIDENTIFIED;
 
 /// How long `auth login` waits for the redirect (codes live 5 minutes at Zoom).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -47,6 +48,9 @@ pub(super) enum AuthCommand {
         /// The app.
         #[arg(long, default_value = DEFAULT_APP)]
         app: String,
+        /// The account whose grant goes (needed when the app is installed by several).
+        #[arg(long)]
+        account: Option<String>,
     },
 }
 
@@ -58,7 +62,7 @@ pub(super) async fn run(ctx: &Context, command: AuthCommand) -> anyhow::Result<O
             port,
         } => login(ctx, &app, no_browser, port).await,
         AuthCommand::Status { app, json } => status(ctx, app.as_deref(), json).await,
-        AuthCommand::Logout { app } => logout(ctx, &app).await,
+        AuthCommand::Logout { app, account } => logout(ctx, &app, account.as_deref()).await,
     }
 }
 
@@ -225,30 +229,79 @@ fn print_status(row: &AppGrant, now: DateTime<Utc>) {
     }
 }
 
-async fn logout(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {
+async fn logout(ctx: &Context, app_name: &str, account: Option<&str>) -> anyhow::Result<Outcome> {
     let app = ctx.app(app_name)?;
     let store = ctx.open_store()?;
     let grants = store.grants()?;
-    if grants.get(&app.name)?.is_none() {
+    let held = grants.accounts(&app.name)?;
+    let Some(account) = logout_account(&app.name, &held, account)? else {
         errln!("app `{}` holds no grant; nothing to do", app.name);
         return Ok(Outcome::Done);
-    }
-    let AppClients { oauth, tokens, .. } = AppClients::new(&app, grants.clone())?;
+    };
+    let clients = AppClients::new(&app, grants.clone())?;
+    let tokens = clients.tokens(&account);
     let revoked = match tokens.user_token().await {
-        Ok(token) => oauth.revoke(&token.access).await.map_err(TokenError::from),
+        Ok(token) => clients
+            .oauth
+            .revoke(&token.access)
+            .await
+            .map_err(TokenError::from),
         Err(e) => Err(e),
     };
+    let whose = whose(&app.name, &account);
     match revoked {
-        Ok(()) => errln!("revoked the grant of app `{}` at zoom", app.name),
+        Ok(()) => errln!("revoked {whose} at zoom"),
         // Zoom could not be asked: keep the grant, so that logging out can be tried again.
         Err(TokenError::OAuth(e)) if e.is_transient() => {
             bail!(
-                "could not reach zoom to revoke the grant ({e}); it is kept, run `zoomcast auth logout` again"
+                "could not reach zoom to revoke {whose} ({e}); it is kept, run `zoomcast auth logout` again"
             )
         }
-        Err(e) => errln!("the grant is already unusable at zoom ({e}); deleting it"),
+        Err(e) => errln!("{whose} is already unusable at zoom ({e}); deleting it"),
     }
-    grants.delete(&app.name).await?;
-    errln!("deleted the stored grant of app `{}`", app.name);
+    tokens.forget().await?;
+    errln!("deleted {whose}");
     Ok(Outcome::Done)
+}
+
+/// "the grant of app `A`" (in account X, when known).
+fn whose(app: &str, account: &str) -> String {
+    if account == UNIDENTIFIED {
+        format!("the grant of app `{app}`")
+    } else {
+        format!("the grant of app `{app}` in account {account}")
+    }
+}
+
+/// Which grant `auth logout` removes: the named account's, or the app's only one. `None` when
+/// the app holds none.
+fn logout_account(
+    app: &str,
+    held: &[String],
+    named: Option<&str>,
+) -> Result<Option<String>, InvalidText> {
+    let listed = || {
+        held.iter()
+            .map(|a| if a == UNIDENTIFIED { "(unknown)" } else { a })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (named, held) {
+        (Some(account), _) if held.iter().any(|a| a == account) => Ok(Some(account.to_owned())),
+        (Some(account), []) => Err(InvalidText(format!(
+            "app `{app}` holds no grant of account {}; it holds none at all",
+            crate::output::clean(account, 80)
+        ))),
+        (Some(account), _) => Err(InvalidText(format!(
+            "app `{app}` holds no grant of account {}; it holds grants of: {}",
+            crate::output::clean(account, 80),
+            listed()
+        ))),
+        (None, []) => Ok(None),
+        (None, [one]) => Ok(Some(one.clone())),
+        (None, _) => Err(InvalidText(format!(
+            "app `{app}` is installed by several accounts ({}); name one with --account",
+            listed()
+        ))),
+    }
 }

@@ -1,7 +1,8 @@
 //! `demo`: start the emulator in-process, authorize against it without a person, run
 //! `jobs/example.toml`, and print the report and the messages the emulator received. Then the
 //! listening half: serve Zoom's webhooks, have a recipient write `stop` to the bot (the
-//! emulator sends the signed event), and run the job again without them.
+//! emulator sends the signed event), and run the job again without them; then an admin of a
+//! second account installs the app at the server's `/install`, and a job of that account runs.
 //! It uses a throw-away state directory, so it never touches `./state`.
 
 use anyhow::{Context as _, bail};
@@ -12,7 +13,7 @@ use crate::auth::login::{self, Pkce};
 use std::sync::Arc;
 
 use crate::config::{Config, DEFAULT_APP, Job};
-use crate::delivery::{Engines, RunOptions};
+use crate::delivery::{AppEngine, Engines, RunOptions};
 use crate::emulator::{EmulatorHandle, Knobs};
 use crate::report;
 use crate::server::Server;
@@ -23,8 +24,13 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
     let emulator = EmulatorHandle::start(knobs.clone()).context("starting the emulator")?;
     let url = emulator.url();
     outln!("started the Zoom emulator on {url}");
+    // The server's address is the app's redirect URI: installs come back to it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let served = format!("http://{}", listener.local_addr()?);
+    let callback = format!("{served}/oauth/callback");
     let mut config = Config::empty();
     for (key, value) in [
+        ("redirect_uri", callback.as_str()),
         ("client_id", knobs.client_id.as_str()),
         ("client_secret", knobs.client_secret.as_str()),
         ("robot_jid", knobs.robot_jid.as_str()),
@@ -47,9 +53,56 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
         Arc::new(demo_ctx.open_store()?),
     )?);
     let demo = engines.app(DEFAULT_APP)?;
-    let (app, oauth, zoom) = (&demo.app, &demo.oauth, &demo.engine.zoom);
+    log_in(&demo, &engines).await?;
 
-    // The consent step a person would do in a browser: the emulator approves and redirects.
+    let job = Job::load(&demo_ctx.job_path("example"), &demo_ctx.config)?;
+    outln!(
+        "running job `{}` ({} recipients)",
+        job.name,
+        job.recipient_count
+    );
+    let run = engines.run(&job, RunOptions::default()).await?;
+    out!("{}", report::run_report_text(&run));
+    print_messages(&emulator, 0);
+
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(
+        Server::new(engines.clone(), crate::server::Limits::default())
+            .serve(listener, stop.clone()),
+    );
+    let mut knobs = emulator.emulator().knobs();
+    knobs.webhook_url = Some(format!("{served}/webhooks/zoom"));
+    emulator.emulator().set_knobs(knobs);
+    let before = emulator.emulator().messages().len();
+    let rerun = listen_and_stop(&emulator, &engines, &job, &served).await?;
+    out!("{}", report::run_report_text(&rerun));
+    print_messages(&emulator, before);
+
+    let before = emulator.emulator().messages().len();
+    install_second_account(&emulator, &served).await?;
+    let second = second_account_job(&demo_ctx, &state)?;
+    outln!("running job `{}` in the second account", second.name);
+    let other = engines.run(&second, RunOptions::default()).await?;
+    out!("{}", report::run_report_text(&other));
+    print_messages(&emulator, before);
+    // The replies in chat go out after the webhooks' answers; the server's drain waits for them.
+    stop.cancel();
+    serving.await.context("the server stopped")?;
+    let failed = [&run, &rerun, &other]
+        .iter()
+        .any(|r| !r.failures.is_empty());
+    Ok(if failed {
+        Outcome::SomeRecipientsFailed
+    } else {
+        Outcome::Done
+    })
+}
+
+/// `auth login` without a person: the consent step a person would do in a browser is the
+/// emulator's, which approves and redirects at once.
+async fn log_in(demo: &AppEngine, engines: &Engines) -> anyhow::Result<()> {
+    let (app, oauth, zoom) = (&demo.app, &demo.clients.oauth, &demo.clients.zoom);
+
     let pkce = Pkce::new();
     let state_param = login::new_state();
     let authorize = oauth.authorize_url(&app.redirect_uri, &state_param, &pkce.challenge);
@@ -88,45 +141,18 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
         grant.user_email,
         grant.account_id
     );
-
-    let job = Job::load(&demo_ctx.job_path("example"), &demo_ctx.config)?;
-    outln!(
-        "running job `{}` ({} recipients)",
-        job.name,
-        job.recipient_count
-    );
-    let run = engines.run(&job, RunOptions::default()).await?;
-    out!("{}", report::run_report_text(&run));
-    print_messages(&emulator, 0);
-    let before = emulator.emulator().messages().len();
-    let rerun = listen_and_stop(&emulator, &engines, &job).await?;
-    out!("{}", report::run_report_text(&rerun));
-    print_messages(&emulator, before);
-    Ok(if run.failures.is_empty() && rerun.failures.is_empty() {
-        Outcome::Done
-    } else {
-        Outcome::SomeRecipientsFailed
-    })
+    Ok(())
 }
 
-/// The listening half: `serve` on a free loopback port, a recipient writes `stop` to the bot,
-/// and the job runs again without them.
+/// The listening half: a recipient writes `stop` to the bot, the emulator sends the signed
+/// event to the server, and the job runs again without them.
 async fn listen_and_stop(
     emulator: &EmulatorHandle,
     engines: &Arc<Engines>,
     job: &Job,
+    served: &str,
 ) -> anyhow::Result<crate::delivery::RunReport> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(
-        Server::new(engines.clone(), crate::server::Limits::default())
-            .serve(listener, stop.clone()),
-    );
-    let mut knobs = emulator.emulator().knobs();
-    knobs.webhook_url = Some(format!("http://{addr}/webhooks/zoom"));
-    emulator.emulator().set_knobs(knobs);
-    outln!("serving Zoom's webhooks on http://{addr}; ana@example.com writes `stop` to the bot");
+    outln!("serving Zoom's webhooks on {served}; ana@example.com writes `stop` to the bot");
     let answer = reqwest::Client::new()
         .post(format!("{}/_emulator/events", emulator.url()))
         .json(&serde_json::json!({
@@ -140,11 +166,67 @@ async fn listen_and_stop(
         "zoomcast answered the signed event with HTTP {}",
         answer["status"]
     );
-    // The reply in chat goes out after the webhook's answer; the server's drain waits for it.
-    stop.cancel();
-    server.await.context("the server stopped")?;
     outln!("running job `{}` again", job.name);
     engines.run(job, RunOptions::default()).await
+}
+
+/// An admin of the emulator's second account installs the app from a browser: `/install` sets
+/// the state cookie and sends the browser to Zoom, which (the emulator approving at once) sends
+/// it back to `/oauth/callback`, where the server stores that account's grant.
+async fn install_second_account(emulator: &EmulatorHandle, served: &str) -> anyhow::Result<()> {
+    let admin = "admin@second.example";
+    let mut knobs = emulator.emulator().knobs();
+    knobs.login_as = admin.to_owned();
+    emulator.emulator().set_knobs(knobs);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let install = browser.get(format!("{served}/install")).send().await?;
+    let cookie = install
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .context("/install set no state cookie")?
+        .to_owned();
+    let consent = browser.get(location(&install)?).send().await?;
+    let callback = browser
+        .get(location(&consent)?)
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await?;
+    if callback.status() != reqwest::StatusCode::FOUND {
+        bail!("the install failed: {}", callback.text().await?);
+    }
+    outln!(
+        "{admin}, an admin of the emulator's second account, installed the app at {served}/install; \
+         the server stored that account's grant beside the first one's"
+    );
+    Ok(())
+}
+
+/// Where a redirect points.
+fn location(response: &reqwest::Response) -> anyhow::Result<String> {
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .with_context(|| format!("expected a redirect, got {}", response.status()))
+}
+
+/// A job of the second account: with two accounts installed, a job names the one it sends in.
+fn second_account_job(ctx: &Context, state: &tempfile::TempDir) -> anyhow::Result<Job> {
+    let path = state.path().join("second-account.toml");
+    std::fs::write(
+        &path,
+        "description = \"The second account's reminder\"\n\
+         account = \"emulated-account-2\"\n\n\
+         [recipients]\nemails = [\"gus@second.example\", \"hana@second.example\"]\n\n\
+         [message]\nhead = \"Stand-up in 10 minutes\"\n\
+         body = \"Hi {{ first_name }}, the second account's stand-up starts at 09:00.\"\n",
+    )?;
+    Ok(Job::load(&path, &ctx.config)?)
 }
 
 /// Prints the messages the emulator delivered, from the `skip`th on.
@@ -153,7 +235,7 @@ fn print_messages(emulator: &EmulatorHandle, skip: usize) {
     for m in emulator.emulator().messages().into_iter().skip(skip) {
         let body = m.content["body"][0]["text"].as_str().unwrap_or("");
         outln!(
-            "  to {:18} {} | {}",
+            "  to {:20} {} | {}",
             m.to_email,
             m.content["head"]["text"].as_str().unwrap_or(""),
             body

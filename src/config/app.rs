@@ -207,6 +207,21 @@ impl Config {
             }
         };
         let mut apps = raw.apps;
+        if let Some(bad) = apps.keys().find(|name| !crate::user::is_name(name)) {
+            return Err(Invalid::one(
+                Diagnostic::whole(
+                    Some(path),
+                    format!(
+                        "[apps.{}] is not an app name zoomcast can use",
+                        crate::output::clean(bad, 80)
+                    ),
+                )
+                .help(
+                    "name apps with 1 to 64 letters, digits, - and _: the name is part of the \
+                     app's addresses (/apps/NAME) and of its grant files",
+                ),
+            ));
+        }
         let mut default = RawApp {
             client_id: raw.client_id,
             client_secret: raw.client_secret,
@@ -486,6 +501,17 @@ mod tests {
         let other = config.app("other").unwrap();
         assert_eq!(other.client_id, "other-id");
         assert_eq!(other.api_url.as_str(), "https://api.zoom.us/");
+    }
+
+    #[test]
+    fn an_app_name_that_cannot_be_a_path_is_refused() {
+        for name in ["\"../x\"", "\"a b\"", "\"\""] {
+            let file = format!("[apps.{name}]\nclient_id = \"i\"\nclient_secret = \"s\"\n");
+            let err = load(&file, &[]).err().unwrap().to_string();
+            assert!(err.contains("is not an app name zoomcast can use"), "{err}");
+            assert!(err.contains("letters, digits, - and _"), "{err}");
+        }
+        assert!(load("[apps.team-2_b]\nclient_id = \"i\"\n", &[]).is_ok());
     }
 
     #[test]

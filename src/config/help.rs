@@ -5,8 +5,8 @@
 pub fn account_id(app: &str, code: i64) -> String {
     let setting = app_setting(app, "ZOOM_ACCOUNT_ID", "account_id");
     format!(
-        "Zoom answers {code} to every send when the account_id is not the chatbot's account \
-         (check {setting}, or leave it unset to use the account that authorized the app), and \
+        "Zoom answers {code} to every send when the account is not one the chatbot is installed \
+         in (check the job's `account` and {setting}, or install the app in that account), and \
          to a recipient who has left the account or has not added a user-managed chatbot (use \
          an admin-managed app)"
     )

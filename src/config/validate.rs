@@ -183,12 +183,7 @@ impl<'a> Checker<'a> {
     /// them); reported (and `None`) otherwise.
     fn account(&mut self, value: &Spanned<String>) -> Option<String> {
         let id = value.get_ref();
-        let plausible = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if plausible {
+        if crate::user::is_account_id(id) {
             return Some(id.clone());
         }
         self.report(

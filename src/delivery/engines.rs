@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::limiters::Limiters;
 use super::{Engine, RunOptions, RunReport, Sender, sender};
-use crate::auth::{AppClients, OAuthClient};
-use crate::config::{AppConfig, Config, Job};
+use crate::auth::{AppClients, AppTokens, TokenError};
+use crate::config::{AppConfig, Config, Diagnostic, Invalid, Job};
 use crate::state::{StateError, Store};
 
 /// Every app's engine.
@@ -20,13 +20,14 @@ pub struct Engines {
     apps: Mutex<HashMap<String, Arc<AppEngine>>>,
 }
 
-/// One app: its resolved configuration, its OAuth client and its engine.
+/// One app: its resolved configuration, its clients (one token source per installing
+/// account) and its engine.
 pub struct AppEngine {
     /// The app's configuration.
     pub app: AppConfig,
-    /// The app's token endpoint (logins, revocation).
-    pub oauth: OAuthClient,
-    /// The app's delivery engine (its Zoom client and tokens included).
+    /// The app's token endpoint, bot token and accounts' grants.
+    pub clients: AppClients,
+    /// The app's delivery engine.
     pub engine: Engine,
 }
 
@@ -59,13 +60,13 @@ impl Engines {
             return Ok(app.clone());
         }
         let app = self.config.app(name)?;
-        let AppClients {
-            zoom,
-            oauth,
-            tokens,
-        } = AppClients::new(&app, self.store.grants()?)?;
-        let engine = Engine::new(&self.store, zoom, tokens, self.limiters.clone())?;
-        let built = Arc::new(AppEngine { app, oauth, engine });
+        let clients = AppClients::new(&app, self.store.grants()?)?;
+        let engine = Engine::new(&self.store, clients.zoom.clone(), self.limiters.clone())?;
+        let built = Arc::new(AppEngine {
+            app,
+            clients,
+            engine,
+        });
         apps.insert(name.to_owned(), built.clone());
         Ok(built)
     }
@@ -77,7 +78,7 @@ impl Engines {
         let mut counts: Vec<_> = apps
             .iter()
             .map(|(name, app)| {
-                let (ok, failed) = app.engine.tokens.refreshes();
+                let (ok, failed) = app.clients.refreshes();
                 (name.clone(), ok, failed)
             })
             .collect();
@@ -93,48 +94,49 @@ impl Engines {
     }
 }
 
-/// A job names an account the app does not send in.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "job `{job}` is for account {wanted}, but app `{app}` is authorized for account {held} \
-     (`zoomcast auth status`); install the app for account {wanted}, or fix `account` in the job file"
-)]
-pub struct WrongAccount {
-    job: String,
-    app: String,
-    wanted: String,
-    held: String,
-}
-
 impl AppEngine {
-    /// What `job`'s runs send as: the app's sender, refused when the job names another
-    /// account than the one the app sends in.
+    /// What `job`'s runs send as: the app's install in the account the job names (or, naming
+    /// none, the app's configured `account_id`, or its one installing account).
     pub async fn sender_for(&self, job: &Job) -> anyhow::Result<Sender> {
-        let from = self.sender().await?;
+        let named = job.account.as_deref();
+        let chosen = self
+            .clients
+            .choose(named.or(self.app.account_id.as_deref()));
+        let tokens = match chosen {
+            Err(TokenError::SeveralAccounts { app, accounts }) => {
+                return Err(several_accounts(job, &app, &accounts).into());
+            }
+            chosen => chosen?,
+        };
+        let from = self.sender(tokens).await?;
         if let Some(plan) = self.app.plan {
             // Zoom's limits are the account's: its limiters start at the plan's.
             self.engine.limiters.know_plan(&from.account_id, plan);
         }
-        match &job.account {
-            Some(wanted) if *wanted != from.account_id => Err(WrongAccount {
-                job: job.name.clone(),
-                app: job.app.clone(),
-                wanted: wanted.clone(),
-                held: from.account_id,
-            }
-            .into()),
-            _ => Ok(from),
-        }
+        Ok(from)
     }
 
-    /// What the app's runs send as, checked against its configuration and grant.
-    pub async fn sender(&self) -> anyhow::Result<Sender> {
-        sender(
-            &self.engine.tokens,
-            self.app.robot_jid.as_deref(),
-            self.app.account_id.as_deref(),
-            &self.app.name,
-        )
-        .await
+    /// What the app's runs send as in the account of `tokens`, checked against the app's
+    /// configuration and that account's grant.
+    pub async fn sender(&self, tokens: Arc<AppTokens>) -> anyhow::Result<Sender> {
+        sender(tokens, self.app.robot_jid.as_deref(), &self.app.name).await
     }
+}
+
+/// The job names no account, and its app has several: which one is the job's to say.
+fn several_accounts(job: &Job, app: &str, accounts: &[String]) -> Invalid {
+    Invalid::one(
+        Diagnostic::whole(
+            Some(&job.path),
+            format!(
+                "job `{}` names no account, and app `{app}` is installed by several: {}",
+                job.name,
+                accounts.join(", ")
+            ),
+        )
+        .help(format!(
+            "add `account = \"{}\"` (or another of them) to the job file",
+            accounts[0]
+        )),
+    )
 }

@@ -31,6 +31,8 @@ mod pipeline;
 mod progress;
 mod run;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 
@@ -46,9 +48,12 @@ pub use run::Engine;
 /// keep its answers longer than the one that sweeps.
 pub const JID_CACHE_KEEP: TimeDelta = TimeDelta::days(30);
 
-/// Who a message is from: the bot, in an account, on behalf of the authorizing user.
+/// Who a message is from: the bot, in an account, on behalf of the authorizing user, whose
+/// grant's tokens the run uses.
 #[derive(Debug, Clone)]
 pub struct Sender {
+    /// The tokens of that account's grant (and the app's bot token).
+    pub tokens: Arc<AppTokens>,
     /// The bot's JID.
     pub robot_jid: String,
     /// The account the bot posts in.
@@ -82,12 +87,11 @@ pub struct RunOptions {
     pub progress: ProgressMode,
 }
 
-/// The sender of a job's messages: the configured robot JID, the configured account (or the
-/// grant's), and the grant's user JID.
+/// The sender of a job's messages: the configured robot JID, and the account and user JID of
+/// the grant `tokens` hold.
 pub async fn sender(
-    tokens: &AppTokens,
+    tokens: Arc<AppTokens>,
     robot_jid: Option<&str>,
-    account_id: Option<&str>,
     app: &str,
 ) -> anyhow::Result<Sender> {
     let Some(robot_jid) = robot_jid else {
@@ -108,8 +112,9 @@ pub async fn sender(
         );
     }
     Ok(Sender {
+        tokens,
         robot_jid: robot_jid.to_owned(),
-        account_id: account_id.map_or(grant.account_id, str::to_owned),
+        account_id: grant.account_id,
         user_jid: grant.user_jid,
     })
 }

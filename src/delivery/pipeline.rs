@@ -290,7 +290,7 @@ impl RunCtx<'_> {
             rate_limited: &self.lookups_limited,
         };
         let answer = call::<User, _, _>(
-            &self.engine.tokens,
+            &self.sender.tokens,
             &pace,
             max,
             &self.options.cancel,
@@ -344,7 +344,7 @@ impl RunCtx<'_> {
             presses: Vec::new(),
         };
         // A token failure must stop the run before the mark: `sending` means "will be sent".
-        self.engine.tokens.bot_token().await?;
+        self.sender.tokens.bot_token().await?;
         // So does the wait for the job's ceiling: a mark must not sit waiting for its turn.
         if let Some(ceiling) = &self.ceiling {
             wait_for_ceiling(ceiling, &self.options.cancel).await?;
@@ -372,7 +372,7 @@ impl RunCtx<'_> {
             rate_limited: &self.sends_limited,
         };
         let answer = call::<Bot, _, _>(
-            &self.engine.tokens,
+            &self.sender.tokens,
             &pace,
             max,
             &self.options.cancel,

@@ -12,7 +12,6 @@ use super::journal::Journal;
 use super::limiter::Limiter;
 use super::limiters::{Endpoint, Limiters};
 use super::progress::Progress;
-use crate::auth::AppTokens;
 use crate::config::{Diagnostic, Invalid, Job};
 use crate::state::runs::Counts;
 use crate::state::{
@@ -27,8 +26,6 @@ use super::{JID_CACHE_KEEP, RunOptions, RunReport, Sender, Stop, off_workers};
 pub struct Engine {
     /// The Zoom client.
     pub zoom: ZoomClient,
-    /// The app's tokens.
-    pub tokens: Arc<AppTokens>,
     /// The `runs` tree.
     pub runs: Runs,
     /// The `deliveries` tree.
@@ -46,12 +43,10 @@ impl Engine {
     pub fn new(
         store: &crate::state::Store,
         zoom: ZoomClient,
-        tokens: Arc<AppTokens>,
         limiters: Arc<Limiters>,
     ) -> Result<Self, StateError> {
         Ok(Self {
             zoom,
-            tokens,
             runs: store.runs()?,
             deliveries: store.deliveries()?,
             jids: store.jids()?,

@@ -28,9 +28,6 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         return rejection;
     }
     let knobs = emu.current_knobs();
-    if let Some(limited) = daily_limit(&emu, &knobs).or_else(|| rate_limit(&emu, &knobs)) {
-        return limited;
-    }
     let message: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
@@ -55,6 +52,11 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         );
     }
     let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
+    let limited =
+        daily_limit(&emu, &knobs).or_else(|| rate_limit(&emu, &knobs, &text("account_id")));
+    if let Some(limited) = limited {
+        return limited;
+    }
     if text("robot_jid") != knobs.robot_jid {
         return reject(
             &emu,
@@ -63,14 +65,17 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
             "No Chatbot can be found with the given robot_jid value.",
         );
     }
-    if text("account_id") != knobs.account_id {
-        return reject(&emu, StatusCode::FORBIDDEN, 7004, "Not authorized.");
-    }
+    let account = text("account_id");
     let directory = emu.directory();
-    if directory.find_jid(&text("user_jid")).is_none() {
+    if !directory.has_account(&account) {
         return reject(&emu, StatusCode::FORBIDDEN, 7004, "Not authorized.");
     }
-    let Some(recipient) = directory.find_jid(&text("to_jid")) else {
+    // The authorizing user and the recipient are of the account the message is posted in.
+    let of_account = |jid: &str| directory.find_jid(jid).filter(|u| u.account_id == account);
+    if of_account(&text("user_jid")).is_none() {
+        return reject(&emu, StatusCode::FORBIDDEN, 7004, "Not authorized.");
+    }
+    let Some(recipient) = of_account(&text("to_jid")) else {
         return reject(
             &emu,
             StatusCode::FORBIDDEN,
@@ -178,10 +183,10 @@ fn daily_limit(emu: &Emulator, knobs: &Knobs) -> Option<Response> {
 }
 
 /// A fixed one-second window: the first `send_rate_limit` sends of each second pass.
-fn rate_limit(emu: &Emulator, knobs: &Knobs) -> Option<Response> {
+fn rate_limit(emu: &Emulator, knobs: &Knobs, account: &str) -> Option<Response> {
     let inner = &mut *emu.inner();
     per_second_limit(
-        &mut inner.rate_window,
+        inner.rate_windows.entry(account.to_owned()).or_default(),
         knobs.send_rate_limit,
         &mut inner.stats.sends_rate_limited,
         knobs.retry_after,

@@ -1,11 +1,17 @@
-//! The emulated account's users: a few named people, plus (optionally) every address at a
-//! synthetic domain, so bulk runs of any size have real recipients.
+//! The emulated accounts' users. The first account has a few named people at `example.com`,
+//! plus (optionally) every address at a synthetic domain, so bulk runs of any size have real
+//! recipients; a second account has a few people at `second.example` (and every address at
+//! `second.` and the synthetic domain), so that installs by several accounts can be tried.
 
 use serde_json::{Value, json};
 
-/// One user of the emulated account.
+use super::Knobs;
+
+/// One user of an emulated account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// The account the user belongs to.
+    pub account_id: String,
     /// Zoom user id.
     pub id: String,
     /// Email.
@@ -33,26 +39,53 @@ const NAMED: [(&str, &str, &str, &str); 7] = [
     ("Fay0006FFFFffff0006", "fay@example.com", "Fay", "Fox"),
 ];
 
-/// Who exists in the emulated account.
+/// The second account's named users.
+const SECOND: [(&str, &str, &str, &str); 3] = [
+    (
+        "Sam0101SSSSssss0101",
+        "admin@second.example",
+        "Sam",
+        "Second",
+    ),
+    ("Gus0102GGGGgggg0102", "gus@second.example", "Gus", "Gray"),
+    ("Hana103HHHHhhhh0103", "hana@second.example", "Hana", "Hill"),
+];
+
+/// Who exists in the emulated accounts.
 #[derive(Debug, Clone)]
 pub struct Directory {
     synthetic_domain: Option<String>,
+    accounts: [String; 2],
 }
 
 impl Directory {
-    /// The named users, plus every address at `synthetic_domain`.
-    pub fn new(synthetic_domain: Option<String>) -> Self {
-        Self { synthetic_domain }
+    /// The named users of both accounts, plus every address at the synthetic domain, with the
+    /// account ids `knobs` give.
+    pub fn new(knobs: &Knobs) -> Self {
+        Self {
+            synthetic_domain: knobs.synthetic_domain.clone(),
+            accounts: [knobs.account_id.clone(), knobs.second_account_id.clone()],
+        }
+    }
+
+    /// Whether `account_id` is one of the emulated accounts.
+    pub fn has_account(&self, account_id: &str) -> bool {
+        self.accounts.iter().any(|a| a == account_id)
     }
 
     /// A user by email (case-insensitive) or id.
     pub fn find(&self, key: &str) -> Option<User> {
         let key = key.to_lowercase();
-        if let Some((id, email, first, last)) = NAMED
+        let named = NAMED
             .iter()
-            .find(|(id, email, ..)| *email == key || id.to_lowercase() == key)
+            .map(|n| (n, 0))
+            .chain(SECOND.iter().map(|n| (n, 1)));
+        if let Some(((id, email, first, last), account)) = named
+            .into_iter()
+            .find(|((id, email, ..), _)| *email == key || id.to_lowercase() == key)
         {
             return Some(User {
+                account_id: self.accounts[account].clone(),
                 id: (*id).to_owned(),
                 email: (*email).to_owned(),
                 jid: format!("{}@xmpp.zoom.us", id.to_lowercase()),
@@ -61,15 +94,20 @@ impl Directory {
             });
         }
         let domain = self.synthetic_domain.as_deref()?;
-        let local = key.strip_suffix(&format!("@{domain}"))?;
+        // `x@DOMAIN` is of the first account, `x@second.DOMAIN` of the second.
+        let (local, account, prefix) = match key.strip_suffix(&format!("@second.{domain}")) {
+            Some(local) => (local, 1, "syn2-"),
+            None => (key.strip_suffix(&format!("@{domain}"))?, 0, "syn-"),
+        };
         let valid = !local.is_empty()
             && local
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || ".-_+".contains(c));
         valid.then(|| User {
-            id: format!("syn-{local}"),
+            account_id: self.accounts[account].clone(),
+            id: format!("{prefix}{local}"),
             email: key.clone(),
-            jid: format!("syn-{local}@xmpp.zoom.us"),
+            jid: format!("{prefix}{local}@xmpp.zoom.us"),
             first_name: capitalize(local.split(['.', '-', '_', '+']).next().unwrap_or(local)),
             last_name: "Bulk".into(),
         })
@@ -78,17 +116,18 @@ impl Directory {
     /// A user by chat JID.
     pub fn find_jid(&self, jid: &str) -> Option<User> {
         let id = jid.strip_suffix("@xmpp.zoom.us")?;
+        let domain = self.synthetic_domain.as_deref();
+        if let Some(local) = id.strip_prefix("syn2-") {
+            return self.find(&format!("{local}@second.{}", domain?));
+        }
         match id.strip_prefix("syn-") {
-            Some(local) => {
-                let domain = self.synthetic_domain.as_deref()?;
-                self.find(&format!("{local}@{domain}"))
-            }
+            Some(local) => self.find(&format!("{local}@{}", domain?)),
             None => self.find(id),
         }
     }
 
     /// Zoom's user object (`GET /v2/users/{id}`) for `user`.
-    pub fn to_json(user: &User, account_id: &str) -> Value {
+    pub fn to_json(user: &User) -> Value {
         json!({
             "id": user.id,
             "first_name": user.first_name,
@@ -107,7 +146,7 @@ impl Directory {
             "language": "en-US",
             "status": "active",
             "role_id": "2",
-            "account_id": account_id,
+            "account_id": user.account_id,
             "account_number": 123_456_789,
             "cluster": "us05",
             "jid": user.jid,
@@ -129,13 +168,24 @@ mod tests {
 
     #[test]
     fn named_synthetic_and_unknown() {
-        let d = Directory::new(Some("bulk.example.com".into()));
+        let d = Directory::new(&Knobs::default());
         let ana = d.find("ANA@example.com").unwrap();
+        assert_eq!(ana.account_id, "emulated-account-1");
+        let gus = d.find("gus@second.example").unwrap();
+        assert_eq!(gus.account_id, "emulated-account-2");
+        assert_eq!(d.find_jid(&gus.jid), Some(gus));
+        let syn2 = d.find("kim@second.bulk.example.com").unwrap();
+        assert_eq!(syn2.account_id, "emulated-account-2");
+        assert_eq!(d.find_jid(&syn2.jid), Some(syn2));
         assert_eq!(d.find_jid(&ana.jid), Some(ana.clone()));
         let syn = d.find("jo.smith@bulk.example.com").unwrap();
         assert_eq!(syn.first_name, "Jo");
         assert_eq!(d.find_jid(&syn.jid), Some(syn));
         assert_eq!(d.find("nobody@example.com"), None);
-        assert_eq!(Directory::new(None).find("x@bulk.example.com"), None);
+        let none = Knobs {
+            synthetic_domain: None,
+            ..Knobs::default()
+        };
+        assert_eq!(Directory::new(&none).find("x@bulk.example.com"), None);
     }
 }

@@ -99,7 +99,7 @@ fn event_body(emu: &Emulator, knobs: &Knobs, request: &EventRequest) -> Result<V
     let by_user = |extra: Value| -> Result<Value, String> {
         let user = user()?;
         let mut payload = json!({
-            "accountId": knobs.account_id,
+            "accountId": user.account_id,
             "robotJid": knobs.robot_jid,
             "timestamp": now_ms,
             "userId": user.id,
@@ -136,13 +136,20 @@ fn event_body(emu: &Emulator, knobs: &Knobs, request: &EventRequest) -> Result<V
                 "toJid": to_user()?,
             }))?
         }
-        // The account removed the app: as at Zoom, its grants die with it.
+        // The account of `user` (default: `login_as`) removed the app: as at Zoom, its grants
+        // die with it; other accounts' stay.
         "app_deauthorized" => {
-            emu.revoke_all_grants();
-            let admin = emu.directory().find(&knobs.login_as);
+            let admin = match request.user {
+                Some(_) => user()?,
+                None => emu
+                    .directory()
+                    .find(&knobs.login_as)
+                    .ok_or("login_as names no user")?,
+            };
+            emu.revoke_account_grants(&admin.account_id);
             json!({
-                "account_id": knobs.account_id,
-                "user_id": admin.map(|u| u.id).unwrap_or_default(),
+                "account_id": admin.account_id,
+                "user_id": admin.id,
                 "signature": "",
                 "deauthorization_time": chrono::Utc::now().to_rfc3339(),
                 "client_id": knobs.client_id,

@@ -56,8 +56,10 @@ pub struct Knobs {
     pub client_secret: String,
     /// The bot's JID.
     pub robot_jid: String,
-    /// The account every user belongs to.
+    /// The first account: the named users at `example.com` and the synthetic ones.
     pub account_id: String,
+    /// The second account: the users at `second.example` (`admin@second.example` installs).
+    pub second_account_id: String,
     /// Who approves `/oauth/authorize` (the admin who installs the app).
     pub login_as: String,
     /// Lifetime of user access tokens, seconds.
@@ -68,7 +70,7 @@ pub struct Knobs {
     pub new_access_kills_previous: bool,
     /// Delay before answering each `/v2` call, milliseconds.
     pub latency_ms: u64,
-    /// Sends accepted per second; more are answered 429.
+    /// Sends accepted per second in each account; more are answered 429.
     pub send_rate_limit: Option<u32>,
     /// Users API calls accepted per second; more are answered 429. Counted apart from the
     /// sends, as Zoom counts each API's rate class apart.
@@ -100,6 +102,7 @@ impl Default for Knobs {
             client_secret: "emulator-client-secret".into(),
             robot_jid: "v1robotzoomcast@xmpp.zoom.us".into(),
             account_id: "emulated-account-1".into(),
+            second_account_id: "emulated-account-2".into(),
             login_as: "admin@example.com".into(),
             access_ttl_secs: 3600,
             bot_ttl_secs: 3600,

@@ -111,8 +111,9 @@ pub(super) struct Inner {
     pub messages: Vec<Delivered>,
     pub stats: Stats,
     pub issued: Vec<String>,
-    /// The current second and the sends counted in it (`send_rate_limit`).
-    pub rate_window: (i64, u32),
+    /// Per account, the current second and the sends counted in it (`send_rate_limit`):
+    /// Zoom's limits are each account's.
+    pub rate_windows: HashMap<String, (i64, u32)>,
     /// The same for Users API calls (`lookup_rate_limit`).
     pub lookup_window: (i64, u32),
     /// When the emulator's current day began, and the sends that passed its limit in it.
@@ -213,7 +214,7 @@ impl Emulator {
 
     /// The directory under the current knobs.
     pub fn directory(&self) -> Directory {
-        Directory::new(self.current_knobs().synthetic_domain.clone())
+        Directory::new(&self.current_knobs())
     }
 
     pub(super) fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -264,8 +265,22 @@ impl Emulator {
 
     /// Revokes every grant, as an admin removing the app would.
     pub fn revoke_all_grants(&self) {
+        self.revoke_grants_where(|_| true);
+    }
+
+    /// Revokes every grant authorized by a user of `account_id` (the account removed the app).
+    pub fn revoke_account_grants(&self, account_id: &str) {
+        self.revoke_grants_where(|g| g.user.account_id == account_id);
+    }
+
+    fn revoke_grants_where(&self, which: impl Fn(&GrantState) -> bool) {
         let mut inner = self.inner();
-        let ids: Vec<u64> = inner.grants.keys().copied().collect();
+        let ids: Vec<u64> = inner
+            .grants
+            .iter()
+            .filter(|(_, g)| which(g))
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             inner.revoke(id);
         }

@@ -1,5 +1,5 @@
 //! `GET /v2/users/{id}`: user tokens only (a bot token gets 401 code 124), `me` for the
-//! authorizing user, 404 code 1001 for unknown users, an optional per-second limit answered
+//! authorizing user, 404 code 1001 for unknown users and those of another account, an optional per-second limit answered
 //! with 429.
 
 use std::sync::Arc;
@@ -50,14 +50,20 @@ pub async fn get_user(
         inner.stats.rejected_tokens += 1;
         return api_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token.");
     }
+    let Some(me) = inner.grants.get(&grant).map(|g| g.user.clone()) else {
+        return api_error(StatusCode::UNAUTHORIZED, 124, "Invalid access token.");
+    };
+    // An admin sees the users of their own account only, as at Zoom.
     let user = if id == "me" {
-        inner.grants.get(&grant).map(|g| g.user.clone())
+        Some(me)
     } else {
-        Directory::new(knobs.synthetic_domain.clone()).find(&id)
+        Directory::new(&knobs)
+            .find(&id)
+            .filter(|user| user.account_id == me.account_id)
     };
     if let Some(user) = user {
         inner.stats.user_lookups += 1;
-        Json(Directory::to_json(&user, &knobs.account_id)).into_response()
+        Json(Directory::to_json(&user)).into_response()
     } else {
         inner.stats.unknown_users += 1;
         api_error(

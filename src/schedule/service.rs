@@ -108,7 +108,8 @@ impl Service {
     }
 }
 
-/// Every hour, refreshes each app's grant that has not been refreshed for `keepalive_days`.
+/// Every hour, refreshes each grant (every app, every account) that has not been refreshed for
+/// `keepalive_days`.
 async fn keep_grants_alive(launcher: Arc<EngineLauncher>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(KEEPALIVE_EVERY);
     loop {
@@ -138,15 +139,22 @@ impl EngineLauncher {
             return;
         }
         let max_idle = TimeDelta::days(i64::from(days));
-        match refresh_if_idle(&app.engine.tokens, max_idle, Utc::now()).await {
-            Ok(KeepAlive::Refreshed(idle)) => tracing::info!(
-                "app `{name}`: grant refreshed to keep it alive (last refreshed {} days ago; keepalive_days = {days})",
-                idle.num_days()
-            ),
-            Ok(KeepAlive::Fresh | KeepAlive::NoGrant) => {}
-            Err(e) => tracing::error!(
-                "app `{name}`: keep-alive refresh failed: {e}; run `zoomcast auth login --app {name}` if it persists"
-            ),
+        let installed = match app.clients.installed() {
+            Ok(installed) => installed,
+            Err(e) => return tracing::error!("app `{name}`: reading its grants failed: {e}"),
+        };
+        for tokens in installed {
+            let account = tokens.account();
+            match refresh_if_idle(&tokens, max_idle, Utc::now()).await {
+                Ok(KeepAlive::Refreshed(idle)) => tracing::info!(
+                    "app `{name}`: the grant of account {account} refreshed to keep it alive (last refreshed {} days ago; keepalive_days = {days})",
+                    idle.num_days()
+                ),
+                Ok(KeepAlive::Fresh | KeepAlive::NoGrant) => {}
+                Err(e) => tracing::error!(
+                    "app `{name}`: keep-alive refresh of account {account}'s grant failed: {e}; install the app again for that account if it persists"
+                ),
+            }
         }
     }
 

@@ -106,7 +106,7 @@ pub(super) async fn handle(
 
 /// Sends `text` to the conversation the user wrote in, as the bot.
 async fn answer(app: &AppEngine, n: BotNotification, text: &str) -> anyhow::Result<()> {
-    let token = app.engine.tokens.bot_token().await?;
+    let token = app.clients.bot.token().await?;
     let to_jid = if n.to_jid.is_empty() {
         n.user_jid.clone()
     } else {

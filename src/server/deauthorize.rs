@@ -1,6 +1,6 @@
 //! `app_deauthorized`: an account removed the app. The Marketplace requires its data deleted
-//! at once, so before Zoom gets its answer: the app's grant (when it is that account's, in the
-//! store, the grant file and memory), the account's opt-outs, the per-recipient details of the
+//! at once, so before Zoom gets its answer: the account's grant of the app (in the store, the
+//! grant file and memory; other accounts' grants stay), the account's opt-outs, the per-recipient details of the
 //! app's runs in that account (their summaries stay: counts, times, no person), and the
 //! account's cached lookups. A run left unfinished is closed, never resumed: its
 //! journal is gone. The deletion is logged with counts only.
@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::Server;
 use crate::delivery::{AppEngine, off_workers};
-use crate::state::{RunRecord, RunStatus, StateError};
+use crate::state::{RunRecord, RunStatus, StateError, UNIDENTIFIED};
+use crate::user::is_account_id;
 
 /// `app_deauthorized`'s payload, the fields zoomcast uses.
 #[derive(Debug, Deserialize)]
@@ -48,7 +49,7 @@ pub(super) async fn handle(
 async fn erase(server: &Server, app: &AppEngine, account: &str) -> anyhow::Result<()> {
     let name = &app.app.name;
     let store = server.engines.store();
-    let grant = app.engine.tokens.forget_account(account).await?;
+    let grant = forget_grant(app, account).await?;
     let optouts = store.optouts()?.forget_account(name, account).await?;
     let (runs, deliveries, jids) = (store.runs()?, store.deliveries()?, store.jids()?);
     // The runs are closed (durably) before their journals go: a run whose journal is gone must
@@ -85,6 +86,17 @@ async fn erase(server: &Server, app: &AppEngine, account: &str) -> anyhow::Resul
         closed.len(),
     );
     Ok(())
+}
+
+/// Deletes the account's grant, in the store, the grant file and memory; and a login's grant
+/// whose account was never learned, since it may be this account's (it cannot send, so no other
+/// account loses anything it can use). Whether the account had one.
+async fn forget_grant(app: &AppEngine, account: &str) -> anyhow::Result<bool> {
+    app.clients.tokens(UNIDENTIFIED).forget().await?;
+    if !is_account_id(account) {
+        return Ok(false); // no grant is stored under a name that is not an account id
+    }
+    Ok(app.clients.tokens(account).forget().await?)
 }
 
 /// Marks a run's details deleted; an unfinished run is closed for good.

@@ -100,9 +100,10 @@ pub(super) async fn install(State(route): State<AppRoute>) -> Response {
         verifier: pkce.verifier,
         expires: chrono::Utc::now().timestamp() + INSTALL_SECONDS,
     };
-    let authorize = app
-        .oauth
-        .authorize_url(&app.app.redirect_uri, &pending.state, &pkce.challenge);
+    let authorize =
+        app.clients
+            .oauth
+            .authorize_url(&app.app.redirect_uri, &pending.state, &pkce.challenge);
     let secure = if app.app.redirect_uri.scheme() == "https" {
         "; Secure"
     } else {
@@ -187,19 +188,13 @@ async fn finish(server: &Server, app: Arc<AppEngine>, code: String, verifier: St
     let worker = app.clone();
     let installed = tokio::spawn(async move {
         let app = worker;
-        let (oauth, zoom, uri) = (&app.oauth, &app.engine.zoom, &app.app.redirect_uri);
-        let grant = login::prepare_install(oauth, zoom, &code, uri, &verifier).await?;
-        let stored = app
-            .engine
-            .tokens
-            .replace_grant(login::store_install(&grants, &app.app.name, grant.clone()))
-            .await;
-        if let Err(InstallError::OtherAccount { .. }) = &stored
-            && let Err(e) = oauth.revoke(&grant.access.access).await
-        {
-            tracing::warn!("revoking the refused install's token failed: {e}");
-        }
-        stored
+        let (clients, uri) = (&app.clients, &app.app.redirect_uri);
+        let grant =
+            login::prepare_install(&clients.oauth, &clients.zoom, &code, uri, &verifier).await?;
+        clients
+            .tokens(&grant.account_id)
+            .replace_grant(login::store_install(&grants, &app.app.name, grant))
+            .await
     })
     .await;
     let Ok(installed) = installed else {
@@ -227,10 +222,7 @@ async fn finish(server: &Server, app: Arc<AppEngine>, code: String, verifier: St
         Err(e) => {
             tracing::warn!("app `{name}`: an install failed: {e}");
             let what = match e {
-                InstallError::OtherAccount { .. } => {
-                    "This app is already installed here for another Zoom account, and serves one \
-                     account for now"
-                }
+                InstallError::State(_) => "The install could not be stored here",
                 _ => "Zoom refused this authorization",
             };
             page(&format!(

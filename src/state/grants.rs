@@ -1,11 +1,19 @@
-//! The `grants` tree (one user grant per app) and the `bot_tokens` tree (one cached chatbot
-//! token per app), plus the grant files beside the database.
+//! The `grants` tree (one user grant per app and installing account) and the `bot_tokens`
+//! tree (one cached chatbot token per app: Zoom issues it to the app, for every account), plus
+//! the grant files beside the database.
 //!
 //! A rotated refresh token is the one piece of state whose loss needs a person: the old one is
 //! already dead at Zoom. So [`Grants::put`] writes it twice before returning: to
-//! `grants/APP.json` (write, fsync, rename, fsync the directory) and to sled (insert, flush).
-//! [`Grants::get`] reads both and keeps the newer generation, so a sled database that lost its
-//! last writes, or had to be moved aside, loses no grant.
+//! `grants/APP/ACCOUNT.json` (write, fsync, rename, fsync the directory) and to sled (key
+//! `APP\0ACCOUNT`; insert, flush). [`Grants::get`] reads both and keeps the newer generation,
+//! so a sled database that lost its last writes, or had to be moved aside, loses no grant.
+//!
+//! A login whose account is not known yet (`GET /v2/users/me` failed after the code exchange)
+//! is kept under [`UNIDENTIFIED`] (`grants/APP/@unidentified.json`): Zoom has already revoked
+//! the user's earlier grant, so the new one is stored before anything else can fail.
+//!
+//! An earlier release kept one grant per app (`grants/APP.json`, sled key `APP`); opening the
+//! tree moves such a grant under its account, writing the new copy before removing the old.
 
 use std::fs::{self, DirBuilder, File};
 use std::io::Write;
@@ -18,6 +26,13 @@ use serde::{Deserialize, Serialize};
 use super::codec::{self, CodecError, decode, encode};
 use super::{Flusher, StateError};
 use crate::token::{BotToken, RefreshToken, UserToken};
+use crate::user::{is_account_id, is_name};
+
+/// The account of a grant whose authorizing user is not known yet.
+pub const UNIDENTIFIED: &str = "";
+
+/// The file name of an unidentified grant; `@` is in no account id.
+const UNIDENTIFIED_FILE: &str = "@unidentified.json";
 
 /// A user grant: the refresh token, the current access token, and who authorized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +43,7 @@ pub struct Grant {
     pub user_email: String,
     /// The authorizing user's JID: `user_jid` of every send.
     pub user_jid: String,
-    /// The authorizing user's account: `account_id` of every send.
+    /// The authorizing user's account: `account_id` of every send, and the grant's key.
     pub account_id: String,
     /// Scopes Zoom granted, space-separated.
     pub scopes: String,
@@ -44,7 +59,7 @@ pub struct Grant {
     pub generation: u64,
 }
 
-/// The grants of every app.
+/// The grants of every app and account.
 #[derive(Clone)]
 pub struct Grants {
     tree: sled::Tree,
@@ -54,98 +69,109 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// Opens the trees, moving grants an earlier release kept per app under their account.
     pub(super) fn open(
         db: &sled::Db,
         flusher: &Flusher,
         state_dir: &Path,
     ) -> Result<Self, StateError> {
-        Ok(Self {
+        let grants = Self {
             tree: db.open_tree("grants")?,
             flusher: flusher.clone(),
             bots: db.open_tree("bot_tokens")?,
             dir: state_dir.join("grants"),
-        })
-    }
-
-    fn file(&self, app: &str) -> PathBuf {
-        self.dir.join(format!("{app}.json"))
-    }
-
-    /// The current grant of `app`: the newer of the sled copy and the file copy.
-    pub fn get(&self, app: &str) -> Result<Option<Grant>, StateError> {
-        let in_db: Option<Grant> = match self.tree.get(app)?.map(|bytes| decode(&bytes)) {
-            Some(Ok(grant)) => Some(grant),
-            Some(Err(e)) => {
-                tracing::warn!(
-                    app,
-                    "the database copy of the grant is unreadable, using the grant file: {e}"
-                );
-                None
-            }
-            None => None,
         };
-        let in_file = self.read_file(app)?;
-        Ok(match (in_db, in_file) {
-            (Some(a), Some(b)) => Some(if b.generation > a.generation { b } else { a }),
-            (a, b) => a.or(b),
-        })
+        grants.migrate_per_app_grants()?;
+        Ok(grants)
     }
 
-    /// Every app with a stored grant, sorted.
-    pub fn apps(&self) -> Result<Vec<String>, StateError> {
-        let mut apps: Vec<String> = self
-            .tree
-            .iter()
-            .keys()
-            .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
-            .collect::<Result<_, _>>()?;
-        if let Ok(entries) = fs::read_dir(&self.dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(app) = name.strip_suffix(".json")
-                    && !apps.iter().any(|a| a == app)
-                {
-                    apps.push(app.to_owned());
+    fn io(&self) -> impl Fn(std::io::Error) -> StateError + '_ {
+        |source| StateError::Io {
+            dir: self.dir.clone(),
+            source,
+        }
+    }
+
+    /// The grant file of `app` in `account`; refused for a name that is not a safe file name.
+    fn file(&self, app: &str, account: &str) -> Result<PathBuf, StateError> {
+        if !is_name(app) {
+            return Err(StateError::NotAName(app.to_owned()));
+        }
+        let name = if account == UNIDENTIFIED {
+            UNIDENTIFIED_FILE.to_owned()
+        } else if is_account_id(account) {
+            format!("{account}.json")
+        } else {
+            return Err(StateError::NotAName(account.to_owned()));
+        };
+        Ok(self.dir.join(app).join(name))
+    }
+
+    /// The current grant of `app` in `account`: the newer of the sled copy and the file copy.
+    pub fn get(&self, app: &str, account: &str) -> Result<Option<Grant>, StateError> {
+        let file = self.file(app, account)?;
+        let in_db = self.read_db(&key(app, account))?;
+        Ok(newer(in_db, read_file(&file)?))
+    }
+
+    /// The accounts holding a grant of `app`, sorted ([`UNIDENTIFIED`] first, if present).
+    pub fn accounts(&self, app: &str) -> Result<Vec<String>, StateError> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter_map(|(a, account)| (a == app).then_some(account))
+            .collect())
+    }
+
+    /// Every (app, account) with a stored grant, sorted.
+    pub fn all(&self) -> Result<Vec<(String, String)>, StateError> {
+        let mut all = Vec::new();
+        for k in self.tree.iter().keys() {
+            let k = String::from_utf8_lossy(&k?).into_owned();
+            if let Some((app, account)) = k.split_once('\0') {
+                all.push((app.to_owned(), account.to_owned()));
+            }
+        }
+        for app in subdirectories(&self.dir) {
+            for name in file_names(&self.dir.join(&app)) {
+                let account = if name == UNIDENTIFIED_FILE {
+                    Some(UNIDENTIFIED)
+                } else {
+                    name.strip_suffix(".json").filter(|a| is_account_id(a))
+                };
+                if let Some(account) = account {
+                    all.push((app.clone(), account.to_owned()));
                 }
             }
         }
-        apps.sort();
-        Ok(apps)
+        all.sort();
+        all.dedup();
+        Ok(all)
     }
 
-    /// Stores `grant` as the current grant of `app`, durably, before returning.
+    /// Stores `grant` as the current grant of `app` in its account, durably, before returning.
     pub async fn put(&self, app: &str, grant: &Grant) -> Result<(), StateError> {
+        let file = self.file(app, &grant.account_id)?;
         let bytes = encode(grant);
-        let (dir, file) = (self.dir.clone(), self.file(app));
         let json = bytes[1..].to_vec();
-        tokio::task::spawn_blocking(move || write_atomically(&dir, &file, &json))
+        tokio::task::spawn_blocking(move || write_atomically(&file, &json))
             .await
             .expect("the grant-file writer does not panic")
-            .map_err(|source| StateError::Io {
-                dir: self.dir.clone(),
-                source,
-            })?;
-        self.tree.insert(app, bytes)?;
+            .map_err(self.io())?;
+        self.tree.insert(key(app, &grant.account_id), bytes)?;
         self.flusher.flush().await?;
         Ok(())
     }
 
-    /// Deletes the grant of `app` (and its cached bot token) everywhere: the file first, and
-    /// durably, so that a failure cannot leave a file that brings the grant back.
-    pub async fn delete(&self, app: &str) -> Result<(), StateError> {
-        let io = |source| StateError::Io {
-            dir: self.dir.clone(),
-            source,
-        };
-        match fs::remove_file(self.file(app)) {
-            Ok(()) => File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
+    /// Deletes the grant of `app` in `account` everywhere: the file first, and durably, so
+    /// that a failure cannot leave a file that brings the grant back. The app's cached bot
+    /// token goes with its last grant.
+    pub async fn delete(&self, app: &str, account: &str) -> Result<(), StateError> {
+        remove_durably(&self.file(app, account)?).map_err(self.io())?;
+        self.tree.remove(key(app, account))?;
+        if self.accounts(app)?.is_empty() {
+            self.bots.remove(app)?;
         }
-        self.tree.remove(app)?;
-        self.bots.remove(app)?;
         self.flusher.flush().await?;
         Ok(())
     }
@@ -161,23 +187,124 @@ impl Grants {
         Ok(())
     }
 
-    fn read_file(&self, app: &str) -> Result<Option<Grant>, StateError> {
-        match fs::read(self.file(app)) {
-            Ok(json) => serde_json::from_slice(&json).map(Some).map_err(|e| {
-                CodecError::Damaged(format!("{}: {e}", self.file(app).display())).into()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StateError::Io {
-                dir: self.dir.clone(),
-                source,
-            }),
+    fn read_db(&self, key: &[u8]) -> Result<Option<Grant>, StateError> {
+        Ok(match self.tree.get(key)?.map(|bytes| decode(&bytes)) {
+            Some(Ok(grant)) => Some(grant),
+            Some(Err(e)) => {
+                let key = String::from_utf8_lossy(key).replace('\0', " ");
+                tracing::warn!(
+                    "the database copy of grant {key} is unreadable, using the grant file: {e}"
+                );
+                None
+            }
+            None => None,
+        })
+    }
+
+    /// Moves each grant kept per app (`grants/APP.json`, sled key `APP`) under its account:
+    /// the newer copy is written in the new place first, then the old ones are removed, so a
+    /// crash in between leaves both, and the next open finishes the move.
+    fn migrate_per_app_grants(&self) -> Result<(), StateError> {
+        let mut apps: Vec<String> = Vec::new();
+        for k in self.tree.iter().keys() {
+            let k = k?;
+            if !k.contains(&0) {
+                apps.push(String::from_utf8_lossy(&k).into_owned());
+            }
         }
+        apps.extend(
+            file_names(&self.dir)
+                .into_iter()
+                .filter_map(|name| name.strip_suffix(".json").map(str::to_owned)),
+        );
+        apps.sort();
+        apps.dedup();
+        for app in apps.into_iter().filter(|app| is_name(app)) {
+            let old_file = self.dir.join(format!("{app}.json"));
+            let Some(mut grant) = newer(self.read_db(app.as_bytes())?, read_file(&old_file)?)
+            else {
+                continue;
+            };
+            if !is_account_id(&grant.account_id) {
+                UNIDENTIFIED.clone_into(&mut grant.account_id);
+            }
+            let account = grant.account_id.clone();
+            let current = self.get(&app, &account)?;
+            if current.is_none_or(|held| held.generation < grant.generation) {
+                let bytes = encode(&grant);
+                write_atomically(&self.file(&app, &account)?, &bytes[1..]).map_err(self.io())?;
+                self.tree.insert(key(&app, &account), bytes)?;
+            }
+            self.tree.flush()?;
+            remove_durably(&old_file).map_err(self.io())?;
+            self.tree.remove(app.as_bytes())?;
+            self.tree.flush()?;
+            tracing::info!("moved the grant of app `{app}` under its account");
+        }
+        Ok(())
+    }
+}
+
+/// The sled key of a grant: `APP\0ACCOUNT`.
+fn key(app: &str, account: &str) -> Vec<u8> {
+    format!("{app}\0{account}").into_bytes()
+}
+
+/// The newer of two copies of one grant.
+fn newer(a: Option<Grant>, b: Option<Grant>) -> Option<Grant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.generation > a.generation { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn read_file(file: &Path) -> Result<Option<Grant>, StateError> {
+    match fs::read(file) {
+        Ok(json) => serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|e| CodecError::Damaged(format!("{}: {e}", file.display())).into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Io {
+            dir: file.parent().unwrap_or(file).to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The names of the regular files in `dir` (none if it does not exist).
+fn file_names(dir: &Path) -> Vec<String> {
+    entries(dir, fs::FileType::is_file)
+}
+
+/// The names of the directories in `dir` (none if it does not exist).
+fn subdirectories(dir: &Path) -> Vec<String> {
+    entries(dir, fs::FileType::is_dir)
+}
+
+fn entries(dir: &Path, keep: impl Fn(&fs::FileType) -> bool) -> Vec<String> {
+    let Ok(read) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    read.flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| keep(&t)))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Removes `file` if it exists and fsyncs its directory.
+fn remove_durably(file: &Path) -> std::io::Result<()> {
+    match fs::remove_file(file) {
+        Ok(()) => File::open(file.parent().expect("a grant file has a directory"))?.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
 /// Write to a new temporary file (0600, created exclusively, so a leftover one of any mode is
-/// removed rather than reused), fsync it, rename it over `file`, fsync the directory.
-fn write_atomically(dir: &Path, file: &Path, contents: &[u8]) -> std::io::Result<()> {
+/// removed rather than reused), fsync it, rename it over `file`, fsync the directory (created
+/// 0700 with its parents if missing).
+fn write_atomically(file: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = file.parent().expect("a grant file has a directory");
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let tmp = file.with_extension("json.tmp");
     match fs::remove_file(&tmp) {
@@ -201,19 +328,24 @@ mod tests {
     use crate::state::Store;
     use crate::token::AccessToken;
 
-    fn grant(generation: u64) -> Grant {
+    fn grant(account: &str, generation: u64) -> Grant {
         Grant {
             user_id: "u1".into(),
             user_email: "admin@example.com".into(),
             user_jid: "u1@xmpp.zoom.us".into(),
-            account_id: "acc".into(),
+            account_id: account.into(),
             scopes: "imchat:bot".into(),
-            refresh_token: RefreshToken::new(format!("refresh-{generation}")),
+            refresh_token: RefreshToken::new(format!("refresh-{account}-{generation}")),
             access: UserToken::issued(AccessToken::new("a"), 3600, Utc::now()),
             authorized_at: Utc::now(),
             refreshed_at: Utc::now(),
             generation,
         }
+    }
+
+    fn refresh_of(grants: &Grants, app: &str, account: &str) -> Option<String> {
+        let grant = grants.get(app, account).unwrap()?;
+        Some(grant.refresh_token.expose().to_owned())
     }
 
     #[tokio::test]
@@ -222,19 +354,127 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             let grants = store.grants().unwrap();
-            grants.put("default", &grant(1)).await.unwrap();
-            grants.put("default", &grant(2)).await.unwrap();
-            assert_eq!(grants.get("default").unwrap().unwrap().generation, 2);
+            grants.put("default", &grant("acc", 1)).await.unwrap();
+            grants.put("default", &grant("acc", 2)).await.unwrap();
+            assert_eq!(grants.get("default", "acc").unwrap().unwrap().generation, 2);
         }
         // The database is lost (moved aside, as the recovery message says): the file remains.
         fs::rename(dir.path().join("db"), dir.path().join("db.broken")).unwrap();
         let store = Store::open(dir.path()).unwrap();
         let grants = store.grants().unwrap();
-        let got = grants.get("default").unwrap().unwrap();
-        assert_eq!(got.refresh_token.expose(), "refresh-2");
-        assert_eq!(grants.apps().unwrap(), ["default"]);
-        grants.delete("default").await.unwrap();
-        assert!(grants.get("default").unwrap().is_none());
+        assert_eq!(
+            refresh_of(&grants, "default", "acc").unwrap(),
+            "refresh-acc-2"
+        );
+        assert_eq!(grants.all().unwrap(), [("default".into(), "acc".into())]);
+        grants.delete("default", "acc").await.unwrap();
+        assert!(grants.get("default", "acc").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn each_account_of_an_app_keeps_its_own_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let grants = store.grants().unwrap();
+        grants.put("default", &grant("acc-A", 1)).await.unwrap();
+        grants.put("default", &grant("acc-B", 1)).await.unwrap();
+        grants.put("other", &grant("acc-A", 1)).await.unwrap();
+        grants
+            .put_bot_token(
+                "default",
+                &BotToken::issued(AccessToken::new("bot"), 3600, Utc::now()),
+            )
+            .unwrap();
+        assert_eq!(grants.accounts("default").unwrap(), ["acc-A", "acc-B"]);
+        assert!(dir.path().join("grants/default/acc-B.json").exists());
+
+        grants.delete("default", "acc-A").await.unwrap();
+        assert_eq!(grants.accounts("default").unwrap(), ["acc-B"]);
+        assert_eq!(
+            refresh_of(&grants, "default", "acc-B").unwrap(),
+            "refresh-acc-B-1"
+        );
+        assert_eq!(
+            refresh_of(&grants, "other", "acc-A").unwrap(),
+            "refresh-acc-A-1"
+        );
+        // The bot token is the app's: it goes with the app's last grant only.
+        assert!(grants.bot_token("default").unwrap().is_some());
+        grants.delete("default", "acc-B").await.unwrap();
+        assert!(grants.bot_token("default").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn names_that_are_not_safe_file_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let grants = store.grants().unwrap();
+        for account in ["../escape", "a/b", ".hidden", "x".repeat(65).as_str()] {
+            let refused = grants.put("default", &grant(account, 1)).await;
+            assert!(matches!(refused, Err(StateError::NotAName(_))), "{account}");
+        }
+        assert!(matches!(
+            grants.get("../default", "acc"),
+            Err(StateError::NotAName(_))
+        ));
+        assert!(grants.all().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_grant_kept_per_app_by_an_earlier_release_moves_under_its_account() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let grants = store.grants().unwrap();
+            // What an earlier release wrote: sled key `default`, file grants/default.json,
+            // the file one generation newer (its sled write was lost).
+            grants
+                .tree
+                .insert("default", encode(&grant("acc", 4)))
+                .unwrap();
+            let file = dir.path().join("grants/default.json");
+            write_atomically(&file, &encode(&grant("acc", 5))[1..]).unwrap();
+            // And an unidentified grant of another app, in sled only.
+            grants.tree.insert("other", encode(&grant("", 1))).unwrap();
+            grants.tree.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let grants = store.grants().unwrap();
+        assert_eq!(
+            grants.all().unwrap(),
+            [
+                ("default".into(), "acc".into()),
+                ("other".into(), UNIDENTIFIED.into())
+            ]
+        );
+        assert_eq!(
+            refresh_of(&grants, "default", "acc").unwrap(),
+            "refresh-acc-5"
+        );
+        assert!(!dir.path().join("grants/default.json").exists());
+        assert!(dir.path().join("grants/other/@unidentified.json").exists());
+        assert!(grants.tree.get("default").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_move_cut_short_by_a_crash_keeps_the_newest_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let grants = store.grants().unwrap();
+            // Moved, then rotated once more, then the old file came back (the crash hit
+            // before the old copy was removed): the newer, moved grant must win.
+            grants.put("default", &grant("acc", 7)).await.unwrap();
+            let file = dir.path().join("grants/default.json");
+            write_atomically(&file, &encode(&grant("acc", 6))[1..]).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let grants = store.grants().unwrap();
+        assert_eq!(
+            refresh_of(&grants, "default", "acc").unwrap(),
+            "refresh-acc-7"
+        );
+        assert!(!dir.path().join("grants/default.json").exists());
     }
 
     #[tokio::test]
@@ -243,15 +483,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let grants = store.grants().unwrap();
-        grants.put("default", &grant(1)).await.unwrap();
-        let tmp = dir.path().join("grants/default.json.tmp");
+        grants.put("default", &grant("acc", 1)).await.unwrap();
+        let tmp = dir.path().join("grants/default/acc.json.tmp");
         fs::write(&tmp, "left over").unwrap();
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
-        grants.put("default", &grant(2)).await.unwrap();
-        let file = dir.path().join("grants/default.json");
+        grants.put("default", &grant("acc", 2)).await.unwrap();
+        let file = dir.path().join("grants/default/acc.json");
         let mode = fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let dir_mode = fs::metadata(dir.path().join("grants/default"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
         assert!(!tmp.exists());
-        assert_eq!(grants.get("default").unwrap().unwrap().generation, 2);
+        assert_eq!(grants.get("default", "acc").unwrap().unwrap().generation, 2);
     }
 }

@@ -1,11 +1,13 @@
-//! The state directory: a sled database plus a lock file and one grant file per app.
+//! The state directory: a sled database plus a lock file and one grant file per app and
+//! installing account.
 //!
 //! ```text
 //! state/              0700; zoomcast's entries in it private, no links: see [`private`]
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
 //!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
 //!                     deliveries, messages, schedule, paces, optouts, health
-//!   grants/NAME.json  the current grant of app NAME, replaced atomically on every rotation
+//!   grants/APP/ACCOUNT.json  the current grant of app APP in account ACCOUNT, replaced
+//!                     atomically on every rotation
 //!   control.sock      the scheduler's control socket, while `schedule` runs
 //! ```
 //!
@@ -30,7 +32,7 @@ use std::path::{Path, PathBuf};
 pub use deliveries::{Deliveries, Delivery, DeliveryState, Rendered};
 pub use fires::Fires;
 pub use flusher::Flusher;
-pub use grants::{Grant, Grants};
+pub use grants::{Grant, Grants, UNIDENTIFIED};
 pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
 pub use optouts::{OptOut, OptOuts};
@@ -97,6 +99,12 @@ pub enum StateError {
         /// The failure.
         source: std::io::Error,
     },
+    /// An app name or account id that cannot name a grant file.
+    #[error(
+        "`{}` is not an app name or Zoom account id (1 to 64 letters, digits, - and _)",
+        crate::output::clean(.0, 80)
+    )]
+    NotAName(String),
     /// A stored value could not be decoded.
     #[error("state: {0}")]
     Codec(#[from] codec::CodecError),

@@ -150,11 +150,15 @@ fn logout_revokes_at_zoom_and_deletes_the_grant() {
     env.login();
     env.run(&["auth", "logout"])
         .code(0)
-        .stderr_has("revoked the grant of app `default` at zoom");
+        .stderr_has("revoked the grant of app `default` in account emulated-account-1 at zoom");
     env.run(&["auth", "status"])
         .code(0)
         .stdout_has("default: not authorized");
-    assert!(!env.state_dir().join("grants/default.json").exists());
+    assert!(
+        !env.state_dir()
+            .join("grants/default/emulated-account-1.json")
+            .exists()
+    );
 }
 
 #[cfg(unix)]
@@ -168,9 +172,12 @@ fn the_state_directory_is_private() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700);
-    let mode = std::fs::metadata(env.state_dir().join("grants/default.json"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(
+        env.state_dir()
+            .join("grants/default/emulated-account-1.json"),
+    )
+    .unwrap()
+    .permissions()
+    .mode();
     assert_eq!(mode & 0o777, 0o600);
 }

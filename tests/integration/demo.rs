@@ -1,5 +1,6 @@
 //! `demo` on a fresh checkout: the emulator, a login without a person, the example job, then a
-//! recipient's `stop` through `serve` and the job again without them.
+//! recipient's `stop` through `serve` and the job again without them, then a second account's
+//! install through `serve` and a job of that account.
 
 use crate::harness::{Env, repo_root};
 
@@ -14,7 +15,10 @@ fn the_demo_delivers_the_example_job() {
         .stdout_has("Hi Ana, the stand-up starts at 09:00")
         .stdout_has("zoomcast answered the signed event with HTTP 200")
         .stdout_has("You will get no more notifications")
-        .stdout_has("run 2 of job `example` succeeded: 4 recipients, 3 sent, 0 failed, 0 uncertain, 1 opted out");
+        .stdout_has("run 2 of job `example` succeeded: 4 recipients, 3 sent, 0 failed, 0 uncertain, 1 opted out")
+        .stdout_has("admin@second.example, an admin of the emulator's second account, installed the app")
+        .stdout_has("run 3 of job `second-account` succeeded: 2 recipients, 2 sent, 0 failed")
+        .stdout_has("to gus@second.example");
     assert!(
         !env.state_dir().exists(),
         "the demo never touches the real state directory"

@@ -112,10 +112,13 @@ pub fn logged_in() -> (
     config.set("default", "client_id", &knobs.client_id);
     config.set("default", "client_secret", &knobs.client_secret);
     let app = config.app("default").unwrap();
+    let grants = store.grants().unwrap();
+    let bot = zoomcast::auth::bot::BotTokens::new(&app.name, z.oauth.clone(), grants.clone());
     let tokens = Arc::new(zoomcast::auth::AppTokens::new(
-        &app,
+        &knobs.account_id,
         z.oauth.clone(),
-        store.grants().unwrap(),
+        grants,
+        Arc::new(bot),
     ));
     z.runtime.block_on(async {
         zoomcast::auth::login::complete(

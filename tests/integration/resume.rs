@@ -198,10 +198,10 @@ fn a_schedule_tick_has_one_run_however_often_it_is_launched() {
     let (z, dir, store, tokens) = logged_in();
     let job = job_in(dir.path(), "tick", &["ana@example.com", "bo@example.com"]);
     let robot = z.handle.emulator().knobs().robot_jid;
-    let engine = Engine::new(&store, z.api.clone(), tokens.clone(), Arc::default()).unwrap();
+    let engine = Engine::new(&store, z.api.clone(), Arc::default()).unwrap();
     let tick = |s: &str| Some(chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc());
     let ids: Vec<_> = z.runtime.block_on(async {
-        let from = sender(&tokens, Some(&robot), None, "default")
+        let from = sender(tokens.clone(), Some(&robot), "default")
             .await
             .unwrap();
         let mut ids = Vec::new();
@@ -277,10 +277,10 @@ fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
         };
         deliveries.set(crashed.id, &in_flight).unwrap();
     }
-    let engine = Engine::new(&store, z.api.clone(), tokens.clone(), Arc::default()).unwrap();
+    let engine = Engine::new(&store, z.api.clone(), Arc::default()).unwrap();
     let lookups_before = emu.stats().user_lookups;
     let report = z.runtime.block_on(async {
-        let from = sender(&tokens, Some(&robot), None, "default")
+        let from = sender(tokens.clone(), Some(&robot), "default")
             .await
             .unwrap();
         engine

@@ -403,37 +403,36 @@ fn installing_the_bot_is_answered_with_the_apps_welcome_message() {
 #[test]
 fn deauthorization_deletes_that_accounts_data_and_nothing_else() {
     let env = Env::new();
+    // The app is installed by two accounts, each sending to its own people.
     env.login();
-    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    env.adjust_knobs(|k| k.login_as = "admin@second.example".into());
+    env.login();
+    let job =
+        |account: &str, people: &[&str]| format!("account = \"{account}\"\n{}", job_to(people));
+    env.job(
+        "team",
+        &job("emulated-account-1", &["ana@example.com", "bo@example.com"]),
+    );
+    env.job(
+        "theirs",
+        &job(
+            "emulated-account-2",
+            &["gus@second.example", "hana@second.example"],
+        ),
+    );
     env.run(&["run", "team"]).code(0);
-    // A run that sent in another account (Zoom refuses it here, but it has its details).
-    let other_run = env.run_with(&["run", "team", "--json"], |cmd| {
-        cmd.env("ZOOM_ACCOUNT_ID", "other-account");
-    });
-    let other_run = other_run.json()["run_id"].as_u64().unwrap().to_string();
+    env.run(&["run", "theirs"]).code(0);
     let details = |env: &Env, run: &str| {
         let history = env.run(&["history", "--run", run, "--json"]).code(0).json();
         history["deliveries"].as_array().unwrap().len()
     };
-    assert_eq!(details(&env, &other_run), 2);
+    assert_eq!(details(&env, "2"), 2);
     let served = Served::start(&env);
     let secret = env.emu().knobs().webhook_secret;
-    emulator_event(
-        &env,
-        &json!({"event": "bot_notification", "user": "ana@example.com", "cmd": "stop"}),
-    );
-    // A user of another account installed the app too, and opted out there.
-    let other = json!({"event": "bot_notification", "payload": {
-        "accountId": "other-account", "robotJid": env.emu().knobs().robot_jid,
-        "userJid": "zed@xmpp.zoom.us", "userName": "Zed", "toJid": "zed@xmpp.zoom.us",
-        "cmd": "stop",
-    }});
-    let signed_post = |event: &Value| {
-        let body = serde_json::to_vec(event).unwrap();
-        let now = chrono::Utc::now().timestamp();
-        post(&served, &body, &signed(&secret, now, &body)).0
-    };
-    assert_eq!(signed_post(&other), 200);
+    for user in ["ana@example.com", "hana@second.example"] {
+        let stop = json!({"event": "bot_notification", "user": user, "cmd": "stop"});
+        assert_eq!(emulator_event(&env, &stop).0, 200);
+    }
     assert_eq!(optout_count(&env), 2);
 
     // A deauthorization for another app (client id) deletes nothing.
@@ -441,45 +440,65 @@ fn deauthorization_deletes_that_accounts_data_and_nothing_else() {
         "account_id": env.emu().knobs().account_id, "client_id": "another-app",
         "user_id": "x", "deauthorization_time": "2026-11-30T00:00:00Z",
     }});
-    assert_eq!(signed_post(&stray), 200);
+    let body = serde_json::to_vec(&stray).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(post(&served, &body, &signed(&secret, now, &body)).0, 200);
     assert_eq!(optout_count(&env), 2);
 
-    let (status, _) = emulator_event(&env, &json!({"event": "app_deauthorized"}));
-    assert_eq!(status, 200);
+    // The first account removes the app.
+    let removed = json!({"event": "app_deauthorized", "user": "admin@example.com"});
+    assert_eq!(emulator_event(&env, &removed).0, 200);
     let optouts = env.run(&["optouts", "--json"]).code(0).json();
     assert_eq!(optouts.as_array().unwrap().len(), 1, "{optouts}");
     assert_eq!(
-        optouts[0]["account"], "other-account",
+        optouts[0]["account"], "emulated-account-2",
         "another account's stays"
     );
     let grants = env.run(&["auth", "status", "--json"]).code(0).json();
-    assert_eq!(grants[0]["authorized"], false, "{grants}");
+    let accounts: Vec<_> = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| &g["account_id"])
+        .collect();
+    assert_eq!(accounts, ["emulated-account-2"], "{grants}");
+    let grant_file = |account: &str| {
+        env.state_dir()
+            .join(format!("grants/default/{account}.json"))
+    };
     assert!(
-        !env.state_dir().join("grants/default.json").exists(),
+        !grant_file("emulated-account-1").exists(),
         "the grant file is gone too"
     );
+    assert!(grant_file("emulated-account-2").exists());
     // The run's summary stays, without its recipients.
     let history = env.run(&["history", "--run", "1", "--json"]).code(0).json();
     assert_eq!(history["counts"]["sent"], 2, "{history}");
     assert_eq!(history["deliveries"], json!([]));
     assert_eq!(history["details_pruned"], true);
-    // The next run fails, saying how to authorize again.
-    env.run(&["run", "team"]).code(1).stderr_has("auth login");
+    // The account's next run fails, saying how to install again; the other account's runs
+    // keep their details and go on.
+    env.run(&["run", "team"])
+        .code(1)
+        .stderr_has("holds no grant of account emulated-account-1")
+        .stderr_has("/install");
     assert_eq!(
-        details(&env, &other_run),
+        details(&env, "2"),
         2,
         "another account's run keeps its details"
     );
+    env.run(&["run", "theirs", "--json"]).code(0);
+    let last = env.emu().messages().pop().unwrap();
+    assert_eq!(last.account_id, "emulated-account-2");
     let log = served.stop();
     assert!(log.contains("removed the app"), "{log}");
     assert!(
         log.contains("the per-recipient details of 1 runs (2 entries) and 2 cached lookups"),
         "the run's deliveries and the cached lookups are deleted: {log}"
     );
-    assert!(
-        !log.contains("ana@example.com"),
-        "no personal data in the log"
-    );
+    for person in ["ana@example.com", "admin@example.com"] {
+        assert!(!log.contains(person), "no personal data in the log: {log}");
+    }
 }
 
 /// A browser that keeps redirects to itself.
@@ -600,20 +619,24 @@ fn an_admin_installs_the_app_from_a_browser_once() {
     assert_eq!(status, 400, "{page}");
     assert_eq!(grant(&env)["refreshed_at"], installed["refreshed_at"]);
 
-    // An admin of another account: not stored (one account per app for now).
-    env.adjust_knobs(|k| k.account_id = "emulated-account-2".into());
+    // An admin of a second account installs it too: each account has its own grant, and the
+    // first one's is untouched.
+    env.adjust_knobs(|k| k.login_as = "admin@second.example".into());
     let (cookie, callback) = start_install(&served);
-    let (status, _, page) = visit(&callback, Some(&cookie));
-    assert_eq!(status, 400);
-    assert!(
-        page.contains("already installed here for another Zoom account"),
-        "{page}"
+    assert_eq!(visit(&callback, Some(&cookie)).0, 302);
+    let rows = env.run(&["auth", "status", "--json"]).code(0).json();
+    let accounts: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["account_id"])
+        .collect();
+    assert_eq!(
+        accounts,
+        ["emulated-account-1", "emulated-account-2"],
+        "{rows}"
     );
-    assert!(
-        !page.contains("emulated-account-1"),
-        "no account id for a stranger: {page}"
-    );
-    assert_eq!(grant(&env)["account_id"], knobs.account_id);
+    assert_eq!(rows[0]["refreshed_at"], installed["refreshed_at"]);
     served.stop();
 }
 

@@ -21,7 +21,12 @@ fn concurrent_renewals_cost_one_refresh() {
         }
         assert!(renewed.iter().all(|t| *t == renewed[0] && *t != rejected));
         // The rotated grant was stored before the token was handed out.
-        let stored = store.grants().unwrap().get("default").unwrap().unwrap();
+        let stored = store
+            .grants()
+            .unwrap()
+            .get("default", "emulated-account-1")
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.access, renewed[0]);
         assert_eq!(stored.generation, before + 1);
     });
@@ -59,7 +64,10 @@ fn keep_alive_refreshes_only_a_grant_left_idle() {
     let grants = store.grants().unwrap();
     let thirty_days = chrono::TimeDelta::days(30);
     z.runtime.block_on(async {
-        let before = grants.get("default").unwrap().unwrap();
+        let before = grants
+            .get("default", "emulated-account-1")
+            .unwrap()
+            .unwrap();
         let now = chrono::Utc::now();
         let kept = refresh_if_idle(&tokens, thirty_days, now).await.unwrap();
         assert_eq!(kept, KeepAlive::Fresh);
@@ -70,7 +78,10 @@ fn keep_alive_refreshes_only_a_grant_left_idle() {
             matches!(kept, KeepAlive::Refreshed(idle) if idle > thirty_days),
             "{kept:?}"
         );
-        let after = grants.get("default").unwrap().unwrap();
+        let after = grants
+            .get("default", "emulated-account-1")
+            .unwrap()
+            .unwrap();
         assert_eq!(after.generation, before.generation + 1);
         assert!(after.refreshed_at > before.refreshed_at);
         assert_ne!(after.access, before.access);

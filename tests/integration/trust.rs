@@ -74,14 +74,22 @@ fn a_state_directory_that_existed_open_is_made_private_and_unreadable_to_others(
     // What `git clone` left before: a 0755 state/ with a 0644 file, and a leftover temporary
     // grant file open to everyone.
     let state = env.state_dir();
-    std::fs::create_dir_all(state.join("grants")).unwrap();
+    std::fs::create_dir_all(state.join("grants/default")).unwrap();
     std::fs::write(state.join("README.md"), "notes").unwrap();
-    std::fs::write(state.join("grants/default.json.tmp"), "{}").unwrap();
+    std::fs::write(
+        state.join("grants/default/emulated-account-1.json.tmp"),
+        "{}",
+    )
+    .unwrap();
     for (path, m) in [
         (state.clone(), 0o755),
         (state.join("grants"), 0o755),
+        (state.join("grants/default"), 0o755),
         (state.join("README.md"), 0o644),
-        (state.join("grants/default.json.tmp"), 0o666),
+        (
+            state.join("grants/default/emulated-account-1.json.tmp"),
+            0o666,
+        ),
     ] {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
     }
@@ -94,7 +102,12 @@ fn a_state_directory_that_existed_open_is_made_private_and_unreadable_to_others(
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 
-    assert!(state.join("db").is_dir() && state.join("grants/default.json").is_file());
+    assert!(
+        state.join("db").is_dir()
+            && state
+                .join("grants/default/emulated-account-1.json")
+                .is_file()
+    );
     assert_eq!(mode(&state), 0o700);
     for own in zoomcast::state::private::OWN_ENTRIES {
         if state.join(own).exists() {
@@ -102,7 +115,11 @@ fn a_state_directory_that_existed_open_is_made_private_and_unreadable_to_others(
         }
     }
     if is_root() {
-        for secret in ["db/db", "grants/default.json", "README.md"] {
+        for secret in [
+            "db/db",
+            "grants/default/emulated-account-1.json",
+            "README.md",
+        ] {
             let read = as_other_user("cat", &[&state.join(secret)]);
             assert!(
                 !read.status.success(),
