@@ -231,7 +231,8 @@ pub enum InstallError {
 }
 
 /// The first half of an install from `serve`'s redirect: exchanges `code` and learns who
-/// authorized. Nothing is stored yet (see [`store_install`]).
+/// authorized. Nothing is stored yet (see [`store_install`]); if who authorized cannot be
+/// learned, the new tokens are revoked, since nothing will hold them.
 pub async fn prepare_install(
     oauth: &OAuthClient,
     zoom: &ZoomClient,
@@ -242,9 +243,13 @@ pub async fn prepare_install(
     let mut grant = exchange(oauth, code, redirect_uri, verifier)
         .await
         .map_err(InstallError::Refused)?;
-    identify(zoom, &mut grant)
-        .await
-        .map_err(InstallError::Identify)?;
+    if let Err(e) = identify(zoom, &mut grant).await {
+        // Nothing will be stored, so nothing will use or revoke these tokens later.
+        if let Err(revoking) = oauth.revoke(&grant.access.access).await {
+            tracing::warn!("revoking the tokens of an install that failed failed too: {revoking}");
+        }
+        return Err(InstallError::Identify(e));
+    }
     Ok(grant)
 }
 

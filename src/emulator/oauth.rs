@@ -264,6 +264,7 @@ pub async fn revoke(
     match kind {
         Some(TokenKind::User { grant }) => {
             inner.revoke(grant);
+            inner.stats.revocations += 1;
             Json(json!({ "status": "success" })).into_response()
         }
         _ => oauth_error("invalid_request", "Invalid Token!"),

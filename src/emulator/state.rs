@@ -74,6 +74,8 @@ pub struct Stats {
     pub code_exchanges: u64,
     /// Refreshes that rotated a grant.
     pub refreshes: u64,
+    /// Grants revoked through `/oauth/revoke`.
+    pub revocations: u64,
     /// Refresh tokens presented after they were rotated or revoked.
     pub dead_refresh_presentations: u64,
     /// Client-credentials (bot) tokens issued.

@@ -599,6 +599,14 @@ fn an_admin_installs_the_app_from_a_browser_once() {
         400,
         "expired"
     );
+    // The right cookie with one character changed: its signature no longer matches.
+    let tampered = {
+        let mut chars: Vec<char> = cookie.chars().collect();
+        let last = chars.last_mut().unwrap();
+        *last = if *last == 'A' { 'B' } else { 'A' };
+        chars.into_iter().collect::<String>()
+    };
+    assert_eq!(visit(&callback, Some(&tampered)).0, 400, "tampered");
     // Zoom's own refusal.
     let denied = format!("{}/oauth/callback?error=access_denied", served.base);
     assert_eq!(visit(&denied, Some(&cookie)).0, 400);
@@ -637,6 +645,18 @@ fn an_admin_installs_the_app_from_a_browser_once() {
         "{rows}"
     );
     assert_eq!(rows[0]["refreshed_at"], installed["refreshed_at"]);
+
+    // Zoom issues the tokens but `/v2/users/me` fails: the account is unknown, so nothing is
+    // stored, and the tokens nothing will hold are revoked.
+    env.adjust_knobs(|k| k.fail_5xx = 1.0);
+    let (cookie, callback) = start_install(&served);
+    let (status, _, page) = visit(&callback, Some(&cookie));
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("Nothing was stored"), "{page}");
+    assert_eq!(env.emu().stats().revocations, 1);
+    env.adjust_knobs(|k| k.fail_5xx = 0.0);
+    let after = env.run(&["auth", "status", "--json"]).code(0).json();
+    assert_eq!(after, rows);
     served.stop();
 }
 
@@ -649,7 +669,7 @@ fn a_button_press_on_a_message_without_buttons_changes_nothing() {
     assert_eq!(ana["email"], "ana@example.com");
     // Today's jobs send no buttons, so Zoom sends no presses for their messages; one that
     // claims to be for such a message (or for a message zoomcast never sent) is acknowledged
-    // and recorded nowhere. (Presses on messages with buttons: the server's unit tests.)
+    // and recorded nowhere.
     for message_id in [ana["message_id"].as_str().unwrap(), "not-a-message-of-ours"] {
         let (status, _) = emulator_event(
             &env,
@@ -669,6 +689,67 @@ fn a_button_press_on_a_message_without_buttons_changes_nothing() {
         ],
     );
     assert_eq!(ignored, Some(2.0));
+    served.stop();
+}
+
+#[test]
+fn a_button_press_is_recorded_on_the_delivery_of_its_message() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    env.run(&["run", "team"]).code(0);
+    let history = || env.run(&["history", "--run", "1", "--json"]).code(0).json();
+    let delivery = |history: &Value, email: &str| {
+        let all = history["deliveries"].as_array().unwrap();
+        all.iter().find(|d| d["email"] == email).unwrap().clone()
+    };
+    let bo_message = delivery(&history(), "bo@example.com")["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    {
+        // What sending a message with buttons records (jobs get buttons with rich messages).
+        let store = zoomcast::state::Store::open(&env.state_dir()).unwrap();
+        let deliveries = store.deliveries().unwrap();
+        deliveries
+            .index_message(&bo_message, zoomcast::state::RunId(1), "bo@example.com")
+            .unwrap();
+        deliveries.flush_blocking().unwrap();
+    }
+    let served = Served::start(&env);
+    let before = history();
+    let press = json!({"event": "interactive_message_actions", "user": "bo@example.com",
+                       "message_id": bo_message, "value": "done"});
+    assert_eq!(emulator_event(&env, &press).0, 200);
+
+    let after = history();
+    let presses = &delivery(&after, "bo@example.com")["presses"];
+    assert_eq!(presses.as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(presses[0]["value"], "done");
+    let bo_jid = env.emu().directory().find("bo@example.com").unwrap().jid;
+    assert_eq!(presses[0]["by"], bo_jid.as_str());
+    assert!(
+        presses[0]["at"]
+            .as_str()
+            .is_some_and(|at| at.starts_with("20"))
+    );
+    assert_eq!(
+        delivery(&after, "ana@example.com"),
+        delivery(&before, "ana@example.com"),
+        "only the pressed message's delivery changes"
+    );
+    env.run(&["history", "--run", "1"])
+        .code(0)
+        .stdout_has("pressed `done` at");
+    let metrics = scrape(&served);
+    let labels = [
+        ("event", "interactive_message_actions"),
+        ("verdict", "accepted"),
+    ];
+    assert_eq!(
+        series(&metrics, "zoomcast_webhook_events", &labels),
+        Some(1.0)
+    );
     served.stop();
 }
 
