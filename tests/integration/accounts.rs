@@ -95,19 +95,10 @@ fn each_account_has_its_grant_and_a_job_sends_in_the_account_it_names() {
 
 #[test]
 fn a_pace_learned_in_one_account_is_not_applied_to_another() {
-    use zoomcast::delivery::limiters::Endpoint;
-    use zoomcast::state::Store;
-
     let env = Env::new();
     installed_by_two_accounts(&env);
-    {
-        // What an earlier process measured in the first account: a slow plan.
-        let store = Store::open(&env.state_dir()).unwrap();
-        let paces = store.paces().unwrap();
-        paces
-            .remember("emulated-account-1", Endpoint::Chat.name(), 2.0)
-            .unwrap();
-    }
+    // What an earlier process measured in the first account: a slow plan.
+    env.remember_send_pace("emulated-account-1", 2.0);
     // Zoom limits each account apart: here 10 sends a second in each.
     env.adjust_knobs(|k| k.send_rate_limit = Some(10));
     let emails: Vec<_> = (0..40)

@@ -116,6 +116,18 @@ impl Env {
         self
     }
 
+    /// Records, as an earlier process would have, that Zoom accepted `per_second` sends in
+    /// `account` (the pace a run in that account starts at).
+    pub fn remember_send_pace(&self, account: &str, per_second: f64) {
+        let store = zoomcast::state::Store::open(&self.state_dir()).unwrap();
+        let chat = zoomcast::delivery::limiters::Endpoint::Chat.name();
+        store
+            .paces()
+            .unwrap()
+            .remember(account, chat, per_second)
+            .unwrap();
+    }
+
     /// Changes some of the emulator's knobs, keeping the others.
     pub fn adjust_knobs(&self, change: impl FnOnce(&mut Knobs)) {
         let mut knobs = self.emu().knobs();

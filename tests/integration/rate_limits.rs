@@ -22,23 +22,14 @@ fn zooms_rate_limit_is_learned_with_few_429s() {
 
 #[test]
 fn a_run_starts_at_the_pace_an_earlier_run_measured() {
-    use zoomcast::delivery::limiters::Endpoint;
-    use zoomcast::state::Store;
-
     let env = Env::new();
     env.job(
         "bulk",
         &bulk_job("p", 25).replace("concurrency = 4", "concurrency = 8"),
     );
     env.login();
-    {
-        // What an earlier process measured against this limit, in the app's account.
-        let store = Store::open(&env.state_dir()).unwrap();
-        let paces = store.paces().unwrap();
-        paces
-            .remember("emulated-account-1", Endpoint::Chat.name(), 7.0)
-            .unwrap();
-    }
+    // What an earlier process measured against this limit, in the app's account.
+    env.remember_send_pace("emulated-account-1", 7.0);
     env.adjust_knobs(|k| k.send_rate_limit = Some(10));
     env.run(&["run", "bulk"])
         .code(0)
