@@ -23,9 +23,11 @@ use url::Url;
 
 use super::oauth::OAuthClient;
 use super::tokens::user_token;
-use crate::state::{Grant, Grants, StateError, UNIDENTIFIED};
+use crate::state::{Grant, Grants, StateError};
 use crate::user::is_account_id;
 use crate::zoom::ZoomClient;
+use crate::zoom::backoff::backoff;
+use crate::zoom::error::Disposition;
 
 /// The PKCE pair: the verifier stays here, the challenge goes in the authorize URL.
 pub struct Pkce {
@@ -184,7 +186,8 @@ pub async fn wait_for_code(
     code
 }
 
-/// Exchanges `code`, looks up who authorized (`/v2/users/me`), and stores the grant.
+/// Exchanges `code`, looks up who authorized (`/v2/users/me`), and stores the grant under
+/// their account (`auth login`).
 pub async fn complete(
     oauth: &OAuthClient,
     zoom: &ZoomClient,
@@ -194,24 +197,21 @@ pub async fn complete(
     redirect_uri: &Url,
     verifier: &str,
 ) -> anyhow::Result<Grant> {
-    let mut grant = exchange(oauth, code, redirect_uri, verifier).await?;
-    grant.generation = next_generation(grants, app, UNIDENTIFIED)?;
-    // Zoom has now revoked any earlier grant of this user: store the new one at once, before
-    // anything else can fail, then fill in who authorized and store it under their account.
-    grants.put(app, &grant).await?;
-    identify(zoom, &mut grant).await.with_context(|| {
-        format!(
-            "the grant is stored, but looking up the authorizing user (GET /v2/users/me) failed; \
-             check the app's user:read:user:admin scope and run `zoomcast auth login --app {app}` again"
-        )
-    })?;
-    grant.generation = next_generation(grants, app, &grant.account_id)?;
-    grants.put(app, &grant).await?;
-    grants.delete(app, UNIDENTIFIED).await?;
-    Ok(grant)
+    let grant = match prepare_install(oauth, zoom, code, redirect_uri, verifier).await {
+        Err(InstallError::Identify(e)) => {
+            return Err(e.context(format!(
+                "looking up the authorizing user (GET /v2/users/me) failed, so nothing was \
+                 stored and the new tokens were revoked; check the app's user:read:user:admin \
+                 scope and run `zoomcast auth login --app {app}` again"
+            )));
+        }
+        other => other?,
+    };
+    Ok(store_install(grants, app, grant).await?)
 }
 
-/// The generation a new grant of `app` in `account` gets: above the one it replaces.
+/// The generation a new grant of `app` in `account` gets: above the one it replaces (which
+/// Zoom revoked when the admin authorized again).
 fn next_generation(grants: &Grants, app: &str, account: &str) -> Result<u64, StateError> {
     Ok(grants.get(app, account)?.map_or(0, |g| g.generation) + 1)
 }
@@ -230,9 +230,11 @@ pub enum InstallError {
     State(#[from] crate::state::StateError),
 }
 
-/// The first half of an install from `serve`'s redirect: exchanges `code` and learns who
-/// authorized. Nothing is stored yet (see [`store_install`]); if who authorized cannot be
-/// learned, the new tokens are revoked, since nothing will hold them.
+/// The first half of an install (from `serve`'s redirect, or `auth login`): exchanges `code`
+/// and learns who authorized. Nothing is stored yet (see [`store_install`]): a grant is kept
+/// under its account, so one whose account cannot be learned is not kept, and its tokens are
+/// revoked, since nothing will hold them. (Zoom has revoked the user's earlier grant by now,
+/// but a grant without its account could not send either.)
 pub async fn prepare_install(
     oauth: &OAuthClient,
     zoom: &ZoomClient,
@@ -297,9 +299,27 @@ async fn exchange(
     })
 }
 
+/// Attempts at `GET /v2/users/me` after a code exchange, while Zoom answers 429, 5xx or not
+/// at all.
+const IDENTIFY_ATTEMPTS: u32 = 4;
+
 /// Fills in who authorized `grant`, from `GET /v2/users/me` with its access token.
 async fn identify(zoom: &ZoomClient, grant: &mut Grant) -> anyhow::Result<()> {
-    let me = zoom.get_user(&grant.access, "me").await?;
+    let mut attempt = 1;
+    let me = loop {
+        match zoom.get_user(&grant.access, "me").await {
+            Ok(me) => break me,
+            Err(e) if attempt < IDENTIFY_ATTEMPTS => {
+                let Disposition::Retry { after } = e.disposition() else {
+                    return Err(e.into());
+                };
+                let wait = backoff(attempt, after, &mut rand::thread_rng());
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     if !is_account_id(&me.account_id) {
         bail!(
             "zoom answered an account id zoomcast cannot use: `{}`",

@@ -282,7 +282,13 @@ fn logout_account(
 ) -> Result<Option<String>, InvalidText> {
     let listed = || {
         held.iter()
-            .map(|a| if a == UNIDENTIFIED { "(unknown)" } else { a })
+            .map(|a| {
+                if a == UNIDENTIFIED {
+                    "\"\" (an earlier release's grant whose account is unknown: --account \"\")"
+                } else {
+                    a
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

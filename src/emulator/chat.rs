@@ -52,10 +52,14 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         );
     }
     let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
-    let limited =
-        daily_limit(&emu, &knobs).or_else(|| rate_limit(&emu, &knobs, &text("account_id")));
-    if let Some(limited) = limited {
-        return limited;
+    let account = text("account_id");
+    let directory = emu.directory();
+    // Limits are counted per emulated account (an unknown one is refused below).
+    if directory.has_account(&account) {
+        let limited = daily_limit(&emu, &knobs).or_else(|| rate_limit(&emu, &knobs, &account));
+        if let Some(limited) = limited {
+            return limited;
+        }
     }
     if text("robot_jid") != knobs.robot_jid {
         return reject(
@@ -65,8 +69,6 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
             "No Chatbot can be found with the given robot_jid value.",
         );
     }
-    let account = text("account_id");
-    let directory = emu.directory();
     if !directory.has_account(&account) {
         return reject(&emu, StatusCode::FORBIDDEN, 7004, "Not authorized.");
     }

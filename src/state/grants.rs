@@ -8,12 +8,15 @@
 //! `APP\0ACCOUNT`; insert, flush). [`Grants::get`] reads both and keeps the newer generation,
 //! so a sled database that lost its last writes, or had to be moved aside, loses no grant.
 //!
-//! A login whose account is not known yet (`GET /v2/users/me` failed after the code exchange)
-//! is kept under [`UNIDENTIFIED`] (`grants/APP/@unidentified.json`): Zoom has already revoked
-//! the user's earlier grant, so the new one is stored before anything else can fail.
+//! A grant of an earlier release that never learned its account (`GET /v2/users/me` failed
+//! after its login) is kept under [`UNIDENTIFIED`] (`grants/APP/@unidentified.json`); it cannot
+//! send, and is there to be logged out or replaced.
 //!
 //! An earlier release kept one grant per app (`grants/APP.json`, sled key `APP`); opening the
-//! tree moves such a grant under its account, writing the new copy before removing the old.
+//! store moves such a grant under its account, writing the new copy before removing the old.
+//! Which of two copies is newer is decided by when a person authorized, then by generation
+//! (rotations of one authorization), so a grant from a login made with an older release after
+//! a move still wins over the moved one.
 
 use std::fs::{self, DirBuilder, File};
 use std::io::Write;
@@ -28,7 +31,7 @@ use super::{Flusher, StateError};
 use crate::token::{BotToken, RefreshToken, UserToken};
 use crate::user::{is_account_id, is_name};
 
-/// The account of a grant whose authorizing user is not known yet.
+/// The account of a grant (of an earlier release) whose authorizing user was never learned.
 pub const UNIDENTIFIED: &str = "";
 
 /// The file name of an unidentified grant; `@` is in no account id.
@@ -69,20 +72,18 @@ pub struct Grants {
 }
 
 impl Grants {
-    /// Opens the trees, moving grants an earlier release kept per app under their account.
+    /// Opens the trees.
     pub(super) fn open(
         db: &sled::Db,
         flusher: &Flusher,
         state_dir: &Path,
     ) -> Result<Self, StateError> {
-        let grants = Self {
+        Ok(Self {
             tree: db.open_tree("grants")?,
             flusher: flusher.clone(),
             bots: db.open_tree("bot_tokens")?,
             dir: state_dir.join("grants"),
-        };
-        grants.migrate_per_app_grants()?;
-        Ok(grants)
+        })
     }
 
     fn io(&self) -> impl Fn(std::io::Error) -> StateError + '_ {
@@ -132,7 +133,7 @@ impl Grants {
                 all.push((app.to_owned(), account.to_owned()));
             }
         }
-        for app in subdirectories(&self.dir) {
+        for app in subdirectories(&self.dir).into_iter().filter(|a| is_name(a)) {
             for name in file_names(&self.dir.join(&app)) {
                 let account = if name == UNIDENTIFIED_FILE {
                     Some(UNIDENTIFIED)
@@ -163,9 +164,11 @@ impl Grants {
         Ok(())
     }
 
-    /// Deletes the grant of `app` in `account` everywhere: the file first, and durably, so
-    /// that a failure cannot leave a file that brings the grant back. The app's cached bot
-    /// token goes with its last grant.
+    /// Deletes the grant of `app` in `account` everywhere: the file (durably), then the sled
+    /// copy, flushed. A crash between the two can leave the sled copy, which [`Grants::get`]
+    /// then still finds: deleting again (a logout run again, the deauthorization Zoom sends
+    /// again when it got no answer) removes it. The app's cached bot token goes with its last
+    /// grant.
     pub async fn delete(&self, app: &str, account: &str) -> Result<(), StateError> {
         remove_durably(&self.file(app, account)?).map_err(self.io())?;
         self.tree.remove(key(app, account))?;
@@ -203,8 +206,9 @@ impl Grants {
 
     /// Moves each grant kept per app (`grants/APP.json`, sled key `APP`) under its account:
     /// the newer copy is written in the new place first, then the old ones are removed, so a
-    /// crash in between leaves both, and the next open finishes the move.
-    fn migrate_per_app_grants(&self) -> Result<(), StateError> {
+    /// crash in between leaves both, and the next open finishes the move. A damaged old file
+    /// is left where it is, with a warning.
+    pub(super) fn move_per_app_grants(&self) -> Result<(), StateError> {
         let mut apps: Vec<String> = Vec::new();
         for k in self.tree.iter().keys() {
             let k = k?;
@@ -221,8 +225,14 @@ impl Grants {
         apps.dedup();
         for app in apps.into_iter().filter(|app| is_name(app)) {
             let old_file = self.dir.join(format!("{app}.json"));
-            let Some(mut grant) = newer(self.read_db(app.as_bytes())?, read_file(&old_file)?)
-            else {
+            let in_file = match read_file(&old_file) {
+                Ok(grant) => grant,
+                Err(e) => {
+                    tracing::warn!("the grant of app `{app}` was not moved under its account: {e}");
+                    continue;
+                }
+            };
+            let Some(mut grant) = newer(self.read_db(app.as_bytes())?, in_file) else {
                 continue;
             };
             if !is_account_id(&grant.account_id) {
@@ -230,15 +240,15 @@ impl Grants {
             }
             let account = grant.account_id.clone();
             let current = self.get(&app, &account)?;
-            if current.is_none_or(|held| held.generation < grant.generation) {
+            if current.is_none_or(|held| later(&grant, &held)) {
                 let bytes = encode(&grant);
                 write_atomically(&self.file(&app, &account)?, &bytes[1..]).map_err(self.io())?;
                 self.tree.insert(key(&app, &account), bytes)?;
             }
-            self.tree.flush()?;
+            self.flusher.flush_blocking()?;
             remove_durably(&old_file).map_err(self.io())?;
             self.tree.remove(app.as_bytes())?;
-            self.tree.flush()?;
+            self.flusher.flush_blocking()?;
             tracing::info!("moved the grant of app `{app}` under its account");
         }
         Ok(())
@@ -250,12 +260,18 @@ fn key(app: &str, account: &str) -> Vec<u8> {
     format!("{app}\0{account}").into_bytes()
 }
 
-/// The newer of two copies of one grant.
+/// The newer of two copies of a grant.
 fn newer(a: Option<Grant>, b: Option<Grant>) -> Option<Grant> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(if b.generation > a.generation { b } else { a }),
+        (Some(a), Some(b)) => Some(if later(&b, &a) { b } else { a }),
         (a, b) => a.or(b),
     }
+}
+
+/// Whether `a` is a later grant than `b`: authorized later (a new login revokes the one before
+/// it), or the same authorization rotated more often.
+fn later(a: &Grant, b: &Grant) -> bool {
+    (a.authorized_at, a.generation) > (b.authorized_at, b.generation)
 }
 
 fn read_file(file: &Path) -> Result<Option<Grant>, StateError> {
@@ -328,7 +344,9 @@ mod tests {
     use crate::state::Store;
     use crate::token::AccessToken;
 
+    /// A grant of one authorization (at a fixed time), rotated `generation` times.
     fn grant(account: &str, generation: u64) -> Grant {
+        let authorized = DateTime::parse_from_rfc3339("2026-11-01T09:00:00Z").unwrap();
         Grant {
             user_id: "u1".into(),
             user_email: "admin@example.com".into(),
@@ -337,7 +355,7 @@ mod tests {
             scopes: "imchat:bot".into(),
             refresh_token: RefreshToken::new(format!("refresh-{account}-{generation}")),
             access: UserToken::issued(AccessToken::new("a"), 3600, Utc::now()),
-            authorized_at: Utc::now(),
+            authorized_at: authorized.to_utc(),
             refreshed_at: Utc::now(),
             generation,
         }
@@ -475,6 +493,49 @@ mod tests {
             "refresh-acc-7"
         );
         assert!(!dir.path().join("grants/default.json").exists());
+    }
+
+    #[tokio::test]
+    async fn a_login_made_with_an_older_release_after_the_move_wins_over_the_moved_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .grants()
+                .unwrap()
+                .put("default", &grant("acc", 5))
+                .await
+                .unwrap();
+        }
+        // Back on an older release, a person logged in again (Zoom revoked the moved grant):
+        // its count of rotations starts again.
+        let mut relogin = grant("acc", 1);
+        relogin.authorized_at = Utc::now();
+        let file = dir.path().join("grants/default.json");
+        write_atomically(&file, &encode(&relogin)[1..]).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let grants = store.grants().unwrap();
+        assert_eq!(
+            refresh_of(&grants, "default", "acc").unwrap(),
+            "refresh-acc-1"
+        );
+        assert!(!file.exists());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_old_grant_file_is_left_alone_and_opening_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("grants")).unwrap();
+        let file = dir.path().join("grants/old.json");
+        fs::write(&file, "{not json").unwrap();
+        // A directory that is not an app name is not taken for one.
+        fs::create_dir_all(dir.path().join("grants/x.bak")).unwrap();
+        fs::write(dir.path().join("grants/x.bak/acc.json"), "{}").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let grants = store.grants().unwrap();
+        grants.put("default", &grant("acc", 1)).await.unwrap();
+        assert_eq!(grants.all().unwrap(), [("default".into(), "acc".into())]);
+        assert!(file.exists(), "kept for a person to look at");
     }
 
     #[tokio::test]

@@ -142,12 +142,14 @@ impl Store {
                 grants: dir.join("grants"),
                 source,
             })?;
-        Ok(Self {
+        let store = Self {
             dir: dir.to_owned(),
             flusher: Flusher::new(&db),
             db,
             _lock: lock,
-        })
+        };
+        store.grants()?.move_per_app_grants()?;
+        Ok(store)
     }
 
     /// The state directory.

@@ -181,3 +181,22 @@ fn the_state_directory_is_private() {
     .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn a_login_whose_user_cannot_be_looked_up_stores_nothing_and_revokes_its_tokens() {
+    let env = Env::new();
+    // Zoom issues the tokens, but `GET /v2/users/me` answers 503 however often it is asked.
+    env.adjust_knobs(|k| k.fail_5xx = 1.0);
+    let (child, url) = env.start_login(&[]);
+    crate::harness::browse(&url);
+    let run: crate::harness::Run = child.wait_with_output().unwrap().into();
+    run.code(1)
+        .stderr_has("nothing was stored and the new tokens were revoked")
+        .stderr_has("user:read:user:admin");
+    assert_eq!(env.emu().stats().revocations, 1);
+    assert!(env.emu().stats().injected_faults >= 4, "retried first");
+    env.adjust_knobs(|k| k.fail_5xx = 0.0);
+    env.run(&["auth", "status"])
+        .code(0)
+        .stdout_has("default: not authorized");
+}
