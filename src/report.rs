@@ -50,6 +50,9 @@ fn status_name(status: &RunStatus) -> &'static str {
 pub fn delivery_json(d: &Delivery) -> Value {
     let mut value = serde_json::to_value(d).expect("deliveries serialize");
     value["updated_at"] = json!(d.updated_at.to_rfc3339());
+    // Who it is for: an email, or the JID of a user or channel addressed by JID. (`email`,
+    // the same value, stays for earlier readers.)
+    value["recipient"] = json!(d.email);
     // The message kept for a resend is the journal's business, not the report's.
     if let Some(fields) = value.as_object_mut() {
         fields.remove("rendered");

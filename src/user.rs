@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The fields of Zoom's user object that zoomcast uses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZoomUser {
     /// Zoom's user id.
     pub id: String,
@@ -25,6 +25,28 @@ pub struct ZoomUser {
     /// Display name (may be empty).
     #[serde(default)]
     pub display_name: String,
+}
+
+/// The longest JID zoomcast takes (Zoom's are about 40 characters).
+const MAX_JID_CHARS: usize = 128;
+
+/// Whether `jid` has the form of a Zoom chat user's JID: `LOCAL@xmpp.zoom.us`, the local
+/// part letters, digits, `.`, `-` and `_` (lower case, as Zoom writes them).
+pub fn is_user_jid(jid: &str) -> bool {
+    jid.strip_suffix("@xmpp.zoom.us").is_some_and(is_jid_local)
+}
+
+/// Whether `jid` has the form of a Zoom chat channel's JID: `LOCAL@conference.xmpp.zoom.us`.
+pub fn is_channel_jid(jid: &str) -> bool {
+    jid.strip_suffix("@conference.xmpp.zoom.us")
+        .is_some_and(is_jid_local)
+}
+
+fn is_jid_local(local: &str) -> bool {
+    (1..=MAX_JID_CHARS).contains(&local.len())
+        && local
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c))
 }
 
 /// Whether `id` has the form of a Zoom account id: 1 to 64 letters, digits, `-` and `_`. The

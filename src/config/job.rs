@@ -44,6 +44,10 @@ pub(super) struct RecipientsFile {
     #[serde(default)]
     pub(super) emails: Vec<Spanned<String>>,
     pub(super) file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) jids: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) channels: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,7 +217,7 @@ pub struct Job {
     /// The Zoom account it sends in, when the job names one (`account`): a run refuses to
     /// send in another.
     pub account: Option<String>,
-    /// The inline recipients (`recipients.emails`), de-duplicated.
+    /// The inline recipients (`recipients.emails`, `jids` and `channels`), de-duplicated.
     pub inline_recipients: Vec<Recipient>,
     /// The recipients file, read as a stream when the job runs.
     pub recipients_file: Option<PathBuf>,

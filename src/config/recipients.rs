@@ -1,6 +1,7 @@
-//! Recipients: the inline `recipients.emails` list and the `recipients.file` (one email per
-//! line, or CSV with an `email` column whose other columns become template variables),
-//! streamed; [`dedupe_key`] lets callers de-duplicate case-insensitively in constant space.
+//! Recipients: the inline `recipients.emails`, `jids` (chat users) and `channels` lists and the
+//! `recipients.file` (one email per line, or CSV with an `email` column whose other columns
+//! become template variables), streamed; [`dedupe_key`] lets callers de-duplicate
+//! case-insensitively in constant space.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -9,13 +10,48 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-/// One recipient: the lower-cased email and its CSV columns.
+/// One recipient: how it is addressed, and its CSV columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
-    /// Lower-cased email.
-    pub email: String,
+    /// Where the message goes.
+    pub address: Address,
     /// Other CSV columns of its row, by header name.
     pub columns: BTreeMap<String, String>,
+}
+
+/// How a recipient is addressed, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// A person by email: the Users API gives their JID and profile.
+    Email(String),
+    /// A chat user by JID: sent to as is, with no lookup (and no profile).
+    User(String),
+    /// A channel by JID: one message to the channel, with no lookup.
+    Channel(String),
+}
+
+impl Address {
+    /// What names the recipient in the run's journal and history: the email or the JID.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Email(key) | Self::User(key) | Self::Channel(key) => key,
+        }
+    }
+}
+
+impl Recipient {
+    /// A recipient with no columns.
+    pub fn at(address: Address) -> Self {
+        Self {
+            address,
+            columns: BTreeMap::new(),
+        }
+    }
+
+    /// [`Address::key`].
+    pub fn key(&self) -> &str {
+        self.address.key()
+    }
 }
 
 /// A problem in a recipients file, with its 1-based line.
@@ -313,7 +349,7 @@ fn recipient(
         .unwrap_or(email);
     if is_plausible_email(email) {
         Ok(Recipient {
-            email: email.to_lowercase(),
+            address: Address::Email(email.to_lowercase()),
             columns,
         })
     } else {
@@ -366,24 +402,21 @@ mod tests {
         let (cols, r) = file("# team\nAna@Example.com\n\nbo@example.com\n").unwrap();
         assert!(cols.is_empty());
         assert_eq!(
-            r.iter().map(|r| r.email.as_str()).collect::<Vec<_>>(),
+            r.iter().map(Recipient::key).collect::<Vec<_>>(),
             ["ana@example.com", "bo@example.com"]
         );
         let (cols, r) = file("name,Email,team\nAna,ANA@example.com,ops\n").unwrap();
         assert_eq!(cols, ["name", "Email", "team"]);
-        assert_eq!(r[0].email, "ana@example.com");
+        assert_eq!(r[0].key(), "ana@example.com");
         assert_eq!(r[0].columns.get("team").map(String::as_str), Some("ops"));
     }
 
     #[test]
     fn a_byte_order_mark_is_not_part_of_the_first_email() {
         let (_, r) = file("\u{feff}ana@example.com\nbo@example.com\n").unwrap();
-        assert_eq!(r[0].email, "ana@example.com");
+        assert_eq!(r[0].key(), "ana@example.com");
         let (cols, r) = file("\u{feff}email,team\nana@example.com,ops\n").unwrap();
-        assert_eq!(
-            (cols[0].as_str(), r[0].email.as_str()),
-            ("email", "ana@example.com")
-        );
+        assert_eq!((cols[0].as_str(), r[0].key()), ("email", "ana@example.com"));
     }
 
     #[test]
@@ -454,7 +487,7 @@ mod tests {
     #[test]
     fn an_address_a_failures_file_guarded_reads_back() {
         let (_, r) = file("email,state\n'-ops@example.com,failed\n").unwrap();
-        assert_eq!(r[0].email, "-ops@example.com");
+        assert_eq!(r[0].key(), "-ops@example.com");
     }
 
     #[test]

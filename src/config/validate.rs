@@ -14,9 +14,10 @@ use toml::Spanned;
 use super::app::{Config, DEFAULT_APP};
 use super::diagnostic::{Diagnostic, Invalid};
 use super::job::{Job, JobFile, MessageFile, RecipientsFile, SchedulePolicy, job_name};
-use super::recipients::{self, Recipient, is_plausible_email};
+use super::recipients::{self, Address, Recipient, is_plausible_email};
 use super::template::{BUILTIN_VARIABLES, MessageTemplate, Part};
 use crate::cron::Schedule;
+use crate::user::{is_channel_jid, is_user_jid};
 
 /// The longest `jitter`: a tick is never delayed by more than a day.
 const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
@@ -25,6 +26,19 @@ const MAX_CATCH_UP_WITHIN: Duration = Duration::from_secs(3650 * 24 * 3600);
 
 /// Values for a test render: a sample person, the first recipient's CSV columns, and a
 /// placeholder for any other known variable.
+/// How to write a JID of `what` kind, and where to find one.
+fn jid_help(what: &str) -> String {
+    if what.contains("channel") {
+        "write it as xxxx@conference.xmpp.zoom.us (in Zoom: the channel's settings, or the \
+         `toJid` of a message sent to the bot there)"
+            .to_owned()
+    } else {
+        "write it as xxxx@xmpp.zoom.us (the `jid` of GET /v2/users/{email}), or list the person \
+         under emails"
+            .to_owned()
+    }
+}
+
 fn sample_values(
     known: &BTreeSet<String>,
     columns: BTreeMap<String, String>,
@@ -239,25 +253,10 @@ impl<'a> Checker<'a> {
         let table = spanned.get_ref();
         let mut seen = HashSet::new();
         let mut inline = Vec::new();
-        for email in &table.emails {
-            if is_plausible_email(email.get_ref()) {
-                let r = Recipient {
-                    email: email.get_ref().to_lowercase(),
-                    columns: BTreeMap::new(),
-                };
-                if seen.insert(recipients::dedupe_key(&r.email)) {
-                    inline.push(r);
-                }
-            } else {
-                self.report(
-                    email.span(),
-                    // The job file's own text, shown under the error anyway.
-                    format!(
-                        "`{}` is not an email address",
-                        crate::output::clean(email.get_ref(), 80)
-                    ),
-                    "write it as name@example.com",
-                );
+        for address in self.inline_addresses(table) {
+            let r = Recipient::at(address);
+            if seen.insert(recipients::dedupe_key(r.key())) {
+                inline.push(r);
             }
         }
         let mut columns: BTreeSet<String> =
@@ -289,10 +288,11 @@ impl<'a> Checker<'a> {
                     for item in stream {
                         match item {
                             Ok(r) => {
+                                let key = recipients::dedupe_key(r.key());
                                 if seen.is_empty() {
                                     sample_columns = r.columns;
                                 }
-                                seen.insert(recipients::dedupe_key(&r.email));
+                                seen.insert(key);
                             }
                             Err(p) => problem(p),
                         }
@@ -321,11 +321,14 @@ impl<'a> Checker<'a> {
             }
             file_path = Some(path);
         }
-        if table.emails.is_empty() && table.file.is_none() {
+        let no_list = [&table.emails, &table.jids, &table.channels]
+            .iter()
+            .all(|list| list.is_empty());
+        if no_list && table.file.is_none() {
             self.report(
                 spanned.span(),
                 "the job has no recipients",
-                "add `emails = [...]` or `file = \"...\"` to [recipients]",
+                "add `emails = [...]`, `jids = [...]`, `channels = [...]` or `file = \"...\"` to [recipients]",
             );
         }
         Recipients {
@@ -335,6 +338,55 @@ impl<'a> Checker<'a> {
             count: seen.len(),
             sample_columns,
         }
+    }
+
+    /// The inline `emails`, `jids` and `channels`, lower-cased; what is not an address of its
+    /// kind is reported.
+    fn inline_addresses(&mut self, table: &RecipientsFile) -> Vec<Address> {
+        let mut addresses = Vec::new();
+        for email in &table.emails {
+            if is_plausible_email(email.get_ref()) {
+                let address = Address::Email(email.get_ref().to_lowercase());
+                addresses.push(address);
+            } else {
+                // The job file's own text, shown under the error anyway.
+                let quoted = crate::output::clean(email.get_ref(), 80);
+                self.report(
+                    email.span(),
+                    format!("`{quoted}` is not an email address"),
+                    "write it as name@example.com",
+                );
+            }
+        }
+        let users = self.jids(&table.jids, is_user_jid, "a chat user's JID");
+        addresses.extend(users.into_iter().map(Address::User));
+        let channels = self.jids(&table.channels, is_channel_jid, "a channel's JID");
+        addresses.extend(channels.into_iter().map(Address::Channel));
+        addresses
+    }
+
+    /// The JIDs of `list` that are `what` (lower-cased); the others are reported.
+    fn jids(
+        &mut self,
+        list: &[Spanned<String>],
+        valid: fn(&str) -> bool,
+        what: &str,
+    ) -> Vec<String> {
+        let mut jids = Vec::new();
+        for jid in list {
+            let lower = jid.get_ref().to_lowercase();
+            if valid(&lower) {
+                jids.push(lower);
+            } else {
+                let quoted = crate::output::clean(jid.get_ref(), 80);
+                self.report(
+                    jid.span(),
+                    format!("`{quoted}` is not {what}"),
+                    jid_help(what),
+                );
+            }
+        }
+        jids
     }
 
     fn template(

@@ -15,7 +15,7 @@ use super::call::{Bot, Pace, Tries, User, call, wait_for_ceiling};
 use super::journal::Journal;
 use super::limiter::Limiter;
 use super::progress::Progress;
-use crate::config::recipients::{FileProblem, Recipient, dedupe_key};
+use crate::config::recipients::{Address, FileProblem, Recipient, dedupe_key};
 use crate::config::{Job, OnUncertain, help};
 use crate::state::{CacheTtl, CachedLookup, Delivery, DeliveryState, Rendered, RunId};
 use crate::user::ZoomUser;
@@ -145,7 +145,7 @@ impl RunCtx<'_> {
         self.seen
             .lock()
             .expect("seen lock")
-            .insert(dedupe_key(&r.email))
+            .insert(dedupe_key(r.key()))
     }
 
     fn record(
@@ -181,7 +181,7 @@ impl RunCtx<'_> {
         let r = &r;
         // A fresh run has no journal entries yet: skip the lookup on the hot path.
         let previous = if self.resumed {
-            self.engine.deliveries.get(self.run, &r.email)?
+            self.engine.deliveries.get(self.run, r.key())?
         } else {
             None
         };
@@ -200,7 +200,7 @@ impl RunCtx<'_> {
                 }
                 DeliveryState::Sending if self.job.delivery.on_uncertain == OnUncertain::Skip => {
                     self.record(
-                        &r.email,
+                        r.key(),
                         DeliveryState::Uncertain,
                         previous.jid,
                         tries.attempts,
@@ -213,7 +213,7 @@ impl RunCtx<'_> {
                 DeliveryState::Sending => {
                     if let (Some(jid), Some(rendered)) = (previous.jid, previous.rendered) {
                         return Ok(Some(Ready {
-                            email: r.email.clone(),
+                            email: r.key().to_owned(),
                             jid,
                             rendered,
                             attempts: tries.attempts,
@@ -223,27 +223,37 @@ impl RunCtx<'_> {
                 DeliveryState::Pending => {}
             }
         }
-        let user = match self.resolve(&r.email, &mut tries).await? {
-            Ok(user) => user,
-            Err(failed) => {
-                self.record(&r.email, failed, None, tries.attempts)?;
-                return Ok(None);
-            }
+        let user = match &r.address {
+            Address::Email(email) => match self.resolve(email, &mut tries).await? {
+                Ok(user) => user,
+                Err(failed) => {
+                    self.record(r.key(), failed, None, tries.attempts)?;
+                    return Ok(None);
+                }
+            },
+            // Addressed by JID: no lookup, and no profile.
+            Address::User(jid) | Address::Channel(jid) => ZoomUser {
+                jid: jid.clone(),
+                ..ZoomUser::default()
+            },
         };
-        if self
-            .engine
-            .optouts
-            .opted_out(&self.job.app, &self.sender.account_id, &user.jid)?
+        // A person may have opted out; a channel cannot.
+        let person = !matches!(r.address, Address::Channel(_));
+        if person
+            && self
+                .engine
+                .optouts
+                .opted_out(&self.job.app, &self.sender.account_id, &user.jid)?
         {
             let state = DeliveryState::OptedOut;
-            self.record(&r.email, state, Some(user.jid), tries.attempts)?;
+            self.record(r.key(), state, Some(user.jid), tries.attempts)?;
             return Ok(None);
         }
         let (head, body) = match self.job.template.render(&variables(r, &user)) {
             Ok(rendered) => rendered,
             Err(message) => {
                 self.record(
-                    &r.email,
+                    r.key(),
                     DeliveryState::Failed {
                         code: None,
                         message,
@@ -255,7 +265,7 @@ impl RunCtx<'_> {
             }
         };
         Ok(Some(Ready {
-            email: r.email.clone(),
+            email: r.key().to_owned(),
             jid: user.jid,
             rendered: Rendered { head, body },
             attempts: tries.attempts,
@@ -420,10 +430,15 @@ fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item 
     stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// The template variables of one recipient: CSV columns, then Zoom's fields.
+/// The template variables of one recipient: CSV columns, then Zoom's fields (empty for one
+/// addressed by JID).
 fn variables(r: &Recipient, user: &ZoomUser) -> BTreeMap<String, String> {
     let mut vars = r.columns.clone();
-    vars.insert("email".into(), r.email.clone());
+    let email = match &r.address {
+        Address::Email(email) => email.clone(),
+        Address::User(_) | Address::Channel(_) => String::new(),
+    };
+    vars.insert("email".into(), email);
     vars.insert("first_name".into(), user.first_name.clone());
     vars.insert("last_name".into(), user.last_name.clone());
     let display = if user.display_name.is_empty() {

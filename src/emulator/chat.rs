@@ -77,7 +77,13 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
     if of_account(&text("user_jid")).is_none() {
         return reject(&emu, StatusCode::FORBIDDEN, 7004, "Not authorized.");
     }
-    let Some(recipient) = of_account(&text("to_jid")) else {
+    // A person (their email names them in the emulator's log) or a channel (its JID does).
+    let to_jid = text("to_jid");
+    let recipient = of_account(&to_jid).map(|user| user.email).or_else(|| {
+        let channel = directory.find_channel(&to_jid)?;
+        (channel.account_id == account).then_some(to_jid.clone())
+    });
+    let Some(recipient) = recipient else {
         return reject(
             &emu,
             StatusCode::FORBIDDEN,
@@ -96,7 +102,7 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
     inner.messages.push(Delivered {
         message_id: message_id.clone(),
         to_jid: text("to_jid"),
-        to_email: recipient.email,
+        to_email: recipient,
         robot_jid: text("robot_jid"),
         account_id: text("account_id"),
         user_jid: text("user_jid"),

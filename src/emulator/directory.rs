@@ -2,6 +2,7 @@
 //! plus (optionally) every address at a synthetic domain, so bulk runs of any size have real
 //! recipients; a second account has a few people at `second.example` (and every address at
 //! `second.` and the synthetic domain), so that installs by several accounts can be tried.
+//! Each account has channels too (`general`, `oncall`; `second-general`).
 
 use serde_json::{Value, json};
 
@@ -50,6 +51,24 @@ const SECOND: [(&str, &str, &str, &str); 3] = [
     ("Gus0102GGGGgggg0102", "gus@second.example", "Gus", "Gray"),
     ("Hana103HHHHhhhh0103", "hana@second.example", "Hana", "Hill"),
 ];
+
+/// The channels: JID (before `@conference.xmpp.zoom.us`), name, and account (0 or 1).
+const CHANNELS: [(&str, &str, usize); 3] = [
+    ("general", "General", 0),
+    ("oncall", "On-call", 0),
+    ("second-general", "Second's general", 1),
+];
+
+/// A chat channel of an emulated account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Its JID.
+    pub jid: String,
+    /// Its name.
+    pub name: String,
+    /// The account it belongs to.
+    pub account_id: String,
+}
 
 /// Who exists in the emulated accounts.
 #[derive(Debug, Clone)]
@@ -110,6 +129,17 @@ impl Directory {
             jid: format!("{prefix}{local}@xmpp.zoom.us"),
             first_name: capitalize(local.split(['.', '-', '_', '+']).next().unwrap_or(local)),
             last_name: "Bulk".into(),
+        })
+    }
+
+    /// A channel by JID (`general@conference.xmpp.zoom.us`, ...).
+    pub fn find_channel(&self, jid: &str) -> Option<Channel> {
+        let local = jid.strip_suffix("@conference.xmpp.zoom.us")?;
+        let (id, name, account) = CHANNELS.iter().find(|(id, ..)| *id == local)?;
+        Some(Channel {
+            jid: format!("{id}@conference.xmpp.zoom.us"),
+            name: (*name).to_owned(),
+            account_id: self.accounts[*account].clone(),
         })
     }
 

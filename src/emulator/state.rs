@@ -51,7 +51,7 @@ pub struct Delivered {
     pub message_id: String,
     /// The recipient's JID.
     pub to_jid: String,
-    /// The recipient's email.
+    /// The recipient's email (a channel's JID for a message to a channel).
     pub to_email: String,
     /// The bot's JID.
     pub robot_jid: String,

@@ -72,7 +72,8 @@ struct StateOnly {
 /// One recipient of one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
-    /// The recipient's email, lower-cased.
+    /// The recipient: its email, or the JID of a user or channel addressed by JID,
+    /// lower-cased.
     pub email: String,
     /// Where it stands.
     #[serde(flatten)]

@@ -10,6 +10,7 @@ mod demo;
 mod emulator;
 mod history;
 mod inproc;
+mod messages;
 mod progress;
 mod rate_limits;
 mod resume;

@@ -1,0 +1,86 @@
+//! What a job sends and to whom: recipients by email, chat user JID and channel JID.
+
+use crate::harness::{Env, job_to};
+
+/// `job_to(emails)` with `extra` lines added to its `[recipients]` table.
+fn job_with_recipients(emails: &[&str], extra: &str) -> String {
+    job_to(emails).replace("[recipients]\n", &format!("[recipients]\n{extra}\n"))
+}
+
+#[test]
+fn users_and_channels_addressed_by_jid_are_sent_to_without_a_lookup() {
+    let env = Env::new();
+    env.login();
+    let bo = env.emu().directory().find("bo@example.com").unwrap().jid;
+    let extra = format!(
+        "jids = [\"{bo}\", \"{}\"]\nchannels = [\"general@conference.xmpp.zoom.us\", \"gone@conference.xmpp.zoom.us\"]",
+        bo.to_uppercase()
+    );
+    env.job("mixed", &job_with_recipients(&["ana@example.com"], &extra));
+    let lookups = env.emu().stats().user_lookups;
+    env.run(&["run", "mixed"])
+        .code(3)
+        .stdout_has("4 recipients, 3 sent, 1 failed")
+        .stdout_has("gone@conference.xmpp.zoom.us")
+        .stdout_has("No channel or user can be found");
+    assert_eq!(
+        env.emu().stats().user_lookups - lookups,
+        1,
+        "only the email was looked up"
+    );
+    let mut to: Vec<_> = env
+        .emu()
+        .messages()
+        .into_iter()
+        .map(|m| (m.to_email, m.to_jid))
+        .collect();
+    to.sort();
+    let ana = env.emu().directory().find("ana@example.com").unwrap().jid;
+    assert_eq!(
+        to,
+        [
+            ("ana@example.com".into(), ana),
+            ("bo@example.com".into(), bo.clone()),
+            (
+                "general@conference.xmpp.zoom.us".into(),
+                "general@conference.xmpp.zoom.us".into()
+            ),
+        ]
+    );
+    // No profile without a lookup: the template's fields are empty for a JID.
+    let to_channel = env
+        .emu()
+        .messages()
+        .into_iter()
+        .find(|m| m.to_jid.starts_with("general@"))
+        .unwrap();
+    assert_eq!(
+        to_channel.content["body"][0]["text"], "Hi  <>",
+        "{to_channel:?}"
+    );
+    let history = env.run(&["history", "--run", "1", "--json"]).code(0).json();
+    let keys: Vec<_> = history["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["recipient"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        keys.contains(&bo),
+        "a JID recipient is named by its JID: {keys:?}"
+    );
+}
+
+#[test]
+fn a_jid_or_channel_that_is_not_one_is_named_with_its_line_and_column() {
+    let env = Env::new();
+    let extra = "jids = [\"ana@example.com\"]\nchannels = [\"general@xmpp.zoom.us\"]";
+    env.job("bad", &job_with_recipients(&["ana@example.com"], extra));
+    env.run(&["validate", "jobs/bad.toml"])
+        .code(2)
+        .stderr_has("`ana@example.com` is not a chat user's JID")
+        .stderr_has("bad.toml:4:9")
+        .stderr_has("`general@xmpp.zoom.us` is not a channel's JID")
+        .stderr_has("bad.toml:5:13")
+        .stderr_has("xxxx@conference.xmpp.zoom.us");
+}
