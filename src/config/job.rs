@@ -2,6 +2,7 @@
 //! their range too), and [`Job::load`] turns one into the [`Job`] the engine runs through the
 //! checker ([`super::validate`]), which reports every problem with its file, line and column.
 
+use std::collections::BTreeMap;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct JobFile {
     pub(super) overlap: Overlap,
     pub(super) jitter: Option<Spanned<String>>,
     pub(super) recipients: Spanned<RecipientsFile>,
+    #[serde(default)]
+    pub(super) vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     pub(super) message: MessageFile,
     #[serde(default)]
     pub(super) delivery: DeliverySettings,
@@ -223,6 +226,8 @@ pub struct Job {
     pub recipients_file: Option<PathBuf>,
     /// Unique recipients, counted when the job was validated.
     pub recipient_count: usize,
+    /// The `[vars]` table, as template text.
+    pub vars: BTreeMap<String, String>,
     /// The message's head and body.
     pub template: MessageTemplate,
     /// Whether Zoom applies Markdown.

@@ -9,6 +9,7 @@ pub mod jobs_dir;
 pub mod recipients;
 pub mod template;
 pub mod validate;
+pub mod vars;
 
 pub use app::{AppConfig, Config, DEFAULT_APP, Plan};
 pub use diagnostic::{Diagnostic, Invalid};

@@ -1,5 +1,7 @@
 //! Message templates: `message.head` and `message.body` are minijinja templates over the
-//! recipient's fields (`email`, `first_name`, `last_name`, `display_name`) and CSV columns.
+//! recipient's fields (`email`, `first_name`, `last_name`, `display_name`), CSV columns, the
+//! job's `[vars]` and the run's `job`, `run_id` and `now`. The `date` filter formats a date or
+//! date-time (`now`, or a column holding one) with chrono's strftime formats.
 //! Undefined variables are errors, caught by `validate` before anything is sent, and so is
 //! anything else that would fail every recipient: `validate` renders both templates with
 //! sample values ([`MessageTemplate::check_render`]). A render is bounded (recursion depth
@@ -7,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use minijinja::value::Kwargs;
 use minijinja::{Environment, UndefinedBehavior};
 
 /// The variables every recipient has.
@@ -50,6 +53,7 @@ impl MessageTemplate {
         env.set_keep_trailing_newline(true);
         env.set_recursion_limit(MAX_DEPTH);
         env.set_fuel(Some(FUEL));
+        env.add_filter("date", date);
         for (part, source) in [(Part::Head, head), (Part::Body, body)] {
             env.add_template_owned(part.name(), source.to_owned())
                 .map_err(|e| (part, describe(&e)))?;
@@ -108,6 +112,58 @@ impl MessageTemplate {
             .get_template(part.name())
             .and_then(|t| t.render(vars))
     }
+}
+
+/// The `date` filter: `{{ now | date(format="%d %B %Y") }}`. The value is an RFC 3339
+/// date-time (as `now` is), `YYYY-MM-DD HH:MM[:SS]` or `YYYY-MM-DD`; the format is chrono's
+/// strftime (default `%Y-%m-%d`), checked before use, so a bad one is an error, not a panic.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "minijinja hands keyword arguments to a filter by value"
+)]
+fn date(value: &str, format: Option<&str>, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+    use chrono::format::{DelayedFormat, StrftimeItems};
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    use minijinja::ErrorKind::InvalidOperation;
+    let named: Option<&str> = kwargs.get("format")?;
+    kwargs.assert_all_used()?;
+    let format = named.or(format).unwrap_or("%Y-%m-%d");
+    let items = StrftimeItems::new(format).parse().map_err(|_| {
+        minijinja::Error::new(
+            InvalidOperation,
+            format!("`{format}` is not a date format (chrono's strftime: %Y-%m-%d, %d %B, %H:%M)"),
+        )
+    })?;
+    let items = items.iter();
+    let formatted: DelayedFormat<_> = if let Ok(at) = DateTime::parse_from_rfc3339(value) {
+        at.format_with_items(items)
+    } else if let Ok(at) = NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M"))
+    {
+        at.format_with_items(items)
+    } else if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        day.format_with_items(items)
+    } else {
+        return Err(minijinja::Error::new(
+            InvalidOperation,
+            format!(
+                "`{}` is not a date (write YYYY-MM-DD, YYYY-MM-DD HH:MM, or RFC 3339)",
+                crate::output::clean(value, 40)
+            ),
+        ));
+    };
+    // A format asking a date for its hour fails here rather than panicking in `to_string`.
+    let mut out = String::new();
+    std::fmt::Write::write_fmt(&mut out, format_args!("{formatted}")).map_err(|_| {
+        minijinja::Error::new(
+            InvalidOperation,
+            format!(
+                "`{format}` asks for more than `{}` has",
+                crate::output::clean(value, 40)
+            ),
+        )
+    })?;
+    Ok(out)
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -178,6 +234,37 @@ mod tests {
         .unwrap();
         let problems = endless.check_render(&BTreeMap::new());
         assert!(problems[0].1.contains("fuel"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_date_filter_formats_dates_and_date_times_and_refuses_what_it_cannot() {
+        let render = |body: &str, at: &str| {
+            let t = MessageTemplate::compile("", body).unwrap();
+            let vars = BTreeMap::from([("at".to_owned(), at.to_owned())]);
+            t.render(&vars).map(|(_, body)| body)
+        };
+        let now = "2026-11-30T09:50:00+01:00";
+        assert_eq!(render("{{ at | date }}", now).unwrap(), "2026-11-30");
+        assert_eq!(
+            render("{{ at | date(format=\"%d %B, %H:%M\") }}", now).unwrap(),
+            "30 November, 09:50"
+        );
+        assert_eq!(
+            render("{{ at | date(\"%a %d\") }}", "2026-12-01").unwrap(),
+            "Tue 01"
+        );
+        assert_eq!(
+            render("{{ at | date(format=\"%H:%M\") }}", "2026-12-01 17:05").unwrap(),
+            "17:05"
+        );
+        let bad_format = render("{{ at | date(format=\"%Q\") }}", now).unwrap_err();
+        assert!(bad_format.contains("is not a date format"), "{bad_format}");
+        let not_a_date = render("{{ at | date }}", "next tuesday").unwrap_err();
+        assert!(not_a_date.contains("is not a date"), "{not_a_date}");
+        let no_hour = render("{{ at | date(format=\"%H\") }}", "2026-12-01").unwrap_err();
+        assert!(no_hour.contains("asks for more than"), "{no_hour}");
+        let unknown_argument = render("{{ at | date(fmt=\"%Y\") }}", now).unwrap_err();
+        assert!(unknown_argument.contains("fmt"), "{unknown_argument}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::diagnostic::{Diagnostic, Invalid};
 use super::job::{Job, JobFile, MessageFile, RecipientsFile, SchedulePolicy, job_name};
 use super::recipients::{self, Address, Recipient, is_plausible_email};
 use super::template::{BUILTIN_VARIABLES, MessageTemplate, Part};
+use super::vars::run_variables;
 use crate::cron::Schedule;
 use crate::user::{is_channel_jid, is_user_jid};
 
@@ -24,8 +25,6 @@ const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
 /// The longest `catch_up_within` that means anything: ten years.
 const MAX_CATCH_UP_WITHIN: Duration = Duration::from_secs(3650 * 24 * 3600);
 
-/// Values for a test render: a sample person, the first recipient's CSV columns, and a
-/// placeholder for any other known variable.
 /// How to write a JID of `what` kind, and where to find one.
 fn jid_help(what: &str) -> String {
     if what.contains("channel") {
@@ -39,9 +38,12 @@ fn jid_help(what: &str) -> String {
     }
 }
 
+/// Values for a test render: a sample person, the first recipient's CSV columns, the job's
+/// `[vars]` and run variables, and a placeholder for any other known variable.
 fn sample_values(
     known: &BTreeSet<String>,
     columns: BTreeMap<String, String>,
+    job: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let person = [
         ("email", "ana@example.com"),
@@ -55,6 +57,7 @@ fn sample_values(
         .collect();
     sample.extend(person.map(|(k, v)| (k.to_owned(), v.to_owned())));
     sample.extend(columns);
+    sample.extend(job.clone());
     sample
 }
 
@@ -85,47 +88,18 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn report(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<String>) {
+    pub(super) fn report(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.problems
             .push(Diagnostic::at(self.path, self.source, span, message).help(help));
     }
 
     pub(super) fn check(mut self, file: JobFile, config: &Config) -> Result<Job, Invalid> {
-        let schedule = file.schedule.as_ref().and_then(|s| {
-            s.get_ref()
-                .parse::<Schedule>()
-                .map_err(|e| {
-                    self.report(
-                        s.span(),
-                        e,
-                        "write a crontab expression such as \"50 8 * * Mon-Fri\"",
-                    );
-                })
-                .ok()
-        });
-        let timezone = file.timezone.as_ref().map_or(Some(Tz::UTC), |tz| {
-            tz.get_ref()
-                .parse::<Tz>()
-                .map_err(|_| {
-                    self.report(
-                        tz.span(),
-                        format!("unknown timezone `{}`", tz.get_ref()),
-                        "use an IANA name such as \"Europe/Berlin\" or \"America/New_York\"",
-                    );
-                })
-                .ok()
-        });
-        if let (Some(s), Some(spanned), Some(tz)) = (&schedule, &file.schedule, timezone)
-            && s.next_after(&chrono::Utc::now().with_timezone(&tz))
-                .is_none()
-        {
-            self.report(
-                spanned.span(),
-                crate::cron::never_fires(spanned.get_ref()),
-                "write a schedule with times still to come, or remove `schedule` for a job run \
-                 only by hand",
-            );
-        }
+        let (schedule, timezone) = self.when(&file);
         let policy = SchedulePolicy {
             catch_up: file.catch_up,
             catch_up_within: self.duration(
@@ -163,8 +137,20 @@ impl<'a> Checker<'a> {
             count,
             sample_columns,
         } = self.recipients(&file.recipients);
-        let inline = !file.recipients.get_ref().emails.is_empty();
-        let template = self.template(&file.message, &columns, inline, sample_columns);
+        let inline = !inline_recipients.is_empty();
+        let vars = self.vars(&file.vars, &columns);
+        // What a run adds: the job's `[vars]`, and `job`, `run_id` and `now` (here, a sample).
+        let mut job_vars = vars.clone();
+        let tz = timezone.unwrap_or(Tz::UTC);
+        job_vars.extend(run_variables(
+            &job_name(self.path),
+            1,
+            chrono::Utc::now(),
+            tz,
+        ));
+        let mut known = columns;
+        known.extend(job_vars.keys().cloned());
+        let template = self.template(&file.message, &known, inline, sample_columns, &job_vars);
         match (
             self.problems.is_empty(),
             schedule.is_some() || file.schedule.is_none(),
@@ -179,6 +165,7 @@ impl<'a> Checker<'a> {
                 timezone,
                 app,
                 account,
+                vars,
                 inline_recipients,
                 recipients_file,
                 recipient_count: count,
@@ -191,6 +178,46 @@ impl<'a> Checker<'a> {
                 diagnostics: self.problems,
             }),
         }
+    }
+
+    /// The `schedule` and `timezone` keys; a schedule that can never fire again is reported.
+    fn when(&mut self, file: &JobFile) -> (Option<Schedule>, Option<Tz>) {
+        let schedule = file.schedule.as_ref().and_then(|s| {
+            s.get_ref()
+                .parse::<Schedule>()
+                .map_err(|e| {
+                    self.report(
+                        s.span(),
+                        e,
+                        "write a crontab expression such as \"50 8 * * Mon-Fri\"",
+                    );
+                })
+                .ok()
+        });
+        let timezone = file.timezone.as_ref().map_or(Some(Tz::UTC), |tz| {
+            tz.get_ref()
+                .parse::<Tz>()
+                .map_err(|_| {
+                    self.report(
+                        tz.span(),
+                        format!("unknown timezone `{}`", tz.get_ref()),
+                        "use an IANA name such as \"Europe/Berlin\" or \"America/New_York\"",
+                    );
+                })
+                .ok()
+        });
+        if let (Some(s), Some(spanned), Some(tz)) = (&schedule, &file.schedule, timezone)
+            && s.next_after(&chrono::Utc::now().with_timezone(&tz))
+                .is_none()
+        {
+            self.report(
+                spanned.span(),
+                crate::cron::never_fires(spanned.get_ref()),
+                "write a schedule with times still to come, or remove `schedule` for a job run \
+                 only by hand",
+            );
+        }
+        (schedule, timezone)
     }
 
     /// The `account` key: a Zoom account id (letters, digits, `-` and `_`, as Zoom writes
@@ -395,6 +422,7 @@ impl<'a> Checker<'a> {
         known: &BTreeSet<String>,
         inline: bool,
         sample_columns: BTreeMap<String, String>,
+        job_vars: &BTreeMap<String, String>,
     ) -> Option<MessageTemplate> {
         let span_of = |part: Part| match part {
             Part::Head => message.head.span(),
@@ -407,13 +435,19 @@ impl<'a> Checker<'a> {
                 for (part, name) in &unknown {
                     self.report(
                         span_of(*part),
-                        format!("the message uses `{name}`, which no recipient has"),
+                        format!(
+                            "the message uses `{name}`, which no recipient has and no [vars] sets"
+                        ),
                         format!("available: {}", vars.join(", ")),
                     );
                 }
                 // CSV columns exist only for the file's recipients, not the inline ones.
-                let builtins = BUILTIN_VARIABLES.iter().map(|v| (*v).to_owned()).collect();
-                let csv_only = template.unknown_variables(&builtins);
+                let everyones: BTreeSet<String> = BUILTIN_VARIABLES
+                    .iter()
+                    .map(|v| (*v).to_owned())
+                    .chain(job_vars.keys().cloned())
+                    .collect();
+                let csv_only = template.unknown_variables(&everyones);
                 for (part, name) in csv_only
                     .into_iter()
                     .filter(|(_, n)| inline && known.contains(n))
@@ -426,7 +460,7 @@ impl<'a> Checker<'a> {
                 }
                 // With unknown variables (reported above) a render would only fail on them again.
                 let problems = if unknown.is_empty() {
-                    template.check_render(&sample_values(known, sample_columns))
+                    template.check_render(&sample_values(known, sample_columns, job_vars))
                 } else {
                     Vec::new()
                 };

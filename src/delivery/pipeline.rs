@@ -63,6 +63,9 @@ pub(super) struct RunCtx<'a> {
     pub(super) resumed: bool,
     /// How long cached JIDs and misses stay good.
     pub(super) ttl: CacheTtl,
+    /// The variables every message of the run has: the job's `[vars]`, `job`, `run_id` and
+    /// `now`.
+    pub(super) job_vars: BTreeMap<String, String>,
 }
 
 impl RunCtx<'_> {
@@ -249,7 +252,8 @@ impl RunCtx<'_> {
             self.record(r.key(), state, Some(user.jid), tries.attempts)?;
             return Ok(None);
         }
-        let (head, body) = match self.job.template.render(&variables(r, &user)) {
+        let vars = variables(&self.job_vars, r, &user);
+        let (head, body) = match self.job.template.render(&vars) {
             Ok(rendered) => rendered,
             Err(message) => {
                 self.record(
@@ -430,10 +434,15 @@ fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item 
     stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// The template variables of one recipient: CSV columns, then Zoom's fields (empty for one
-/// addressed by JID).
-fn variables(r: &Recipient, user: &ZoomUser) -> BTreeMap<String, String> {
-    let mut vars = r.columns.clone();
+/// The template variables of one recipient: the run's, CSV columns, then Zoom's fields (empty
+/// for one addressed by JID). `validate` refuses `[vars]` that a column or field would hide.
+fn variables(
+    job_vars: &BTreeMap<String, String>,
+    r: &Recipient,
+    user: &ZoomUser,
+) -> BTreeMap<String, String> {
+    let mut vars = job_vars.clone();
+    vars.extend(r.columns.clone());
     let email = match &r.address {
         Address::Email(email) => email.clone(),
         Address::User(_) | Address::Channel(_) => String::new(),

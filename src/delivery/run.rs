@@ -2,7 +2,7 @@
 //! already ran), drives the pipeline, records how the run ended, and keeps the state small
 //! afterwards: older runs' per-recipient details pruned, the JID cache swept.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +12,7 @@ use super::journal::Journal;
 use super::limiter::Limiter;
 use super::limiters::{Endpoint, Limiters};
 use super::progress::Progress;
+use crate::config::vars::run_variables;
 use crate::config::{Diagnostic, Invalid, Job};
 use crate::state::runs::Counts;
 use crate::state::{
@@ -92,6 +93,7 @@ impl Engine {
             progress: Progress::new(job.recipient_count),
             resumed,
             ttl: cache_ttl(job),
+            job_vars: job_variables(job, &record),
         };
         let outcome = tokio::select! {
             outcome = ctx.pipeline() => outcome,
@@ -314,6 +316,19 @@ enum Begin {
 }
 
 /// How long `job` trusts a cached lookup.
+/// The variables every message of the run has: the job's `[vars]`, and `job`, `run_id` and
+/// `now` (the run's first start, also when it resumes).
+fn job_variables(job: &Job, record: &RunRecord) -> BTreeMap<String, String> {
+    let mut vars = job.vars.clone();
+    vars.extend(run_variables(
+        &job.name,
+        record.id.0,
+        record.started_at,
+        job.timezone,
+    ));
+    vars
+}
+
 fn cache_ttl(job: &Job) -> CacheTtl {
     CacheTtl {
         hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),

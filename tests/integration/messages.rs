@@ -84,3 +84,51 @@ fn a_jid_or_channel_that_is_not_one_is_named_with_its_line_and_column() {
         .stderr_has("bad.toml:5:13")
         .stderr_has("xxxx@conference.xmpp.zoom.us");
 }
+
+/// A job to ana whose `[message]` body is `body`, with `extra` top-level lines and tables.
+fn job_with_body(body: &str, extra: &str) -> String {
+    let job = job_to(&["ana@example.com"]);
+    let start = job.find("body = ").unwrap();
+    let end = start + job[start..].find('\n').unwrap();
+    format!("{extra}\n{}body = {body:?}{}", &job[..start], &job[end..])
+}
+
+#[test]
+fn vars_the_job_the_run_and_its_start_reach_the_message() {
+    let env = Env::new();
+    env.login();
+    let body = "{{ greeting }} {{ first_name }}: see {{ runbook }} ({{ job }}, run {{ run_id }}, {{ now | date(format=\"%Y\") }}, {{ now[:4] }})";
+    let vars = "timezone = \"Pacific/Kiritimati\"\n\n[vars]\ngreeting = \"Hello\"\nrunbook = \"https://wiki.example.com/oncall\"\n";
+    env.job("handoff", &job_with_body(body, vars));
+    env.run(&["validate", "jobs/handoff.toml"]).code(0);
+    env.run(&["run", "handoff"]).code(0);
+    let sent = env.emu().messages().pop().unwrap();
+    let text = sent.content["body"][0]["text"].as_str().unwrap().to_owned();
+    // `now` is the run's start in the job's timezone (UTC+14 here), as the date filter reads it.
+    let year = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Pacific::Kiritimati)
+        .format("%Y")
+        .to_string();
+    assert_eq!(
+        text,
+        format!("Hello Ana: see https://wiki.example.com/oncall (handoff, run 1, {year}, {year})")
+    );
+}
+
+#[test]
+fn vars_that_shadow_a_variable_or_are_not_values_are_refused_with_their_line() {
+    let env = Env::new();
+    let vars = "[vars]\nemail = \"x\"\nteam = [\"a\", \"b\"]\n\"bad name\" = \"y\"\n";
+    env.job(
+        "bad",
+        &job_with_body("{{ email }} {{ now | date(format=\"%Q\") }}", vars),
+    );
+    env.run(&["validate", "jobs/bad.toml"])
+        .code(2)
+        .stderr_has("`email` is already a variable of every message")
+        .stderr_has("bad.toml:2:1")
+        .stderr_has("`team` must be a string, a number or true/false")
+        .stderr_has("bad.toml:3:8")
+        .stderr_has("`bad name` cannot be a template variable")
+        .stderr_has("`%Q` is not a date format");
+}
