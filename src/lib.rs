@@ -19,7 +19,8 @@
 //! - [`config`]: apps (environment and `zoomcast.toml`), job files, templates, recipients.
 //! - [`emulator`]: a local Zoom for the demo, the tests and the benchmarks (standalone).
 //! - Shared vocabulary, depending on nothing else here: [`token`] (the secret newtypes and the
-//!   two token types), [`user`] (a Zoom user), [`cron`] (crontab expressions with crontab's
+//!   two token types), [`user`] (a Zoom user), [`card`] (a chatbot message card and its
+//!   limits), [`cron`] (crontab expressions with crontab's
 //!   meaning, DST-correct), [`output`] (printing that never panics, text safe to show).
 //!
 //! Dependencies point one way, down this list: `cli` → `schedule` → `server` → `delivery` →
@@ -31,6 +32,7 @@
 pub mod output;
 
 pub mod auth;
+pub mod card;
 pub mod cli;
 pub mod config;
 pub mod control;

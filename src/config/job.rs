@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::app::Config;
 use super::diagnostic::{Diagnostic, Invalid};
+use super::message::MessageFile;
 use super::recipients::{self, FileProblem, Recipient};
 use super::template::MessageTemplate;
 use super::validate::Checker;
@@ -36,7 +37,7 @@ pub struct JobFile {
     pub(super) recipients: Spanned<RecipientsFile>,
     #[serde(default)]
     pub(super) vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
-    pub(super) message: MessageFile,
+    pub(super) message: Spanned<MessageFile>,
     #[serde(default)]
     pub(super) delivery: DeliverySettings,
 }
@@ -51,15 +52,6 @@ pub(super) struct RecipientsFile {
     pub(super) jids: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) channels: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MessageFile {
-    pub(super) head: Spanned<String>,
-    pub(super) body: Spanned<String>,
-    #[serde(default)]
-    pub(super) markdown: bool,
 }
 
 /// What to do, after a crash, with a send whose outcome is unknown.
@@ -477,7 +469,7 @@ concurrency = 4
         let config = Config::load(&dir.path().join("none.toml"), false, |_| None).unwrap();
         let err = Job::load(&path, &config).err().unwrap().to_string();
         assert!(
-            err.contains("`team`, a column of recipients.file, but the inline emails"),
+            err.contains("`team`, a column of recipients.file, but the inline recipients"),
             "{err}"
         );
         std::fs::write(

@@ -6,6 +6,7 @@ pub mod diagnostic;
 pub mod help;
 pub mod job;
 pub mod jobs_dir;
+pub mod message;
 pub mod recipients;
 pub mod template;
 pub mod validate;

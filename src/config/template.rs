@@ -1,16 +1,21 @@
-//! Message templates: `message.head` and `message.body` are minijinja templates over the
-//! recipient's fields (`email`, `first_name`, `last_name`, `display_name`), CSV columns, the
-//! job's `[vars]` and the run's `job`, `run_id` and `now`. The `date` filter formats a date or
-//! date-time (`now`, or a column holding one) with chrono's strftime formats.
+//! Message templates. Every text of a job's message (`head`, `sub_head`, the `body`, each
+//! block's texts, or the whole `content` JSON) is a minijinja template over the recipient's
+//! fields (`email`, `first_name`, `last_name`, `display_name`), CSV columns, the job's `[vars]`
+//! and the run's `job`, `run_id` and `now`; [`MessageTemplate::render`] builds Zoom's card
+//! (see [`crate::card`]) from them for one recipient. The `date` filter formats a date or
+//! date-time (`now`, or a column holding one) with chrono's strftime formats; `tojson` writes a
+//! value into the `content` JSON safely.
+//!
 //! Undefined variables are errors, caught by `validate` before anything is sent, and so is
-//! anything else that would fail every recipient: `validate` renders both templates with
-//! sample values ([`MessageTemplate::check_render`]). A render is bounded (recursion depth
-//! and minijinja's fuel), so a job file cannot make zoomcast loop or overflow its stack.
+//! anything else that would fail every recipient: `validate` renders every template with
+//! sample values ([`MessageTemplate::check_render`]). A render is bounded (recursion depth and
+//! minijinja's fuel), so a job file cannot make zoomcast loop or overflow its stack.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use minijinja::value::Kwargs;
 use minijinja::{Environment, UndefinedBehavior};
+use serde_json::{Map, Value, json};
 
 /// The variables every recipient has.
 pub const BUILTIN_VARIABLES: [&str; 4] = ["email", "first_name", "last_name", "display_name"];
@@ -22,52 +27,114 @@ const MAX_DEPTH: usize = 50;
 /// column's items a few thousand.
 const FUEL: u64 = 200_000;
 
-/// Which of the two templates a problem is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    /// `message.head`.
-    Head,
-    /// `message.body`.
-    Body,
+/// One template of the message: its name (`head`, `blocks[2].text`, ...: what a problem is
+/// reported under) and its source.
+#[derive(Debug, Clone)]
+pub struct Text {
+    /// Where it sits in the message.
+    pub name: String,
+    /// The template.
+    pub source: String,
 }
 
-impl Part {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Head => "head",
-            Self::Body => "body",
+impl Text {
+    /// The template `source`, called `name`.
+    pub fn new(name: impl Into<String>, source: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            source: source.into(),
         }
     }
 }
 
-/// The compiled head and body of a job's message.
+/// A message as the job file describes it, its texts still templates.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// A card: a head line, perhaps a sub-head, and body items.
+    Card {
+        /// The head line.
+        head: Text,
+        /// The line under it.
+        sub_head: Option<Text>,
+        /// The body items, in order.
+        body: Vec<Block>,
+    },
+    /// Zoom's `content` object as one JSON template.
+    Content(Text),
+}
+
+/// One body item of a card.
+#[derive(Debug, Clone)]
+pub enum Block {
+    /// Text.
+    Message(Text),
+    /// Key and value pairs; `short` ones sit side by side.
+    Fields(Vec<(Text, Text, bool)>),
+    /// Buttons: text, value (what a press sends back) and style.
+    Actions(Vec<(Text, Text, String)>),
+    /// A link to a file or page, with a title.
+    Attachment {
+        /// The link.
+        resource_url: Text,
+        /// An image shown with it.
+        img_url: Option<Text>,
+        /// Its title.
+        title: Text,
+        /// Its description.
+        description: Option<Text>,
+        /// The file's extension, if it is one.
+        ext: Option<String>,
+        /// The file's size in bytes.
+        size: Option<u64>,
+    },
+    /// A line.
+    Divider,
+}
+
+/// A job's compiled message.
 pub struct MessageTemplate {
     env: Environment<'static>,
+    message: Message,
 }
 
 impl MessageTemplate {
-    /// Compiles both templates, or says which one has a syntax error.
-    pub fn compile(head: &str, body: &str) -> Result<Self, (Part, String)> {
+    /// Compiles every text of `message`, or says which ones have a syntax error.
+    pub fn compile(message: Message) -> Result<Self, Vec<(String, String)>> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
         env.set_recursion_limit(MAX_DEPTH);
         env.set_fuel(Some(FUEL));
         env.add_filter("date", date);
-        for (part, source) in [(Part::Head, head), (Part::Body, body)] {
-            env.add_template_owned(part.name(), source.to_owned())
-                .map_err(|e| (part, describe(&e)))?;
+        let mut errors = Vec::new();
+        for text in texts(&message) {
+            if let Err(e) = env.add_template_owned(text.name.clone(), text.source.clone()) {
+                errors.push((text.name.clone(), describe(&e)));
+            }
         }
-        Ok(Self { env })
+        if errors.is_empty() {
+            Ok(Self { env, message })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Whether the message has buttons (whose presses Zoom sends back).
+    pub fn has_buttons(&self) -> bool {
+        match &self.message {
+            Message::Card { body, .. } => body.iter().any(|b| matches!(b, Block::Actions(_))),
+            // Known once rendered.
+            Message::Content(_) => true,
+        }
     }
 
     /// Variables the templates use that are not in `known` nor minijinja's globals (`range`,
-    /// `dict`, `namespace`, ...), with the part that uses them.
-    pub fn unknown_variables(&self, known: &BTreeSet<String>) -> Vec<(Part, String)> {
+    /// `dict`, `namespace`, ...), with the name of the text that uses them.
+    pub fn unknown_variables(&self, known: &BTreeSet<String>) -> Vec<(String, String)> {
         let globals: BTreeSet<&str> = self.env.globals().map(|(name, _)| name).collect();
         let mut unknown = Vec::new();
-        for part in [Part::Head, Part::Body] {
-            let Ok(template) = self.env.get_template(part.name()) else {
+        for text in texts(&self.message) {
+            let Ok(template) = self.env.get_template(&text.name) else {
                 continue;
             };
             let mut names: Vec<String> = template.undeclared_variables(false).into_iter().collect();
@@ -76,42 +143,200 @@ impl MessageTemplate {
                 names
                     .into_iter()
                     .filter(|n| !known.contains(n) && !globals.contains(n.as_str()))
-                    .map(|n| (part, n)),
+                    .map(|n| (text.name.clone(), n)),
             );
         }
         unknown
     }
 
-    /// Renders both templates with `sample` values, and says what fails: a recursive macro,
-    /// a loop that runs out of fuel, a filter that does not exist.
-    pub fn check_render(&self, sample: &BTreeMap<String, String>) -> Vec<(Part, String)> {
-        [Part::Head, Part::Body]
-            .into_iter()
-            .filter_map(|part| {
-                let failed = self.render_part(part, sample).err();
-                failed.map(|e| (part, describe(&e)))
+    /// Renders the message with `sample` values, and says what fails, with the name of the
+    /// text it fails in: a recursive macro, a loop that runs out of fuel, a filter that does
+    /// not exist, `content` that is not JSON, a card beyond Zoom's limits (`"message"`).
+    pub fn check_render(&self, sample: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        let mut problems: Vec<(String, String)> = texts(&self.message)
+            .filter_map(|text| {
+                let failed = self.render_text(text, sample).err();
+                failed.map(|e| (text.name.clone(), describe(&e)))
             })
-            .collect()
+            .collect();
+        if problems.is_empty() {
+            match self.render(sample) {
+                Ok(_) => {}
+                Err(RenderError::Text { name, message }) => problems.push((name, message)),
+                Err(RenderError::Card(found)) => {
+                    problems.extend(found.into_iter().map(|p| ("message".to_owned(), p)));
+                }
+            }
+        }
+        problems
     }
 
-    /// Renders head and body for one recipient's variables.
-    pub fn render(&self, vars: &BTreeMap<String, String>) -> Result<(String, String), String> {
-        let render = |part: Part| {
-            self.render_part(part, vars)
-                .map_err(|e| format!("rendering message.{}: {}", part.name(), describe(&e)))
+    /// Renders the card for one recipient's variables, checked against Zoom's limits.
+    pub fn render(&self, vars: &BTreeMap<String, String>) -> Result<Value, RenderError> {
+        let render = |text: &Text| {
+            self.render_text(text, vars).map_err(|e| RenderError::Text {
+                name: text.name.clone(),
+                message: describe(&e),
+            })
         };
-        Ok((render(Part::Head)?, render(Part::Body)?))
+        let content = match &self.message {
+            Message::Content(text) => {
+                let json = render(text)?;
+                serde_json::from_str(&json).map_err(|e| RenderError::Text {
+                    name: text.name.clone(),
+                    message: format!(
+                        "the rendered content is not JSON ({e}); write values into it as \
+                         {{{{ name | tojson }}}}"
+                    ),
+                })?
+            }
+            Message::Card {
+                head,
+                sub_head,
+                body,
+            } => {
+                let mut head = json!({ "text": render(head)? });
+                if let Some(sub_head) = sub_head {
+                    head["sub_head"] = json!({ "text": render(sub_head)? });
+                }
+                let body = body
+                    .iter()
+                    .map(|block| block_json(block, &render))
+                    .collect::<Result<Vec<_>, _>>()?;
+                json!({ "head": head, "body": body })
+            }
+        };
+        let problems = crate::card::problems(&content);
+        if problems.is_empty() {
+            Ok(content)
+        } else {
+            Err(RenderError::Card(problems))
+        }
     }
 
-    fn render_part(
+    fn render_text(
         &self,
-        part: Part,
+        text: &Text,
         vars: &BTreeMap<String, String>,
     ) -> Result<String, minijinja::Error> {
         self.env
-            .get_template(part.name())
+            .get_template(&text.name)
             .and_then(|t| t.render(vars))
     }
+}
+
+/// Why a message could not be rendered for a recipient.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// A template failed.
+    #[error("rendering message.{name}: {message}")]
+    Text {
+        /// Which text.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+    /// The card breaks Zoom's limits.
+    #[error("the rendered message breaks Zoom's limits: {}", .0.join("; "))]
+    Card(Vec<String>),
+}
+
+/// Every text of `message`, in order.
+fn texts(message: &Message) -> impl Iterator<Item = &Text> {
+    let mut all: Vec<&Text> = Vec::new();
+    match message {
+        Message::Content(text) => all.push(text),
+        Message::Card {
+            head,
+            sub_head,
+            body,
+        } => {
+            all.push(head);
+            all.extend(sub_head);
+            for block in body {
+                match block {
+                    Block::Message(text) => all.push(text),
+                    Block::Fields(items) => all.extend(items.iter().flat_map(|(k, v, _)| [k, v])),
+                    Block::Actions(buttons) => {
+                        all.extend(buttons.iter().flat_map(|(t, v, _)| [t, v]));
+                    }
+                    Block::Attachment {
+                        resource_url,
+                        img_url,
+                        title,
+                        description,
+                        ..
+                    } => {
+                        all.extend([resource_url, title]);
+                        all.extend(img_url.iter().chain(description));
+                    }
+                    Block::Divider => {}
+                }
+            }
+        }
+    }
+    all.into_iter()
+}
+
+/// One body item as Zoom's JSON, its texts rendered by `render`.
+fn block_json(
+    block: &Block,
+    render: &impl Fn(&Text) -> Result<String, RenderError>,
+) -> Result<Value, RenderError> {
+    Ok(match block {
+        Block::Message(text) => json!({ "type": "message", "text": render(text)? }),
+        Block::Fields(items) => {
+            let items = items
+                .iter()
+                .map(|(key, value, short)| {
+                    Ok(json!({ "key": render(key)?, "value": render(value)?, "short": short }))
+                })
+                .collect::<Result<Vec<_>, RenderError>>()?;
+            json!({ "type": "fields", "items": items })
+        }
+        Block::Actions(buttons) => {
+            let items = buttons
+                .iter()
+                .map(|(text, value, style)| {
+                    Ok(json!({ "text": render(text)?, "value": render(value)?, "style": style }))
+                })
+                .collect::<Result<Vec<_>, RenderError>>()?;
+            json!({ "type": "actions", "items": items })
+        }
+        Block::Attachment {
+            resource_url,
+            img_url,
+            title,
+            description,
+            ext,
+            size,
+        } => {
+            let mut information = Map::new();
+            information.insert("title".into(), json!({ "text": render(title)? }));
+            if let Some(description) = description {
+                information.insert(
+                    "description".into(),
+                    json!({ "text": render(description)? }),
+                );
+            }
+            let mut item = json!({
+                "type": "attachments",
+                "resource_url": render(resource_url)?,
+                "information": information,
+            });
+            if let Some(img_url) = img_url {
+                item["img_url"] = json!(render(img_url)?);
+            }
+            if let Some(ext) = ext {
+                item["ext"] = json!(ext);
+            }
+            if let Some(size) = size {
+                item["size"] = json!(size);
+            }
+            item
+        }
+        Block::Divider => json!({ "type": "divider" }),
+    })
 }
 
 /// The `date` filter: `{{ now | date(format="%d %B %Y") }}`. The value is an RFC 3339
@@ -178,9 +403,24 @@ fn describe(e: &minijinja::Error) -> String {
 mod tests {
     use super::*;
 
+    /// A head and a text body.
+    fn compile(head: &str, body: &str) -> Result<MessageTemplate, Vec<(String, String)>> {
+        MessageTemplate::compile(Message::Card {
+            head: Text::new("head", head),
+            sub_head: None,
+            body: vec![Block::Message(Text::new("body", body))],
+        })
+    }
+
+    /// The head and body texts of a rendered text card.
+    fn texts_of(card: &Value) -> (String, String) {
+        let text = |v: &Value| v.as_str().unwrap().to_owned();
+        (text(&card["head"]["text"]), text(&card["body"][0]["text"]))
+    }
+
     #[test]
     fn renders_and_finds_unknown_variables() {
-        let t = MessageTemplate::compile(
+        let t = compile(
             "Hi {{ first_name }}",
             "for {{ email }} in {{ team }} {{ frist_name }}",
         )
@@ -192,7 +432,7 @@ mod tests {
             .collect();
         assert_eq!(
             t.unknown_variables(&known),
-            [(Part::Body, "frist_name".to_owned())]
+            [("body".to_owned(), "frist_name".to_owned())]
         );
         let vars: BTreeMap<String, String> = [
             ("first_name", "Ana"),
@@ -202,32 +442,33 @@ mod tests {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-        let err = t.render(&vars).unwrap_err();
+        let err = t.render(&vars).unwrap_err().to_string();
         assert!(
             err.contains("message.body") && err.contains("undefined"),
             "{err}"
         );
-        let t = MessageTemplate::compile("Hi {{ first_name }}", "in {{ team }}").unwrap();
-        assert_eq!(t.render(&vars).unwrap(), ("Hi Ana".into(), "in ops".into()));
+        let t = compile("Hi {{ first_name }}", "in {{ team }}").unwrap();
+        assert_eq!(
+            texts_of(&t.render(&vars).unwrap()),
+            ("Hi Ana".into(), "in ops".into())
+        );
     }
 
     #[test]
     fn globals_are_not_unknown_and_what_cannot_render_is_found() {
         let known: BTreeSet<String> = BUILTIN_VARIABLES.iter().map(|s| (*s).to_owned()).collect();
-        let t = MessageTemplate::compile(
+        let t = compile(
             "{% for i in range(2) %}{{ i }}{% endfor %}",
             "{% set ns = namespace(n=1) %}{{ dict(a=ns.n) }}",
         )
         .unwrap();
         assert!(t.unknown_variables(&known).is_empty());
         assert!(t.check_render(&BTreeMap::new()).is_empty());
-        let recursive =
-            MessageTemplate::compile("ok", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}")
-                .unwrap();
+        let recursive = compile("ok", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}").unwrap();
         let problems = recursive.check_render(&BTreeMap::new());
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].1.contains("recursion"), "{problems:?}");
-        let endless = MessageTemplate::compile(
+        let endless = compile(
             "ok",
             "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}",
         )
@@ -239,9 +480,11 @@ mod tests {
     #[test]
     fn the_date_filter_formats_dates_and_date_times_and_refuses_what_it_cannot() {
         let render = |body: &str, at: &str| {
-            let t = MessageTemplate::compile("", body).unwrap();
+            let t = compile("", body).unwrap();
             let vars = BTreeMap::from([("at".to_owned(), at.to_owned())]);
-            t.render(&vars).map(|(_, body)| body)
+            t.render(&vars)
+                .map(|card| texts_of(&card).1)
+                .map_err(|e| e.to_string())
         };
         let now = "2026-11-30T09:50:00+01:00";
         assert_eq!(render("{{ at | date }}", now).unwrap(), "2026-11-30");
@@ -269,8 +512,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_part() {
-        let (part, msg) = MessageTemplate::compile("ok", "{{ unclosed").err().unwrap();
-        assert_eq!(part, Part::Body);
+        let errors = compile("ok", "{{ unclosed").err().unwrap();
+        let (part, msg) = &errors[0];
+        assert_eq!(part, "body");
         assert!(msg.contains("syntax error"), "{msg}");
     }
 }

@@ -13,9 +13,10 @@ use toml::Spanned;
 
 use super::app::{Config, DEFAULT_APP};
 use super::diagnostic::{Diagnostic, Invalid};
-use super::job::{Job, JobFile, MessageFile, RecipientsFile, SchedulePolicy, job_name};
+use super::job::{Job, JobFile, RecipientsFile, SchedulePolicy, job_name};
+use super::message::Sample;
 use super::recipients::{self, Address, Recipient, is_plausible_email};
-use super::template::{BUILTIN_VARIABLES, MessageTemplate, Part};
+use super::template::BUILTIN_VARIABLES;
 use super::vars::run_variables;
 use crate::cron::Schedule;
 use crate::user::{is_channel_jid, is_user_jid};
@@ -40,7 +41,7 @@ fn jid_help(what: &str) -> String {
 
 /// Values for a test render: a sample person, the first recipient's CSV columns, the job's
 /// `[vars]` and run variables, and a placeholder for any other known variable.
-fn sample_values(
+pub(super) fn sample_values(
     known: &BTreeSet<String>,
     columns: BTreeMap<String, String>,
     job: &BTreeMap<String, String>,
@@ -150,7 +151,13 @@ impl<'a> Checker<'a> {
         ));
         let mut known = columns;
         known.extend(job_vars.keys().cloned());
-        let template = self.template(&file.message, &known, inline, sample_columns, &job_vars);
+        let message = Sample {
+            known: &known,
+            inline,
+            columns: sample_columns,
+            job_vars: &job_vars,
+        };
+        let template = self.message(&file.message, &message);
         match (
             self.problems.is_empty(),
             schedule.is_some() || file.schedule.is_none(),
@@ -170,7 +177,7 @@ impl<'a> Checker<'a> {
                 recipients_file,
                 recipient_count: count,
                 template,
-                markdown: file.message.markdown,
+                markdown: file.message.get_ref().markdown,
                 delivery: file.delivery,
                 policy,
             }),
@@ -414,74 +421,5 @@ impl<'a> Checker<'a> {
             }
         }
         jids
-    }
-
-    fn template(
-        &mut self,
-        message: &MessageFile,
-        known: &BTreeSet<String>,
-        inline: bool,
-        sample_columns: BTreeMap<String, String>,
-        job_vars: &BTreeMap<String, String>,
-    ) -> Option<MessageTemplate> {
-        let span_of = |part: Part| match part {
-            Part::Head => message.head.span(),
-            Part::Body => message.body.span(),
-        };
-        match MessageTemplate::compile(message.head.get_ref(), message.body.get_ref()) {
-            Ok(template) => {
-                let vars: Vec<&str> = known.iter().map(String::as_str).collect();
-                let unknown = template.unknown_variables(known);
-                for (part, name) in &unknown {
-                    self.report(
-                        span_of(*part),
-                        format!(
-                            "the message uses `{name}`, which no recipient has and no [vars] sets"
-                        ),
-                        format!("available: {}", vars.join(", ")),
-                    );
-                }
-                // CSV columns exist only for the file's recipients, not the inline ones.
-                let everyones: BTreeSet<String> = BUILTIN_VARIABLES
-                    .iter()
-                    .map(|v| (*v).to_owned())
-                    .chain(job_vars.keys().cloned())
-                    .collect();
-                let csv_only = template.unknown_variables(&everyones);
-                for (part, name) in csv_only
-                    .into_iter()
-                    .filter(|(_, n)| inline && known.contains(n))
-                {
-                    self.report(
-                        span_of(part),
-                        format!("the message uses `{name}`, a column of recipients.file, but the inline emails have no such column"),
-                        "move the inline emails into the file, or use only email, first_name, last_name and display_name",
-                    );
-                }
-                // With unknown variables (reported above) a render would only fail on them again.
-                let problems = if unknown.is_empty() {
-                    template.check_render(&sample_values(known, sample_columns, job_vars))
-                } else {
-                    Vec::new()
-                };
-                for (part, problem) in problems {
-                    self.report(
-                        span_of(part),
-                        format!("the message cannot be rendered: {problem}"),
-                        "a test render with sample values failed, so every recipient would \
-                         fail; fix the template",
-                    );
-                }
-                Some(template)
-            }
-            Err((part, message)) => {
-                self.report(
-                    span_of(part),
-                    format!("the message template does not compile: {message}"),
-                    "templates use {{ variable }}; see minijinja's syntax",
-                );
-                None
-            }
-        }
     }
 }

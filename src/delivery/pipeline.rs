@@ -20,7 +20,6 @@ use crate::config::{Job, OnUncertain, help};
 use crate::state::{CacheTtl, CachedLookup, Delivery, DeliveryState, Rendered, RunId};
 use crate::user::ZoomUser;
 use crate::zoom::ChatMessage;
-use crate::zoom::chat::Content;
 use crate::zoom::error::NOT_AUTHORIZED;
 
 use super::{Engine, RunOptions, Sender, Stop};
@@ -253,14 +252,14 @@ impl RunCtx<'_> {
             return Ok(None);
         }
         let vars = variables(&self.job_vars, r, &user);
-        let (head, body) = match self.job.template.render(&vars) {
-            Ok(rendered) => rendered,
-            Err(message) => {
+        let content = match self.job.template.render(&vars) {
+            Ok(content) => content,
+            Err(failed) => {
                 self.record(
                     r.key(),
                     DeliveryState::Failed {
                         code: None,
-                        message,
+                        message: failed.to_string(),
                     },
                     Some(user.jid),
                     tries.attempts,
@@ -271,7 +270,7 @@ impl RunCtx<'_> {
         Ok(Some(Ready {
             email: r.key().to_owned(),
             jid: user.jid,
-            rendered: Rendered { head, body },
+            rendered: Rendered { content },
             attempts: tries.attempts,
         }))
     }
@@ -371,7 +370,7 @@ impl RunCtx<'_> {
             to_jid: jid,
             account_id: self.sender.account_id.clone(),
             user_jid: self.sender.user_jid.clone(),
-            content: Content::text(rendered.head, rendered.body),
+            content: rendered.content,
             is_markdown_support: self.job.markdown,
         };
         let mut tries = Tries {
@@ -406,9 +405,16 @@ impl RunCtx<'_> {
             }
         };
         let state = match answer {
-            Ok(sent) => DeliveryState::Sent {
-                message_id: sent.message_id,
-            },
+            Ok(sent) => {
+                // A press on one of its buttons comes back with this id.
+                if crate::card::has_buttons(&message.content) {
+                    let (deliveries, run) = (&self.engine.deliveries, self.run);
+                    deliveries.index_message(&sent.message_id, run, &email)?;
+                }
+                DeliveryState::Sent {
+                    message_id: sent.message_id,
+                }
+            }
             Err(e) => DeliveryState::Failed {
                 code: e.code(),
                 message: e.to_string(),

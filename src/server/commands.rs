@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::Server;
 use crate::delivery::AppEngine;
 use crate::state::StateError;
-use crate::zoom::chat::{ChatMessage, Content};
+use crate::zoom::chat::ChatMessage;
 
 /// `bot_notification`'s payload, the fields zoomcast uses.
 #[derive(Debug, Deserialize)]
@@ -117,7 +117,7 @@ async fn answer(app: &AppEngine, n: BotNotification, text: &str) -> anyhow::Resu
         to_jid,
         account_id: n.account_id,
         user_jid: n.user_jid,
-        content: Content::text("zoomcast".to_owned(), text.to_owned()),
+        content: crate::card::text("zoomcast", text),
         is_markdown_support: true,
     };
     app.engine.zoom.send_message(&token, &message).await?;

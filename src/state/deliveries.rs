@@ -111,11 +111,31 @@ pub struct Press {
 
 /// A message as rendered for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "RenderedWire")]
 pub struct Rendered {
-    /// The head line.
-    pub head: String,
-    /// The body.
-    pub body: String,
+    /// The message card (Zoom's `content` object).
+    pub content: serde_json::Value,
+}
+
+/// How a rendered message is stored: its card; entries of earlier releases hold a head line
+/// and a text body instead.
+#[derive(Deserialize)]
+struct RenderedWire {
+    content: Option<serde_json::Value>,
+    #[serde(default)]
+    head: String,
+    #[serde(default)]
+    body: String,
+}
+
+impl From<RenderedWire> for Rendered {
+    fn from(wire: RenderedWire) -> Self {
+        Self {
+            content: wire
+                .content
+                .unwrap_or_else(|| crate::card::text(&wire.head, &wire.body)),
+        }
+    }
 }
 
 /// The `deliveries` tree, and `messages`: Zoom's message id of each sent message with buttons

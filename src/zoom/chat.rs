@@ -17,49 +17,10 @@ pub struct ChatMessage {
     pub account_id: String,
     /// The JID of the user who authorized the app.
     pub user_jid: String,
-    /// The message card.
-    pub content: Content,
+    /// The message card (see [`crate::card`]).
+    pub content: serde_json::Value,
     /// Whether Zoom applies its Markdown parser.
     pub is_markdown_support: bool,
-}
-
-/// A message card: a head line and a body of components.
-#[derive(Debug, Clone, Serialize)]
-pub struct Content {
-    /// The bold first line.
-    pub head: Head,
-    /// The components under it.
-    pub body: Vec<Component>,
-}
-
-/// The head of a message card.
-#[derive(Debug, Clone, Serialize)]
-pub struct Head {
-    /// The head line.
-    pub text: String,
-}
-
-/// One body component; zoomcast sends plain `message` components.
-#[derive(Debug, Clone, Serialize)]
-pub struct Component {
-    /// Always `"message"`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// The text.
-    pub text: String,
-}
-
-impl Content {
-    /// A card with a head line and one text component.
-    pub fn text(head: String, body: String) -> Self {
-        Self {
-            head: Head { text: head },
-            body: vec![Component {
-                kind: "message",
-                text: body,
-            }],
-        }
-    }
 }
 
 /// Zoom's 201 answer to a send.

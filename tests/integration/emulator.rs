@@ -146,7 +146,7 @@ fn message(
         to_jid: to_jid.to_owned(),
         account_id: knobs.account_id.clone(),
         user_jid: me.jid.clone(),
-        content: zoomcast::zoom::chat::Content::text("head".into(), "body".into()),
+        content: zoomcast::card::text("head", "body"),
         is_markdown_support: false,
     }
 }

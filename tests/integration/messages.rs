@@ -132,3 +132,156 @@ fn vars_that_shadow_a_variable_or_are_not_values_are_refused_with_their_line() {
         .stderr_has("`bad name` cannot be a template variable")
         .stderr_has("`%Q` is not a date format");
 }
+
+/// A job to `emails` whose `[message]` table is `message` (TOML, from its first key on).
+fn job_with_message(emails: &[&str], message: &str) -> String {
+    let job = job_to(emails);
+    let start = job.find("[message]").unwrap();
+    let end = job.find("[delivery]").unwrap();
+    format!("{}[message]\n{message}\n{}", &job[..start], &job[end..])
+}
+
+const CARD: &str = r#"head = "On-call hand-off"
+sub_head = "Week of {{ now | date(format=\"%d %B\") }}"
+
+[[message.blocks]]
+type = "message"
+text = "Hi {{ first_name }}, you are on call from Monday 09:00."
+
+[[message.blocks]]
+type = "fields"
+items = [{ key = "Runbook", value = "https://wiki.example.com/oncall", short = true }, { key = "Email", value = "{{ email }}" }]
+
+[[message.blocks]]
+type = "divider"
+
+[[message.blocks]]
+type = "attachments"
+resource_url = "https://wiki.example.com/oncall.pdf"
+title = "Runbook for {{ first_name }}"
+ext = "pdf"
+size = 2048
+
+[[message.blocks]]
+type = "actions"
+buttons = [{ text = "Acknowledge", value = "ack", style = "Primary" }, { text = "Swap", value = "swap" }]
+"#;
+
+#[test]
+fn a_card_with_every_block_type_reaches_zoom_as_its_content_object() {
+    let env = Env::new();
+    env.login();
+    env.job("handoff", &job_with_message(&["ana@example.com"], CARD));
+    env.run(&["run", "handoff"]).code(0);
+    let sent = env.emu().messages().pop().unwrap();
+    let week = chrono::Utc::now().format("%d %B").to_string();
+    assert_eq!(
+        sent.content,
+        serde_json::json!({
+            "head": { "text": "On-call hand-off", "sub_head": { "text": format!("Week of {week}") } },
+            "body": [
+                { "type": "message", "text": "Hi Ana, you are on call from Monday 09:00." },
+                { "type": "fields", "items": [
+                    { "key": "Runbook", "value": "https://wiki.example.com/oncall", "short": true },
+                    { "key": "Email", "value": "ana@example.com", "short": false },
+                ] },
+                { "type": "divider" },
+                { "type": "attachments", "resource_url": "https://wiki.example.com/oncall.pdf",
+                  "information": { "title": { "text": "Runbook for Ana" } }, "ext": "pdf", "size": 2048 },
+                { "type": "actions", "items": [
+                    { "text": "Acknowledge", "value": "ack", "style": "Primary" },
+                    { "text": "Swap", "value": "swap", "style": "Default" },
+                ] },
+            ]
+        })
+    );
+}
+
+#[test]
+fn a_content_template_is_sent_as_the_json_it_renders() {
+    let env = Env::new();
+    env.login();
+    let message = r#"content = '''
+{"head": {"text": {{ ("Hello " ~ first_name) | tojson }}},
+ "body": [{"type": "message", "text": {{ job | tojson }}}]}
+'''"#;
+    env.job("raw", &job_with_message(&["ana@example.com"], message));
+    env.run(&["run", "raw"]).code(0);
+    let sent = env.emu().messages().pop().unwrap();
+    assert_eq!(
+        sent.content,
+        serde_json::json!({"head": {"text": "Hello Ana"}, "body": [{"type": "message", "text": "raw"}]})
+    );
+}
+
+#[test]
+fn a_message_zoom_would_refuse_is_named_at_validate_with_its_line() {
+    let env = Env::new();
+    let bad = r#"head = "Hi"
+
+[[message.blocks]]
+type = "message"
+buttons = [{ text = "A", value = "a" }]
+
+[[message.blocks]]
+type = "banner"
+
+[[message.blocks]]
+type = "actions"
+buttons = [{ text = "1", value = "1", style = "Loud" }, { text = "2", value = "2" }, { text = "3", value = "3" }, { text = "4", value = "4" }, { text = "5", value = "5" }, { text = "6", value = "6" }]
+"#;
+    env.job("bad", &job_with_message(&["ana@example.com"], bad));
+    env.run(&["validate", "jobs/bad.toml"])
+        .code(2)
+        .stderr_has("a message block has no `buttons`")
+        .stderr_has("bad.toml:11:11")
+        .stderr_has("the message block has no `text`")
+        .stderr_has("`banner` is not a block type")
+        .stderr_has("the types are message, fields, actions, attachments, divider")
+        .stderr_has("`Loud` is not a button style");
+    // Within the limits only with short values: the sample render finds what every recipient
+    // would break.
+    let long = format!("head = \"Hi\"\nbody = \"{}\"\n", "x".repeat(4097));
+    env.job("long", &job_with_message(&["ana@example.com"], &long));
+    env.run(&["validate", "jobs/long.toml"])
+        .code(2)
+        .stderr_has("the text is longer than 4096 characters");
+    let both = "head = \"Hi\"\nbody = \"text\"\n\n[[message.blocks]]\ntype = \"divider\"\n";
+    env.job("both", &job_with_message(&["ana@example.com"], both));
+    env.run(&["validate", "jobs/both.toml"])
+        .code(2)
+        .stderr_has("both a text `body` and blocks");
+    let unquoted = "content = '{\"head\": {\"text\": \"{{ first_name }}\"}}'\nhead = \"x\"\n";
+    env.job("mixed", &job_with_message(&["ana@example.com"], unquoted));
+    env.run(&["validate", "jobs/mixed.toml"])
+        .code(2)
+        .stderr_has("`content` is the whole message");
+}
+
+#[test]
+fn a_recipient_whose_message_breaks_zoom_limits_fails_alone_and_nothing_is_sent_to_them() {
+    let env = Env::new();
+    env.login();
+    let dir = env.jobs_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let note = "y".repeat(300);
+    std::fs::write(
+        dir.join("team.csv"),
+        format!("email,note\nana@example.com,short\nbo@example.com,{note}\n"),
+    )
+    .unwrap();
+    let message = "head = \"Notes\"\n\n[[message.blocks]]\ntype = \"fields\"\nitems = [{ key = \"Note\", value = \"{{ note }}\" }]\n";
+    let job = job_with_message(&[], message).replace("emails = []", "file = \"team.csv\"");
+    env.job("notes", &job);
+    env.run(&["run", "notes"])
+        .code(3)
+        .stdout_has("2 recipients, 1 sent, 1 failed")
+        .stdout_has("a field's value is longer than 256 characters");
+    let to: Vec<_> = env
+        .emu()
+        .messages()
+        .into_iter()
+        .map(|m| m.to_email)
+        .collect();
+    assert_eq!(to, ["ana@example.com"]);
+}

@@ -268,8 +268,7 @@ fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
             state: DeliveryState::Sending,
             jid: Some(jid.into()),
             rendered: Some(Rendered {
-                head: "Hello".into(),
-                body: body.into(),
+                content: zoomcast::card::text("Hello", body),
             }),
             attempts: 1,
             updated_at: chrono::Utc::now(),
