@@ -18,6 +18,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::delivery::Preview;
 use crate::state::{Delivery, Grant, OptOut, RunId, RunRecord, StateError, Store};
 
 /// The socket's file name in the state directory.
@@ -68,6 +69,12 @@ pub enum Request {
     CheckJob {
         /// The job file (absolute).
         path: PathBuf,
+        /// How many recipients' cards to render.
+        #[serde(default)]
+        show: usize,
+        /// Whether to look every recipient up.
+        #[serde(default)]
+        resolve: bool,
     },
     /// The users who told a bot `stop`, of one app or of every app.
     OptOuts {
@@ -100,15 +107,19 @@ pub enum Response {
     Failed(String),
 }
 
-/// What a scheduler's dry run found: what a run of the job would send as.
+/// What a dry run found: what a run of the job would send as, and to whom.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checked {
     /// The app it would send as.
     pub app: String,
     /// The chatbot it would send from.
     pub robot_jid: String,
-    /// How many recipients it has, de-duplicated.
-    pub recipients: usize,
+    /// The account it would send in.
+    #[serde(default)]
+    pub account: String,
+    /// The recipients (how many, de-duplicated), the lookups and the first cards.
+    #[serde(flatten)]
+    pub preview: Preview,
 }
 
 /// One grant of an app (an app has one per installing account), or an app without any, as
@@ -155,6 +166,18 @@ impl From<&Grant> for GrantView {
             authorized_at: g.authorized_at,
             refreshed_at: g.refreshed_at,
             access_expires_at: g.access.expires_at,
+        }
+    }
+}
+
+impl Checked {
+    /// What a dry run of `job` as `from` found.
+    pub fn new(job: &crate::config::Job, from: &crate::delivery::Sender, preview: Preview) -> Self {
+        Self {
+            app: job.app.clone(),
+            robot_jid: from.robot_jid.clone(),
+            account: from.account_id.clone(),
+            preview,
         }
     }
 }

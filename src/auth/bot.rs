@@ -50,6 +50,13 @@ impl BotTokens {
         }
     }
 
+    /// A new chatbot token from Zoom, whatever is cached: proof that the app's credentials
+    /// work and the token endpoint answers.
+    pub async fn fresh(&self) -> Result<BotToken, TokenError> {
+        let mut slot = self.bot.lock().await;
+        self.fetch(&mut slot).await
+    }
+
     /// A replacement for a bot token Zoom rejected.
     pub async fn renew(&self, rejected: &BotToken) -> Result<BotToken, TokenError> {
         let mut slot = self.bot.lock().await;

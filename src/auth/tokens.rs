@@ -275,6 +275,11 @@ impl AppTokens {
         self.bot.token().await
     }
 
+    /// A new chatbot token from Zoom, whatever is cached.
+    pub async fn fresh_bot_token(&self) -> Result<BotToken, TokenError> {
+        self.bot.fresh().await
+    }
+
     /// A replacement for a bot token Zoom rejected.
     pub async fn renew_bot_token(&self, rejected: &BotToken) -> Result<BotToken, TokenError> {
         self.bot.renew(rejected).await

@@ -1,8 +1,9 @@
-//! `run JOB [--dry-run] [--json] [--refresh-cache] [--failures FILE] [--progress MODE]`: run one
-//! job now.
+//! `run JOB [--dry-run [--show N] [--no-resolve]] [--json] [--refresh-cache] [--failures FILE]
+//! [--progress MODE]`: run one job now, or see what a run would do.
 
 use super::{Context, Outcome, State};
 use crate::config::Job;
+use crate::control::Checked;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -15,9 +16,8 @@ use crate::shutdown::Signals;
 pub(super) struct Args {
     /// A job name in the jobs directory, or a path to a job file.
     job: String,
-    /// Check everything (job, app, grant) and send nothing.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    dry: PreviewArgs,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -35,6 +35,21 @@ pub(super) struct Args {
     /// How often progress lines are logged.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = super::positive_duration)]
     progress_every: std::time::Duration,
+}
+
+/// `--dry-run` and what it takes.
+#[derive(Debug, clap::Args)]
+struct PreviewArgs {
+    /// Check everything (job, app, grant, bot token), look the recipients up, show the first
+    /// cards, and send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: how many recipients' cards to show, as Zoom would receive them.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "dry_run")]
+    show: usize,
+    /// With --dry-run: do not look the recipients up (no Users API calls for them).
+    #[arg(long, requires = "dry_run")]
+    no_resolve: bool,
 }
 
 /// `--progress`.
@@ -67,18 +82,14 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         daemon @ State::Daemon(_) => return through_scheduler(&daemon, &job, &path, args).await,
     };
     let engines = Engines::new(Arc::new(ctx.config.clone()), Arc::new(store))?;
+    if args.dry.dry_run {
+        let (from, preview) = engines
+            .dry_run(&job, args.dry.show, !args.dry.no_resolve)
+            .await?;
+        return dry_run_report(&job, &Checked::new(&job, &from, preview), args, false);
+    }
     let app = engines.app(&job.app)?;
     let from = app.sender_for(&job).await?;
-    if args.dry_run {
-        outln!(
-            "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}); nothing was sent",
-            job.name,
-            job.recipient_count,
-            app.app.name,
-            from.robot_jid
-        );
-        return Ok(Outcome::Done);
-    }
     // Ctrl-C, SIGTERM or SIGHUP: the run stops taking recipients, finishes and records the
     // sends in flight, and stays interrupted.
     let signals = Signals::listen()
@@ -121,17 +132,11 @@ async fn through_scheduler(
 ) -> anyhow::Result<Outcome> {
     let path = std::path::absolute(path)
         .with_context(|| format!("resolving the job file {}", path.display()))?;
-    if args.dry_run {
-        let checked = state.check_job(path).await?;
-        outln!(
-            "dry run: job `{}` is valid and would send to {} recipients as app `{}` (bot {}, \
-             through the running scheduler); nothing was sent",
-            job.name,
-            checked.recipients,
-            checked.app,
-            checked.robot_jid
-        );
-        return Ok(Outcome::Done);
+    if args.dry.dry_run {
+        let checked = state
+            .check_job(path, args.dry.show, !args.dry.no_resolve)
+            .await?;
+        return dry_run_report(job, &checked, args, true);
     }
     errln!(
         "a scheduler holds the state directory: running job `{}` in it",
@@ -139,6 +144,77 @@ async fn through_scheduler(
     );
     let report = state.run_job(path, args.refresh_cache).await?;
     finish(&report, args)
+}
+
+/// Prints what a dry run found; exit 3 if some recipients would fail.
+fn dry_run_report(
+    job: &Job,
+    checked: &Checked,
+    args: &Args,
+    in_scheduler: bool,
+) -> anyhow::Result<Outcome> {
+    let preview = &checked.preview;
+    let failing = preview.resolved.as_ref().map_or(0, |r| r.failing_count);
+    if args.json {
+        let mut value = serde_json::to_value(checked)?;
+        value["job"] = job.name.clone().into();
+        value["sent"] = 0.into();
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let place = if in_scheduler {
+            ", through the running scheduler"
+        } else {
+            ""
+        };
+        outln!("dry run of job `{}`{place}: nothing was sent", job.name);
+        outln!(
+            "  sends as app `{}` in account {}, bot {}; the bot token was obtained",
+            checked.app,
+            checked.account,
+            checked.robot_jid
+        );
+        match &preview.resolved {
+            Some(r) => outln!(
+                "  {} recipients: {} found, {} opted out, {} would fail",
+                preview.recipients,
+                r.found,
+                r.opted_out,
+                r.failing_count
+            ),
+            None => outln!(
+                "  {} recipients, not looked up (--no-resolve)",
+                preview.recipients
+            ),
+        }
+        for f in preview.resolved.iter().flat_map(|r| &r.failing) {
+            outln!(
+                "    {}  {}",
+                crate::output::clean(&f.recipient, 320),
+                crate::output::clean(&f.reason, 300)
+            );
+        }
+        for m in &preview.messages {
+            let to = m.to_jid.as_deref().unwrap_or("not looked up");
+            outln!(
+                "  card for {} (to {to}):",
+                crate::output::clean(&m.recipient, 320)
+            );
+            match (&m.content, &m.error) {
+                (Some(content), _) => {
+                    for line in serde_json::to_string_pretty(content)?.lines() {
+                        outln!("    {line}");
+                    }
+                }
+                (None, Some(error)) => outln!("    cannot be made: {error}"),
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(if failing > 0 {
+        Outcome::SomeRecipientsFailed
+    } else {
+        Outcome::Done
+    })
 }
 
 /// Prints the report, writes the failures file, and says how the run ended.

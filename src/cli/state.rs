@@ -107,8 +107,18 @@ impl State {
 
     /// Has the scheduler check a job and its app as `run --dry-run` does: the app, chatbot
     /// JID and recipient count a run would have.
-    pub(super) async fn check_job(&self, path: PathBuf) -> anyhow::Result<Checked> {
-        match self.ask(&Request::CheckJob { path }).await? {
+    pub(super) async fn check_job(
+        &self,
+        path: PathBuf,
+        show: usize,
+        resolve: bool,
+    ) -> anyhow::Result<Checked> {
+        let request = Request::CheckJob {
+            path,
+            show,
+            resolve,
+        };
+        match self.ask(&request).await? {
             Response::Checked(checked) => Ok(checked),
             _ => Err(unexpected("a dry run's answer")),
         }

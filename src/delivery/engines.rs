@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::limiters::Limiters;
-use super::{Engine, RunOptions, RunReport, Sender, sender};
+use super::{Engine, Preview, RunOptions, RunReport, Sender, sender};
 use crate::auth::{AppClients, AppTokens, TokenError};
 use crate::config::{AppConfig, Config, Diagnostic, Invalid, Job};
 use crate::state::{StateError, Store};
@@ -84,6 +84,24 @@ impl Engines {
             .collect();
         counts.sort();
         counts
+    }
+
+    /// A dry run of `job` with its app's engine: who it would send as, the first `show` cards,
+    /// and (with `resolve`) every recipient looked up.
+    pub async fn dry_run(
+        &self,
+        job: &Job,
+        show: usize,
+        resolve: bool,
+    ) -> anyhow::Result<(Sender, Preview)> {
+        let app = self.app(&job.app)?;
+        let from = app.sender_for(job).await?;
+        let options = RunOptions::default();
+        let preview = app
+            .engine
+            .preview(job, &from, show, resolve, options)
+            .await?;
+        Ok((from, preview))
     }
 
     /// Runs `job` with its app's engine, as that app's sender.

@@ -16,7 +16,8 @@
 //! recipients are skipped, and sends whose outcome a crash hid follow `on_uncertain`.
 //!
 //! - [`engines`]: [`Engines`], the one place that builds each app's engine.
-//! - [`run`](Engine): a run's lifecycle (begin or resume, record the end, prune, sweep).
+//! - [`run`](Engine): a run's lifecycle (begin or resume, record the end, prune, sweep);
+//!   [`preview`]: a dry run, everything up to the send.
 //! - `pipeline`: the two stages; `call`: one request with its slot, pace, retries and token
 //!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned (and a
 //!   job's own ceiling), [`limiters`] one per account and endpoint; `progress`: the bar and log
@@ -28,6 +29,7 @@ pub mod journal;
 pub mod limiter;
 pub mod limiters;
 mod pipeline;
+pub mod preview;
 mod progress;
 mod run;
 
@@ -41,6 +43,7 @@ use crate::config::{Diagnostic, Invalid, help};
 use crate::state::{Delivery, RunRecord};
 pub use call::Stop;
 pub use engines::{AppEngine, Engines};
+pub use preview::Preview;
 pub use progress::{LogWriter, ProgressMode};
 pub use run::Engine;
 
@@ -104,6 +107,20 @@ pub async fn sender(
         )
         .into());
     };
+    // Zoom's Bot JIDs are chat JIDs (`v1...@xmpp.zoom.us`); anything else fails every send.
+    if !crate::user::is_user_jid(&robot_jid.to_lowercase()) {
+        return Err(Invalid::one(
+            Diagnostic::whole(
+                None,
+                format!(
+                    "the robot_jid of app `{app}`, `{}`, is not a chatbot's JID",
+                    crate::output::clean(robot_jid, 80)
+                ),
+            )
+            .help(help::robot_jid(app)),
+        )
+        .into());
+    }
     let grant = tokens.grant().await?;
     if grant.user_jid.is_empty() {
         anyhow::bail!(

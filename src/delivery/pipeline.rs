@@ -143,7 +143,7 @@ impl RunCtx<'_> {
         }
     }
 
-    fn first_time(&self, r: &Recipient) -> bool {
+    pub(super) fn first_time(&self, r: &Recipient) -> bool {
         self.seen
             .lock()
             .expect("seen lock")
@@ -276,7 +276,7 @@ impl RunCtx<'_> {
     }
 
     /// The JID cache, else the Users API (whose answer is cached, misses too).
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         email: &str,
         tries: &mut Tries,
@@ -424,7 +424,7 @@ impl RunCtx<'_> {
     }
 
     /// A recipients file that cannot be read, as the run's stop.
-    fn unreadable(&self, p: &FileProblem) -> Stop {
+    pub(super) fn unreadable(&self, p: &FileProblem) -> Stop {
         let path = self
             .job
             .recipients_file
@@ -442,7 +442,7 @@ fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item 
 
 /// The template variables of one recipient: the run's, CSV columns, then Zoom's fields (empty
 /// for one addressed by JID). `validate` refuses `[vars]` that a column or field would hide.
-fn variables(
+pub(super) fn variables(
     job_vars: &BTreeMap<String, String>,
     r: &Recipient,
     user: &ZoomUser,

@@ -56,6 +56,37 @@ impl Engine {
         })
     }
 
+    /// The shared state of one run (`run`, and whether it resumes) of `job`.
+    pub(super) fn context<'a>(
+        &'a self,
+        job: &'a Job,
+        sender: &'a Sender,
+        options: RunOptions,
+        (run, resumed): (RunId, bool),
+        job_vars: BTreeMap<String, String>,
+    ) -> RunCtx<'a> {
+        RunCtx {
+            engine: self,
+            job,
+            sender,
+            options,
+            run,
+            journal: Journal::new(self.deliveries.clone()),
+            users: self.limiters.get(&sender.account_id, Endpoint::Users),
+            chat: self.limiters.get(&sender.account_id, Endpoint::Chat),
+            ceiling: job.delivery.rate_per_second.map(Limiter::ceiling),
+            slots: tokio::sync::Semaphore::new(job.delivery.concurrency.get()),
+            seen: Mutex::new(HashSet::new()),
+            refused: AtomicU64::new(0),
+            lookups_limited: AtomicU64::new(0),
+            sends_limited: AtomicU64::new(0),
+            progress: Progress::new(job.recipient_count),
+            resumed,
+            ttl: cache_ttl(job),
+            job_vars,
+        }
+    }
+
     /// Runs `job` to the end, resuming its interrupted run if there is one.
     pub async fn run(
         &self,
@@ -74,27 +105,8 @@ impl Engine {
             }
         };
         let resumed = record.resumes > 0;
-        let journal = Journal::new(self.deliveries.clone());
-        let ctx = RunCtx {
-            engine: self,
-            job,
-            sender,
-            options,
-            run: record.id,
-            journal,
-            users: self.limiters.get(&sender.account_id, Endpoint::Users),
-            chat: self.limiters.get(&sender.account_id, Endpoint::Chat),
-            ceiling: job.delivery.rate_per_second.map(Limiter::ceiling),
-            slots: tokio::sync::Semaphore::new(job.delivery.concurrency.get()),
-            seen: Mutex::new(HashSet::new()),
-            refused: AtomicU64::new(0),
-            lookups_limited: AtomicU64::new(0),
-            sends_limited: AtomicU64::new(0),
-            progress: Progress::new(job.recipient_count),
-            resumed,
-            ttl: cache_ttl(job),
-            job_vars: job_variables(job, &record),
-        };
+        let vars = job_variables(job, record.id, record.started_at);
+        let ctx = self.context(job, sender, options, (record.id, resumed), vars);
         let outcome = tokio::select! {
             outcome = ctx.pipeline() => outcome,
             never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
@@ -318,14 +330,13 @@ enum Begin {
 /// How long `job` trusts a cached lookup.
 /// The variables every message of the run has: the job's `[vars]`, and `job`, `run_id` and
 /// `now` (the run's first start, also when it resumes).
-fn job_variables(job: &Job, record: &RunRecord) -> BTreeMap<String, String> {
+pub(super) fn job_variables(
+    job: &Job,
+    run: RunId,
+    started_at: DateTime<Utc>,
+) -> BTreeMap<String, String> {
     let mut vars = job.vars.clone();
-    vars.extend(run_variables(
-        &job.name,
-        record.id.0,
-        record.started_at,
-        job.timezone,
-    ));
+    vars.extend(run_variables(&job.name, run.0, started_at, job.timezone));
     vars
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::daemon::{Event, ManualRun};
 use super::service::EngineLauncher;
 use crate::config::{Config, Job};
-use crate::control::{self, Checked, Handler, Request, Response};
+use crate::control::{self, Handler, Request, Response};
 use crate::delivery::RunOptions;
 use crate::report;
 use crate::state::Store;
@@ -45,17 +45,17 @@ impl Handler for ControlHandler {
                     Err(invalid) => invalid,
                 }
             }),
-            Request::CheckJob { path } => Box::pin(async move {
+            Request::CheckJob {
+                path,
+                show,
+                resolve,
+            } => Box::pin(async move {
                 let job = match load_job(&jobs_dir, path, config).await {
                     Ok(job) => job,
                     Err(invalid) => return invalid,
                 };
-                match launcher.check(&job).await {
-                    Ok(from) => Response::Checked(Checked {
-                        app: job.app.clone(),
-                        robot_jid: from.robot_jid,
-                        recipients: job.recipient_count,
-                    }),
+                match launcher.check(&job, show, resolve).await {
+                    Ok(checked) => Response::Checked(checked),
                     Err(e) => failure(&e),
                 }
             }),

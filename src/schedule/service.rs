@@ -20,8 +20,8 @@ use super::handler::ControlHandler;
 use super::watch::watch_jobs;
 use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
 use crate::config::{Config, Job, JobSet};
-use crate::control;
-use crate::delivery::{Engines, RunOptions, RunReport, Sender};
+use crate::control::{self, Checked};
+use crate::delivery::{Engines, RunOptions, RunReport};
 use crate::report;
 use crate::server::{Limits, Server};
 use crate::shutdown::Signals;
@@ -160,8 +160,14 @@ impl EngineLauncher {
 
     /// Checks that `job`'s app can send, with this scheduler's configuration and grant:
     /// what a run would send as.
-    pub(super) async fn check(&self, job: &Job) -> anyhow::Result<Sender> {
-        self.engines.app(&job.app)?.sender_for(job).await
+    pub(super) async fn check(
+        &self,
+        job: &Job,
+        show: usize,
+        resolve: bool,
+    ) -> anyhow::Result<Checked> {
+        let (from, preview) = self.engines.dry_run(job, show, resolve).await?;
+        Ok(Checked::new(job, &from, preview))
     }
 
     /// One run of `job` with the app's engine.

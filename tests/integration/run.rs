@@ -221,13 +221,64 @@ fn injected_server_errors_are_retried_until_delivered() {
 }
 
 #[test]
-fn a_dry_run_checks_everything_and_sends_nothing() {
+fn a_dry_run_checks_with_zoom_shows_the_card_and_sends_nothing() {
     let env = Env::new();
     env.job("team", &job_to(&["ana@example.com", "bo@example.com"]));
+    env.job("typo", &job_to(&["ana@example.com", "nobody@example.com"]));
     env.login();
-    env.run(&["run", "team", "--dry-run"])
+    let bot_tokens = env.emu().stats().bot_tokens_issued;
+    env.run(&["run", "team", "--dry-run", "--show", "2"])
         .code(0)
-        .stdout_has("would send to 2 recipients");
+        .stdout_has("dry run of job `team`: nothing was sent")
+        .stdout_has("the bot token was obtained")
+        .stdout_has("2 recipients: 2 found, 0 opted out, 0 would fail")
+        .stdout_has("card for ana@example.com (to ana0001aaaaaaaa0001@xmpp.zoom.us)")
+        .stdout_has("\"text\": \"Hi Bo <bo@example.com>\"");
+    assert!(
+        env.emu().stats().bot_tokens_issued > bot_tokens,
+        "asked Zoom for the bot token"
+    );
+    // An address Zoom does not know: what a run would fail, before it runs.
+    let preview = env
+        .run(&["run", "typo", "--dry-run", "--json"])
+        .code(3)
+        .json();
+    assert_eq!(
+        preview["resolved"]["failing"][0]["recipient"], "nobody@example.com",
+        "{preview}"
+    );
+    assert_eq!(preview["messages"][0]["content"]["head"]["text"], "Hello");
+    // Without lookups, no recipient is looked up.
+    let lookups = env.emu().stats().user_lookups + env.emu().stats().unknown_users;
+    env.run(&["run", "typo", "--dry-run", "--no-resolve"])
+        .code(0)
+        .stdout_has("2 recipients, not looked up (--no-resolve)");
+    let made = env.emu().stats().user_lookups + env.emu().stats().unknown_users - lookups;
+    assert_eq!(
+        made, 1,
+        "only the authorizing user (`me`), none of the recipients"
+    );
+    assert!(env.emu().messages().is_empty());
+    assert!(env.history(None).is_empty(), "a dry run records no run");
+    // Zoom out of reach: the dry run says so, where it used to say "valid".
+    env.run_with(&["run", "team", "--dry-run"], |cmd| {
+        cmd.env("ZOOM_API_URL", "http://127.0.0.1:9")
+            .env("ZOOM_OAUTH_URL", "http://127.0.0.1:9");
+    })
+    .code(1);
+}
+
+#[test]
+fn a_robot_jid_that_is_not_a_chat_jid_is_a_configuration_error() {
+    let env = Env::new();
+    env.job("team", &job_to(&["ana@example.com"]));
+    env.login();
+    env.run_with(&["run", "team", "--dry-run"], |cmd| {
+        cmd.env("ZOOM_ROBOT_JID", "my-bot");
+    })
+    .code(2)
+    .stderr_has("the robot_jid of app `default`, `my-bot`, is not a chatbot's JID")
+    .stderr_has("Bot JID");
     assert!(env.emu().messages().is_empty());
 }
 

@@ -139,8 +139,9 @@ fn commands_work_beside_the_scheduler_and_job_files_reload() {
     );
     env.run(&["run", "manual", "--dry-run"])
         .code(0)
-        .stdout_has("would send to 2 recipients")
-        .stdout_has("bot v1robotzoomcast@xmpp.zoom.us, through the running scheduler");
+        .stdout_has("dry run of job `manual`, through the running scheduler: nothing was sent")
+        .stdout_has("bot v1robotzoomcast@xmpp.zoom.us")
+        .stdout_has("2 recipients: 2 found");
     let manual = env.run(&["run", "manual", "--json"]);
     let report = manual
         .code(0)
