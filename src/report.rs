@@ -53,9 +53,14 @@ pub fn delivery_json(d: &Delivery) -> Value {
     // Who it is for: an email, or the JID of a user or channel addressed by JID. (`email`,
     // the same value, stays for earlier readers.)
     value["recipient"] = json!(d.email);
-    // The message kept for a resend is the journal's business, not the report's.
+    if let Some(edited) = &d.edited {
+        value["edited_at"] = json!(edited.at.to_rfc3339());
+    }
+    // The message kept for a resend, and an edit's digest, are the journal's business, not
+    // the report's.
     if let Some(fields) = value.as_object_mut() {
         fields.remove("rendered");
+        fields.remove("edited");
     }
     value
 }
@@ -144,6 +149,17 @@ pub fn deliveries_text(deliveries: &[Delivery]) -> String {
             DeliveryState::OptedOut => "not sent: they told the bot `stop`".to_owned(),
             DeliveryState::Pending | DeliveryState::Sending => String::new(),
         };
+        let mut detail = detail;
+        if let Some(at) = d.recalled_at {
+            let _ = write!(
+                detail,
+                "; recalled at {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+        } else if let Some(edited) = &d.edited {
+            let at = edited.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let _ = write!(detail, "; edited at {at}");
+        }
         let detail = match d.presses.last() {
             Some(press) => format!(
                 "{detail}; pressed `{}` at {}",

@@ -2,6 +2,7 @@
 //! directories), dispatch to one file per command, and the one function that turns an
 //! outcome or error into the contract's exit code.
 
+mod amend;
 mod auth;
 mod demo;
 mod emulator;
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{AppConfig, Config, Invalid};
+use crate::delivery::amend::Amend;
 use crate::state::Store;
 use state::{InvalidText, State};
 
@@ -67,6 +69,10 @@ enum Command {
     Jobs(jobs::Args),
     /// Past runs and their per-recipient outcomes.
     History(history::Args),
+    /// Delete every message a run sent (default: the job's newest run).
+    Recall(amend::Args),
+    /// Replace every message a run sent with the job's card as it renders now.
+    Edit(amend::Args),
     /// Recipients who told the bot `stop`, per app and account.
     Optouts(optouts::Args),
     /// Installs, OAuth redirects, Zoom webhooks, /healthz and /metrics.
@@ -160,6 +166,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Schedule(args) => schedule::run(&ctx, &args).await,
         Command::Jobs(args) => jobs::run(&ctx, &args).await,
         Command::History(args) => history::run(&ctx, &args).await,
+        Command::Recall(args) => amend::run(&ctx, &args, Amend::Recall).await,
+        Command::Edit(args) => amend::run(&ctx, &args, Amend::Edit).await,
         Command::Optouts(args) => optouts::run(&ctx, &args).await,
         Command::Serve(args) => serve::run(&ctx, &args).await,
         Command::Emulator(args) => emulator::run(&args).await,

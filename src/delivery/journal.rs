@@ -200,6 +200,8 @@ mod tests {
             attempts: 0,
             updated_at: Utc::now(),
             presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
         }
     }
 

@@ -17,12 +17,14 @@
 //!
 //! - [`engines`]: [`Engines`], the one place that builds each app's engine.
 //! - [`run`](Engine): a run's lifecycle (begin or resume, record the end, prune, sweep);
-//!   [`preview`]: a dry run, everything up to the send.
+//!   [`preview`]: a dry run, everything up to the send; [`amend`]: `recall` and `edit` of a
+//!   sent run.
 //! - `pipeline`: the two stages; `call`: one request with its slot, pace, retries and token
 //!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned (and a
 //!   job's own ceiling), [`limiters`] one per account and endpoint; `progress`: the bar and log
 //!   lines.
 
+pub mod amend;
 mod call;
 pub mod engines;
 pub mod journal;

@@ -173,6 +173,8 @@ impl RunCtx<'_> {
             attempts,
             updated_at: Utc::now(),
             presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
         };
         Ok(self.journal.record(self.run, &delivery)?)
     }
@@ -355,6 +357,8 @@ impl RunCtx<'_> {
             attempts,
             updated_at: Utc::now(),
             presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
         };
         // A token failure must stop the run before the mark: `sending` means "will be sent".
         self.sender.tokens.bot_token().await?;

@@ -1,12 +1,13 @@
 //! `POST /v2/im/chat/messages`: bot tokens only (a user token gets 401 code 7010), the body
 //! validated like Zoom's published schema, optional per-second and daily limits answered with
-//! 429.
+//! 429. `PUT` and `DELETE /v2/im/chat/messages/{id}` edit and delete a message sent before
+//! (404 code 8001 for one that does not exist, or no longer does), with the send limits.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{TimeDelta, Utc};
@@ -69,27 +70,10 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
             "No Chatbot can be found with the given robot_jid value.",
         );
     }
-    if !directory.has_account(&account) {
-        return reject(&emu, StatusCode::FORBIDDEN, 7004, "Not authorized.");
-    }
-    // The authorizing user and the recipient are of the account the message is posted in.
-    let of_account = |jid: &str| directory.find_jid(jid).filter(|u| u.account_id == account);
-    if of_account(&text("user_jid")).is_none() {
-        return reject(&emu, StatusCode::FORBIDDEN, 7004, "Not authorized.");
-    }
-    // A person (their email names them in the emulator's log) or a channel (its JID does).
     let to_jid = text("to_jid");
-    let recipient = of_account(&to_jid).map(|user| user.email).or_else(|| {
-        let channel = directory.find_channel(&to_jid)?;
-        (channel.account_id == account).then_some(to_jid.clone())
-    });
-    let Some(recipient) = recipient else {
-        return reject(
-            &emu,
-            StatusCode::FORBIDDEN,
-            7004,
-            "No channel or user can be found with the given to_jid value.",
-        );
+    let recipient = match addressee(&directory, &account, &text("user_jid"), &to_jid) {
+        Ok(recipient) => recipient,
+        Err(why) => return reject(&emu, StatusCode::FORBIDDEN, 7004, why),
     };
     let sent_time = Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
     let mut inner = emu.inner();
@@ -109,6 +93,8 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         content: message["content"].clone(),
         is_markdown_support: message["is_markdown_support"].as_bool().unwrap_or(false),
         sent_time: sent_time.clone(),
+        edits: 0,
+        deleted: false,
     });
     (
         StatusCode::CREATED,
@@ -121,6 +107,132 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         })),
     )
         .into_response()
+}
+
+/// Who a message in `account` from `user_jid` to `to_jid` is for (a person's email, or the
+/// channel's JID), or Zoom's 7004 message: both must be of that account.
+fn addressee(
+    directory: &super::Directory,
+    account: &str,
+    user_jid: &str,
+    to_jid: &str,
+) -> Result<String, &'static str> {
+    if !directory.has_account(account) {
+        return Err("Not authorized.");
+    }
+    let of_account = |jid: &str| directory.find_jid(jid).filter(|u| u.account_id == account);
+    if of_account(user_jid).is_none() {
+        return Err("Not authorized.");
+    }
+    of_account(to_jid)
+        .map(|user| user.email)
+        .or_else(|| {
+            let channel = directory.find_channel(to_jid)?;
+            (channel.account_id == account).then(|| to_jid.to_owned())
+        })
+        .ok_or("No channel or user can be found with the given to_jid value.")
+}
+
+/// `PUT /v2/im/chat/messages/{id}`: a new card for a message the bot sent.
+pub async fn edit(
+    State(emu): State<Arc<Emulator>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            7001,
+            "Invalid Request Body format.",
+        );
+    };
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let owner = (text("robot_jid"), text("account_id"));
+    if !body.get("content").is_some_and(Value::is_object) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            7001,
+            "Invalid Request Body format.",
+        );
+    }
+    let content = body["content"].clone();
+    change(&emu, &headers, &id, owner, |message, stats| {
+        message.content = content;
+        message.edits += 1;
+        stats.edits += 1;
+    })
+    .await
+}
+
+/// `DELETE /v2/im/chat/messages/{id}?robot_jid=..&account_id=..`.
+pub async fn delete(
+    State(emu): State<Arc<Emulator>>,
+    Path(id): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let param = |k: &str| query.get(k).cloned().unwrap_or_default();
+    let owner = (param("robot_jid"), param("account_id"));
+    change(&emu, &headers, &id, owner, |message, stats| {
+        message.deleted = true;
+        stats.deletes += 1;
+    })
+    .await
+}
+
+/// What edit and delete share: faults, the bot token, the send limits, and a message of
+/// this bot in this account that still exists.
+async fn change(
+    emu: &Arc<Emulator>,
+    headers: &HeaderMap,
+    id: &str,
+    (robot_jid, account_id): (String, String),
+    apply: impl FnOnce(&mut Delivered, &mut super::Stats),
+) -> Response {
+    let _counted = emu.in_flight(ApiRequest::Send);
+    if let Some(fault) = latency_and_faults(emu).await {
+        return fault;
+    }
+    if let Some(rejection) = check_token(emu, headers) {
+        return rejection;
+    }
+    let knobs = emu.current_knobs();
+    if robot_jid != knobs.robot_jid {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            7003,
+            "No Chatbot can be found with the given robot_jid value.",
+        );
+    }
+    if emu.directory().has_account(&account_id)
+        && let Some(limited) = rate_limit(emu, &knobs, &account_id)
+    {
+        return limited;
+    }
+    let mut inner = emu.inner();
+    let inner = &mut *inner;
+    let found = inner
+        .messages
+        .iter_mut()
+        .find(|m| m.message_id == id && !m.deleted && m.account_id == account_id);
+    let Some(message) = found else {
+        return api_error(StatusCode::NOT_FOUND, 8001, "Invalid message_id value.");
+    };
+    apply(message, &mut inner.stats);
+    let answer = json!({
+        "message_id": message.message_id,
+        "robot_jid": message.robot_jid,
+        "sent_time": Utc::now().format("%Y-%m-%d %H:%M:%S +0000").to_string(),
+        "to_jid": message.to_jid,
+        "user_jid": message.user_jid,
+    });
+    (StatusCode::OK, Json(answer)).into_response()
 }
 
 fn reject(emu: &Emulator, status: StatusCode, code: i64, message: &str) -> Response {

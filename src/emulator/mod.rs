@@ -129,6 +129,10 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/v2/users/{id}", get(users::get_user))
         .route("/v2/im/chat/messages", post(chat::send))
+        .route(
+            "/v2/im/chat/messages/{id}",
+            axum::routing::put(chat::edit).delete(chat::delete),
+        )
         .route("/_emulator/messages", get(inspect::messages))
         .route("/_emulator/stats", get(inspect::stats))
         .route(

@@ -65,6 +65,10 @@ pub struct Delivered {
     pub is_markdown_support: bool,
     /// When it arrived.
     pub sent_time: String,
+    /// How often it was edited (`PUT`).
+    pub edits: u32,
+    /// Whether it was deleted (`DELETE`).
+    pub deleted: bool,
 }
 
 /// Counters a test (or an operator) can check.
@@ -100,6 +104,10 @@ pub struct Stats {
     pub injected_faults: u64,
     /// Sends rejected for their body or recipient (400, 403).
     pub sends_rejected: u64,
+    /// Messages edited (`PUT`, 200).
+    pub edits: u64,
+    /// Messages deleted (`DELETE`, 200).
+    pub deletes: u64,
     /// The most API requests (Users and Chatbot) in progress at once.
     pub peak_in_flight: u64,
 }

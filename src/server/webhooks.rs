@@ -271,6 +271,8 @@ mod tests {
             attempts: 1,
             updated_at: Utc::now(),
             presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
         };
         deliveries.set(RunId(1), &sent).unwrap();
         deliveries

@@ -93,6 +93,22 @@ pub struct Delivery {
     /// Buttons the recipient pressed on the message, oldest first (the last [`MAX_PRESSES`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub presses: Vec<Press>,
+    /// When `recall` deleted the sent message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalled_at: Option<DateTime<Utc>>,
+    /// When `edit` last replaced the sent message's card, and a digest of that card (so that
+    /// the same edit again changes nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<Edited>,
+}
+
+/// The last edit of a sent message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edited {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// SHA-256 of the card sent in the edit, hex.
+    pub digest: String,
 }
 
 /// The most button presses kept per delivery.
@@ -337,6 +353,8 @@ mod tests {
             attempts: 1,
             updated_at: at,
             presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
         };
         deliveries
             .set(RunId(1), &entry("a@x.io", DeliveryState::Sending))
@@ -378,6 +396,8 @@ mod tests {
             attempts: 2,
             updated_at: Utc::now(),
             presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
         };
         let failed = entry(
             "b@x.io",
@@ -425,6 +445,8 @@ mod tests {
             attempts: 1,
             updated_at: Utc::now(),
             presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
         };
         deliveries.set(RunId(7), &sent).unwrap();
         deliveries.index_message("m-1", RunId(7), "a@x.io").unwrap();

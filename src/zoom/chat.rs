@@ -1,8 +1,9 @@
-//! The Chatbot API: `POST /v2/im/chat/messages`, which only a bot token may call.
+//! The Chatbot API, which only a bot token may call: `POST /v2/im/chat/messages` (send),
+//! `PUT` (edit) and `DELETE` (delete) `/v2/im/chat/messages/{message_id}`.
 
 use serde::{Deserialize, Serialize};
 
-use super::client::{read_body, read_json};
+use super::client::{read_body, read_json, read_success};
 use super::{ZoomClient, ZoomError};
 use crate::token::BotToken;
 
@@ -45,7 +46,77 @@ impl SentMessage {
     }
 }
 
+/// Who a sent message is from, for editing or deleting it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageOwner {
+    /// The bot's JID.
+    pub robot_jid: String,
+    /// The account it was posted in.
+    pub account_id: String,
+    /// The JID of the user who authorized the app.
+    pub user_jid: String,
+}
+
+/// An edit: the owner and the new card.
+#[derive(Debug, Clone, Serialize)]
+struct Edit<'a> {
+    #[serde(flatten)]
+    owner: &'a MessageOwner,
+    content: &'a serde_json::Value,
+    is_markdown_support: bool,
+}
+
 impl ZoomClient {
+    /// Replaces the card of message `id` (`PUT`).
+    pub async fn edit_message(
+        &self,
+        token: &BotToken,
+        id: &str,
+        owner: &MessageOwner,
+        content: &serde_json::Value,
+        markdown: bool,
+    ) -> Result<(), ZoomError> {
+        let body = Edit {
+            owner,
+            content,
+            is_markdown_support: markdown,
+        };
+        let response = self
+            .http
+            .put(self.message_url(id)?)
+            .bearer_auth(token.access.expose())
+            .json(&body)
+            .send()
+            .await;
+        read_success(response, &[token.access.expose()]).await
+    }
+
+    /// Deletes message `id` (`DELETE`).
+    pub async fn delete_message(
+        &self,
+        token: &BotToken,
+        id: &str,
+        owner: &MessageOwner,
+    ) -> Result<(), ZoomError> {
+        let response = self
+            .http
+            .delete(self.message_url(id)?)
+            .query(owner)
+            .bearer_auth(token.access.expose())
+            .send()
+            .await;
+        read_success(response, &[token.access.expose()]).await
+    }
+
+    /// `/v2/im/chat/messages/{id}`, the id one path segment whatever it holds.
+    fn message_url(&self, id: &str) -> Result<url::Url, ZoomError> {
+        let mut url = self.endpoints.api("v2/im/chat/messages");
+        url.path_segments_mut()
+            .map_err(|()| ZoomError::Decode("the API URL cannot take a path".into()))?
+            .push(id);
+        Ok(url)
+    }
+
     /// Sends one chatbot message.
     pub async fn send_message(
         &self,

@@ -97,6 +97,20 @@ pub(crate) async fn read_body(mut response: Response) -> Result<Body, reqwest::E
     Ok(Body { bytes, whole: true })
 }
 
+/// Accepts any success (whatever its body), or turns an error answer into a [`ZoomError`] as
+/// [`read_json`] does.
+pub(crate) async fn read_success(
+    response: Result<Response, reqwest::Error>,
+    presented: &[&str],
+) -> Result<(), ZoomError> {
+    match response {
+        Ok(r) if r.status().is_success() => Ok(()),
+        other => read_json::<serde_json::Value>(other, presented)
+            .await
+            .map(drop),
+    }
+}
+
 /// Reads a success body as `T`, or turns an error answer into a [`ZoomError`] from which the
 /// `presented` secrets (the token the request carried) are scrubbed.
 pub(crate) async fn read_json<T: DeserializeOwned>(

@@ -35,6 +35,9 @@ pub const NO_SUCH_CHATBOT: i64 = 7003;
 /// Zoom's Chatbot API code (403) for "Not authorized." (an `account_id` that is not the bot's)
 /// and for a `to_jid` it cannot find or may not write to.
 pub const NOT_AUTHORIZED: i64 = 7004;
+/// 404: the message id names no message (never sent, or deleted): `PUT`/`DELETE
+/// /v2/im/chat/messages/{message_id}`.
+pub const INVALID_MESSAGE_ID: i64 = 8001;
 
 /// A failed call to the Zoom API.
 #[derive(Debug, thiserror::Error)]

@@ -273,6 +273,8 @@ fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
             attempts: 1,
             updated_at: chrono::Utc::now(),
             presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
         };
         deliveries.set(crashed.id, &in_flight).unwrap();
     }
