@@ -15,6 +15,7 @@ use super::app::Config;
 use super::diagnostic::{Diagnostic, Invalid};
 use super::message::MessageFile;
 use super::recipients::{self, FileProblem, Recipient};
+use super::recover;
 use super::template::MessageTemplate;
 use super::validate::Checker;
 use crate::cron::Schedule;
@@ -250,17 +251,97 @@ impl Job {
     }
 
     /// Validates the text of the job file at `path` (its recipients file, if any, is read
-    /// relative to `path`).
+    /// relative to `path`). Every mistake is reported at once: one that serde stops at is
+    /// blanked out and the file read again ([`super::recover`]).
     pub fn parse(path: &Path, source: &str, config: &Config) -> Result<Self, Invalid> {
-        let file: JobFile = toml::from_str(source).map_err(|e| {
-            let d = match e.span() {
-                Some(span) => Diagnostic::at(path, source, span, e.message().trim()),
-                None => Diagnostic::whole(Some(path), e.message().trim()),
-            };
-            Invalid::one(d.help("see the job file format in the README (section \"Job files\")"))
-        })?;
-        Checker::new(path, source).check(file, config)
+        if let Some(found) = secret_in(source, config) {
+            // Reported without the file's lines, which would show the secret.
+            return Err(Invalid::one(Diagnostic::whole(Some(path), found).help(
+                "a job file is read by whoever runs the job: keep secrets in the environment \
+                 or zoomcast.toml, and remove this one (rotate it if the file was shared)",
+            )));
+        }
+        let mut problems = Vec::new();
+        let mut text = source.to_owned();
+        for _ in 0..recover::MAX_ROUNDS {
+            match toml::from_str::<JobFile>(&text) {
+                Ok(file) => {
+                    let checked = Checker::new(path, source).check(file, config);
+                    return match checked {
+                        Ok(job) if problems.is_empty() => Ok(job),
+                        Ok(_) => Err(Invalid {
+                            diagnostics: problems,
+                        }),
+                        Err(invalid) => {
+                            problems.extend(invalid.diagnostics);
+                            Err(Invalid {
+                                diagnostics: problems,
+                            })
+                        }
+                    };
+                }
+                Err(e) => {
+                    problems.push(read_error(path, source, &e));
+                    let next = e.span().and_then(|s| recover::statement_at(&text, s.start));
+                    match next {
+                        Some(statement) => text = recover::blank(&text, statement),
+                        None => break,
+                    }
+                }
+            }
+        }
+        Err(Invalid {
+            diagnostics: problems,
+        })
     }
+}
+
+/// serde's complaint about the file, with the closest known key for a misspelled one.
+fn read_error(path: &Path, source: &str, e: &toml::de::Error) -> Diagnostic {
+    let message = e.message().trim();
+    let d = match e.span() {
+        Some(span) => Diagnostic::at(path, source, span, message),
+        None => Diagnostic::whole(Some(path), message),
+    };
+    match recover::closest_key(message) {
+        Some(key) => d.help(format!("did you mean `{key}`?")),
+        None => d.help("see the job file format in the README (section \"Job files\")"),
+    }
+}
+
+/// What secret the job file holds in plain text, if any: an app's client secret or webhook
+/// secret, or what looks like a Zoom token (a JWT, `eyJ...`).
+fn secret_in(source: &str, config: &Config) -> Option<String> {
+    for name in config.app_names() {
+        let Ok(app) = config.app(name) else { continue };
+        let secrets = [
+            Some(("client secret", app.client_secret.expose())),
+            app.webhook_secret
+                .as_ref()
+                .map(|s| ("webhook secret", s.expose())),
+        ];
+        for (what, secret) in secrets.into_iter().flatten() {
+            if secret.len() >= 8 && source.contains(secret) {
+                return Some(format!("the job file contains the {what} of app `{name}`"));
+            }
+        }
+    }
+    let line = looks_like_a_token(source)?;
+    Some(format!(
+        "line {line} of the job file holds what looks like a Zoom token (a JWT)"
+    ))
+}
+
+/// The 1-based line of the first JWT-shaped text (`eyJ` and two dot-separated base64url
+/// parts of 10 characters or more).
+fn looks_like_a_token(source: &str) -> Option<usize> {
+    let base64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    source.match_indices("eyJ").find_map(|(at, _)| {
+        let mut parts = source[at..].splitn(3, '.');
+        let (head, body) = (parts.next()?, parts.next()?);
+        let long = |p: &str| p.len() >= 10 && p.chars().all(base64url);
+        (long(head) && long(body)).then(|| source[..at].matches('\n').count() + 1)
+    })
 }
 
 /// The largest job file read: a job is a page of TOML; its recipients go in `recipients.file`.

@@ -8,6 +8,7 @@ pub mod job;
 pub mod jobs_dir;
 pub mod message;
 pub mod recipients;
+pub mod recover;
 pub mod template;
 pub mod validate;
 pub mod vars;

@@ -95,3 +95,48 @@ fn jobs_lists_the_valid_and_exits_2_naming_the_invalid() {
         .stderr_has("never.toml:1:12")
         .stderr_has("can never fire");
 }
+
+#[test]
+fn every_mistake_of_a_file_is_reported_in_one_pass_with_the_closest_key() {
+    let env = Env::new();
+    let job = job_to(&["ana@example.com"])
+        .replace(
+            "description = \"test\"",
+            "descripton = \"test\"\ntimezone = \"Mars/Olympus\"",
+        )
+        .replace(
+            "concurrency = 4",
+            "concurrency = \"four\"\nmax_atempts = 3\nretries = 2",
+        );
+    env.job("messy", &job);
+    let run = env.run(&["validate", "jobs/messy.toml"]);
+    run.code(2)
+        .stderr_has("unknown field `descripton`")
+        .stderr_has("did you mean `description`?")
+        .stderr_has("messy.toml:1:1")
+        .stderr_has("invalid type: string \"four\"")
+        .stderr_has("unknown field `max_atempts`")
+        .stderr_has("did you mean `max_attempts`?")
+        .stderr_has("unknown field `retries`")
+        .stderr_has("unknown timezone `Mars/Olympus`")
+        .stderr_has("messy.toml:2:12");
+    assert_eq!(run.stderr.matches("error:").count(), 5, "{}", run.stderr);
+}
+
+#[test]
+fn a_secret_or_token_written_into_a_job_file_is_refused_without_showing_it() {
+    let env = Env::new();
+    let secret = env.emu().knobs().client_secret;
+    let job = job_to(&["ana@example.com"]).replace("Hello", &format!("key {secret}"));
+    env.job("leaky", &job);
+    let run = env.run(&["validate", "jobs/leaky.toml"]);
+    run.code(2)
+        .stderr_has("the job file contains the client secret of app `default`");
+    assert!(!run.stderr.contains(&secret), "{}", run.stderr);
+    let jwt = "eyJhbGciOiJIUzUxMiJ9.eyJ2ZXIiOjEwLCJhdWlkIjoiYWJjIn0.c2lnbmF0dXJl";
+    env.job("token", &job_to(&["ana@example.com"]).replace("Hello", jwt));
+    let run = env.run(&["validate", "jobs/token.toml"]);
+    run.code(2)
+        .stderr_has("line 7 of the job file holds what looks like a Zoom token");
+    assert!(!run.stderr.contains(jwt));
+}
