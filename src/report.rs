@@ -65,6 +65,44 @@ pub fn delivery_json(d: &Delivery) -> Value {
     value
 }
 
+/// A delivery's JSON with `acknowledged` (`{"value", "by", "at"}`, or null) when the run's
+/// message asks for an acknowledgement with `button`.
+pub fn delivery_json_acknowledged(d: &Delivery, button: Option<&str>) -> Value {
+    let mut value = delivery_json(d);
+    if let Some(button) = button {
+        value["acknowledged"] = d.acknowledgement(button).map_or(
+            Value::Null,
+            |press| json!({ "value": press.value, "by": press.by, "at": press.at.to_rfc3339() }),
+        );
+    }
+    value
+}
+
+/// Who acknowledged a run's message (pressed `button`), and who was sent it and has not.
+pub fn acknowledgements_text(deliveries: &[Delivery], button: &str) -> String {
+    let sent: Vec<&Delivery> = deliveries
+        .iter()
+        .filter(|d| matches!(d.state, DeliveryState::Sent { .. }) && d.recalled_at.is_none())
+        .collect();
+    let (acked, waiting): (Vec<&Delivery>, Vec<&Delivery>) = sent
+        .iter()
+        .partition(|d| d.acknowledgement(button).is_some());
+    let mut out = format!(
+        "acknowledged (`{}`): {} of {}\n",
+        crate::output::clean(button, 40),
+        acked.len(),
+        sent.len()
+    );
+    if !waiting.is_empty() {
+        let names: Vec<String> = waiting
+            .iter()
+            .map(|d| crate::output::clean(&d.email, 320))
+            .collect();
+        let _ = writeln!(out, "  not yet: {}", names.join(", "));
+    }
+    out
+}
+
 /// A finished run: the JSON form.
 pub fn run_report_json(report: &RunReport) -> Value {
     let mut value = run_json(&report.record);

@@ -26,7 +26,11 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         };
         if args.json {
             let mut value = report::run_json(&record);
-            value["deliveries"] = deliveries.iter().map(report::delivery_json).collect();
+            let button = record.acknowledge.as_deref();
+            value["deliveries"] = deliveries
+                .iter()
+                .map(|d| report::delivery_json_acknowledged(d, button))
+                .collect();
             outln!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             out!("{}", report::runs_text(std::slice::from_ref(&record)));
@@ -38,6 +42,9 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
                 );
             }
             out!("{}", report::deliveries_text(&deliveries));
+            if let Some(button) = &record.acknowledge {
+                out!("{}", report::acknowledgements_text(&deliveries, button));
+            }
         }
         return Ok(Outcome::Done);
     }

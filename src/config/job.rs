@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::acknowledge::{Acknowledge, AcknowledgeFile};
 use super::app::Config;
 use super::diagnostic::{Diagnostic, Invalid};
 use super::message::MessageFile;
@@ -39,6 +40,7 @@ pub struct JobFile {
     #[serde(default)]
     pub(super) vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     pub(super) message: Spanned<MessageFile>,
+    pub(super) acknowledge: Option<Spanned<AcknowledgeFile>>,
     #[serde(default)]
     pub(super) delivery: DeliverySettings,
 }
@@ -225,6 +227,8 @@ pub struct Job {
     pub template: MessageTemplate,
     /// Whether Zoom applies Markdown.
     pub markdown: bool,
+    /// Which button press acknowledges the message, and the reminders (`[acknowledge]`).
+    pub acknowledge: Option<Acknowledge>,
     /// The `[delivery]` settings.
     pub delivery: DeliverySettings,
     /// How the scheduler treats the job's ticks.

@@ -1,6 +1,7 @@
 //! Configuration: the apps' identities (environment and `zoomcast.toml`), job files, message
 //! templates and recipient lists, and the diagnostics that explain what is wrong with them.
 
+pub mod acknowledge;
 pub mod app;
 pub mod diagnostic;
 pub mod help;

@@ -119,6 +119,33 @@ impl MessageTemplate {
         }
     }
 
+    /// The values of the message's buttons, as written; `None` for a `content` template,
+    /// whose buttons are known only once rendered.
+    pub fn button_values(&self) -> Option<Vec<&str>> {
+        let Message::Card { body, .. } = &self.message else {
+            return None;
+        };
+        let buttons = body.iter().flat_map(|block| match block {
+            Block::Actions(buttons) => buttons.as_slice(),
+            _ => &[],
+        });
+        Some(buttons.map(|(_, value, _)| value.source.as_str()).collect())
+    }
+
+    /// The text (as written) of the button whose value is `value`.
+    pub fn button_text(&self, value: &str) -> Option<&str> {
+        let Message::Card { body, .. } = &self.message else {
+            return None;
+        };
+        body.iter()
+            .flat_map(|block| match block {
+                Block::Actions(buttons) => buttons.as_slice(),
+                _ => &[],
+            })
+            .find(|(_, v, _)| v.source == value)
+            .map(|(text, _, _)| text.source.as_str())
+    }
+
     /// Whether the message has buttons (whose presses Zoom sends back).
     pub fn has_buttons(&self) -> bool {
         match &self.message {

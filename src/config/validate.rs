@@ -158,6 +158,7 @@ impl<'a> Checker<'a> {
             job_vars: &job_vars,
         };
         let template = self.message(&file.message, &message);
+        let acknowledge = self.acknowledge(file.acknowledge.as_ref(), template.as_ref());
         match (
             self.problems.is_empty(),
             schedule.is_some() || file.schedule.is_none(),
@@ -178,6 +179,7 @@ impl<'a> Checker<'a> {
                 recipient_count: count,
                 template,
                 markdown: file.message.get_ref().markdown,
+                acknowledge,
                 delivery: file.delivery,
                 policy,
             }),
@@ -244,7 +246,7 @@ impl<'a> Checker<'a> {
 
     /// A duration such as "90s", "15m", "2h" or "1d 12h", at most `max`; reported (and
     /// `None`) if malformed or longer.
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         value: Option<&Spanned<String>>,
         key: &str,

@@ -202,6 +202,7 @@ mod tests {
             presses: Vec::new(),
             recalled_at: None,
             edited: None,
+            reminders: Vec::new(),
         }
     }
 

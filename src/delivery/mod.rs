@@ -18,7 +18,7 @@
 //! - [`engines`]: [`Engines`], the one place that builds each app's engine.
 //! - [`run`](Engine): a run's lifecycle (begin or resume, record the end, prune, sweep);
 //!   [`preview`]: a dry run, everything up to the send; [`amend`]: `recall` and `edit` of a
-//!   sent run.
+//!   sent run; `remind`: reminders to acknowledge.
 //! - `pipeline`: the two stages; `call`: one request with its slot, pace, retries and token
 //!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned (and a
 //!   job's own ceiling), [`limiters`] one per account and endpoint; `progress`: the bar and log
@@ -33,6 +33,7 @@ pub mod limiters;
 mod pipeline;
 pub mod preview;
 mod progress;
+mod remind;
 mod run;
 
 use std::sync::Arc;

@@ -175,6 +175,7 @@ impl RunCtx<'_> {
             presses: Vec::new(),
             recalled_at: None,
             edited: None,
+            reminders: Vec::new(),
         };
         Ok(self.journal.record(self.run, &delivery)?)
     }
@@ -359,6 +360,7 @@ impl RunCtx<'_> {
             presses: Vec::new(),
             recalled_at: None,
             edited: None,
+            reminders: Vec::new(),
         };
         // A token failure must stop the run before the mark: `sending` means "will be sent".
         self.sender.tokens.bot_token().await?;
@@ -376,6 +378,7 @@ impl RunCtx<'_> {
             user_jid: self.sender.user_jid.clone(),
             content: rendered.content,
             is_markdown_support: self.job.markdown,
+            reply_to: None,
         };
         let mut tries = Tries {
             attempts,

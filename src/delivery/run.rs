@@ -105,6 +105,7 @@ impl Engine {
             }
         };
         let resumed = record.resumes > 0;
+        record.acknowledge = job.acknowledge.as_ref().map(|a| a.button.clone());
         let vars = job_variables(job, record.id, record.started_at);
         let ctx = self.context(job, sender, options, (record.id, resumed), vars);
         let outcome = tokio::select! {

@@ -93,6 +93,7 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         content: message["content"].clone(),
         is_markdown_support: message["is_markdown_support"].as_bool().unwrap_or(false),
         sent_time: sent_time.clone(),
+        reply_to: message["reply_to"].as_str().map(str::to_owned),
         edits: 0,
         deleted: false,
     });

@@ -65,6 +65,8 @@ pub struct Delivered {
     pub is_markdown_support: bool,
     /// When it arrived.
     pub sent_time: String,
+    /// The message it replies to (`reply_to`).
+    pub reply_to: Option<String>,
     /// How often it was edited (`PUT`).
     pub edits: u32,
     /// Whether it was deleted (`DELETE`).

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::daemon::{Launcher, Scheduler, Settings, SystemClock};
 use super::handler::ControlHandler;
+use super::reminders::send_reminders;
 use super::watch::watch_jobs;
 use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
 use crate::config::{Config, Job, JobSet};
@@ -84,6 +85,15 @@ impl Service {
             tasks.spawn(server.serve(listener, shutdown.clone()));
         }
         tasks.spawn(keep_grants_alive(launcher.clone(), shutdown.clone()));
+        if let Some(every) = self.watch_every {
+            tasks.spawn(send_reminders(
+                launcher.clone(),
+                self.config.clone(),
+                self.jobs_dir.clone(),
+                every,
+                shutdown.clone(),
+            ));
+        }
         let handler = Arc::new(ControlHandler {
             jobs_dir: self.jobs_dir.clone(),
             store: self.store.clone(),
@@ -168,6 +178,13 @@ impl EngineLauncher {
     ) -> anyhow::Result<Checked> {
         let (from, preview) = self.engines.dry_run(job, show, resolve).await?;
         Ok(Checked::new(job, &from, preview))
+    }
+
+    /// Sends `job`'s reminders that are due now; how many.
+    pub(super) async fn remind(&self, job: &Job, options: RunOptions) -> anyhow::Result<usize> {
+        let app = self.engines.app(&job.app)?;
+        let from = app.sender_for(job).await?;
+        app.engine.remind(job, &from, Utc::now(), options).await
     }
 
     /// One run of `job` with the app's engine.

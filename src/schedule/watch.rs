@@ -12,9 +12,9 @@ use super::daemon::Event;
 use crate::config::Config;
 
 /// What identifies the jobs directory's contents: each job file's name, size and mtime.
-type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+pub(super) type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
-fn fingerprint(dir: &std::path::Path) -> Fingerprint {
+pub(super) fn fingerprint(dir: &std::path::Path) -> Fingerprint {
     crate::config::jobs_dir::toml_files(dir)
         .unwrap_or_default()
         .into_iter()

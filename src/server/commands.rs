@@ -119,6 +119,7 @@ async fn answer(app: &AppEngine, n: BotNotification, text: &str) -> anyhow::Resu
         user_jid: n.user_jid,
         content: crate::card::text("zoomcast", text),
         is_markdown_support: true,
+        reply_to: None,
     };
     app.engine.zoom.send_message(&token, &message).await?;
     Ok(())

@@ -286,6 +286,7 @@ mod tests {
             },
             rate_limited: crate::state::runs::RateLimited::default(),
             resumes: 0,
+            acknowledge: None,
             scheduled_for: None,
             details_pruned: false,
             job_file: None,

@@ -273,6 +273,7 @@ mod tests {
             presses: Vec::new(),
             recalled_at: None,
             edited: None,
+            reminders: Vec::new(),
         };
         deliveries.set(RunId(1), &sent).unwrap();
         deliveries

@@ -100,6 +100,30 @@ pub struct Delivery {
     /// the same edit again changes nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited: Option<Edited>,
+    /// Reminders to acknowledge the message (`[acknowledge]`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminders: Vec<Reminder>,
+}
+
+/// A reminder for a delivery's message: marked before it is sent (journaled like a send), so
+/// that a crash in between is known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    /// When it was (to be) sent.
+    pub at: DateTime<Utc>,
+    /// Whether Zoom answered it (a crash before the answer leaves `false`).
+    #[serde(default)]
+    pub done: bool,
+    /// Why Zoom refused it, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Delivery {
+    /// The press that acknowledged the message: the first of the button with value `button`.
+    pub fn acknowledgement(&self, button: &str) -> Option<&Press> {
+        self.presses.iter().find(|p| p.value == button)
+    }
 }
 
 /// The last edit of a sent message.
@@ -355,6 +379,7 @@ mod tests {
             presses: Vec::new(),
             recalled_at: None,
             edited: None,
+            reminders: Vec::new(),
         };
         deliveries
             .set(RunId(1), &entry("a@x.io", DeliveryState::Sending))
@@ -398,6 +423,7 @@ mod tests {
             presses: Vec::new(),
             recalled_at: None,
             edited: None,
+            reminders: Vec::new(),
         };
         let failed = entry(
             "b@x.io",
@@ -447,6 +473,7 @@ mod tests {
             presses: Vec::new(),
             recalled_at: None,
             edited: None,
+            reminders: Vec::new(),
         };
         deliveries.set(RunId(7), &sent).unwrap();
         deliveries.index_message("m-1", RunId(7), "a@x.io").unwrap();

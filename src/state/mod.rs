@@ -29,7 +29,7 @@ pub mod runs;
 
 use std::path::{Path, PathBuf};
 
-pub use deliveries::{Deliveries, Delivery, DeliveryState, Edited, Rendered};
+pub use deliveries::{Deliveries, Delivery, DeliveryState, Edited, Reminder, Rendered};
 pub use fires::Fires;
 pub use flusher::Flusher;
 pub use grants::{Grant, Grants, UNIDENTIFIED};

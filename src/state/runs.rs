@@ -133,6 +133,9 @@ pub struct RunRecord {
     /// How often an interrupted run was picked up again.
     #[serde(default)]
     pub resumes: u32,
+    /// The value of the button that acknowledges the run's message (`[acknowledge]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledge: Option<String>,
     /// The schedule tick the run is for; `None` for a run started by hand. A job's tick has
     /// at most one run.
     #[serde(default)]
@@ -184,6 +187,7 @@ impl Runs {
             counts: Counts::default(),
             rate_limited: RateLimited::default(),
             resumes: 0,
+            acknowledge: None,
             scheduled_for,
             details_pruned: false,
             job_file,
@@ -382,6 +386,7 @@ mod tests {
             counts: Counts::default(),
             rate_limited: RateLimited::default(),
             resumes: 0,
+            acknowledge: None,
             scheduled_for: None,
             details_pruned,
             job_file: None,

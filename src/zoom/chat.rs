@@ -22,6 +22,9 @@ pub struct ChatMessage {
     pub content: serde_json::Value,
     /// Whether Zoom applies its Markdown parser.
     pub is_markdown_support: bool,
+    /// The message this one replies to (a reminder's original).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// Zoom's 201 answer to a send.

@@ -148,6 +148,7 @@ fn message(
         user_jid: me.jid.clone(),
         content: zoomcast::card::text("head", "body"),
         is_markdown_support: false,
+        reply_to: None,
     }
 }
 

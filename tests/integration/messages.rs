@@ -438,3 +438,16 @@ fn a_run_whose_details_were_pruned_cannot_be_recalled_and_says_why() {
         .code(0)
         .stdout_has("run 2 of job `team`: 1 messages recalled");
 }
+
+#[test]
+fn an_acknowledge_button_the_message_does_not_have_is_named_at_validate() {
+    let env = Env::new();
+    let message = "head = \"Hi\"\n\n[[message.blocks]]\ntype = \"actions\"\nbuttons = [{ text = \"OK\", value = \"ok\" }]\n\n[acknowledge]\nbutton = \"ack\"\nmax_reminders = 20\n";
+    env.job("bad", &job_with_message(&["ana@example.com"], message));
+    env.run(&["validate", "jobs/bad.toml"])
+        .code(2)
+        .stderr_has("no button of the message has the value `ack`")
+        .stderr_has("the message's button values: ok")
+        .stderr_has("`max_reminders` is 20")
+        .stderr_has("`max_reminders` without `remind_after`");
+}

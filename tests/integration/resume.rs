@@ -275,6 +275,7 @@ fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
             presses: Vec::new(),
             recalled_at: None,
             edited: None,
+            reminders: Vec::new(),
         };
         deliveries.set(crashed.id, &in_flight).unwrap();
     }

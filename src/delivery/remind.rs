@@ -1,0 +1,177 @@
+//! Reminders to acknowledge (`[acknowledge] remind_after`, `max_reminders`): to each recipient
+//! a run's message reached who has not pressed the acknowledging button (and whose message was
+//! not recalled), a reply to that message, the k-th due `k × remind_after` after the run
+//! started, at most `max_reminders` of them. Each reminder is marked in the delivery's journal
+//! before it is sent and settled after, as a send is: after a crash, one left unsettled is sent
+//! again or counted as sent, as the job's `on_uncertain` says. The scheduler calls this on
+//! every tick of its reminder loop.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::{StreamExt, stream};
+
+use super::call::{Bot, Pace, Tries, call};
+use super::pipeline::RunCtx;
+use super::run::job_variables;
+use super::{Engine, RunOptions, Sender, Stop};
+use crate::config::{Job, OnUncertain};
+use crate::state::{Delivery, DeliveryState, Reminder, RunRecord};
+use crate::zoom::ChatMessage;
+
+impl Engine {
+    /// Sends `job`'s reminders due at `now`; how many went out.
+    pub async fn remind(
+        &self,
+        job: &Job,
+        sender: &Sender,
+        now: DateTime<Utc>,
+        options: RunOptions,
+    ) -> anyhow::Result<usize> {
+        let Some((after, max)) = job.acknowledge.as_ref().and_then(|a| a.reminders) else {
+            return Ok(0);
+        };
+        let after = TimeDelta::from_std(after)?;
+        let open = |run: &RunRecord| {
+            !run.details_pruned
+                && !run.status.is_unfinished()
+                && run
+                    .account
+                    .as_deref()
+                    .is_none_or(|a| a == sender.account_id)
+                && now < run.started_at + after * (i32::try_from(max).unwrap_or(i32::MAX) + 1)
+        };
+        let mut sent = 0;
+        for run in self.runs.list(Some(&job.name))?.into_iter().filter(open) {
+            let vars = job_variables(job, run.id, run.started_at);
+            let ctx = self.context(job, sender, options.clone(), (run.id, false), vars);
+            sent += ctx.remind_run(&run, after, max, now).await?;
+        }
+        Ok(sent)
+    }
+}
+
+impl RunCtx<'_> {
+    async fn remind_run(
+        &self,
+        run: &RunRecord,
+        after: TimeDelta,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> Result<usize, Stop> {
+        let button = self
+            .job
+            .acknowledge
+            .as_ref()
+            .map_or("", |a| a.button.as_str());
+        let due: Vec<Delivery> = self
+            .engine
+            .deliveries
+            .list(run.id)?
+            .into_iter()
+            .filter(|d| {
+                matches!(d.state, DeliveryState::Sent { .. })
+                    && d.recalled_at.is_none()
+                    && d.acknowledgement(button).is_none()
+                    && is_due(d, run.started_at, after, max, now)
+            })
+            .collect();
+        let width = self.job.delivery.concurrency.get();
+        let this = self;
+        let outcomes: Vec<Result<bool, Stop>> = stream::iter(due)
+            .map(move |d| async move { this.remind_one(d, now).await })
+            .buffer_unordered(width)
+            .collect()
+            .await;
+        self.engine.deliveries.flush().await?;
+        let mut sent = 0;
+        for outcome in outcomes {
+            sent += usize::from(outcome?);
+        }
+        Ok(sent)
+    }
+
+    /// Marks, sends and settles one reminder; whether Zoom accepted it.
+    async fn remind_one(&self, mut d: Delivery, now: DateTime<Utc>) -> Result<bool, Stop> {
+        let (DeliveryState::Sent { message_id }, Some(jid)) = (d.state.clone(), d.jid.clone())
+        else {
+            return Ok(false);
+        };
+        match d.reminders.last_mut() {
+            // Unsettled by a crash: counted as sent, or sent again.
+            Some(last) if !last.done && self.job.delivery.on_uncertain == OnUncertain::Skip => {
+                last.done = true;
+                self.journal.record(self.run, &d)?;
+                return Ok(false);
+            }
+            Some(last) if !last.done => last.at = now,
+            _ => d.reminders.push(Reminder {
+                at: now,
+                done: false,
+                error: None,
+            }),
+        }
+        self.journal.commit(self.run, d.clone()).await?;
+        let message = ChatMessage {
+            robot_jid: self.sender.robot_jid.clone(),
+            to_jid: jid,
+            account_id: self.sender.account_id.clone(),
+            user_jid: self.sender.user_jid.clone(),
+            content: crate::card::text("Reminder", &self.reminder_text()),
+            is_markdown_support: false,
+            reply_to: Some(message_id),
+        };
+        let pace = Pace {
+            shared: &self.chat,
+            ceiling: None,
+            ceiling_taken: false,
+            slots: &self.slots,
+            rate_limited: &self.sends_limited,
+        };
+        let (zoom, message) = (&self.engine.zoom, &message);
+        let answer = call::<Bot, _, _>(
+            &self.sender.tokens,
+            &pace,
+            self.job.delivery.max_attempts.get(),
+            &self.options.cancel,
+            &mut Tries::default(),
+            |t| async move { zoom.send_message(&t, message).await },
+        )
+        .await?;
+        let last = d.reminders.last_mut().expect("marked above");
+        last.done = true;
+        last.error = answer.as_ref().err().map(ToString::to_string);
+        self.journal.record(self.run, &d)?;
+        Ok(answer.is_ok())
+    }
+
+    /// What a reminder says: which button to press.
+    fn reminder_text(&self) -> String {
+        let button = self
+            .job
+            .acknowledge
+            .as_ref()
+            .map_or("", |a| a.button.as_str());
+        let label = self
+            .job
+            .template
+            .button_text(button)
+            .unwrap_or(button)
+            .to_owned();
+        format!("Please acknowledge the message above: press “{label}”.")
+    }
+}
+
+/// Whether `d`'s next reminder is due at `now`: an unsettled one at once, else the k-th
+/// `k × after` after the run started, while fewer than `max` were sent.
+fn is_due(
+    d: &Delivery,
+    started: DateTime<Utc>,
+    after: TimeDelta,
+    max: u32,
+    now: DateTime<Utc>,
+) -> bool {
+    if d.reminders.last().is_some_and(|r| !r.done) {
+        return true;
+    }
+    let count = u32::try_from(d.reminders.len()).unwrap_or(u32::MAX);
+    count < max && started + after * i32::try_from(count + 1).unwrap_or(i32::MAX) <= now
+}
