@@ -451,3 +451,42 @@ fn an_acknowledge_button_the_message_does_not_have_is_named_at_validate() {
         .stderr_has("`max_reminders` is 20")
         .stderr_has("`max_reminders` without `remind_after`");
 }
+
+#[test]
+fn the_shipped_examples_validate_and_each_sends_what_it_says() {
+    let env = Env::new();
+    env.login();
+    let jobs = crate::harness::repo_root().join("jobs");
+    let jobs = jobs.to_str().unwrap();
+    let run = env.run(&["--jobs", jobs, "validate"]);
+    run.code(0);
+    for example in ["example", "daily-roster", "announcement", "oncall-handoff"] {
+        assert!(
+            run.stdout.contains(&format!("ok: {jobs}/{example}.toml")),
+            "{}",
+            run.stdout
+        );
+    }
+    env.run(&["--jobs", jobs, "run", "daily-roster"])
+        .code(0)
+        .stdout_has("4 recipients, 4 sent");
+    let chen = env
+        .emu()
+        .messages()
+        .into_iter()
+        .find(|m| m.to_email == "chen@example.com")
+        .unwrap();
+    assert_eq!(chen.content["head"]["text"], "Search stand-up at 09:00");
+    assert_eq!(
+        chen.content["body"][0]["text"],
+        "Hi Chen, the Search stand-up is in the Green room today; Avery hosts."
+    );
+    env.run(&["--jobs", jobs, "run", "announcement"]).code(0);
+    let to_channel = env.emu().messages().pop().unwrap();
+    assert_eq!(to_channel.to_jid, "general@conference.xmpp.zoom.us");
+    assert_eq!(to_channel.content["body"][1]["type"], "attachments");
+    env.run(&["--jobs", jobs, "run", "oncall-handoff"]).code(0);
+    let card = env.emu().messages().pop().unwrap();
+    assert_eq!(card.to_email, "bo@example.com");
+    assert_eq!(card.content["body"][3]["items"][0]["value"], "ack");
+}
