@@ -175,3 +175,53 @@ fn is_due(
     let count = u32::try_from(d.reminders.len()).unwrap_or(u32::MAX);
     count < max && started + after * i32::try_from(count + 1).unwrap_or(i32::MAX) <= now
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::DeliveryState;
+
+    fn delivery(reminders: &[(i64, bool)], started: DateTime<Utc>) -> Delivery {
+        Delivery {
+            email: "ana@example.com".into(),
+            state: DeliveryState::Sent {
+                message_id: "m1".into(),
+            },
+            jid: Some("ana@xmpp.zoom.us".into()),
+            rendered: None,
+            attempts: 1,
+            updated_at: started,
+            presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
+            reminders: reminders
+                .iter()
+                .map(|&(minutes, done)| Reminder {
+                    at: started + TimeDelta::minutes(minutes),
+                    done,
+                    error: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_kth_reminder_is_due_k_periods_after_the_start_and_never_more_than_max() {
+        let started = DateTime::parse_from_rfc3339("2026-11-30T09:00:00Z")
+            .unwrap()
+            .to_utc();
+        let after = TimeDelta::minutes(30);
+        let at = |minutes| started + TimeDelta::minutes(minutes);
+        let none = delivery(&[], started);
+        assert!(!is_due(&none, started, after, 2, at(29)));
+        assert!(is_due(&none, started, after, 2, at(30)));
+        let one = delivery(&[(30, true)], started);
+        assert!(!is_due(&one, started, after, 2, at(59)));
+        assert!(is_due(&one, started, after, 2, at(60)));
+        let two = delivery(&[(30, true), (60, true)], started);
+        assert!(!is_due(&two, started, after, 2, at(600)), "two is the most");
+        // Marked, then a crash before Zoom answered: due again at once.
+        let unsettled = delivery(&[(30, false)], started);
+        assert!(is_due(&unsettled, started, after, 2, at(31)));
+    }
+}

@@ -490,3 +490,36 @@ fn the_shipped_examples_validate_and_each_sends_what_it_says() {
     assert_eq!(card.to_email, "bo@example.com");
     assert_eq!(card.content["body"][3]["items"][0]["value"], "ack");
 }
+
+#[test]
+fn an_edit_cut_short_finishes_when_run_again() {
+    let env = Env::new();
+    env.login();
+    let job = job_to(&["ana@example.com", "bo@example.com", "chen@example.com"])
+        .replace("concurrency = 4", "concurrency = 1\nmax_attempts = 1");
+    env.job("team", &job);
+    env.run(&["run", "team"]).code(0);
+    env.job(
+        "team",
+        &job.replace("Hi {{ first_name }}", "Update for {{ first_name }}"),
+    );
+    // Zoom takes one edit a second and the job tries each once: the edit stops after the
+    // first one or two, keeping what it did.
+    env.adjust_knobs(|k| {
+        k.send_rate_limit = Some(1);
+        k.retry_after = zoomcast::emulator::RetryAfterStyle::Absent;
+    });
+    env.run(&["edit", "team"])
+        .code(1)
+        .stderr_has("zoom kept failing");
+    let done = env.emu().stats().edits;
+    assert!((1..=2).contains(&done), "{done}");
+    env.adjust_knobs(|k| k.send_rate_limit = None);
+    let finished = env.run(&["edit", "team", "--json"]).code(0).json();
+    assert_eq!(finished["unchanged"], done, "{finished}");
+    assert_eq!(finished["changed"], 3 - done, "{finished}");
+    env.run(&["edit", "team"])
+        .code(0)
+        .stdout_has("0 messages edited, 3 already as the job renders it");
+    assert!(env.emu().messages().iter().all(|m| m.edits == 1));
+}
