@@ -13,7 +13,7 @@ use futures::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::call::{Bot, Pace, Tries, call};
+use super::call::{Bot, Tries, call};
 use super::pipeline::{RunCtx, variables};
 use super::preview::Failing;
 use super::run::job_variables;
@@ -230,13 +230,7 @@ impl RunCtx<'_> {
             account_id: self.sender.account_id.clone(),
             user_jid: self.sender.user_jid.clone(),
         };
-        let pace = Pace {
-            shared: &self.chat,
-            ceiling: None,
-            ceiling_taken: false,
-            slots: &self.slots,
-            rate_limited: &self.sends_limited,
-        };
+        let pace = self.chat_pace();
         let (zoom, max) = (&self.engine.zoom, self.job.delivery.max_attempts.get());
         let (owner, id, markdown) = (&owner, message_id.as_str(), self.job.markdown);
         let content_ref = content.as_ref();

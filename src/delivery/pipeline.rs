@@ -129,6 +129,18 @@ impl RunCtx<'_> {
         }
     }
 
+    /// The pace of a Chatbot API request other than a send (an edit, a delete, a reminder):
+    /// the account's send limiter and the run's slots, without the job's send ceiling.
+    pub(super) fn chat_pace(&self) -> Pace<'_> {
+        Pace {
+            shared: &self.chat,
+            ceiling: None,
+            ceiling_taken: false,
+            slots: &self.slots,
+            rate_limited: &self.sends_limited,
+        }
+    }
+
     /// Counts a send refused with [`NOT_AUTHORIZED`], and warns once when the first
     /// [`REFUSED_WARN_AFTER`] of them came with nothing sent: likely a wrong `account_id`, which
     /// would fail every recipient. The run goes on, since the code also fails single recipients.

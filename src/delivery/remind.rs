@@ -9,7 +9,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, stream};
 
-use super::call::{Bot, Pace, Tries, call};
+use super::call::{Bot, Tries, call};
 use super::pipeline::RunCtx;
 use super::run::job_variables;
 use super::{Engine, RunOptions, Sender, Stop};
@@ -119,13 +119,7 @@ impl RunCtx<'_> {
             is_markdown_support: false,
             reply_to: Some(message_id),
         };
-        let pace = Pace {
-            shared: &self.chat,
-            ceiling: None,
-            ceiling_taken: false,
-            slots: &self.slots,
-            rate_limited: &self.sends_limited,
-        };
+        let pace = self.chat_pace();
         let (zoom, message) = (&self.engine.zoom, &message);
         let answer = call::<Bot, _, _>(
             &self.sender.tokens,
