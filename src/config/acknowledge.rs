@@ -45,6 +45,14 @@ impl Checker<'_> {
         let spanned = file?;
         let ack = spanned.get_ref();
         let button = ack.button.get_ref().clone();
+        if button.contains("{{") || button.contains("{%") {
+            self.report(
+                ack.button.span(),
+                "the acknowledging button's value is a template",
+                "write the button's value as plain text, here and in the actions block: a press \
+                 sends back the value as rendered",
+            );
+        }
         if let Some(values) = template.and_then(MessageTemplate::button_values)
             && !values.contains(&button.as_str())
         {

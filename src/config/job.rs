@@ -300,10 +300,18 @@ impl Job {
     }
 }
 
-/// serde's complaint about the file, with the closest known key for a misspelled one.
+/// serde's complaint about the file, with the closest known key for a misspelled one. A line
+/// that may hold a secret (`secret`, `token`, `password` in it) is not shown.
 fn read_error(path: &Path, source: &str, e: &toml::de::Error) -> Diagnostic {
     let message = e.message().trim();
     let d = match e.span() {
+        Some(span) if may_hold_a_secret(source, &span) => {
+            let line = source[..span.start.min(source.len())].matches('\n').count() + 1;
+            Diagnostic::whole(
+                Some(path),
+                format!("line {line}: {message} (the line is not shown: it may hold a secret)"),
+            )
+        }
         Some(span) => Diagnostic::at(path, source, span, message),
         None => Diagnostic::whole(Some(path), message),
     };
@@ -311,6 +319,20 @@ fn read_error(path: &Path, source: &str, e: &toml::de::Error) -> Diagnostic {
         Some(key) => d.help(format!("did you mean `{key}`?")),
         None => d.help("see the job file format in the README (section \"Job files\")"),
     }
+}
+
+/// Whether the line around `span` names a secret.
+fn may_hold_a_secret(source: &str, span: &std::ops::Range<usize>) -> bool {
+    let start = source[..span.start.min(source.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let end = source[span.start.min(source.len())..]
+        .find('\n')
+        .map_or(source.len(), |i| span.start + i);
+    let line = source[start..end].to_lowercase();
+    ["secret", "token", "password"]
+        .iter()
+        .any(|w| line.contains(w))
 }
 
 /// What secret the job file holds in plain text, if any: an app's client secret or webhook
@@ -337,15 +359,30 @@ fn secret_in(source: &str, config: &Config) -> Option<String> {
 }
 
 /// The 1-based line of the first JWT-shaped text (`eyJ` and two dot-separated base64url
-/// parts of 10 characters or more).
+/// parts of 10 characters or more). One pass: each run of base64url characters is read once.
 fn looks_like_a_token(source: &str) -> Option<usize> {
-    let base64url = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    source.match_indices("eyJ").find_map(|(at, _)| {
-        let mut parts = source[at..].splitn(3, '.');
-        let (head, body) = (parts.next()?, parts.next()?);
-        let long = |p: &str| p.len() >= 10 && p.chars().all(base64url);
-        (long(head) && long(body)).then(|| source[..at].matches('\n').count() + 1)
-    })
+    let bytes = source.as_bytes();
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let run_from = |at: usize| bytes[at..].iter().take_while(|&&b| base64url(b)).count();
+    let mut at = 0;
+    while at < bytes.len() {
+        let run = run_from(at);
+        if run == 0 {
+            at += 1;
+            continue;
+        }
+        let next = at + run;
+        let body = if bytes.get(next) == Some(&b'.') {
+            run_from(next + 1)
+        } else {
+            0
+        };
+        if source[at..next].starts_with("eyJ") && run >= 10 && body >= 10 {
+            return Some(source[..at].matches('\n').count() + 1);
+        }
+        at = next;
+    }
+    None
 }
 
 /// The largest job file read: a job is a page of TOML; its recipients go in `recipients.file`.
@@ -387,6 +424,22 @@ impl Job {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_token_shaped_text_is_found_on_its_line_in_one_pass() {
+        let jwt = "eyJhbGciOiJIUzUxMiJ9.eyJ2ZXIiOjEwLCJhdWlkIjoiYWJjIn0.c2ln";
+        assert_eq!(
+            super::looks_like_a_token(&format!("a = 1\nb = \"{jwt}\"\n")),
+            Some(2)
+        );
+        assert_eq!(
+            super::looks_like_a_token("note = \"eyJ is how JWTs start\""),
+            None
+        );
+        // A megabyte of `eyJ` and dots: read once, not once per `eyJ`.
+        let hostile = "eyJ.".repeat(256 * 1024);
+        assert_eq!(super::looks_like_a_token(&hostile), None);
+    }
+
     use super::*;
 
     fn load(toml_text: &str) -> Result<Job, Invalid> {

@@ -16,18 +16,24 @@ pub const MAX_ROUNDS: usize = 50;
 pub fn statement_at(source: &str, at: usize) -> Option<Range<usize>> {
     let doc = ImDocument::parse(source).ok()?;
     let root = doc.as_item().as_table()?;
-    find_in(root, at)
+    find_in(root, at, None)
 }
 
-fn find_in(table: &Table, at: usize) -> Option<Range<usize>> {
+/// The statement holding `at` in `table`; `dotted` is where the statement starts when
+/// `table` is the tail of a dotted key (`delivery.concurrency = 8` starts at `delivery`).
+fn find_in(table: &Table, at: usize, dotted: Option<usize>) -> Option<Range<usize>> {
     for (name, item) in table {
+        let key_start = table
+            .key(name)
+            .and_then(toml_edit::Key::span)
+            .map(|s| s.start);
         let found = match item {
-            Item::Table(inner) => find_in(inner, at),
-            Item::ArrayOfTables(tables) => tables.iter().find_map(|t| find_in(t, at)),
+            Item::Table(inner) if inner.is_dotted() => find_in(inner, at, dotted.or(key_start)),
+            Item::Table(inner) => find_in(inner, at, None),
+            Item::ArrayOfTables(tables) => tables.iter().find_map(|t| find_in(t, at, None)),
             Item::Value(_) => {
-                let key = table.key(name)?.span()?;
-                let value = item.span()?;
-                let whole = key.start..value.end;
+                let start = dotted.or(key_start)?;
+                let whole = start..item.span()?.end;
                 whole.contains(&at).then_some(whole)
             }
             Item::None => None,
@@ -89,6 +95,9 @@ mod tests {
         let accent = statement_at(source, source.find('é').unwrap()).unwrap();
         assert_eq!(blank(source, accent).len(), source.len());
         assert_eq!(statement_at(source, source.find("[t]").unwrap()), None);
+        let dotted = "[job]\ndelivery.concurrency = \"x\"\n";
+        let range = statement_at(dotted, dotted.find("\"x\"").unwrap()).unwrap();
+        assert_eq!(&dotted[range], "delivery.concurrency = \"x\"");
     }
 
     #[test]

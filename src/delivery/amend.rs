@@ -75,6 +75,12 @@ pub enum NotAmendable {
          removed the app), so zoomcast does not know which messages it sent; nothing was changed"
     )]
     NoDetails(u64),
+    /// The run has not finished: a later run of the job would resume it.
+    #[error(
+        "run {0} has not finished (running, interrupted or stopped); run the job to finish it, \
+         then recall or edit it"
+    )]
+    Unfinished(u64),
     /// The run sent in another account than the job's sender now.
     #[error("run {run} sent in account {sent}, but the job now sends in account {now}")]
     OtherAccount {
@@ -170,6 +176,9 @@ impl Engine {
         if record.details_pruned {
             return Err(NotAmendable::NoDetails(record.id.0));
         }
+        if record.status.is_unfinished() {
+            return Err(NotAmendable::Unfinished(record.id.0));
+        }
         if let Some(sent) = record.account.as_ref().filter(|a| **a != sender.account_id) {
             return Err(NotAmendable::OtherAccount {
                 run: record.id.0,
@@ -205,7 +214,7 @@ fn recipients_of(job: &Job, deliveries: &[Delivery]) -> anyhow::Result<HashMap<S
 impl RunCtx<'_> {
     async fn amend_one(
         &self,
-        mut d: Delivery,
+        d: Delivery,
         what: Amend,
         recipient: Option<&Recipient>,
     ) -> Result<Outcome, Stop> {
@@ -249,22 +258,37 @@ impl RunCtx<'_> {
         )
         .await?;
         let gone = matches!(&answer, Err(e) if e.code() == Some(INVALID_MESSAGE_ID));
+        let deliveries = &self.engine.deliveries;
+        let recalled = || {
+            let now = Some(Utc::now());
+            deliveries.modify(self.run, &d.email, |stored| stored.recalled_at = now)
+        };
         match (what, answer) {
+            (Amend::Recall, Ok(())) => {
+                recalled()?;
+            }
             // Deleted already (by an earlier recall cut short, or in Zoom): recalled.
-            (Amend::Recall, Ok(())) => d.recalled_at = Some(Utc::now()),
-            (Amend::Recall, Err(_)) if gone => d.recalled_at = Some(Utc::now()),
+            (Amend::Recall, Err(_)) if gone => {
+                recalled()?;
+            }
             (Amend::Edit, Ok(())) => {
-                d.edited = digest.map(|digest| Edited {
+                let edited = digest.map(|digest| Edited {
                     at: Utc::now(),
                     digest,
                 });
+                deliveries.modify(self.run, &d.email, |stored| {
+                    stored.edited.clone_from(&edited);
+                })?;
+                // Presses on buttons the new card has come back with the same id.
+                if content.as_ref().is_some_and(crate::card::has_buttons) {
+                    deliveries.index_message(&message_id, self.run, &d.email)?;
+                }
             }
             (Amend::Edit, Err(_)) if gone => {
                 return Ok(failed(&d, "the message no longer exists in Zoom".into()));
             }
             (_, Err(e)) => return Ok(failed(&d, e.to_string())),
         }
-        self.journal.record(self.run, &d)?;
         Ok(Outcome::Changed)
     }
 
@@ -280,10 +304,14 @@ impl RunCtx<'_> {
         let user = match &r.address {
             Address::Email(email) => match self.resolve(email, &mut Tries::default()).await? {
                 Ok(user) => user,
-                Err(_) => ZoomUser {
-                    jid: d.jid.clone().unwrap_or_default(),
-                    ..ZoomUser::default()
-                },
+                // Without the profile the card would greet nobody: not edited.
+                Err(state) => {
+                    let why = match state {
+                        DeliveryState::Failed { message, .. } => message,
+                        other => other.name().to_owned(),
+                    };
+                    return Ok(Err(format!("looking the recipient up again failed: {why}")));
+                }
             },
             Address::User(jid) | Address::Channel(jid) => ZoomUser {
                 jid: jid.clone(),

@@ -30,8 +30,11 @@ impl Engine {
             return Ok(0);
         };
         let after = TimeDelta::from_std(after)?;
+        let button = job.acknowledge.as_ref().map(|a| a.button.as_str());
         let open = |run: &RunRecord| {
-            !run.details_pruned
+            // Only runs sent asking for this acknowledgement.
+            run.acknowledge.as_deref() == button
+                && !run.details_pruned
                 && !run.status.is_unfinished()
                 && run
                     .account
@@ -89,27 +92,39 @@ impl RunCtx<'_> {
         Ok(sent)
     }
 
-    /// Marks, sends and settles one reminder; whether Zoom accepted it.
-    async fn remind_one(&self, mut d: Delivery, now: DateTime<Utc>) -> Result<bool, Stop> {
+    /// Marks, sends and settles one reminder; whether Zoom accepted it. Each step changes
+    /// only the stored delivery's reminders, so a press recorded meanwhile is kept.
+    async fn remind_one(&self, d: Delivery, now: DateTime<Utc>) -> Result<bool, Stop> {
         let (DeliveryState::Sent { message_id }, Some(jid)) = (d.state.clone(), d.jid.clone())
         else {
             return Ok(false);
         };
-        match d.reminders.last_mut() {
-            // Unsettled by a crash: counted as sent, or sent again.
-            Some(last) if !last.done && self.job.delivery.on_uncertain == OnUncertain::Skip => {
-                last.done = true;
-                self.journal.record(self.run, &d)?;
-                return Ok(false);
-            }
-            Some(last) if !last.done => last.at = now,
-            _ => d.reminders.push(Reminder {
-                at: now,
-                done: false,
-                error: None,
-            }),
+        let deliveries = &self.engine.deliveries;
+        let settle = |error: Option<String>| {
+            deliveries.modify(self.run, &d.email, |stored| {
+                if let Some(last) = stored.reminders.last_mut() {
+                    last.done = true;
+                    last.error.clone_from(&error);
+                }
+            })
+        };
+        let unsettled = d.reminders.last().is_some_and(|r| !r.done);
+        if unsettled && self.job.delivery.on_uncertain == OnUncertain::Skip {
+            // Unsettled by a crash: counted as sent.
+            settle(None)?;
+            return Ok(false);
         }
-        self.journal.commit(self.run, d.clone()).await?;
+        deliveries.modify(self.run, &d.email, |stored| {
+            match stored.reminders.last_mut() {
+                Some(last) if !last.done => last.at = now,
+                _ => stored.reminders.push(Reminder {
+                    at: now,
+                    done: false,
+                    error: None,
+                }),
+            }
+        })?;
+        deliveries.flush().await?;
         let message = ChatMessage {
             robot_jid: self.sender.robot_jid.clone(),
             to_jid: jid,
@@ -121,19 +136,31 @@ impl RunCtx<'_> {
         };
         let pace = self.chat_pace();
         let (zoom, message) = (&self.engine.zoom, &message);
+        let mut tries = Tries::default();
         let answer = call::<Bot, _, _>(
             &self.sender.tokens,
             &pace,
             self.job.delivery.max_attempts.get(),
             &self.options.cancel,
-            &mut Tries::default(),
+            &mut tries,
             |t| async move { zoom.send_message(&t, message).await },
         )
-        .await?;
-        let last = d.reminders.last_mut().expect("marked above");
-        last.done = true;
-        last.error = answer.as_ref().err().map(ToString::to_string);
-        self.journal.record(self.run, &d)?;
+        .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(stop) => {
+                // Nothing reached Zoom (a shutdown, a token failure): not a reminder sent.
+                if !tries.maybe_processed {
+                    deliveries.modify(self.run, &d.email, |stored| {
+                        if stored.reminders.last().is_some_and(|r| !r.done) {
+                            stored.reminders.pop();
+                        }
+                    })?;
+                }
+                return Err(stop);
+            }
+        };
+        settle(answer.as_ref().err().map(ToString::to_string))?;
         Ok(answer.is_ok())
     }
 

@@ -138,6 +138,16 @@ pub struct Edited {
 /// The most button presses kept per delivery.
 pub const MAX_PRESSES: usize = 20;
 
+/// Drops the oldest presses beyond [`MAX_PRESSES`], but never the first press of a value
+/// (what an acknowledgement is): the oldest repeat goes first.
+fn keep_newest_presses(presses: &mut Vec<Press>) {
+    while presses.len() > MAX_PRESSES {
+        let repeat =
+            (0..presses.len()).find(|&i| presses[..i].iter().any(|p| p.value == presses[i].value));
+        presses.remove(repeat.unwrap_or(0));
+    }
+}
+
 /// A button pressed on a sent message (Zoom's `interactive_message_actions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Press {
@@ -242,8 +252,36 @@ impl Deliveries {
         let Some(key) = self.messages.get(message_id.as_bytes())? else {
             return Ok(None);
         };
+        let updated = self.update(&key, |delivery| {
+            delivery.presses.push(press.clone());
+            keep_newest_presses(&mut delivery.presses);
+        })?;
+        let Some(delivery) = updated else {
+            return Ok(None);
+        };
+        self.flush().await?;
+        let run = RunId::from_key(&key[..8]);
+        Ok(Some((run, delivery.email)))
+    }
+
+    /// Changes the stored delivery of `email` in `run` in place (atomically: a press recorded
+    /// meanwhile is kept), not flushed. The delivery as changed, if there is one.
+    pub fn modify(
+        &self,
+        run: RunId,
+        email: &str,
+        change: impl FnMut(&mut Delivery),
+    ) -> Result<Option<Delivery>, StateError> {
+        self.update(&key(run, email), change)
+    }
+
+    fn update(
+        &self,
+        key: &[u8],
+        mut change: impl FnMut(&mut Delivery),
+    ) -> Result<Option<Delivery>, StateError> {
         let mut failure = None;
-        let updated = self.tree.update_and_fetch(&key, |old| {
+        let updated = self.tree.update_and_fetch(key, |old| {
             let mut delivery: Delivery = match decode(old?) {
                 Ok(delivery) => delivery,
                 Err(e) => {
@@ -251,21 +289,13 @@ impl Deliveries {
                     return old.map(<[u8]>::to_vec);
                 }
             };
-            delivery.presses.push(press.clone());
-            let excess = delivery.presses.len().saturating_sub(MAX_PRESSES);
-            delivery.presses.drain(..excess);
+            change(&mut delivery);
             Some(encode(&delivery))
         })?;
         if let Some(e) = failure {
             return Err(e.into());
         }
-        let Some(bytes) = updated else {
-            return Ok(None);
-        };
-        self.flush().await?;
-        let delivery: Delivery = decode(&bytes)?;
-        let run = RunId::from_key(&key[..8]);
-        Ok(Some((run, delivery.email)))
+        Ok(updated.map(|bytes| decode(&bytes)).transpose()?)
     }
 
     /// Makes every recorded state durable: the group commit before a batch of sends.

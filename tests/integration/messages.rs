@@ -443,6 +443,16 @@ fn a_run_whose_details_were_pruned_cannot_be_recalled_and_says_why() {
 fn an_acknowledge_button_the_message_does_not_have_is_named_at_validate() {
     let env = Env::new();
     let message = "head = \"Hi\"\n\n[[message.blocks]]\ntype = \"actions\"\nbuttons = [{ text = \"OK\", value = \"ok\" }]\n\n[acknowledge]\nbutton = \"ack\"\nmax_reminders = 20\n";
+    let templated = message
+        .replace("value = \"ok\"", "value = \"{{ job }}\"")
+        .replace("button = \"ack\"", "button = \"{{ job }}\"");
+    env.job(
+        "templated",
+        &job_with_message(&["ana@example.com"], &templated),
+    );
+    env.run(&["validate", "jobs/templated.toml"])
+        .code(2)
+        .stderr_has("the acknowledging button's value is a template");
     env.job("bad", &job_with_message(&["ana@example.com"], message));
     env.run(&["validate", "jobs/bad.toml"])
         .code(2)

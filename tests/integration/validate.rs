@@ -140,3 +140,18 @@ fn a_secret_or_token_written_into_a_job_file_is_refused_without_showing_it() {
         .stderr_has("line 7 of the job file holds what looks like a Zoom token");
     assert!(!run.stderr.contains(jwt));
 }
+
+#[test]
+fn a_mistaken_line_that_may_hold_a_secret_is_named_but_not_shown() {
+    let env = Env::new();
+    let job = job_to(&["ana@example.com"]).replace(
+        "description = \"test\"",
+        "description = \"test\"\napi_token = \"tok-9f8e7d6c5b4a\"",
+    );
+    env.job("leaky", &job);
+    let run = env.run(&["validate", "jobs/leaky.toml"]);
+    run.code(2)
+        .stderr_has("line 2: unknown field `api_token`")
+        .stderr_has("the line is not shown: it may hold a secret");
+    assert!(!run.stderr.contains("tok-9f8e7d6c5b4a"), "{}", run.stderr);
+}
