@@ -182,7 +182,9 @@ impl RunCtx<'_> {
 }
 
 /// Whether `d`'s next reminder is due at `now`: an unsettled one at once, else the k-th
-/// `k × after` after the run started, while fewer than `max` were sent.
+/// `k × after` after the run started and at least `after` after the one before (so a
+/// scheduler that was down does not send the missed ones back to back), while fewer than
+/// `max` were sent.
 fn is_due(
     d: &Delivery,
     started: DateTime<Utc>,
@@ -190,11 +192,14 @@ fn is_due(
     max: u32,
     now: DateTime<Utc>,
 ) -> bool {
-    if d.reminders.last().is_some_and(|r| !r.done) {
+    let last = d.reminders.last();
+    if last.is_some_and(|r| !r.done) {
         return true;
     }
     let count = u32::try_from(d.reminders.len()).unwrap_or(u32::MAX);
-    count < max && started + after * i32::try_from(count + 1).unwrap_or(i32::MAX) <= now
+    let scheduled = started + after * i32::try_from(count + 1).unwrap_or(i32::MAX);
+    let spaced = last.is_none_or(|r| r.at + after <= now);
+    count < max && scheduled <= now && spaced
 }
 
 #[cfg(test)]
@@ -239,6 +244,10 @@ mod tests {
         let one = delivery(&[(30, true)], started);
         assert!(!is_due(&one, started, after, 2, at(59)));
         assert!(is_due(&one, started, after, 2, at(60)));
+        // After downtime, the second is not sent right behind the late first.
+        let late = delivery(&[(90, true)], started);
+        assert!(!is_due(&late, started, after, 2, at(100)));
+        assert!(is_due(&late, started, after, 2, at(120)));
         let two = delivery(&[(30, true), (60, true)], started);
         assert!(!is_due(&two, started, after, 2, at(600)), "two is the most");
         // Marked, then a crash before Zoom answered: due again at once.

@@ -29,7 +29,9 @@ pub(super) async fn send_reminders(
         }
         let now = fingerprint(&dir);
         if seen.as_ref() != Some(&now) {
-            jobs = reminding_jobs(&config, &dir);
+            // Loading reads every job's recipients file: off the runtime's workers.
+            let (config, dir) = (config.clone(), dir.clone());
+            jobs = crate::delivery::off_workers(move || reminding_jobs(&config, &dir)).await;
             seen = Some(now);
         }
         for job in &jobs {
