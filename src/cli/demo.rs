@@ -55,7 +55,7 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
     let demo = engines.app(DEFAULT_APP)?;
     log_in(&demo, &engines).await?;
 
-    let job = Job::load(&demo_ctx.job_path("example"), &demo_ctx.config)?;
+    let job = Job::load(&example_job(&demo_ctx, &state)?, &demo_ctx.config)?;
     outln!(
         "running job `{}` ({} recipients)",
         job.name,
@@ -213,6 +213,18 @@ fn location(response: &reqwest::Response) -> anyhow::Result<String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .with_context(|| format!("expected a redirect, got {}", response.status()))
+}
+
+/// The example job: `jobs/example.toml` of the jobs directory, or (outside the repository,
+/// from an installed binary) the copy built into the binary.
+fn example_job(ctx: &Context, state: &tempfile::TempDir) -> anyhow::Result<std::path::PathBuf> {
+    let path = ctx.job_path("example");
+    if path.exists() {
+        return Ok(path);
+    }
+    let built_in = state.path().join("example.toml");
+    std::fs::write(&built_in, include_str!("../../jobs/example.toml"))?;
+    Ok(built_in)
 }
 
 /// A job of the second account: with two accounts installed, a job names the one it sends in.

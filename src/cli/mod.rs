@@ -208,6 +208,13 @@ fn invalid_cause(e: &anyhow::Error) -> Option<&(dyn std::error::Error + 'static)
         .find(|c| c.is::<Invalid>() || c.is::<InvalidText>())
 }
 
+/// Whether logs are coloured: only on a terminal, and not when `NO_COLOR` is set
+/// (<https://no-color.org>).
+fn colour() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Logs go to stderr (around any progress bar), filtered by `RUST_LOG` (default: warnings and
 /// zoomcast's info lines). A log line that cannot be written is dropped, never reported by a
 /// panic: a daemon whose log reader went away must still shut down on SIGTERM.
@@ -216,6 +223,7 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,zoomcast=info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour())
         .with_writer(|| crate::delivery::LogWriter)
         .with_target(false)
         .log_internal_errors(false)

@@ -24,3 +24,18 @@ fn the_demo_delivers_the_example_job() {
         "the demo never touches the real state directory"
     );
 }
+
+#[test]
+fn the_demo_runs_outside_the_repository_and_logs_without_colour_when_not_on_a_terminal() {
+    let env = Env::new();
+    let nowhere = env.dir.path().join("no-jobs-here");
+    let run = env.run(&["--jobs", nowhere.to_str().unwrap(), "demo"]);
+    run.code(0)
+        .stdout_has("run 1 of job `example` succeeded: 4 recipients, 4 sent");
+    assert!(run.stderr.contains("INFO"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "no ANSI escapes in a redirected log: {:?}",
+        run.stderr
+    );
+}
