@@ -5,6 +5,7 @@
 mod amend;
 mod auth;
 mod demo;
+mod docs;
 mod emulator;
 mod history;
 mod jobs;
@@ -81,6 +82,10 @@ enum Command {
     Emulator(emulator::Args),
     /// Start the emulator in-process and run jobs/example.toml against it.
     Demo,
+    /// Print the shell completion script for SHELL.
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff): `zoomcast man > zoomcast.1`.
+    Man,
 }
 
 /// How a command ended, when it did not fail.
@@ -158,6 +163,12 @@ fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    // Generated from the command line alone: no configuration needed.
+    match &cli.command {
+        Command::Completions(args) => return Ok(docs::completions(args)),
+        Command::Man => return docs::man(),
+        _ => {}
+    }
     let ctx = Context::new(&cli)?;
     match cli.command {
         Command::Auth(command) => auth::run(&ctx, command).await,
@@ -172,6 +183,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Serve(args) => serve::run(&ctx, &args).await,
         Command::Emulator(args) => emulator::run(&args).await,
         Command::Demo => demo::run(&ctx).await,
+        Command::Completions(args) => Ok(docs::completions(&args)),
+        Command::Man => docs::man(),
     }
 }
 

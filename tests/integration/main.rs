@@ -6,6 +6,7 @@ mod harness;
 mod accounts;
 mod auth;
 mod cache;
+mod cli;
 mod demo;
 mod emulator;
 mod history;
