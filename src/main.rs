@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     // created private, whatever umask it was started under.
     zoomcast::state::private::private_umask();
     let cli = zoomcast::cli::Cli::parse();
-    zoomcast::cli::init_logging();
+    zoomcast::cli::init_logging(cli.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     let result = runtime.block_on(zoomcast::cli::run(cli));
     drop(runtime);

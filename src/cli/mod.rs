@@ -51,6 +51,16 @@ pub struct Cli {
         default_value = "jobs"
     )]
     jobs: PathBuf,
+    /// How logs are written to stderr: text (for people) or json (one object a line, for a
+    /// log collector).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "ZOOMCAST_LOG_FORMAT",
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -221,6 +231,15 @@ fn invalid_cause(e: &anyhow::Error) -> Option<&(dyn std::error::Error + 'static)
         .find(|c| c.is::<Invalid>() || c.is::<InvalidText>())
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object a line: timestamp, level, target, message and fields.
+    Json,
+}
+
 /// Whether logs are coloured: only on a terminal, and not when `NO_COLOR` is set
 /// (<https://no-color.org>).
 fn colour() -> bool {
@@ -231,14 +250,16 @@ fn colour() -> bool {
 /// Logs go to stderr (around any progress bar), filtered by `RUST_LOG` (default: warnings and
 /// zoomcast's info lines). A log line that cannot be written is dropped, never reported by a
 /// panic: a daemon whose log reader went away must still shut down on SIGTERM.
-pub fn init_logging() {
+/// With [`LogFormat::Json`], each line is one JSON object (tracing-subscriber's JSON format).
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,zoomcast=info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colour())
         .with_writer(|| crate::delivery::LogWriter)
-        .with_target(false)
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Text => logs.with_ansi(colour()).with_target(false).init(),
+        LogFormat::Json => logs.json().with_ansi(false).with_target(true).init(),
+    }
 }
