@@ -9,6 +9,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::diagnostic::{Diagnostic, Invalid};
+use super::sources;
 use crate::token::{ClientSecret, WebhookSecret};
 
 /// The name of the app used when a job names none.
@@ -58,6 +59,21 @@ struct RawConfig {
     apps: BTreeMap<String, RawApp>,
 }
 
+/// Every text setting of an app.
+const STRING_KEYS: [&str; 11] = [
+    "client_id",
+    "client_secret",
+    "account_id",
+    "robot_jid",
+    "redirect_uri",
+    "oauth_url",
+    "api_url",
+    "webhook_secret_token",
+    "plan",
+    "welcome",
+    "install_redirect",
+];
+
 /// The environment variables of the default app, with the `RawApp` field each one sets.
 const ENV_KEYS: [(&str, &str); 9] = [
     ("ZOOM_CLIENT_ID", "client_id"),
@@ -72,6 +88,23 @@ const ENV_KEYS: [(&str, &str); 9] = [
 ];
 
 impl RawApp {
+    /// Replaces `${VAR}` references in every text setting (`prefix` names the app's table in
+    /// errors).
+    fn expand_references(
+        &mut self,
+        prefix: &str,
+        config: &Path,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), Invalid> {
+        for key in STRING_KEYS {
+            if let Some(value) = self.field(key).as_deref() {
+                let setting = format!("{prefix}{key}");
+                *self.field(key) = Some(sources::expand(value, &setting, config, env)?);
+            }
+        }
+        Ok(())
+    }
+
     fn field(&mut self, key: &str) -> &mut Option<String> {
         match key {
             "client_id" => &mut self.client_id,
@@ -236,8 +269,18 @@ impl Config {
             welcome: raw.welcome,
             install_redirect: raw.install_redirect,
         };
+        // `${VAR}` references in the file, then the environment over the default app.
+        for (name, app) in &mut apps {
+            app.expand_references(&format!("[apps.{name}] "), path, &env)?;
+        }
+        default.expand_references("", path, &env)?;
         for (var, key) in ENV_KEYS {
-            if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+            let value = if sources::SECRET_VARS.contains(&var) {
+                sources::secret(var, &env)?
+            } else {
+                env(var).filter(|v| !v.is_empty())
+            };
+            if let Some(value) = value {
                 *default.field(key) = Some(value);
             }
         }

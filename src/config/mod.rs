@@ -10,6 +10,7 @@ pub mod jobs_dir;
 pub mod message;
 pub mod recipients;
 pub mod recover;
+pub mod sources;
 pub mod template;
 pub mod validate;
 pub mod vars;

@@ -27,3 +27,42 @@ fn completions_and_the_man_page_cover_every_command_and_need_no_configuration() 
         .code(2)
         .stderr_has("invalid value 'tcsh'");
 }
+
+#[test]
+fn secrets_come_from_files_and_config_references_from_the_environment() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &crate::harness::job_to(&["ana@example.com"]));
+    let secret = env.emu().knobs().client_secret;
+    let file = env.dir.path().join("client-secret");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    // The secret from a file (systemd's LoadCredential, a Kubernetes Secret volume): Zoom
+    // takes it (the dry run asks for a new bot token with it).
+    env.run_with(&["run", "team", "--dry-run"], |cmd| {
+        cmd.env_remove("ZOOM_CLIENT_SECRET")
+            .env("ZOOM_CLIENT_SECRET_FILE", &file);
+    })
+    .code(0)
+    .stdout_has("the bot token was obtained");
+    // Both ways at once: refused, naming both.
+    let both = env.run_with(&["run", "team", "--dry-run"], |cmd| {
+        cmd.env("ZOOM_CLIENT_SECRET_FILE", &file);
+    });
+    both.code(2)
+        .stderr_has("both ZOOM_CLIENT_SECRET and ZOOM_CLIENT_SECRET_FILE are set");
+    assert!(!both.stderr.contains(&secret));
+    // A `${VAR}` reference in zoomcast.toml.
+    let config = env.dir.path().join("zoomcast.toml");
+    std::fs::write(&config, "client_secret = \"${TEAM_SECRET}\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    env.run_with(&["--config", config, "run", "team", "--dry-run"], |cmd| {
+        cmd.env_remove("ZOOM_CLIENT_SECRET")
+            .env("TEAM_SECRET", &secret);
+    })
+    .code(0);
+    env.run_with(&["--config", config, "run", "team", "--dry-run"], |cmd| {
+        cmd.env_remove("ZOOM_CLIENT_SECRET");
+    })
+    .code(2)
+    .stderr_has("client_secret refers to ${TEAM_SECRET}, which is not set in the environment");
+}
