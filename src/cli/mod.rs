@@ -6,6 +6,7 @@ mod amend;
 mod auth;
 mod demo;
 mod docs;
+mod doctor;
 mod emulator;
 mod history;
 mod jobs;
@@ -92,6 +93,8 @@ enum Command {
     Emulator(emulator::Args),
     /// Start the emulator in-process and run jobs/example.toml against it.
     Demo,
+    /// Check configuration, state, grants, clock and Zoom's reachability; exit 1 if one fails.
+    Doctor(doctor::Args),
     /// Print the shell completion script for SHELL.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff): `zoomcast man > zoomcast.1`.
@@ -193,6 +196,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Serve(args) => serve::run(&ctx, &args).await,
         Command::Emulator(args) => emulator::run(&args).await,
         Command::Demo => demo::run(&ctx).await,
+        Command::Doctor(args) => doctor::run(&ctx, &args).await,
         Command::Completions(args) => Ok(docs::completions(&args)),
         Command::Man => docs::man(),
     }

@@ -66,3 +66,43 @@ fn secrets_come_from_files_and_config_references_from_the_environment() {
     .code(2)
     .stderr_has("client_secret refers to ${TEAM_SECRET}, which is not set in the environment");
 }
+
+#[test]
+fn doctor_passes_when_everything_is_ready_and_names_what_is_not() {
+    let env = Env::new();
+    // Not authorized yet: that check fails, with the fix.
+    env.run(&["doctor"])
+        .code(1)
+        .stdout_has("ok   app `default` configuration")
+        .stdout_has("FAIL app `default` grant: not authorized")
+        .stdout_has("fix: run `zoomcast auth login --app default`")
+        .stderr_has("1 of ");
+    env.login();
+    let ready = env.run(&["doctor"]);
+    ready
+        .code(0)
+        .stdout_has("ok   state directory")
+        .stdout_has("ok   app `default` grant of account emulated-account-1")
+        .stdout_has("reaches Zoom's API")
+        .stdout_has("ok   app `default` clock against Zoom's");
+    assert!(!ready.stdout.contains("FAIL"), "{}", ready.stdout);
+    // Zoom out of reach, and a chatbot JID that is not one.
+    let broken = env.run_with(&["doctor", "--json"], |cmd| {
+        cmd.env("ZOOM_API_URL", "http://127.0.0.1:9")
+            .env("ZOOM_ROBOT_JID", "my-bot");
+    });
+    broken.code(1);
+    let checks = broken.json();
+    let failed: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 2, "{checks}");
+    assert!(
+        failed[0].contains("configuration") && failed[1].contains("API"),
+        "{failed:?}"
+    );
+}

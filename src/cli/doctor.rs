@@ -1,0 +1,233 @@
+//! `doctor [--app NAME] [--json]`: what is wrong before the first real run. One line per check
+//! with the fix: each app's configuration (credentials, the chatbot JID's form), the state
+//! directory (it opens, or a scheduler holds it), each grant's scopes, the clock against
+//! Zoom's (`Date` header; webhook signatures allow five minutes), and that Zoom's OAuth and API
+//! base URLs answer. Exit 1 when a check fails.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Context, Outcome, State};
+use crate::user::is_user_jid;
+use crate::zoom::{Endpoints, ZoomClient};
+
+/// The most the clock may differ from Zoom's before webhooks are at risk (they are refused
+/// beyond five minutes).
+const MAX_SKEW_SECS: i64 = 60;
+
+/// Scopes one of which lets the user token look people up by email.
+const LOOKUP_SCOPES: [&str; 3] = ["user:read:user:admin", "user:read:admin", "user:read:user"];
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// Only this app.
+    #[arg(long)]
+    app: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One check's outcome.
+#[derive(Debug, Serialize)]
+struct Finding {
+    check: String,
+    ok: bool,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+}
+
+impl Finding {
+    fn pass(check: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            check: check.into(),
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn fail(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            check: check.into(),
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
+    let names: Vec<String> = match &args.app {
+        Some(app) => vec![app.clone()],
+        None => ctx.config.app_names().map(str::to_owned).collect(),
+    };
+    let mut checks = Vec::new();
+    let mut endpoints = Vec::new();
+    for name in &names {
+        let (check, app) = app_check(ctx, name);
+        checks.push(check);
+        if let Some(app) = app {
+            endpoints.push((name.clone(), app));
+        }
+    }
+    state_check(ctx, &names, &mut checks).await;
+    for (name, endpoints) in endpoints {
+        checks.extend(zoom_checks(&name, endpoints).await);
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        for c in &checks {
+            let mark = if c.ok { "ok  " } else { "FAIL" };
+            outln!("{mark} {}: {}", c.check, c.detail);
+            if let Some(fix) = &c.fix {
+                outln!("     fix: {fix}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} checks failed", checks.len());
+    }
+    Ok(Outcome::Done)
+}
+
+/// An app's configuration: credentials present, the chatbot JID a chat JID.
+fn app_check(ctx: &Context, name: &str) -> (Finding, Option<Endpoints>) {
+    let check = format!("app `{name}` configuration");
+    let app = match ctx.app(name) {
+        Ok(app) => app,
+        Err(e) => {
+            let fix = "set what the error names (environment or zoomcast.toml)";
+            return (Finding::fail(check, e.to_string(), fix), None);
+        }
+    };
+    let endpoints = Endpoints {
+        oauth: app.oauth_url.clone(),
+        api: app.api_url.clone(),
+    };
+    let jid_ok = app
+        .robot_jid
+        .as_deref()
+        .is_some_and(|jid| is_user_jid(&jid.to_lowercase()));
+    let result = if jid_ok {
+        Finding::pass(check, "client id, secret and chatbot JID set")
+    } else {
+        Finding::fail(
+            check,
+            "no chatbot JID, or one that is not a chat JID",
+            crate::config::help::robot_jid(name),
+        )
+    };
+    (result, Some(endpoints))
+}
+
+/// The state directory, and each grant's scopes (read from the store, or through a running
+/// scheduler).
+async fn state_check(ctx: &Context, names: &[String], checks: &mut Vec<Finding>) {
+    let dir = ctx.state_dir.display().to_string();
+    let state = match ctx.state().await {
+        Ok(state) => state,
+        Err(e) => {
+            let fix = "follow the error's advice; `zoomcast` never recreates a database by itself";
+            checks.push(Finding::fail(
+                "state directory",
+                format!("{dir}: {e:#}"),
+                fix,
+            ));
+            return;
+        }
+    };
+    let how = match &state {
+        State::Local(_) => "opens, private, not in use",
+        State::Daemon(_) => "held by a running scheduler, which answers for it",
+    };
+    checks.push(Finding::pass("state directory", format!("{dir}: {how}")));
+    match state.grants(names.to_vec()).await {
+        Ok(rows) => {
+            for row in rows.iter().filter(|r| names.contains(&r.app)) {
+                checks.push(grant_check(row));
+            }
+        }
+        Err(e) => checks.push(Finding::fail("grants", format!("{e:#}"), "see the error")),
+    }
+}
+
+fn grant_check(row: &crate::control::AppGrant) -> Finding {
+    let app = &row.app;
+    let Some(grant) = &row.grant else {
+        return Finding::fail(
+            format!("app `{app}` grant"),
+            "not authorized",
+            format!(
+                "run `zoomcast auth login --app {app}` as an account admin, or install it at serve's /install"
+            ),
+        );
+    };
+    let check = format!("app `{app}` grant of account {}", grant.account_id);
+    let scopes: Vec<&str> = grant.scopes.split_whitespace().collect();
+    if LOOKUP_SCOPES.iter().any(|s| scopes.contains(s)) {
+        Finding::pass(
+            check,
+            format!("by {}, scopes {}", grant.user_email, grant.scopes),
+        )
+    } else {
+        Finding::fail(
+            check,
+            format!("scopes `{}` cannot look people up by email", grant.scopes),
+            "add user:read:user:admin to the app's scopes (Marketplace), then authorize again",
+        )
+    }
+}
+
+/// Zoom's OAuth and API base URLs answer, and the clock agrees with Zoom's.
+async fn zoom_checks(name: &str, endpoints: Endpoints) -> Vec<Finding> {
+    let Ok(zoom) = ZoomClient::new(endpoints.clone()) else {
+        return vec![Finding::fail(
+            "zoom",
+            "the HTTP client could not be built",
+            "report this",
+        )];
+    };
+    let mut checks = Vec::new();
+    let mut zoom_time = None;
+    for (what, url) in [("OAuth", &endpoints.oauth), ("API", &endpoints.api)] {
+        let check = format!("app `{name}` reaches Zoom's {what} at {url}");
+        match zoom.http.get(url.clone()).send().await {
+            Ok(answer) => {
+                zoom_time = zoom_time.or_else(|| date_of(&answer));
+                checks.push(Finding::pass(
+                    check,
+                    format!("answered {}", answer.status()),
+                ));
+            }
+            Err(e) => checks.push(Finding::fail(
+                check,
+                crate::output::clean(&format!("{e:#}"), 200),
+                "check the URL, DNS, proxy and firewall (zoomcast needs outbound HTTPS)",
+            )),
+        }
+    }
+    if let Some(theirs) = zoom_time {
+        let skew = (Utc::now() - theirs).num_seconds();
+        let check = format!("app `{name}` clock against Zoom's");
+        checks.push(if skew.abs() <= MAX_SKEW_SECS {
+            Finding::pass(check, format!("{skew:+} s"))
+        } else {
+            Finding::fail(
+                check,
+                format!("{skew:+} s off Zoom's clock"),
+                "synchronise the clock (NTP): webhooks more than five minutes off are refused",
+            )
+        });
+    }
+    checks
+}
+
+/// The `Date` header of an answer.
+fn date_of(answer: &reqwest::Response) -> Option<DateTime<Utc>> {
+    let date = answer.headers().get(reqwest::header::DATE)?.to_str().ok()?;
+    DateTime::parse_from_rfc2822(date).ok().map(|d| d.to_utc())
+}
