@@ -22,6 +22,9 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args, what: Amend) -> anyhow::Result<Outcome> {
+    if let Some(missing) = ctx.no_such_job(&args.job) {
+        return Err(missing.into());
+    }
     let job = Job::load(&ctx.job_path(&args.job), &ctx.config)?;
     let store = match ctx.state().await? {
         State::Local(store) => store,

@@ -49,6 +49,13 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let list = state.runs(args.job.clone()).await?;
+    // A job with no runs and no file is a typo, not an empty history.
+    if let Some(job) = &args.job
+        && list.is_empty()
+        && let Some(missing) = ctx.no_such_job(job)
+    {
+        return Err(missing.into());
+    }
     if args.json {
         let values: Vec<_> = list.iter().map(report::run_json).collect();
         outln!("{}", serde_json::to_string_pretty(&values)?);

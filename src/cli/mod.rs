@@ -144,18 +144,50 @@ impl Context {
         State::open(&self.state_dir).await
     }
 
-    /// A job argument: a name in the jobs directory, or a path to a file.
+    /// A job argument: a name in the jobs directory, or a path to a file (`oncall.toml` that
+    /// is not in the current directory is the jobs directory's).
     fn job_path(&self, job: &str) -> PathBuf {
         let as_path = Path::new(job);
-        if as_path
+        let toml = as_path
             .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
-            || as_path.components().count() > 1
-        {
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+        let bare = as_path.components().count() == 1;
+        if toml && bare && !as_path.exists() {
+            self.jobs_dir.join(as_path)
+        } else if toml || !bare {
             as_path.to_owned()
         } else {
             self.jobs_dir.join(format!("{job}.toml"))
         }
+    }
+
+    /// A job argument that names no job file, said with the closest job names.
+    fn no_such_job(&self, job: &str) -> Option<InvalidText> {
+        if self.job_path(job).exists() {
+            return None;
+        }
+        let names: Vec<String> = self
+            .job_files()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| crate::config::job_name(p))
+            .collect();
+        let wanted = job.trim_end_matches(".toml");
+        let closest = names
+            .iter()
+            .map(|n| (strsim::damerau_levenshtein(wanted, n), n))
+            .filter(|(d, n)| *d <= 2.max(n.len() / 3))
+            .min();
+        let hint = match (closest, names.is_empty()) {
+            (Some((_, name)), _) => format!(" (did you mean `{name}`?)"),
+            (None, true) => String::new(),
+            (None, false) => format!("; the jobs are: {}", names.join(", ")),
+        };
+        Some(InvalidText(format!(
+            "there is no job `{}` in {}{hint}",
+            crate::output::clean(job, 80),
+            self.jobs_dir.display()
+        )))
     }
 
     /// Every `*.toml` in the jobs directory, sorted.

@@ -74,6 +74,9 @@ impl Args {
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
+    if let Some(missing) = ctx.no_such_job(&args.job) {
+        return Err(missing.into());
+    }
     let path = ctx.job_path(&args.job);
     let job = Job::load(&path, &ctx.config)?;
     let store = match ctx.state().await? {

@@ -106,3 +106,23 @@ fn doctor_passes_when_everything_is_ready_and_names_what_is_not() {
         "{failed:?}"
     );
 }
+
+#[test]
+fn a_mistyped_job_name_gets_the_closest_one_and_exit_2() {
+    let env = Env::new();
+    env.login();
+    env.job("oncall", &crate::harness::job_to(&["ana@example.com"]));
+    env.run(&["run", "oncal"])
+        .code(2)
+        .stderr_has("there is no job `oncal` in")
+        .stderr_has("(did you mean `oncall`?)");
+    env.run(&["history", "oncal"])
+        .code(2)
+        .stderr_has("did you mean `oncall`?");
+    env.run(&["recall", "zzz"])
+        .code(2)
+        .stderr_has("the jobs are: oncall");
+    // `oncall.toml` means the jobs directory's file when there is none here.
+    env.run(&["run", "oncall.toml"]).code(0);
+    env.run(&["history", "oncall"]).code(0);
+}

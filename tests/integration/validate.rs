@@ -35,7 +35,7 @@ fn running_an_invalid_job_exits_2_and_sends_nothing() {
     assert!(env.emu().messages().is_empty());
     env.run(&["run", "missing"])
         .code(2)
-        .stderr_has("cannot read the job file");
+        .stderr_has("there is no job `missing` in");
 }
 
 #[test]
