@@ -118,8 +118,8 @@ pub enum OAuthError {
         reason: String,
     },
     /// No answer (connect, timeout).
-    #[error("could not reach zoom's token endpoint: {0}")]
-    Network(#[source] reqwest::Error),
+    #[error("could not reach zoom's token endpoint at {0}")]
+    Network(crate::zoom::error::Unreachable),
 }
 
 #[derive(Deserialize, Default)]
@@ -256,7 +256,7 @@ impl OAuthClient {
             .form(form)
             .send()
             .await
-            .map_err(|e| OAuthError::Network(e.without_url()))
+            .map_err(|e| OAuthError::Network(e.into()))
     }
 
     /// A token request: `grant`'s `grant_type` and the other `fields`.
@@ -271,7 +271,7 @@ impl OAuthClient {
         let status = response.status();
         let body = read_body(response)
             .await
-            .map_err(|e| OAuthError::Network(e.without_url()))?;
+            .map_err(|e| OAuthError::Network(e.into()))?;
         if !status.is_success() {
             let presented: Vec<&str> = fields
                 .iter()

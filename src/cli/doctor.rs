@@ -205,7 +205,7 @@ async fn zoom_checks(name: &str, endpoints: Endpoints) -> Vec<Finding> {
             }
             Err(e) => checks.push(Finding::fail(
                 check,
-                crate::output::clean(&format!("{e:#}"), 200),
+                crate::zoom::error::Unreachable::from(e).cause,
                 "check the URL, DNS, proxy and firewall (zoomcast needs outbound HTTPS)",
             )),
         }

@@ -117,12 +117,12 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     response: Result<Response, reqwest::Error>,
     presented: &[&str],
 ) -> Result<T, ZoomError> {
-    let response = response.map_err(|e| ZoomError::Network(e.without_url()))?;
+    let response = response.map_err(|e| ZoomError::Network(e.into()))?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = read_body(response)
         .await
-        .map_err(|e| ZoomError::Network(e.without_url()))?;
+        .map_err(|e| ZoomError::Network(e.into()))?;
     if !status.is_success() {
         return Err(ZoomError::from_response(
             status,

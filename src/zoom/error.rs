@@ -39,6 +39,44 @@ pub const NOT_AUTHORIZED: i64 = 7004;
 /// /v2/im/chat/messages/{message_id}`.
 pub const INVALID_MESSAGE_ID: i64 = 8001;
 
+/// A request that got no answer: where it went (scheme, host and path; never the query, which
+/// may carry a code) and why, down to the innermost cause (refused, timed out, TLS, DNS).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{url}: {cause}")]
+pub struct Unreachable {
+    /// Where the request went.
+    pub url: String,
+    /// Every cause in the error's chain, outermost first.
+    pub cause: String,
+}
+
+impl From<reqwest::Error> for Unreachable {
+    fn from(e: reqwest::Error) -> Self {
+        let url = e.url().map_or_else(String::new, |u| {
+            let mut shown = u.clone();
+            shown.set_query(None);
+            shown.set_fragment(None);
+            let _ = shown.set_password(None);
+            let _ = shown.set_username("");
+            shown.to_string()
+        });
+        let e = e.without_url();
+        let mut causes: Vec<String> = Vec::new();
+        let mut next: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(error) = next {
+            let text = error.to_string();
+            if !causes.iter().any(|c| c.contains(&text)) {
+                causes.push(text);
+            }
+            next = error.source();
+        }
+        Self {
+            url,
+            cause: crate::output::clean(&causes.join(": "), 300),
+        }
+    }
+}
+
 /// A failed call to the Zoom API.
 #[derive(Debug, thiserror::Error)]
 pub enum ZoomError {
@@ -56,7 +94,7 @@ pub enum ZoomError {
     },
     /// The request never got an answer (connect, timeout, broken connection).
     #[error("could not reach zoom: {0}")]
-    Network(#[source] reqwest::Error),
+    Network(Unreachable),
     /// Zoom answered success with a body zoomcast cannot read.
     #[error("zoom's answer could not be read: {0}")]
     Decode(String),

@@ -190,7 +190,7 @@ fn retries_are_paced_by_the_jobs_ceiling_too() {
         "paced",
         &bulk_job("paced", 30).replace(
             "concurrency = 4",
-            &format!("concurrency = 8\nrate_per_second = {RATE}\nmax_attempts = 10"),
+            &format!("concurrency = 8\nrate_per_second = {RATE}\nmax_attempts = 20"),
         ),
     );
     env.adjust_knobs(|k| k.fail_5xx = 0.4);

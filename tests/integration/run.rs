@@ -265,7 +265,9 @@ fn a_dry_run_checks_with_zoom_shows_the_card_and_sends_nothing() {
         cmd.env("ZOOM_API_URL", "http://127.0.0.1:9")
             .env("ZOOM_OAUTH_URL", "http://127.0.0.1:9");
     })
-    .code(1);
+    .code(1)
+    .stderr_has("could not reach zoom's token endpoint at http://127.0.0.1:9/oauth/token")
+    .stderr_has("Connection refused");
 }
 
 #[test]
