@@ -1,4 +1,5 @@
-//! `history [JOB] [--json] [--run ID]`: past runs, and one run's per-recipient outcomes.
+//! `history [JOB] [--json] [--limit N] [--run ID]`: past runs, and one run's per-recipient
+//! outcomes.
 
 use anyhow::bail;
 
@@ -16,6 +17,9 @@ pub(super) struct Args {
     /// One run, with every recipient's outcome.
     #[arg(long, value_name = "ID")]
     run: Option<RunId>,
+    /// Only the newest N runs.
+    #[arg(long, value_name = "N", conflicts_with = "run")]
+    limit: Option<usize>,
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
@@ -48,7 +52,11 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         }
         return Ok(Outcome::Done);
     }
-    let list = state.runs(args.job.clone()).await?;
+    let mut list = state.runs(args.job.clone()).await?;
+    if let Some(limit) = args.limit {
+        // Oldest first: the newest N are the last N.
+        list.drain(..list.len().saturating_sub(limit));
+    }
     // A job with no runs and no file is a typo, not an empty history.
     if let Some(job) = &args.job
         && list.is_empty()

@@ -53,3 +53,25 @@ fn old_runs_keep_their_summary_and_only_the_newest_keep_every_recipient() {
     .stderr_has("none.toml:")
     .stderr_has("keep_details");
 }
+
+#[test]
+fn history_limit_keeps_the_newest_runs() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com"]));
+    for _ in 0..3 {
+        env.run(&["run", "team"]).code(0);
+    }
+    let newest = env
+        .run(&["history", "team", "--limit", "2", "--json"])
+        .code(0)
+        .json();
+    let ids: Vec<u64> = newest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [2, 3], "{newest}");
+    env.run(&["history", "--limit", "1", "--run", "1"]).code(2);
+}
