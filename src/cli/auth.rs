@@ -177,6 +177,15 @@ async fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Res
             print_status(row, now);
         }
     }
+    // A health check reads the exit code: an app without a grant cannot send.
+    let missing: Vec<&str> = held
+        .iter()
+        .filter(|row| row.grant.is_none())
+        .map(|row| row.app.as_str())
+        .collect();
+    if !missing.is_empty() {
+        bail!("not authorized: app {}", missing.join(", "));
+    }
     Ok(Outcome::Done)
 }
 

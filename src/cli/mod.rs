@@ -90,6 +90,13 @@ enum Command {
     /// Installs, OAuth redirects, Zoom webhooks, /healthz and /metrics.
     Serve(serve::Args),
     /// A local Zoom emulator (OAuth, Users, Chatbot) for trials and tests.
+    ///
+    /// It accepts the app with client id `zoomcast-emulator` and client secret
+    /// `emulator-client-secret`; its chatbot JID is `v1robotzoomcast@xmpp.zoom.us` and it signs
+    /// events with the webhook secret `emulator-webhook-secret`. Point `ZOOM_OAUTH_URL` and
+    /// `ZOOM_API_URL` at the address it prints. Its people: admin, ana, bo, chen, dee, eli, fay
+    /// @example.com (account emulated-account-1), admin, gus, hana @second.example
+    /// (emulated-account-2), and any address at bulk.example.com.
     Emulator(emulator::Args),
     /// Start the emulator in-process and run jobs/example.toml against it.
     Demo,

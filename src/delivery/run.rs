@@ -215,7 +215,7 @@ impl Engine {
             return Ok(());
         }
         self.runs.put_all(&pruned).await?;
-        tracing::info!(
+        tracing::debug!(
             "job `{}`: deleted the per-recipient outcomes of {} older runs ({entries} entries); \
              it keeps them for its newest {keep} runs ([delivery] keep_details)",
             job.name,

@@ -152,8 +152,9 @@ fn logout_revokes_at_zoom_and_deletes_the_grant() {
         .code(0)
         .stderr_has("revoked the grant of app `default` in account emulated-account-1 at zoom");
     env.run(&["auth", "status"])
-        .code(0)
-        .stdout_has("default: not authorized");
+        .code(1)
+        .stdout_has("default: not authorized")
+        .stderr_has("not authorized: app default");
     assert!(
         !env.state_dir()
             .join("grants/default/emulated-account-1.json")
@@ -197,6 +198,7 @@ fn a_login_whose_user_cannot_be_looked_up_stores_nothing_and_revokes_its_tokens(
     assert!(env.emu().stats().injected_faults >= 4, "retried first");
     env.adjust_knobs(|k| k.fail_5xx = 0.0);
     env.run(&["auth", "status"])
-        .code(0)
-        .stdout_has("default: not authorized");
+        .code(1)
+        .stdout_has("default: not authorized")
+        .stderr_has("not authorized: app default");
 }

@@ -126,3 +126,21 @@ fn a_mistyped_job_name_gets_the_closest_one_and_exit_2() {
     env.run(&["run", "oncall.toml"]).code(0);
     env.run(&["history", "oncall"]).code(0);
 }
+
+#[test]
+fn the_emulators_help_names_the_credentials_it_accepts() {
+    let env = Env::new();
+    let help = env.run(&["emulator", "--help"]);
+    help.code(0);
+    let knobs = zoomcast::emulator::Knobs::default();
+    for value in [
+        knobs.client_id,
+        knobs.client_secret,
+        knobs.robot_jid,
+        knobs.webhook_secret,
+        knobs.account_id,
+        knobs.second_account_id,
+    ] {
+        assert!(help.stdout.contains(&value), "--help lacks {value}");
+    }
+}

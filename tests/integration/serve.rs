@@ -561,7 +561,13 @@ fn start_install(served: &Served) -> (String, String) {
 fn an_admin_installs_the_app_from_a_browser_once() {
     let env = Env::new();
     let served = serve_for_installs(&env);
-    let grant = |env: &Env| env.run(&["auth", "status", "--json"]).code(0).json()[0].clone();
+    // `auth status` exits 1 while the app is not authorized, 0 once it is.
+    let grant = |env: &Env| {
+        let run = env.run(&["auth", "status", "--json"]);
+        let rows = run.json();
+        run.code(i32::from(rows[0]["authorized"] != true));
+        rows[0].clone()
+    };
     assert_eq!(grant(&env)["authorized"], false);
 
     // No cookie (another browser, or a forged link), or a state of another install: refused.
