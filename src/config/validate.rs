@@ -26,6 +26,23 @@ const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
 /// The longest `catch_up_within` that means anything: ten years.
 const MAX_CATCH_UP_WITHIN: Duration = Duration::from_secs(3650 * 24 * 3600);
 
+/// The IANA time zone name closest to `name` (a typo or a case slip), if one is close.
+fn closest_timezone(name: &str) -> Option<&'static str> {
+    let wanted = name.to_lowercase();
+    chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| tz.name())
+        .map(|known| {
+            (
+                strsim::damerau_levenshtein(&wanted, &known.to_lowercase()),
+                known,
+            )
+        })
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, known)| known)
+}
+
 /// How to write a JID of `what` kind, and where to find one.
 fn jid_help(what: &str) -> String {
     if what.contains("channel") {
@@ -207,11 +224,15 @@ impl<'a> Checker<'a> {
             tz.get_ref()
                 .parse::<Tz>()
                 .map_err(|_| {
-                    self.report(
-                        tz.span(),
-                        format!("unknown timezone `{}`", tz.get_ref()),
-                        "use an IANA name such as \"Europe/Berlin\" or \"America/New_York\"",
-                    );
+                    let help = match closest_timezone(tz.get_ref()) {
+                        Some(name) => format!("did you mean \"{name}\"?"),
+                        None => {
+                            "use an IANA name such as \"Europe/Berlin\" or \"America/New_York\""
+                                .to_owned()
+                        }
+                    };
+                    let shown = crate::output::clean(tz.get_ref(), 80);
+                    self.report(tz.span(), format!("unknown timezone `{shown}`"), help);
                 })
                 .ok()
         });

@@ -119,6 +119,7 @@ fn every_mistake_of_a_file_is_reported_in_one_pass_with_the_closest_key() {
         .stderr_has("did you mean `max_attempts`?")
         .stderr_has("unknown field `retries`")
         .stderr_has("unknown timezone `Mars/Olympus`")
+        .stderr_has("use an IANA name")
         .stderr_has("messy.toml:2:12");
     assert_eq!(run.stderr.matches("error:").count(), 5, "{}", run.stderr);
 }
@@ -154,4 +155,18 @@ fn a_mistaken_line_that_may_hold_a_secret_is_named_but_not_shown() {
         .stderr_has("line 2: unknown field `api_token`")
         .stderr_has("the line is not shown: it may hold a secret");
     assert!(!run.stderr.contains("tok-9f8e7d6c5b4a"), "{}", run.stderr);
+}
+
+#[test]
+fn a_mistyped_timezone_gets_the_closest_iana_name() {
+    let env = Env::new();
+    let job = job_to(&["ana@example.com"]).replace(
+        "description = \"test\"",
+        "description = \"test\"\ntimezone = \"europe/berln\"",
+    );
+    env.job("tz", &job);
+    env.run(&["validate", "jobs/tz.toml"])
+        .code(2)
+        .stderr_has("unknown timezone `europe/berln`")
+        .stderr_has("did you mean \"Europe/Berlin\"?");
 }
