@@ -51,6 +51,16 @@ impl FromStr for Schedule {
             }
         };
         let (min, hour, dom, month, dow) = (rest[0], rest[1], rest[2], rest[3], rest[4]);
+        for (field, value, range) in [
+            ("second", sec, 0..=59),
+            ("minute", min, 0..=59),
+            ("hour", hour, 0..=23),
+            ("day of month", dom, 1..=31),
+            ("month", month, 1..=12),
+            ("day of week", dow, 0..=7),
+        ] {
+            check_range(field, value, &range)?;
+        }
         let dow = translate_weekdays(dow)?;
         let year = year.unwrap_or("*");
         let variants = if is_restricted(dom) && is_restricted(&dow) {
@@ -64,7 +74,12 @@ impl FromStr for Schedule {
                 ::cron::Schedule::from_str(&format!(
                     "{sec} {min} {hour} {dom} {month} {dow} {year}"
                 ))
-                .map_err(|e| format!("`{expr}` is not a valid schedule: {e}"))
+                // The crate's message quotes its own 7-field rewrite: keep only its reason.
+                .map_err(|e| {
+                    let text = e.to_string();
+                    let reason = text.lines().last().unwrap_or_default().trim().to_owned();
+                    format!("`{}` is not a valid schedule: {reason}", expr.trim())
+                })
             })
             .collect::<Result<_, _>>()?;
         let interval = [sec, min, hour].iter().any(|f| f.starts_with('*'));
@@ -81,6 +96,34 @@ impl FromStr for Schedule {
         }
         Ok(schedule)
     }
+}
+
+/// Refuses a number in `value` (a crontab field: lists, ranges, steps) outside `range`, in the
+/// user's own terms. Names (`Mon`, `Jan`) and `*` are left to the parser.
+fn check_range(
+    field: &str,
+    value: &str,
+    range: &std::ops::RangeInclusive<u32>,
+) -> Result<(), String> {
+    for part in value.split(',') {
+        let (span, step) = part.split_once('/').unwrap_or((part, ""));
+        for number in span.split('-').filter_map(|n| n.parse::<u32>().ok()) {
+            if !range.contains(&number) {
+                return Err(format!(
+                    "{field} `{number}` is out of range: {} {field} is {} to {}",
+                    if field.starts_with('h') { "an" } else { "a" },
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        if !step.is_empty() && step.parse::<u32>().is_ok_and(|s| s == 0) {
+            return Err(format!(
+                "{field} step `/0` never moves: write a step of 1 or more"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why a schedule is refused that no time from now on matches.
@@ -340,13 +383,27 @@ mod tests {
     fn bad_schedules_say_why() {
         for (expr, needle) in [
             ("* * *", "has 3"),
-            ("0 9 * * 8", "not a day of the week"),
+            (
+                "0 9 * * 8",
+                "day of week `8` is out of range: a day of week is 0 to 7",
+            ),
             ("@often", "unknown schedule macro"),
             ("0 9 * * Fri-Mon", "runs backwards"),
-            ("61 * * * *", "not a valid schedule"),
+            (
+                "61 * * * *",
+                "minute `61` is out of range: a minute is 0 to 59",
+            ),
+            (
+                "0 25 * * *",
+                "hour `25` is out of range: an hour is 0 to 23",
+            ),
+            ("0 9 0 * *", "day of month `0` is out of range"),
+            ("*/0 * * * *", "step `/0` never moves"),
+            ("0 9 1-x * *", "`0 9 1-x * *` is not a valid schedule"),
         ] {
             let err = expr.parse::<Schedule>().unwrap_err();
             assert!(err.contains(needle), "{expr}: {err}");
+            assert!(!err.contains("0 0 9"), "no internal rewrite: {err}");
         }
     }
 
