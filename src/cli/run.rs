@@ -84,6 +84,12 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         // The scheduler uses its own configuration for the app, not this shell's.
         daemon @ State::Daemon(_) => return through_scheduler(&daemon, &job, &path, args).await,
     };
+    let doing = if args.dry.dry_run {
+        "checking"
+    } else {
+        "running"
+    };
+    store.announce(&format!("{doing} job `{}`", job.name));
     let engines = Engines::new(Arc::new(ctx.config.clone()), Arc::new(store))?;
     if args.dry.dry_run {
         let (from, preview) = engines

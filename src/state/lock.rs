@@ -12,7 +12,7 @@ use super::StateError;
 /// process dies, since the kernel drops flocks with the file descriptor).
 #[derive(Debug)]
 pub struct StateLock {
-    _file: File,
+    file: File,
 }
 
 impl StateLock {
@@ -37,9 +37,11 @@ impl StateLock {
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
+                let mut lines = text.lines();
                 return Err(StateError::Locked {
                     dir: dir.to_owned(),
-                    pid: text.trim().parse().ok(),
+                    pid: lines.next().and_then(|pid| pid.trim().parse().ok()),
+                    doing: lines.next().map(str::to_owned).filter(|d| !d.is_empty()),
                 });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
@@ -48,7 +50,18 @@ impl StateLock {
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
         file.sync_all().map_err(io)?;
-        Ok(Self { _file: file })
+        Ok(Self { file })
+    }
+
+    /// Records what the holder is doing, on the lock file's second line (best effort: the
+    /// lock holds either way).
+    pub fn announce(&self, doing: &str) {
+        let line = doing.replace('\n', " ");
+        let mut file = &self.file;
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| writeln!(file, "{}\n{line}", std::process::id()));
     }
 }
 
@@ -63,6 +76,18 @@ mod tests {
         let err = StateLock::acquire(dir.path()).unwrap_err();
         assert!(
             matches!(err, StateError::Locked { pid: Some(p), .. } if p == std::process::id()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn second_holder_is_told_what_the_first_is_doing() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = StateLock::acquire(dir.path()).unwrap();
+        held.announce("running job `team`");
+        let err = StateLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("(pid {}, running job `team`)", std::process::id())),
             "{err}"
         );
     }

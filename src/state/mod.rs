@@ -50,13 +50,15 @@ pub enum StateError {
     #[error(
         "the state directory {dir} is in use by another zoomcast process{}; wait for it to \
          finish, or stop it, or use another --state directory",
-        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        holder(*pid, doing.as_deref())
     )]
     Locked {
         /// The state directory.
         dir: PathBuf,
         /// The holder's pid, as it wrote it into the lock file.
         pid: Option<u32>,
+        /// What the holder said it is doing ("running job 'team'"), if it said.
+        doing: Option<String>,
     },
     /// The database exists but sled refuses to open it.
     #[error(
@@ -113,12 +115,26 @@ pub enum StateError {
     Sled(#[from] sled::Error),
 }
 
+/// " (pid 42, running job `team`)": who holds the lock, as it said.
+fn holder(pid: Option<u32>, doing: Option<&str>) -> String {
+    let said: Vec<String> = pid
+        .map(|p| format!("pid {p}"))
+        .into_iter()
+        .chain(doing.map(|d| crate::output::clean(d, 120)))
+        .collect();
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", said.join(", "))
+    }
+}
+
 /// The open state directory. Dropping it flushes sled and releases the lock.
 pub struct Store {
     dir: PathBuf,
     db: sled::Db,
     flusher: Flusher,
-    _lock: StateLock,
+    lock: StateLock,
 }
 
 impl Store {
@@ -146,10 +162,16 @@ impl Store {
             dir: dir.to_owned(),
             flusher: Flusher::new(&db),
             db,
-            _lock: lock,
+            lock,
         };
         store.grants()?.move_per_app_grants()?;
         Ok(store)
+    }
+
+    /// Tells a process that finds the directory locked what this one is doing
+    /// ("running job 'team'"); best effort.
+    pub fn announce(&self, doing: &str) {
+        self.lock.announce(doing);
     }
 
     /// The state directory.
