@@ -9,7 +9,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::diagnostic::{Diagnostic, Invalid};
-use super::sources;
+use super::sources::{self, ENV_KEYS, STRING_KEYS};
 use crate::token::{ClientSecret, WebhookSecret};
 
 /// The name of the app used when a job names none.
@@ -58,34 +58,6 @@ struct RawConfig {
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
 }
-
-/// Every text setting of an app.
-const STRING_KEYS: [&str; 11] = [
-    "client_id",
-    "client_secret",
-    "account_id",
-    "robot_jid",
-    "redirect_uri",
-    "oauth_url",
-    "api_url",
-    "webhook_secret_token",
-    "plan",
-    "welcome",
-    "install_redirect",
-];
-
-/// The environment variables of the default app, with the `RawApp` field each one sets.
-const ENV_KEYS: [(&str, &str); 9] = [
-    ("ZOOM_CLIENT_ID", "client_id"),
-    ("ZOOM_CLIENT_SECRET", "client_secret"),
-    ("ZOOM_ACCOUNT_ID", "account_id"),
-    ("ZOOM_ROBOT_JID", "robot_jid"),
-    ("ZOOM_REDIRECT_URI", "redirect_uri"),
-    ("ZOOM_OAUTH_URL", "oauth_url"),
-    ("ZOOM_API_URL", "api_url"),
-    ("ZOOM_WEBHOOK_SECRET", "webhook_secret_token"),
-    ("ZOOM_PLAN", "plan"),
-];
 
 impl RawApp {
     /// Replaces `${VAR}` references in every text setting (`prefix` names the app's table in

@@ -1,4 +1,5 @@
-//! Where a setting's value comes from besides the file itself: `${VAR}` references in
+//! Where a setting's value comes from besides the file itself: the environment (the default
+//! app's `ZOOM_*` variables, [`ENV_KEYS`]), `${VAR}` references in
 //! `zoomcast.toml` (replaced by the environment variable), and, for a secret, a file named by
 //! `VAR_FILE` (systemd's `LoadCredential`, a Kubernetes Secret volume) instead of `VAR`. A
 //! secret given both ways is an error naming both; a file's content is never shown.
@@ -6,6 +7,34 @@
 use std::path::Path;
 
 use super::diagnostic::{Diagnostic, Invalid};
+
+/// Every text setting of an app.
+pub const STRING_KEYS: [&str; 11] = [
+    "client_id",
+    "client_secret",
+    "account_id",
+    "robot_jid",
+    "redirect_uri",
+    "oauth_url",
+    "api_url",
+    "webhook_secret_token",
+    "plan",
+    "welcome",
+    "install_redirect",
+];
+
+/// The environment variables of the default app, with the `RawApp` field each one sets.
+pub const ENV_KEYS: [(&str, &str); 9] = [
+    ("ZOOM_CLIENT_ID", "client_id"),
+    ("ZOOM_CLIENT_SECRET", "client_secret"),
+    ("ZOOM_ACCOUNT_ID", "account_id"),
+    ("ZOOM_ROBOT_JID", "robot_jid"),
+    ("ZOOM_REDIRECT_URI", "redirect_uri"),
+    ("ZOOM_OAUTH_URL", "oauth_url"),
+    ("ZOOM_API_URL", "api_url"),
+    ("ZOOM_WEBHOOK_SECRET", "webhook_secret_token"),
+    ("ZOOM_PLAN", "plan"),
+];
 
 /// The settings that are secrets, by environment variable: each also has a `_FILE` form.
 pub const SECRET_VARS: [&str; 2] = ["ZOOM_CLIENT_SECRET", "ZOOM_WEBHOOK_SECRET"];
