@@ -377,7 +377,8 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         };
         let name = self.task_jobs.remove(&id).unwrap_or_default();
         match outcome {
-            Ok(summary) => tracing::info!("job `{name}`: {summary}"),
+            // The summary names the job (`run 3 of job `team` succeeded: ...`).
+            Ok(summary) => tracing::info!("{summary}"),
             Err(e) => tracing::error!("job `{name}`: {e:#}"),
         }
         self.start_queued(&name);

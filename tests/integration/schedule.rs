@@ -159,6 +159,11 @@ fn commands_work_beside_the_scheduler_and_job_files_reload() {
         "{logs}"
     );
     assert!(logs.contains("unknown field `bogus`"), "{logs}");
+    assert!(logs.contains("of job `pulse` succeeded"), "{logs}");
+    assert!(
+        !logs.contains("job `pulse`: run "),
+        "a run's line names its job once: {logs}"
+    );
 
     let count = env.per_recipient();
     let count = |email: &str| count.get(email).copied().unwrap_or(0);
