@@ -178,8 +178,6 @@ impl Batches {
 mod tests {
     use std::time::Duration;
 
-    use chrono::Utc;
-
     use super::*;
     use crate::state::{DeliveryState, Store};
 
@@ -191,19 +189,8 @@ mod tests {
         (Journal::new(deliveries.clone()), deliveries, store, dir)
     }
 
-    fn sending(email: String) -> Delivery {
-        Delivery {
-            email,
-            state: DeliveryState::Sending,
-            jid: None,
-            rendered: None,
-            attempts: 0,
-            updated_at: Utc::now(),
-            presses: Vec::new(),
-            recalled_at: None,
-            edited: None,
-            reminders: Vec::new(),
-        }
+    fn sending(email: &str) -> Delivery {
+        Delivery::new(email, DeliveryState::Sending, None, 0)
     }
 
     fn batches_written(journal: &Journal) -> u64 {
@@ -214,7 +201,7 @@ mod tests {
     async fn senders_ready_together_share_one_flush() {
         let (journal, deliveries, _store, _dir) = journal();
         let commits =
-            (0..32).map(|i| journal.commit(RunId(7), sending(format!("r{i}@example.com"))));
+            (0..32).map(|i| journal.commit(RunId(7), sending(&format!("r{i}@example.com"))));
         for result in futures::future::join_all(commits).await {
             result.unwrap();
         }
@@ -237,10 +224,7 @@ mod tests {
                 tokio::spawn(async move {
                     for i in 0..100 {
                         let email = format!("t{task}-{i}@example.com");
-                        journal
-                            .commit(RunId(1), sending(email.clone()))
-                            .await
-                            .unwrap();
+                        journal.commit(RunId(1), sending(&email)).await.unwrap();
                         // Its batch is written: the mark is in the tree.
                         assert!(journal.deliveries.get(RunId(1), &email).unwrap().is_some());
                     }

@@ -177,18 +177,7 @@ impl RunCtx<'_> {
         {
             self.refused_once_more();
         }
-        let delivery = Delivery {
-            email: email.to_owned(),
-            state,
-            jid,
-            rendered: None,
-            attempts,
-            updated_at: Utc::now(),
-            presses: Vec::new(),
-            recalled_at: None,
-            edited: None,
-            reminders: Vec::new(),
-        };
+        let delivery = Delivery::new(email, state, jid, attempts);
         Ok(self.journal.record(self.run, &delivery)?)
     }
 
@@ -363,16 +352,8 @@ impl RunCtx<'_> {
             attempts,
         } = ready;
         let sending = Delivery {
-            email: email.clone(),
-            state: DeliveryState::Sending,
-            jid: Some(jid.clone()),
             rendered: Some(rendered.clone()),
-            attempts,
-            updated_at: Utc::now(),
-            presses: Vec::new(),
-            recalled_at: None,
-            edited: None,
-            reminders: Vec::new(),
+            ..Delivery::new(&email, DeliveryState::Sending, Some(jid.clone()), attempts)
         };
         // A token failure must stop the run before the mark: `sending` means "will be sent".
         self.sender.tokens.bot_token().await?;

@@ -209,17 +209,7 @@ mod tests {
 
     fn delivery(reminders: &[(i64, bool)], started: DateTime<Utc>) -> Delivery {
         Delivery {
-            email: "ana@example.com".into(),
-            state: DeliveryState::Sent {
-                message_id: "m1".into(),
-            },
-            jid: Some("ana@xmpp.zoom.us".into()),
-            rendered: None,
-            attempts: 1,
             updated_at: started,
-            presses: Vec::new(),
-            recalled_at: None,
-            edited: None,
             reminders: reminders
                 .iter()
                 .map(|&(minutes, done)| Reminder {
@@ -228,6 +218,14 @@ mod tests {
                     error: None,
                 })
                 .collect(),
+            ..Delivery::new(
+                "ana@example.com",
+                DeliveryState::Sent {
+                    message_id: "m1".into(),
+                },
+                Some("ana@xmpp.zoom.us".into()),
+                1,
+            )
         }
     }
 

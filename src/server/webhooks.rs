@@ -127,10 +127,7 @@ async fn bot_notification(
 /// welcome message), a message card of the app's `welcome` text.
 fn bot_installed(app: &AppEngine) -> (Verdict, Response) {
     let text = app.app.welcome.as_deref().unwrap_or(commands::HELP);
-    let card = json!({
-        "head": { "text": "Welcome" },
-        "body": [{ "type": "message", "text": text }],
-    });
+    let card = crate::card::text("Welcome", text);
     (Verdict::Accepted, Json(card).into_response())
 }
 
@@ -261,20 +258,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let deliveries = store.deliveries().unwrap();
-        let sent = Delivery {
-            email: "ana@example.com".into(),
-            state: DeliveryState::Sent {
+        let sent = Delivery::new(
+            "ana@example.com",
+            DeliveryState::Sent {
                 message_id: "msg-1".into(),
             },
-            jid: Some("ana@xmpp.zoom.us".into()),
-            rendered: None,
-            attempts: 1,
-            updated_at: Utc::now(),
-            presses: Vec::new(),
-            recalled_at: None,
-            edited: None,
-            reminders: Vec::new(),
-        };
+            Some("ana@xmpp.zoom.us".into()),
+            1,
+        );
         deliveries.set(RunId(1), &sent).unwrap();
         deliveries
             .index_message("msg-1", RunId(1), "ana@example.com")

@@ -120,6 +120,23 @@ pub struct Reminder {
 }
 
 impl Delivery {
+    /// A delivery of `email` in `state`, changed now, with no message kept, no press, recall,
+    /// edit or reminder yet.
+    pub fn new(email: &str, state: DeliveryState, jid: Option<String>, attempts: u32) -> Self {
+        Self {
+            email: email.to_owned(),
+            state,
+            jid,
+            rendered: None,
+            attempts,
+            updated_at: Utc::now(),
+            presses: Vec::new(),
+            recalled_at: None,
+            edited: None,
+            reminders: Vec::new(),
+        }
+    }
+
     /// The press that acknowledged the message: the first of the button with value `button`.
     pub fn acknowledgement(&self, button: &str) -> Option<&Press> {
         self.presses.iter().find(|p| p.value == button)
@@ -443,18 +460,8 @@ mod tests {
     fn a_tally_counts_every_state_and_returns_the_failed_and_uncertain_whole() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let deliveries = Deliveries::open(&db, &Flusher::new(&db)).unwrap();
-        let entry = |email: &str, state| Delivery {
-            email: email.into(),
-            state,
-            jid: Some(format!("{email}.jid")),
-            rendered: None,
-            attempts: 2,
-            updated_at: Utc::now(),
-            presses: Vec::new(),
-            recalled_at: None,
-            edited: None,
-            reminders: Vec::new(),
-        };
+        let entry =
+            |email: &str, state| Delivery::new(email, state, Some(format!("{email}.jid")), 2);
         let failed = entry(
             "b@x.io",
             DeliveryState::Failed {
@@ -491,20 +498,14 @@ mod tests {
     async fn a_press_finds_its_delivery_until_the_run_is_pruned() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let deliveries = Deliveries::open(&db, &Flusher::new(&db)).unwrap();
-        let sent = Delivery {
-            email: "a@x.io".into(),
-            state: DeliveryState::Sent {
+        let sent = Delivery::new(
+            "a@x.io",
+            DeliveryState::Sent {
                 message_id: "m-1".into(),
             },
-            jid: None,
-            rendered: None,
-            attempts: 1,
-            updated_at: Utc::now(),
-            presses: Vec::new(),
-            recalled_at: None,
-            edited: None,
-            reminders: Vec::new(),
-        };
+            None,
+            1,
+        );
         deliveries.set(RunId(7), &sent).unwrap();
         deliveries.index_message("m-1", RunId(7), "a@x.io").unwrap();
         let press = |value: &str| Press {

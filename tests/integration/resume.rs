@@ -264,18 +264,10 @@ fn a_resumed_run_resends_what_was_in_flight_exactly_as_journaled() {
         ),
     ] {
         let in_flight = Delivery {
-            email: email.into(),
-            state: DeliveryState::Sending,
-            jid: Some(jid.into()),
             rendered: Some(Rendered {
                 content: zoomcast::card::text("Hello", body),
             }),
-            attempts: 1,
-            updated_at: chrono::Utc::now(),
-            presses: Vec::new(),
-            recalled_at: None,
-            edited: None,
-            reminders: Vec::new(),
+            ..Delivery::new(email, DeliveryState::Sending, Some(jid.into()), 1)
         };
         deliveries.set(crashed.id, &in_flight).unwrap();
     }
