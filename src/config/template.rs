@@ -122,37 +122,26 @@ impl MessageTemplate {
     /// The values of the message's buttons, as written; `None` for a `content` template,
     /// whose buttons are known only once rendered.
     pub fn button_values(&self) -> Option<Vec<&str>> {
-        let Message::Card { body, .. } = &self.message else {
-            return None;
-        };
-        let buttons = body.iter().flat_map(|block| match block {
-            Block::Actions(buttons) => buttons.as_slice(),
-            _ => &[],
-        });
+        let buttons = self.buttons()?;
         Some(buttons.map(|(_, value, _)| value.source.as_str()).collect())
     }
 
     /// The text (as written) of the button whose value is `value`.
     pub fn button_text(&self, value: &str) -> Option<&str> {
-        let Message::Card { body, .. } = &self.message else {
-            return None;
-        };
-        body.iter()
-            .flat_map(|block| match block {
-                Block::Actions(buttons) => buttons.as_slice(),
-                _ => &[],
-            })
+        self.buttons()?
             .find(|(_, v, _)| v.source == value)
             .map(|(text, _, _)| text.source.as_str())
     }
 
-    /// Whether the message has buttons (whose presses Zoom sends back).
-    pub fn has_buttons(&self) -> bool {
-        match &self.message {
-            Message::Card { body, .. } => body.iter().any(|b| matches!(b, Block::Actions(_))),
-            // Known once rendered.
-            Message::Content(_) => true,
-        }
+    /// The buttons of a card's actions blocks: text, value, style.
+    fn buttons(&self) -> Option<impl Iterator<Item = &(Text, Text, String)>> {
+        let Message::Card { body, .. } = &self.message else {
+            return None;
+        };
+        Some(body.iter().flat_map(|block| match block {
+            Block::Actions(buttons) => buttons.as_slice(),
+            _ => &[],
+        }))
     }
 
     /// Variables the templates use that are not in `known` nor minijinja's globals (`range`,

@@ -54,7 +54,7 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
     }
     let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
     let account = text("account_id");
-    let directory = emu.directory();
+    let directory = super::Directory::new(&knobs);
     // Limits are counted per emulated account (an unknown one is refused below).
     if directory.has_account(&account) {
         let limited = daily_limit(&emu, &knobs).or_else(|| rate_limit(&emu, &knobs, &account));

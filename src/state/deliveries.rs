@@ -383,11 +383,14 @@ impl Deliveries {
     /// Returns how many there were.
     pub fn prune(&self, run: RunId) -> Result<usize, StateError> {
         let mut pruned = 0;
+        // Only messages with buttons are indexed: with none, no entry needs decoding.
+        let indexed = !self.messages.is_empty();
         for entry in self.tree.scan_prefix(run.key()) {
             let (key, bytes) = entry?;
-            if let MessageOnly {
-                message_id: Some(id),
-            } = decode(&bytes)?
+            if indexed
+                && let MessageOnly {
+                    message_id: Some(id),
+                } = decode(&bytes)?
             {
                 self.messages.remove(id.as_bytes())?;
             }

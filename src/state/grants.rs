@@ -117,23 +117,31 @@ impl Grants {
 
     /// The accounts holding a grant of `app`, sorted ([`UNIDENTIFIED`] first, if present).
     pub fn accounts(&self, app: &str) -> Result<Vec<String>, StateError> {
-        Ok(self
-            .all()?
-            .into_iter()
-            .filter_map(|(a, account)| (a == app).then_some(account))
-            .collect())
+        let held = self.listed(Some(app))?;
+        Ok(held.into_iter().map(|(_, account)| account).collect())
     }
 
     /// Every (app, account) with a stored grant, sorted.
     pub fn all(&self) -> Result<Vec<(String, String)>, StateError> {
+        self.listed(None)
+    }
+
+    /// The (app, account) pairs with a stored grant, of app `only` or of every app: its sled
+    /// keys and its directory only, when it is named.
+    fn listed(&self, only: Option<&str>) -> Result<Vec<(String, String)>, StateError> {
+        let prefix = only.map_or_else(Vec::new, |app| format!("{app}\0").into_bytes());
         let mut all = Vec::new();
-        for k in self.tree.iter().keys() {
+        for k in self.tree.scan_prefix(prefix).keys() {
             let k = String::from_utf8_lossy(&k?).into_owned();
             if let Some((app, account)) = k.split_once('\0') {
                 all.push((app.to_owned(), account.to_owned()));
             }
         }
-        for app in subdirectories(&self.dir).into_iter().filter(|a| is_name(a)) {
+        let apps = match only {
+            Some(app) => vec![app.to_owned()],
+            None => subdirectories(&self.dir),
+        };
+        for app in apps.into_iter().filter(|a| is_name(a)) {
             for name in file_names(&self.dir.join(&app)) {
                 let account = if name == UNIDENTIFIED_FILE {
                     Some(UNIDENTIFIED)
