@@ -10,6 +10,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::user::ZoomUser;
+
 /// One recipient: how it is addressed, and its CSV columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
@@ -31,6 +33,31 @@ pub enum Address {
 }
 
 impl Address {
+    /// How a key of the journal ([`Address::key`]) was addressed: a channel's or user's JID,
+    /// else an email.
+    pub fn from_key(key: &str) -> Self {
+        if crate::user::is_channel_jid(key) {
+            Self::Channel(key.to_owned())
+        } else if crate::user::is_user_jid(key) {
+            Self::User(key.to_owned())
+        } else {
+            Self::Email(key.to_owned())
+        }
+    }
+
+    /// Whether it is a person (who may opt out), not a channel.
+    pub fn is_person(&self) -> bool {
+        !matches!(self, Self::Channel(_))
+    }
+
+    /// The user a JID stands for, with no profile (a JID is not looked up).
+    pub fn unprofiled(jid: &str) -> ZoomUser {
+        ZoomUser {
+            jid: jid.to_owned(),
+            ..ZoomUser::default()
+        }
+    }
+
     /// What names the recipient in the run's journal and history: the email or the JID.
     pub fn key(&self) -> &str {
         match self {

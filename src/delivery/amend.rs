@@ -21,7 +21,6 @@ use super::{Engine, RunOptions, Sender, Stop};
 use crate::config::Job;
 use crate::config::recipients::{Address, Recipient};
 use crate::state::{Delivery, DeliveryState, Edited, RunId, RunRecord};
-use crate::user::{ZoomUser, is_channel_jid, is_user_jid};
 use crate::zoom::chat::MessageOwner;
 use crate::zoom::error::INVALID_MESSAGE_ID;
 
@@ -300,7 +299,7 @@ impl RunCtx<'_> {
     ) -> Result<Result<serde_json::Value, String>, Stop> {
         let r = recipient
             .cloned()
-            .unwrap_or_else(|| Recipient::at(address_of(&d.email)));
+            .unwrap_or_else(|| Recipient::at(Address::from_key(&d.email)));
         let user = match &r.address {
             Address::Email(email) => match self.resolve(email, &mut Tries::default()).await? {
                 Ok(user) => user,
@@ -313,24 +312,10 @@ impl RunCtx<'_> {
                     return Ok(Err(format!("looking the recipient up again failed: {why}")));
                 }
             },
-            Address::User(jid) | Address::Channel(jid) => ZoomUser {
-                jid: jid.clone(),
-                ..ZoomUser::default()
-            },
+            Address::User(jid) | Address::Channel(jid) => Address::unprofiled(jid),
         };
         let vars = variables(&self.job_vars, &r, &user);
         Ok(self.job.template.render(&vars).map_err(|e| e.to_string()))
-    }
-}
-
-/// How a delivery's recipient was addressed, from its key.
-fn address_of(key: &str) -> Address {
-    if is_channel_jid(key) {
-        Address::Channel(key.to_owned())
-    } else if is_user_jid(key) {
-        Address::User(key.to_owned())
-    } else {
-        Address::Email(key.to_owned())
     }
 }
 

@@ -238,13 +238,10 @@ impl RunCtx<'_> {
                 }
             },
             // Addressed by JID: no lookup, and no profile.
-            Address::User(jid) | Address::Channel(jid) => ZoomUser {
-                jid: jid.clone(),
-                ..ZoomUser::default()
-            },
+            Address::User(jid) | Address::Channel(jid) => Address::unprofiled(jid),
         };
         // A person may have opted out; a channel cannot.
-        let person = !matches!(r.address, Address::Channel(_));
+        let person = r.address.is_person();
         if person
             && self
                 .engine

@@ -196,12 +196,9 @@ impl RunCtx<'_> {
                 }
             }
             Address::Email(_) => return Ok(Seen::Found(None)),
-            Address::User(jid) | Address::Channel(jid) => ZoomUser {
-                jid: jid.clone(),
-                ..ZoomUser::default()
-            },
+            Address::User(jid) | Address::Channel(jid) => Address::unprofiled(jid),
         };
-        let person = !matches!(r.address, Address::Channel(_));
+        let person = r.address.is_person();
         let optouts = &self.engine.optouts;
         if resolve
             && person
