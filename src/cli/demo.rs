@@ -47,6 +47,7 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
         config: config.clone(),
         state_dir: state.path().to_owned(),
         jobs_dir: ctx.jobs_dir.clone(),
+        keys: ctx.keys.clone(),
     };
     let engines = Arc::new(Engines::new(
         Arc::new(config),

@@ -145,6 +145,11 @@ async fn state_check(ctx: &Context, names: &[String], checks: &mut Vec<Finding>)
         State::Daemon(_) => "held by a running scheduler, which answers for it",
     };
     checks.push(Finding::pass("state directory", format!("{dir}: {how}")));
+    let at_rest = ctx.keys.write_id().map_or_else(
+        || "stored in plain form; set ZOOMCAST_STATE_KEY_FILE to encrypt them".to_owned(),
+        |id| format!("encrypted with state key {id}"),
+    );
+    checks.push(Finding::pass("tokens at rest", at_rest));
     match state.grants(names.to_vec()).await {
         Ok(rows) => {
             for row in rows.iter().filter(|r| names.contains(&r.app)) {

@@ -10,6 +10,7 @@ mod doctor;
 mod emulator;
 mod history;
 mod jobs;
+mod keys;
 mod optouts;
 mod run;
 mod schedule;
@@ -102,6 +103,9 @@ enum Command {
     Demo,
     /// Check configuration, state, grants, clock and Zoom's reachability; exit 1 if one fails.
     Doctor(doctor::Args),
+    /// Tokens at rest: a new state key, or every grant stored again under another.
+    #[command(subcommand)]
+    State(keys::StateCommand),
     /// Print the shell completion script for SHELL.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff): `zoomcast man > zoomcast.1`.
@@ -122,6 +126,8 @@ pub(crate) struct Context {
     config: Config,
     state_dir: PathBuf,
     jobs_dir: PathBuf,
+    /// How grants are stored: sealed with the state key, if one is set.
+    keys: crate::state::Keys,
 }
 
 impl Context {
@@ -130,10 +136,12 @@ impl Context {
             Some(p) => (p.clone(), true),
             None => (PathBuf::from("zoomcast.toml"), false),
         };
+        let env = |k: &str| std::env::var(k).ok();
         Ok(Self {
-            config: Config::load(&path, explicit, |k| std::env::var(k).ok())?,
+            config: Config::load(&path, explicit, env)?,
             state_dir: cli.state.clone(),
             jobs_dir: cli.jobs.clone(),
+            keys: keys::state_keys(&env)?,
         })
     }
 
@@ -142,13 +150,13 @@ impl Context {
     }
 
     fn open_store(&self) -> anyhow::Result<Store> {
-        Ok(Store::open(&self.state_dir)?)
+        Ok(Store::open_with(&self.state_dir, self.keys.clone())?)
     }
 
     /// The state, from the store itself or, while a scheduler holds it, through the
     /// scheduler's control socket.
     async fn state(&self) -> anyhow::Result<State> {
-        State::open(&self.state_dir).await
+        State::open(&self.state_dir, &self.keys).await
     }
 
     /// A job argument: a name in the jobs directory, or a path to a file (`oncall.toml` that
@@ -236,6 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Emulator(args) => emulator::run(&args).await,
         Command::Demo => demo::run(&ctx).await,
         Command::Doctor(args) => doctor::run(&ctx, &args).await,
+        Command::State(command) => keys::run(&ctx, &command),
         Command::Completions(args) => Ok(docs::completions(&args)),
         Command::Man => docs::man(),
     }

@@ -135,7 +135,7 @@ async fn open_store_patiently(ctx: &Context) -> anyhow::Result<Store> {
     let start = tokio::time::Instant::now();
     let mut said = false;
     loop {
-        match Store::open(&ctx.state_dir) {
+        match Store::open_with(&ctx.state_dir, ctx.keys.clone()) {
             Err(StateError::Locked { pid, .. }) if start.elapsed() < LOCK_PATIENCE => {
                 if !std::mem::replace(&mut said, true) {
                     tracing::info!(

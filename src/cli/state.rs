@@ -9,7 +9,7 @@ use anyhow::anyhow;
 
 use crate::control::{self, AppGrant, Checked, Request, Response};
 use crate::delivery::RunReport;
-use crate::state::{Delivery, OptOut, RunId, RunRecord, StateError, Store};
+use crate::state::{Delivery, Keys, OptOut, RunId, RunRecord, StateError, Store};
 
 /// How long a command waits for a starting scheduler to bind its socket.
 const SOCKET_PATIENCE: Duration = Duration::from_secs(2);
@@ -30,8 +30,8 @@ pub(super) struct InvalidText(pub String);
 
 impl State {
     /// The store, or the scheduler holding it.
-    pub(super) async fn open(dir: &Path) -> anyhow::Result<Self> {
-        match Store::open(dir) {
+    pub(super) async fn open(dir: &Path, keys: &Keys) -> anyhow::Result<Self> {
+        match Store::open_with(dir, keys.clone()) {
             Ok(store) => Ok(Self::Local(store)),
             Err(StateError::Locked { .. }) if wait_for_socket(dir).await => {
                 Ok(Self::Daemon(dir.to_owned()))

@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{self, CodecError, decode, encode};
+use super::codec::CodecError;
+use super::seal::{Keys, SealError};
 use super::{Flusher, StateError};
 use crate::token::{BotToken, RefreshToken, UserToken};
 use crate::user::{is_account_id, is_name};
@@ -69,6 +70,7 @@ pub struct Grants {
     flusher: Flusher,
     bots: sled::Tree,
     dir: PathBuf,
+    keys: Keys,
 }
 
 impl Grants {
@@ -77,12 +79,14 @@ impl Grants {
         db: &sled::Db,
         flusher: &Flusher,
         state_dir: &Path,
+        keys: &Keys,
     ) -> Result<Self, StateError> {
         Ok(Self {
             tree: db.open_tree("grants")?,
             flusher: flusher.clone(),
             bots: db.open_tree("bot_tokens")?,
             dir: state_dir.join("grants"),
+            keys: keys.clone(),
         })
     }
 
@@ -111,8 +115,10 @@ impl Grants {
     /// The current grant of `app` in `account`: the newer of the sled copy and the file copy.
     pub fn get(&self, app: &str, account: &str) -> Result<Option<Grant>, StateError> {
         let file = self.file(app, account)?;
-        let in_db = self.read_db(&key(app, account))?;
-        Ok(newer(in_db, read_file(&file)?))
+        let slot = key(app, account);
+        let in_db = self.read_db(&slot)?.map(|(grant, _)| grant);
+        let in_file = self.read_file(&file, &slot)?.map(|(grant, _)| grant);
+        Ok(newer(in_db, in_file))
     }
 
     /// The accounts holding a grant of `app`, sorted ([`UNIDENTIFIED`] first, if present).
@@ -161,15 +167,60 @@ impl Grants {
     /// Stores `grant` as the current grant of `app` in its account, durably, before returning.
     pub async fn put(&self, app: &str, grant: &Grant) -> Result<(), StateError> {
         let file = self.file(app, &grant.account_id)?;
-        let bytes = encode(grant);
-        let json = bytes[1..].to_vec();
-        tokio::task::spawn_blocking(move || write_atomically(&file, &json))
+        let slot = key(app, &grant.account_id);
+        let json = serde_json::to_vec(grant).expect("a grant serializes");
+        let in_file = self.keys.to_file(&slot, &json);
+        tokio::task::spawn_blocking(move || write_atomically(&file, &in_file))
             .await
             .expect("the grant-file writer does not panic")
             .map_err(self.io())?;
-        self.tree.insert(key(app, &grant.account_id), bytes)?;
+        self.tree.insert(&slot, self.keys.to_db(&slot, &json))?;
         self.flusher.flush().await?;
         Ok(())
+    }
+
+    /// Writes again, the way the keys say, every grant and bot token stored otherwise: sealed
+    /// when a key is set and it is plain or sealed with another key (a rekey), plain when no
+    /// key is set (a rekey to plain). A value sealed with a key not given is an error, before
+    /// anything is written. Returns how many grants were written.
+    pub(super) fn reseal(&self) -> Result<usize, StateError> {
+        let mut stale = Vec::new();
+        for (app, account) in self.all()? {
+            let slot = key(&app, &account);
+            let in_db = self.read_db(&slot)?;
+            let in_file = self.read_file(&self.file(&app, &account)?, &slot)?;
+            let outdated = [&in_db, &in_file]
+                .iter()
+                .any(|copy| copy.as_ref().is_some_and(|(_, stale)| *stale));
+            let in_db = in_db.map(|(grant, _)| grant);
+            if let Some(grant) = newer(in_db, in_file.map(|(grant, _)| grant))
+                && outdated
+            {
+                stale.push((app, grant));
+            }
+        }
+        for (app, grant) in &stale {
+            let slot = key(app, &grant.account_id);
+            let json = serde_json::to_vec(grant).expect("a grant serializes");
+            let file = self.file(app, &grant.account_id)?;
+            write_atomically(&file, &self.keys.to_file(&slot, &json)).map_err(self.io())?;
+            self.tree.insert(&slot, self.keys.to_db(&slot, &json))?;
+        }
+        for entry in &self.bots {
+            let (app, bytes) = entry?;
+            let slot = bot_slot(&String::from_utf8_lossy(&app));
+            match self.keys.from_db(&slot, &bytes) {
+                Ok(opened) if opened.stale => {
+                    self.bots
+                        .insert(&app, self.keys.to_db(&slot, &opened.json))?;
+                }
+                Ok(_) => {}
+                // A cached token is worth one token request: drop what does not open.
+                Err(_) => drop(self.bots.remove(&app)?),
+            }
+        }
+        self.flusher.flush_blocking()?;
+        Ok(stale.len())
     }
 
     /// Deletes the grant of `app` in `account` everywhere: the file (durably), then the sled
@@ -189,27 +240,80 @@ impl Grants {
 
     /// The cached chatbot token of `app`, if any.
     pub fn bot_token(&self, app: &str) -> Result<Option<BotToken>, StateError> {
-        codec::get(&self.bots, app)
+        let Some(bytes) = self.bots.get(app)? else {
+            return Ok(None);
+        };
+        let slot = bot_slot(app);
+        let opened = self.keys.from_db(&slot, &bytes).map_err(|source| {
+            let what = format!("the cached bot token of app `{app}`");
+            StateError::Sealed { what, source }
+        })?;
+        Ok(serde_json::from_slice(&opened.json).ok())
     }
 
     /// Caches a chatbot token. Not flushed: losing it costs one token request.
     pub fn put_bot_token(&self, app: &str, token: &BotToken) -> Result<(), StateError> {
-        self.bots.insert(app, encode(token))?;
+        let json = serde_json::to_vec(token).expect("a token serializes");
+        self.bots
+            .insert(app, self.keys.to_db(&bot_slot(app), &json))?;
         Ok(())
     }
 
-    fn read_db(&self, key: &[u8]) -> Result<Option<Grant>, StateError> {
-        Ok(match self.tree.get(key)?.map(|bytes| decode(&bytes)) {
-            Some(Ok(grant)) => Some(grant),
-            Some(Err(e)) => {
-                let key = String::from_utf8_lossy(key).replace('\0', " ");
-                tracing::warn!(
-                    "the database copy of grant {key} is unreadable, using the grant file: {e}"
-                );
-                None
+    /// The database copy of the grant in `slot`, and whether it is stored otherwise than the
+    /// keys say. One that is damaged is skipped with a warning (the file copy is used); one
+    /// sealed with a key not given is an error.
+    fn read_db(&self, slot: &[u8]) -> Result<Option<(Grant, bool)>, StateError> {
+        let Some(bytes) = self.tree.get(slot)? else {
+            return Ok(None);
+        };
+        let what = || format!("the database copy of grant {}", describe(slot));
+        let opened = match self.keys.from_db(slot, &bytes) {
+            Ok(opened) => opened,
+            Err(source @ (SealError::NoKey { .. } | SealError::WrongKey { .. })) => {
+                return Err(StateError::Sealed {
+                    what: what(),
+                    source,
+                });
             }
-            None => None,
-        })
+            Err(e) => {
+                tracing::warn!("{} is unreadable, using the grant file: {e}", what());
+                return Ok(None);
+            }
+        };
+        match serde_json::from_slice(&opened.json) {
+            Ok(grant) => Ok(Some((grant, opened.stale))),
+            Err(e) => {
+                tracing::warn!("{} is unreadable, using the grant file: {e}", what());
+                Ok(None)
+            }
+        }
+    }
+
+    /// The grant in `file` (of `slot`), and whether it is stored otherwise than the keys say.
+    fn read_file(&self, file: &Path, slot: &[u8]) -> Result<Option<(Grant, bool)>, StateError> {
+        let bytes = match fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                let dir = file.parent().unwrap_or(file).to_owned();
+                return Err(StateError::Io { dir, source });
+            }
+        };
+        let damaged = |e: &dyn std::fmt::Display| {
+            StateError::from(CodecError::Damaged(format!("{}: {e}", file.display())))
+        };
+        let opened = self
+            .keys
+            .from_file(slot, &bytes)
+            .map_err(|source| match source {
+                SealError::NoKey { .. } | SealError::WrongKey { .. } => StateError::Sealed {
+                    what: file.display().to_string(),
+                    source,
+                },
+                other => damaged(&other),
+            })?;
+        let grant = serde_json::from_slice(&opened.json).map_err(|e| damaged(&e))?;
+        Ok(Some((grant, opened.stale)))
     }
 
     /// Moves each grant kept per app (`grants/APP.json`, sled key `APP`) under its account:
@@ -233,14 +337,15 @@ impl Grants {
         apps.dedup();
         for app in apps.into_iter().filter(|app| is_name(app)) {
             let old_file = self.dir.join(format!("{app}.json"));
-            let in_file = match read_file(&old_file) {
-                Ok(grant) => grant,
+            let in_file = match self.read_file(&old_file, app.as_bytes()) {
+                Ok(grant) => grant.map(|(grant, _)| grant),
                 Err(e) => {
                     tracing::warn!("the grant of app `{app}` was not moved under its account: {e}");
                     continue;
                 }
             };
-            let Some(mut grant) = newer(self.read_db(app.as_bytes())?, in_file) else {
+            let in_db = self.read_db(app.as_bytes())?.map(|(grant, _)| grant);
+            let Some(mut grant) = newer(in_db, in_file) else {
                 continue;
             };
             if !is_account_id(&grant.account_id) {
@@ -249,9 +354,11 @@ impl Grants {
             let account = grant.account_id.clone();
             let current = self.get(&app, &account)?;
             if current.is_none_or(|held| later(&grant, &held)) {
-                let bytes = encode(&grant);
-                write_atomically(&self.file(&app, &account)?, &bytes[1..]).map_err(self.io())?;
-                self.tree.insert(key(&app, &account), bytes)?;
+                let slot = key(&app, &account);
+                let json = serde_json::to_vec(&grant).expect("a grant serializes");
+                let file = self.file(&app, &account)?;
+                write_atomically(&file, &self.keys.to_file(&slot, &json)).map_err(self.io())?;
+                self.tree.insert(&slot, self.keys.to_db(&slot, &json))?;
             }
             self.flusher.flush_blocking()?;
             remove_durably(&old_file).map_err(self.io())?;
@@ -268,6 +375,16 @@ fn key(app: &str, account: &str) -> Vec<u8> {
     format!("{app}\0{account}").into_bytes()
 }
 
+/// Where a bot token is stored, as associated data of its sealing.
+fn bot_slot(app: &str) -> Vec<u8> {
+    format!("bot\0{app}").into_bytes()
+}
+
+/// A grant's sled key as text: `APP ACCOUNT`.
+fn describe(slot: &[u8]) -> String {
+    String::from_utf8_lossy(slot).replace('\0', " ")
+}
+
 /// The newer of two copies of a grant.
 fn newer(a: Option<Grant>, b: Option<Grant>) -> Option<Grant> {
     match (a, b) {
@@ -280,19 +397,6 @@ fn newer(a: Option<Grant>, b: Option<Grant>) -> Option<Grant> {
 /// it), or the same authorization rotated more often.
 fn later(a: &Grant, b: &Grant) -> bool {
     (a.authorized_at, a.generation) > (b.authorized_at, b.generation)
-}
-
-fn read_file(file: &Path) -> Result<Option<Grant>, StateError> {
-    match fs::read(file) {
-        Ok(json) => serde_json::from_slice(&json)
-            .map(Some)
-            .map_err(|e| CodecError::Damaged(format!("{}: {e}", file.display())).into()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StateError::Io {
-            dir: file.parent().unwrap_or(file).to_owned(),
-            source,
-        }),
-    }
 }
 
 /// The names of the regular files in `dir` (none if it does not exist).
@@ -350,6 +454,7 @@ fn write_atomically(file: &Path, contents: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::state::Store;
+    use crate::state::codec::encode;
     use crate::token::AccessToken;
 
     /// A grant of one authorization (at a fixed time), rotated `generation` times.

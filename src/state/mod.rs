@@ -26,6 +26,7 @@ pub mod optouts;
 pub mod paces;
 pub mod private;
 pub mod runs;
+pub mod seal;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,7 @@ pub use lock::StateLock;
 pub use optouts::{OptOut, OptOuts};
 pub use paces::Paces;
 pub use runs::{RunId, RunRecord, RunStatus, Runs};
+pub use seal::{Keys, SealError, StateKey};
 
 /// sled's page cache: small, because runs only stream through the state, and memory must not
 /// grow with the recipient count (the README's Performance section has the figures).
@@ -107,6 +109,14 @@ pub enum StateError {
         crate::output::clean(.0, 80)
     )]
     NotAName(String),
+    /// A grant or token sealed with a key that was not given.
+    #[error("{what}: {source}")]
+    Sealed {
+        /// Which copy of what.
+        what: String,
+        /// Why it does not open.
+        source: SealError,
+    },
     /// A stored value could not be decoded.
     #[error("state: {0}")]
     Codec(#[from] codec::CodecError),
@@ -135,12 +145,20 @@ pub struct Store {
     db: sled::Db,
     flusher: Flusher,
     lock: StateLock,
+    keys: Keys,
 }
 
 impl Store {
-    /// Opens the state directory, created or made private (see [`private`]), and locks it
-    /// against other processes.
+    /// Opens the state directory with grants stored in plain form (see [`Store::open_with`]).
     pub fn open(dir: &Path) -> Result<Self, StateError> {
+        Self::open_with(dir, Keys::plain())
+    }
+
+    /// Opens the state directory, created or made private (see [`private`]), and locks it
+    /// against other processes. Grants and bot tokens are stored the way `keys` say: every
+    /// one stored otherwise is written again now, after all have been read, so a missing or
+    /// wrong key fails here and changes nothing.
+    pub fn open_with(dir: &Path, keys: Keys) -> Result<Self, StateError> {
         private::secure(dir)?;
         let lock = StateLock::acquire(dir)?;
         let db_path = dir.join("db");
@@ -163,9 +181,38 @@ impl Store {
             flusher: Flusher::new(&db),
             db,
             lock,
+            keys,
         };
-        store.grants()?.move_per_app_grants()?;
+        let grants = store.grants()?;
+        let resealed = grants.reseal()?;
+        if resealed > 0 {
+            let how = store.keys.write_id().map_or_else(
+                || "in plain form".to_owned(),
+                |id| format!("encrypted with state key {id}"),
+            );
+            tracing::info!("stored {resealed} grant(s) {how}");
+        }
+        grants.move_per_app_grants()?;
+        store.say_once_if_plain()?;
         Ok(store)
+    }
+
+    /// Warns, the first time this state directory holds a grant without a state key, that
+    /// grants are stored in plain form.
+    fn say_once_if_plain(&self) -> Result<(), StateError> {
+        const SAID: &[u8] = b"grants stored in plain form";
+        let notices = self.db.open_tree("notices")?;
+        if self.keys.seals() || notices.contains_key(SAID)? || self.grants()?.all()?.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            "grants in {} are stored in plain form: anyone who can read the state directory \
+             (its owner, root, a backup) can use them. Set ZOOMCAST_STATE_KEY_FILE to encrypt \
+             them (README, Tokens at rest); this is said once",
+            self.dir.join("grants").display()
+        );
+        notices.insert(SAID, &[])?;
+        Ok(())
     }
 
     /// Tells a process that finds the directory locked what this one is doing
@@ -181,7 +228,7 @@ impl Store {
 
     /// The `grants` tree and files.
     pub fn grants(&self) -> Result<Grants, StateError> {
-        Grants::open(&self.db, &self.flusher, &self.dir)
+        Grants::open(&self.db, &self.flusher, &self.dir, &self.keys)
     }
 
     /// The `runs` tree.

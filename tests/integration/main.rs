@@ -4,6 +4,7 @@
 mod harness;
 
 mod accounts;
+mod at_rest;
 mod auth;
 mod cache;
 mod cli;
