@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use url::Url;
 
-use super::oauth::OAuthClient;
+use super::oauth::{OAuthClient, TokenResponse};
 use super::tokens::user_token;
 use crate::state::{Grant, Grants, StateError};
 use crate::user::is_account_id;
@@ -242,9 +242,19 @@ pub async fn prepare_install(
     redirect_uri: &Url,
     verifier: &str,
 ) -> Result<Grant, InstallError> {
-    let mut grant = exchange(oauth, code, redirect_uri, verifier)
+    let grant = exchange(oauth, code, redirect_uri, verifier)
         .await
         .map_err(InstallError::Refused)?;
+    identified(oauth, zoom, grant).await
+}
+
+/// `grant` with who authorized it filled in (`GET /v2/users/me`); when that fails, its tokens
+/// are revoked, since nothing will store them.
+pub async fn identified(
+    oauth: &OAuthClient,
+    zoom: &ZoomClient,
+    mut grant: Grant,
+) -> Result<Grant, InstallError> {
     if let Err(e) = identify(zoom, &mut grant).await {
         // Nothing will be stored, so nothing will use or revoke these tokens later.
         if let Err(revoking) = oauth.revoke(&grant.access.access).await {
@@ -279,6 +289,11 @@ async fn exchange(
         .exchange_code(code, redirect_uri, verifier)
         .await
         .context("exchanging the authorization code")?;
+    new_grant(&response)
+}
+
+/// The grant a token answer to a person's authorization makes, its person not known yet.
+pub fn new_grant(response: &TokenResponse) -> anyhow::Result<Grant> {
     let Some(refresh_token) = response.refresh_token.clone() else {
         bail!(
             "zoom issued no refresh token; the app must be an OAuth (General) app, not server-to-server"
@@ -292,7 +307,7 @@ async fn exchange(
         account_id: String::new(),
         scopes: response.scope.clone(),
         refresh_token,
-        access: user_token(&response),
+        access: user_token(response),
         authorized_at: now,
         refreshed_at: now,
         generation: 0,

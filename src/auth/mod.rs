@@ -8,10 +8,12 @@
 //! - [`clients`]: [`AppClients`], what one app talks to Zoom with, and which account's grant
 //!   a send uses.
 //! - [`keepalive`]: the scheduler's refresh of grants left idle.
-//! - [`login`]: `auth login`'s code flow with `state` and PKCE, by callback or pasted code.
+//! - [`login`]: `auth login`'s code flow with `state` and PKCE, by callback or pasted code;
+//!   [`device`]: `auth login --device`, Zoom's device authorization grant.
 
 pub mod bot;
 pub mod clients;
+pub mod device;
 pub mod keepalive;
 pub mod login;
 pub mod oauth;

@@ -1,5 +1,6 @@
 //! Calls to Zoom's OAuth token endpoint: the authorization-code exchange, refresh, the
-//! client-credentials (bot) grant and revocation, with the failures a caller branches on.
+//! client-credentials (bot) grant, the device authorization grant and revocation, with the
+//! failures a caller branches on.
 
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -24,6 +25,48 @@ pub struct TokenResponse {
     /// Space-separated scopes.
     #[serde(default, deserialize_with = "lenient_text")]
     pub scope: String,
+}
+
+/// Zoom's answer to `POST /oauth/devicecode`: what the person is shown, and the device code
+/// to poll the token endpoint with.
+#[derive(Clone, Deserialize)]
+pub struct DeviceCode {
+    /// The code the token endpoint is polled with: a bearer credential until it is used.
+    pub device_code: String,
+    /// The code the person types at `verification_uri`.
+    #[serde(deserialize_with = "lenient_text")]
+    pub user_code: String,
+    /// Where the person goes.
+    #[serde(deserialize_with = "lenient_text")]
+    pub verification_uri: String,
+    /// The same with the user code in it, when Zoom gives one.
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub verification_uri_complete: String,
+    /// Seconds the codes live (Zoom: 900).
+    #[serde(default = "fifteen_minutes", deserialize_with = "lenient_seconds")]
+    pub expires_in: i64,
+    /// Seconds to wait between polls (RFC 8628: 5 when left out).
+    #[serde(default = "five_seconds", deserialize_with = "lenient_seconds")]
+    pub interval: i64,
+}
+
+impl std::fmt::Debug for DeviceCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceCode")
+            .field("user_code", &self.user_code)
+            .field("verification_uri", &self.verification_uri)
+            .field("expires_in", &self.expires_in)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fifteen_minutes() -> i64 {
+    900
+}
+
+fn five_seconds() -> i64 {
+    5
 }
 
 /// Zoom's documented access-token lifetime, for an answer that leaves `expires_in` out.
@@ -145,6 +188,7 @@ enum GrantType {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    DeviceCode,
 }
 
 impl GrantType {
@@ -154,6 +198,7 @@ impl GrantType {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
+            Self::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
         }
     }
 }
@@ -227,6 +272,38 @@ impl OAuthClient {
         self.token(GrantType::ClientCredentials, &[]).await
     }
 
+    /// Starts a device authorization: the codes to show the person and to poll with.
+    pub async fn device_code(&self) -> Result<DeviceCode, OAuthError> {
+        let mut url = self.zoom.endpoints().oauth("oauth/devicecode");
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.client_id);
+        let response = self.post_to(url, &[]).await?;
+        let status = response.status();
+        let body = read_body(response)
+            .await
+            .map_err(|e| OAuthError::Network(e.into()))?;
+        if !status.is_success() {
+            return Err(self.classify(GrantType::DeviceCode, status, &body.bytes, &[]));
+        }
+        serde_json::from_slice(&body.bytes).map_err(|e| OAuthError::Rejected {
+            status,
+            error: "unreadable answer".into(),
+            reason: format!(
+                "not a device code answer (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        })
+    }
+
+    /// Polls for the grant of a device authorization. Zoom answers `authorization_pending`,
+    /// `slow_down`, `expired_token` or `access_denied` as [`OAuthError::Rejected`] until the
+    /// person decides.
+    pub async fn poll_device(&self, device_code: &str) -> Result<TokenResponse, OAuthError> {
+        self.token(GrantType::DeviceCode, &[("device_code", device_code)])
+            .await
+    }
+
     /// Revokes a user grant at Zoom (through its access token).
     pub async fn revoke(&self, token: &AccessToken) -> Result<(), OAuthError> {
         let response = self
@@ -249,9 +326,17 @@ impl OAuthClient {
         path: &str,
         form: &[(&str, &str)],
     ) -> Result<reqwest::Response, OAuthError> {
+        self.post_to(self.zoom.endpoints().oauth(path), form).await
+    }
+
+    async fn post_to(
+        &self,
+        url: Url,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, OAuthError> {
         self.zoom
             .http
-            .post(self.zoom.endpoints().oauth(path))
+            .post(url)
             .basic_auth(&self.client_id, Some(self.client_secret.expose()))
             .form(form)
             .send()
@@ -275,7 +360,12 @@ impl OAuthClient {
         if !status.is_success() {
             let presented: Vec<&str> = fields
                 .iter()
-                .filter(|(k, _)| matches!(*k, "code" | "refresh_token" | "code_verifier"))
+                .filter(|(k, _)| {
+                    matches!(
+                        *k,
+                        "code" | "refresh_token" | "code_verifier" | "device_code"
+                    )
+                })
                 .map(|(_, v)| *v)
                 .collect();
             return Err(self.classify(grant, status, &body.bytes, &presented));

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::{Context, InvalidText, Outcome};
+use crate::auth::device;
 use crate::auth::login::{self, Pkce};
 use crate::auth::{AppClients, TokenError};
 use crate::config::DEFAULT_APP;
@@ -33,6 +34,11 @@ pub(super) enum AuthCommand {
         /// Listen on this port (replaces the redirect URI's port; 0 picks a free one).
         #[arg(long)]
         port: Option<u16>,
+        /// Authorize from another device instead (Zoom's device authorization grant): print
+        /// a URL and a code to approve on any device, and wait; no browser and no redirect
+        /// needed here.
+        #[arg(long, conflicts_with_all = ["no_browser", "port"])]
+        device: bool,
     },
     /// Grants held, expiries, scopes; never prints a secret.
     Status {
@@ -56,10 +62,12 @@ pub(super) enum AuthCommand {
 
 pub(super) async fn run(ctx: &Context, command: AuthCommand) -> anyhow::Result<Outcome> {
     match command {
+        AuthCommand::Login { app, device, .. } if device => device_login(ctx, &app).await,
         AuthCommand::Login {
             app,
             no_browser,
             port,
+            ..
         } => login(ctx, &app, no_browser, port).await,
         AuthCommand::Status { app, json } => status(ctx, app.as_deref(), json).await,
         AuthCommand::Logout { app, account } => logout(ctx, &app, account.as_deref()).await,
@@ -148,15 +156,45 @@ async fn login(
         &pkce.verifier,
     )
     .await?;
+    say_authorized(&app.name, &grant, &store);
+    Ok(Outcome::Done)
+}
+
+/// `auth login --device`: shows where to approve, and waits for the approval.
+async fn device_login(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {
+    let app = ctx.app(app_name)?;
+    let store = ctx.open_store()?;
+    let AppClients { zoom, oauth, .. } = AppClients::new(&app, store.grants()?)?;
+    let grant = device::login(&oauth, &zoom, &store.grants()?, &app.name, |code| {
+        let url = if code.verification_uri_complete.is_empty() {
+            &code.verification_uri
+        } else {
+            &code.verification_uri_complete
+        };
+        outln!("{url}");
+        errln!(
+            "On any device, open {} as an account admin, enter the code {} and approve the \
+             app (the code expires in {}). zoomcast waits for the approval.",
+            code.verification_uri,
+            code.user_code,
+            humantime::format_duration(Duration::from_secs(
+                u64::try_from(code.expires_in).unwrap_or(0)
+            ))
+        );
+    })
+    .await?;
+    say_authorized(&app.name, &grant, &store);
+    Ok(Outcome::Done)
+}
+
+fn say_authorized(app: &str, grant: &crate::state::Grant, store: &crate::state::Store) {
     errln!(
-        "authorized app `{}` as {} (user {}, account {}); the grant is stored in {}",
-        app.name,
+        "authorized app `{app}` as {} (user {}, account {}); the grant is stored in {}",
         grant.user_email,
         grant.user_id,
         grant.account_id,
         store.dir().display()
     );
-    Ok(Outcome::Done)
 }
 
 async fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Result<Outcome> {

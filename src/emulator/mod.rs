@@ -10,6 +10,7 @@
 
 mod chat;
 mod delay;
+mod device;
 mod directory;
 mod events;
 mod faults;
@@ -93,6 +94,13 @@ pub struct Knobs {
     pub webhook_url: Option<String>,
     /// The app's webhook secret token, which signs those notifications.
     pub webhook_secret: String,
+    /// The polling interval `/oauth/devicecode` asks for, seconds (Zoom: 5).
+    pub device_interval_secs: u64,
+    /// How long a device code lives, seconds (Zoom: 900).
+    pub device_expires_secs: i64,
+    /// Polls answered `slow_down` even when they came in time, per device code (a busy
+    /// Zoom); each adds five seconds to the interval, as a late one does.
+    pub device_slow_downs: u32,
 }
 
 impl Default for Knobs {
@@ -117,6 +125,9 @@ impl Default for Knobs {
             user_managed: false,
             webhook_url: None,
             webhook_secret: "emulator-webhook-secret".into(),
+            device_interval_secs: 5,
+            device_expires_secs: 900,
+            device_slow_downs: 0,
         }
     }
 }
@@ -127,6 +138,8 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .route("/oauth/authorize", get(oauth::authorize))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/devicecode", post(device::device_code))
+        .route("/oauth_device", get(device::decide))
         .route("/v2/users/{id}", get(users::get_user))
         .route("/v2/im/chat/messages", post(chat::send))
         .route(

@@ -16,9 +16,10 @@ use chrono::Utc;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::state::{Emulator, GrantState, PendingCode, TokenKind};
+use super::directory::User;
+use super::state::{Emulator, GrantState, Inner, PendingCode, TokenKind};
 
-fn oauth_error(error: &str, reason: &str) -> Response {
+pub(super) fn oauth_error(error: &str, reason: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(json!({ "reason": reason, "error": error })),
@@ -26,7 +27,7 @@ fn oauth_error(error: &str, reason: &str) -> Response {
         .into_response()
 }
 
-fn params(query: Option<&str>, body: &[u8]) -> HashMap<String, String> {
+pub(super) fn params(query: Option<&str>, body: &[u8]) -> HashMap<String, String> {
     let mut params: HashMap<String, String> =
         url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
             .into_owned()
@@ -100,7 +101,7 @@ pub async fn authorize(State(emu): State<Arc<Emulator>>, RawQuery(query): RawQue
     (StatusCode::FOUND, [(header::LOCATION, target.to_string())]).into_response()
 }
 
-fn basic_auth_ok(headers: &HeaderMap, emu: &Emulator) -> bool {
+pub(super) fn basic_auth_ok(headers: &HeaderMap, emu: &Emulator) -> bool {
     let knobs = emu.current_knobs();
     let expected = STANDARD.encode(format!("{}:{}", knobs.client_id, knobs.client_secret));
     headers
@@ -125,6 +126,7 @@ pub async fn token(
         Some("authorization_code") => exchange_code(&emu, &p),
         Some("refresh_token") => refresh(&emu, &p),
         Some("client_credentials") => client_credentials(&emu),
+        Some(super::device::GRANT_TYPE) => super::device::poll(&emu, &p),
         _ => oauth_error("unsupported_grant_type", "unsupported grant type"),
     }
 }
@@ -161,11 +163,16 @@ fn exchange_code(emu: &Emulator, p: &HashMap<String, String>) -> Response {
         return oauth_error("invalid_request", "Invalid code_verifier");
     }
     inner.stats.code_exchanges += 1;
-    // Authorizing the same app and user again kills the earlier grant (Zoom's 4741).
+    new_grant(&mut inner, &knobs, pending.user)
+}
+
+/// A new grant of `user`, answered as Zoom answers a code exchange. Authorizing the same app
+/// and user again kills the earlier grant (Zoom's 4741).
+pub(super) fn new_grant(inner: &mut Inner, knobs: &super::Knobs, user: User) -> Response {
     let earlier: Vec<u64> = inner
         .grants
         .iter()
-        .filter(|(_, g)| g.user.id == pending.user.id && !g.revoked)
+        .filter(|(_, g)| g.user.id == user.id && !g.revoked)
         .map(|(id, _)| *id)
         .collect();
     for id in earlier {
@@ -177,7 +184,7 @@ fn exchange_code(emu: &Emulator, p: &HashMap<String, String>) -> Response {
     inner.grants.insert(
         grant,
         GrantState {
-            user: pending.user,
+            user,
             refresh_token: refresh.clone(),
             access_token: access.clone(),
             revoked: false,

@@ -23,6 +23,29 @@ pub(super) struct PendingCode {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A device authorization (`/oauth/devicecode`) waiting for its user's decision.
+pub(super) struct PendingDevice {
+    pub user_code: String,
+    pub expires_at: DateTime<Utc>,
+    /// Seconds a client must wait between polls; `slow_down` adds five.
+    pub interval: u64,
+    pub last_poll: Option<std::time::Instant>,
+    /// `slow_down` answers still to give to polls that came in time (`device_slow_downs`).
+    pub forced_slow_downs: u32,
+    pub decision: Decision,
+}
+
+/// What the person decided about a device authorization.
+#[derive(Clone)]
+pub(super) enum Decision {
+    /// Nothing yet.
+    Pending,
+    /// Approved, by this user.
+    Approved(User),
+    /// Denied.
+    Denied,
+}
+
 /// A user grant: who, the one live refresh token and the newest access token.
 pub(super) struct GrantState {
     pub user: User,
@@ -112,11 +135,17 @@ pub struct Stats {
     pub deletes: u64,
     /// The most API requests (Users and Chatbot) in progress at once.
     pub peak_in_flight: u64,
+    /// Device-code polls of the token endpoint.
+    pub device_polls: u64,
+    /// Of them, answered `slow_down`.
+    pub device_slow_downs: u64,
 }
 
 #[derive(Default)]
 pub(super) struct Inner {
     pub codes: HashMap<String, PendingCode>,
+    /// Device authorizations by device code.
+    pub devices: HashMap<String, PendingDevice>,
     pub grants: HashMap<u64, GrantState>,
     pub dead_refresh: HashSet<String>,
     pub tokens: HashMap<String, AccessToken>,

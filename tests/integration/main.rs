@@ -9,6 +9,7 @@ mod auth;
 mod cache;
 mod cli;
 mod demo;
+mod device;
 mod emulator;
 mod history;
 mod inproc;
