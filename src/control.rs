@@ -81,6 +81,14 @@ pub enum Request {
         /// Only this app's.
         app: Option<String>,
     },
+    /// Store the grant an `auth login` beside the scheduler obtained, replacing the one of its
+    /// account (the socket is the user's own: 0600, and its peer's uid is checked).
+    StoreGrant {
+        /// The app.
+        app: String,
+        /// The new grant, tokens and all.
+        grant: Grant,
+    },
 }
 
 /// What the answer is.
@@ -101,6 +109,8 @@ pub enum Response {
     Checked(Checked),
     /// Opt-outs.
     OptOuts(Vec<OptOut>),
+    /// The grant stored (without its tokens).
+    Stored(GrantView),
     /// The job or configuration is invalid (exit 2).
     Invalid(String),
     /// The request failed.
@@ -215,8 +225,8 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
             Response::Grants(rows)
         }
         Request::OptOuts { app } => Response::OptOuts(store.optouts()?.list(app.as_deref())?),
-        Request::RunJob { .. } | Request::CheckJob { .. } => {
-            Response::Failed("running a job needs the scheduler; none answered".into())
+        Request::RunJob { .. } | Request::CheckJob { .. } | Request::StoreGrant { .. } => {
+            Response::Failed("this needs the scheduler; none answered".into())
         }
     })
 }

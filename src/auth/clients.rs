@@ -29,6 +29,19 @@ pub struct AppClients {
 impl AppClients {
     /// The clients of `app`, its grants kept in `grants`.
     pub fn new(app: &AppConfig, grants: Grants) -> anyhow::Result<Self> {
+        let (zoom, oauth) = Self::endpoints(app)?;
+        let bot = Arc::new(BotTokens::new(&app.name, oauth.clone(), grants.clone()));
+        Ok(Self {
+            zoom,
+            oauth,
+            bot,
+            grants,
+            accounts: Arc::default(),
+        })
+    }
+
+    /// The API and token-endpoint clients of `app`, which need no state (a login's).
+    pub fn endpoints(app: &AppConfig) -> anyhow::Result<(ZoomClient, OAuthClient)> {
         let zoom = ZoomClient::new(Endpoints {
             oauth: app.oauth_url.clone(),
             api: app.api_url.clone(),
@@ -39,14 +52,7 @@ impl AppClients {
             app.client_secret.clone(),
             zoom.clone(),
         );
-        let bot = Arc::new(BotTokens::new(&app.name, oauth.clone(), grants.clone()));
-        Ok(Self {
-            zoom,
-            oauth,
-            bot,
-            grants,
-            accounts: Arc::default(),
-        })
+        Ok((zoom, oauth))
     }
 
     /// The app's name.

@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::bail;
 use tokio::time::Instant;
 
-use super::login::{InstallError, identified, new_grant, store_install};
+use super::login::{InstallError, identified, new_grant};
 use super::oauth::{DeviceCode, OAuthClient, OAuthError};
-use crate::state::{Grant, Grants};
+use crate::state::Grant;
 use crate::zoom::ZoomClient;
 
 /// What `slow_down` adds to the polling interval (RFC 8628, section 3.5).
@@ -46,12 +46,11 @@ fn as_poll(error: &OAuthError) -> Option<Poll> {
     }
 }
 
-/// Runs the device flow for `app`: `show` tells the person where to go; the grant is stored
-/// under the authorizing user's account once they approve.
-pub async fn login(
+/// Runs the device flow for `app`: `show` tells the person where to go. Returns the grant,
+/// with who approved it, to be stored (see [`super::login::store_install`]).
+pub async fn authorize(
     oauth: &OAuthClient,
     zoom: &ZoomClient,
-    grants: &Grants,
     app: &str,
     show: impl FnOnce(&DeviceCode),
 ) -> anyhow::Result<Grant> {
@@ -82,7 +81,7 @@ pub async fn login(
             bail!("the code expired before anyone approved it; {again}");
         }
     };
-    let grant = identified(oauth, zoom, new_grant(&response)?)
+    identified(oauth, zoom, new_grant(&response)?)
         .await
         .map_err(|e| match e {
             InstallError::Identify(e) => e.context(format!(
@@ -90,8 +89,7 @@ pub async fn login(
                  stored and the new tokens were revoked; {again}"
             )),
             other => other.into(),
-        })?;
-    Ok(store_install(grants, app, grant).await?)
+        })
 }
 
 #[cfg(test)]

@@ -186,28 +186,24 @@ pub async fn wait_for_code(
     code
 }
 
-/// Exchanges `code`, looks up who authorized (`/v2/users/me`), and stores the grant under
-/// their account (`auth login`).
-pub async fn complete(
+/// Exchanges `code` and looks up who authorized (`/v2/users/me`): the grant `auth login`
+/// stores (see [`store_install`]).
+pub async fn prepare_login(
     oauth: &OAuthClient,
     zoom: &ZoomClient,
-    grants: &Grants,
     app: &str,
     code: &str,
     redirect_uri: &Url,
     verifier: &str,
 ) -> anyhow::Result<Grant> {
-    let grant = match prepare_install(oauth, zoom, code, redirect_uri, verifier).await {
-        Err(InstallError::Identify(e)) => {
-            return Err(e.context(format!(
-                "looking up the authorizing user (GET /v2/users/me) failed, so nothing was \
-                 stored and the new tokens were revoked; check the app's user:read:user:admin \
-                 scope and run `zoomcast auth login --app {app}` again"
-            )));
-        }
-        other => other?,
-    };
-    Ok(store_install(grants, app, grant).await?)
+    match prepare_install(oauth, zoom, code, redirect_uri, verifier).await {
+        Err(InstallError::Identify(e)) => Err(e.context(format!(
+            "looking up the authorizing user (GET /v2/users/me) failed, so nothing was \
+             stored and the new tokens were revoked; check the app's user:read:user:admin \
+             scope and run `zoomcast auth login --app {app}` again"
+        ))),
+        other => Ok(other?),
+    }
 }
 
 /// The generation a new grant of `app` in `account` gets: above the one it replaces (which

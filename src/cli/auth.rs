@@ -10,12 +10,13 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::state::State;
 use super::{Context, InvalidText, Outcome};
 use crate::auth::device;
 use crate::auth::login::{self, Pkce};
 use crate::auth::{AppClients, TokenError};
 use crate::config::DEFAULT_APP;
-use crate::control::AppGrant;
+use crate::control::{AppGrant, GrantView};
 use crate::state::UNIDENTIFIED;
 
 /// How long `auth login` waits for the redirect (codes live 5 minutes at Zoom).
@@ -97,8 +98,9 @@ async fn login(
     port: Option<u16>,
 ) -> anyhow::Result<Outcome> {
     let app = ctx.app(app_name)?;
-    let store = ctx.open_store()?;
-    let AppClients { zoom, oauth, .. } = AppClients::new(&app, store.grants()?)?;
+    // Opened first: a state held by anything but a scheduler fails before anyone approves.
+    let held = ctx.state().await?;
+    let (zoom, oauth) = AppClients::endpoints(&app)?;
     let mut redirect = app.redirect_uri.clone();
     if let Some(port) = port {
         redirect
@@ -146,26 +148,19 @@ async fn login(
             "no authorization arrived within 10 minutes; run `zoomcast auth login` again"
         )
     })??;
-    let grant = login::complete(
-        &oauth,
-        &zoom,
-        &store.grants()?,
-        &app.name,
-        &code,
-        &redirect,
-        &pkce.verifier,
-    )
-    .await?;
-    say_authorized(&app.name, &grant, &store);
+    let grant =
+        login::prepare_login(&oauth, &zoom, &app.name, &code, &redirect, &pkce.verifier).await?;
+    let stored = held.store_grant(&app.name, grant).await?;
+    say_authorized(ctx, &app.name, &stored, &held);
     Ok(Outcome::Done)
 }
 
 /// `auth login --device`: shows where to approve, and waits for the approval.
 async fn device_login(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {
     let app = ctx.app(app_name)?;
-    let store = ctx.open_store()?;
-    let AppClients { zoom, oauth, .. } = AppClients::new(&app, store.grants()?)?;
-    let grant = device::login(&oauth, &zoom, &store.grants()?, &app.name, |code| {
+    let state = ctx.state().await?;
+    let (zoom, oauth) = AppClients::endpoints(&app)?;
+    let grant = device::authorize(&oauth, &zoom, &app.name, |code| {
         let url = if code.verification_uri_complete.is_empty() {
             &code.verification_uri
         } else {
@@ -183,17 +178,22 @@ async fn device_login(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> 
         );
     })
     .await?;
-    say_authorized(&app.name, &grant, &store);
+    let stored = state.store_grant(&app.name, grant).await?;
+    say_authorized(ctx, &app.name, &stored, &state);
     Ok(Outcome::Done)
 }
 
-fn say_authorized(app: &str, grant: &crate::state::Grant, store: &crate::state::Store) {
+fn say_authorized(ctx: &Context, app: &str, grant: &GrantView, state: &State) {
+    let by = match state {
+        State::Local(_) => "",
+        State::Daemon(_) => " by the running scheduler, which uses it from now on",
+    };
     errln!(
-        "authorized app `{app}` as {} (user {}, account {}); the grant is stored in {}",
+        "authorized app `{app}` as {} (user {}, account {}); the grant is stored in {}{by}",
         grant.user_email,
         grant.user_id,
         grant.account_id,
-        store.dir().display()
+        ctx.state_dir.display()
     );
 }
 

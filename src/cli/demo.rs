@@ -127,16 +127,16 @@ async fn log_in(demo: &AppEngine, engines: &Engines) -> anyhow::Result<()> {
     if returned_state != state_param {
         bail!("the emulator returned another state than the one sent");
     }
-    let grant = login::complete(
+    let grant = login::prepare_login(
         oauth,
         zoom,
-        &engines.store().grants()?,
         &app.name,
         &code,
         &app.redirect_uri,
         &pkce.verifier,
     )
     .await?;
+    let grant = login::store_install(&engines.store().grants()?, &app.name, grant).await?;
     outln!(
         "authorized as {} (account {}) with the user token; the bot token comes from client credentials",
         grant.user_email,

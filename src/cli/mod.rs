@@ -8,6 +8,7 @@ mod demo;
 mod docs;
 mod doctor;
 mod emulator;
+mod health;
 mod history;
 mod jobs;
 mod keys;
@@ -106,6 +107,8 @@ enum Command {
     /// Tokens at rest: a new state key, or every grant stored again under another.
     #[command(subcommand)]
     State(keys::StateCommand),
+    /// Ask a running server for /healthz: exit 0 when healthy (a container's health check).
+    Health(health::Args),
     /// Print the shell completion script for SHELL.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff): `zoomcast man > zoomcast.1`.
@@ -227,6 +230,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match &cli.command {
         Command::Completions(args) => return Ok(docs::completions(args)),
         Command::Man => return docs::man(),
+        Command::Health(args) => return health::run(args).await,
         _ => {}
     }
     let ctx = Context::new(&cli)?;
@@ -247,6 +251,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::State(command) => keys::run(&ctx, &command),
         Command::Completions(args) => Ok(docs::completions(&args)),
         Command::Man => docs::man(),
+        Command::Health(args) => health::run(&args).await,
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::delivery::{Engines, ProgressMode, RunOptions, RunReport, Stop};
+use crate::delivery::{Announce, Engines, ProgressMode, RunOptions, RunReport, Stop};
 use crate::report;
 use crate::shutdown::Signals;
 
@@ -104,10 +104,16 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let signals = Signals::listen()
         .context("listening for signals")?
         .cancel_on_signal();
+    // Commands finding the state directory in use say how far this run is.
+    let (store, name) = (engines.store().clone(), job.name.clone());
+    let announce = Announce(Arc::new(move |progress: &str| {
+        store.announce(&format!("running job `{name}`, {progress}"));
+    }));
     let options = RunOptions {
         refresh_cache: args.refresh_cache,
         progress: args.progress(),
         cancel: signals.token(),
+        announce: Some(announce),
         ..RunOptions::default()
     };
     let report = app

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use crate::control::{self, AppGrant, Checked, Request, Response};
+use crate::auth::login;
+use crate::control::{self, AppGrant, Checked, GrantView, Request, Response};
 use crate::delivery::RunReport;
-use crate::state::{Delivery, Keys, OptOut, RunId, RunRecord, StateError, Store};
+use crate::state::{Delivery, Grant, Keys, OptOut, RunId, RunRecord, StateError, Store};
 
 /// How long a command waits for a starting scheduler to bind its socket.
 const SOCKET_PATIENCE: Duration = Duration::from_secs(2);
@@ -121,6 +122,20 @@ impl State {
         match self.ask(&request).await? {
             Response::Checked(checked) => Ok(checked),
             _ => Err(unexpected("a dry run's answer")),
+        }
+    }
+
+    /// Stores the grant a login obtained: in the store, or through the scheduler holding it
+    /// (which also drops the revoked grant it held in memory).
+    pub(super) async fn store_grant(&self, app: &str, grant: Grant) -> anyhow::Result<GrantView> {
+        if let Self::Local(store) = self {
+            let stored = login::store_install(&store.grants()?, app, grant).await?;
+            return Ok(GrantView::from(&stored));
+        }
+        let app = app.to_owned();
+        match self.ask(&Request::StoreGrant { app, grant }).await? {
+            Response::Stored(view) => Ok(view),
+            _ => Err(unexpected("the stored grant")),
         }
     }
 

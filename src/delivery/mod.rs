@@ -91,6 +91,19 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// How the run shows its progress.
     pub progress: ProgressMode,
+    /// Told, every few seconds, how far the run is ("run 7: 300 sent, ..."): `run` puts it in
+    /// the lock file, for the commands that find the state directory in use.
+    pub announce: Option<Announce>,
+}
+
+/// Where a run says how far it is.
+#[derive(Clone)]
+pub struct Announce(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for Announce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Announce")
+    }
 }
 
 /// The sender of a job's messages: the configured robot JID, and the account and user JID of

@@ -181,6 +181,22 @@ impl Progress {
         }
     }
 
+    /// Tells `announce` how far run `run` is every two seconds, until the future is dropped.
+    pub(super) async fn announce(
+        &self,
+        announce: Option<&super::Announce>,
+        run: u64,
+    ) -> std::convert::Infallible {
+        let Some(announce) = announce else {
+            return std::future::pending().await;
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            (announce.0)(&format!("run {run}: {}", self.snapshot().describe()));
+        }
+    }
+
     async fn log_every(&self, every: Duration, job: &str) -> std::convert::Infallible {
         let mut tick = tokio::time::interval_at(Instant::now() + every, every);
         loop {

@@ -111,6 +111,7 @@ impl Engine {
         let outcome = tokio::select! {
             outcome = ctx.pipeline() => outcome,
             never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
+            never = ctx.progress.announce(ctx.options.announce.as_ref(), record.id.0) => match never {},
         };
         record.rate_limited.users += ctx.lookups_limited.load(Ordering::Relaxed);
         record.rate_limited.chat += ctx.sends_limited.load(Ordering::Relaxed);
@@ -182,7 +183,7 @@ impl Engine {
         let horizon = cache_ttl(job).hit.max(JID_CACHE_KEEP);
         let jids = self.jids.clone();
         match off_workers(move || jids.sweep_if_due(Utc::now(), horizon)).await {
-            Ok(Some(deleted)) if deleted > 0 => tracing::info!(
+            Ok(Some(deleted)) if deleted > 0 => tracing::debug!(
                 "deleted {deleted} cached lookups fetched more than {} days ago",
                 horizon.num_days()
             ),

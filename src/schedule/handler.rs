@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::daemon::{Event, ManualRun};
 use super::service::EngineLauncher;
 use crate::config::{Config, Job};
-use crate::control::{self, Handler, Request, Response};
+use crate::control::{self, GrantView, Handler, Request, Response};
 use crate::delivery::RunOptions;
 use crate::report;
 use crate::state::Store;
@@ -56,6 +56,12 @@ impl Handler for ControlHandler {
                 };
                 match launcher.check(&job, show, resolve).await {
                     Ok(checked) => Response::Checked(checked),
+                    Err(e) => failure(&e),
+                }
+            }),
+            Request::StoreGrant { app, grant } => Box::pin(async move {
+                match launcher.store_login(&app, grant).await {
+                    Ok(stored) => Response::Stored(GrantView::from(&stored)),
                     Err(e) => failure(&e),
                 }
             }),

@@ -9,4 +9,5 @@ pub mod plan;
 mod reminders;
 pub mod service;
 mod slot;
+mod systemd;
 mod watch;

@@ -20,13 +20,14 @@ use super::handler::ControlHandler;
 use super::reminders::send_reminders;
 use super::watch::watch_jobs;
 use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
+use crate::auth::login;
 use crate::config::{Config, Job, JobSet};
 use crate::control::{self, Checked};
 use crate::delivery::{Engines, RunOptions, RunReport};
 use crate::report;
 use crate::server::{Limits, Server};
 use crate::shutdown::Signals;
-use crate::state::Store;
+use crate::state::{Grant, Store};
 
 /// How often grants are checked for keep-alive.
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(3600);
@@ -102,6 +103,8 @@ impl Service {
             events,
         });
         tasks.spawn(control::serve(self.listener, handler, done.clone()));
+        tasks.spawn(super::systemd::watchdog(self.store.clone(), done.clone()));
+        tasks.spawn(super::systemd::stopping(shutdown.clone(), done.clone()));
         tasks.close();
         let scheduler = Scheduler::new(
             Arc::new(SystemClock),
@@ -110,6 +113,7 @@ impl Service {
             self.store.runs()?,
             Settings { drain: self.drain },
         );
+        super::systemd::ready();
         let result = scheduler.run(self.initial, events_rx, shutdown).await;
         done.cancel();
         tasks.wait().await;
@@ -140,6 +144,20 @@ pub(super) struct EngineLauncher {
 }
 
 impl EngineLauncher {
+    /// Stores the grant of an `auth login` run beside the scheduler, as an install through
+    /// `serve` is stored: under the grant's lock, so no refresh uses the revoked one.
+    pub(super) async fn store_login(&self, app: &str, grant: Grant) -> anyhow::Result<Grant> {
+        let engine = self.engines.app(app)?;
+        let grants = self.engines.store().grants()?;
+        let account = grant.account_id.clone();
+        let stored = engine
+            .clients
+            .tokens(&account)
+            .replace_grant(login::store_install(&grants, app, grant))
+            .await?;
+        Ok(stored)
+    }
+
     async fn keep_alive(&self, name: &str) {
         let Ok(app) = self.engines.app(name) else {
             return; // an app without client credentials has no grant to keep

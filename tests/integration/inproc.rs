@@ -121,17 +121,20 @@ pub fn logged_in() -> (
         Arc::new(bot),
     ));
     z.runtime.block_on(async {
-        zoomcast::auth::login::complete(
+        let redirect = REDIRECT.parse().unwrap();
+        let grant = zoomcast::auth::login::prepare_login(
             &z.oauth,
             &z.api,
-            &store.grants().unwrap(),
             "default",
             &code,
-            &REDIRECT.parse().unwrap(),
+            &redirect,
             &pkce.verifier,
         )
         .await
         .unwrap();
+        zoomcast::auth::login::store_install(&store.grants().unwrap(), "default", grant)
+            .await
+            .unwrap();
     });
     (z, dir, store, tokens)
 }

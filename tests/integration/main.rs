@@ -14,6 +14,7 @@ mod emulator;
 mod history;
 mod inproc;
 mod messages;
+mod operators;
 mod progress;
 mod rate_limits;
 mod resume;

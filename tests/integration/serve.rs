@@ -81,7 +81,7 @@ impl Drop for Served {
 }
 
 /// The base URL a `serve` or `schedule --listen` log announces (`... on http://ADDR ...`).
-fn served_at(log: &str) -> Option<String> {
+pub(crate) fn served_at(log: &str) -> Option<String> {
     let at = log.find("on http://")? + "on ".len();
     Some(
         log[at..]
