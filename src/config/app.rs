@@ -37,6 +37,8 @@ struct RawApp {
     plan: Option<String>,
     welcome: Option<String>,
     install_redirect: Option<String>,
+    client_secret_file: Option<String>,
+    webhook_secret_token_file: Option<String>,
 }
 
 /// `zoomcast.toml`: the default app's keys at the top, more apps under `[apps.NAME]`.
@@ -55,6 +57,8 @@ struct RawConfig {
     plan: Option<String>,
     welcome: Option<String>,
     install_redirect: Option<String>,
+    client_secret_file: Option<String>,
+    webhook_secret_token_file: Option<String>,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
 }
@@ -74,6 +78,23 @@ impl RawApp {
                 *self.field(key) = Some(sources::expand(value, &setting, config, env)?);
             }
         }
+        for (secret, file) in sources::SECRET_FILE_KEYS {
+            let Some(path) = self.field(file).take() else {
+                continue;
+            };
+            let (secret_setting, file_setting) =
+                (format!("{prefix}{secret}"), format!("{prefix}{file}"));
+            if self.field(secret).is_some() {
+                return Err(Invalid::one(
+                    Diagnostic::whole(
+                        Some(config),
+                        format!("both {secret_setting} and {file_setting} are set"),
+                    )
+                    .help(format!("keep one: {file} names a file holding the secret")),
+                ));
+            }
+            *self.field(secret) = Some(sources::secret_file(&file_setting, Path::new(&path))?);
+        }
         Ok(())
     }
 
@@ -90,6 +111,8 @@ impl RawApp {
             "plan" => &mut self.plan,
             "welcome" => &mut self.welcome,
             "install_redirect" => &mut self.install_redirect,
+            "client_secret_file" => &mut self.client_secret_file,
+            "webhook_secret_token_file" => &mut self.webhook_secret_token_file,
             _ => unreachable!("ENV_KEYS and the demo name only RawApp fields"),
         }
     }
@@ -240,6 +263,8 @@ impl Config {
             plan: raw.plan,
             welcome: raw.welcome,
             install_redirect: raw.install_redirect,
+            client_secret_file: raw.client_secret_file,
+            webhook_secret_token_file: raw.webhook_secret_token_file,
         };
         // `${VAR}` references in the file, then the environment over the default app.
         for (name, app) in &mut apps {
@@ -460,7 +485,8 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
         Invalid::one(d.help(
             "the keys are client_id, client_secret, account_id, robot_jid, redirect_uri, \
              oauth_url, api_url, webhook_secret_token, keepalive_days, plan, welcome, \
-             install_redirect, and [apps.NAME] tables of the same",
+             install_redirect, client_secret_file, webhook_secret_token_file, and [apps.NAME] \
+             tables of the same",
         ))
     })
 }
@@ -527,6 +553,39 @@ mod tests {
             assert!(err.contains("letters, digits, - and _"), "{err}");
         }
         assert!(load("[apps.team-2_b]\nclient_id = \"i\"\n", &[]).is_ok());
+    }
+
+    #[test]
+    fn an_apps_secrets_may_come_from_files_named_in_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ops-secret"), "from-a-file\n").unwrap();
+        std::fs::write(dir.path().join("ops-webhook"), "hook-secret\n").unwrap();
+        let creds = dir.path().to_str().unwrap();
+        let file = "[apps.ops]\nclient_id = \"i\"\n\
+                    client_secret_file = \"${CREDENTIALS_DIRECTORY}/ops-secret\"\n\
+                    webhook_secret_token_file = \"${CREDENTIALS_DIRECTORY}/ops-webhook\"\n";
+        let config = load(file, &[("CREDENTIALS_DIRECTORY", creds)]).unwrap();
+        let ops = config.app("ops").unwrap();
+        assert_eq!(ops.client_secret.expose(), "from-a-file");
+        assert_eq!(ops.webhook_secret.unwrap().expose(), "hook-secret");
+
+        let both = format!("{file}client_secret = \"s\"\n");
+        let err = load(&both, &[("CREDENTIALS_DIRECTORY", creds)])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("both [apps.ops] client_secret and [apps.ops] client_secret_file are set"),
+            "{err}"
+        );
+        let missing = load(file, &[("CREDENTIALS_DIRECTORY", "/nonexistent")])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            missing.contains("[apps.ops] client_secret_file: /nonexistent/ops-secret"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::diagnostic::{Diagnostic, Invalid};
 
 /// Every text setting of an app.
-pub const STRING_KEYS: [&str; 11] = [
+pub const STRING_KEYS: [&str; 13] = [
     "client_id",
     "client_secret",
     "account_id",
@@ -21,6 +21,15 @@ pub const STRING_KEYS: [&str; 11] = [
     "plan",
     "welcome",
     "install_redirect",
+    "client_secret_file",
+    "webhook_secret_token_file",
+];
+
+/// The secrets of an app that `zoomcast.toml` may name a file for instead (`client_secret_file
+/// = "${CREDENTIALS_DIRECTORY}/ops-secret"`), with the key that names the file.
+pub const SECRET_FILE_KEYS: [(&str, &str); 2] = [
+    ("client_secret", "client_secret_file"),
+    ("webhook_secret_token", "webhook_secret_token_file"),
 ];
 
 /// The environment variables of the default app, with the `RawApp` field each one sets.
@@ -91,11 +100,13 @@ pub fn secret(var: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Option
             )),
         )),
         (direct, None) => Ok(direct),
-        (None, Some(path)) => read_secret(&file_var, Path::new(&path)).map(Some),
+        (None, Some(path)) => secret_file(&file_var, Path::new(&path)).map(Some),
     }
 }
 
-fn read_secret(var: &str, path: &Path) -> Result<String, Invalid> {
+/// The secret in the file `path`, which `var` (a variable or setting) names; its trailing
+/// newline dropped.
+pub fn secret_file(var: &str, path: &Path) -> Result<String, Invalid> {
     let problem = |what: String| {
         Invalid::one(
             Diagnostic::whole(None, format!("{var}: {}: {what}", path.display())).help(format!(
