@@ -9,19 +9,28 @@ use crate::config::{Invalid, Job};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
-    /// Job files (default: every *.toml in the jobs directory).
+    /// Job files, job names, or directories (each *.toml in them); default: every *.toml in
+    /// the jobs directory.
     paths: Vec<PathBuf>,
 }
 
 pub(super) fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    let paths = if args.paths.is_empty() {
-        ctx.job_files()?
+    let dirs = if args.paths.is_empty() {
+        vec![ctx.jobs_dir.clone()]
     } else {
         args.paths.clone()
     };
-    if paths.is_empty() {
-        outln!("no job files in {}", ctx.jobs_dir.display());
-        return Ok(Outcome::Done);
+    let mut paths = Vec::new();
+    for path in &dirs {
+        if path.is_dir() {
+            let files = crate::config::jobs_dir::toml_files(path)?;
+            if files.is_empty() {
+                outln!("no job files in {}", path.display());
+            }
+            paths.extend(files);
+        } else {
+            paths.push(ctx.job_path(&path.to_string_lossy()));
+        }
     }
     let mut diagnostics = Vec::new();
     for path in &paths {

@@ -22,6 +22,27 @@ fn a_bad_job_file_is_reported_with_file_line_and_column() {
 }
 
 #[test]
+fn validate_takes_a_directory_a_job_name_or_a_path() {
+    let env = Env::new();
+    env.job("good", &job_to(&["ana@example.com"]));
+    env.job("other", &job_to(&["bo@example.com"]));
+    let jobs = env.jobs_dir();
+    let dir = format!("{}/", jobs.display());
+    env.run(&["validate", &dir])
+        .code(0)
+        .stdout_has("good.toml")
+        .stdout_has("other.toml");
+    let by_name = env.run(&["validate", "good"]);
+    by_name.code(0).stdout_has("good.toml");
+    assert!(!by_name.stdout.contains("other.toml"), "{}", by_name.stdout);
+    let empty = env.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    env.run(&["validate", empty.to_str().unwrap()])
+        .code(0)
+        .stdout_has("no job files in");
+}
+
+#[test]
 fn running_an_invalid_job_exits_2_and_sends_nothing() {
     let env = Env::new();
     env.login();
