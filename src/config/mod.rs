@@ -8,6 +8,7 @@ pub mod help;
 pub mod job;
 pub mod jobs_dir;
 pub mod message;
+pub mod plan;
 pub mod recipients;
 pub mod recover;
 pub mod sources;
@@ -15,7 +16,8 @@ pub mod template;
 pub mod validate;
 pub mod vars;
 
-pub use app::{AppConfig, Config, DEFAULT_APP, Plan};
+pub use app::{AppConfig, Config, DEFAULT_APP};
 pub use diagnostic::{Diagnostic, Invalid};
 pub use job::{CatchUp, DeliverySettings, Job, OnUncertain, Overlap, SchedulePolicy, job_name};
 pub use jobs_dir::JobSet;
+pub use plan::Plan;
