@@ -61,7 +61,11 @@ pub async fn authorize(
     let mut interval = seconds(code.interval).max(MIN_INTERVAL);
     let again = format!("run `zoomcast auth login --device --app {app}` again");
     let response = loop {
-        tokio::time::sleep(interval).await;
+        let now = Instant::now();
+        if now >= deadline {
+            bail!("the code expired before anyone approved it; {again}");
+        }
+        tokio::time::sleep(interval.min(deadline - now)).await;
         match oauth.poll_device(&code.device_code).await {
             Ok(response) => break response,
             Err(e) => match as_poll(&e) {
@@ -71,14 +75,13 @@ pub async fn authorize(
                 Some(Poll::Expired) => {
                     bail!("the code expired before anyone approved it; {again}")
                 }
+                // RFC 8628, 3.5: poll less often after a failure to connect (and a 429).
                 None if e.is_transient() => {
+                    interval += SLOW_DOWN;
                     tracing::warn!("polling Zoom for the authorization failed, retrying: {e}");
                 }
                 None => return Err(e.into()),
             },
-        }
-        if Instant::now() + interval > deadline {
-            bail!("the code expired before anyone approved it; {again}");
         }
     };
     identified(oauth, zoom, new_grant(&response)?)

@@ -150,7 +150,7 @@ async fn login(
     })??;
     let grant =
         login::prepare_login(&oauth, &zoom, &app.name, &code, &redirect, &pkce.verifier).await?;
-    let stored = held.store_grant(&app.name, grant).await?;
+    let stored = held.store_grant(&app.name, grant, &ctx.keys).await?;
     say_authorized(ctx, &app.name, &stored, &held);
     Ok(Outcome::Done)
 }
@@ -178,7 +178,7 @@ async fn device_login(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> 
         );
     })
     .await?;
-    let stored = state.store_grant(&app.name, grant).await?;
+    let stored = state.store_grant(&app.name, grant, &ctx.keys).await?;
     say_authorized(ctx, &app.name, &stored, &state);
     Ok(Outcome::Done)
 }

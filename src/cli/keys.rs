@@ -48,12 +48,15 @@ fn key_from(var: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Option<S
         .map_err(|e| Invalid::one(Diagnostic::whole(None, e.to_string())))
 }
 
+/// `state new-key`: needs no configuration, nor a usable state key.
+pub(super) fn new_key() -> Outcome {
+    outln!("{}", StateKey::generate());
+    Outcome::Done
+}
+
 pub(super) fn run(ctx: &Context, command: &StateCommand) -> anyhow::Result<Outcome> {
     match command {
-        StateCommand::NewKey => {
-            outln!("{}", StateKey::generate());
-            Ok(Outcome::Done)
-        }
+        StateCommand::NewKey => Ok(new_key()),
         StateCommand::Rekey(args) => rekey(ctx, args),
     }
 }

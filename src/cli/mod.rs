@@ -33,8 +33,9 @@ use state::{InvalidText, State};
 #[derive(Debug, Parser)]
 #[command(name = "zoomcast", version, about, long_about = None)]
 pub struct Cli {
-    /// The config file (apps' identities).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// The config file (apps' identities); default `zoomcast.toml` in the current directory,
+    /// if it exists.
+    #[arg(long, global = true, value_name = "FILE", env = "ZOOMCAST_CONFIG")]
     config: Option<PathBuf>,
     /// The state directory (sled database, lock, grant files).
     #[arg(
@@ -231,6 +232,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Completions(args) => return Ok(docs::completions(args)),
         Command::Man => return docs::man(),
         Command::Health(args) => return health::run(args).await,
+        Command::State(keys::StateCommand::NewKey) => return Ok(keys::new_key()),
         _ => {}
     }
     let ctx = Context::new(&cli)?;

@@ -126,16 +126,34 @@ impl State {
     }
 
     /// Stores the grant a login obtained: in the store, or through the scheduler holding it
-    /// (which also drops the revoked grant it held in memory).
-    pub(super) async fn store_grant(&self, app: &str, grant: Grant) -> anyhow::Result<GrantView> {
-        if let Self::Local(store) = self {
-            let stored = login::store_install(&store.grants()?, app, grant).await?;
-            return Ok(GrantView::from(&stored));
-        }
-        let app = app.to_owned();
-        match self.ask(&Request::StoreGrant { app, grant }).await? {
-            Response::Stored(view) => Ok(view),
-            _ => Err(unexpected("the stored grant")),
+    /// (which also drops the revoked grant it held in memory). A scheduler that went away
+    /// during the login (a restart) leaves the store to this process.
+    pub(super) async fn store_grant(
+        &self,
+        app: &str,
+        grant: Grant,
+        keys: &Keys,
+    ) -> anyhow::Result<GrantView> {
+        let dir = match self {
+            Self::Local(store) => return store_locally(store, app, grant).await,
+            Self::Daemon(dir) => dir,
+        };
+        let request = Request::StoreGrant {
+            app: app.to_owned(),
+            grant: grant.clone(),
+        };
+        let asked = match self.ask(&request).await {
+            Ok(Response::Stored(view)) => return Ok(view),
+            Ok(_) => unexpected("the stored grant"),
+            Err(e) => e,
+        };
+        match Store::open_with(dir, keys.clone()) {
+            Ok(store) => store_locally(&store, app, grant).await,
+            Err(local) => Err(anyhow!(
+                "the new grant could not be stored (the scheduler: {asked:#}; here: {local}); \
+                 Zoom revoked the account's earlier grant, so run `zoomcast auth login \
+                 --app {app}` again"
+            )),
         }
     }
 
@@ -151,6 +169,11 @@ impl State {
             other => Ok(other),
         }
     }
+}
+
+async fn store_locally(store: &Store, app: &str, grant: Grant) -> anyhow::Result<GrantView> {
+    let stored = login::store_install(&store.grants()?, app, grant).await?;
+    Ok(GrantView::from(&stored))
 }
 
 fn unexpected(what: &str) -> anyhow::Error {

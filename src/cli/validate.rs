@@ -15,13 +15,14 @@ pub(super) struct Args {
 }
 
 pub(super) fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    let dirs = if args.paths.is_empty() {
-        vec![ctx.jobs_dir.clone()]
-    } else {
-        args.paths.clone()
-    };
     let mut paths = Vec::new();
-    for path in &dirs {
+    if args.paths.is_empty() {
+        paths = ctx.job_files()?;
+        if paths.is_empty() {
+            outln!("no job files in {}", ctx.jobs_dir.display());
+        }
+    }
+    for path in &args.paths {
         if path.is_dir() {
             let files = crate::config::jobs_dir::toml_files(path)?;
             if files.is_empty() {

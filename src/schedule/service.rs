@@ -146,9 +146,12 @@ pub(super) struct EngineLauncher {
 impl EngineLauncher {
     /// Stores the grant of an `auth login` run beside the scheduler, as an install through
     /// `serve` is stored: under the grant's lock, so no refresh uses the revoked one.
+    /// An app the scheduler's configuration lacks holds no grant in memory: it is only stored.
     pub(super) async fn store_login(&self, app: &str, grant: Grant) -> anyhow::Result<Grant> {
-        let engine = self.engines.app(app)?;
         let grants = self.engines.store().grants()?;
+        let Ok(engine) = self.engines.app(app) else {
+            return Ok(login::store_install(&grants, app, grant).await?);
+        };
         let account = grant.account_id.clone();
         let stored = engine
             .clients

@@ -169,12 +169,13 @@ impl Grants {
         let file = self.file(app, &grant.account_id)?;
         let slot = key(app, &grant.account_id);
         let json = serde_json::to_vec(grant).expect("a grant serializes");
-        let in_file = self.keys.to_file(&slot, &json);
+        let in_file = self.keys.to_file(&sealed_as(&slot), &json);
         tokio::task::spawn_blocking(move || write_atomically(&file, &in_file))
             .await
             .expect("the grant-file writer does not panic")
             .map_err(self.io())?;
-        self.tree.insert(&slot, self.keys.to_db(&slot, &json))?;
+        self.tree
+            .insert(&slot, self.keys.to_db(&sealed_as(&slot), &json))?;
         self.flusher.flush().await?;
         Ok(())
     }
@@ -188,7 +189,16 @@ impl Grants {
         for (app, account) in self.all()? {
             let slot = key(&app, &account);
             let in_db = self.read_db(&slot)?;
-            let in_file = self.read_file(&self.file(&app, &account)?, &slot)?;
+            // A damaged grant file fails only its own grant (when it is used), not every
+            // command: a wrong key is the only error here.
+            let in_file = match self.read_file(&self.file(&app, &account)?, &slot) {
+                Ok(copy) => copy,
+                Err(e @ StateError::Sealed { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!("{e}; that grant is left as it is");
+                    continue;
+                }
+            };
             let outdated = [&in_db, &in_file]
                 .iter()
                 .any(|copy| copy.as_ref().is_some_and(|(_, stale)| *stale));
@@ -203,8 +213,10 @@ impl Grants {
             let slot = key(app, &grant.account_id);
             let json = serde_json::to_vec(grant).expect("a grant serializes");
             let file = self.file(app, &grant.account_id)?;
-            write_atomically(&file, &self.keys.to_file(&slot, &json)).map_err(self.io())?;
-            self.tree.insert(&slot, self.keys.to_db(&slot, &json))?;
+            write_atomically(&file, &self.keys.to_file(&sealed_as(&slot), &json))
+                .map_err(self.io())?;
+            self.tree
+                .insert(&slot, self.keys.to_db(&sealed_as(&slot), &json))?;
         }
         for entry in &self.bots {
             let (app, bytes) = entry?;
@@ -267,7 +279,7 @@ impl Grants {
             return Ok(None);
         };
         let what = || format!("the database copy of grant {}", describe(slot));
-        let opened = match self.keys.from_db(slot, &bytes) {
+        let opened = match self.keys.from_db(&sealed_as(slot), &bytes) {
             Ok(opened) => opened,
             Err(source @ (SealError::NoKey { .. } | SealError::WrongKey { .. })) => {
                 return Err(StateError::Sealed {
@@ -302,16 +314,16 @@ impl Grants {
         let damaged = |e: &dyn std::fmt::Display| {
             StateError::from(CodecError::Damaged(format!("{}: {e}", file.display())))
         };
-        let opened = self
-            .keys
-            .from_file(slot, &bytes)
-            .map_err(|source| match source {
-                SealError::NoKey { .. } | SealError::WrongKey { .. } => StateError::Sealed {
-                    what: file.display().to_string(),
-                    source,
-                },
-                other => damaged(&other),
-            })?;
+        let opened =
+            self.keys
+                .from_file(&sealed_as(slot), &bytes)
+                .map_err(|source| match source {
+                    SealError::NoKey { .. } | SealError::WrongKey { .. } => StateError::Sealed {
+                        what: file.display().to_string(),
+                        source,
+                    },
+                    other => damaged(&other),
+                })?;
         let grant = serde_json::from_slice(&opened.json).map_err(|e| damaged(&e))?;
         Ok(Some((grant, opened.stale)))
     }
@@ -357,8 +369,10 @@ impl Grants {
                 let slot = key(&app, &account);
                 let json = serde_json::to_vec(&grant).expect("a grant serializes");
                 let file = self.file(&app, &account)?;
-                write_atomically(&file, &self.keys.to_file(&slot, &json)).map_err(self.io())?;
-                self.tree.insert(&slot, self.keys.to_db(&slot, &json))?;
+                write_atomically(&file, &self.keys.to_file(&sealed_as(&slot), &json))
+                    .map_err(self.io())?;
+                self.tree
+                    .insert(&slot, self.keys.to_db(&sealed_as(&slot), &json))?;
             }
             self.flusher.flush_blocking()?;
             remove_durably(&old_file).map_err(self.io())?;
@@ -375,7 +389,13 @@ fn key(app: &str, account: &str) -> Vec<u8> {
     format!("{app}\0{account}").into_bytes()
 }
 
-/// Where a bot token is stored, as associated data of its sealing.
+/// What a grant stored under sled key `slot` is sealed as (the AEAD's associated data):
+/// `grant\0APP\0ACCOUNT`, so that it opens nowhere else, not even as a bot token.
+fn sealed_as(slot: &[u8]) -> Vec<u8> {
+    [&b"grant\0"[..], slot].concat()
+}
+
+/// What the bot token of `app` is sealed as: `bot\0APP`.
 fn bot_slot(app: &str) -> Vec<u8> {
     format!("bot\0{app}").into_bytes()
 }
@@ -500,6 +520,25 @@ mod tests {
         assert_eq!(grants.all().unwrap(), [("default".into(), "acc".into())]);
         grants.delete("default", "acc").await.unwrap();
         assert!(grants.get("default", "acc").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_grant_file_fails_its_own_grant_only() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let grants = store.grants().unwrap();
+            grants.put("default", &grant("acc-A", 1)).await.unwrap();
+            grants.put("default", &grant("acc-B", 1)).await.unwrap();
+        }
+        fs::write(dir.path().join("grants/default/acc-A.json"), "{ not json").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let grants = store.grants().unwrap();
+        assert!(grants.get("default", "acc-A").is_err());
+        assert_eq!(
+            refresh_of(&grants, "default", "acc-B").unwrap(),
+            "refresh-acc-B-1"
+        );
     }
 
     #[tokio::test]

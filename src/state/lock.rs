@@ -57,11 +57,13 @@ impl StateLock {
     /// lock holds either way).
     pub fn announce(&self, doing: &str) {
         let line = doing.replace('\n', " ");
+        // Written over the old text, then cut to length: a reader never sees it empty.
+        let text = format!("{}\n{line}\n", std::process::id());
         let mut file = &self.file;
         let _ = file
-            .set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| writeln!(file, "{}\n{line}", std::process::id()));
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(text.as_bytes()))
+            .and_then(|()| file.set_len(text.len() as u64));
     }
 }
 

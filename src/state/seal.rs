@@ -19,6 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use secrecy::zeroize::Zeroizing;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -83,14 +84,17 @@ impl StateKey {
     /// Reads a key written as 64 hex digits or base64; `var` names its source in the error.
     pub fn parse(text: &str, var: &str) -> Result<Self, SealError> {
         let text = text.trim();
-        let bytes = if text.len() == 64 {
-            hex::decode(text).ok()
+        let decoded = Zeroizing::new(if text.len() == 64 {
+            hex::decode(text).unwrap_or_default()
         } else {
-            BASE64.decode(text).ok()
-        };
-        let bytes: [u8; 32] = bytes
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| SealError::BadKey(var.to_owned()))?;
+            BASE64.decode(text).unwrap_or_default()
+        });
+        let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(
+            decoded
+                .as_slice()
+                .try_into()
+                .map_err(|_| SealError::BadKey(var.to_owned()))?,
+        );
         Ok(Self::from_bytes(&bytes))
     }
 

@@ -101,6 +101,12 @@ fn a_missing_or_wrong_key_is_refused_and_changes_nothing() {
         with_key("ZOOMCAST_STATE_KEY_FILE", &other),
     );
     run.code(1).stderr_has("but the key given is");
+    // A new key can be made whatever the state key variables hold.
+    env.run_with(
+        &["state", "new-key"],
+        with_key("ZOOMCAST_STATE_KEY_FILE", Path::new("/nonexistent")),
+    )
+    .code(0);
     std::fs::write(&other, "not a key\n").unwrap();
     let run = env.run_with(&["history"], with_key("ZOOMCAST_STATE_KEY_FILE", &other));
     run.code(2).stderr_has("other.key) must be 32 random bytes");
