@@ -16,8 +16,11 @@ use crate::zoom::ZoomClient;
 
 /// What `slow_down` adds to the polling interval (RFC 8628, section 3.5).
 const SLOW_DOWN: Duration = Duration::from_secs(5);
-/// The shortest interval zoomcast polls at, whatever Zoom says.
+/// The shortest and longest intervals zoomcast polls at, whatever Zoom says.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest zoomcast waits for an approval, whatever lifetime Zoom gives the code.
+const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// What one poll learned.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,9 +59,10 @@ pub async fn authorize(
 ) -> anyhow::Result<Grant> {
     let code = oauth.device_code().await?;
     show(&code);
+    // Bounded whatever Zoom answers: a code lives 15 minutes there.
     let seconds = |s: i64| Duration::from_secs(u64::try_from(s).unwrap_or(0));
-    let deadline = Instant::now() + seconds(code.expires_in);
-    let mut interval = seconds(code.interval).max(MIN_INTERVAL);
+    let deadline = Instant::now() + seconds(code.expires_in).min(MAX_LIFETIME);
+    let mut interval = seconds(code.interval).clamp(MIN_INTERVAL, MAX_INTERVAL);
     let again = format!("run `zoomcast auth login --device --app {app}` again");
     let response = loop {
         let now = Instant::now();
@@ -70,14 +74,14 @@ pub async fn authorize(
             Ok(response) => break response,
             Err(e) => match as_poll(&e) {
                 Some(Poll::Pending) => {}
-                Some(Poll::SlowDown) => interval += SLOW_DOWN,
+                Some(Poll::SlowDown) => interval = (interval + SLOW_DOWN).min(MAX_INTERVAL),
                 Some(Poll::Denied) => bail!("the authorization was denied at Zoom; {again}"),
                 Some(Poll::Expired) => {
                     bail!("the code expired before anyone approved it; {again}")
                 }
                 // RFC 8628, 3.5: poll less often after a failure to connect (and a 429).
                 None if e.is_transient() => {
-                    interval += SLOW_DOWN;
+                    interval = (interval + SLOW_DOWN).min(MAX_INTERVAL);
                     tracing::warn!("polling Zoom for the authorization failed, retrying: {e}");
                 }
                 None => return Err(e.into()),

@@ -147,6 +147,7 @@ impl Env {
             .env_remove("RUST_LOG")
             .env_remove("ZOOM_ACCOUNT_ID")
             .env_remove("ZOOM_WEBHOOK_SECRET")
+            .env_remove("ZOOMCAST_CONFIG")
             .env_remove("ZOOMCAST_STATE_KEY")
             .env_remove("ZOOMCAST_STATE_KEY_FILE")
             .env_remove("ZOOMCAST_NEW_STATE_KEY")
