@@ -170,6 +170,10 @@ impl fmt::Debug for AppConfig {
 pub struct Config {
     apps: BTreeMap<String, RawApp>,
     source: Option<PathBuf>,
+    /// Apps whose `${VAR}` references or secret files failed: the problems, reported when the
+    /// app is used, so that commands needing no app (`history` in a shell beside the service,
+    /// which lacks its `CREDENTIALS_DIRECTORY`) still work.
+    broken: BTreeMap<String, Vec<Diagnostic>>,
 }
 
 impl Config {
@@ -222,11 +226,9 @@ impl Config {
             client_secret_file: raw.client_secret_file,
             webhook_secret_token_file: raw.webhook_secret_token_file,
         };
-        // `${VAR}` references in the file, then the environment over the default app.
-        for (name, app) in &mut apps {
-            app.expand_references(&format!("[apps.{name}] "), path, &env)?;
-        }
-        default.expand_references("", path, &env)?;
+        // The environment wins over the file for the default app: a setting it gives is not
+        // read from the file, nor from a secret file the file names.
+        let mut overrides = Vec::new();
         for (var, key) in ENV_KEYS {
             let value = if sources::SECRET_VARS.contains(&var) {
                 sources::secret(var, &env)?
@@ -234,13 +236,34 @@ impl Config {
                 env(var).filter(|v| !v.is_empty())
             };
             if let Some(value) = value {
-                *default.field(key) = Some(value);
+                *default.field(key) = None;
+                for (_, file) in sources::SECRET_FILE_KEYS.iter().filter(|(k, _)| *k == key) {
+                    *default.field(file) = None;
+                }
+                overrides.push((key, value));
             }
         }
         apps.insert(DEFAULT_APP.to_owned(), default);
+        // `${VAR}` references and secret files: a problem is the app's, reported when it is used.
+        let mut broken = BTreeMap::new();
+        for (name, app) in &mut apps {
+            let prefix = if name == DEFAULT_APP {
+                String::new()
+            } else {
+                format!("[apps.{name}] ")
+            };
+            if let Err(invalid) = app.expand_references(&prefix, path, &env) {
+                broken.insert(name.clone(), invalid.diagnostics);
+            }
+        }
+        let default = apps.get_mut(DEFAULT_APP).expect("inserted above");
+        for (key, value) in overrides {
+            *default.field(key) = Some(value);
+        }
         Ok(Self {
             apps,
             source: path.exists().then(|| path.to_owned()),
+            broken,
         })
     }
 
@@ -249,6 +272,7 @@ impl Config {
         Self {
             apps: BTreeMap::from([(DEFAULT_APP.to_owned(), RawApp::default())]),
             source: None,
+            broken: BTreeMap::new(),
         }
     }
 
@@ -267,9 +291,15 @@ impl Config {
         *self.apps.entry(app.to_owned()).or_default().field(key) = Some(value.to_owned());
     }
 
-    /// Resolves one app, or says which required key is missing and where to set it.
-    pub fn app(&self, name: &str) -> Result<AppConfig, Invalid> {
-        let raw = self.apps.get(name).ok_or_else(|| {
+    /// The settings of app `name` as written, if it is configured and its references and
+    /// secret files resolved.
+    fn raw(&self, name: &str) -> Result<&RawApp, Invalid> {
+        if let Some(diagnostics) = self.broken.get(name) {
+            return Err(Invalid {
+                diagnostics: diagnostics.clone(),
+            });
+        }
+        self.apps.get(name).ok_or_else(|| {
             Invalid::one(
                 Diagnostic::whole(
                     self.source.as_deref(),
@@ -279,7 +309,12 @@ impl Config {
                     "add an [apps.{name}] table with client_id and client_secret to zoomcast.toml"
                 )),
             )
-        })?;
+        })
+    }
+
+    /// Resolves one app, or says which required key is missing and where to set it.
+    pub fn app(&self, name: &str) -> Result<AppConfig, Invalid> {
+        let raw = self.raw(name)?;
         let missing = |key: &str, var: &str| {
             let help = if name == DEFAULT_APP {
                 format!("set {var}, or `{key}` in zoomcast.toml")
@@ -527,21 +562,38 @@ mod tests {
 
         let both = format!("{file}client_secret = \"s\"\n");
         let err = load(&both, &[("CREDENTIALS_DIRECTORY", creds)])
-            .err()
             .unwrap()
+            .app("ops")
+            .unwrap_err()
             .to_string();
         assert!(
             err.contains("both [apps.ops] client_secret and [apps.ops] client_secret_file are set"),
             "{err}"
         );
-        let missing = load(file, &[("CREDENTIALS_DIRECTORY", "/nonexistent")])
-            .err()
-            .unwrap()
-            .to_string();
+        // Only the app's own use fails: the other apps, and commands needing none, still work.
+        let env = [
+            ("CREDENTIALS_DIRECTORY", "/nonexistent"),
+            ("ZOOM_CLIENT_ID", "i"),
+            ("ZOOM_CLIENT_SECRET", "s"),
+        ];
+        let without = load(file, &env).unwrap();
+        assert!(without.app("default").is_ok());
+        let missing = without.app("ops").unwrap_err().to_string();
         assert!(
             missing.contains("[apps.ops] client_secret_file: /nonexistent/ops-secret"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn the_environment_wins_over_a_secret_file_without_reading_it() {
+        let file = "client_id = \"i\"\nclient_secret_file = \"/nonexistent/secret\"\n";
+        let config = load(file, &[("ZOOM_CLIENT_SECRET", "from-env")]).unwrap();
+        assert_eq!(
+            config.app("default").unwrap().client_secret.expose(),
+            "from-env"
+        );
+        assert!(load(file, &[]).unwrap().app("default").is_err());
     }
 
     #[test]
