@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::state::State;
+use super::state::StoredBy;
 use super::{Context, InvalidText, Outcome};
 use crate::auth::device;
 use crate::auth::login::{self, Pkce};
@@ -150,8 +150,8 @@ async fn login(
     })??;
     let grant =
         login::prepare_login(&oauth, &zoom, &app.name, &code, &redirect, &pkce.verifier).await?;
-    let stored = held.store_grant(&app.name, grant, &ctx.keys).await?;
-    say_authorized(ctx, &app.name, &stored, &held);
+    let (stored, by) = held.store_grant(&app.name, grant, &ctx.keys).await?;
+    say_authorized(ctx, &app.name, &stored, by);
     Ok(Outcome::Done)
 }
 
@@ -178,15 +178,15 @@ async fn device_login(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> 
         );
     })
     .await?;
-    let stored = state.store_grant(&app.name, grant, &ctx.keys).await?;
-    say_authorized(ctx, &app.name, &stored, &state);
+    let (stored, by) = state.store_grant(&app.name, grant, &ctx.keys).await?;
+    say_authorized(ctx, &app.name, &stored, by);
     Ok(Outcome::Done)
 }
 
-fn say_authorized(ctx: &Context, app: &str, grant: &GrantView, state: &State) {
-    let by = match state {
-        State::Local(_) => "",
-        State::Daemon(_) => " by the running scheduler, which uses it from now on",
+fn say_authorized(ctx: &Context, app: &str, grant: &GrantView, by: StoredBy) {
+    let by = match by {
+        StoredBy::ThisProcess => "",
+        StoredBy::Scheduler => " by the running scheduler, which uses it from now on",
     };
     errln!(
         "authorized app `{app}` as {} (user {}, account {}); the grant is stored in {}{by}",

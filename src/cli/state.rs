@@ -127,13 +127,13 @@ impl State {
 
     /// Stores the grant a login obtained: in the store, or through the scheduler holding it
     /// (which also drops the revoked grant it held in memory). A scheduler that went away
-    /// during the login (a restart) leaves the store to this process.
+    /// during the login (a restart) leaves the store to this process. Says which stored it.
     pub(super) async fn store_grant(
         &self,
         app: &str,
         grant: Grant,
         keys: &Keys,
-    ) -> anyhow::Result<GrantView> {
+    ) -> anyhow::Result<(GrantView, StoredBy)> {
         let dir = match self {
             Self::Local(store) => return store_locally(store, app, grant).await,
             Self::Daemon(dir) => dir,
@@ -143,7 +143,7 @@ impl State {
             grant: grant.clone(),
         };
         let asked = match self.ask(&request).await {
-            Ok(Response::Stored(view)) => return Ok(view),
+            Ok(Response::Stored(view)) => return Ok((view, StoredBy::Scheduler)),
             Ok(_) => unexpected("the stored grant"),
             Err(e) => e,
         };
@@ -171,9 +171,22 @@ impl State {
     }
 }
 
-async fn store_locally(store: &Store, app: &str, grant: Grant) -> anyhow::Result<GrantView> {
+/// Which process stored a login's grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StoredBy {
+    /// This one.
+    ThisProcess,
+    /// The running scheduler, which uses it from now on.
+    Scheduler,
+}
+
+async fn store_locally(
+    store: &Store,
+    app: &str,
+    grant: Grant,
+) -> anyhow::Result<(GrantView, StoredBy)> {
     let stored = login::store_install(&store.grants()?, app, grant).await?;
-    Ok(GrantView::from(&stored))
+    Ok((GrantView::from(&stored), StoredBy::ThisProcess))
 }
 
 fn unexpected(what: &str) -> anyhow::Error {

@@ -117,3 +117,21 @@ fn a_command_finding_a_run_in_progress_says_which_and_how_far() {
     );
     assert!(said.contains("about "), "{said}");
 }
+
+#[test]
+fn a_login_whose_scheduler_stopped_meanwhile_stores_the_grant_itself() {
+    let env = Env::new();
+    let daemon = Daemon::start(&env, &[]);
+    let (child, url) = env.start_login(&[]);
+    // The scheduler stops (a restart) while the admin is at Zoom's consent page.
+    daemon.stop();
+    assert!(crate::harness::browse(&url).contains("zoomcast is authorized"));
+    let login: crate::harness::Run = child.wait_with_output().unwrap().into();
+    login
+        .code(0)
+        .stderr_has("authorized app `default` as admin@example.com");
+    assert!(!login.stderr.contains("scheduler"), "{}", login.stderr);
+    let status = env.run(&["auth", "status", "--json"]);
+    status.code(0);
+    assert_eq!(status.json()[0]["user_email"], "admin@example.com");
+}
