@@ -45,7 +45,9 @@ pub async fn device_code(
         device_code.clone(),
         PendingDevice {
             user_code: user_code.clone(),
-            expires_at: Utc::now() + chrono::TimeDelta::seconds(knobs.device_expires_secs),
+            expires_at: chrono::TimeDelta::try_seconds(knobs.device_expires_secs)
+                .and_then(|ttl| Utc::now().checked_add_signed(ttl))
+                .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC),
             interval: knobs.device_interval_secs,
             last_poll: None,
             forced_slow_downs: knobs.device_slow_downs,
@@ -118,7 +120,7 @@ pub fn poll(emu: &Emulator, p: &HashMap<String, String>) -> Response {
     pending.last_poll = Some(now);
     if early || pending.forced_slow_downs > 0 {
         pending.forced_slow_downs = pending.forced_slow_downs.saturating_sub(1);
-        pending.interval += 5;
+        pending.interval = pending.interval.saturating_add(5);
         inner.stats.device_slow_downs += 1;
         return oauth_error("slow_down", "Polling too frequently");
     }
