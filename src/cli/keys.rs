@@ -17,9 +17,11 @@ const NEW_KEY_VAR: &str = "ZOOMCAST_NEW_STATE_KEY";
 pub(super) enum StateCommand {
     /// Print a new random state key (base64), for `ZOOMCAST_STATE_KEY_FILE`.
     NewKey,
-    /// Store every grant again under the key in `ZOOMCAST_NEW_STATE_KEY` (or `_FILE`), or in
-    /// plain form with --plain. The current key is `ZOOMCAST_STATE_KEY` (or `_FILE`), if any.
-    /// Run it again with the same keys if it was interrupted.
+    /// Store every grant again under a new key, or in plain form.
+    ///
+    /// The new key is `ZOOMCAST_NEW_STATE_KEY` (or `_FILE`), or none with --plain; the current
+    /// key is `ZOOMCAST_STATE_KEY` (or `_FILE`), if any. Run it again with the same keys if it
+    /// was interrupted.
     Rekey(RekeyArgs),
 }
 
