@@ -81,6 +81,8 @@ pub enum Request {
         /// Only this app's.
         app: Option<String>,
     },
+    /// How grants are stored: the id of the state key they are sealed with, if any.
+    AtRest,
     /// Store the grant an `auth login` beside the scheduler obtained, replacing the one of its
     /// account (the socket is the user's own: 0600, and its peer's uid is checked).
     StoreGrant {
@@ -111,6 +113,8 @@ pub enum Response {
     OptOuts(Vec<OptOut>),
     /// The grant stored (without its tokens).
     Stored(GrantView),
+    /// The id of the state key grants are sealed with; `None`: stored in plain form.
+    AtRest(Option<String>),
     /// The job or configuration is invalid (exit 2).
     Invalid(String),
     /// The request failed.
@@ -225,6 +229,7 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
             Response::Grants(rows)
         }
         Request::OptOuts { app } => Response::OptOuts(store.optouts()?.list(app.as_deref())?),
+        Request::AtRest => Response::AtRest(store.sealed_with()),
         Request::RunJob { .. } | Request::CheckJob { .. } | Request::StoreGrant { .. } => {
             Response::Failed("this needs the scheduler; none answered".into())
         }

@@ -145,10 +145,12 @@ async fn state_check(ctx: &Context, names: &[String], checks: &mut Vec<Finding>)
         State::Daemon(_) => "held by a running scheduler, which answers for it",
     };
     checks.push(Finding::pass("state directory", format!("{dir}: {how}")));
-    let at_rest = ctx.keys.write_id().map_or_else(
-        || "stored in plain form; set ZOOMCAST_STATE_KEY_FILE to encrypt them".to_owned(),
-        |id| format!("encrypted with state key {id}"),
-    );
+    // As the process holding the state stores them: a running scheduler has its own key.
+    let at_rest = match state.sealed_with().await {
+        Ok(Some(id)) => format!("encrypted with state key {id}"),
+        Ok(None) => "stored in plain form; set ZOOMCAST_STATE_KEY_FILE to encrypt them".to_owned(),
+        Err(e) => format!("unknown ({e:#})"),
+    };
     checks.push(Finding::pass("tokens at rest", at_rest));
     match state.grants(names.to_vec()).await {
         Ok(rows) => {

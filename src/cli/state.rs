@@ -88,6 +88,15 @@ impl State {
         }
     }
 
+    /// The id of the state key grants are sealed with (by the scheduler, while one holds the
+    /// state); `None`: stored in plain form.
+    pub(super) async fn sealed_with(&self) -> anyhow::Result<Option<String>> {
+        match self.ask(&Request::AtRest).await? {
+            Response::AtRest(id) => Ok(id),
+            _ => Err(unexpected("how grants are stored")),
+        }
+    }
+
     /// Runs a job in the scheduler.
     pub(super) async fn run_job(
         &self,

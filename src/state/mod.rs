@@ -215,6 +215,11 @@ impl Store {
         Ok(())
     }
 
+    /// The id of the state key grants are sealed with; `None` when they are stored plain.
+    pub fn sealed_with(&self) -> Option<String> {
+        self.keys.write_id()
+    }
+
     /// Tells a process that finds the directory locked what this one is doing
     /// ("running job 'team'"); best effort.
     pub fn announce(&self, doing: &str) {

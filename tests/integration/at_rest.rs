@@ -187,3 +187,29 @@ fn plain_grants_are_sealed_once_a_key_is_set_and_plain_form_is_said_once() {
             .all(|s| !file.windows(s.len()).any(|w| w == s.as_bytes()))
     );
 }
+
+#[test]
+fn doctor_says_how_the_scheduler_holding_the_state_stores_tokens() {
+    let env = Env::new();
+    let key = key_file(&env, "state.key");
+    env.login_with(&[("ZOOMCAST_STATE_KEY_FILE", key.to_str().unwrap())]);
+    let daemon =
+        crate::schedule::Daemon::start_with(&env, &[], with_key("ZOOMCAST_STATE_KEY_FILE", &key));
+    // Asked from a shell without the key: the answer is the scheduler's.
+    let doctor = env.run(&["doctor", "--json"]);
+    let findings = doctor.json();
+    let at_rest = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "tokens at rest")
+        .unwrap_or_else(|| panic!("{}", doctor.stdout));
+    assert!(
+        at_rest["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("encrypted with state key"),
+        "{at_rest}"
+    );
+    daemon.stop();
+}
