@@ -3,10 +3,21 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use zoomcast::config::sandbox;
 
 mod allocator;
 
 fn main() -> ExitCode {
+    // A child rendering one job's templates, its memory capped (zoomcast::config::sandbox).
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == sandbox::WORKER_ARG)
+    {
+        return ExitCode::from(u8::try_from(sandbox::serve()).unwrap_or(1));
+    }
+    if let Ok(program) = std::env::current_exe() {
+        sandbox::enable(program);
+    }
     allocator::tune();
     // Everything zoomcast writes (state, grant files, the control socket, --failures) is
     // created private, whatever umask it was started under.

@@ -11,6 +11,7 @@ pub mod message;
 pub mod plan;
 pub mod recipients;
 pub mod recover;
+pub mod sandbox;
 pub mod sources;
 pub mod template;
 pub mod validate;

@@ -9,13 +9,17 @@
 //! Undefined variables are errors, caught by `validate` before anything is sent, and so is
 //! anything else that would fail every recipient: `validate` renders every template with
 //! sample values ([`MessageTemplate::check_render`]). A render is bounded (recursion depth and
-//! minijinja's fuel), so a job file cannot make zoomcast loop or overflow its stack.
+//! minijinja's fuel), so a job file cannot make zoomcast loop or overflow its stack; and, in the
+//! binary, runs in a child whose memory is capped ([`super::sandbox`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use minijinja::value::Kwargs;
 use minijinja::{Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+
+use super::sandbox::{Answer, Request, Sandbox};
 
 /// The variables every recipient has.
 pub const BUILTIN_VARIABLES: [&str; 4] = ["email", "first_name", "last_name", "display_name"];
@@ -29,7 +33,7 @@ const FUEL: u64 = 200_000;
 
 /// One template of the message: its name (`head`, `blocks[2].text`, ...: what a problem is
 /// reported under) and its source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Text {
     /// Where it sits in the message.
     pub name: String,
@@ -48,7 +52,7 @@ impl Text {
 }
 
 /// A message as the job file describes it, its texts still templates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Message {
     /// A card: a head line, perhaps a sub-head, and body items.
     Card {
@@ -64,7 +68,7 @@ pub enum Message {
 }
 
 /// One body item of a card.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Block {
     /// Text.
     Message(Text),
@@ -95,6 +99,8 @@ pub enum Block {
 pub struct MessageTemplate {
     env: Environment<'static>,
     message: Message,
+    /// Where renders run when the binary caps their memory (see [`super::sandbox`]).
+    sandbox: Option<Sandbox>,
 }
 
 impl MessageTemplate {
@@ -113,7 +119,12 @@ impl MessageTemplate {
             }
         }
         if errors.is_empty() {
-            Ok(Self { env, message })
+            let sandbox = Sandbox::new(&message);
+            Ok(Self {
+                env,
+                message,
+                sandbox,
+            })
         } else {
             Err(errors)
         }
@@ -169,6 +180,18 @@ impl MessageTemplate {
     /// text it fails in: a recursive macro, a loop that runs out of fuel, a filter that does
     /// not exist, `content` that is not JSON, a card beyond Zoom's limits (`"message"`).
     pub fn check_render(&self, sample: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        let Some(sandbox) = &self.sandbox else {
+            return self.check_here(sample);
+        };
+        match sandbox.ask(&Request::Check(sample.clone())) {
+            Ok(Answer::Checked(problems)) => problems,
+            Ok(Answer::Rendered(_)) => vec![("message".into(), "the renderer misread".into())],
+            Err(failure) => vec![("message".into(), failure)],
+        }
+    }
+
+    /// [`MessageTemplate::check_render`] in this process.
+    pub(super) fn check_here(&self, sample: &BTreeMap<String, String>) -> Vec<(String, String)> {
         let mut problems: Vec<(String, String)> = texts(&self.message)
             .filter_map(|text| {
                 let failed = self.render_text(text, sample).err();
@@ -176,7 +199,7 @@ impl MessageTemplate {
             })
             .collect();
         if problems.is_empty() {
-            match self.render(sample) {
+            match self.render_here(sample) {
                 Ok(_) => {}
                 Err(RenderError::Text { name, message }) => problems.push((name, message)),
                 Err(RenderError::Card(found)) => {
@@ -189,6 +212,27 @@ impl MessageTemplate {
 
     /// Renders the card for one recipient's variables, checked against Zoom's limits.
     pub fn render(&self, vars: &BTreeMap<String, String>) -> Result<Value, RenderError> {
+        let Some(sandbox) = &self.sandbox else {
+            return self.render_here(vars);
+        };
+        match sandbox.ask(&Request::Render(vars.clone())) {
+            Ok(Answer::Rendered(rendered)) => rendered,
+            Ok(Answer::Checked(_)) => Err(RenderError::Text {
+                name: "message".into(),
+                message: "the renderer misread the request".into(),
+            }),
+            Err(message) => Err(RenderError::Text {
+                name: "message".into(),
+                message,
+            }),
+        }
+    }
+
+    /// [`MessageTemplate::render`] in this process.
+    pub(super) fn render_here(
+        &self,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Value, RenderError> {
         let render = |text: &Text| {
             self.render_text(text, vars).map_err(|e| RenderError::Text {
                 name: text.name.clone(),
@@ -242,7 +286,7 @@ impl MessageTemplate {
 }
 
 /// Why a message could not be rendered for a recipient.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum RenderError {
     /// A template failed.
     #[error("rendering message.{name}: {message}")]

@@ -461,3 +461,65 @@ fn a_job_file_that_is_a_pipe_or_huge_is_refused_without_waiting() {
         .code(2)
         .stderr_has("larger than 1024 KiB");
 }
+
+/// A body that doubles a 16-byte text 27 times: 2 GiB, beyond the renderer's 512 MiB, behind
+/// `condition` (a minijinja test).
+fn memory_bomb(condition: &str) -> String {
+    let doublings = "{% set s = s ~ s %}".repeat(27);
+    format!(
+        "{{% if {condition} %}}{{% set s = \"xxxxxxxxxxxxxxxx\" %}}{doublings}{{{{ s|length }}}}\
+         {{% endif %}}Hi {{{{ first_name }}}}"
+    )
+}
+
+fn job_with_body(emails: &[&str], body: &str) -> String {
+    job_to(emails).replace(
+        "body = \"Hi {{ first_name }} <{{ email }}>\"",
+        &format!("body = '''{body}'''"),
+    )
+}
+
+#[test]
+fn a_template_that_grows_without_bound_fails_its_render_not_the_machine() {
+    let env = Env::new();
+    env.job(
+        "bomb",
+        &job_with_body(&["ana@example.com"], &memory_bomb("true")),
+    );
+    env.run(&["validate"])
+        .code(2)
+        .stderr_has("the message cannot be rendered: the render needed more than 512 MiB");
+    env.login();
+    env.run(&["run", "bomb"]).code(2);
+    assert_eq!(env.emu().messages().len(), 0);
+}
+
+#[test]
+fn a_template_that_grows_for_one_recipient_fails_that_recipient_only() {
+    let env = Env::new();
+    // The sample recipient (ana@) passes `validate`; bo@ sets the template off at the run.
+    let body = memory_bomb("email == \"bo@example.com\"");
+    env.job(
+        "bomb",
+        &job_with_body(
+            &["ana@example.com", "bo@example.com", "chen@example.com"],
+            &body,
+        ),
+    );
+    env.run(&["validate"]).code(0);
+    env.login();
+    let run = env.run(&["run", "bomb", "--json"]);
+    run.code(3);
+    let report = run.json();
+    let failures = report["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{report}");
+    assert_eq!(failures[0]["recipient"], "bo@example.com", "{report}");
+    assert!(
+        failures[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 512 MiB"),
+        "{report}"
+    );
+    assert_eq!(env.emu().messages().len(), 2);
+}
