@@ -210,6 +210,12 @@ impl MessageTemplate {
         problems
     }
 
+    /// Whether renders wait for a child process (so a caller on an async runtime may want to
+    /// say it blocks).
+    pub fn renders_in_child(&self) -> bool {
+        self.sandbox.is_some()
+    }
+
     /// Renders the card for one recipient's variables, checked against Zoom's limits.
     pub fn render(&self, vars: &BTreeMap<String, String>) -> Result<Value, RenderError> {
         let Some(sandbox) = &self.sandbox else {
