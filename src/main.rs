@@ -15,7 +15,12 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(u8::try_from(sandbox::serve()).unwrap_or(1));
     }
-    if let Ok(program) = std::env::current_exe() {
+    // This very binary, even once an upgrade has replaced the file (Linux's /proc/self/exe is
+    // the running image): a child of another version might not read what it is sent.
+    let running = std::path::Path::new("/proc/self/exe");
+    if running.exists() {
+        sandbox::enable(running.to_owned());
+    } else if let Ok(program) = std::env::current_exe() {
         sandbox::enable(program);
     }
     allocator::tune();

@@ -152,11 +152,16 @@ fn exchange(mut worker: Worker, line: &str) -> Result<(Worker, Answer), String> 
 /// `zoomcast render-worker`: caps its memory, reads the message, then answers requests until
 /// its stdin closes or stays silent for [`IDLE`]. Returns the exit code.
 pub fn serve() -> i32 {
-    let limit = rustix::process::Rlimit {
-        current: Some(MEMORY_LIMIT),
-        maximum: Some(MEMORY_LIMIT),
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // Never above a lower limit the process was started under (a container's).
+    let cap = getrlimit(Resource::Data)
+        .maximum
+        .map_or(MEMORY_LIMIT, |hard| hard.min(MEMORY_LIMIT));
+    let limit = Rlimit {
+        current: Some(cap),
+        maximum: Some(cap),
     };
-    if rustix::process::setrlimit(rustix::process::Resource::Data, limit).is_err() {
+    if setrlimit(Resource::Data, limit).is_err() {
         return 1;
     }
     // Read through a buffer of our own, whose contents [`readable_within`] can see.
