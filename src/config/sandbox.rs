@@ -92,7 +92,8 @@ impl Sandbox {
     /// Asks a child; a second child once if the first is gone or dies. `None`: no child
     /// answered (it died rendering, or none could start), and why.
     pub(super) fn ask(&self, request: &Request) -> Result<Answer, String> {
-        let line = serde_json::to_string(request).expect("a request serializes");
+        let mut line = serde_json::to_vec(request).expect("a request serializes");
+        line.push(b'\n');
         let mut slot = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
         let mut failure = String::new();
         for _ in 0..2 {
@@ -123,7 +124,7 @@ impl Sandbox {
             .spawn()?;
         let mut stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        writeln!(stdin, "{}", self.message)?;
+        stdin.write_all(format!("{}\n", self.message).as_bytes())?;
         Ok(Worker {
             child,
             stdin,
@@ -132,10 +133,12 @@ impl Sandbox {
     }
 }
 
-/// One request and its answer; the worker back if it is still usable.
-fn exchange(mut worker: Worker, line: &str) -> Result<(Worker, Answer), String> {
-    writeln!(worker.stdin, "{line}")
-        .and_then(|()| worker.stdin.flush())
+/// One request (a JSON line) and its answer; the worker back if it is still usable.
+fn exchange(mut worker: Worker, line: &[u8]) -> Result<(Worker, Answer), String> {
+    // One write: the pipe is not buffered.
+    worker
+        .stdin
+        .write_all(line)
         .map_err(|e| format!("the renderer is gone ({e})"))?;
     let mut answer = String::new();
     match worker.stdout.read_line(&mut answer) {
