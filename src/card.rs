@@ -40,6 +40,19 @@ fn body_items(content: &Value) -> impl Iterator<Item = &Value> {
     content["body"].as_array().into_iter().flatten()
 }
 
+/// How deep a content object may nest: Zoom's nest a few levels; JSON readers (`serde_json`'s
+/// among them) stop at 128.
+const MAX_DEPTH: usize = 32;
+
+/// How deep `value` nests (a scalar is 0).
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// What is wrong with `content` for Zoom: its shape, and the limits above. Empty when it may
 /// be sent.
 pub fn problems(content: &Value) -> Vec<String> {
@@ -49,6 +62,11 @@ pub fn problems(content: &Value) -> Vec<String> {
     }
     if !content["head"]["text"].is_string() {
         problems.push("the content has no head text (`head.text`)".to_owned());
+    }
+    if depth(content) > MAX_DEPTH {
+        problems.push(format!(
+            "the content nests deeper than {MAX_DEPTH} levels; Zoom's messages nest a few"
+        ));
     }
     match &content["body"] {
         Value::Null => {}
@@ -123,6 +141,21 @@ fn item_problems(n: usize, item: &Value, problems: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_nested_beyond_what_readers_take_is_refused() {
+        let mut deep = json!("leaf");
+        for _ in 0..40 {
+            deep = json!([deep]);
+        }
+        let content = json!({ "head": { "text": "Hi" }, "extra": deep });
+        let found = problems(&content);
+        assert!(
+            found.iter().any(|p| p.contains("nests deeper than 32")),
+            "{found:?}"
+        );
+        assert!(problems(&json!({ "head": { "text": "Hi" } })).is_empty());
+    }
 
     #[test]
     fn a_card_within_the_limits_has_no_problems_and_one_beyond_them_says_where() {

@@ -1,20 +1,26 @@
-//! Renders a job's templates in a child process whose memory is capped, so that a job file
-//! whose template grows without bound (`{% set s = s ~ s %}` forty times, a `replace` that
-//! squares a text) fails its render, named, instead of exhausting the machine. minijinja
-//! bounds recursion and instructions (see [`super::template`]), not the size of values.
+//! Renders a job's templates in a child process whose memory and time are capped, so that a
+//! job file whose template grows without bound (`{% set s = s ~ s %}` forty times, a `replace`
+//! that squares a text) fails its render, named, instead of exhausting the machine. minijinja
+//! bounds recursion and instructions (see [`super::template`]), not the size of values nor the
+//! time one instruction takes.
 //!
-//! The child is the binary itself, `zoomcast render-worker` ([`serve`]): it caps its data
-//! segment at [`MEMORY_LIMIT`], compiles the message it is sent, and answers one JSON line per
-//! request on its stdin. It exits when its parent closes the pipe, or after [`IDLE`] without
-//! a request, so an idle job holds no process; the next render starts another. A child that
-//! dies during a render (its allocation refused) is asked once more by a new child, then the
-//! render fails.
+//! The child is the running image itself (`/proc/self/exe render-worker`, [`serve`]): it caps
+//! its data segment at [`MEMORY_LIMIT`] (or a lower limit it was started under), compiles the
+//! message it is sent, and answers one JSON line per request. It is in a process group of its
+//! own (Ctrl-C is the parent's to handle), and exits when its parent closes the pipe or after
+//! [`IDLE`] without a request. The parent waits at most [`DEADLINE`] for an answer.
+//!
+//! How a child ended says whose fault a failed render is ([`Failure`]): an allocation refused
+//! (the child aborts) or the deadline is the template's; anything else (no child could start,
+//! a child killed from outside) is not, and a run stops rather than fail its recipients.
 //!
 //! Only the binary turns this on ([`enable`]); the library's other users (tests, benchmarks
 //! in-process) render in-process.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -27,8 +33,12 @@ use super::template::{Message, MessageTemplate, RenderError};
 
 /// The most memory (data segment: heap and anonymous mappings) a render may take.
 pub const MEMORY_LIMIT: u64 = 512 << 20;
+/// The longest one render may take.
+pub const DEADLINE: Duration = Duration::from_secs(10);
 /// How long a child waits for a request before it exits.
 const IDLE: Duration = Duration::from_secs(30);
+/// The longest answer read (a card is a few KiB; Zoom takes at most a few tens).
+const MAX_ANSWER: u64 = 4 << 20;
 /// The argument that makes the binary a render worker.
 pub const WORKER_ARG: &str = "render-worker";
 
@@ -57,18 +67,27 @@ pub(super) enum Answer {
     Checked(Vec<(String, String)>),
 }
 
+/// Why a child gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The template's fault: it needed more memory or time than a render gets.
+    Template(String),
+    /// Not the template's: no child could start, or one was stopped from outside.
+    Renderer(String),
+}
+
 /// The child rendering one message, started when first needed.
 pub(super) struct Sandbox {
     program: PathBuf,
-    /// The message, as the child is sent it first.
-    message: String,
+    /// The message, as the child is sent it first (a JSON line).
+    message: Vec<u8>,
     worker: Mutex<Option<Worker>>,
 }
 
 struct Worker {
     child: Child,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    stdout: BufReader<std::io::Take<ChildStdout>>,
 }
 
 impl Drop for Worker {
@@ -82,93 +101,125 @@ impl Sandbox {
     /// The sandbox of `message`; `None` when rendering is in-process.
     pub(super) fn new(message: &Message) -> Option<Self> {
         let program = PROGRAM.get()?.clone();
+        let mut line = serde_json::to_vec(message).expect("a message serializes");
+        line.push(b'\n');
         Some(Self {
             program,
-            message: serde_json::to_string(message).expect("a message serializes"),
+            message: line,
             worker: Mutex::new(None),
         })
     }
 
-    /// Asks a child; a second child once if the first is gone or dies. `None`: no child
-    /// answered (it died rendering, or none could start), and why.
-    pub(super) fn ask(&self, request: &Request) -> Result<Answer, String> {
+    /// Asks a child (the running one, unless it has exited, else a new one).
+    pub(super) fn ask(&self, request: &Request) -> Result<Answer, Failure> {
         let mut line = serde_json::to_vec(request).expect("a request serializes");
         line.push(b'\n');
         let mut slot = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut failure = String::new();
-        for _ in 0..2 {
-            let worker = match slot.take() {
-                Some(worker) => worker,
-                None => self
-                    .start()
-                    .map_err(|e| format!("the renderer did not start: {e}"))?,
-            };
-            match exchange(worker, &line) {
-                Ok((worker, answer)) => {
-                    *slot = Some(worker);
-                    return Ok(answer);
-                }
-                Err(e) => failure = e,
-            }
+        // A child that exited while idle is reaped here, and replaced.
+        if let Some(worker) = slot.as_mut()
+            && !matches!(worker.child.try_wait(), Ok(None))
+        {
+            *slot = None;
         }
-        Err(failure)
+        let mut worker = match slot.take() {
+            Some(worker) => worker,
+            None => self.start()?,
+        };
+        let mut answer = exchange(&mut worker, &line);
+        // It went idle and exited just as the request came: a new child takes it.
+        if matches!(&answer, Err(e) if *e == IDLE_EXIT) {
+            worker = self.start()?;
+            answer = exchange(&mut worker, &line);
+        }
+        if answer.is_ok() {
+            *slot = Some(worker);
+        }
+        answer.map_err(|e| {
+            if e == IDLE_EXIT {
+                Failure::Renderer("the renderer exited twice before answering".into())
+            } else {
+                e
+            }
+        })
     }
 
-    fn start(&self) -> std::io::Result<Worker> {
+    fn start(&self) -> Result<Worker, Failure> {
+        let failed =
+            |e: std::io::Error| Failure::Renderer(format!("the renderer did not start: {e}"));
         let mut child = Command::new(&self.program)
             .arg(WORKER_ARG)
             .env_clear()
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .spawn()?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        stdin.write_all(format!("{}\n", self.message).as_bytes())?;
-        Ok(Worker {
+            .spawn()
+            .map_err(failed)?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped").take(0));
+        let mut worker = Worker {
             child,
             stdin,
             stdout,
-        })
+        };
+        worker.stdin.write_all(&self.message).map_err(failed)?;
+        Ok(worker)
     }
 }
 
-/// One request (a JSON line) and its answer; the worker back if it is still usable.
-fn exchange(mut worker: Worker, line: &[u8]) -> Result<(Worker, Answer), String> {
-    // One write: the pipe is not buffered.
-    worker
-        .stdin
-        .write_all(line)
-        .map_err(|e| format!("the renderer is gone ({e})"))?;
+/// One request (a JSON line, in one write: the pipe is not buffered) and its answer.
+fn exchange(worker: &mut Worker, line: &[u8]) -> Result<Answer, Failure> {
+    if worker.stdin.write_all(line).is_err() {
+        return Err(ended(worker));
+    }
+    if !readable_within(worker.stdout.get_ref().get_ref(), DEADLINE) {
+        return Err(Failure::Template(format!(
+            "the render took longer than {} s",
+            DEADLINE.as_secs()
+        )));
+    }
+    worker.stdout.get_mut().set_limit(MAX_ANSWER);
     let mut answer = String::new();
     match worker.stdout.read_line(&mut answer) {
-        Ok(n) if n > 0 => serde_json::from_str(&answer)
-            .map(|answer| (worker, answer))
-            .map_err(|e| format!("the renderer answered something unreadable: {e}")),
-        _ => Err(format!(
-            "the render needed more than {} MiB of memory, or the renderer died",
+        Ok(n) if n > 0 && answer.ends_with('\n') => serde_json::from_str(&answer)
+            .map_err(|e| Failure::Renderer(format!("the renderer's answer is unreadable: {e}"))),
+        Ok(n) if n > 0 => Err(Failure::Template(format!(
+            "the rendered message is larger than {} MiB",
+            MAX_ANSWER >> 20
+        ))),
+        _ => Err(ended(worker)),
+    }
+}
+
+/// A child that exited on its own, as an idle one does.
+const IDLE_EXIT: Failure = Failure::Renderer(String::new());
+
+/// Linux's SIGABRT: how a Rust process ends when an allocation is refused.
+const SIGABRT: i32 = 6;
+
+/// Why a child that stopped answering ended: an allocation refused is the template's doing;
+/// an exit of its own is [`IDLE_EXIT`]; anything else is not the template's.
+fn ended(worker: &mut Worker) -> Failure {
+    let _ = worker.child.kill();
+    match worker.child.wait() {
+        Ok(status) if status.signal() == Some(SIGABRT) => Failure::Template(format!(
+            "the render needed more than {} MiB of memory",
             MEMORY_LIMIT >> 20
         )),
+        Ok(status) if status.success() => IDLE_EXIT,
+        Ok(status) => Failure::Renderer(format!("the renderer stopped ({status})")),
+        Err(e) => Failure::Renderer(format!("the renderer stopped ({e})")),
     }
 }
 
 /// `zoomcast render-worker`: caps its memory, reads the message, then answers requests until
 /// its stdin closes or stays silent for [`IDLE`]. Returns the exit code.
 pub fn serve() -> i32 {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    // Never above a lower limit the process was started under (a container's).
-    let cap = getrlimit(Resource::Data)
-        .maximum
-        .map_or(MEMORY_LIMIT, |hard| hard.min(MEMORY_LIMIT));
-    let limit = Rlimit {
-        current: Some(cap),
-        maximum: Some(cap),
-    };
-    if setrlimit(Resource::Data, limit).is_err() {
+    if cap_resources().is_err() {
         return 1;
     }
-    // Read through a buffer of our own, whose contents [`readable_within`] can see.
-    let Ok(fd) = std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned() else {
+    // Read through a buffer of our own, whose contents decide whether to wait for more.
+    let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() else {
         return 1;
     };
     let mut input = BufReader::new(std::fs::File::from(fd));
@@ -184,7 +235,7 @@ pub fn serve() -> i32 {
     };
     let mut out = std::io::stdout().lock();
     loop {
-        if input.buffer().is_empty() && !readable_within(IDLE) {
+        if input.buffer().is_empty() && !readable_within(input.get_ref(), IDLE) {
             return 0;
         }
         line.clear();
@@ -206,11 +257,35 @@ pub fn serve() -> i32 {
     }
 }
 
-/// Whether stdin has something to read (or is closed) within `wait`.
-fn readable_within(wait: Duration) -> bool {
+/// The child's limits: [`MEMORY_LIMIT`] of data (or less, if it was started under less), and
+/// no core file (an abort at the cap would write hundreds of MiB).
+fn cap_resources() -> rustix::io::Result<()> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Data);
+    let cap = [now.current, now.maximum]
+        .into_iter()
+        .flatten()
+        .fold(MEMORY_LIMIT, u64::min);
+    setrlimit(
+        Resource::Data,
+        Rlimit {
+            current: Some(cap),
+            maximum: Some(cap),
+        },
+    )?;
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )
+}
+
+/// Whether `fd` has something to read (or is closed) within `wait`.
+fn readable_within(fd: &impl AsFd, wait: Duration) -> bool {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let stdin = std::io::stdin();
-    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
     let timeout = Timespec {
         tv_sec: i64::try_from(wait.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: 0,

@@ -19,7 +19,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::sandbox::{Answer, Request, Sandbox};
+use super::sandbox::{Answer, Failure, Request, Sandbox};
 
 /// The variables every recipient has.
 pub const BUILTIN_VARIABLES: [&str; 4] = ["email", "first_name", "last_name", "display_name"];
@@ -186,7 +186,11 @@ impl MessageTemplate {
         match sandbox.ask(&Request::Check(sample.clone())) {
             Ok(Answer::Checked(problems)) => problems,
             Ok(Answer::Rendered(_)) => vec![("message".into(), "the renderer misread".into())],
-            Err(failure) => vec![("message".into(), failure)],
+            Err(Failure::Template(why)) => vec![("message".into(), why)],
+            Err(Failure::Renderer(why)) => vec![(
+                "message".into(),
+                format!("it could not be checked ({why}); run `zoomcast validate` again"),
+            )],
         }
     }
 
@@ -205,6 +209,7 @@ impl MessageTemplate {
                 Err(RenderError::Card(found)) => {
                     problems.extend(found.into_iter().map(|p| ("message".to_owned(), p)));
                 }
+                Err(RenderError::Unavailable(why)) => problems.push(("message".to_owned(), why)),
             }
         }
         problems
@@ -227,10 +232,11 @@ impl MessageTemplate {
                 name: "message".into(),
                 message: "the renderer misread the request".into(),
             }),
-            Err(message) => Err(RenderError::Text {
+            Err(Failure::Template(message)) => Err(RenderError::Text {
                 name: "message".into(),
                 message,
             }),
+            Err(Failure::Renderer(why)) => Err(RenderError::Unavailable(why)),
         }
     }
 
@@ -305,6 +311,10 @@ pub enum RenderError {
     /// The card breaks Zoom's limits.
     #[error("the rendered message breaks Zoom's limits: {}", .0.join("; "))]
     Card(Vec<String>),
+    /// No render could be made, through no fault of the template (the process rendering it
+    /// did not start, or was stopped from outside): not a recipient's failure.
+    #[error("the message could not be rendered: {0}")]
+    Unavailable(String),
 }
 
 /// Every text of `message`, in order.

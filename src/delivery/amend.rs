@@ -315,7 +315,7 @@ impl RunCtx<'_> {
             Address::User(jid) | Address::Channel(jid) => Address::unprofiled(jid),
         };
         let vars = variables(&self.job_vars, &r, &user);
-        Ok(self.job.template.render(&vars).map_err(|e| e.to_string()))
+        Ok(super::render_card(&self.job.template, &vars).map_err(|e| e.to_string()))
     }
 }
 

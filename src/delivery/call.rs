@@ -80,6 +80,10 @@ pub enum Stop {
         /// Zoom's answer.
         last: ZoomError,
     },
+    /// The message could not be rendered, through no fault of the template (the process that
+    /// renders it did not start, or was stopped from outside).
+    #[error("{0}; the run stopped, and running the job again picks up where it stopped")]
+    Renderer(String),
     /// The process is shutting down; the run stays interrupted and resumes at the next start.
     #[error(
         "stopped for shutdown; the next start of the scheduler (or `zoomcast run`) resumes the run"

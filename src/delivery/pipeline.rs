@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use futures::{StreamExt, stream};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::call::{Bot, Pace, Tries, User, call, wait_for_ceiling};
@@ -17,14 +16,14 @@ use super::journal::Journal;
 use super::limiter::Limiter;
 use super::progress::Progress;
 use crate::config::recipients::{Address, FileProblem, Recipient, dedupe_key};
-use crate::config::template::{MessageTemplate, RenderError};
+use crate::config::template::RenderError;
 use crate::config::{Job, OnUncertain, help};
 use crate::state::{CacheTtl, CachedLookup, Delivery, DeliveryState, Rendered, RunId};
 use crate::user::ZoomUser;
 use crate::zoom::ChatMessage;
 use crate::zoom::error::NOT_AUTHORIZED;
 
-use super::{Engine, RunOptions, Sender, Stop};
+use super::{Engine, RunOptions, Sender, Stop, render_card};
 
 /// Sends refused with [`NOT_AUTHORIZED`], none accepted, before a run warns.
 const REFUSED_WARN_AFTER: u64 = 20;
@@ -255,8 +254,10 @@ impl RunCtx<'_> {
             return Ok(None);
         }
         let vars = variables(&self.job_vars, r, &user);
-        let content = match render(&self.job.template, &vars) {
+        let content = match render_card(&self.job.template, &vars) {
             Ok(content) => content,
+            // Not the recipient's failure: the run stops, to be resumed.
+            Err(RenderError::Unavailable(why)) => return Err(Stop::Renderer(why)),
             Err(failed) => {
                 self.record(
                     r.key(),
@@ -464,19 +465,4 @@ pub(super) fn variables(
     };
     vars.insert("display_name".into(), display);
     vars
-}
-
-/// `template`'s card for `vars`. A render in a child process blocks this thread until the child
-/// answers: the runtime is told, so that its other tasks (sends, the journal) go on meanwhile.
-fn render(
-    template: &MessageTemplate,
-    vars: &BTreeMap<String, String>,
-) -> Result<Value, RenderError> {
-    let multi_threaded = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if template.renders_in_child() && multi_threaded {
-        tokio::task::block_in_place(|| template.render(vars))
-    } else {
-        template.render(vars)
-    }
 }

@@ -222,7 +222,7 @@ impl RunCtx<'_> {
     /// `r`'s card, or why there is none.
     fn card(&self, r: &Recipient, to_jid: Option<String>, user: &ZoomUser) -> PreviewMessage {
         let vars: BTreeMap<String, String> = variables(&self.job_vars, r, user);
-        let rendered = self.job.template.render(&vars);
+        let rendered = super::render_card(&self.job.template, &vars);
         PreviewMessage {
             recipient: r.key().to_owned(),
             to_jid,

@@ -523,3 +523,17 @@ fn a_template_that_grows_for_one_recipient_fails_that_recipient_only() {
     );
     assert_eq!(env.emu().messages().len(), 2);
 }
+
+#[test]
+fn a_template_that_renders_too_long_fails_at_the_deadline() {
+    let env = Env::new();
+    // 100 MB, within the memory cap, measured again on every turn of a long loop.
+    let body = "{% set ns = namespace(s=\"x\" * 100000000) %}\
+                {% for i in range(100000) %}{{ ns.s|length }}{% endfor %}";
+    env.job("slow", &job_with_body(&["ana@example.com"], body));
+    let start = std::time::Instant::now();
+    env.run(&["validate"])
+        .code(2)
+        .stderr_has("the render took longer than 10 s");
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
