@@ -166,17 +166,41 @@ impl Grants {
 
     /// Stores `grant` as the current grant of `app` in its account, durably, before returning.
     pub async fn put(&self, app: &str, grant: &Grant) -> Result<(), StateError> {
-        let file = self.file(app, &grant.account_id)?;
-        let slot = key(app, &grant.account_id);
-        let json = serde_json::to_vec(grant).expect("a grant serializes");
-        let in_file = self.keys.to_file(&sealed_as(&slot), &json);
+        let Copies {
+            file,
+            in_file,
+            key,
+            in_db,
+        } = self.copies(app, grant)?;
         tokio::task::spawn_blocking(move || write_atomically(&file, &in_file))
             .await
             .expect("the grant-file writer does not panic")
             .map_err(self.io())?;
-        self.tree
-            .insert(&slot, self.keys.to_db(&sealed_as(&slot), &json))?;
+        self.tree.insert(key, in_db)?;
         self.flusher.flush().await?;
+        Ok(())
+    }
+
+    /// The two copies of `grant` of `app`, as the keys say to store them.
+    fn copies(&self, app: &str, grant: &Grant) -> Result<Copies, StateError> {
+        let file = self.file(app, &grant.account_id)?;
+        let key = key(app, &grant.account_id);
+        let json = serde_json::to_vec(grant).expect("a grant serializes");
+        let sealed = sealed_as(&key);
+        Ok(Copies {
+            file,
+            in_file: self.keys.to_file(&sealed, &json),
+            in_db: self.keys.to_db(&sealed, &json),
+            key,
+        })
+    }
+
+    /// Writes both copies of `grant` of `app` on this thread, not flushed (opening the store:
+    /// the caller flushes once).
+    fn write_copies(&self, app: &str, grant: &Grant) -> Result<(), StateError> {
+        let copies = self.copies(app, grant)?;
+        write_atomically(&copies.file, &copies.in_file).map_err(self.io())?;
+        self.tree.insert(copies.key, copies.in_db)?;
         Ok(())
     }
 
@@ -210,13 +234,7 @@ impl Grants {
             }
         }
         for (app, grant) in &stale {
-            let slot = key(app, &grant.account_id);
-            let json = serde_json::to_vec(grant).expect("a grant serializes");
-            let file = self.file(app, &grant.account_id)?;
-            write_atomically(&file, &self.keys.to_file(&sealed_as(&slot), &json))
-                .map_err(self.io())?;
-            self.tree
-                .insert(&slot, self.keys.to_db(&sealed_as(&slot), &json))?;
+            self.write_copies(app, grant)?;
         }
         for entry in &self.bots {
             let (app, bytes) = entry?;
@@ -366,13 +384,7 @@ impl Grants {
             let account = grant.account_id.clone();
             let current = self.get(&app, &account)?;
             if current.is_none_or(|held| later(&grant, &held)) {
-                let slot = key(&app, &account);
-                let json = serde_json::to_vec(&grant).expect("a grant serializes");
-                let file = self.file(&app, &account)?;
-                write_atomically(&file, &self.keys.to_file(&sealed_as(&slot), &json))
-                    .map_err(self.io())?;
-                self.tree
-                    .insert(&slot, self.keys.to_db(&sealed_as(&slot), &json))?;
+                self.write_copies(&app, &grant)?;
             }
             self.flusher.flush_blocking()?;
             remove_durably(&old_file).map_err(self.io())?;
@@ -382,6 +394,14 @@ impl Grants {
         }
         Ok(())
     }
+}
+
+/// A grant as stored: its file and the file's bytes, its sled key and the sled value.
+struct Copies {
+    file: PathBuf,
+    in_file: Vec<u8>,
+    key: Vec<u8>,
+    in_db: Vec<u8>,
 }
 
 /// The sled key of a grant: `APP\0ACCOUNT`.
