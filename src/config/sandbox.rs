@@ -127,20 +127,20 @@ impl Sandbox {
         };
         let mut answer = exchange(&mut worker, &line);
         // It went idle and exited just as the request came: a new child takes it.
-        if matches!(&answer, Err(e) if *e == IDLE_EXIT) {
+        if matches!(answer, Err(Ended::Idle)) {
             worker = self.start()?;
             answer = exchange(&mut worker, &line);
         }
-        if answer.is_ok() {
-            *slot = Some(worker);
-        }
-        answer.map_err(|e| {
-            if e == IDLE_EXIT {
-                Failure::Renderer("the renderer exited twice before answering".into())
-            } else {
-                e
+        match answer {
+            Ok(answer) => {
+                *slot = Some(worker);
+                Ok(answer)
             }
-        })
+            Err(Ended::Idle) => Err(Failure::Renderer(
+                "the renderer exited twice before answering".into(),
+            )),
+            Err(Ended::Failed(failure)) => Err(failure),
+        }
     }
 
     fn start(&self) -> Result<Worker, Failure> {
@@ -167,49 +167,57 @@ impl Sandbox {
     }
 }
 
+/// Why a child gave no answer to a request.
+enum Ended {
+    /// It exited on its own, as an idle one does.
+    Idle,
+    /// It failed, or ended otherwise.
+    Failed(Failure),
+}
+
 /// One request (a JSON line, in one write: the pipe is not buffered) and its answer.
-fn exchange(worker: &mut Worker, line: &[u8]) -> Result<Answer, Failure> {
+fn exchange(worker: &mut Worker, line: &[u8]) -> Result<Answer, Ended> {
     if worker.stdin.write_all(line).is_err() {
         return Err(ended(worker));
     }
     if !readable_within(worker.stdout.get_ref().get_ref(), DEADLINE) {
-        return Err(Failure::Template(format!(
+        return Err(Ended::Failed(Failure::Template(format!(
             "the render took longer than {} s",
             DEADLINE.as_secs()
-        )));
+        ))));
     }
     worker.stdout.get_mut().set_limit(MAX_ANSWER);
     let mut answer = String::new();
     match worker.stdout.read_line(&mut answer) {
-        Ok(n) if n > 0 && answer.ends_with('\n') => serde_json::from_str(&answer)
-            .map_err(|e| Failure::Renderer(format!("the renderer's answer is unreadable: {e}"))),
-        Ok(n) if n > 0 => Err(Failure::Template(format!(
+        Ok(n) if n > 0 && answer.ends_with('\n') => serde_json::from_str(&answer).map_err(|e| {
+            Ended::Failed(Failure::Renderer(format!(
+                "the renderer's answer is unreadable: {e}"
+            )))
+        }),
+        Ok(n) if n > 0 => Err(Ended::Failed(Failure::Template(format!(
             "the rendered message is larger than {} MiB",
             MAX_ANSWER >> 20
-        ))),
+        )))),
         _ => Err(ended(worker)),
     }
 }
-
-/// A child that exited on its own, as an idle one does.
-const IDLE_EXIT: Failure = Failure::Renderer(String::new());
 
 /// Linux's SIGABRT: how a Rust process ends when an allocation is refused.
 const SIGABRT: i32 = 6;
 
 /// Why a child that stopped answering ended: an allocation refused is the template's doing;
-/// an exit of its own is [`IDLE_EXIT`]; anything else is not the template's.
-fn ended(worker: &mut Worker) -> Failure {
+/// an exit of its own is [`Ended::Idle`]; anything else is not the template's.
+fn ended(worker: &mut Worker) -> Ended {
     let _ = worker.child.kill();
-    match worker.child.wait() {
+    Ended::Failed(match worker.child.wait() {
         Ok(status) if status.signal() == Some(SIGABRT) => Failure::Template(format!(
             "the render needed more than {} MiB of memory",
             MEMORY_LIMIT >> 20
         )),
-        Ok(status) if status.success() => IDLE_EXIT,
+        Ok(status) if status.success() => return Ended::Idle,
         Ok(status) => Failure::Renderer(format!("the renderer stopped ({status})")),
         Err(e) => Failure::Renderer(format!("the renderer stopped ({e})")),
-    }
+    })
 }
 
 /// `zoomcast render-worker`: caps its memory, reads the message, then answers requests until
