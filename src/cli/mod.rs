@@ -192,13 +192,9 @@ impl Context {
             .map(|p| crate::config::job_name(p))
             .collect();
         let wanted = job.trim_end_matches(".toml");
-        let closest = names
-            .iter()
-            .map(|n| (strsim::damerau_levenshtein(wanted, n), n))
-            .filter(|(d, n)| *d <= 2.max(n.len() / 3))
-            .min();
+        let closest = crate::config::recover::typo_of(wanted, names.iter().map(String::as_str));
         let hint = match (closest, names.is_empty()) {
-            (Some((_, name)), _) => format!(" (did you mean `{name}`?)"),
+            (Some(name), _) => format!(" (did you mean `{name}`?)"),
             (None, true) => String::new(),
             (None, false) => format!("; the jobs are: {}", names.join(", ")),
         };

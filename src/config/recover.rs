@@ -68,12 +68,18 @@ pub fn closest_key(message: &str) -> Option<String> {
     if !message.starts_with("unknown field") {
         return None;
     }
+    typo_of(unknown, known.iter().copied()).map(str::to_owned)
+}
+
+/// Of `known`, the one `wanted` is most likely a typo of: the closest (Damerau-Levenshtein)
+/// within 2 edits, or a third of its length for a long one.
+pub fn typo_of<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(unknown, k), *k))
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(wanted, k), k))
         .filter(|(distance, k)| *distance <= 2.max(k.len() / 3))
         .min()
-        .map(|(_, k)| k.to_owned())
+        .map(|(_, k)| k)
 }
 
 #[cfg(test)]
