@@ -56,14 +56,8 @@ pub(super) fn new_key() -> Outcome {
     Outcome::Done
 }
 
-pub(super) fn run(ctx: &Context, command: &StateCommand) -> anyhow::Result<Outcome> {
-    match command {
-        StateCommand::NewKey => Ok(new_key()),
-        StateCommand::Rekey(args) => rekey(ctx, args),
-    }
-}
-
-fn rekey(ctx: &Context, args: &RekeyArgs) -> anyhow::Result<Outcome> {
+/// `state rekey`.
+pub(super) fn rekey(ctx: &Context, args: &RekeyArgs) -> anyhow::Result<Outcome> {
     let env = |k: &str| std::env::var(k).ok();
     let old = key_from(KEY_VAR, &env)?;
     let new = key_from(NEW_KEY_VAR, &env)?;

@@ -135,16 +135,16 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    fn new(cli: &Cli) -> Result<Self, Invalid> {
-        let (path, explicit) = match &cli.config {
-            Some(p) => (p.clone(), true),
+    fn new(config: Option<&Path>, state: &Path, jobs: &Path) -> Result<Self, Invalid> {
+        let (path, explicit) = match config {
+            Some(p) => (p.to_owned(), true),
             None => (PathBuf::from("zoomcast.toml"), false),
         };
         let env = |k: &str| std::env::var(k).ok();
         Ok(Self {
             config: Config::load(&path, explicit, env)?,
-            state_dir: cli.state.clone(),
-            jobs_dir: cli.jobs.clone(),
+            state_dir: state.to_owned(),
+            jobs_dir: jobs.to_owned(),
             keys: keys::state_keys(&env)?,
         })
     }
@@ -223,33 +223,30 @@ fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    // Generated from the command line alone: no configuration needed.
-    match &cli.command {
-        Command::Completions(args) => return Ok(docs::completions(args)),
-        Command::Man => return docs::man(),
-        Command::Health(args) => return health::run(args).await,
-        Command::State(keys::StateCommand::NewKey) => return Ok(keys::new_key()),
-        _ => {}
-    }
-    let ctx = Context::new(&cli)?;
+    // The configuration, read only by the commands that need it.
+    let ctx = || Context::new(cli.config.as_deref(), &cli.state, &cli.jobs);
     match cli.command {
-        Command::Auth(command) => auth::run(&ctx, command).await,
-        Command::Validate(args) => validate::run(&ctx, &args),
-        Command::Run(args) => run::run(&ctx, &args).await,
-        Command::Schedule(args) => schedule::run(&ctx, &args).await,
-        Command::Jobs(args) => jobs::run(&ctx, &args).await,
-        Command::History(args) => history::run(&ctx, &args).await,
-        Command::Recall(args) => amend::run(&ctx, &args, Amend::Recall).await,
-        Command::Edit(args) => amend::run(&ctx, &args, Amend::Edit).await,
-        Command::Optouts(args) => optouts::run(&ctx, &args).await,
-        Command::Serve(args) => serve::run(&ctx, &args).await,
-        Command::Emulator(args) => emulator::run(&args).await,
-        Command::Demo => demo::run(&ctx).await,
-        Command::Doctor(args) => doctor::run(&ctx, &args).await,
-        Command::State(command) => keys::run(&ctx, &command),
         Command::Completions(args) => Ok(docs::completions(&args)),
         Command::Man => docs::man(),
         Command::Health(args) => health::run(&args).await,
+        Command::State(keys::StateCommand::NewKey) => Ok(keys::new_key()),
+        Command::State(keys::StateCommand::Rekey(args)) => keys::rekey(&ctx()?, &args),
+        Command::Auth(command) => auth::run(&ctx()?, command).await,
+        Command::Validate(args) => validate::run(&ctx()?, &args),
+        Command::Run(args) => run::run(&ctx()?, &args).await,
+        Command::Schedule(args) => schedule::run(&ctx()?, &args).await,
+        Command::Jobs(args) => jobs::run(&ctx()?, &args).await,
+        Command::History(args) => history::run(&ctx()?, &args).await,
+        Command::Recall(args) => amend::run(&ctx()?, &args, Amend::Recall).await,
+        Command::Edit(args) => amend::run(&ctx()?, &args, Amend::Edit).await,
+        Command::Optouts(args) => optouts::run(&ctx()?, &args).await,
+        Command::Serve(args) => serve::run(&ctx()?, &args).await,
+        Command::Emulator(args) => {
+            ctx()?; // it uses none, but a broken one is reported, as for the others
+            emulator::run(&args).await
+        }
+        Command::Demo => demo::run(&ctx()?).await,
+        Command::Doctor(args) => doctor::run(&ctx()?, &args).await,
     }
 }
 
