@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The format byte written today.
-const FORMAT_V1: u8 = 1;
+pub(super) const FORMAT_V1: u8 = 1;
 
 /// The format byte of keys that carry one (newer trees: `run_ticks`, `schedule`).
 pub const KEY_FORMAT: u8 = 1;

@@ -23,8 +23,8 @@ use secrecy::zeroize::Zeroizing;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The format byte of a plain sled value (the codec's JSON).
-const PLAIN: u8 = 1;
+/// The format byte of a plain sled value: the codec's JSON.
+const PLAIN: u8 = super::codec::FORMAT_V1;
 /// The format byte of a sealed sled value.
 const SEALED: u8 = 2;
 const ID_LEN: usize = 8;
