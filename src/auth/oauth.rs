@@ -278,14 +278,8 @@ impl OAuthClient {
         url.query_pairs_mut()
             .append_pair("client_id", &self.client_id);
         let response = self.post_to(url, &[]).await?;
-        let status = response.status();
-        let body = read_body(response)
-            .await
-            .map_err(|e| OAuthError::Network(e.into()))?;
-        if !status.is_success() {
-            return Err(self.classify(GrantType::DeviceCode, status, &body.bytes, &[]));
-        }
-        serde_json::from_slice(&body.bytes).map_err(|e| OAuthError::Rejected {
+        let (status, body) = self.answer(GrantType::DeviceCode, response, &[]).await?;
+        serde_json::from_slice(&body).map_err(|e| OAuthError::Rejected {
             status,
             error: "unreadable answer".into(),
             reason: format!(
@@ -353,28 +347,41 @@ impl OAuthClient {
         let mut form = vec![("grant_type", grant.as_str())];
         form.extend_from_slice(fields);
         let response = self.post("oauth/token", &form).await?;
-        let status = response.status();
-        let body = read_body(response)
-            .await
-            .map_err(|e| OAuthError::Network(e.into()))?;
-        if !status.is_success() {
-            let presented: Vec<&str> = fields
-                .iter()
-                .filter(|(k, _)| {
-                    matches!(
-                        *k,
-                        "code" | "refresh_token" | "code_verifier" | "device_code"
-                    )
-                })
-                .map(|(_, v)| *v)
-                .collect();
-            return Err(self.classify(grant, status, &body.bytes, &presented));
-        }
-        parse_token_response(&body.bytes).map_err(|reason| OAuthError::Rejected {
+        let presented: Vec<&str> = fields
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    *k,
+                    "code" | "refresh_token" | "code_verifier" | "device_code"
+                )
+            })
+            .map(|(_, v)| *v)
+            .collect();
+        let (status, body) = self.answer(grant, response, &presented).await?;
+        parse_token_response(&body).map_err(|reason| OAuthError::Rejected {
             status,
             error: "unreadable answer".into(),
             reason,
         })
+    }
+
+    /// The status and body of a successful answer to a request for `grant`; a failed one is
+    /// classified, with the `presented` secrets scrubbed from what Zoom said.
+    async fn answer(
+        &self,
+        grant: GrantType,
+        response: reqwest::Response,
+        presented: &[&str],
+    ) -> Result<(StatusCode, Vec<u8>), OAuthError> {
+        let status = response.status();
+        let body = read_body(response)
+            .await
+            .map_err(|e| OAuthError::Network(e.into()))?;
+        if status.is_success() {
+            Ok((status, body.bytes))
+        } else {
+            Err(self.classify(grant, status, &body.bytes, presented))
+        }
     }
 
     /// Zoom answers a dead refresh token with 400 (401 before 2022) and `invalid_grant`
