@@ -49,7 +49,13 @@ pub(super) async fn watch_jobs(
             continue;
         }
         seen = now;
-        match crate::config::jobs_dir::load(&config, &dir) {
+        // Every job file and recipients file read, each message test-rendered: off the
+        // runtime's workers, as the reminder loop loads them.
+        let (config, dir_now) = (config.clone(), dir.clone());
+        let loaded =
+            crate::delivery::off_workers(move || crate::config::jobs_dir::load(&config, &dir_now))
+                .await;
+        match loaded {
             Ok(set) => {
                 tracing::info!(
                     "jobs directory reloaded: {} jobs, {} invalid",
