@@ -82,7 +82,7 @@ pub fn delivery_json_acknowledged(d: &Delivery, button: Option<&str>) -> Value {
 pub fn acknowledgements_text(deliveries: &[Delivery], button: &str) -> String {
     let sent: Vec<&Delivery> = deliveries
         .iter()
-        .filter(|d| matches!(d.state, DeliveryState::Sent { .. }) && d.recalled_at.is_none())
+        .filter(|d| crate::delivery::asks_to_acknowledge(d))
         .collect();
     let (acked, waiting): (Vec<&Delivery>, Vec<&Delivery>) = sent
         .iter()

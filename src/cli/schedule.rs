@@ -39,10 +39,17 @@ pub(super) struct Args {
 /// What one client may take of the HTTP server.
 #[derive(Debug, clap::Args)]
 pub(super) struct ClientLimits {
-    /// How long a client gets to send its request headers, and then to be answered.
+    /// How long a request may take from its headers to its answer, body included (408
+    /// after).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::positive_duration)]
     client_timeout: Duration,
-    /// The most connections served at once; more wait in the listen backlog.
+    /// How long a new connection gets to send its request headers; it takes no serving slot
+    /// meanwhile.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = super::positive_duration)]
+    header_timeout: Duration,
+    /// The most requests served at once (/healthz and /metrics have slots of their own); a
+    /// request that finds none free within a second is answered 503. Four times as many
+    /// connections may be open, the oldest idle one closed to make room.
     #[arg(
         long,
         value_name = "N",
@@ -54,8 +61,11 @@ pub(super) struct ClientLimits {
 
 impl ClientLimits {
     pub(super) fn limits(&self) -> Limits {
+        let max_connections = usize::try_from(self.max_connections).unwrap_or(usize::MAX);
         Limits {
-            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_connections,
+            max_open: max_connections.saturating_mul(4),
+            header_timeout: self.header_timeout,
             client_timeout: self.client_timeout,
         }
     }

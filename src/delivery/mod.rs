@@ -18,7 +18,7 @@
 //! - [`engines`]: [`Engines`], the one place that builds each app's engine.
 //! - [`run`](Engine): a run's lifecycle (begin or resume, record the end, prune, sweep);
 //!   [`preview`]: a dry run, everything up to the send; [`amend`]: `recall` and `edit` of a
-//!   sent run; `remind`: reminders to acknowledge.
+//!   sent run; `remind`: reminders to acknowledge; `reply`: the bot's answers in chat.
 //! - `pipeline`: the two stages; `call`: one request with its slot, pace, retries and token
 //!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned (and a
 //!   job's own ceiling), [`limiters`] one per account and endpoint; `progress`: the bar and log
@@ -34,6 +34,7 @@ mod pipeline;
 pub mod preview;
 mod progress;
 mod remind;
+mod reply;
 mod run;
 
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub use call::Stop;
 pub use engines::{AppEngine, Engines};
 pub use preview::Preview;
 pub use progress::{LogWriter, ProgressMode};
+pub use remind::asks_to_acknowledge;
+pub use reply::NotReplied;
 pub use run::Engine;
 
 /// How long a cached lookup is kept at least, whatever a job's time-to-live: another job may

@@ -1,7 +1,8 @@
-//! Reminders to acknowledge (`[acknowledge] remind_after`, `max_reminders`): to each recipient
+//! Reminders to acknowledge (`[acknowledge] remind_after`, `max_reminders`): to each person
 //! a run's message reached who has not pressed the acknowledging button (and whose message was
 //! not recalled), a reply to that message, the k-th due `k × remind_after` after the run
-//! started, at most `max_reminders` of them. Each reminder is marked in the delivery's journal
+//! started, at most `max_reminders` of them. Never to a channel (nobody can press a button for
+//! everyone in it), and never to someone who has opted out, checked when each reminder is due. Each reminder is marked in the delivery's journal
 //! before it is sent and settled after, as a send is: after a crash, one left unsettled is sent
 //! again or counted as sent, as the job's `on_uncertain` says. The scheduler calls this on
 //! every tick of its reminder loop.
@@ -13,6 +14,7 @@ use super::call::{Bot, Tries, call};
 use super::pipeline::RunCtx;
 use super::run::job_variables;
 use super::{Engine, RunOptions, Sender, Stop};
+use crate::config::recipients::Address;
 use crate::config::{Job, OnUncertain};
 use crate::state::{Delivery, DeliveryState, Reminder, RunRecord};
 use crate::zoom::ChatMessage;
@@ -65,18 +67,15 @@ impl RunCtx<'_> {
             .acknowledge
             .as_ref()
             .map_or("", |a| a.button.as_str());
-        let due: Vec<Delivery> = self
-            .engine
-            .deliveries
-            .list(run.id)?
-            .into_iter()
-            .filter(|d| {
-                matches!(d.state, DeliveryState::Sent { .. })
-                    && d.recalled_at.is_none()
-                    && d.acknowledgement(button).is_none()
-                    && is_due(d, run.started_at, after, max, now)
-            })
-            .collect();
+        let mut due = Vec::new();
+        for d in self.engine.deliveries.list(run.id)? {
+            if is_reminded(&d, button)
+                && is_due(&d, run.started_at, after, max, now)
+                && !self.opted_out(&d)?
+            {
+                due.push(d);
+            }
+        }
         let width = self.job.delivery.concurrency.get();
         let this = self;
         let outcomes: Vec<Result<bool, Stop>> = stream::iter(due)
@@ -90,6 +89,15 @@ impl RunCtx<'_> {
             sent += usize::from(outcome?);
         }
         Ok(sent)
+    }
+
+    /// Whether the person `d` was sent to has told the bot `stop` since.
+    fn opted_out(&self, d: &Delivery) -> Result<bool, Stop> {
+        let Some(jid) = &d.jid else {
+            return Ok(false);
+        };
+        let (app, account) = (&self.job.app, &self.sender.account_id);
+        Ok(self.engine.optouts.opted_out(app, account, jid)?)
     }
 
     /// Marks, sends and settles one reminder; whether Zoom accepted it. Each step changes
@@ -179,6 +187,19 @@ impl RunCtx<'_> {
             .to_owned();
         format!("Please acknowledge the message above: press “{label}”.")
     }
+}
+
+/// Whether `d` asks someone to acknowledge: a message delivered to a person (a channel cannot
+/// press a button for everyone in it) and not recalled. "Acknowledged N of M" counts these.
+pub fn asks_to_acknowledge(d: &Delivery) -> bool {
+    Address::from_key(&d.email).is_person()
+        && matches!(d.state, DeliveryState::Sent { .. })
+        && d.recalled_at.is_none()
+}
+
+/// Whether a reminder may go to `d`: it asks to acknowledge, and `button` was not pressed.
+fn is_reminded(d: &Delivery, button: &str) -> bool {
+    asks_to_acknowledge(d) && d.acknowledgement(button).is_none()
 }
 
 /// Whether `d`'s next reminder is due at `now`: an unsettled one at once, else the k-th

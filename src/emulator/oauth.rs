@@ -147,23 +147,32 @@ fn exchange_code(emu: &Emulator, p: &HashMap<String, String>) -> Response {
     let mut inner = emu.inner();
     let code = p.get("code").cloned().unwrap_or_default();
     // Single use: the code is gone whatever happens next.
-    let Some(pending) = inner.codes.remove(&code) else {
-        return oauth_error("invalid_grant", "Invalid authorization code");
+    let refused = match inner.codes.remove(&code) {
+        None => Err(("invalid_grant", "Invalid authorization code")),
+        Some(pending) if pending.expires_at < Utc::now() => {
+            Err(("invalid_grant", "Code is expired"))
+        }
+        Some(pending) if pending.client_id != knobs.client_id => {
+            Err(("invalid_grant", "Invalid authorization code"))
+        }
+        Some(pending) if p.get("redirect_uri") != Some(&pending.redirect_uri) => {
+            Err(("invalid_request", "Redirect URI mismatch."))
+        }
+        Some(pending) if !pkce_ok(pending.challenge.as_ref(), p.get("code_verifier")) => {
+            Err(("invalid_request", "Invalid code_verifier"))
+        }
+        Some(pending) => Ok(pending),
     };
-    if pending.expires_at < Utc::now() {
-        return oauth_error("invalid_grant", "Code is expired");
+    match refused {
+        Ok(pending) => {
+            inner.stats.code_exchanges += 1;
+            new_grant(&mut inner, &knobs, pending.user)
+        }
+        Err((error, reason)) => {
+            inner.stats.code_exchanges_refused += 1;
+            oauth_error(error, reason)
+        }
     }
-    if pending.client_id != knobs.client_id {
-        return oauth_error("invalid_grant", "Invalid authorization code");
-    }
-    if p.get("redirect_uri") != Some(&pending.redirect_uri) {
-        return oauth_error("invalid_request", "Redirect URI mismatch.");
-    }
-    if !pkce_ok(pending.challenge.as_ref(), p.get("code_verifier")) {
-        return oauth_error("invalid_request", "Invalid code_verifier");
-    }
-    inner.stats.code_exchanges += 1;
-    new_grant(&mut inner, &knobs, pending.user)
 }
 
 /// A new grant of `user`, answered as Zoom answers a code exchange. Authorizing the same app

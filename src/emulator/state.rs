@@ -101,6 +101,8 @@ pub struct Delivered {
 pub struct Stats {
     /// Authorization codes exchanged.
     pub code_exchanges: u64,
+    /// Exchanges of an authorization code refused (unknown, used, expired or mismatched).
+    pub code_exchanges_refused: u64,
     /// Refreshes that rotated a grant.
     pub refreshes: u64,
     /// Grants revoked through `/oauth/revoke`.

@@ -1,7 +1,8 @@
 //! What a user writes to the bot (`bot_notification`): `stop` opts them out of every job of
 //! their account, `start` opts them back in, anything else gets the help text. The opt-out is
 //! stored (durably) before Zoom gets its answer; the reply in chat is sent afterwards, since
-//! Zoom waits only 3 seconds for the webhook's answer.
+//! Zoom waits only 3 seconds for the webhook's answer, along the path of every send (the
+//! account's limiter, token renewal, retries).
 
 use std::sync::Arc;
 
@@ -98,20 +99,25 @@ pub(super) async fn handle(
     let app = app.clone();
     server.tasks.spawn(async move {
         if let Err(e) = answer(&app, notification, reply).await {
-            tracing::warn!("app `{}`: replying in chat failed: {e:#}", app.app.name);
+            tracing::warn!("app `{}`: replying in chat failed: {e}", app.app.name);
         }
     });
     Ok(())
 }
 
-/// Sends `text` to the conversation the user wrote in, as the bot.
-async fn answer(app: &AppEngine, n: BotNotification, text: &str) -> anyhow::Result<()> {
-    let token = app.clients.bot.token().await?;
+/// Sends `text` to the conversation the user wrote in, as the bot, the way every send goes
+/// ([`crate::delivery::Engine::reply`]).
+async fn answer(
+    app: &AppEngine,
+    n: BotNotification,
+    text: &str,
+) -> Result<(), crate::delivery::NotReplied> {
     let to_jid = if n.to_jid.is_empty() {
         n.user_jid.clone()
     } else {
         n.to_jid
     };
+    let tokens = app.clients.tokens(&n.account_id);
     let message = ChatMessage {
         robot_jid: n.robot_jid,
         to_jid,
@@ -121,8 +127,7 @@ async fn answer(app: &AppEngine, n: BotNotification, text: &str) -> anyhow::Resu
         is_markdown_support: true,
         reply_to: None,
     };
-    app.engine.zoom.send_message(&token, &message).await?;
-    Ok(())
+    app.engine.reply(&tokens, &message).await
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 //! (`HttpOnly`, `SameSite=Lax`, ten minutes, signed with a key derived from the app's client
 //! secret, so that no one else can make one and no server memory is needed), and redirects to
 //! Zoom's authorize URL. `/oauth/callback` checks the cookie's signature and age and the
-//! returned `state` (in constant time), exchanges the code once, learns the account and stores
-//! its grant, then sends the browser to `install_redirect` (default: the chatbot in Zoom). Any
+//! returned `state` (in constant time), uses that `state` up (a second callback of one install
+//! exchanges nothing), exchanges the code, learns the account and stores its grant, then sends the browser to `install_redirect` (default: the chatbot in Zoom). Any
 //! failure is a plain-text page with status 400 and what to do, and stores nothing.
 
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::{AppRoute, Server};
 use crate::auth::login::{self, InstallError, Pkce};
 use crate::delivery::AppEngine;
+use crate::state::Use;
 use crate::token::ClientSecret;
 
 /// How long an install may take between `/install` and the callback.
@@ -170,7 +171,37 @@ pub(super) async fn callback(
              at the install address.",
         );
     }
+    match first_callback(&route, &pending, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return page(
+                "This install was already finished or tried once; an authorization code works \
+                 once. Start again at the install address.",
+            );
+        }
+        Err(e) => {
+            tracing::error!("app `{}`: an install could not be recorded: {e}", route.app);
+            return page("The install could not be stored here. Try again later.");
+        }
+    }
     finish(&route.server, app, code, pending.verifier).await
+}
+
+/// Records the install's `state` as used: one callback per `/install`, so one code exchange
+/// at Zoom, whatever its outcome.
+async fn first_callback(
+    route: &AppRoute,
+    pending: &Pending,
+    now: i64,
+) -> Result<bool, crate::state::StateError> {
+    let id = Sha256::digest(pending.state.as_bytes());
+    route
+        .server
+        .engines
+        .store()
+        .once()?
+        .first_use(Use::Install, &id, pending.expires, now)
+        .await
 }
 
 /// Exchanges the code and stores the grant; the browser goes on to the chatbot. The work runs

@@ -3,13 +3,25 @@
 //! notifications, see [`webhooks`]), `GET /install` and `GET /oauth/callback` (installs from a
 //! browser, see [`install`]), `GET /healthz` and `GET /metrics`.
 //!
-//! It faces the internet (behind a TLS-terminating proxy), so every connection is bounded
-//! ([`Limits`]): a number of connections at once (one request each, no keep-alive), a time
-//! for the headers and again for the whole request, bodies up to [`MAX_BODY`]. On shutdown it
-//! stops accepting, lets the requests in flight and the chat replies they started finish (for
-//! at most [`DRAIN`]), and returns.
+//! It faces the internet (behind a TLS-terminating proxy), so what any client can take of it is
+//! bounded ([`Limits`]):
+//! - a connection takes nothing but a socket until its request head arrives, within the header
+//!   deadline; at most `max_open` are open, and at the limit the oldest one still waiting for
+//!   its head is closed to make room ([`connections`]);
+//! - a request then takes a serving slot (one request per connection, no keep-alive): at most
+//!   `max_connections` of Zoom's and browsers' requests at once, and a pool of its own for
+//!   `/healthz` and `/metrics`, so that neither a flood nor idle clients delay a probe; a
+//!   request that finds no slot within [`SLOT_PATIENCE`] is answered 503;
+//! - a request is answered within `client_timeout` of its head (408 otherwise), and its body is
+//!   read only once its headers passed their checks, under one budget of bytes shared by every
+//!   connection ([`body`]), up to [`MAX_BODY`].
+//!
+//! On shutdown it stops accepting, lets the requests in flight and the chat replies they
+//! started finish (for at most [`DRAIN`]), and returns.
 
+pub mod body;
 mod commands;
+mod connections;
 mod deauthorize;
 pub mod install;
 pub mod metrics;
@@ -20,8 +32,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper::server::conn::http1;
@@ -32,24 +45,37 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
 use crate::config::DEFAULT_APP;
 use crate::delivery::{Engines, off_workers};
+use body::{BODY_BUDGET, Budget};
+use connections::Connections;
 use metrics::Metrics;
-use signature::Replays;
 
 /// Where `serve` listens by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4199";
 /// The largest request body read; a larger one is answered 413.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// How long a request waits for a serving slot before it is answered 503.
+pub const SLOT_PATIENCE: Duration = Duration::from_secs(1);
+/// The serving slots of `/healthz` and `/metrics`, apart from everyone else's.
+const OPERATIONS_SLOTS: usize = 16;
+/// File descriptors kept for everything but connections (the state database, the control
+/// socket, the render worker's pipes, outgoing requests to Zoom).
+const OTHER_FILES: usize = 256;
 
 /// What one client may take of the server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// The most connections served at once; more wait in the listen backlog.
+    /// The most requests of Zoom and browsers served at once (each connection carries one).
     pub max_connections: usize,
-    /// How long a client has to send its request headers, and then to be answered (body
-    /// included; Zoom itself waits 3 s for an answer).
+    /// The most connections open at once, served or waiting for their request head.
+    pub max_open: usize,
+    /// How long a client has to send its request head (at most `client_timeout`).
+    pub header_timeout: Duration,
+    /// How long a request may take from its head to its answer, body included (Zoom itself
+    /// waits 3 s for an answer).
     pub client_timeout: Duration,
 }
 
@@ -57,6 +83,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 256,
+            max_open: 1024,
+            header_timeout: Duration::from_secs(5),
             client_timeout: Duration::from_secs(10),
         }
     }
@@ -69,8 +97,12 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 pub struct Server {
     engines: Arc<Engines>,
     limits: Limits,
-    replays: Replays,
     metrics: Metrics,
+    /// The bytes of request bodies held at once.
+    bodies: Budget,
+    /// Serving slots of Zoom's and browsers' requests, and of `/healthz` and `/metrics`.
+    slots: Arc<Semaphore>,
+    operations_slots: Arc<Semaphore>,
     /// Work a request started that outlives it (a reply in chat).
     tasks: TaskTracker,
 }
@@ -81,8 +113,10 @@ impl Server {
         Arc::new(Self {
             engines,
             limits,
-            replays: Replays::default(),
             metrics: Metrics::default(),
+            bodies: Budget::new(BODY_BUDGET),
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            operations_slots: Arc::new(Semaphore::new(OPERATIONS_SLOTS)),
             tasks: TaskTracker::new(),
         })
     }
@@ -95,7 +129,7 @@ impl Server {
             router = if name == DEFAULT_APP {
                 router.merge(app)
             } else {
-                router.nest(&format!("/apps/{name}"), app)
+                router.nest(&format!("/apps/{name}"), app.merge(self.operations()))
             };
         }
         router.layer(DefaultBodyLimit::max(MAX_BODY)).layer(
@@ -106,20 +140,21 @@ impl Server {
         )
     }
 
+    /// An app's own routes, served from the shared pool of slots.
     fn app_routes(self: &Arc<Self>, name: &str) -> Router {
         let app = AppRoute {
             server: self.clone(),
             app: name.into(),
         };
-        let mut routes = Router::new()
+        Router::new()
             .route("/webhooks/zoom", post(webhooks::receive))
             .route("/install", get(install::install))
             .route("/oauth/callback", get(install::callback))
-            .with_state(app);
-        if name != DEFAULT_APP {
-            routes = routes.merge(self.operations());
-        }
-        routes
+            .with_state(app)
+            .layer(middleware::from_fn_with_state(
+                self.slots.clone(),
+                in_a_slot,
+            ))
     }
 
     /// Says at start, once per app, when an app's webhooks cannot be verified (each request
@@ -143,25 +178,27 @@ impl Server {
         }
     }
 
-    /// `/healthz` and `/metrics`, the same for every app.
+    /// `/healthz` and `/metrics`, the same for every app, served from their own slots.
     fn operations(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics::scrape))
             .with_state(self.clone())
+            .layer(middleware::from_fn_with_state(
+                self.operations_slots.clone(),
+                in_a_slot,
+            ))
     }
 
     /// Serves `listener` until `shutdown`, then drains (see the module doc).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         self.warn_of_missing_secrets();
         let router = self.router();
-        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let max_open = self.limits.max_open.min(open_files_for_connections());
+        let connections = Arc::new(Connections::default());
         let graceful = GracefulShutdown::new();
+        let header_timeout = self.limits.header_timeout.min(self.limits.client_timeout);
         loop {
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => permit.expect("the semaphore stays open"),
-            };
             let stream = tokio::select! {
                 () = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
@@ -174,19 +211,29 @@ impl Server {
                     }
                 },
             };
+            let Some(admitted) = connections.admit(max_open) else {
+                continue; // every open connection is being served: this one is closed
+            };
+            let admitted = Arc::new(admitted);
+            let (router, arrived) = (router.clone(), admitted.clone());
+            let service = tower::service_fn(move |request: Request<hyper::body::Incoming>| {
+                arrived.head_arrived();
+                router.clone().oneshot(request.map(axum::body::Body::new))
+            });
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(self.limits.client_timeout)
+                .header_read_timeout(header_timeout)
                 .keep_alive(false);
-            let connection = graceful.watch(builder.serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
-            ));
+            let connection = graceful.watch(
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)),
+            );
             tokio::spawn(async move {
                 // A client that goes away or times out is no error of the server's.
-                let _ = connection.await;
-                drop(permit);
+                tokio::select! {
+                    _ = connection => {}
+                    () = admitted.evicted.cancelled() => {}
+                }
             });
         }
         drop(listener);
@@ -201,6 +248,42 @@ impl Server {
             );
         }
     }
+}
+
+/// Runs the request once it has one of `slots`; 503 when none frees within [`SLOT_PATIENCE`].
+async fn in_a_slot(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(SLOT_PATIENCE, slots.acquire_owned()).await {
+        Ok(Ok(_slot)) => next.run(request).await,
+        _ => busy(),
+    }
+}
+
+/// 503 for a request the server has no room for now, with when to try again.
+pub(crate) fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "the server is busy; try again\n",
+    )
+        .into_response()
+}
+
+/// How many connections the process's open-file limit leaves room for, after raising its soft
+/// limit to the hard one (a service started with the common soft limit of 1024 would otherwise
+/// run out of descriptors before it reached its own limit).
+fn open_files_for_connections() -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let files = limit
+        .current
+        .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    files.saturating_sub(OTHER_FILES).max(1)
 }
 
 /// The state of one app's routes.

@@ -1,11 +1,10 @@
 //! Zoom's webhook signatures: `x-zm-signature: v0=HEX(HMAC-SHA256(secret,
-//! "v0:{x-zm-request-timestamp}:{raw body}"))`, checked in constant time before the body is
-//! parsed, with the timestamp within [`MAX_SKEW`] of now and each signature accepted once
-//! ([`Replays`]), so a captured request cannot be played again. Also the answer to Zoom's URL
-//! validation, an HMAC of the token Zoom sends.
-
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+//! "v0:{x-zm-request-timestamp}:{raw body}"))`. The headers are checked first ([`Stamp`]:
+//! both present, the timestamp within [`MAX_SKEW_SECONDS`] of now, the signature well formed),
+//! before any byte of the body is read; then the MAC over the raw body, in constant time. Each
+//! signature is accepted once (the `once` tree of the state, [`crate::state::Once`]), so a
+//! captured request cannot be played again, not even after a restart. Also the answer to Zoom's
+//! URL validation, an HMAC of the token Zoom sends.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -14,9 +13,6 @@ use crate::token::WebhookSecret;
 
 /// How far a request's timestamp may be from now (Zoom documents none; this is the common one).
 pub const MAX_SKEW_SECONDS: i64 = 5 * 60;
-
-/// The most signatures remembered against replay: more than Zoom sends an app in the window.
-const MAX_REMEMBERED: usize = 100_000;
 
 /// Why a request was refused (answered 401); the reason is logged and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +23,8 @@ pub enum Refused {
     /// The timestamp is not seconds since the epoch, or is too far from now.
     #[error("its timestamp is not within 5 minutes of now (check this machine's clock)")]
     Stale,
-    /// The signature does not match the body (or another secret signed it).
+    /// The signature is not `v0=` and a SHA-256 MAC in hex, or does not match the body (or
+    /// another secret signed it).
     #[error("its signature does not match (check the app's webhook secret token)")]
     Mismatch,
     /// This signature was already accepted.
@@ -52,9 +49,67 @@ impl Refused {
 pub struct Verified {
     /// Its timestamp, seconds since the epoch.
     pub at: i64,
-    /// Its MAC in lower-case hex: the same request however its header spells the hex, so
-    /// what [`Replays`] remembers.
-    pub mac: String,
+    /// Its MAC: the same request however its header spells the hex, so what is remembered
+    /// against replays.
+    pub mac: [u8; 32],
+}
+
+/// A request's signature headers, checked before its body is read.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    timestamp: String,
+    at: i64,
+    claimed: [u8; 32],
+}
+
+impl Stamp {
+    /// Reads the `x-zm-request-timestamp` and `x-zm-signature` values, at `now` (seconds since
+    /// the epoch): both present, the timestamp fresh, the signature `v0=` and 64 hex digits.
+    pub fn read(
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        now: i64,
+    ) -> Result<Self, Refused> {
+        let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+            return Err(Refused::Unsigned);
+        };
+        let at: i64 = timestamp.trim().parse().map_err(|_| Refused::Stale)?;
+        if at.abs_diff(now) > MAX_SKEW_SECONDS.unsigned_abs() {
+            return Err(Refused::Stale);
+        }
+        let mut claimed = [0; 32];
+        signature
+            .strip_prefix("v0=")
+            .and_then(|hex_text| hex::decode_to_slice(hex_text, &mut claimed).ok())
+            .ok_or(Refused::Mismatch)?;
+        Ok(Self {
+            timestamp: timestamp.to_owned(),
+            at,
+            claimed,
+        })
+    }
+
+    /// Checks the signature over the raw `body`, in constant time.
+    pub fn verify(&self, secret: &WebhookSecret, body: &[u8]) -> Result<Verified, Refused> {
+        let mut mac = keyed(secret);
+        mac.update(b"v0:");
+        mac.update(self.timestamp.as_bytes());
+        mac.update(b":");
+        mac.update(body);
+        // `verify_slice` compares in constant time.
+        mac.verify_slice(&self.claimed)
+            .map_err(|_| Refused::Mismatch)?;
+        Ok(Verified {
+            at: self.at,
+            mac: self.claimed,
+        })
+    }
+
+    /// Until when a request of this timestamp could be accepted: how long its signature is
+    /// remembered.
+    pub fn window_closes(&self) -> i64 {
+        self.at.saturating_add(MAX_SKEW_SECONDS)
+    }
 }
 
 /// Checks a request's signature over its raw `body`, at `now` (seconds since the epoch).
@@ -65,28 +120,7 @@ pub fn verify(
     body: &[u8],
     now: i64,
 ) -> Result<Verified, Refused> {
-    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
-        return Err(Refused::Unsigned);
-    };
-    let at: i64 = timestamp.trim().parse().map_err(|_| Refused::Stale)?;
-    if at.abs_diff(now) > MAX_SKEW_SECONDS.unsigned_abs() {
-        return Err(Refused::Stale);
-    }
-    let claimed = signature
-        .strip_prefix("v0=")
-        .and_then(|hex_text| hex::decode(hex_text).ok())
-        .ok_or(Refused::Mismatch)?;
-    let mut mac = keyed(secret);
-    mac.update(b"v0:");
-    mac.update(timestamp.as_bytes());
-    mac.update(b":");
-    mac.update(body);
-    // `verify_slice` compares in constant time.
-    mac.verify_slice(&claimed).map_err(|_| Refused::Mismatch)?;
-    Ok(Verified {
-        at,
-        mac: hex::encode(claimed),
-    })
+    Stamp::read(timestamp, signature, now)?.verify(secret, body)
 }
 
 /// The `encryptedToken` of Zoom's URL validation: hex HMAC-SHA256 of `plain_token`.
@@ -106,49 +140,6 @@ pub fn sign(secret: &WebhookSecret, timestamp: i64, body: &[u8]) -> String {
 
 fn keyed(secret: &WebhookSecret) -> Hmac<Sha256> {
     Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes keys of any size")
-}
-
-/// The signatures accepted within the last [`MAX_SKEW_SECONDS`] (a request older than that is
-/// refused as stale anyway), so that each is accepted once.
-#[derive(Default)]
-pub struct Replays {
-    seen: Mutex<Seen>,
-}
-
-#[derive(Default)]
-struct Seen {
-    by_signature: HashMap<String, i64>,
-    /// Signatures in the order accepted, with their timestamps, for pruning.
-    order: VecDeque<(i64, String)>,
-}
-
-impl Replays {
-    /// Records `signature` (of a request stamped `timestamp`) as used at `now`; refuses one
-    /// already used.
-    pub fn first_use(&self, signature: &str, timestamp: i64, now: i64) -> Result<(), Refused> {
-        let mut seen = self.seen.lock().expect("replay lock");
-        while let Some((at, _)) = seen.order.front()
-            && (now - at > MAX_SKEW_SECONDS || seen.order.len() >= MAX_REMEMBERED)
-        {
-            let (_, old) = seen.order.pop_front().expect("a front entry");
-            seen.by_signature.remove(&old);
-        }
-        if seen.by_signature.contains_key(signature) {
-            return Err(Refused::Replayed);
-        }
-        seen.by_signature.insert(signature.to_owned(), timestamp);
-        seen.order.push_back((timestamp, signature.to_owned()));
-        Ok(())
-    }
-
-    /// Forgets `signature`: the request failed on zoomcast's side, and Zoom may send it again.
-    pub fn forget(&self, signature: &str) {
-        self.seen
-            .lock()
-            .expect("replay lock")
-            .by_signature
-            .remove(signature);
-    }
 }
 
 #[cfg(test)]
@@ -240,18 +231,4 @@ mod tests {
     }
 
     const OPENSSL_ANSWER: &str = "98f761f5b6cab14b031182f6c5fd8e663f4d92b356a14765ebb485339514f4cf";
-
-    #[test]
-    fn a_signature_is_accepted_once_within_the_window() {
-        let replays = Replays::default();
-        assert_eq!(replays.first_use("v0=aa", NOW, NOW), Ok(()));
-        assert_eq!(
-            replays.first_use("v0=aa", NOW, NOW + 10),
-            Err(Refused::Replayed)
-        );
-        assert_eq!(replays.first_use("v0=bb", NOW, NOW + 10), Ok(()));
-        // Past the window the old entry is pruned; such a request is refused as stale anyway.
-        assert_eq!(replays.first_use("v0=cc", NOW + 400, NOW + 400), Ok(()));
-        assert_eq!(replays.seen.lock().unwrap().by_signature.len(), 1);
-    }
 }

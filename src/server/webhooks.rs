@@ -1,26 +1,31 @@
-//! `POST /webhooks/zoom`: Zoom's event notifications for one app. The signature is checked over
-//! the raw body before anything reads it (401 otherwise, URL validation included: Zoom signs
-//! those too, and answering an unsigned one would sign any text an attacker chose); then the
-//! body must be JSON with an `event` (400 otherwise), and each event is handled or, when
-//! zoomcast has no use for it, acknowledged and counted as ignored.
+//! `POST /webhooks/zoom`: Zoom's event notifications for one app. The signature headers are
+//! checked before any byte of the body is read (401 without them, with a malformed one or a
+//! stale timestamp); then the body is read under the server's budget ([`super::body`]) and the
+//! signature checked over it (401 otherwise, URL validation included: Zoom signs those too, and
+//! answering an unsigned one would sign any text an attacker chose), and a signature already
+//! accepted is refused as a replay. Then the body must be JSON with an `event` (400 otherwise),
+//! and each event is handled or, when zoomcast has no use for it, acknowledged and counted as
+//! ignored.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppRoute;
+use super::body::BodyError;
 use super::commands::{self, BotNotification};
 use super::deauthorize::{self, Deauthorized, NotErased};
 use super::metrics::Verdict;
-use super::signature::{self, Refused};
+use super::signature::{self, Refused, Stamp, Verified};
+use super::{AppRoute, MAX_BODY};
 use crate::delivery::AppEngine;
+use crate::state::Use;
 use crate::state::deliveries::Press;
+use crate::token::WebhookSecret;
 
 /// An event notification: its name and payload (read per event).
 #[derive(Deserialize)]
@@ -37,13 +42,9 @@ struct UrlValidation {
     plain_token: String,
 }
 
-pub(super) async fn receive(
-    State(route): State<AppRoute>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let server = &route.server;
-    let app = match server.engines.app(&route.app) {
+pub(super) async fn receive(State(route): State<AppRoute>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let app = match route.server.engines.app(&route.app) {
         Ok(app) => app,
         Err(e) => {
             tracing::error!("webhook for app `{}`: {e:#}", route.app);
@@ -53,7 +54,7 @@ pub(super) async fn receive(
             );
         }
     };
-    let Some(secret) = app.app.webhook_secret.as_ref() else {
+    let Some(secret) = app.app.webhook_secret.clone() else {
         tracing::error!(
             "webhook for app `{}`: no webhook secret token is configured; set ZOOM_WEBHOOK_SECRET \
              (or webhook_secret_token) to the one on the app's Features page in the Marketplace",
@@ -64,18 +65,98 @@ pub(super) async fn receive(
             "webhooks are not set up for this app",
         );
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let (timestamp, signature) = (header("x-zm-request-timestamp"), header("x-zm-signature"));
     let now = chrono::Utc::now().timestamp();
-    let verified = signature::verify(secret, timestamp, signature, &body, now).and_then(|v| {
-        server.replays.first_use(&v.mac, v.at, now)?;
-        Ok(v)
-    });
-    let verified = match verified {
-        Ok(verified) => verified,
+    let stamp = match stamp_of(&parts.headers, now) {
+        Ok(stamp) => stamp,
         Err(refused) => return refuse(&route, refused),
     };
-    let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) else {
+    let body = match route
+        .server
+        .bodies
+        .read(&parts.headers, axum::body::Body::new(body), MAX_BODY)
+        .await
+    {
+        Ok(body) => body,
+        Err(e) => return unread(&route, &e),
+    };
+    let verified = match first_use(&route, &secret, &stamp, &body.bytes, now).await {
+        Ok(verified) => verified,
+        Err(response) => return response,
+    };
+    let response = handle(&route, &app, &secret, &body.bytes).await;
+    if response.status().is_server_error() {
+        // Zoom retries a failed event with the same signature: let it through then.
+        if let Err(e) = forget(&route, &verified) {
+            tracing::error!("app `{}`: {e}", route.app);
+        }
+    }
+    response
+}
+
+/// The signature headers of a request, checked before its body is read.
+fn stamp_of(headers: &HeaderMap, now: i64) -> Result<Stamp, Refused> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Stamp::read(
+        header("x-zm-request-timestamp"),
+        header("x-zm-signature"),
+        now,
+    )
+}
+
+/// Checks the signature over `body` and records it as used: a refusal is the answer.
+async fn first_use(
+    route: &AppRoute,
+    secret: &WebhookSecret,
+    stamp: &Stamp,
+    body: &[u8],
+    now: i64,
+) -> Result<Verified, Response> {
+    let verified = stamp
+        .verify(secret, body)
+        .map_err(|refused| refuse(route, refused))?;
+    let once = route.server.engines.store().once();
+    let first = match once {
+        Ok(once) => {
+            once.first_use(Use::Webhook, &verified.mac, stamp.window_closes(), now)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match first {
+        Ok(true) => Ok(verified),
+        Ok(false) => Err(refuse(route, Refused::Replayed)),
+        Err(e) => {
+            tracing::error!(
+                "app `{}`: recording a webhook's signature failed: {e}",
+                route.app
+            );
+            Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the state database failed",
+            ))
+        }
+    }
+}
+
+/// Forgets a signature accepted for a request zoomcast then failed to handle.
+fn forget(route: &AppRoute, verified: &Verified) -> Result<(), crate::state::StateError> {
+    route
+        .server
+        .engines
+        .store()
+        .once()?
+        .forget(Use::Webhook, &verified.mac)
+}
+
+/// Handles a verified event.
+async fn handle(
+    route: &AppRoute,
+    app: &Arc<AppEngine>,
+    secret: &WebhookSecret,
+    body: &[u8],
+) -> Response {
+    let server = &route.server;
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
         server
             .metrics
             .webhook(&route.app, "malformed", Verdict::Malformed);
@@ -84,22 +165,29 @@ pub(super) async fn receive(
     let event = envelope.event.as_str();
     let (verdict, response) = match event {
         "endpoint.url_validation" => url_validation(secret, envelope.payload),
-        "bot_notification" => bot_notification(&route, &app, envelope.payload).await,
-        "bot_installed" => bot_installed(&app),
-        "app_deauthorized" => app_deauthorized(&route, &app, envelope.payload).await,
-        "interactive_message_actions" => button_pressed(&route, envelope.payload).await,
+        "bot_notification" => bot_notification(route, app, envelope.payload).await,
+        "bot_installed" => bot_installed(app),
+        "app_deauthorized" => app_deauthorized(route, app, envelope.payload).await,
+        "interactive_message_actions" => button_pressed(route, envelope.payload).await,
         _ => answered(Verdict::Ignored),
     };
     server.metrics.webhook(&route.app, event, verdict);
-    if response.status().is_server_error() {
-        // Zoom retries a failed event with the same signature: let it through then.
-        server.replays.forget(&verified.mac);
-    }
     response
 }
 
+/// The answer to a body that was not read: too large (413), no room for it now (503), or
+/// broken off (400).
+fn unread(route: &AppRoute, e: &BodyError) -> Response {
+    tracing::warn!("app `{}`: a webhook's body was not read: {e}", route.app);
+    match e {
+        BodyError::TooLarge(_) => problem(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
+        BodyError::Busy => super::busy(),
+        BodyError::Broken(_) => problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
 /// Answers Zoom's URL validation: the token and its HMAC.
-fn url_validation(secret: &crate::token::WebhookSecret, payload: Value) -> (Verdict, Response) {
+fn url_validation(secret: &WebhookSecret, payload: Value) -> (Verdict, Response) {
     let Ok(UrlValidation { plain_token }) = serde_json::from_value(payload) else {
         return malformed();
     };
@@ -124,11 +212,15 @@ async fn bot_notification(
 }
 
 /// A user installed the bot: the answer is the bot's first message to them (Zoom's dynamic
-/// welcome message), a message card of the app's `welcome` text.
+/// welcome message), a Chatbot Message Object `{"content": card}` of the app's `welcome`
+/// text, the `content` wrapper included as Zoom's chatbot authorization page shows it.
 fn bot_installed(app: &AppEngine) -> (Verdict, Response) {
     let text = app.app.welcome.as_deref().unwrap_or(commands::HELP);
     let card = crate::card::text("Welcome", text);
-    (Verdict::Accepted, Json(card).into_response())
+    (
+        Verdict::Accepted,
+        Json(json!({ "content": card })).into_response(),
+    )
 }
 
 /// An account removed the app: its data is deleted before Zoom gets the answer.

@@ -5,7 +5,7 @@
 //! state/              0700; zoomcast's entries in it private, no links: see [`private`]
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
 //!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
-//!                     deliveries, messages, schedule, paces, optouts, health
+//!                     deliveries, messages, schedule, paces, optouts, once, health
 //!   grants/APP/ACCOUNT.json  the current grant of app APP in account ACCOUNT, replaced
 //!                     atomically on every rotation
 //!   control.sock      the scheduler's control socket, while `schedule` runs
@@ -22,6 +22,7 @@ pub mod flusher;
 pub mod grants;
 pub mod jids;
 pub mod lock;
+pub mod once;
 pub mod optouts;
 pub mod paces;
 pub mod private;
@@ -36,6 +37,7 @@ pub use flusher::Flusher;
 pub use grants::{Grant, Grants, UNIDENTIFIED};
 pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
+pub use once::{Once, Use};
 pub use optouts::{OptOut, OptOuts};
 pub use paces::Paces;
 pub use runs::{RunId, RunRecord, RunStatus, Runs};
@@ -146,6 +148,8 @@ pub struct Store {
     flusher: Flusher,
     lock: StateLock,
     keys: Keys,
+    /// When the `once` tree is next pruned, shared by its handles.
+    once_pruned: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -182,6 +186,7 @@ impl Store {
             db,
             lock,
             keys,
+            once_pruned: std::sync::Arc::default(),
         };
         let grants = store.grants()?;
         let resealed = grants.reseal()?;
@@ -275,6 +280,11 @@ impl Store {
     /// The `optouts` tree (users who told a bot `stop`).
     pub fn optouts(&self) -> Result<OptOuts, StateError> {
         OptOuts::open(&self.db, &self.flusher)
+    }
+
+    /// The `once` tree (webhook signatures and install states, each accepted once).
+    pub fn once(&self) -> Result<Once, StateError> {
+        Once::open(&self.db, &self.flusher, self.once_pruned.clone())
     }
 
     /// The `paces` tree (Zoom's rate limits as last measured).

@@ -13,26 +13,30 @@ use zoomcast::token::WebhookSecret;
 use crate::harness::{Env, consent_redirect, job_to, wait_for};
 
 /// A running `serve` and where it listens.
-struct Served {
-    child: Child,
-    base: String,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     log: std::path::PathBuf,
 }
 
 impl Served {
     /// Starts `serve` on a free loopback port, with the emulator's webhook secret, and points
     /// the emulator's events at it.
-    fn start(env: &Env) -> Self {
+    pub(crate) fn start(env: &Env) -> Self {
         Self::start_with(env, |_| {})
     }
 
     /// Starts `serve` with `tweak` applied to its command.
-    fn start_with(env: &Env, tweak: impl FnOnce(&mut std::process::Command)) -> Self {
+    pub(crate) fn start_with(env: &Env, tweak: impl FnOnce(&mut std::process::Command)) -> Self {
         Self::start_on(env, "127.0.0.1:0", tweak)
     }
 
     /// Starts `serve` listening on `listen`, with `tweak` applied to its command.
-    fn start_on(env: &Env, listen: &str, tweak: impl FnOnce(&mut std::process::Command)) -> Self {
+    pub(crate) fn start_on(
+        env: &Env,
+        listen: &str,
+        tweak: impl FnOnce(&mut std::process::Command),
+    ) -> Self {
         let log = env.dir.path().join("serve.log");
         let mut command = env.command(&["serve", "--listen", listen]);
         command
@@ -49,12 +53,12 @@ impl Served {
         Self { child, base, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// SIGTERM, then exit 0 within 15 s; returns the log.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         assert!(
             std::process::Command::new("kill")
@@ -91,7 +95,7 @@ pub(crate) fn served_at(log: &str) -> Option<String> {
     )
 }
 
-fn http() -> reqwest::blocking::Client {
+pub(crate) fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -99,7 +103,7 @@ fn http() -> reqwest::blocking::Client {
 }
 
 /// Posts `body` to the webhook with `headers` (name, value).
-fn post(served: &Served, body: &[u8], headers: &[(&str, String)]) -> (u16, String) {
+pub(crate) fn post(served: &Served, body: &[u8], headers: &[(&str, String)]) -> (u16, String) {
     let mut request = http()
         .post(served.url("/webhooks/zoom"))
         .body(body.to_vec());
@@ -111,7 +115,7 @@ fn post(served: &Served, body: &[u8], headers: &[(&str, String)]) -> (u16, Strin
 }
 
 /// Zoom's headers for `body`, signed with `secret` at `at` (seconds since the epoch).
-fn signed(secret: &str, at: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+pub(crate) fn signed(secret: &str, at: i64, body: &[u8]) -> Vec<(&'static str, String)> {
     vec![
         ("x-zm-request-timestamp", at.to_string()),
         (
@@ -122,7 +126,7 @@ fn signed(secret: &str, at: i64, body: &[u8]) -> Vec<(&'static str, String)> {
 }
 
 /// Has the emulator send an event, and returns zoomcast's answer (status, body).
-fn emulator_event(env: &Env, event: &Value) -> (u16, String) {
+pub(crate) fn emulator_event(env: &Env, event: &Value) -> (u16, String) {
     let answer: Value = http()
         .post(format!("{}/_emulator/events", env.emulator_url()))
         .json(event)
@@ -165,7 +169,7 @@ fn served_after_a_run() -> (Env, Served) {
 }
 
 /// How many opt-outs `optouts --json` lists.
-fn optout_count(env: &Env) -> usize {
+pub(crate) fn optout_count(env: &Env) -> usize {
     let listed = env.run(&["optouts", "--json"]).code(0).json();
     listed.as_array().map_or(0, Vec::len)
 }
@@ -391,7 +395,11 @@ fn installing_the_bot_is_answered_with_the_apps_welcome_message() {
         &json!({"event": "bot_installed", "user": "bo@example.com"}),
     );
     assert_eq!(status, 200, "{body}");
-    let card: Value = serde_json::from_str(&body).unwrap();
+    // A Chatbot Message Object, as Zoom's chatbot authorization page shows it: the card is
+    // wrapped in `content`, and nothing else is at the top.
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer.as_object().unwrap().len(), 1, "{answer}");
+    let card = &answer["content"];
     assert_eq!(
         card["body"][0]["text"],
         "Hi! I post the on-call hand-offs here. Write `stop` to opt out."
@@ -502,7 +510,7 @@ fn deauthorization_deletes_that_accounts_data_and_nothing_else() {
 }
 
 /// A browser that keeps redirects to itself.
-fn browser() -> reqwest::blocking::Client {
+pub(crate) fn browser() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
@@ -511,7 +519,7 @@ fn browser() -> reqwest::blocking::Client {
 }
 
 /// GETs `url` with `cookie` (if any): status, `Location`, body.
-fn visit(url: &str, cookie: Option<&str>) -> (u16, String, String) {
+pub(crate) fn visit(url: &str, cookie: Option<&str>) -> (u16, String, String) {
     let mut request = browser().get(url);
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
@@ -530,7 +538,7 @@ fn visit(url: &str, cookie: Option<&str>) -> (u16, String, String) {
 }
 
 /// `serve` on a port known before it starts, with the app's redirect URI pointing at it.
-fn serve_for_installs(env: &Env) -> Served {
+pub(crate) fn serve_for_installs(env: &Env) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -543,7 +551,7 @@ fn serve_for_installs(env: &Env) -> Served {
 }
 
 /// Starts an install: the cookie `/install` set and the callback URL Zoom redirects to.
-fn start_install(served: &Served) -> (String, String) {
+pub(crate) fn start_install(served: &Served) -> (String, String) {
     let response = browser().get(served.url("/install")).send().unwrap();
     assert_eq!(response.status(), 302);
     let set_cookie = response.headers()["set-cookie"]
@@ -790,8 +798,14 @@ fn stalled_clients_are_cut_off_and_cannot_take_every_connection() {
     }
     // A client that sends its headers and then stalls on the body gets 408.
     let mut slow = std::net::TcpStream::connect(&addr).unwrap();
-    slow.write_all(b"POST /webhooks/zoom HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
-        .unwrap();
+    // (Its headers are those of a signed request: a body is read only after they pass.)
+    let at = chrono::Utc::now().timestamp();
+    let head = format!(
+        "POST /webhooks/zoom HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\
+         x-zm-request-timestamp: {at}\r\nx-zm-signature: v0={}\r\n\r\n{{",
+        "0".repeat(64)
+    );
+    slow.write_all(head.as_bytes()).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut answer = String::new();
@@ -895,7 +909,7 @@ fn metrics_count_the_429s_of_runs_made_by_another_process() {
 
 /// `schedule --listen` (checking job files every second) with the emulator's webhook secret,
 /// and the emulator's events pointed at it.
-fn scheduler_serving_webhooks(env: &Env) -> crate::schedule::Daemon {
+pub(crate) fn scheduler_serving_webhooks(env: &Env) -> crate::schedule::Daemon {
     let secret = env.emu().knobs().webhook_secret;
     let args = ["--listen", "127.0.0.1:0", "--watch-every", "1s"];
     let daemon = crate::schedule::Daemon::start_with(env, &args, |cmd| {

@@ -1,0 +1,104 @@
+//! What must not go quietly wrong while nobody watches: reminders to people who said `stop` or
+//! to channels, the bot's replies lost to one refusal, a dead grant that looks healthy, a daily
+//! limit taken for a passing one.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Env, wait_for};
+use crate::serve::{Served, emulator_event};
+
+/// Replies the bot wrote (in chat, as `zoomcast`) to `email`.
+fn replies_to(env: &Env, email: &str) -> Vec<String> {
+    env.emu()
+        .messages()
+        .into_iter()
+        .filter(|m| m.to_email == email && m.content["head"]["text"] == "zoomcast")
+        .map(|m| {
+            m.content["body"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn reminders_skip_people_who_said_stop_since_and_channels_which_count_for_nothing() {
+    let env = Env::new();
+    env.login();
+    env.job(
+        "handoff",
+        r#"
+[recipients]
+emails = ["ana@example.com", "bo@example.com"]
+channels = ["general@conference.xmpp.zoom.us"]
+
+[message]
+head = "Hand-off"
+
+[[message.blocks]]
+type = "actions"
+buttons = [{ text = "Got it", value = "ack" }]
+
+[acknowledge]
+button = "ack"
+remind_after = "3s"
+max_reminders = 2
+"#,
+    );
+    let daemon = crate::serve::scheduler_serving_webhooks(&env);
+    env.run(&["run", "handoff"]).code(0);
+    // Right after the run, Bo tells the bot `stop`.
+    let stop = json!({"event": "bot_notification", "user": "bo@example.com", "cmd": "stop"});
+    assert_eq!(emulator_event(&env, &stop).0, 200);
+    let reminders = || {
+        env.emu()
+            .messages()
+            .into_iter()
+            .filter(|m| m.reply_to.is_some())
+            .map(|m| m.to_jid)
+            .collect::<Vec<_>>()
+    };
+    let ana = env.emu().directory().find("ana@example.com").unwrap().jid;
+    wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        (reminders().iter().filter(|to| **to == ana).count() >= 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("two reminders to ana: {:?}\n{}", reminders(), daemon.log()));
+    // One more period: nobody else was reminded, not Bo, not the channel.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reminders(), [ana.clone(), ana], "{}", daemon.log());
+    // The channel is not one of those asked to acknowledge.
+    env.run(&["history", "--run", "1"])
+        .code(0)
+        .stdout_has("acknowledged (`ack`): 0 of 2")
+        .stdout_has("not yet: ana@example.com, bo@example.com");
+    daemon.stop();
+}
+
+#[test]
+fn the_bots_replies_wait_for_the_accounts_limit_instead_of_being_lost() {
+    let env = Env::new();
+    env.login();
+    // One send a second in the account: two of three quick replies meet a 429 first.
+    env.adjust_knobs(|k| k.send_rate_limit = Some(1));
+    let served = Served::start(&env);
+    for _ in 0..3 {
+        let help = json!({"event": "bot_notification", "user": "ana@example.com", "cmd": "help"});
+        assert_eq!(emulator_event(&env, &help).0, 200);
+    }
+    let replies = wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        Some(replies_to(&env, "ana@example.com")).filter(|r| r.len() == 3)
+    });
+    let log = served.stop();
+    assert!(
+        replies.is_some(),
+        "three replies: {:?}\n{log}",
+        replies_to(&env, "ana@example.com")
+    );
+    assert!(
+        env.emu().stats().sends_rate_limited > 0,
+        "the limit was met"
+    );
+}
