@@ -290,13 +290,13 @@ fn daily_limit(emu: &Emulator, knobs: &Knobs) -> Option<Response> {
     }
     inner.daily_window = Some((began, count));
     inner.stats.sends_rate_limited += 1;
+    let message = "You have reached the maximum daily rate limit for this API. Refer to the \
+                   response header for details on when you can make another request.";
+    if !knobs.daily_limit_headers {
+        return Some(api_error(StatusCode::TOO_MANY_REQUESTS, 429, message));
+    }
     let reset = (began + TimeDelta::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut response = too_many_requests(
-        "Daily-limit",
-        "You have reached the maximum daily rate limit for this API. Refer to the response \
-         header for details on when you can make another request.",
-        Some(reset),
-    );
+    let mut response = too_many_requests("Daily-limit", message, Some(reset));
     let headers = response.headers_mut();
     headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
     headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));

@@ -82,6 +82,10 @@ pub struct Knobs {
     /// `Retry-After`, as Zoom documents. The emulator's day starts at its first counted send
     /// (not at 00:00 UTC), so what a test sees does not depend on the time of day.
     pub send_daily_limit: Option<u32>,
+    /// Whether the daily limit's 429 carries its headers (`X-RateLimit-Type: Daily-limit`,
+    /// `Retry-After`, ...); without them it says so only in its message, as Zoom's forum shows
+    /// real answers doing.
+    pub daily_limit_headers: bool,
     /// Fraction (0.0-1.0) of `/v2` calls answered with an injected 503.
     pub fail_5xx: f64,
     /// Every address at this domain exists (synthetic users for bulk runs).
@@ -120,6 +124,7 @@ impl Default for Knobs {
             lookup_rate_limit: None,
             retry_after: RetryAfterStyle::Seconds,
             send_daily_limit: None,
+            daily_limit_headers: true,
             fail_5xx: 0.0,
             synthetic_domain: Some("bulk.example.com".into()),
             user_managed: false,

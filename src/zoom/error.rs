@@ -1,12 +1,13 @@
 //! What can go wrong talking to the Zoom API, and what the caller should do about it.
 //!
 //! Zoom's error bodies (`{"code": 1001, "message": "..."}`) become a [`ZoomError`] carrying the
-//! HTTP status, Zoom's code and message, and any `Retry-After`. [`ZoomError::disposition`] is the
+//! HTTP status, Zoom's code and message, and any `Retry-After` (for a daily limit that says
+//! none, the end of Zoom's day, 00:00 UTC). [`ZoomError::disposition`] is the
 //! one place that classifies an error as retryable, token-related or permanent.
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
@@ -133,6 +134,17 @@ impl ZoomError {
         body: &[u8],
         presented: &[&str],
     ) -> Self {
+        Self::answered_at(status, headers, body, presented, Utc::now())
+    }
+
+    /// [`ZoomError::from_response`], for an answer received at `now`.
+    fn answered_at(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        presented: &[&str],
+        now: DateTime<Utc>,
+    ) -> Self {
         let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
         let (code, message) = match parsed {
             Some(ErrorBody { code, message }) => (code, message),
@@ -150,10 +162,12 @@ impl ZoomError {
         // Stored per recipient and printed: short and free of escape sequences.
         let message =
             crate::output::clean(&super::client::scrub(message, presented), MAX_MESSAGE_CHARS);
-        let retry_after = headers
+        let said = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, Utc::now()));
+            .and_then(|v| parse_retry_after(v, now));
+        let daily = status == StatusCode::TOO_MANY_REQUESTS && is_daily_limit(headers, &message);
+        let retry_after = said.or_else(|| daily.then(|| until_the_day_ends(now)));
         Self::Api {
             status,
             code,
@@ -215,6 +229,26 @@ impl ZoomError {
             }
         }
     }
+}
+
+/// Whether a 429 is Zoom's daily limit: said by its `X-RateLimit-Type` header, or, when Zoom
+/// sends none (as its forum shows it doing), by its message ("You have reached the maximum
+/// daily rate limit for this API").
+fn is_daily_limit(headers: &HeaderMap, message: &str) -> bool {
+    let said = headers
+        .get("x-ratelimit-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|kind| kind.trim().eq_ignore_ascii_case("Daily-limit"));
+    said.unwrap_or_else(|| message.to_ascii_lowercase().contains("daily"))
+}
+
+/// How long until Zoom's day ends (00:00 UTC), when its daily limits reset.
+fn until_the_day_ends(now: DateTime<Utc>) -> Duration {
+    let tomorrow = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
+    (tomorrow - now).to_std().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -341,5 +375,59 @@ mod tests {
         );
         let e = error(502, "", None);
         assert_eq!(e.to_string(), "zoom answered 502 Bad Gateway: Bad Gateway");
+    }
+
+    #[test]
+    fn a_daily_limit_waits_for_the_end_of_zooms_day_said_or_not() {
+        let now = DateTime::parse_from_rfc3339("2026-12-07T22:00:00Z")
+            .unwrap()
+            .to_utc();
+        let answer = |headers: &[(&'static str, &str)], message: &str| {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.insert(*name, value.parse().unwrap());
+            }
+            let body = format!(r#"{{"code":429,"message":"{message}"}}"#);
+            let e = ZoomError::answered_at(
+                StatusCode::TOO_MANY_REQUESTS,
+                &map,
+                body.as_bytes(),
+                &[],
+                now,
+            );
+            e.disposition()
+        };
+        let two_hours = Disposition::Retry {
+            after: Some(Duration::from_secs(2 * 3600)),
+        };
+        // No header at all, as in Zoom's forum: the message says it.
+        let daily = "You have reached the maximum daily rate limit for this API.";
+        assert_eq!(answer(&[], daily), two_hours);
+        // The header says it, whatever the message.
+        assert_eq!(
+            answer(&[("x-ratelimit-type", "Daily-limit")], "slow down"),
+            two_hours
+        );
+        // Zoom's own Retry-After wins.
+        assert_eq!(
+            answer(&[("retry-after", "2026-12-07T23:00:00Z")], daily),
+            Disposition::Retry {
+                after: Some(Duration::from_secs(3600)),
+            }
+        );
+        // A per-second limit is not a daily one.
+        let per_second = "You have reached the maximum per-second rate limit for this API.";
+        assert_eq!(
+            answer(&[("x-ratelimit-type", "QPS")], per_second),
+            Disposition::Retry {
+                after: Some(UNSAID_RETRY_AFTER),
+            }
+        );
+        assert_eq!(
+            answer(&[], per_second),
+            Disposition::Retry {
+                after: Some(UNSAID_RETRY_AFTER),
+            }
+        );
     }
 }
