@@ -24,9 +24,10 @@ fn main() -> ExitCode {
         sandbox::enable(program);
     }
     allocator::tune();
-    // Everything zoomcast writes (state, grant files, the control socket, --failures) is
-    // created private, whatever umask it was started under.
+    // Everything zoomcast writes is created private, whatever umask it was started under,
+    // and its memory stays its own: no core file, not dumpable.
     zoomcast::state::private::private_umask();
+    zoomcast::state::private::private_process();
     let cli = zoomcast::cli::Cli::parse();
     zoomcast::cli::init_logging(cli.log_format);
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");

@@ -11,12 +11,13 @@
 //!
 //! Text that came from outside (Zoom's answers, recipients files) goes through [`clean`] before
 //! it reaches a terminal or a file a person opens: no escape sequence, bell or bidi override
-//! rewrites what they see.
+//! rewrites what they see, and no configured secret ([`never_show`]) is shown.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 /// Set once stdout has refused a write.
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
@@ -72,9 +73,53 @@ pub fn stdout_failure() -> Option<String> {
         .clone()
 }
 
-/// `text` safe to show a person: control characters and bidirectional formatting characters
-/// become U+FFFD, and anything past `max_chars` characters is cut, marked with `…`.
+/// The configured secrets (client and webhook secrets, the state key), each with what it is,
+/// registered as they are read: no text [`clean`] passes, and no excerpt of a file, shows one.
+static SECRETS: RwLock<Vec<(String, String)>> = RwLock::new(Vec::new());
+
+/// The shortest secret registered: a shorter value (a test's `s`) would mask ordinary words.
+const MIN_SECRET_CHARS: usize = 8;
+
+/// Registers `secret` (`what` it is: "the client secret of app `ops`") as never to be shown.
+pub fn never_show(what: &str, secret: &str) {
+    let secret = secret.trim();
+    if secret.chars().count() < MIN_SECRET_CHARS {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(PoisonError::into_inner);
+    if !secrets.iter().any(|(_, s)| s == secret) {
+        secrets.push((what.to_owned(), secret.to_owned()));
+    }
+}
+
+/// What registered secret `text` contains, if any.
+pub fn secret_in(text: &str) -> Option<String> {
+    let secrets = SECRETS.read().unwrap_or_else(PoisonError::into_inner);
+    secrets
+        .iter()
+        .find(|(_, secret)| text.contains(secret.as_str()))
+        .map(|(what, _)| what.clone())
+}
+
+/// `text` with every registered secret in it masked by as many `*`: where the rest of the text
+/// stands does not move (a diagnostic's caret still points at its column).
+pub fn mask_secrets(text: &str) -> Cow<'_, str> {
+    let secrets = SECRETS.read().unwrap_or_else(PoisonError::into_inner);
+    let mut masked = Cow::Borrowed(text);
+    for (_, secret) in secrets.iter() {
+        if masked.contains(secret.as_str()) {
+            let stars = "*".repeat(secret.chars().count());
+            masked = Cow::Owned(masked.replace(secret.as_str(), &stars));
+        }
+    }
+    masked
+}
+
+/// `text` safe to show a person: registered secrets masked ([`mask_secrets`]), control
+/// characters and bidirectional formatting characters replaced by U+FFFD, and anything past
+/// `max_chars` characters cut, marked with `…`.
 pub fn clean(text: &str, max_chars: usize) -> String {
+    let text = mask_secrets(text);
     let mut out: String = text
         .chars()
         .take(max_chars)
@@ -86,11 +131,41 @@ pub fn clean(text: &str, max_chars: usize) -> String {
     out
 }
 
-/// A character that changes how text around it is shown rather than showing itself: control
-/// characters (ESC, BEL, NUL, ...) and Unicode's bidirectional formatting characters.
+/// A character that changes how text around it is shown rather than showing itself, or shows
+/// as nothing: control characters (ESC, BEL, NUL, ...; Unicode's Cc), format characters
+/// (bidirectional overrides, zero-width spaces and joiners, the byte order mark: Cf) and the
+/// line and paragraph separators (Zl, Zp).
 pub fn is_hidden(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+}
+
+/// `text` with each hidden character ([`is_hidden`]) written as its escape (`\u{200b}`) and the
+/// rest as it is: a name as a person can see it, and find the character to remove.
+pub fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if is_hidden(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A path as [`escaped`] shows it.
+pub fn shown_path(path: &std::path::Path) -> String {
+    escaped(&path.to_string_lossy())
 }
 
 #[cfg(test)]
@@ -105,5 +180,38 @@ mod tests {
         );
         assert_eq!(clean("héllo wörld", 5), "héllo…");
         assert_eq!(clean("short", 5), "short");
+    }
+
+    #[test]
+    fn a_registered_secret_is_masked_in_place_and_found() {
+        never_show("the test secret", "correct-horse-battery");
+        never_show("too short to register", "abc");
+        assert_eq!(
+            clean("key = \"correct-horse-battery\" # abc", 100),
+            "key = \"*********************\" # abc"
+        );
+        assert_eq!(
+            secret_in("x correct-horse-battery y").as_deref(),
+            Some("the test secret")
+        );
+        assert_eq!(secret_in("abc"), None);
+    }
+
+    #[test]
+    fn invisible_and_format_characters_are_hidden_and_escaped_where_they_stand() {
+        for c in [
+            '\u{1b}', '\u{7}', '\n', '\u{200b}', '\u{feff}', '\u{202e}', '\u{2066}', '\u{2028}',
+            '\u{ad}',
+        ] {
+            assert!(is_hidden(c), "{c:?}");
+        }
+        for c in ['a', 'é', '字', ' ', '🦀'] {
+            assert!(!is_hidden(c), "{c:?}");
+        }
+        assert_eq!(
+            escaped("ana\u{200b}@example.com"),
+            "ana\\u{200b}@example.com"
+        );
+        assert_eq!(escaped("team\u{1b}[2J"), "team\\u{1b}[2J");
     }
 }

@@ -160,7 +160,7 @@ pub fn run_summary(r: &RunRecord) -> String {
     format!(
         "run {} of job `{}` {}: {} recipients, {} sent, {} failed, {} uncertain{opted_out} ({})",
         r.id,
-        r.job,
+        crate::output::escaped(&r.job),
         r.status,
         c.total,
         c.sent,
@@ -280,7 +280,7 @@ pub fn runs_text(runs: &[RunRecord]) -> String {
             out,
             "{:>6}  {:20}  {:25}  {:13}  {:>7} {:>7} {:>7}",
             r.id,
-            r.job,
+            crate::output::escaped(&r.job),
             r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
             r.status.to_string(),
             r.counts.sent,

@@ -135,7 +135,7 @@ async fn login(
         "Open the URL above as an account admin and approve the app. zoomcast waits for the redirect to \
          {redirect}.\nIf the browser runs on another machine, paste the URL it was redirected to (or the code) here."
     );
-    if !no_browser && open::that_detached(url.as_str()).is_err() {
+    if !no_browser && !open_browser(url.as_str()) {
         errln!("(could not open a browser; open the URL by hand)");
     }
     let code = tokio::time::timeout(
@@ -357,4 +357,44 @@ fn logout_account(
             listed()
         ))),
     }
+}
+
+/// The variables that hold a secret or name a file of one: a browser started by `auth login`
+/// gets none of them.
+const SECRET_VARS: [&str; 5] = [
+    "ZOOM_CLIENT_SECRET",
+    "ZOOM_WEBHOOK_SECRET",
+    "ZOOMCAST_STATE_KEY",
+    "ZOOMCAST_NEW_STATE_KEY",
+    "CREDENTIALS_DIRECTORY",
+];
+
+/// Opens `url` with the desktop's opener (the `open` crate's launchers, in its order: the first
+/// one found), in an environment without secrets: the secret variables and their `_FILE`
+/// forms are removed, and so is any variable whose value holds a configured secret (one a
+/// `${VAR}` of zoomcast.toml reads). The opener and the browser it starts are other programs,
+/// which have no need of them. Whether one started.
+fn open_browser(url: &str) -> bool {
+    for mut launcher in open::commands(url) {
+        for (name, value) in std::env::vars_os() {
+            let name_text = name.to_string_lossy();
+            let secret_name = SECRET_VARS
+                .iter()
+                .any(|var| name_text == *var || name_text == format!("{var}_FILE"));
+            if secret_name || crate::output::secret_in(&value.to_string_lossy()).is_some() {
+                launcher.env_remove(&name);
+            }
+        }
+        let started = launcher
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        if let Ok(mut child) = started {
+            // Reaped when it ends, which may be after zoomcast does.
+            std::thread::spawn(move || child.wait());
+            return true;
+        }
+    }
+    false
 }

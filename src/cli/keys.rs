@@ -45,6 +45,7 @@ fn key_from(var: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Option<S
         Some(file) => format!("{var}_FILE ({file})"),
         None => var.to_owned(),
     };
+    crate::output::never_show(&format!("state key ({var})"), &text);
     StateKey::parse(&text, &source)
         .map(Some)
         .map_err(|e| Invalid::one(Diagnostic::whole(None, e.to_string())))

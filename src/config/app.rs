@@ -65,6 +65,19 @@ struct RawConfig {
 }
 
 impl RawApp {
+    /// Registers the app's secrets as never to be shown ([`crate::output::never_show`]).
+    fn never_show_secrets(&self, name: &str) {
+        let secrets = [
+            ("client secret", &self.client_secret),
+            ("webhook secret", &self.webhook_secret_token),
+        ];
+        for (what, value) in secrets {
+            if let Some(value) = value {
+                crate::output::never_show(&format!("{what} of app `{name}`"), value);
+            }
+        }
+    }
+
     /// Replaces `${VAR}` references in every text setting (`prefix` names the app's table in
     /// errors).
     fn expand_references(
@@ -260,6 +273,9 @@ impl Config {
         for (key, value) in overrides {
             *default.field(key) = Some(value);
         }
+        for (name, app) in &apps {
+            app.never_show_secrets(name);
+        }
         Ok(Self {
             apps,
             source: path.exists().then(|| path.to_owned()),
@@ -288,7 +304,9 @@ impl Config {
 
     /// Overrides one key of one app (the demo points the default app at its emulator).
     pub fn set(&mut self, app: &str, key: &str, value: &str) {
-        *self.apps.entry(app.to_owned()).or_default().field(key) = Some(value.to_owned());
+        let raw = self.apps.entry(app.to_owned()).or_default();
+        *raw.field(key) = Some(value.to_owned());
+        raw.never_show_secrets(app);
     }
 
     /// The settings of app `name` as written, if it is configured and its references and

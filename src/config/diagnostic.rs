@@ -26,9 +26,10 @@ impl Location {
         let line_end = source[start..]
             .find('\n')
             .map_or(source.len(), |i| start + i);
-        let text = source[line_start..line_end]
-            .trim_end_matches('\r')
-            .to_owned();
+        // Masked whole before a window is cut from it: a secret across the window's edge
+        // would otherwise show in part.
+        let text = crate::output::mask_secrets(source[line_start..line_end].trim_end_matches('\r'))
+            .into_owned();
         let column = source[line_start..start].chars().count() + 1;
         let width = source[start..span.end.clamp(start, line_end)]
             .chars()
@@ -118,7 +119,7 @@ impl fmt::Display for Diagnostic {
                 writeln!(
                     f,
                     "{gutter}--> {}:{}:{}",
-                    path.display(),
+                    crate::output::shown_path(path),
                     loc.line,
                     loc.column
                 )?;
@@ -131,7 +132,7 @@ impl fmt::Display for Diagnostic {
                     "^".repeat(loc.width)
                 )?;
             }
-            (Some(path), None) => write!(f, "  --> {}", path.display())?,
+            (Some(path), None) => write!(f, "  --> {}", crate::output::shown_path(path))?,
             (None, _) => {}
         }
         if let Some(help) = &self.help {
@@ -196,6 +197,27 @@ mod tests {
             .take(loc.width)
             .collect();
         assert_eq!(under, "bad");
+    }
+
+    #[test]
+    fn a_configured_secret_is_masked_in_an_excerpt_even_across_its_edge() {
+        let secret = "Zk3v9QmT2xLp8RwB4nHs6JdYc1GaUe5F";
+        crate::output::never_show("the diagnostic test's secret", secret);
+        // The window keeps 40 characters before the problem: it starts inside the secret.
+        let source = format!("note = \"{secret}{}\" bad\n", "x".repeat(20));
+        let at = source.find("bad").unwrap();
+        let loc = Location::of_span(&source, at..at + 3);
+        for piece in secret.as_bytes().windows(6) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(!loc.text.contains(piece), "{piece} in {}", loc.text);
+        }
+        let under: String = loc
+            .text
+            .chars()
+            .skip(loc.column - 1)
+            .take(loc.width)
+            .collect();
+        assert_eq!(under, "bad", "the caret still points at the problem");
     }
 
     #[test]

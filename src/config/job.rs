@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::acknowledge::{Acknowledge, AcknowledgeFile};
 use super::app::Config;
-use super::diagnostic::{Diagnostic, Invalid};
+use super::diagnostic::{Diagnostic, Invalid, Location};
 use super::message::MessageFile;
 use super::recipients::{self, FileProblem, Recipient};
 use super::recover;
@@ -258,12 +258,21 @@ impl Job {
     /// relative to `path`). Every mistake is reported at once: one that serde stops at is
     /// blanked out and the file read again ([`super::recover`]).
     pub fn parse(path: &Path, source: &str, config: &Config) -> Result<Self, Invalid> {
-        if let Some(found) = secret_in(source, config) {
+        if let Some(hidden) = job_name(path)
+            .chars()
+            .find(|c| crate::output::is_hidden(*c))
+        {
+            return Err(Invalid::one(hidden_in_name(path, hidden)));
+        }
+        if let Some(found) = secret_in(source) {
             // Reported without the file's lines, which would show the secret.
             return Err(Invalid::one(Diagnostic::whole(Some(path), found).help(
                 "a job file is read by whoever runs the job: keep secrets in the environment \
                  or zoomcast.toml, and remove this one (rotate it if the file was shared)",
             )));
+        }
+        if let Err(e) = toml::from_str::<toml::Table>(source) {
+            return Err(Invalid::one(not_toml(path, source, &e)));
         }
         let mut problems = Vec::new();
         let mut text = source.to_owned();
@@ -298,6 +307,38 @@ impl Job {
             diagnostics: problems,
         })
     }
+}
+
+/// A job whose name (its file name) holds a character that shows as something else or as
+/// nothing: every listing, log line and metric would show another name, or none.
+fn hidden_in_name(path: &Path, hidden: char) -> Diagnostic {
+    Diagnostic::whole(
+        Some(path),
+        format!(
+            "the job's name, `{}`, has a control, bidirectional or invisible character ({})",
+            crate::output::escaped(&job_name(path)),
+            hidden.escape_unicode()
+        ),
+    )
+    .help("rename the file: a job is named after its file, and names are shown everywhere")
+}
+
+/// A file that is not TOML at all: where it breaks, and none of its content. It may be
+/// anything (a state key or a password file linked into the jobs directory by mistake).
+fn not_toml(path: &Path, source: &str, e: &toml::de::Error) -> Diagnostic {
+    let message = e.message().trim().replace('\n', "; ");
+    let place = e.span().map_or_else(String::new, |span| {
+        let at = Location::of_span(source, span);
+        format!(" at line {}, column {}", at.line, at.column)
+    });
+    Diagnostic::whole(
+        Some(path),
+        format!("this is not a TOML file: {message}{place}"),
+    )
+    .help(
+        "its lines are not shown, since a file that is not TOML may hold anything (a key, a \
+         password); fix the TOML at that place, or move the file out of the jobs directory",
+    )
 }
 
 /// serde's complaint about the file, with the closest known key for a misspelled one. A line
@@ -335,22 +376,12 @@ fn may_hold_a_secret(source: &str, span: &std::ops::Range<usize>) -> bool {
         .any(|w| line.contains(w))
 }
 
-/// What secret the job file holds in plain text, if any: an app's client secret or webhook
-/// secret, or what looks like a Zoom token (a JWT, `eyJ...`).
-fn secret_in(source: &str, config: &Config) -> Option<String> {
-    for name in config.app_names() {
-        let Ok(app) = config.app(name) else { continue };
-        let secrets = [
-            Some(("client secret", app.client_secret.expose())),
-            app.webhook_secret
-                .as_ref()
-                .map(|s| ("webhook secret", s.expose())),
-        ];
-        for (what, secret) in secrets.into_iter().flatten() {
-            if secret.len() >= 8 && source.contains(secret) {
-                return Some(format!("the job file contains the {what} of app `{name}`"));
-            }
-        }
+/// What secret the job file holds in plain text, if any: a configured one (an app's client
+/// or webhook secret, the state key: [`crate::output::never_show`]), or what looks like a Zoom
+/// token (a JWT, `eyJ...`).
+fn secret_in(source: &str) -> Option<String> {
+    if let Some(what) = crate::output::secret_in(source) {
+        return Some(format!("the job file contains the {what}"));
     }
     let line = looks_like_a_token(source)?;
     Some(format!(

@@ -11,7 +11,8 @@ use super::{Config, Job, job_name};
 pub struct JobSet {
     /// Valid jobs.
     pub jobs: Vec<Job>,
-    /// Invalid files: the job name and the validation errors.
+    /// Invalid files: the job name (escaped: [`crate::output::escaped`]) and the validation
+    /// errors.
     pub broken: Vec<(String, String)>,
 }
 
@@ -21,7 +22,10 @@ pub fn load(config: &Config, dir: &Path) -> anyhow::Result<JobSet> {
     for path in toml_files(dir)? {
         match Job::load(&path, config) {
             Ok(job) => set.jobs.push(job),
-            Err(invalid) => set.broken.push((job_name(&path), invalid.to_string())),
+            Err(invalid) => set.broken.push((
+                crate::output::escaped(&job_name(&path)),
+                invalid.to_string(),
+            )),
         }
     }
     Ok(set)

@@ -122,8 +122,8 @@ pub fn is_plausible_email(email: &str) -> bool {
 /// (an environment, a key, a `.env`) must not end up in an error or a log.
 pub fn not_an_email(email: &str) -> String {
     if email.chars().any(crate::output::is_hidden) {
-        "the line has a control character, so it is not an email address (is this a text file \
-         of addresses?)"
+        "the line has a control or invisible character, so it is not an email address (an \
+         address with one would look like another recipient; is this a text file of addresses?)"
             .to_owned()
     } else if email.contains('@') {
         format!(

@@ -407,12 +407,26 @@ impl<'a> Checker<'a> {
                 addresses.push(address);
             } else {
                 // The job file's own text, shown under the error anyway.
-                let quoted = crate::output::clean(email.get_ref(), 80);
-                self.report(
-                    email.span(),
-                    format!("`{quoted}` is not an email address"),
-                    "write it as name@example.com",
-                );
+                let text = email.get_ref();
+                let (message, help) = match text.chars().find(|c| crate::output::is_hidden(*c)) {
+                    Some(hidden) => (
+                        format!(
+                            "`{}` has a control or invisible character ({}): it would be \
+                             another recipient that looks the same",
+                            crate::output::escaped(&text.chars().take(80).collect::<String>()),
+                            hidden.escape_unicode()
+                        ),
+                        "remove the character (retype the address)",
+                    ),
+                    None => (
+                        format!(
+                            "`{}` is not an email address",
+                            crate::output::clean(text, 80)
+                        ),
+                        "write it as name@example.com",
+                    ),
+                };
+                self.report(email.span(), message, help);
             }
         }
         let users = self.jids(&table.jids, is_user_jid, "a chat user's JID");

@@ -1,4 +1,5 @@
-//! Keeping the state directory private: it holds refresh tokens for a whole Zoom account.
+//! Keeping the state directory private: it holds refresh tokens for a whole Zoom account; and
+//! the process too ([`private_process`]: no core file, not dumpable).
 //!
 //! Nothing zoomcast keeps in the state directory is open to group or others, whatever the
 //! umask and whatever existed before:
@@ -28,6 +29,25 @@ const OWNER_ONLY: u32 = 0o077;
 pub fn private_umask() {
     use rustix::fs::Mode;
     let _previous = rustix::process::umask(Mode::from_raw_mode(OWNER_ONLY));
+}
+
+/// Keeps the process's memory (tokens, the client secret, the state key) to itself: it writes
+/// no core file, whatever `ulimit -c` it was started under (the hard limit too, so nothing it
+/// runs can raise it), and it is not dumpable, so no other process of its user can attach to
+/// it or read `/proc/PID/mem` or `/proc/PID/environ`. Best effort: a kernel that refuses says
+/// so in the log. Run once, first thing.
+pub fn private_process() {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    let no_core = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    if let Err(e) = setrlimit(Resource::Core, no_core) {
+        tracing::warn!("could not forbid core dumps (setrlimit): {e}");
+    }
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!("could not make the process undumpable (prctl): {e}");
+    }
 }
 
 /// The effective user id of this process: the one user allowed near the state.
@@ -195,5 +215,14 @@ mod tests {
         fs::write(&file, "").unwrap();
         let err = secure(&file).unwrap_err();
         assert!(matches!(err, StateError::NotADirectory(_)), "{err}");
+    }
+
+    #[test]
+    fn a_private_process_writes_no_core_and_cannot_be_dumped() {
+        use rustix::process::{DumpableBehavior, Resource, dumpable_behavior, getrlimit};
+        private_process();
+        let core = getrlimit(Resource::Core);
+        assert_eq!((core.current, core.maximum), (Some(0), Some(0)));
+        assert_eq!(dumpable_behavior().unwrap(), DumpableBehavior::NotDumpable);
     }
 }

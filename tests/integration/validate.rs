@@ -191,3 +191,59 @@ fn a_mistyped_timezone_gets_the_closest_iana_name() {
         .stderr_has("unknown timezone `europe/berln`")
         .stderr_has("did you mean \"Europe/Berlin\"?");
 }
+
+#[test]
+fn names_and_addresses_with_hidden_characters_are_refused_and_shown_escaped() {
+    let env = Env::new();
+    // A job file whose name carries a terminal escape, and one with a zero-width space in an
+    // address: neither reaches a terminal as it is, both are refused.
+    std::fs::write(
+        env.jobs_dir().join("team\u{1b}[2J\u{7}.toml"),
+        job_to(&["ana@example.com"]),
+    )
+    .unwrap();
+    env.job(
+        "lookalike",
+        &job_to(&["ana@example.com"]).replace(
+            "emails = [\"ana@example.com\"]",
+            "emails = [\"ana\u{200b}@example.com\", \"ana@example.com\"]",
+        ),
+    );
+    for args in [&["validate"][..], &["jobs"]] {
+        let run = env.run(args);
+        run.code(2)
+            .stderr_has("team\\u{1b}[2J\\u{7}")
+            .stderr_has("has a control, bidirectional or invisible character (\\u{1b})")
+            .stderr_has("ana\\u{200b}@example.com")
+            .stderr_has("has a control or invisible character (\\u{200b})");
+        for raw in ['\u{1b}', '\u{7}', '\u{200b}'] {
+            assert!(
+                !run.stderr.contains(raw),
+                "{raw:?} printed as it is:\n{}",
+                run.stderr
+            );
+            assert!(
+                !run.stdout.contains(raw),
+                "{raw:?} printed as it is:\n{}",
+                run.stdout
+            );
+        }
+    }
+    // In a recipients file, a byte order mark inside an address.
+    std::fs::remove_file(env.jobs_dir().join("team\u{1b}[2J\u{7}.toml")).unwrap();
+    std::fs::remove_file(env.jobs_dir().join("lookalike.toml")).unwrap();
+    std::fs::write(
+        env.jobs_dir().join("people.txt"),
+        "ana@example.com\nbo\u{feff}@example.com\n",
+    )
+    .unwrap();
+    env.job(
+        "listed",
+        "[recipients]\nfile = \"people.txt\"\n\n[message]\nhead = \"Hi\"\nbody = \"Hello\"\n",
+    );
+    env.run(&["validate", "listed"])
+        .code(2)
+        .stderr_has("people.txt:2: ")
+        .stderr_has("invisible character");
+    assert!(env.emu().messages().is_empty());
+}
