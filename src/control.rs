@@ -18,8 +18,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::delivery::Preview;
-use crate::state::{Delivery, Grant, OptOut, RunId, RunRecord, StateError, Store};
+use crate::delivery::{GrantCheck, Preview};
+use crate::state::{Dead, Delivery, Grant, OptOut, RunId, RunRecord, StateError, Store};
 
 /// The socket's file name in the state directory.
 pub const SOCKET: &str = "control.sock";
@@ -83,13 +83,19 @@ pub enum Request {
     },
     /// How grants are stored: the id of the state key they are sealed with, if any.
     AtRest,
+    /// Check every grant of these apps with Zoom (a refresh when due, then `/v2/users/me`),
+    /// as the process holding the state (it alone may refresh them).
+    CheckGrants {
+        /// The apps.
+        apps: Vec<String>,
+    },
     /// Store the grant an `auth login` beside the scheduler obtained, replacing the one of its
     /// account (the socket is the user's own: 0600, and its peer's uid is checked).
     StoreGrant {
         /// The app.
         app: String,
         /// The new grant, tokens and all.
-        grant: Grant,
+        grant: Box<Grant>,
     },
 }
 
@@ -115,6 +121,10 @@ pub enum Response {
     Stored(GrantView),
     /// The id of the state key grants are sealed with; `None`: stored in plain form.
     AtRest(Option<String>),
+    /// What Zoom said of each grant.
+    GrantChecks(Vec<GrantCheck>),
+    /// A grant handed over was refused, and why (its tokens are the sender's to revoke).
+    Refused(String),
     /// The job or configuration is invalid (exit 2).
     Invalid(String),
     /// The request failed.
@@ -167,11 +177,27 @@ pub struct GrantView {
     pub refreshed_at: DateTime<Utc>,
     /// When the current access token expires.
     pub access_expires_at: DateTime<Utc>,
+    /// The OAuth client it was issued to (empty: not recorded).
+    #[serde(default)]
+    pub client_id: String,
+    /// The authorizing user's role (empty: not known).
+    #[serde(default)]
+    pub role: String,
+    /// Since when Zoom refuses it, and why.
+    #[serde(default)]
+    pub dead: Option<Dead>,
+    /// Whether the account is the app's home account, where jobs naming none send.
+    #[serde(default)]
+    pub home: bool,
 }
 
 impl From<&Grant> for GrantView {
     fn from(g: &Grant) -> Self {
         Self {
+            client_id: g.client_id.clone(),
+            role: g.role.clone(),
+            dead: g.dead.clone(),
+            home: false,
             user_id: g.user_id.clone(),
             user_email: g.user_email.clone(),
             user_jid: g.user_jid.clone(),
@@ -219,9 +245,14 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
                 }
             }
             for (app, account) in &held {
+                let home = grants.home(app)?;
+                let grant = grants.get(app, account)?.as_ref().map(|g| GrantView {
+                    home: home.as_deref() == Some(account),
+                    ..GrantView::from(g)
+                });
                 rows.push(AppGrant {
                     app: app.clone(),
-                    grant: grants.get(app, account)?.as_ref().map(GrantView::from),
+                    grant,
                     bot_expires_at: grants.bot_token(app)?.map(|b| b.expires_at),
                 });
             }
@@ -230,7 +261,10 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
         }
         Request::OptOuts { app } => Response::OptOuts(store.optouts()?.list(app.as_deref())?),
         Request::AtRest => Response::AtRest(store.sealed_with()),
-        Request::RunJob { .. } | Request::CheckJob { .. } | Request::StoreGrant { .. } => {
+        Request::RunJob { .. }
+        | Request::CheckJob { .. }
+        | Request::StoreGrant { .. }
+        | Request::CheckGrants { .. } => {
             Response::Failed("this needs the scheduler; none answered".into())
         }
     })

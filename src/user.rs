@@ -25,6 +25,35 @@ pub struct ZoomUser {
     /// Display name (may be empty).
     #[serde(default)]
     pub display_name: String,
+    /// The user's role in the account (`Owner`, `Admin`, `Member`, or a custom role's name):
+    /// read from Zoom for the user who authorizes, never kept in the JID cache.
+    #[serde(default, skip_serializing)]
+    pub role_name: String,
+    /// The role's id (`0` owner, `1` admin, `2` member, others custom), likewise.
+    #[serde(default, skip_serializing)]
+    pub role_id: String,
+}
+
+impl ZoomUser {
+    /// The user's role as zoomcast records it with a grant: Zoom's role name, or, when Zoom
+    /// gave only the id of a built-in role, its name; empty when Zoom said neither.
+    pub fn role(&self) -> String {
+        match (self.role_name.trim(), self.role_id.trim()) {
+            ("", "0") => "Owner".to_owned(),
+            ("", "1") => "Admin".to_owned(),
+            ("", "2") => "Member".to_owned(),
+            (name, _) => name.to_owned(),
+        }
+    }
+}
+
+/// Whether `role` (as [`ZoomUser::role`] records it) is an account's owner or admin: `None`
+/// when the role is not known.
+pub fn is_admin_role(role: &str) -> Option<bool> {
+    if role.is_empty() {
+        return None;
+    }
+    Some(role.eq_ignore_ascii_case("owner") || role.eq_ignore_ascii_case("admin"))
 }
 
 /// The longest JID zoomcast takes (Zoom's are about 40 characters).

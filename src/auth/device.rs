@@ -88,7 +88,7 @@ pub async fn authorize(
             },
         }
     };
-    identified(oauth, zoom, new_grant(&response)?)
+    identified(oauth, zoom, new_grant(oauth, &response)?)
         .await
         .map_err(|e| match e {
             InstallError::Identify(e) => e.context(format!(

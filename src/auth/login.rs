@@ -23,6 +23,7 @@ use url::Url;
 
 use super::oauth::{OAuthClient, TokenResponse};
 use super::tokens::user_token;
+use crate::config::InstallAccounts;
 use crate::state::{Grant, Grants, StateError};
 use crate::user::is_account_id;
 use crate::zoom::ZoomClient;
@@ -221,9 +222,127 @@ pub enum InstallError {
     /// Who authorized could not be learned, so the grant's account is unknown.
     #[error("looking up who authorized (GET /v2/users/me) failed: {0:#}")]
     Identify(anyhow::Error),
+    /// The grant may not be stored (see [`Refusal`]); its tokens are the caller's to revoke.
+    #[error(transparent)]
+    NotAllowed(#[from] Refusal),
     /// The grant could not be stored.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+}
+
+/// Why a new grant may not be stored (design section 3).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
+    /// It was issued to another OAuth client than the app's (another app, another Zoom).
+    #[error(
+        "the new grant was issued to client id {got}, but app `{app}` is configured with client \
+         id {expected}; log in with the app's own configuration (the one the scheduler runs with)"
+    )]
+    OtherClient {
+        /// The app.
+        app: String,
+        /// The client id the app is configured with.
+        expected: String,
+        /// The grant's.
+        got: String,
+    },
+    /// The account is not one `install_accounts` lets install the app.
+    #[error(
+        "account {account} may not install app `{app}`: its install_accounts in zoomcast.toml \
+         does not list it"
+    )]
+    AccountNotAllowed {
+        /// The app.
+        app: String,
+        /// The account.
+        account: String,
+    },
+    /// Someone who is not an owner or admin would replace an admin's working grant.
+    #[error(
+        "{user} is not an owner or admin of account {account} (their role: {role}), so their \
+         authorization does not replace the account's working grant, authorized by {admin}; an \
+         owner or admin of the account can authorize the app again"
+    )]
+    NotAdmin {
+        /// Who authorized now.
+        user: String,
+        /// Their role.
+        role: String,
+        /// The account.
+        account: String,
+        /// Who authorized the grant that stays.
+        admin: String,
+    },
+}
+
+impl Refusal {
+    /// The refusal without names of people, for a log line: why, and the account.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::OtherClient { got, .. } => format!("issued to another client id ({got})"),
+            Self::AccountNotAllowed { account, .. } => {
+                format!("account {account} is not in install_accounts")
+            }
+            Self::NotAdmin { account, role, .. } => format!(
+                "by a user of account {account} who is not an owner or admin (role {role}), over \
+                 the account's working grant"
+            ),
+        }
+    }
+}
+
+/// What a new grant is checked against before it is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission<'a> {
+    /// The app's client id: a grant issued to another is refused.
+    pub client_id: &'a str,
+    /// The accounts that may install the app, for an install through `/install`; `None` for a
+    /// login at the shell (whoever runs zoomcast on its host is trusted already).
+    pub accounts: Option<&'a InstallAccounts>,
+}
+
+/// Whether `grant` may be stored as the grant of `app` in its account: issued to the app's
+/// client, by an account allowed to install, and not by someone who is not an owner or admin
+/// over a working grant an admin (or an earlier release) made.
+pub fn admit(
+    grants: &Grants,
+    app: &str,
+    grant: &Grant,
+    admission: &Admission<'_>,
+) -> Result<(), InstallError> {
+    // A grant of an earlier release's login names no client: it cannot be checked.
+    if !grant.client_id.is_empty() && grant.client_id != admission.client_id {
+        return Err(Refusal::OtherClient {
+            app: app.to_owned(),
+            expected: admission.client_id.to_owned(),
+            got: grant.client_id.clone(),
+        }
+        .into());
+    }
+    if admission
+        .accounts
+        .is_some_and(|accounts| !accounts.allows(&grant.account_id))
+    {
+        return Err(Refusal::AccountNotAllowed {
+            app: app.to_owned(),
+            account: grant.account_id.clone(),
+        }
+        .into());
+    }
+    if grant.by_admin() == Some(false)
+        && let Some(held) = grants.get(app, &grant.account_id)?
+        && held.dead.is_none()
+        && held.by_admin() != Some(false)
+    {
+        return Err(Refusal::NotAdmin {
+            user: grant.user_email.clone(),
+            role: grant.role.clone(),
+            account: grant.account_id.clone(),
+            admin: held.user_email,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// The first half of an install (from `serve`'s redirect, or `auth login`): exchanges `code`
@@ -261,16 +380,27 @@ pub async fn identified(
     Ok(grant)
 }
 
-/// The second half: stores `grant` as the grant of `app` in its account, replacing that
-/// account's earlier grant (Zoom revoked it when the admin authorized again); other accounts'
-/// grants are untouched.
+/// The second half: stores `grant` as the grant of `app` in its account, if [`admit`] lets it,
+/// replacing that account's earlier grant (Zoom revoked it when the admin authorized again);
+/// other accounts' grants are untouched. The first account to authorize an app becomes its
+/// home account. A refused grant's tokens are the caller's to revoke.
 pub async fn store_install(
     grants: &Grants,
     app: &str,
-    mut grant: Grant,
+    grant: &Grant,
+    admission: &Admission<'_>,
 ) -> Result<Grant, InstallError> {
+    admit(grants, app, grant, admission)?;
+    let mut grant = grant.clone();
     grant.generation = next_generation(grants, app, &grant.account_id)?;
     grants.put(app, &grant).await?;
+    let others = grants
+        .accounts(app)?
+        .into_iter()
+        .any(|a| a != grant.account_id && a != crate::state::UNIDENTIFIED);
+    if !others {
+        grants.adopt_home(app, &grant.account_id).await?;
+    }
     Ok(grant)
 }
 
@@ -285,11 +415,12 @@ async fn exchange(
         .exchange_code(code, redirect_uri, verifier)
         .await
         .context("exchanging the authorization code")?;
-    new_grant(&response)
+    new_grant(oauth, &response)
 }
 
-/// The grant a token answer to a person's authorization makes, its person not known yet.
-pub fn new_grant(response: &TokenResponse) -> anyhow::Result<Grant> {
+/// The grant a token answer to a person's authorization makes (issued to `oauth`'s client),
+/// its person not known yet.
+pub fn new_grant(oauth: &OAuthClient, response: &TokenResponse) -> anyhow::Result<Grant> {
     let Some(refresh_token) = response.refresh_token.clone() else {
         bail!(
             "zoom issued no refresh token; the app must be an OAuth (General) app, not server-to-server"
@@ -307,6 +438,9 @@ pub fn new_grant(response: &TokenResponse) -> anyhow::Result<Grant> {
         authorized_at: now,
         refreshed_at: now,
         generation: 0,
+        client_id: oauth.client_id().to_owned(),
+        role: String::new(),
+        dead: None,
     })
 }
 
@@ -337,6 +471,7 @@ async fn identify(zoom: &ZoomClient, grant: &mut Grant) -> anyhow::Result<()> {
             crate::output::clean(&me.account_id, 80)
         );
     }
+    grant.role = me.role();
     grant.user_id = me.id;
     grant.user_email = me.email;
     grant.user_jid = me.jid;

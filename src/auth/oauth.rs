@@ -227,6 +227,11 @@ impl OAuthClient {
         }
     }
 
+    /// The app's client id: every grant it obtains is issued to it.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// The consent URL a person opens: code flow with `state` and an S256 PKCE challenge.
     pub fn authorize_url(&self, redirect_uri: &Url, state: &str, challenge: &str) -> Url {
         let mut url = self.zoom.endpoints().oauth("oauth/authorize");

@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::bot::BotTokens;
 use super::oauth::{OAuthClient, OAuthError, TokenResponse};
-use crate::state::{Grant, Grants, StateError};
+use crate::state::{Dead, Grant, Grants, StateError};
 use crate::token::{BotToken, UserToken};
 
 /// Why no token could be had.
@@ -63,6 +63,40 @@ pub enum TokenError {
         app: String,
         /// The accounts holding a grant.
         accounts: Vec<String>,
+    },
+    /// Zoom refused the grant earlier (its refresh token is dead): nothing asks Zoom with it
+    /// again until a person authorizes anew.
+    #[error(
+        "the grant of app `{app}` in account {account} is dead since {} (zoom said: {reason}); \
+         an owner or admin of the account runs `zoomcast auth login --app {app}` (or installs the \
+         app again at serve's /install)",
+        since.format("%Y-%m-%d %H:%M UTC")
+    )]
+    Dead {
+        /// The app.
+        app: String,
+        /// The account.
+        account: String,
+        /// When zoomcast learned it.
+        since: DateTime<Utc>,
+        /// What Zoom said.
+        reason: String,
+    },
+    /// The stored grant was issued to another OAuth client than the app is configured with.
+    #[error(
+        "the grant of app `{app}` in account {account} was issued to client id {grant_client}, \
+         but the app is configured with client id {app_client}; run `zoomcast auth login --app \
+         {app}` with the app's configuration"
+    )]
+    OtherClient {
+        /// The app.
+        app: String,
+        /// The account.
+        account: String,
+        /// The grant's client id.
+        grant_client: String,
+        /// The configured one.
+        app_client: String,
     },
     /// The token endpoint refused or could not be reached.
     #[error(transparent)]
@@ -137,10 +171,10 @@ impl AppTokens {
         &self.account
     }
 
-    /// The current grant (who authorized, their JID and account).
+    /// The current grant (who authorized, their JID and account), unless Zoom refused it.
     pub async fn grant(&self) -> Result<Grant, TokenError> {
         let mut slot = self.user.clone().lock_owned().await;
-        Ok(self.load(&mut slot)?.grant.clone())
+        Ok(self.load_alive(&mut slot)?.grant.clone())
     }
 
     /// Deletes the account's grant, from the store and from memory: the account removed the
@@ -187,7 +221,7 @@ impl AppTokens {
         since: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, TokenError> {
         let mut slot = self.user.clone().lock_owned().await;
-        let held = self.load(&mut slot)?;
+        let held = self.load_alive(&mut slot)?;
         let last = held.grant.refreshed_at;
         if last >= since {
             return Ok(None);
@@ -203,15 +237,39 @@ impl AppTokens {
                 .get(&self.app, &self.account)?
                 .map(|grant| Held { grant, saved: true });
         }
-        slot.as_mut().ok_or_else(|| TokenError::NotInstalled {
+        let held = slot.as_mut().ok_or_else(|| TokenError::NotInstalled {
             app: self.app.clone(),
             account: self.account.clone(),
-        })
+        })?;
+        let issued_to = &held.grant.client_id;
+        if !issued_to.is_empty() && issued_to != self.oauth.client_id() {
+            return Err(TokenError::OtherClient {
+                app: self.app.clone(),
+                account: self.account.clone(),
+                grant_client: issued_to.clone(),
+                app_client: self.oauth.client_id().to_owned(),
+            });
+        }
+        Ok(held)
+    }
+
+    /// The held grant, unless Zoom refused it earlier.
+    fn load_alive<'a>(&self, slot: &'a mut Option<Held>) -> Result<&'a mut Held, TokenError> {
+        let held = self.load(slot)?;
+        match &held.grant.dead {
+            Some(dead) => Err(TokenError::Dead {
+                app: self.app.clone(),
+                account: self.account.clone(),
+                since: dead.at,
+                reason: dead.reason.clone(),
+            }),
+            None => Ok(held),
+        }
     }
 
     async fn user(&self, need: Need) -> Result<UserToken, TokenError> {
         let mut slot = self.user.clone().lock_owned().await;
-        let held = self.load(&mut slot)?;
+        let held = self.load_alive(&mut slot)?;
         let current = &held.grant.access;
         if let Need::Replace(rejected) = &need
             && current == rejected
@@ -304,7 +362,14 @@ impl Refresher {
             return Ok(held.grant.access.clone());
         }
         tracing::debug!(app = %self.app, account = %held.grant.account_id, generation = held.grant.generation, "refreshing the user grant");
-        let response = self.oauth.refresh(&held.grant.refresh_token).await?;
+        let response = match self.oauth.refresh(&held.grant.refresh_token).await {
+            Ok(response) => response,
+            Err(OAuthError::GrantRevoked { app, reason }) => {
+                self.record_dead(held, &reason).await;
+                return Err(OAuthError::GrantRevoked { app, reason }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let old = &held.grant;
         held.grant = Grant {
             refresh_token: response
@@ -329,6 +394,27 @@ impl Refresher {
         held.saved = true;
         *self.unproven.lock().expect("unproven lock") = Some(held.grant.access.clone());
         Ok(held.grant.access.clone())
+    }
+}
+
+impl Refresher {
+    /// Records, the moment Zoom says so, that the grant is dead: `auth status` and `doctor`
+    /// say it, and nothing presents its refresh token again. Best effort: a failure to store
+    /// it is logged, and the next use learns it anew.
+    async fn record_dead(&self, held: &mut Held, reason: &str) {
+        held.grant.dead = Some(Dead {
+            at: Utc::now(),
+            reason: reason.to_owned(),
+        });
+        let account = held.grant.account_id.clone();
+        match self.grants.put(&self.app, &held.grant).await {
+            Ok(()) => {
+                tracing::error!(app = %self.app, account = %account, "zoom refused the grant: it is recorded as dead, and a person must authorize again");
+            }
+            Err(e) => {
+                tracing::error!(app = %self.app, account = %account, "zoom refused the grant, and recording that failed: {e}");
+            }
+        }
     }
 }
 

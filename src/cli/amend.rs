@@ -35,7 +35,7 @@ pub(super) async fn run(ctx: &Context, args: &Args, what: Amend) -> anyhow::Resu
             args.job
         ),
     };
-    let engines = Engines::new(Arc::new(ctx.config.clone()), Arc::new(store))?;
+    let engines = Engines::new(Arc::new(ctx.config.clone()), store)?;
     let app = engines.app(&job.app)?;
     let from = app.sender_for(&job).await?;
     let signals = crate::shutdown::Signals::listen()?.cancel_on_signal();

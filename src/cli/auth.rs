@@ -10,14 +10,14 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::state::StoredBy;
+use super::state::{Refused, StoredBy};
 use super::{Context, InvalidText, Outcome};
 use crate::auth::device;
 use crate::auth::login::{self, Pkce};
-use crate::auth::{AppClients, TokenError};
+use crate::auth::{AppClients, OAuthClient, TokenError};
 use crate::config::DEFAULT_APP;
 use crate::control::{AppGrant, GrantView};
-use crate::state::UNIDENTIFIED;
+use crate::state::{Grant, UNIDENTIFIED};
 
 /// How long `auth login` waits for the redirect (codes live 5 minutes at Zoom).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -150,7 +150,8 @@ async fn login(
     })??;
     let grant =
         login::prepare_login(&oauth, &zoom, &app.name, &code, &redirect, &pkce.verifier).await?;
-    let (stored, by) = held.store_grant(&app.name, grant, &ctx.keys).await?;
+    let stored = held.store_grant(&app.name, &grant, &ctx.keys).await;
+    let (stored, by) = revoked_if_refused(stored, &oauth, &grant).await?;
     say_authorized(ctx, &app.name, &stored, by);
     Ok(Outcome::Done)
 }
@@ -178,9 +179,27 @@ async fn device_login(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> 
         );
     })
     .await?;
-    let (stored, by) = state.store_grant(&app.name, grant, &ctx.keys).await?;
+    let stored = state.store_grant(&app.name, &grant, &ctx.keys).await;
+    let (stored, by) = revoked_if_refused(stored, &oauth, &grant).await?;
     say_authorized(ctx, &app.name, &stored, by);
     Ok(Outcome::Done)
+}
+
+/// A grant that was refused ([`Refused`]) is revoked at Zoom at once: nothing will hold it.
+async fn revoked_if_refused<T>(
+    stored: anyhow::Result<T>,
+    oauth: &OAuthClient,
+    grant: &Grant,
+) -> anyhow::Result<T> {
+    if let Err(e) = &stored
+        && e.is::<Refused>()
+    {
+        match oauth.revoke(&grant.access.access).await {
+            Ok(()) => errln!("the new grant was not stored, and it is revoked at zoom"),
+            Err(revoking) => errln!("the new grant was not stored; revoking it failed: {revoking}"),
+        }
+    }
+    stored
 }
 
 fn say_authorized(ctx: &Context, app: &str, grant: &GrantView, by: StoredBy) {
@@ -215,7 +234,7 @@ async fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Res
             print_status(row, now);
         }
     }
-    // A health check reads the exit code: an app without a grant cannot send.
+    // A health check reads the exit code: an app without a working grant cannot send.
     let missing: Vec<&str> = held
         .iter()
         .filter(|row| row.grant.is_none())
@@ -223,6 +242,19 @@ async fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Res
         .collect();
     if !missing.is_empty() {
         bail!("not authorized: app {}", missing.join(", "));
+    }
+    let dead: Vec<String> = held
+        .iter()
+        .filter_map(|row| {
+            let grant = row.grant.as_ref().filter(|g| g.dead.is_some())?;
+            Some(format!("app `{}` in account {}", row.app, grant.account_id))
+        })
+        .collect();
+    if !dead.is_empty() {
+        bail!(
+            "zoom refused the grant of {}; authorize again (`zoomcast auth login`)",
+            dead.join(", ")
+        );
     }
     Ok(Outcome::Done)
 }
@@ -241,8 +273,15 @@ fn status_json(row: &AppGrant, now: DateTime<Utc>) -> serde_json::Value {
         "authorized_at": grant.map(|g| g.authorized_at.to_rfc3339()),
         "refreshed_at": grant.map(|g| g.refreshed_at.to_rfc3339()),
         "access_token_expires_at": grant.map(|g| g.access_expires_at.to_rfc3339()),
-        "access_token_valid": grant.map(|g| g.access_expires_at > now),
+        "access_token_valid": grant.map(|g| g.dead.is_none() && g.access_expires_at > now),
         "bot_token_expires_at": row.bot_expires_at.map(|t| t.to_rfc3339()),
+        "home": grant.map(|g| g.home),
+        "role": grant.map(|g| &g.role).filter(|r| !r.is_empty()),
+        "client_id": grant.map(|g| &g.client_id).filter(|c| !c.is_empty()),
+        "dead": grant.and_then(|g| g.dead.as_ref()).map(|d| json!({
+            "since": d.at.to_rfc3339(),
+            "reason": d.reason,
+        })),
     })
 }
 
@@ -264,6 +303,17 @@ fn print_status(row: &AppGrant, now: DateTime<Utc>) {
         g.user_id,
         g.account_id
     );
+    if g.home {
+        outln!("  home account:  yes (jobs that name no account send here)");
+    }
+    if let Some(dead) = &g.dead {
+        outln!(
+            "  DEAD since {}: zoom refused the grant ({}); run `zoomcast auth login --app {app}`",
+            dead.at.to_rfc3339(),
+            crate::output::clean(&dead.reason, 200)
+        );
+        return;
+    }
     outln!("  scopes:        {}", g.scopes);
     outln!("  authorized at: {}", g.authorized_at.to_rfc3339());
     outln!("  refreshed at:  {}", g.refreshed_at.to_rfc3339());

@@ -136,7 +136,12 @@ async fn log_in(demo: &AppEngine, engines: &Engines) -> anyhow::Result<()> {
         &pkce.verifier,
     )
     .await?;
-    let grant = login::store_install(&engines.store().grants()?, &app.name, grant).await?;
+    let admission = login::Admission {
+        client_id: &app.client_id,
+        accounts: None,
+    };
+    let grants = engines.store().grants()?;
+    let grant = login::store_install(&grants, &app.name, &grant, &admission).await?;
     outln!(
         "authorized as {} (account {}) with the user token; the bot token comes from client credentials",
         grant.user_email,

@@ -1,6 +1,8 @@
 //! `doctor [--app NAME] [--json]`: what is wrong before the first real run. One line per check
 //! with the fix: each app's configuration (credentials, the chatbot JID's form), the state
-//! directory (it opens, or a scheduler holds it), each grant's scopes, the clock against
+//! directory (it opens, or a scheduler holds it), each grant's scopes and whether Zoom takes it
+//! now (asked by the process holding the state: a refresh when due, then `/v2/users/me`; a
+//! grant Zoom refuses is recorded dead), the clock against
 //! Zoom's (`Date` header; webhook signatures allow five minutes), and that Zoom's OAuth and API
 //! base URLs answer. Exit 1 when a check fails.
 
@@ -160,6 +162,41 @@ async fn state_check(ctx: &Context, names: &[String], checks: &mut Vec<Finding>)
         }
         Err(e) => checks.push(Finding::fail("grants", format!("{e:#}"), "see the error")),
     }
+    match state.check_grants(&ctx.config, names.to_vec()).await {
+        Ok(answers) => checks.extend(answers.into_iter().map(zoom_grant_check)),
+        Err(e) => checks.push(Finding::fail(
+            "grants with Zoom",
+            format!("{e:#}"),
+            "see the error",
+        )),
+    }
+}
+
+/// What Zoom said of a grant, asked now (a refresh when due, then `/v2/users/me`).
+fn zoom_grant_check(answer: crate::delivery::GrantCheck) -> Finding {
+    let check = format!(
+        "app `{}` grant of account {} with Zoom",
+        answer.app, answer.account
+    );
+    if answer.ok {
+        Finding::pass(check, answer.detail)
+    } else if !answer.answered {
+        Finding::fail(
+            check,
+            answer.detail,
+            "see whether this host reaches Zoom (the checks below); the grant itself was not judged",
+        )
+    } else {
+        Finding::fail(
+            check,
+            answer.detail,
+            format!(
+                "an owner or admin of the account runs `zoomcast auth login --app {}` (or \
+                 installs the app at serve's /install)",
+                answer.app
+            ),
+        )
+    }
 }
 
 fn grant_check(row: &crate::control::AppGrant) -> Finding {
@@ -174,6 +211,17 @@ fn grant_check(row: &crate::control::AppGrant) -> Finding {
         );
     };
     let check = format!("app `{app}` grant of account {}", grant.account_id);
+    if let Some(dead) = &grant.dead {
+        return Finding::fail(
+            check,
+            format!(
+                "dead since {}: zoom refused it ({})",
+                dead.at.to_rfc3339(),
+                crate::output::clean(&dead.reason, 200)
+            ),
+            format!("an owner or admin of the account runs `zoomcast auth login --app {app}`"),
+        );
+    }
     let scopes: Vec<&str> = grant.scopes.split_whitespace().collect();
     if LOOKUP_SCOPES.iter().any(|s| scopes.contains(s)) {
         Finding::pass(

@@ -90,7 +90,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         "running"
     };
     store.announce(&format!("{doing} job `{}`", job.name));
-    let engines = Engines::new(Arc::new(ctx.config.clone()), Arc::new(store))?;
+    let engines = Engines::new(Arc::new(ctx.config.clone()), store)?;
     if args.dry.dry_run {
         let (from, preview) = engines
             .dry_run(&job, args.dry.show, !args.dry.no_resolve)

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 
 use crate::auth::login;
 use crate::control::{self, AppGrant, Checked, GrantView, Request, Response};
-use crate::delivery::RunReport;
+use crate::delivery::{Engines, GrantCheck, RunReport};
 use crate::state::{Delivery, Grant, Keys, OptOut, RunId, RunRecord, StateError, Store};
 
 /// How long a command waits for a starting scheduler to bind its socket.
@@ -18,7 +18,7 @@ const SOCKET_PATIENCE: Duration = Duration::from_secs(2);
 /// Where a command reads the state.
 pub(super) enum State {
     /// This process holds the store.
-    Local(Store),
+    Local(std::sync::Arc<Store>),
     /// A scheduler holds it; ask it over the control socket in this state directory.
     Daemon(PathBuf),
 }
@@ -33,7 +33,7 @@ impl State {
     /// The store, or the scheduler holding it.
     pub(super) async fn open(dir: &Path, keys: &Keys) -> anyhow::Result<Self> {
         match Store::open_with(dir, keys.clone()) {
-            Ok(store) => Ok(Self::Local(store)),
+            Ok(store) => Ok(Self::Local(std::sync::Arc::new(store))),
             Err(StateError::Locked { .. }) if wait_for_socket(dir).await => {
                 Ok(Self::Daemon(dir.to_owned()))
             }
@@ -97,6 +97,23 @@ impl State {
         }
     }
 
+    /// Checks the grants of `apps` with Zoom, as the process holding the state: this one
+    /// (with `config`), or the scheduler (with its own).
+    pub(super) async fn check_grants(
+        &self,
+        config: &crate::config::Config,
+        apps: Vec<String>,
+    ) -> anyhow::Result<Vec<GrantCheck>> {
+        if let Self::Local(store) = self {
+            let engines = Engines::new(std::sync::Arc::new(config.clone()), store.clone())?;
+            return Ok(engines.check_grants(&apps).await);
+        }
+        match self.ask(&Request::CheckGrants { apps }).await? {
+            Response::GrantChecks(checks) => Ok(checks),
+            _ => Err(unexpected("the grants' checks")),
+        }
+    }
+
     /// Runs a job in the scheduler.
     pub(super) async fn run_job(
         &self,
@@ -140,7 +157,7 @@ impl State {
     pub(super) async fn store_grant(
         &self,
         app: &str,
-        grant: Grant,
+        grant: &Grant,
         keys: &Keys,
     ) -> anyhow::Result<(GrantView, StoredBy)> {
         let dir = match self {
@@ -149,11 +166,12 @@ impl State {
         };
         let request = Request::StoreGrant {
             app: app.to_owned(),
-            grant: grant.clone(),
+            grant: Box::new(grant.clone()),
         };
         let asked = match self.ask(&request).await {
             Ok(Response::Stored(view)) => return Ok((view, StoredBy::Scheduler)),
             Ok(_) => unexpected("the stored grant"),
+            Err(e) if e.is::<Refused>() => return Err(e),
             Err(e) => e,
         };
         match Store::open_with(dir, keys.clone()) {
@@ -174,11 +192,18 @@ impl State {
         };
         match response {
             Response::Failed(message) => Err(anyhow!(message)),
+            Response::Refused(message) => Err(Refused(message).into()),
             Response::Invalid(message) => Err(InvalidText(message).into()),
             other => Ok(other),
         }
     }
 }
+
+/// Why a login's grant was not stored (by this process or the scheduler): its tokens are for
+/// the login to revoke.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct Refused(pub String);
 
 /// Which process stored a login's grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,13 +214,21 @@ pub(super) enum StoredBy {
     Scheduler,
 }
 
+/// A login's grant this process stores: issued to the client of this very configuration.
 async fn store_locally(
     store: &Store,
     app: &str,
-    grant: Grant,
+    grant: &Grant,
 ) -> anyhow::Result<(GrantView, StoredBy)> {
-    let stored = login::store_install(&store.grants()?, app, grant).await?;
-    Ok((GrantView::from(&stored), StoredBy::ThisProcess))
+    let admission = login::Admission {
+        client_id: &grant.client_id,
+        accounts: None,
+    };
+    match login::store_install(&store.grants()?, app, grant, &admission).await {
+        Ok(stored) => Ok((GrantView::from(&stored), StoredBy::ThisProcess)),
+        Err(login::InstallError::NotAllowed(refusal)) => Err(Refused(refusal.to_string()).into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn unexpected(what: &str) -> anyhow::Error {

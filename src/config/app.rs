@@ -40,6 +40,15 @@ struct RawApp {
     install_redirect: Option<String>,
     client_secret_file: Option<String>,
     webhook_secret_token_file: Option<String>,
+    install_accounts: Option<RawInstallAccounts>,
+}
+
+/// `install_accounts` as written: `"any"` or a list of account ids.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+enum RawInstallAccounts {
+    Word(String),
+    List(Vec<String>),
 }
 
 /// `zoomcast.toml`: the default app's keys at the top, more apps under `[apps.NAME]`.
@@ -60,6 +69,7 @@ struct RawConfig {
     install_redirect: Option<String>,
     client_secret_file: Option<String>,
     webhook_secret_token_file: Option<String>,
+    install_accounts: Option<RawInstallAccounts>,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
 }
@@ -163,6 +173,41 @@ pub struct AppConfig {
     pub welcome: Option<String>,
     /// Where `serve` sends the browser after an install (default: the chatbot in Zoom).
     pub install_redirect: Option<Url>,
+    /// Which accounts may install the app through `serve`'s `/install`.
+    pub install_accounts: InstallAccounts,
+}
+
+/// Which Zoom accounts may install an app through `/install` (`install_accounts`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum InstallAccounts {
+    /// Any account (`"any"`, the default).
+    #[default]
+    Any,
+    /// Only these account ids.
+    Only(Vec<String>),
+}
+
+impl InstallAccounts {
+    /// The setting as written (absent: any); `None` when it is neither `"any"` nor a list of
+    /// account ids.
+    fn read(raw: Option<&RawInstallAccounts>) -> Option<Self> {
+        match raw {
+            None => Some(Self::Any),
+            Some(RawInstallAccounts::Word(word)) => (word == "any").then_some(Self::Any),
+            Some(RawInstallAccounts::List(ids)) => ids
+                .iter()
+                .all(|id| crate::user::is_account_id(id))
+                .then(|| Self::Only(ids.clone())),
+        }
+    }
+
+    /// Whether `account` may install the app.
+    pub fn allows(&self, account: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Only(accounts) => accounts.iter().any(|a| a == account),
+        }
+    }
 }
 
 impl fmt::Debug for AppConfig {
@@ -238,6 +283,7 @@ impl Config {
             install_redirect: raw.install_redirect,
             client_secret_file: raw.client_secret_file,
             webhook_secret_token_file: raw.webhook_secret_token_file,
+            install_accounts: raw.install_accounts,
         };
         // The environment wins over the file for the default app: a setting it gives is not
         // read from the file, nor from a secret file the file names.
@@ -384,8 +430,18 @@ impl Config {
                 ),
             ));
         }
+        let install_accounts =
+            InstallAccounts::read(raw.install_accounts.as_ref()).ok_or_else(|| {
+                problem(
+                "install_accounts is neither \"any\" nor a list of Zoom account ids".into(),
+                "write install_accounts = \"any\", or a list such as [\"AbCdEfGhIj\"] (the ids \
+                 `zoomcast auth status` shows)"
+                    .into(),
+            )
+            })?;
         Ok(AppConfig {
             name: name.to_owned(),
+            install_accounts,
             client_id: raw
                 .client_id
                 .clone()
@@ -494,8 +550,8 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
         Invalid::one(d.help(
             "the keys are client_id, client_secret, account_id, robot_jid, redirect_uri, \
              oauth_url, api_url, webhook_secret_token, keepalive_days, plan, welcome, \
-             install_redirect, client_secret_file, webhook_secret_token_file, and [apps.NAME] \
-             tables of the same",
+             install_redirect, install_accounts, client_secret_file, webhook_secret_token_file, \
+             and [apps.NAME] tables of the same",
         ))
     })
 }

@@ -17,7 +17,7 @@ pub mod template;
 pub mod validate;
 pub mod vars;
 
-pub use app::{AppConfig, Config, DEFAULT_APP};
+pub use app::{AppConfig, Config, DEFAULT_APP, InstallAccounts};
 pub use diagnostic::{Diagnostic, Invalid};
 pub use job::{CatchUp, DeliverySettings, Job, OnUncertain, Overlap, SchedulePolicy, job_name};
 pub use jobs_dir::JobSet;

@@ -20,6 +20,22 @@ pub struct Engines {
     apps: Mutex<HashMap<String, Arc<AppEngine>>>,
 }
 
+/// What Zoom said of one grant when it was checked ([`Engines::check_grants`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GrantCheck {
+    /// The app.
+    pub app: String,
+    /// The account.
+    pub account: String,
+    /// Whether it works.
+    pub ok: bool,
+    /// Whether Zoom answered at all (when it did not, the grant is not known to be bad).
+    #[serde(default)]
+    pub answered: bool,
+    /// Who Zoom says authorized it, or why it does not work.
+    pub detail: String,
+}
+
 /// One app: its resolved configuration, its clients (one token source per installing
 /// account) and its engine.
 pub struct AppEngine {
@@ -104,6 +120,34 @@ impl Engines {
         Ok((from, preview))
     }
 
+    /// Checks every grant of `apps` with Zoom, as a run would use it: the access token
+    /// refreshed if due, then `GET /v2/users/me`, a rejected token renewed (and a grant Zoom
+    /// refuses recorded dead). An app that cannot be built is skipped (its configuration is
+    /// another check's).
+    pub async fn check_grants(&self, apps: &[String]) -> Vec<GrantCheck> {
+        let mut checks = Vec::new();
+        for name in apps {
+            let Ok(app) = self.app(name) else { continue };
+            let installed = match app.clients.installed() {
+                Ok(installed) => installed,
+                Err(e) => {
+                    checks.push(GrantCheck {
+                        app: name.clone(),
+                        account: String::new(),
+                        ok: false,
+                        answered: false,
+                        detail: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            for tokens in installed {
+                checks.push(app.check_grant(&tokens).await);
+            }
+        }
+        checks
+    }
+
     /// Runs `job` with its app's engine, as that app's sender.
     pub async fn run(&self, job: &Job, options: RunOptions) -> anyhow::Result<RunReport> {
         let app = self.app(&job.app)?;
@@ -132,6 +176,33 @@ impl AppEngine {
             self.engine.limiters.know_plan(&from.account_id, plan);
         }
         Ok(from)
+    }
+
+    /// What Zoom says of the grant `tokens` hold (see [`Engines::check_grants`]).
+    async fn check_grant(&self, tokens: &AppTokens) -> GrantCheck {
+        let account = tokens.account().to_owned();
+        let (ok, answered, detail) = match self.engine.authorizing_user(tokens).await {
+            Ok(me) if me.account_id == account => {
+                (true, true, format!("zoom answers for {}", me.email))
+            }
+            Ok(me) => (
+                false,
+                true,
+                format!(
+                    "its user is now in account {}; install the app again",
+                    crate::output::clean(&me.account_id, 80)
+                ),
+            ),
+            Err(e) if e.is_transient() => (false, false, format!("zoom did not answer: {e}")),
+            Err(e) => (false, true, e.to_string()),
+        };
+        GrantCheck {
+            app: self.app.name.clone(),
+            account,
+            ok,
+            answered,
+            detail,
+        }
     }
 
     /// What the app's runs send as in the account of `tokens`, checked against the app's

@@ -18,7 +18,8 @@
 //! - [`engines`]: [`Engines`], the one place that builds each app's engine.
 //! - [`run`](Engine): a run's lifecycle (begin or resume, record the end, prune, sweep);
 //!   [`preview`]: a dry run, everything up to the send; [`amend`]: `recall` and `edit` of a
-//!   sent run; `remind`: reminders to acknowledge; `reply`: the bot's answers in chat.
+//!   sent run; `remind`: reminders to acknowledge; `outside`: calls outside any run (the bot's
+//!   answers in chat, who authorized a grant).
 //! - `pipeline`: the two stages; `call`: one request with its slot, pace, retries and token
 //!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned (and a
 //!   job's own ceiling), [`limiters`] one per account and endpoint; `progress`: the bar and log
@@ -30,11 +31,11 @@ pub mod engines;
 pub mod journal;
 pub mod limiter;
 pub mod limiters;
+mod outside;
 mod pipeline;
 pub mod preview;
 mod progress;
 mod remind;
-mod reply;
 mod run;
 
 use std::sync::Arc;
@@ -46,11 +47,11 @@ use crate::auth::AppTokens;
 use crate::config::{Diagnostic, Invalid, help};
 use crate::state::{Delivery, RunRecord};
 pub use call::Stop;
-pub use engines::{AppEngine, Engines};
+pub use engines::{AppEngine, Engines, GrantCheck};
+pub use outside::NotAnswered;
 pub use preview::Preview;
 pub use progress::{LogWriter, ProgressMode};
 pub use remind::asks_to_acknowledge;
-pub use reply::NotReplied;
 pub use run::Engine;
 
 /// How long a cached lookup is kept at least, whatever a job's time-to-live: another job may

@@ -1,6 +1,7 @@
 //! A dry run (`run JOB --dry-run`): everything a run would do up to the send, and nothing
 //! after. It asks Zoom for a new bot token (the app's credentials, the token endpoint) and for
-//! the authorizing user (the grant, the Users API), looks every
+//! the authorizing user (the grant, the Users API, a rejected token renewed as a run renews
+//! it), looks every
 //! recipient up as a run would (JID cache, else the Users API; `--no-resolve` skips it), checks
 //! opt-outs, and renders the first few recipients' cards exactly as Zoom would receive them.
 //! No run is recorded and nothing is sent; lookups it makes are cached, as a run's are.
@@ -93,10 +94,16 @@ impl Engine {
         // Zoom itself answers, whatever is cached: a new bot token (the app's credentials, the
         // token endpoint), and the authorizing user (the grant, the Users API).
         sender.tokens.fresh_bot_token().await?;
-        let user_token = sender.tokens.user_token().await?;
-        let me = self.zoom.get_user(&user_token, "me").await.map_err(|e| {
-            anyhow::anyhow!("the Users API did not answer for the authorizing user: {e}")
-        })?;
+        // As a run would ask: a rejected token renewed, a grant Zoom refused said so.
+        let me = self
+            .authorizing_user(&sender.tokens)
+            .await
+            .map_err(|e| match e {
+                super::NotAnswered::Stopped(stop) => anyhow::Error::from(stop),
+                refused @ super::NotAnswered::Refused(_) => anyhow::anyhow!(
+                    "the Users API did not answer for the authorizing user: {refused}"
+                ),
+            })?;
         if me.account_id != sender.account_id {
             anyhow::bail!(
                 "the grant's user is now in account {}, not {}; install the app again",

@@ -156,8 +156,19 @@ impl Directory {
         }
     }
 
+    /// The role of `user` in their account: the first account's admin is its owner, the
+    /// second's an admin; everyone else a member.
+    pub fn role(user: &User) -> (&'static str, &'static str) {
+        match user.email.split_once('@') {
+            Some(("admin", "example.com")) => ("Owner", "0"),
+            Some(("admin", _)) => ("Admin", "1"),
+            _ => ("Member", "2"),
+        }
+    }
+
     /// Zoom's user object (`GET /v2/users/{id}`) for `user`.
     pub fn to_json(user: &User) -> Value {
+        let (role_name, role_id) = Self::role(user);
         json!({
             "id": user.id,
             "first_name": user.first_name,
@@ -165,7 +176,7 @@ impl Directory {
             "display_name": format!("{} {}", user.first_name, user.last_name),
             "email": user.email,
             "type": 2,
-            "role_name": "Member",
+            "role_name": role_name,
             "pmi": 5_551_234_567_u64,
             "use_pmi": false,
             "timezone": "UTC",
@@ -175,7 +186,7 @@ impl Directory {
             "last_login_time": "2026-11-01T00:00:00Z",
             "language": "en-US",
             "status": "active",
-            "role_id": "2",
+            "role_id": role_id,
             "account_id": user.account_id,
             "account_number": 123_456_789,
             "cluster": "us05",

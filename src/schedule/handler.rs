@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::daemon::{Event, ManualRun};
 use super::service::EngineLauncher;
+use crate::auth::login::InstallError;
 use crate::config::{Config, Job};
 use crate::control::{self, GrantView, Handler, Request, Response};
 use crate::delivery::RunOptions;
@@ -60,11 +61,17 @@ impl Handler for ControlHandler {
                 }
             }),
             Request::StoreGrant { app, grant } => Box::pin(async move {
-                match launcher.store_login(&app, grant).await {
+                match launcher.store_login(&app, *grant).await {
                     Ok(stored) => Response::Stored(GrantView::from(&stored)),
-                    Err(e) => failure(&e),
+                    Err(InstallError::NotAllowed(refusal)) => {
+                        Response::Refused(refusal.to_string())
+                    }
+                    Err(e) => Response::Failed(e.to_string()),
                 }
             }),
+            Request::CheckGrants { apps } => {
+                Box::pin(async move { Response::GrantChecks(launcher.check_grants(&apps).await) })
+            }
             read => {
                 let answer = control::answer(&self.store, &read)
                     .unwrap_or_else(|e| Response::Failed(e.to_string()));

@@ -23,7 +23,7 @@ use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
 use crate::auth::login;
 use crate::config::{Config, Job, JobSet};
 use crate::control::{self, Checked};
-use crate::delivery::{Engines, RunOptions, RunReport};
+use crate::delivery::{Engines, GrantCheck, RunOptions, RunReport};
 use crate::report;
 use crate::server::{Limits, Server};
 use crate::shutdown::Signals;
@@ -147,18 +147,29 @@ impl EngineLauncher {
     /// Stores the grant of an `auth login` run beside the scheduler, as an install through
     /// `serve` is stored: under the grant's lock, so no refresh uses the revoked one.
     /// An app the scheduler's configuration lacks holds no grant in memory: it is only stored.
-    pub(super) async fn store_login(&self, app: &str, grant: Grant) -> anyhow::Result<Grant> {
+    pub(super) async fn store_login(
+        &self,
+        app: &str,
+        grant: Grant,
+    ) -> Result<Grant, login::InstallError> {
         let grants = self.engines.store().grants()?;
         let Ok(engine) = self.engines.app(app) else {
-            return Ok(login::store_install(&grants, app, grant).await?);
+            let admission = login::Admission {
+                client_id: &grant.client_id,
+                accounts: None,
+            };
+            return login::store_install(&grants, app, &grant, &admission).await;
         };
-        let account = grant.account_id.clone();
-        let stored = engine
+        // A login run with another configuration than this scheduler's is refused.
+        let admission = login::Admission {
+            client_id: &engine.app.client_id,
+            accounts: None,
+        };
+        engine
             .clients
-            .tokens(&account)
-            .replace_grant(login::store_install(&grants, app, grant))
-            .await?;
-        Ok(stored)
+            .tokens(&grant.account_id)
+            .replace_grant(login::store_install(&grants, app, &grant, &admission))
+            .await
     }
 
     async fn keep_alive(&self, name: &str) {
@@ -199,6 +210,11 @@ impl EngineLauncher {
     ) -> anyhow::Result<Checked> {
         let (from, preview) = self.engines.dry_run(job, show, resolve).await?;
         Ok(Checked::new(job, &from, preview))
+    }
+
+    /// Checks the grants of `apps` with Zoom, as this process holds them.
+    pub(super) async fn check_grants(&self, apps: &[String]) -> Vec<GrantCheck> {
+        self.engines.check_grants(apps).await
     }
 
     /// Sends `job`'s reminders that are due now; how many.

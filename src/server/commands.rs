@@ -111,7 +111,7 @@ async fn answer(
     app: &AppEngine,
     n: BotNotification,
     text: &str,
-) -> Result<(), crate::delivery::NotReplied> {
+) -> Result<(), crate::delivery::NotAnswered> {
     let to_jid = if n.to_jid.is_empty() {
         n.user_jid.clone()
     } else {

@@ -222,10 +222,25 @@ async fn finish(server: &Server, app: Arc<AppEngine>, code: String, verifier: St
         let (clients, uri) = (&app.clients, &app.app.redirect_uri);
         let grant =
             login::prepare_install(&clients.oauth, &clients.zoom, &code, uri, &verifier).await?;
-        clients
+        let admission = login::Admission {
+            client_id: &app.app.client_id,
+            accounts: Some(&app.app.install_accounts),
+        };
+        let stored = clients
             .tokens(&grant.account_id)
-            .replace_grant(login::store_install(&grants, &app.app.name, grant))
-            .await
+            .replace_grant(login::store_install(
+                &grants,
+                &app.app.name,
+                &grant,
+                &admission,
+            ))
+            .await;
+        if let Err(InstallError::NotAllowed(_)) = &stored
+            && let Err(e) = clients.oauth.revoke(&grant.access.access).await
+        {
+            tracing::warn!("revoking the tokens of a refused install failed: {e}");
+        }
+        stored
     })
     .await;
     let Ok(installed) = installed else {
@@ -234,8 +249,13 @@ async fn finish(server: &Server, app: Arc<AppEngine>, code: String, verifier: St
     match installed {
         Ok(grant) => {
             tracing::info!(
-                "app `{name}`: installed for account {} by one of its admins",
-                grant.account_id
+                "app `{name}`: installed for account {} (authorized by its {})",
+                grant.account_id,
+                if grant.role.is_empty() {
+                    "user of unknown role"
+                } else {
+                    &grant.role
+                }
             );
             let clear = format!(
                 "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
@@ -249,6 +269,15 @@ async fn finish(server: &Server, app: Arc<AppEngine>, code: String, verifier: St
                 ],
             )
                 .into_response()
+        }
+        Err(InstallError::NotAllowed(refusal)) => {
+            tracing::warn!(
+                "app `{name}`: an install was refused: {}",
+                refusal.summary()
+            );
+            refused(&format!(
+                "{refusal}. Nothing was stored, and this authorization is revoked."
+            ))
         }
         Err(e) => {
             tracing::warn!("app `{name}`: an install failed: {e}");
@@ -298,8 +327,17 @@ fn same(a: &str, b: &str) -> bool {
 
 /// A plain-text page with status 400.
 fn page(text: &str) -> Response {
+    plain(StatusCode::BAD_REQUEST, text)
+}
+
+/// A plain-text page with status 403: the install is not one this app takes.
+fn refused(text: &str) -> Response {
+    plain(StatusCode::FORBIDDEN, text)
+}
+
+fn plain(status: StatusCode, text: &str) -> Response {
     (
-        StatusCode::BAD_REQUEST,
+        status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         format!("{text}\n"),
     )

@@ -1,6 +1,6 @@
-//! The `grants` tree (one user grant per app and installing account) and the `bot_tokens`
-//! tree (one cached chatbot token per app: Zoom issues it to the app, for every account), plus
-//! the grant files beside the database.
+//! The `grants` tree (one user grant per app and installing account), the `bot_tokens` tree
+//! (one cached chatbot token per app: Zoom issues it to the app, for every account), the
+//! `homes` tree (each app's home account), plus the grant files beside the database.
 //!
 //! A rotated refresh token is the one piece of state whose loss needs a person: the old one is
 //! already dead at Zoom. So [`Grants::put`] writes it twice before returning: to
@@ -61,6 +61,34 @@ pub struct Grant {
     pub refreshed_at: DateTime<Utc>,
     /// Grows by one on every rotation or login; the newer copy wins on read.
     pub generation: u64,
+    /// The OAuth client (app) the grant was issued to; empty for a grant of an earlier release.
+    #[serde(default)]
+    pub client_id: String,
+    /// The authorizing user's role in the account when they authorized (`Owner`, `Admin`,
+    /// `Member`, a custom role); empty when not known.
+    #[serde(default)]
+    pub role: String,
+    /// Set when Zoom refused the grant (its refresh token is dead): a person must authorize
+    /// again, and nothing asks Zoom with it until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<Dead>,
+}
+
+/// When and why Zoom refused a grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dead {
+    /// When zoomcast learned it.
+    pub at: DateTime<Utc>,
+    /// What Zoom said.
+    pub reason: String,
+}
+
+impl Grant {
+    /// Whether the authorizing user was an owner or admin of the account (`None`: not known,
+    /// as for a grant of an earlier release).
+    pub fn by_admin(&self) -> Option<bool> {
+        crate::user::is_admin_role(&self.role)
+    }
 }
 
 /// The grants of every app and account.
@@ -69,6 +97,8 @@ pub struct Grants {
     tree: sled::Tree,
     flusher: Flusher,
     bots: sled::Tree,
+    /// Each app's home account: where a job that names none sends.
+    homes: sled::Tree,
     dir: PathBuf,
     keys: Keys,
 }
@@ -85,6 +115,7 @@ impl Grants {
             tree: db.open_tree("grants")?,
             flusher: flusher.clone(),
             bots: db.open_tree("bot_tokens")?,
+            homes: db.open_tree("homes")?,
             dir: state_dir.join("grants"),
             keys: keys.clone(),
         })
@@ -266,6 +297,32 @@ impl Grants {
         }
         self.flusher.flush().await?;
         Ok(())
+    }
+
+    /// The home account of `app` (design section 3: its configured `account_id`, else the
+    /// first account that authorized it), if one was recorded.
+    pub fn home(&self, app: &str) -> Result<Option<String>, StateError> {
+        super::codec::get(&self.homes, app)
+    }
+
+    /// Records `account` as the home account of `app` unless one is recorded already;
+    /// durably. Whether it was recorded.
+    pub async fn adopt_home(&self, app: &str, account: &str) -> Result<bool, StateError> {
+        let adopted = self.adopt_home_now(app, account)?;
+        if adopted {
+            self.flusher.flush().await?;
+        }
+        Ok(adopted)
+    }
+
+    /// [`Grants::adopt_home`] from synchronous code, flushed with sled's next write: losing
+    /// it costs only adopting it again.
+    pub fn adopt_home_now(&self, app: &str, account: &str) -> Result<bool, StateError> {
+        let value = super::codec::encode(&account);
+        Ok(self
+            .homes
+            .compare_and_swap(app, None::<&[u8]>, Some(value))?
+            .is_ok())
     }
 
     /// The cached chatbot token of `app`, if any.
@@ -511,6 +568,9 @@ mod tests {
             authorized_at: authorized.to_utc(),
             refreshed_at: Utc::now(),
             generation,
+            client_id: "client".into(),
+            role: "Admin".into(),
+            dead: None,
         }
     }
 

@@ -210,8 +210,7 @@ mod tests {
             jid: "u@xmpp.zoom.us".into(),
             account_id: "acc".into(),
             first_name: "A".into(),
-            last_name: String::new(),
-            display_name: String::new(),
+            ..ZoomUser::default()
         };
         jids.of("acct")
             .put(

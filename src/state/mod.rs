@@ -5,7 +5,7 @@
 //! state/              0700; zoomcast's entries in it private, no links: see [`private`]
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
 //!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
-//!                     deliveries, messages, schedule, paces, optouts, once, health
+//!                     deliveries, messages, schedule, paces, optouts, once, homes, health
 //!   grants/APP/ACCOUNT.json  the current grant of app APP in account ACCOUNT, replaced
 //!                     atomically on every rotation
 //!   control.sock      the scheduler's control socket, while `schedule` runs
@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 pub use deliveries::{Deliveries, Delivery, DeliveryState, Edited, Reminder, Rendered};
 pub use fires::Fires;
 pub use flusher::Flusher;
-pub use grants::{Grant, Grants, UNIDENTIFIED};
+pub use grants::{Dead, Grant, Grants, UNIDENTIFIED};
 pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use lock::StateLock;
 pub use once::{Once, Use};

@@ -19,6 +19,8 @@ fn checked(user: ZoomUser) -> Result<ZoomUser, ZoomError> {
         &user.first_name,
         &user.last_name,
         &user.display_name,
+        &user.role_name,
+        &user.role_id,
     ];
     let sound = fields
         .iter()

@@ -109,10 +109,12 @@ fn a_revoked_grant_exits_1_and_says_to_log_in_again() {
     run.code(1)
         .stderr_has("run `zoomcast auth login --app default` to authorize again");
     assert!(env.emu().messages().is_empty());
-    // Nothing else is lost: the grant is still listed, and the aborted run is in history.
+    // Nothing else is lost: the grant is still listed (dead, so `auth status` exits 1), and
+    // the aborted run is in history.
     env.run(&["auth", "status"])
-        .code(0)
-        .stdout_has("default: authorized by");
+        .code(1)
+        .stdout_has("default: authorized by")
+        .stdout_has("DEAD since");
     env.run(&["history"]).code(0).stdout_has("aborted");
     // Logging in again fixes it.
     env.login();

@@ -132,9 +132,18 @@ pub fn logged_in() -> (
         )
         .await
         .unwrap();
-        zoomcast::auth::login::store_install(&store.grants().unwrap(), "default", grant)
-            .await
-            .unwrap();
+        let admission = zoomcast::auth::login::Admission {
+            client_id: z.oauth.client_id(),
+            accounts: None,
+        };
+        zoomcast::auth::login::store_install(
+            &store.grants().unwrap(),
+            "default",
+            &grant,
+            &admission,
+        )
+        .await
+        .unwrap();
     });
     (z, dir, store, tokens)
 }

@@ -102,3 +102,59 @@ fn the_bots_replies_wait_for_the_accounts_limit_instead_of_being_lost() {
         "the limit was met"
     );
 }
+
+#[test]
+fn a_grant_zoom_refused_is_recorded_dead_and_every_check_says_so() {
+    let env = Env::new();
+    env.job("team", &crate::harness::job_to(&["ana@example.com"]));
+    env.login();
+    env.run(&["doctor"])
+        .code(0)
+        .stdout_has("with Zoom: zoom answers for admin@example.com");
+    // The admin removed the app: Zoom refuses its tokens, while their expiries look fine.
+    env.emu().revoke_all_grants();
+    // A dry run asks Zoom as a run would: the rejected token renewed, the refusal named.
+    env.run(&["run", "team", "--dry-run"])
+        .code(1)
+        .stderr_has("run `zoomcast auth login --app default` to authorize again");
+    // From then on it is known dead: said by status and doctor, exit 1.
+    env.run(&["auth", "status"])
+        .code(1)
+        .stdout_has("DEAD since")
+        .stderr_has("zoom refused the grant of app `default` in account emulated-account-1");
+    let status = env.run(&["auth", "status", "--json"]).json();
+    assert_eq!(status[0]["access_token_valid"], false, "{status}");
+    assert!(status[0]["dead"]["since"].is_string(), "{status}");
+    env.run(&["doctor"])
+        .code(1)
+        .stdout_has("FAIL app `default` grant of account emulated-account-1: dead since");
+    // Runs stop at once, and nothing presents the dead refresh token to Zoom again.
+    env.run(&["run", "team", "--refresh-cache"])
+        .code(1)
+        .stderr_has("is dead since");
+    assert_eq!(env.emu().stats().dead_refresh_presentations, 1);
+    // A new authorization brings it back.
+    env.login();
+    env.run(&["auth", "status"]).code(0);
+    env.run(&["doctor"]).code(0);
+    env.run(&["run", "team"]).code(0);
+}
+
+#[test]
+fn doctor_beside_a_scheduler_has_it_check_the_grants_it_holds() {
+    let env = Env::new();
+    env.login();
+    let daemon = crate::schedule::Daemon::start(&env, &[]);
+    env.run(&["doctor"])
+        .code(0)
+        .stdout_has("with Zoom: zoom answers for admin@example.com");
+    env.emu().revoke_all_grants();
+    env.run(&["doctor"])
+        .code(1)
+        .stdout_has("with Zoom: the authorization of app `default` is no longer valid");
+    env.run(&["auth", "status"])
+        .code(1)
+        .stdout_has("DEAD since");
+    let (log, _) = daemon.stop();
+    assert!(log.contains("recorded as dead"), "{log}");
+}
