@@ -1,6 +1,7 @@
 //! The control socket, `state/control.sock`: while `schedule` holds the state directory, `run`,
 //! `jobs`, `history` and `auth status` from another shell ask the daemon instead of failing on
-//! the lock.
+//! the lock; while a command holds it for a while (a standalone `run`), it answers what it reads
+//! ([`ReadOnly`]), and commands that write wait for the lock.
 //!
 //! One JSON request per connection, one JSON response. The read-only requests are answered
 //! by [`answer`] from a [`Store`]: commands use the same function when they hold the store
@@ -35,6 +36,9 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
+    /// Who holds the state: a scheduler (which runs jobs and stores grants for others), or a
+    /// command that only answers what it reads ([`ReadOnly`]).
+    Holder,
     /// Every run, oldest first, optionally of one job.
     Runs {
         /// Only this job's runs.
@@ -125,10 +129,47 @@ pub enum Response {
     GrantChecks(Vec<GrantCheck>),
     /// A grant handed over was refused, and why (its tokens are the sender's to revoke).
     Refused(String),
+    /// Who holds the state.
+    Holder(Holder),
+    /// The holder is a command that answers only what it reads; the asker waits for the lock.
+    Busy,
     /// The job or configuration is invalid (exit 2).
     Invalid(String),
     /// The request failed.
     Failed(String),
+}
+
+/// Who holds the state directory and answers on its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Holder {
+    /// A scheduler (`schedule`, `serve`): it runs jobs and stores grants for other commands.
+    Scheduler,
+    /// A command holding the state for a while (a standalone `run`, a recall, a login): it
+    /// answers what it reads, and a command that writes waits for it to finish.
+    Command,
+}
+
+/// Answers beside a command that holds the state for a while: what it reads, from its store
+/// (so `history`, `jobs`, `optouts` and `auth status` work beside a standalone `run`); a
+/// request to run a job or store a grant is [`Response::Busy`].
+pub struct ReadOnly {
+    /// The store the command holds.
+    pub store: Arc<Store>,
+}
+
+impl Handler for ReadOnly {
+    fn handle(&self, request: Request) -> BoxFuture<'static, Response> {
+        let answer = match request {
+            Request::Holder => Response::Holder(Holder::Command),
+            Request::RunJob { .. }
+            | Request::CheckJob { .. }
+            | Request::StoreGrant { .. }
+            | Request::CheckGrants { .. } => Response::Busy,
+            read => answer(&self.store, &read).unwrap_or_else(|e| Response::Failed(e.to_string())),
+        };
+        Box::pin(std::future::ready(answer))
+    }
 }
 
 /// What a dry run found: what a run of the job would send as, and to whom.
@@ -261,6 +302,7 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
         }
         Request::OptOuts { app } => Response::OptOuts(store.optouts()?.list(app.as_deref())?),
         Request::AtRest => Response::AtRest(store.sealed_with()),
+        Request::Holder => Response::Holder(Holder::Command),
         Request::RunJob { .. }
         | Request::CheckJob { .. }
         | Request::StoreGrant { .. }

@@ -26,7 +26,8 @@ pub(super) async fn run(ctx: &Context, args: &Args, what: Amend) -> anyhow::Resu
         return Err(missing.into());
     }
     let job = Job::load(&ctx.job_path(&args.job), &ctx.config)?;
-    let store = match ctx.state().await? {
+    let (state, _answering) = ctx.write_state().await?;
+    let store = match state {
         State::Local(store) => store,
         State::Daemon(_) => anyhow::bail!(
             "a scheduler holds the state directory; stop it (SIGTERM), then run `zoomcast {} {}` \

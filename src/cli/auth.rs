@@ -99,7 +99,7 @@ async fn login(
 ) -> anyhow::Result<Outcome> {
     let app = ctx.app(app_name)?;
     // Opened first: a state held by anything but a scheduler fails before anyone approves.
-    let held = ctx.state().await?;
+    let (held, _answering) = ctx.write_state().await?;
     let (zoom, oauth) = AppClients::endpoints(&app)?;
     let mut redirect = app.redirect_uri.clone();
     if let Some(port) = port {
@@ -159,7 +159,7 @@ async fn login(
 /// `auth login --device`: shows where to approve, and waits for the approval.
 async fn device_login(ctx: &Context, app_name: &str) -> anyhow::Result<Outcome> {
     let app = ctx.app(app_name)?;
-    let state = ctx.state().await?;
+    let (state, _answering) = ctx.write_state().await?;
     let (zoom, oauth) = AppClients::endpoints(&app)?;
     let grant = device::authorize(&oauth, &zoom, &app.name, |code| {
         let url = if code.verification_uri_complete.is_empty() {
@@ -218,7 +218,7 @@ fn say_authorized(ctx: &Context, app: &str, grant: &GrantView, by: StoredBy) {
 
 async fn status(ctx: &Context, only: Option<&str>, as_json: bool) -> anyhow::Result<Outcome> {
     let apps = ctx.config.app_names().map(str::to_owned).collect();
-    let mut held = ctx.state().await?.grants(apps).await?;
+    let mut held = ctx.read_state().await?.grants(apps).await?;
     if let Some(only) = only {
         held.retain(|row| row.app == only);
         if held.is_empty() {
@@ -328,7 +328,7 @@ fn print_status(row: &AppGrant, now: DateTime<Utc>) {
 
 async fn logout(ctx: &Context, app_name: &str, account: Option<&str>) -> anyhow::Result<Outcome> {
     let app = ctx.app(app_name)?;
-    let store = ctx.open_store()?;
+    let store = ctx.own_store(ctx.keys.clone(), "auth logout").await?;
     let grants = store.grants()?;
     let held = grants.accounts(&app.name)?;
     let Some(account) = logout_account(&app.name, &held, account)? else {

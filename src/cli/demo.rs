@@ -48,6 +48,7 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
         state_dir: state.path().to_owned(),
         jobs_dir: ctx.jobs_dir.clone(),
         keys: ctx.keys.clone(),
+        wait: ctx.wait,
     };
     let engines = Arc::new(Engines::new(
         Arc::new(config),

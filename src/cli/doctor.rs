@@ -130,7 +130,17 @@ fn app_check(ctx: &Context, name: &str) -> (Finding, Option<Endpoints>) {
 /// scheduler).
 async fn state_check(ctx: &Context, names: &[String], checks: &mut Vec<Finding>) {
     let dir = ctx.state_dir.display().to_string();
-    let state = match ctx.state().await {
+    if !ctx.state_dir.exists() {
+        // A new host: nothing to check but that nothing is authorized yet (doctor creates
+        // nothing).
+        let detail = format!("{dir}: not created yet; the first `zoomcast auth login` creates it");
+        checks.push(Finding::pass("state directory", detail));
+        for app in names {
+            checks.push(not_authorized(app));
+        }
+        return;
+    }
+    let state = match ctx.read_state().await {
         Ok(state) => state,
         Err(e) => {
             let fix = "follow the error's advice; `zoomcast` never recreates a database by itself";
@@ -172,6 +182,17 @@ async fn state_check(ctx: &Context, names: &[String], checks: &mut Vec<Finding>)
     }
 }
 
+/// An app no account has authorized.
+fn not_authorized(app: &str) -> Finding {
+    Finding::fail(
+        format!("app `{app}` grant"),
+        "not authorized",
+        format!(
+            "run `zoomcast auth login --app {app}` as an account admin, or install it at serve's /install"
+        ),
+    )
+}
+
 /// What Zoom said of a grant, asked now (a refresh when due, then `/v2/users/me`).
 fn zoom_grant_check(answer: crate::delivery::GrantCheck) -> Finding {
     let check = format!(
@@ -202,13 +223,7 @@ fn zoom_grant_check(answer: crate::delivery::GrantCheck) -> Finding {
 fn grant_check(row: &crate::control::AppGrant) -> Finding {
     let app = &row.app;
     let Some(grant) = &row.grant else {
-        return Finding::fail(
-            format!("app `{app}` grant"),
-            "not authorized",
-            format!(
-                "run `zoomcast auth login --app {app}` as an account admin, or install it at serve's /install"
-            ),
-        );
+        return not_authorized(app);
     };
     let check = format!("app `{app}` grant of account {}", grant.account_id);
     if let Some(dead) = &grant.dead {

@@ -23,7 +23,7 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    let state = ctx.state().await?;
+    let state = ctx.read_state().await?;
     if let Some(id) = args.run {
         let Some((record, deliveries)) = state.run(id).await? else {
             bail!("there is no run {id}; `zoomcast history` lists the runs");

@@ -66,7 +66,7 @@ async fn last_runs(ctx: &Context, jobs: Vec<String>) -> Vec<Option<RunRecord>> {
     if !ctx.state_dir.exists() {
         return vec![None; count];
     }
-    let answer = match ctx.state().await {
+    let answer = match ctx.read_state().await {
         Ok(state) => state.latest_runs(jobs).await,
         Err(e) => Err(e),
     };

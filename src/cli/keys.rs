@@ -3,7 +3,7 @@
 
 use crate::config::sources::secret;
 use crate::config::{Diagnostic, Invalid};
-use crate::state::{Keys, StateKey, Store};
+use crate::state::{Keys, StateKey};
 
 use super::{Context, Outcome};
 
@@ -58,7 +58,7 @@ pub(super) fn new_key() -> Outcome {
 }
 
 /// `state rekey`.
-pub(super) fn rekey(ctx: &Context, args: &RekeyArgs) -> anyhow::Result<Outcome> {
+pub(super) async fn rekey(ctx: &Context, args: &RekeyArgs) -> anyhow::Result<Outcome> {
     let env = |k: &str| std::env::var(k).ok();
     let old = key_from(KEY_VAR, &env)?;
     let new = key_from(NEW_KEY_VAR, &env)?;
@@ -79,7 +79,7 @@ pub(super) fn rekey(ctx: &Context, args: &RekeyArgs) -> anyhow::Result<Outcome> 
         |id| format!("encrypted with state key {id}"),
     );
     // Opening the store writes every grant again under the new key.
-    let store = Store::open_with(&ctx.state_dir, keys)?;
+    let store = ctx.own_store(keys, "state rekey").await?;
     let count = store.grants()?.all()?.len();
     outln!("{count} grant(s) in {} now {how}", ctx.state_dir.display());
     if args.plain {

@@ -65,6 +65,16 @@ pub struct Cli {
         default_value_t = LogFormat::Text
     )]
     pub log_format: LogFormat,
+    /// How long a command that writes waits while another command holds the state
+    /// directory (a scheduler holding it does the work instead).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        default_value = "10m",
+        value_parser = humantime::parse_duration
+    )]
+    wait: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -132,10 +142,17 @@ pub(crate) struct Context {
     jobs_dir: PathBuf,
     /// How grants are stored: sealed with the state key, if one is set.
     keys: crate::state::Keys,
+    /// How long a command that writes waits for another command holding the state.
+    wait: std::time::Duration,
 }
 
 impl Context {
-    fn new(config: Option<&Path>, state: &Path, jobs: &Path) -> Result<Self, Invalid> {
+    fn new(
+        config: Option<&Path>,
+        state: &Path,
+        jobs: &Path,
+        wait: std::time::Duration,
+    ) -> Result<Self, Invalid> {
         let (path, explicit) = match config {
             Some(p) => (p.to_owned(), true),
             None => (PathBuf::from("zoomcast.toml"), false),
@@ -146,6 +163,7 @@ impl Context {
             state_dir: state.to_owned(),
             jobs_dir: jobs.to_owned(),
             keys: keys::state_keys(&env)?,
+            wait,
         })
     }
 
@@ -157,10 +175,30 @@ impl Context {
         Ok(Store::open_with(&self.state_dir, self.keys.clone())?)
     }
 
-    /// The state, from the store itself or, while a scheduler holds it, through the
-    /// scheduler's control socket.
-    async fn state(&self) -> anyhow::Result<State> {
-        State::open(&self.state_dir, &self.keys).await
+    /// The state for a command that only reads: from the store itself or, while another
+    /// process holds it, through its control socket. Never created.
+    async fn read_state(&self) -> anyhow::Result<State> {
+        State::open_read(&self.state_dir, &self.keys).await
+    }
+
+    /// The state for a command that writes: the store (waiting for another command holding
+    /// it, up to `--wait`), or the scheduler holding it. Hold the `Answering` while working:
+    /// it answers what the store reads to the commands beside this one.
+    async fn write_state(&self) -> anyhow::Result<(State, Option<state::Answering>)> {
+        State::open_write(&self.state_dir, &self.keys, self.wait).await
+    }
+
+    /// The store itself, for a command that writes and needs it to itself (waiting up to
+    /// `--wait` for another command holding it): not while a scheduler holds it.
+    async fn own_store(&self, keys: crate::state::Keys, what: &str) -> anyhow::Result<Store> {
+        match state::lock_patiently(&self.state_dir, &keys, self.wait).await? {
+            Some(store) => Ok(store),
+            None => anyhow::bail!(
+                "a scheduler holds the state directory {}; stop it (SIGTERM), then run `zoomcast \
+                 {what}` again (it needs the state to itself)",
+                self.state_dir.display()
+            ),
+        }
     }
 
     /// A job argument: a name in the jobs directory, or a path to a file (`oncall.toml` that
@@ -224,13 +262,13 @@ fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     // The configuration, read only by the commands that need it.
-    let ctx = || Context::new(cli.config.as_deref(), &cli.state, &cli.jobs);
+    let ctx = || Context::new(cli.config.as_deref(), &cli.state, &cli.jobs, cli.wait);
     match cli.command {
         Command::Completions(args) => Ok(docs::completions(&args)),
         Command::Man => docs::man(),
         Command::Health(args) => health::run(&args).await,
         Command::State(keys::StateCommand::NewKey) => Ok(keys::new_key()),
-        Command::State(keys::StateCommand::Rekey(args)) => keys::rekey(&ctx()?, &args),
+        Command::State(keys::StateCommand::Rekey(args)) => keys::rekey(&ctx()?, &args).await,
         Command::Auth(command) => auth::run(&ctx()?, command).await,
         Command::Validate(args) => validate::run(&ctx()?, &args),
         Command::Run(args) => run::run(&ctx()?, &args).await,

@@ -14,7 +14,7 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    let optouts = ctx.state().await?.optouts(args.app.clone()).await?;
+    let optouts = ctx.read_state().await?.optouts(args.app.clone()).await?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&optouts)?);
     } else if optouts.is_empty() {

@@ -79,7 +79,8 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     }
     let path = ctx.job_path(&args.job);
     let job = Job::load(&path, &ctx.config)?;
-    let store = match ctx.state().await? {
+    let (state, _answering) = ctx.write_state().await?;
+    let store = match state {
         State::Local(store) => store,
         // The scheduler uses its own configuration for the app, not this shell's.
         daemon @ State::Daemon(_) => return through_scheduler(&daemon, &job, &path, args).await,

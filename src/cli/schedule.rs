@@ -1,4 +1,4 @@
-//! `schedule`: the daemon. Opens the state directory (waiting a little for a short command
+//! `schedule`: the daemon. Opens the state directory (waiting, up to `--wait`, for a command
 //! that holds it), binds the control socket and runs the scheduler service until SIGTERM or
 //! SIGINT and the drain after it (see [`crate::schedule::service`]), then exits 0. With
 //! `--listen`, the service also serves what `serve` does; `serve` is the same service with no
@@ -15,10 +15,7 @@ use crate::control;
 use crate::schedule::service::Service;
 use crate::server::Limits;
 use crate::shutdown::Signals;
-use crate::state::{StateError, Store};
-
-/// How long `schedule` waits for another process to release the state directory.
-const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+use crate::state::Store;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -139,23 +136,14 @@ pub(super) async fn run_service(
     Ok(Outcome::Done)
 }
 
-/// Opens the store, waiting up to [`LOCK_PATIENCE`] for a short-lived command (`history`,
-/// `run`) that holds it to finish.
+/// Opens the store, waiting (up to `--wait`) for a command that holds it to finish.
 async fn open_store_patiently(ctx: &Context) -> anyhow::Result<Store> {
-    let start = tokio::time::Instant::now();
-    let mut said = false;
-    loop {
-        match Store::open_with(&ctx.state_dir, ctx.keys.clone()) {
-            Err(StateError::Locked { pid, .. }) if start.elapsed() < LOCK_PATIENCE => {
-                if !std::mem::replace(&mut said, true) {
-                    tracing::info!(
-                        "waiting for the process holding the state directory to finish (pid {})",
-                        pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return Ok(other?),
-        }
+    match super::state::lock_patiently(&ctx.state_dir, &ctx.keys, ctx.wait).await? {
+        Some(store) => Ok(store),
+        None => anyhow::bail!(
+            "another scheduler already holds the state directory {}; one process serves a state \
+             directory (stop it, or use another --state)",
+            ctx.state_dir.display()
+        ),
     }
 }

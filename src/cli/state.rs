@@ -5,10 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::anyhow;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail};
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::login;
-use crate::control::{self, AppGrant, Checked, GrantView, Request, Response};
+use crate::control::{self, AppGrant, Checked, GrantView, Holder, Request, Response};
 use crate::delivery::{Engines, GrantCheck, RunReport};
 use crate::state::{Delivery, Grant, Keys, OptOut, RunId, RunRecord, StateError, Store};
 
@@ -18,7 +21,7 @@ const SOCKET_PATIENCE: Duration = Duration::from_secs(2);
 /// Where a command reads the state.
 pub(super) enum State {
     /// This process holds the store.
-    Local(std::sync::Arc<Store>),
+    Local(Arc<Store>),
     /// A scheduler holds it; ask it over the control socket in this state directory.
     Daemon(PathBuf),
 }
@@ -29,16 +32,68 @@ pub(super) enum State {
 #[error("{0}")]
 pub(super) struct InvalidText(pub String);
 
+/// How often a command that writes tries the lock again while another command holds it.
+const LOCK_POLL: Duration = Duration::from_millis(200);
+
+/// The read-only answering a command that writes serves on the control socket while it holds
+/// the state ([`control::ReadOnly`]); it stops, and the socket goes, when this is dropped.
+pub(super) struct Answering {
+    stop: CancellationToken,
+    socket: PathBuf,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
 impl State {
-    /// The store, or the scheduler holding it.
-    pub(super) async fn open(dir: &Path, keys: &Keys) -> anyhow::Result<Self> {
+    /// For a command that only reads: the store, or the process holding it (a scheduler, or a
+    /// command that answers what it reads). A missing state directory is an error naming it:
+    /// nothing is created.
+    pub(super) async fn open_read(dir: &Path, keys: &Keys) -> anyhow::Result<Self> {
+        if !dir.exists() {
+            bail!(
+                "the state directory {} does not exist: nothing is stored there yet (`zoomcast \
+                 auth login` starts one), or --state (ZOOMCAST_STATE) should name another",
+                dir.display()
+            );
+        }
         match Store::open_with(dir, keys.clone()) {
-            Ok(store) => Ok(Self::Local(std::sync::Arc::new(store))),
-            Err(StateError::Locked { .. }) if wait_for_socket(dir).await => {
+            Ok(store) => Ok(Self::Local(Arc::new(store))),
+            Err(StateError::Locked { pid, doing, .. }) if wait_for_socket(dir).await => {
+                if holder_of(dir).await == Some(Holder::Command) {
+                    errln!(
+                        "the state directory {} is in use by another zoomcast process{}; it \
+                         answers this",
+                        dir.display(),
+                        crate::state::holder(pid, doing.as_deref())
+                    );
+                }
                 Ok(Self::Daemon(dir.to_owned()))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// For a command that writes: the store, waiting up to `wait` for another command that
+    /// holds it ([`lock_patiently`]), and then answering what it reads to the commands beside
+    /// it; or the scheduler holding it, which does the work.
+    pub(super) async fn open_write(
+        dir: &Path,
+        keys: &Keys,
+        wait: Duration,
+    ) -> anyhow::Result<(Self, Option<Answering>)> {
+        Ok(match lock_patiently(dir, keys, wait).await? {
+            Some(store) => {
+                let store = Arc::new(store);
+                let answering = answer_reads(&store);
+                (Self::Local(store), answering)
+            }
+            None => (Self::Daemon(dir.to_owned()), None),
+        })
     }
 
     /// Every run, oldest first, optionally of one job.
@@ -105,7 +160,7 @@ impl State {
         apps: Vec<String>,
     ) -> anyhow::Result<Vec<GrantCheck>> {
         if let Self::Local(store) = self {
-            let engines = Engines::new(std::sync::Arc::new(config.clone()), store.clone())?;
+            let engines = Engines::new(Arc::new(config.clone()), store.clone())?;
             return Ok(engines.check_grants(&apps).await);
         }
         match self.ask(&Request::CheckGrants { apps }).await? {
@@ -192,6 +247,10 @@ impl State {
         };
         match response {
             Response::Failed(message) => Err(anyhow!(message)),
+            Response::Busy => Err(anyhow!(
+                "the process holding the state directory only answers what it reads; wait \
+                 for it to finish"
+            )),
             Response::Refused(message) => Err(Refused(message).into()),
             Response::Invalid(message) => Err(InvalidText(message).into()),
             other => Ok(other),
@@ -233,6 +292,77 @@ async fn store_locally(
 
 fn unexpected(what: &str) -> anyhow::Error {
     anyhow!("the scheduler answered something else than {what}")
+}
+
+/// Opens the store, waiting up to `wait` while another command holds it, and saying once who
+/// holds it and what it is doing; `None` when a scheduler holds it (it never lets go).
+pub(super) async fn lock_patiently(
+    dir: &Path,
+    keys: &Keys,
+    wait: Duration,
+) -> anyhow::Result<Option<Store>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        let locked = match Store::open_with(dir, keys.clone()) {
+            Ok(store) => return Ok(Some(store)),
+            Err(locked @ StateError::Locked { .. }) => locked,
+            Err(e) => return Err(e.into()),
+        };
+        if holder_of(dir).await == Some(Holder::Scheduler) {
+            return Ok(None);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(locked.into());
+        }
+        if !std::mem::replace(&mut said, true)
+            && let StateError::Locked { pid, doing, .. } = &locked
+        {
+            errln!(
+                "the state directory {} is in use by another zoomcast process{}; waiting for \
+                 it (up to {}, --wait)",
+                dir.display(),
+                crate::state::holder(*pid, doing.as_deref()),
+                humantime::format_duration(wait)
+            );
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
+}
+
+/// Serves what `store` reads on the control socket, beside the command holding it; `None` (said
+/// in the log) if the socket cannot be bound: commands beside it then wait or fail, as before.
+fn answer_reads(store: &Arc<Store>) -> Option<Answering> {
+    let listener = match control::bind(store.dir()) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::warn!("commands beside this one cannot read the state: {e}");
+            return None;
+        }
+    };
+    let stop = CancellationToken::new();
+    let handler = Arc::new(control::ReadOnly {
+        store: store.clone(),
+    });
+    tokio::spawn(control::serve(listener, handler, stop.clone()));
+    Some(Answering {
+        stop,
+        socket: control::socket_path(store.dir()),
+    })
+}
+
+/// Who holds the state directory, as its control socket says; `None` when nothing answers.
+/// A scheduler of an earlier release does not know the question: it says it does not
+/// understand, and only schedulers served the socket then.
+async fn holder_of(dir: &Path) -> Option<Holder> {
+    if !control::socket_path(dir).exists() {
+        return None;
+    }
+    match control::ask(dir, &Request::Holder).await {
+        Ok(Response::Holder(holder)) => Some(holder),
+        Ok(Response::Failed(_)) => Some(Holder::Scheduler),
+        _ => None,
+    }
 }
 
 /// Whether the lock holder serves a control socket; a scheduler that is starting gets a moment

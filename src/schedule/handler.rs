@@ -69,6 +69,9 @@ impl Handler for ControlHandler {
                     Err(e) => Response::Failed(e.to_string()),
                 }
             }),
+            Request::Holder => Box::pin(std::future::ready(Response::Holder(
+                control::Holder::Scheduler,
+            ))),
             Request::CheckGrants { apps } => {
                 Box::pin(async move { Response::GrantChecks(launcher.check_grants(&apps).await) })
             }

@@ -128,7 +128,7 @@ pub enum StateError {
 }
 
 /// " (pid 42, running job `team`)": who holds the lock, as it said.
-fn holder(pid: Option<u32>, doing: Option<&str>) -> String {
+pub fn holder(pid: Option<u32>, doing: Option<&str>) -> String {
     let said: Vec<String> = pid
         .map(|p| format!("pid {p}"))
         .into_iter()

@@ -136,7 +136,8 @@ fn a_locked_state_directory_names_the_holder() {
     env.job("ping", &job_to(&["ana@example.com"]));
     std::fs::create_dir_all(env.state_dir()).unwrap();
     let _held = zoomcast::state::StateLock::acquire(&env.state_dir()).unwrap();
-    let run = env.run(&["run", "ping"]);
+    // A command that writes waits for the holder (here a second), then names it.
+    let run = env.run(&["run", "ping", "--wait", "1s"]);
     run.code(1).stderr_has(&format!(
         "is in use by another zoomcast process (pid {})",
         std::process::id()

@@ -158,3 +158,104 @@ fn doctor_beside_a_scheduler_has_it_check_the_grants_it_holds() {
     let (log, _) = daemon.stop();
     assert!(log.contains("recorded as dead"), "{log}");
 }
+
+/// A job `NAME` of `n` synthetic recipients sent one at a time (slow against a slow emulator).
+fn slow_job(env: &Env, name: &str, n: usize) {
+    let emails = crate::harness::bulk_emails(name, n);
+    let emails: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let job = crate::harness::job_to(&emails).replace("concurrency = 4", "concurrency = 1");
+    env.job(name, &job);
+}
+
+/// Starts `run NAME` in the background, and returns once it holds the state and says so.
+fn running(env: &Env, name: &str) -> std::process::Child {
+    let child = env
+        .command(&["run", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = env.state_dir().join("lock");
+    // The lock file names its holder's pid first (an earlier holder's text stays after it).
+    let mine = format!("{}\nrunning job `{name}`", child.id());
+    wait_for(Duration::from_secs(20), Duration::from_millis(20), || {
+        let holder = std::fs::read_to_string(&lock).ok()?;
+        holder.starts_with(&mine).then_some(())
+    })
+    .expect("the run holds the state");
+    child
+}
+
+#[test]
+fn two_runs_at_once_on_one_state_both_succeed() {
+    let env = Env::with_knobs(zoomcast::emulator::Knobs {
+        latency_ms: 30,
+        ..zoomcast::emulator::Knobs::default()
+    });
+    env.login();
+    slow_job(&env, "first", 40);
+    slow_job(&env, "second", 2);
+    // Two timers firing together: the second waits for the first, then runs.
+    let first = running(&env, "first");
+    let second = env.run(&["run", "second"]);
+    second
+        .code(0)
+        .stderr_has("is in use by another zoomcast process (pid ")
+        .stderr_has("running job `first`")
+        .stderr_has("waiting for it (up to 10m, --wait)");
+    let first: crate::harness::Run = first.wait_with_output().unwrap().into();
+    first.code(0);
+    env.assert_each_sent_once(42);
+}
+
+#[test]
+fn read_only_commands_answer_beside_a_standalone_run_and_create_nothing() {
+    let env = Env::with_knobs(zoomcast::emulator::Knobs {
+        latency_ms: 30,
+        ..zoomcast::emulator::Knobs::default()
+    });
+    env.login();
+    slow_job(&env, "slow", 60);
+    env.run(&["run", "slow"]).code(0);
+    let mut run = running(&env, "slow");
+    for args in [
+        &["history"][..],
+        &["history", "slow", "--json"],
+        &["jobs", "--json"],
+        &["optouts"],
+        &["auth", "status"],
+    ] {
+        let answered = env.run(args);
+        answered.code(0);
+        assert!(
+            answered.stderr.contains("running job `slow`") || args[0] == "jobs",
+            "{args:?} says who answered: {}",
+            answered.stderr
+        );
+    }
+    assert_eq!(
+        env.history(Some("slow")).len(),
+        2,
+        "the finished run and this one"
+    );
+    let _ = run.kill();
+    let _ = run.wait();
+
+    // Started in the wrong directory: nothing is created, and the missing directory is named.
+    let elsewhere = env.dir.path().join("not-here");
+    for args in [&["history"][..], &["optouts"], &["auth", "status"]] {
+        env.run_with(args, |cmd| {
+            cmd.env("ZOOMCAST_STATE", &elsewhere);
+        })
+        .code(1)
+        .stderr_has(&format!(
+            "the state directory {} does not exist",
+            elsewhere.display()
+        ));
+    }
+    env.run_with(&["jobs"], |cmd| {
+        cmd.env("ZOOMCAST_STATE", &elsewhere);
+    })
+    .code(0);
+    assert!(!elsewhere.exists(), "no read-only command created it");
+}
