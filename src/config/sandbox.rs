@@ -5,14 +5,19 @@
 //! time one instruction takes.
 //!
 //! The child is the running image itself (`/proc/self/exe render-worker`, [`serve`]): it caps
-//! its data segment at [`MEMORY_LIMIT`] (or a lower limit it was started under), compiles the
-//! message it is sent, and answers one JSON line per request. It is in a process group of its
+//! its data segment at [`memory_cap`] ([`MEMORY_LIMIT`], or half the memory its cgroup allows
+//! when that is less, or a lower limit it was started under: under a container's limit, the
+//! render is refused before the kernel kills the container), compiles the message it is sent,
+//! and answers one JSON line per request. It is in a process group of its
 //! own (Ctrl-C is the parent's to handle), and exits when its parent closes the pipe or after
 //! [`IDLE`] without a request. The parent waits at most [`DEADLINE`] for an answer.
 //!
 //! How a child ended says whose fault a failed render is ([`Failure`]): an allocation refused
-//! (the child aborts) or the deadline is the template's; anything else (no child could start,
-//! a child killed from outside) is not, and a run stops rather than fail its recipients.
+//! (the child aborts) or the deadline is the template's; so is a child killed twice while
+//! rendering the same request (a kernel out of memory kills by signal, and a template that
+//! grows past what the machine has would otherwise stop every resume of its run at the same
+//! recipient). Anything else (no child could start, one killed once) is not the template's,
+//! and a run stops rather than fail its recipients.
 //!
 //! Only the binary turns this on ([`enable`]); the library's other users (tests, benchmarks
 //! in-process) render in-process.
@@ -31,7 +36,8 @@ use serde_json::Value;
 
 use super::template::{Message, MessageTemplate, RenderError};
 
-/// The most memory (data segment: heap and anonymous mappings) a render may take.
+/// The most memory (data segment: heap and anonymous mappings) a render may take, unless the
+/// process's memory cgroup allows less ([`memory_cap`]).
 pub const MEMORY_LIMIT: u64 = 512 << 20;
 /// The longest one render may take.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -126,8 +132,10 @@ impl Sandbox {
             None => self.start()?,
         };
         let mut answer = exchange(&mut worker, &line);
-        // It went idle and exited just as the request came: a new child takes it.
-        if matches!(answer, Err(Ended::Idle)) {
+        // It went idle and exited just as the request came, or it was killed: a new child
+        // takes the request once more.
+        let killed_before = matches!(answer, Err(Ended::Killed(_)));
+        if matches!(answer, Err(Ended::Idle | Ended::Killed(_))) {
             worker = self.start()?;
             answer = exchange(&mut worker, &line);
         }
@@ -139,6 +147,13 @@ impl Sandbox {
             Err(Ended::Idle) => Err(Failure::Renderer(
                 "the renderer exited twice before answering".into(),
             )),
+            Err(Ended::Killed(how)) if killed_before => Err(Failure::Template(format!(
+                "the renderer was killed twice while rendering this message ({how}): the \
+                 system stops a process that takes more memory than it has"
+            ))),
+            Err(Ended::Killed(how)) => {
+                Err(Failure::Renderer(format!("the renderer stopped ({how})")))
+            }
             Err(Ended::Failed(failure)) => Err(failure),
         }
     }
@@ -171,6 +186,9 @@ impl Sandbox {
 enum Ended {
     /// It exited on its own, as an idle one does.
     Idle,
+    /// A signal ended it (other than the abort of a refused allocation): killed from outside,
+    /// by a person or by the kernel out of memory.
+    Killed(String),
     /// It failed, or ended otherwise.
     Failed(Failure),
 }
@@ -212,12 +230,69 @@ fn ended(worker: &mut Worker) -> Ended {
     Ended::Failed(match worker.child.wait() {
         Ok(status) if status.signal() == Some(SIGABRT) => Failure::Template(format!(
             "the render needed more than {} MiB of memory",
-            MEMORY_LIMIT >> 20
+            memory_cap() >> 20
         )),
         Ok(status) if status.success() => return Ended::Idle,
+        Ok(status) if status.signal().is_some() => return Ended::Killed(status.to_string()),
         Ok(status) => Failure::Renderer(format!("the renderer stopped ({status})")),
         Err(e) => Failure::Renderer(format!("the renderer stopped ({e})")),
     })
+}
+
+/// The memory a render may take: [`MEMORY_LIMIT`], or half of what this process's memory
+/// cgroup allows when that is less (so that under a container's limit, the render is refused
+/// by its own cap, named, before the kernel kills it or the service).
+pub fn memory_cap() -> u64 {
+    static CAP: OnceLock<u64> = OnceLock::new();
+    *CAP.get_or_init(|| {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        cgroup_memory_limit(&cgroup, std::path::Path::new("/sys/fs/cgroup"))
+            .map_or(MEMORY_LIMIT, |limit| MEMORY_LIMIT.min(limit / 2))
+    })
+}
+
+/// The lowest memory limit of the cgroups in `proc_cgroup` (`/proc/self/cgroup`) and their
+/// ancestors, read under `root` (`/sys/fs/cgroup`): cgroup v2's `memory.max`, or v1's
+/// `memory/.../memory.limit_in_bytes`. `None` when none is set.
+fn cgroup_memory_limit(proc_cgroup: &str, root: &std::path::Path) -> Option<u64> {
+    let mut places = Vec::new();
+    for line in proc_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if controllers.is_empty() {
+            places.push((root.to_owned(), path, "memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            places.push((root.join("memory"), path, "memory.limit_in_bytes"));
+        }
+    }
+    let mut lowest: Option<u64> = None;
+    for (mount, path, file) in places {
+        // The cgroup and each of its ancestors; a namespaced mount shows the container's own
+        // cgroup at its root.
+        let mut dir = std::path::Path::new(path);
+        loop {
+            let limit = std::fs::read_to_string(
+                mount.join(dir.strip_prefix("/").unwrap_or(dir)).join(file),
+            )
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            // v1 writes "no limit" as a number near 2^63.
+            .filter(|&bytes| bytes < 1 << 62);
+            lowest = match (lowest, limit) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match dir.parent() {
+                Some(parent) => dir = parent,
+                None => break,
+            }
+        }
+    }
+    lowest
 }
 
 /// `zoomcast render-worker`: caps its memory, reads the message, then answers requests until
@@ -265,7 +340,7 @@ pub fn serve() -> i32 {
     }
 }
 
-/// The child's limits: [`MEMORY_LIMIT`] of data (or less, if it was started under less), and
+/// The child's limits: [`memory_cap`] of data (or less, if it was started under less), and
 /// no core file (an abort at the cap would write hundreds of MiB).
 fn cap_resources() -> rustix::io::Result<()> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
@@ -273,7 +348,7 @@ fn cap_resources() -> rustix::io::Result<()> {
     let cap = [now.current, now.maximum]
         .into_iter()
         .flatten()
-        .fold(MEMORY_LIMIT, u64::min);
+        .fold(memory_cap(), u64::min);
     setrlimit(
         Resource::Data,
         Rlimit {
@@ -299,4 +374,33 @@ fn readable_within(fd: &impl AsFd, wait: Duration) -> bool {
         tv_nsec: 0,
     };
     matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lowest_memory_limit_of_a_cgroup_and_its_ancestors_is_found_in_either_version() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let file = root.path().join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        };
+        // cgroup v2: the pod's limit is below the container's "max".
+        write("kubepods/pod1/memory.max", "268435456\n");
+        write("kubepods/pod1/ctr/memory.max", "max\n");
+        let v2 = "0::/kubepods/pod1/ctr\n";
+        assert_eq!(cgroup_memory_limit(v2, root.path()), Some(256 << 20));
+        // cgroup v1, with "no limit" written as a number near 2^63.
+        write("memory/svc/memory.limit_in_bytes", "9223372036854771712\n");
+        write("memory/memory.limit_in_bytes", "1073741824\n");
+        let v1 = "9:pids:/svc\n4:memory:/svc\n0::/\n";
+        assert_eq!(cgroup_memory_limit(v1, root.path()), Some(1 << 30));
+        assert_eq!(
+            cgroup_memory_limit("4:memory:/none\n", &root.path().join("x")),
+            None
+        );
+    }
 }

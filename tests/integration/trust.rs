@@ -537,3 +537,85 @@ fn a_template_that_renders_too_long_fails_at_the_deadline() {
         .stderr_has("the render took longer than 10 s");
     assert!(start.elapsed() < Duration::from_secs(60));
 }
+
+/// A live (not yet reaped) `render-worker` child of process `parent` that has spent more than
+/// half a second of CPU, if there is one.
+fn busy_render_worker(parent: u32) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command name: state, ppid, ... utime (12th), stime (13th).
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let cpu_ticks: u64 =
+            fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if fields[0] != "Z"
+            && fields[1] == parent.to_string()
+            && cmdline.windows(13).any(|w| w == b"render-worker")
+            && cpu_ticks > 50
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_renderer_killed_twice_on_one_recipient_fails_that_recipient_not_the_run() {
+    let env = Env::new();
+    // Bo's card takes many seconds of CPU to render; the others' none.
+    let body = "{% if email == \"bo@example.com\" %}{% set ns = namespace(s=\"x\" * 20000000) %}\
+                {% for i in range(100000) %}{{ ns.s|length }}{% endfor %}{% endif %}Hi";
+    env.job(
+        "heavy",
+        &job_with_body(
+            &["ana@example.com", "bo@example.com", "chen@example.com"],
+            body,
+        ),
+    );
+    env.login();
+    let run = env
+        .command(&["run", "heavy", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The kernel's out-of-memory killer, played by the test: the renderer busy with Bo's card
+    // is killed, and so is the one that takes the request again.
+    for _ in 0..2 {
+        let busy =
+            crate::harness::wait_for(Duration::from_secs(30), Duration::from_millis(20), || {
+                busy_render_worker(run.id())
+            })
+            .expect("a renderer busy with Bo's card");
+        std::process::Command::new("kill")
+            .args(["-KILL", &busy.to_string()])
+            .status()
+            .unwrap();
+    }
+    let run: crate::harness::Run = run.wait_with_output().unwrap().into();
+    run.code(3);
+    let report = run.json();
+    let failures = report["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{report}");
+    assert_eq!(failures[0]["recipient"], "bo@example.com", "{report}");
+    assert!(
+        failures[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("killed twice"),
+        "{report}"
+    );
+    assert_eq!(
+        env.emu().messages().len(),
+        2,
+        "Ana and Chen were sent theirs"
+    );
+}
