@@ -143,11 +143,30 @@ pub enum Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Holder {
-    /// A scheduler (`schedule`, `serve`): it runs jobs and stores grants for other commands.
+    /// A scheduler (`schedule`): it runs jobs and stores grants for other commands.
     Scheduler,
+    /// `serve`, which schedules nothing but runs jobs and stores grants for other commands as
+    /// a scheduler does.
+    Server,
     /// A command holding the state for a while (a standalone `run`, a recall, a login): it
     /// answers what it reads, and a command that writes waits for it to finish.
     Command,
+}
+
+impl Holder {
+    /// Whether it runs jobs and stores grants for other commands (a scheduler or `serve`).
+    pub fn serves(self) -> bool {
+        matches!(self, Self::Scheduler | Self::Server)
+    }
+
+    /// How messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scheduler => "the running scheduler",
+            Self::Server => "the running `zoomcast serve`",
+            Self::Command => "the zoomcast command holding it",
+        }
+    }
 }
 
 /// Answers beside a command that holds the state for a while: what it reads, from its store

@@ -15,6 +15,26 @@ fn duration(record: &RunRecord) -> String {
     )
 }
 
+/// Why a run stopped before its end, for a person: `stopped: ...` with what to do, for an
+/// aborted or closed run.
+pub fn why_stopped(record: &RunRecord) -> Option<String> {
+    let (reason, next) = match &record.status {
+        RunStatus::Aborted(reason) => (
+            reason,
+            format!(
+                "; `zoomcast run {}` resumes it where it stopped",
+                crate::output::escaped(&record.job)
+            ),
+        ),
+        RunStatus::Closed(reason) => (reason, "; it is never resumed".to_owned()),
+        _ => return None,
+    };
+    Some(format!(
+        "stopped: {}{next}",
+        crate::output::clean(reason, 600)
+    ))
+}
+
 /// The JSON object of a run record.
 pub fn run_json(record: &RunRecord) -> Value {
     let reason = match &record.status {

@@ -29,9 +29,10 @@ pub(super) async fn run(ctx: &Context, args: &Args, what: Amend) -> anyhow::Resu
     let (state, _answering) = ctx.write_state().await?;
     let store = match state {
         State::Local(store) => store,
-        State::Daemon(_) => anyhow::bail!(
-            "a scheduler holds the state directory; stop it (SIGTERM), then run `zoomcast {} {}` \
-             again (a recall or an edit needs the state to itself)",
+        State::Daemon(_, holder) => anyhow::bail!(
+            "{} holds the state directory; stop it (SIGTERM), then run `zoomcast {} {}` again (a \
+             recall or an edit needs the state to itself)",
+            holder.name(),
             verb(what),
             args.job
         ),

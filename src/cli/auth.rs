@@ -205,7 +205,7 @@ async fn revoked_if_refused<T>(
 fn say_authorized(ctx: &Context, app: &str, grant: &GrantView, by: StoredBy) {
     let by = match by {
         StoredBy::ThisProcess => "",
-        StoredBy::Scheduler => " by the running scheduler, which uses it from now on",
+        StoredBy::Holder(holder) => &format!(" by {}, which uses it from now on", holder.name()),
     };
     errln!(
         "authorized app `{app}` as {} (user {}, account {}); the grant is stored in {}{by}",

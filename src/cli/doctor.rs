@@ -154,7 +154,7 @@ async fn state_check(ctx: &Context, names: &[String], checks: &mut Vec<Finding>)
     };
     let how = match &state {
         State::Local(_) => "opens, private, not in use",
-        State::Daemon(_) => "held by a running scheduler, which answers for it",
+        State::Daemon(_, holder) => &format!("held by {}, which answers for it", holder.name()),
     };
     checks.push(Finding::pass("state directory", format!("{dir}: {how}")));
     // As the process holding the state stores them: a running scheduler has its own key.

@@ -38,6 +38,9 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
             outln!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             out!("{}", report::runs_text(std::slice::from_ref(&record)));
+            if let Some(why) = report::why_stopped(&record) {
+                outln!("  {why}");
+            }
             if record.details_pruned {
                 outln!(
                     "  (per-recipient outcomes deleted: job `{}` keeps them for its newest runs only; \

@@ -192,10 +192,11 @@ impl Context {
     /// `--wait` for another command holding it): not while a scheduler holds it.
     async fn own_store(&self, keys: crate::state::Keys, what: &str) -> anyhow::Result<Store> {
         match state::lock_patiently(&self.state_dir, &keys, self.wait).await? {
-            Some(store) => Ok(store),
-            None => anyhow::bail!(
-                "a scheduler holds the state directory {}; stop it (SIGTERM), then run `zoomcast \
-                 {what}` again (it needs the state to itself)",
+            Ok(store) => Ok(store),
+            Err(holder) => anyhow::bail!(
+                "{} holds the state directory {}; stop it (SIGTERM), then run `zoomcast {what}` \
+                 again (it needs the state to itself)",
+                holder.name(),
                 self.state_dir.display()
             ),
         }
@@ -304,7 +305,14 @@ pub fn exit_code(result: &anyhow::Result<Outcome>) -> ExitCode {
         Ok(Outcome::SomeRecipientsFailed) => ExitCode::from(3),
         Err(e) => {
             if let Some(invalid) = invalid_cause(e) {
-                errln!("{invalid}");
+                // A diagnostic starts with `error:` already; every final error does.
+                let text = invalid.to_string();
+                let said = if text.starts_with("error:") {
+                    ""
+                } else {
+                    "error: "
+                };
+                errln!("{said}{text}");
                 ExitCode::from(2)
             } else {
                 errln!("error: {e:#}");

@@ -83,7 +83,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let store = match state {
         State::Local(store) => store,
         // The scheduler uses its own configuration for the app, not this shell's.
-        daemon @ State::Daemon(_) => return through_scheduler(&daemon, &job, &path, args).await,
+        daemon @ State::Daemon(..) => return through_scheduler(&daemon, &job, &path, args).await,
     };
     let doing = if args.dry.dry_run {
         "checking"
@@ -96,7 +96,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         let (from, preview) = engines
             .dry_run(&job, args.dry.show, !args.dry.no_resolve)
             .await?;
-        return dry_run_report(&job, &Checked::new(&job, &from, preview), args, false);
+        return dry_run_report(&job, &Checked::new(&job, &from, preview), args, None);
     }
     let app = engines.app(&job.app)?;
     let from = app.sender_for(&job).await?;
@@ -139,7 +139,7 @@ fn interrupted(e: anyhow::Error, job: &str) -> anyhow::Error {
     }
 }
 
-/// Runs the job in the scheduler that holds the state directory.
+/// Runs the job in the scheduler (or `serve`) that holds the state directory.
 async fn through_scheduler(
     state: &State,
     job: &Job,
@@ -152,10 +152,11 @@ async fn through_scheduler(
         let checked = state
             .check_job(path, args.dry.show, !args.dry.no_resolve)
             .await?;
-        return dry_run_report(job, &checked, args, true);
+        return dry_run_report(job, &checked, args, Some(state.holder()));
     }
     errln!(
-        "a scheduler holds the state directory: running job `{}` in it",
+        "{} holds the state directory: running job `{}` in it",
+        state.holder().name(),
         job.name
     );
     let report = state.run_job(path, args.refresh_cache).await?;
@@ -167,7 +168,7 @@ fn dry_run_report(
     job: &Job,
     checked: &Checked,
     args: &Args,
-    in_scheduler: bool,
+    in_scheduler: Option<crate::control::Holder>,
 ) -> anyhow::Result<Outcome> {
     let preview = &checked.preview;
     let failing = preview.resolved.as_ref().map_or(0, |r| r.failing_count);
@@ -177,11 +178,8 @@ fn dry_run_report(
         value["sent"] = 0.into();
         outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        let place = if in_scheduler {
-            ", through the running scheduler"
-        } else {
-            ""
-        };
+        let place =
+            in_scheduler.map_or_else(String::new, |holder| format!(", through {}", holder.name()));
         outln!("dry run of job `{}`{place}: nothing was sent", job.name);
         outln!(
             "  sends as app `{}` in account {}, bot {}; the bot token was obtained",

@@ -139,10 +139,11 @@ pub(super) async fn run_service(
 /// Opens the store, waiting (up to `--wait`) for a command that holds it to finish.
 async fn open_store_patiently(ctx: &Context) -> anyhow::Result<Store> {
     match super::state::lock_patiently(&ctx.state_dir, &ctx.keys, ctx.wait).await? {
-        Some(store) => Ok(store),
-        None => anyhow::bail!(
-            "another scheduler already holds the state directory {}; one process serves a state \
-             directory (stop it, or use another --state)",
+        Ok(store) => Ok(store),
+        Err(holder) => anyhow::bail!(
+            "{} already holds the state directory {}; one process serves a state directory \
+             (stop it, or use another --state)",
+            holder.name(),
             ctx.state_dir.display()
         ),
     }

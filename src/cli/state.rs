@@ -22,8 +22,9 @@ const SOCKET_PATIENCE: Duration = Duration::from_secs(2);
 pub(super) enum State {
     /// This process holds the store.
     Local(Arc<Store>),
-    /// A scheduler holds it; ask it over the control socket in this state directory.
-    Daemon(PathBuf),
+    /// A scheduler or `serve` holds it (or, for a command that only reads, a command that
+    /// answers what it reads); ask it over the control socket in this state directory.
+    Daemon(PathBuf, Holder),
 }
 
 /// Invalid configuration, job files or arguments reported as text (by the scheduler, or summed
@@ -64,7 +65,8 @@ impl State {
         match Store::open_with(dir, keys.clone()) {
             Ok(store) => Ok(Self::Local(Arc::new(store))),
             Err(StateError::Locked { pid, doing, .. }) if wait_for_socket(dir).await => {
-                if holder_of(dir).await == Some(Holder::Command) {
+                let holder = holder_of(dir).await.unwrap_or(Holder::Scheduler);
+                if holder == Holder::Command {
                     errln!(
                         "the state directory {} is in use by another zoomcast process{}; it \
                          answers this",
@@ -72,7 +74,7 @@ impl State {
                         crate::state::holder(pid, doing.as_deref())
                     );
                 }
-                Ok(Self::Daemon(dir.to_owned()))
+                Ok(Self::Daemon(dir.to_owned(), holder))
             }
             Err(e) => Err(e.into()),
         }
@@ -87,12 +89,12 @@ impl State {
         wait: Duration,
     ) -> anyhow::Result<(Self, Option<Answering>)> {
         Ok(match lock_patiently(dir, keys, wait).await? {
-            Some(store) => {
+            Ok(store) => {
                 let store = Arc::new(store);
                 let answering = answer_reads(&store);
                 (Self::Local(store), answering)
             }
-            None => (Self::Daemon(dir.to_owned()), None),
+            Err(holder) => (Self::Daemon(dir.to_owned(), holder), None),
         })
     }
 
@@ -217,14 +219,14 @@ impl State {
     ) -> anyhow::Result<(GrantView, StoredBy)> {
         let dir = match self {
             Self::Local(store) => return store_locally(store, app, grant).await,
-            Self::Daemon(dir) => dir,
+            Self::Daemon(dir, _) => dir,
         };
         let request = Request::StoreGrant {
             app: app.to_owned(),
             grant: Box::new(grant.clone()),
         };
         let asked = match self.ask(&request).await {
-            Ok(Response::Stored(view)) => return Ok((view, StoredBy::Scheduler)),
+            Ok(Response::Stored(view)) => return Ok((view, StoredBy::Holder(self.holder()))),
             Ok(_) => unexpected("the stored grant"),
             Err(e) if e.is::<Refused>() => return Err(e),
             Err(e) => e,
@@ -239,11 +241,19 @@ impl State {
         }
     }
 
+    /// Who answers for the state: this process, or the one holding it.
+    pub(super) fn holder(&self) -> Holder {
+        match self {
+            Self::Local(_) => Holder::Command,
+            Self::Daemon(_, holder) => *holder,
+        }
+    }
+
     /// Answers a request, locally or from the scheduler; failures become errors.
     async fn ask(&self, request: &Request) -> anyhow::Result<Response> {
         let response = match self {
             Self::Local(store) => control::answer(store, request)?,
-            Self::Daemon(dir) => control::ask(dir, request).await?,
+            Self::Daemon(dir, _) => control::ask(dir, request).await?,
         };
         match response {
             Response::Failed(message) => Err(anyhow!(message)),
@@ -269,8 +279,8 @@ pub(super) struct Refused(pub String);
 pub(super) enum StoredBy {
     /// This one.
     ThisProcess,
-    /// The running scheduler, which uses it from now on.
-    Scheduler,
+    /// The running scheduler or `serve`, which uses it from now on.
+    Holder(Holder),
 }
 
 /// A login's grant this process stores: issued to the client of this very configuration.
@@ -295,22 +305,23 @@ fn unexpected(what: &str) -> anyhow::Error {
 }
 
 /// Opens the store, waiting up to `wait` while another command holds it, and saying once who
-/// holds it and what it is doing; `None` when a scheduler holds it (it never lets go).
+/// holds it and what it is doing; or who holds it when that is a scheduler or `serve` (they
+/// never let go).
 pub(super) async fn lock_patiently(
     dir: &Path,
     keys: &Keys,
     wait: Duration,
-) -> anyhow::Result<Option<Store>> {
+) -> anyhow::Result<Result<Store, Holder>> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut said = false;
     loop {
         let locked = match Store::open_with(dir, keys.clone()) {
-            Ok(store) => return Ok(Some(store)),
+            Ok(store) => return Ok(Ok(store)),
             Err(locked @ StateError::Locked { .. }) => locked,
             Err(e) => return Err(e.into()),
         };
-        if holder_of(dir).await == Some(Holder::Scheduler) {
-            return Ok(None);
+        if let Some(holder) = holder_of(dir).await.filter(|h| h.serves()) {
+            return Ok(Err(holder));
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(locked.into());

@@ -36,7 +36,12 @@ pub(super) fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let mut diagnostics = Vec::new();
     for path in &paths {
         match Job::load(path, &ctx.config) {
-            Ok(job) => outln!("ok: {} ({})", path.display(), summary(&job)),
+            Ok(job) => {
+                outln!("ok: {} ({})", path.display(), summary(&job));
+                for warning in &job.warnings {
+                    errln!("{warning}");
+                }
+            }
             Err(invalid) => diagnostics.extend(invalid.diagnostics),
         }
     }

@@ -79,6 +79,8 @@ pub struct Diagnostic {
     pub message: String,
     /// How to fix it.
     pub help: Option<String>,
+    /// Whether it is only a warning: the file is valid, and this is worth a look.
+    pub warning: bool,
 }
 
 impl Diagnostic {
@@ -89,6 +91,7 @@ impl Diagnostic {
             location: Some(Location::of_span(source, span)),
             message: message.into(),
             help: None,
+            warning: false,
         }
     }
 
@@ -99,6 +102,7 @@ impl Diagnostic {
             location: None,
             message: message.into(),
             help: None,
+            warning: false,
         }
     }
 
@@ -108,11 +112,19 @@ impl Diagnostic {
         self.help = Some(help.into());
         self
     }
+
+    /// Makes it a warning.
+    #[must_use]
+    pub fn as_warning(mut self) -> Self {
+        self.warning = true;
+        self
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "error: {}", self.message)?;
+        let kind = if self.warning { "warning" } else { "error" };
+        writeln!(f, "{kind}: {}", self.message)?;
         match (&self.path, &self.location) {
             (Some(path), Some(loc)) => {
                 let gutter = " ".repeat(loc.line.to_string().len());

@@ -229,6 +229,8 @@ pub struct Job {
     pub markdown: bool,
     /// Which button press acknowledges the message, and the reminders (`[acknowledge]`).
     pub acknowledge: Option<Acknowledge>,
+    /// What is valid but worth a look (`validate` prints these).
+    pub warnings: Vec<Diagnostic>,
     /// The `[delivery]` settings.
     pub delivery: DeliverySettings,
     /// How the scheduler treats the job's ticks.

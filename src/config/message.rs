@@ -213,7 +213,7 @@ impl Checker<'_> {
         })
     }
 
-    /// Reports more buttons than Zoom shows in one message.
+    /// Warns of more buttons than Zoom's guide shows in one message.
     fn button_count(&mut self, body: &[Block], file: &Spanned<MessageFile>) {
         let buttons: usize = body
             .iter()
@@ -223,10 +223,14 @@ impl Checker<'_> {
             })
             .sum();
         if buttons > MAX_BUTTONS {
-            self.report(
+            self.warn(
                 file.span(),
-                format!("the message has {buttons} buttons; Zoom shows at most {MAX_BUTTONS}"),
-                "keep the buttons that matter; a link can go in a message or an attachment",
+                format!(
+                    "the message has {buttons} buttons; Zoom's guide shows {MAX_BUTTONS} in a \
+                     message, and groups the rest into a menu"
+                ),
+                "put the buttons that matter first (an actions block's `limit` says how many \
+                 show before the menu)",
             );
         }
     }

@@ -94,6 +94,7 @@ pub(super) struct Checker<'a> {
     path: &'a Path,
     source: &'a str,
     problems: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
 impl<'a> Checker<'a> {
@@ -103,6 +104,7 @@ impl<'a> Checker<'a> {
             path,
             source,
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -114,6 +116,17 @@ impl<'a> Checker<'a> {
     ) {
         self.problems
             .push(Diagnostic::at(self.path, self.source, span, message).help(help));
+    }
+
+    /// Notes what is valid but worth a look.
+    pub(super) fn warn(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        let warning = Diagnostic::at(self.path, self.source, span, message).help(help);
+        self.warnings.push(warning.as_warning());
     }
 
     pub(super) fn check(mut self, file: JobFile, config: &Config) -> Result<Job, Invalid> {
@@ -197,6 +210,7 @@ impl<'a> Checker<'a> {
                 template,
                 markdown: file.message.get_ref().markdown,
                 acknowledge,
+                warnings: std::mem::take(&mut self.warnings),
                 delivery: file.delivery,
                 policy,
             }),

@@ -399,7 +399,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
     async fn drain(mut self) -> Result<(), StateError> {
         self.stopping = true;
         if self.tasks.is_empty() {
-            tracing::info!("scheduler stopped; no run was going");
+            tracing::info!("stopped; no run was going");
             return Ok(());
         }
         tracing::info!(
@@ -408,7 +408,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             self.tasks.len()
         );
         if self.join_within(self.settings.drain).await {
-            tracing::info!("scheduler stopped; every run finished");
+            tracing::info!("stopped; every run finished");
             return Ok(());
         }
         tracing::warn!(

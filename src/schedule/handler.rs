@@ -26,6 +26,8 @@ pub(super) struct ControlHandler {
     pub(super) config: Arc<Config>,
     pub(super) launcher: Arc<EngineLauncher>,
     pub(super) events: mpsc::Sender<Event>,
+    /// What it is: a scheduler, or `serve` (which schedules nothing).
+    pub(super) holder: control::Holder,
 }
 
 impl Handler for ControlHandler {
@@ -69,9 +71,7 @@ impl Handler for ControlHandler {
                     Err(e) => Response::Failed(e.to_string()),
                 }
             }),
-            Request::Holder => Box::pin(std::future::ready(Response::Holder(
-                control::Holder::Scheduler,
-            ))),
+            Request::Holder => Box::pin(std::future::ready(Response::Holder(self.holder))),
             Request::CheckGrants { apps } => {
                 Box::pin(async move { Response::GrantChecks(launcher.check_grants(&apps).await) })
             }

@@ -101,6 +101,11 @@ impl Service {
             config: self.config.clone(),
             launcher: launcher.clone(),
             events,
+            holder: if self.watch_every.is_some() {
+                crate::control::Holder::Scheduler
+            } else {
+                crate::control::Holder::Server
+            },
         });
         tasks.spawn(control::serve(self.listener, handler, done.clone()));
         tasks.spawn(super::systemd::watchdog(self.store.clone(), done.clone()));

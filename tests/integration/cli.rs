@@ -147,3 +147,25 @@ fn the_emulators_help_names_the_credentials_it_accepts() {
         assert!(help.stdout.contains(&value), "--help lacks {value}");
     }
 }
+
+#[test]
+fn every_final_error_starts_with_error() {
+    let env = Env::new();
+    env.job("broken", "schedule = 5\n");
+    for args in [
+        &["run", "nope"][..],
+        &["jobs"],
+        &["history", "--state", "nowhere"],
+        &["validate", "broken"],
+        &["run", "--dry-run"],
+        &["auth", "logout", "--app", "nope"],
+    ] {
+        let run = env.run(args);
+        assert!(run.code == 1 || run.code == 2, "{args:?}: {}", run.code);
+        assert!(
+            run.stderr.starts_with("error: "),
+            "{args:?}:\n{}",
+            run.stderr
+        );
+    }
+}

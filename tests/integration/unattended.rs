@@ -259,3 +259,35 @@ fn read_only_commands_answer_beside_a_standalone_run_and_create_nothing() {
     .code(0);
     assert!(!elsewhere.exists(), "no read-only command created it");
 }
+
+#[test]
+fn serve_speaks_of_itself_and_of_no_scheduler() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &crate::harness::job_to(&["ana@example.com"]));
+    let served = Served::start(&env);
+    let run = env.run(&["run", "team"]);
+    run.code(0).stderr_has(
+        "the running `zoomcast serve` holds the state directory: running job `team` in it",
+    );
+    env.run(&["doctor"])
+        .stdout_has("held by the running `zoomcast serve`, which answers for it");
+    let log = served.stop();
+    for said in [&run.stderr, &log] {
+        assert!(!said.to_lowercase().contains("scheduler"), "{said}");
+    }
+}
+
+#[test]
+fn history_of_an_aborted_run_says_why_it_stopped_and_how_to_go_on() {
+    let env = Env::new();
+    env.job("team", &crate::harness::job_to(&["ana@example.com"]));
+    env.login();
+    env.emu().revoke_all_grants();
+    env.run(&["run", "team"]).code(1);
+    env.run(&["history", "--run", "1"])
+        .code(0)
+        .stdout_has("aborted")
+        .stdout_has("stopped: the authorization of app `default` is no longer valid")
+        .stdout_has("`zoomcast run team` resumes it where it stopped");
+}

@@ -247,3 +247,33 @@ fn names_and_addresses_with_hidden_characters_are_refused_and_shown_escaped() {
         .stderr_has("invisible character");
     assert!(env.emu().messages().is_empty());
 }
+
+#[test]
+fn more_buttons_than_zoom_shows_is_a_warning_and_the_job_runs() {
+    let env = Env::new();
+    let buttons: Vec<String> = (1..=6)
+        .map(|i| format!("{{ text = \"Option {i}\", value = \"o{i}\" }}"))
+        .collect();
+    let job = job_to(&["ana@example.com"]).replace(
+        "[delivery]",
+        &format!(
+            "[[message.blocks]]\ntype = \"actions\"\nbuttons = [{}]\n\n[delivery]",
+            buttons.join(", ")
+        ),
+    );
+    env.job("menu", &job.replace("body = ", "# body = "));
+    env.run(&["validate", "menu"])
+        .code(0)
+        .stdout_has("ok: ")
+        .stderr_has("warning: the message has 6 buttons")
+        .stderr_has("groups the rest into a menu")
+        .stderr_has("menu.toml:");
+    env.login();
+    env.run(&["run", "menu"]).code(0);
+    let sent = env.emu().messages();
+    let items = sent[0].content["body"][0]["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(items, 6, "all six go to Zoom");
+}
