@@ -75,6 +75,46 @@ struct RawConfig {
 }
 
 impl RawApp {
+    /// The app's plan, `keepalive_days` and `install_accounts`, checked; a problem is what is
+    /// wrong and the fix.
+    fn settings(
+        &self,
+        name: &str,
+    ) -> Result<(Option<Plan>, u32, InstallAccounts), (String, String)> {
+        let plan = match self.plan.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<Plan>().map_err(|()| {
+                (
+                    format!(
+                        "plan `{}` is not a Zoom plan",
+                        crate::output::clean(text, 40)
+                    ),
+                    super::help::plan(name),
+                )
+            })?),
+        };
+        let keepalive_days = self.keepalive_days.unwrap_or(DEFAULT_KEEPALIVE_DAYS);
+        if keepalive_days > MAX_KEEPALIVE_DAYS {
+            return Err((
+                format!("keepalive_days = {keepalive_days} is out of range"),
+                format!(
+                    "write 0 (never) to {MAX_KEEPALIVE_DAYS}; Zoom's refresh tokens lapse after \
+                     about 90 days unused"
+                ),
+            ));
+        }
+        let install_accounts =
+            InstallAccounts::read(self.install_accounts.as_ref()).ok_or_else(|| {
+                (
+                "install_accounts is neither \"any\" nor a list of Zoom account ids".to_owned(),
+                "write install_accounts = \"any\", or a list such as [\"AbCdEfGhIj\"] (the ids \
+                 `zoomcast auth status` shows)"
+                    .to_owned(),
+            )
+            })?;
+        Ok((plan, keepalive_days, install_accounts))
+    }
+
     /// Registers the app's secrets as never to be shown ([`crate::output::never_show`]).
     fn never_show_secrets(&self, name: &str) {
         let secrets = [
@@ -408,37 +448,9 @@ impl Config {
                 )
             })
         };
-        let plan = match raw.plan.as_deref() {
-            None => None,
-            Some(text) => Some(text.parse::<Plan>().map_err(|()| {
-                problem(
-                    format!(
-                        "plan `{}` is not a Zoom plan",
-                        crate::output::clean(text, 40)
-                    ),
-                    super::help::plan(name),
-                )
-            })?),
-        };
-        let keepalive_days = raw.keepalive_days.unwrap_or(DEFAULT_KEEPALIVE_DAYS);
-        if keepalive_days > MAX_KEEPALIVE_DAYS {
-            return Err(problem(
-                format!("keepalive_days = {keepalive_days} is out of range"),
-                format!(
-                    "write 0 (never) to {MAX_KEEPALIVE_DAYS}; Zoom's refresh tokens lapse after \
-                     about 90 days unused"
-                ),
-            ));
-        }
-        let install_accounts =
-            InstallAccounts::read(raw.install_accounts.as_ref()).ok_or_else(|| {
-                problem(
-                "install_accounts is neither \"any\" nor a list of Zoom account ids".into(),
-                "write install_accounts = \"any\", or a list such as [\"AbCdEfGhIj\"] (the ids \
-                 `zoomcast auth status` shows)"
-                    .into(),
-            )
-            })?;
+        let (plan, keepalive_days, install_accounts) = raw
+            .settings(name)
+            .map_err(|(message, help)| problem(message, help))?;
         Ok(AppConfig {
             name: name.to_owned(),
             install_accounts,

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::{AppRoute, Server};
 use crate::auth::login::{self, InstallError, Pkce};
 use crate::delivery::AppEngine;
-use crate::state::Use;
+use crate::state::{Grant, Grants, Use};
 use crate::token::ClientSecret;
 
 /// How long an install may take between `/install` and the callback.
@@ -216,33 +216,7 @@ async fn finish(server: &Server, app: Arc<AppEngine>, code: String, verifier: St
             return page("The install could not be stored here. Try again later.");
         }
     };
-    let worker = app.clone();
-    let installed = tokio::spawn(async move {
-        let app = worker;
-        let (clients, uri) = (&app.clients, &app.app.redirect_uri);
-        let grant =
-            login::prepare_install(&clients.oauth, &clients.zoom, &code, uri, &verifier).await?;
-        let admission = login::Admission {
-            client_id: &app.app.client_id,
-            accounts: Some(&app.app.install_accounts),
-        };
-        let stored = clients
-            .tokens(&grant.account_id)
-            .replace_grant(login::store_install(
-                &grants,
-                &app.app.name,
-                &grant,
-                &admission,
-            ))
-            .await;
-        if let Err(InstallError::NotAllowed(_)) = &stored
-            && let Err(e) = clients.oauth.revoke(&grant.access.access).await
-        {
-            tracing::warn!("revoking the tokens of a refused install failed: {e}");
-        }
-        stored
-    })
-    .await;
+    let installed = tokio::spawn(install_grant(app.clone(), grants, code, verifier)).await;
     let Ok(installed) = installed else {
         return page("The install failed here. Start again at the install address.");
     };
@@ -290,6 +264,38 @@ async fn finish(server: &Server, app: Arc<AppEngine>, code: String, verifier: St
             ))
         }
     }
+}
+
+/// Exchanges `code` (with its PKCE `verifier`), learns who authorized, and stores the grant
+/// if the app takes it; a refused grant's tokens are revoked.
+async fn install_grant(
+    app: Arc<AppEngine>,
+    grants: Grants,
+    code: String,
+    verifier: String,
+) -> Result<Grant, InstallError> {
+    let (clients, uri) = (&app.clients, &app.app.redirect_uri);
+    let grant =
+        login::prepare_install(&clients.oauth, &clients.zoom, &code, uri, &verifier).await?;
+    let admission = login::Admission {
+        client_id: &app.app.client_id,
+        accounts: Some(&app.app.install_accounts),
+    };
+    let stored = clients
+        .tokens(&grant.account_id)
+        .replace_grant(login::store_install(
+            &grants,
+            &app.app.name,
+            &grant,
+            &admission,
+        ))
+        .await;
+    if let Err(InstallError::NotAllowed(_)) = &stored
+        && let Err(e) = clients.oauth.revoke(&grant.access.access).await
+    {
+        tracing::warn!("revoking the tokens of a refused install failed: {e}");
+    }
+    stored
 }
 
 /// Where the browser goes after an install.
