@@ -36,10 +36,14 @@ pub struct Admitted {
 }
 
 impl Connections {
+    fn open(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Admits a new connection, closing the oldest one still waiting for its head if `max`
     /// are open; `None` when all `max` are being served.
     pub fn admit(self: &Arc<Self>, max: usize) -> Option<Admitted> {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.open();
         if open.count >= max {
             let (_, oldest) = open.waiting.pop_first()?;
             oldest.cancel();
@@ -60,22 +64,14 @@ impl Connections {
     /// How many connections are open.
     #[cfg(test)]
     fn count(&self) -> usize {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .count
+        self.open().count
     }
 }
 
 impl Admitted {
     /// The connection's request head arrived: it can no longer be closed to make room.
     pub fn head_arrived(&self) {
-        let mut open = self
-            .connections
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        open.waiting.remove(&self.id);
+        self.connections.open().waiting.remove(&self.id);
     }
 }
 
@@ -84,11 +80,7 @@ impl Drop for Admitted {
         if self.evicted.is_cancelled() {
             return; // already uncounted when it was closed to make room
         }
-        let mut open = self
-            .connections
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.connections.open();
         open.waiting.remove(&self.id);
         open.count -= 1;
     }

@@ -134,16 +134,8 @@ fn a_pace_learned_in_one_account_is_not_applied_to_another() {
 fn serve_with_config(env: &Env, config: &str) -> crate::serve::Served {
     let path = env.dir.path().join("zoomcast.toml");
     std::fs::write(&path, config).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let callback = format!("http://127.0.0.1:{port}/oauth/callback");
-    crate::serve::Served::start_on(env, &format!("127.0.0.1:{port}"), |cmd| {
-        cmd.env("ZOOM_REDIRECT_URI", callback)
-            .arg("--config")
-            .arg(&path);
+    crate::serve::serve_for_installs_with(env, |cmd| {
+        cmd.arg("--config").arg(&path);
     })
 }
 

@@ -539,6 +539,14 @@ pub(crate) fn visit(url: &str, cookie: Option<&str>) -> (u16, String, String) {
 
 /// `serve` on a port known before it starts, with the app's redirect URI pointing at it.
 pub(crate) fn serve_for_installs(env: &Env) -> Served {
+    serve_for_installs_with(env, |_| {})
+}
+
+/// [`serve_for_installs`] with `tweak` applied to its command.
+pub(crate) fn serve_for_installs_with(
+    env: &Env,
+    tweak: impl FnOnce(&mut std::process::Command),
+) -> Served {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -547,6 +555,7 @@ pub(crate) fn serve_for_installs(env: &Env) -> Served {
     let callback = format!("http://127.0.0.1:{port}/oauth/callback");
     Served::start_on(env, &format!("127.0.0.1:{port}"), |cmd| {
         cmd.env("ZOOM_REDIRECT_URI", callback);
+        tweak(cmd);
     })
 }
 
