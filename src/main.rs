@@ -25,11 +25,11 @@ fn main() -> ExitCode {
     }
     allocator::tune();
     // Everything zoomcast writes is created private, whatever umask it was started under,
-    // and its memory stays its own: no core file, not dumpable.
+    // and its memory stays its own: no core file, not dumpable (said in the log if refused).
     zoomcast::state::private::private_umask();
-    zoomcast::state::private::private_process();
     let cli = zoomcast::cli::Cli::parse();
     zoomcast::cli::init_logging(cli.log_format);
+    zoomcast::state::private::private_process();
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     let result = runtime.block_on(zoomcast::cli::run(cli));
     drop(runtime);

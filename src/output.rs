@@ -115,15 +115,15 @@ pub fn mask_secrets(text: &str) -> Cow<'_, str> {
     masked
 }
 
-/// `text` safe to show a person: registered secrets masked ([`mask_secrets`]), control
-/// characters and bidirectional formatting characters replaced by U+FFFD, and anything past
-/// `max_chars` characters cut, marked with `…`.
+/// `text` safe to show a person: registered secrets masked ([`mask_secrets`]), what would
+/// change how a terminal shows the rest ([`is_disruptive`]) replaced by U+FFFD, and anything
+/// past `max_chars` characters cut, marked with `…`.
 pub fn clean(text: &str, max_chars: usize) -> String {
     let text = mask_secrets(text);
     let mut out: String = text
         .chars()
         .take(max_chars)
-        .map(|c| if is_hidden(c) { '\u{fffd}' } else { c })
+        .map(|c| if is_disruptive(c) { '\u{fffd}' } else { c })
         .collect();
     if text.chars().nth(max_chars).is_some() {
         out.push('…');
@@ -134,7 +134,8 @@ pub fn clean(text: &str, max_chars: usize) -> String {
 /// A character that changes how text around it is shown rather than showing itself, or shows
 /// as nothing: control characters (ESC, BEL, NUL, ...; Unicode's Cc), format characters
 /// (bidirectional overrides, zero-width spaces and joiners, the byte order mark: Cf) and the
-/// line and paragraph separators (Zl, Zp).
+/// line and paragraph separators (Zl, Zp). What names a job or a recipient may hold none: two
+/// that look the same would be two.
 pub fn is_hidden(c: char) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     if c.is_ascii() {
@@ -147,6 +148,15 @@ pub fn is_hidden(c: char) -> bool {
                 | GeneralCategory::LineSeparator
                 | GeneralCategory::ParagraphSeparator
         )
+}
+
+/// A character that changes how a terminal shows the text around it: control characters
+/// (ESC, BEL, NUL, ...), Unicode's bidirectional formatting characters, and the line and
+/// paragraph separators. (Zero-width joiners and the like, which a name in Zoom may hold in
+/// its emoji, show as nothing and move nothing: they stay.)
+pub fn is_disruptive(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
 /// `text` with each hidden character ([`is_hidden`]) written as its escape (`\u{200b}`) and the
@@ -195,6 +205,12 @@ mod tests {
             Some("the test secret")
         );
         assert_eq!(secret_in("abc"), None);
+    }
+
+    #[test]
+    fn a_joiner_in_a_name_is_shown_and_an_override_is_not() {
+        assert_eq!(clean("Ana 👩\u{200d}💻", 50), "Ana 👩\u{200d}💻");
+        assert_eq!(clean("ana\u{202e}moc", 50), "ana\u{fffd}moc");
     }
 
     #[test]

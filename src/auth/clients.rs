@@ -98,6 +98,9 @@ impl AppClients {
             return Err(TokenError::NoGrant { app });
         }
         if let Some(home) = self.grants.home(&app)? {
+            if !accounts.contains(&home) {
+                return Err(TokenError::HomeNotInstalled { app, account: home });
+            }
             return Ok(self.tokens(&home));
         }
         // A login whose account was never learned cannot send; an identified grant wins.

@@ -260,8 +260,8 @@ pub enum Refusal {
     /// Someone who is not an owner or admin would replace an admin's working grant.
     #[error(
         "{user} is not an owner or admin of account {account} (their role: {role}), so their \
-         authorization does not replace the account's working grant, authorized by {admin}; an \
-         owner or admin of the account can authorize the app again"
+         authorization does not replace the account's working grant, which an owner or admin \
+         made; an owner or admin of the account can authorize the app again"
     )]
     NotAdmin {
         /// Who authorized now.
@@ -270,8 +270,6 @@ pub enum Refusal {
         role: String,
         /// The account.
         account: String,
-        /// Who authorized the grant that stays.
-        admin: String,
     },
 }
 
@@ -329,16 +327,18 @@ pub fn admit(
         }
         .into());
     }
+    // The same person authorizing again replaces their own grant (Zoom revoked it), whatever
+    // their role now.
     if grant.by_admin() == Some(false)
         && let Some(held) = grants.get(app, &grant.account_id)?
         && held.dead.is_none()
         && held.by_admin() != Some(false)
+        && held.user_id != grant.user_id
     {
         return Err(Refusal::NotAdmin {
             user: grant.user_email.clone(),
             role: grant.role.clone(),
             account: grant.account_id.clone(),
-            admin: held.user_email,
         }
         .into());
     }
@@ -393,13 +393,19 @@ pub async fn store_install(
     admit(grants, app, grant, admission)?;
     let mut grant = grant.clone();
     grant.generation = next_generation(grants, app, &grant.account_id)?;
-    grants.put(app, &grant).await?;
-    let others = grants
+    // The accounts that authorized before this one: the first of them is the home.
+    let before: Vec<String> = grants
         .accounts(app)?
         .into_iter()
-        .any(|a| a != grant.account_id && a != crate::state::UNIDENTIFIED);
-    if !others {
-        grants.adopt_home(app, &grant.account_id).await?;
+        .filter(|a| *a != grant.account_id && a != crate::state::UNIDENTIFIED)
+        .collect();
+    grants.put(app, &grant).await?;
+    match before.as_slice() {
+        [] => drop(grants.adopt_home(app, &grant.account_id).await?),
+        // A grant stored before homes were recorded: it came first.
+        [earlier] => drop(grants.adopt_home(app, earlier).await?),
+        // Several, none recorded: which came first is not known.
+        _ => {}
     }
     Ok(grant)
 }
@@ -518,5 +524,56 @@ mod tests {
             None
         );
         assert_eq!(parse_pasted("not a code"), None);
+    }
+
+    fn grant_by(user: &str, role: &str) -> Grant {
+        Grant {
+            user_id: user.into(),
+            user_email: format!("{user}@example.com"),
+            user_jid: format!("{user}@xmpp.zoom.us"),
+            account_id: "acct".into(),
+            scopes: String::new(),
+            refresh_token: crate::token::RefreshToken::new(format!("refresh-{user}")),
+            access: crate::token::UserToken::issued(
+                crate::token::AccessToken::new("a"),
+                3600,
+                Utc::now(),
+            ),
+            authorized_at: Utc::now(),
+            refreshed_at: Utc::now(),
+            generation: 1,
+            client_id: "id".into(),
+            role: role.into(),
+            dead: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_never_replaces_an_admins_working_grant_but_its_own_author_may() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::state::Store::open(dir.path()).unwrap();
+        let grants = store.grants().unwrap();
+        let admission = Admission {
+            client_id: "id",
+            accounts: None,
+        };
+        grants
+            .put("default", &grant_by("admin", "Admin"))
+            .await
+            .unwrap();
+        let member = admit(&grants, "default", &grant_by("ana", "Member"), &admission);
+        assert!(matches!(
+            member,
+            Err(InstallError::NotAllowed(Refusal::NotAdmin { .. }))
+        ));
+        // The admin, now a member, authorizing again replaces their own grant.
+        assert!(admit(&grants, "default", &grant_by("admin", "Member"), &admission).is_ok());
+        // Another client's grant is refused whoever authorized.
+        let mut other = grant_by("admin", "Admin");
+        other.client_id = "another".into();
+        assert!(matches!(
+            admit(&grants, "default", &other, &admission),
+            Err(InstallError::NotAllowed(Refusal::OtherClient { .. }))
+        ));
     }
 }

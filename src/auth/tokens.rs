@@ -46,6 +46,18 @@ pub enum TokenError {
         /// The account.
         account: String,
     },
+    /// The app's home account holds no grant (it removed the app), and the job names none.
+    #[error(
+        "app `{app}` holds no grant of account {account}, its home account, where jobs that name \
+         no account send; an admin of that account installs the app again, or the job names \
+         another (`account = \"...\"`), or account_id (ZOOM_ACCOUNT_ID) says which is home"
+    )]
+    HomeNotInstalled {
+        /// The app.
+        app: String,
+        /// The home account.
+        account: String,
+    },
     /// Zoom rejected the access token a refresh just produced, before any call succeeded with
     /// it: refreshing again cannot help and would only rotate the grant again.
     #[error("zoom rejected the user token of app `{app}` that a refresh had just produced")]

@@ -357,6 +357,8 @@ async fn logout(ctx: &Context, app_name: &str, account: Option<&str>) -> anyhow:
         Err(e) => errln!("{whose} is already unusable at zoom ({e}); deleting it"),
     }
     tokens.forget().await?;
+    // Logged out at the shell, on purpose: jobs that name no account follow the account left.
+    grants.forget_home(&app.name, &account).await?;
     errln!("deleted {whose}");
     Ok(Outcome::Done)
 }

@@ -369,9 +369,11 @@ async fn holder_of(dir: &Path) -> Option<Holder> {
     if !control::socket_path(dir).exists() {
         return None;
     }
-    match control::ask(dir, &Request::Holder).await {
-        Ok(Response::Holder(holder)) => Some(holder),
-        Ok(Response::Failed(_)) => Some(Holder::Scheduler),
+    // A holder that does not answer within the socket's patience is taken for none.
+    let asked = tokio::time::timeout(SOCKET_PATIENCE, control::ask(dir, &Request::Holder)).await;
+    match asked {
+        Ok(Ok(Response::Holder(holder))) => Some(holder),
+        Ok(Ok(Response::Failed(_))) => Some(Holder::Scheduler),
         _ => None,
     }
 }

@@ -62,7 +62,15 @@ fn window(line: &str, column: usize, width: usize) -> (String, usize, usize) {
         column += 1;
     }
     let rest: String = line.chars().skip(skip).collect();
-    shown.push_str(&crate::output::clean(&rest, SHOWN_CHARS));
+    // What shows as nothing is shown as a mark, in its place (a caret may point at it).
+    let cleaned = crate::output::clean(&rest, SHOWN_CHARS);
+    shown.extend(cleaned.chars().map(|c| {
+        if crate::output::is_hidden(c) {
+            '\u{fffd}'
+        } else {
+            c
+        }
+    }));
     let room = shown.chars().count().saturating_sub(column - 1);
     let width = width.min(room).max(1);
     (shown, column, width)

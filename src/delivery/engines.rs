@@ -142,6 +142,10 @@ impl Engines {
                 }
             };
             for tokens in installed {
+                // One known dead is reported from the store already; Zoom is not asked again.
+                if matches!(tokens.grant().await, Err(TokenError::Dead { .. })) {
+                    continue;
+                }
                 checks.push(app.check_grant(&tokens).await);
             }
         }

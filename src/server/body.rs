@@ -1,8 +1,11 @@
 //! Request bodies, read under one budget of bytes shared by every connection ([`Budget`]), so
 //! that however many clients send large bodies at once (well-formed requests whose signature
 //! turns out wrong only once the whole body is read), the bodies held in memory stay below
-//! [`BODY_BUDGET`]. A request whose bytes find no room within [`BUDGET_PATIENCE`] is answered
-//! 503; Zoom sends such an event again.
+//! [`BODY_BUDGET`]. Room is taken for the bytes that arrived, not for the length a request
+//! declares, and a body must arrive whole within [`BODY_DEADLINE`]: a client that announces
+//! a megabyte and sends nothing holds nothing, and one that trickles holds little, briefly. A
+//! request whose bytes find no room within [`BUDGET_PATIENCE`] is answered 503; Zoom sends
+//! such an event again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,12 @@ pub const BODY_BUDGET: usize = 8 * 1024 * 1024;
 /// How long a request's bytes wait for room in the budget.
 pub const BUDGET_PATIENCE: Duration = Duration::from_secs(2);
 
+/// How long a body may take to arrive whole (Zoom waits 3 s for the whole answer).
+pub const BODY_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The most of a declared length reserved in memory before the bytes arrive.
+const FIRST_CAPACITY: usize = 64 * 1024;
+
 /// Why a body was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -27,6 +36,9 @@ pub enum BodyError {
     /// The budget had no room for it in time (503).
     #[error("too many request bodies are being read at once")]
     Busy,
+    /// It did not arrive whole within [`BODY_DEADLINE`] (408).
+    #[error("the body did not arrive within {} s", BODY_DEADLINE.as_secs())]
+    Slow,
     /// The client broke off or sent a malformed body (400).
     #[error("the body could not be read: {0}")]
     Broken(String),
@@ -51,9 +63,10 @@ impl Budget {
         self.bytes.available_permits()
     }
 
-    /// Reads `body` (of a request with `headers`), at most `limit` bytes: refused at once when
-    /// its declared length is larger, and as soon as more arrive. Every byte held takes its
-    /// room in the budget first; the room is given back when the returned body is dropped.
+    /// Reads `body` (of a request with `headers`), at most `limit` bytes, within
+    /// [`BODY_DEADLINE`]: refused at once when its declared length is larger, and as soon as
+    /// more arrive. Every byte held takes its room in the budget first; the room is given back
+    /// when the returned body is dropped.
     pub async fn read(
         &self,
         headers: &HeaderMap,
@@ -64,15 +77,23 @@ impl Budget {
         if declared.is_some_and(|n| n > limit) {
             return Err(BodyError::TooLarge(limit));
         }
+        let capacity = declared.unwrap_or(0).min(FIRST_CAPACITY);
+        tokio::time::timeout(BODY_DEADLINE, self.read_frames(body, capacity, limit))
+            .await
+            .unwrap_or(Err(BodyError::Slow))
+    }
+
+    /// The frames of `body`, each taking its room as it arrives.
+    async fn read_frames(
+        &self,
+        mut body: Body,
+        capacity: usize,
+        limit: usize,
+    ) -> Result<Held, BodyError> {
         let mut held = Held {
-            bytes: Vec::with_capacity(declared.unwrap_or(0)),
+            bytes: Vec::with_capacity(capacity),
             room: None,
         };
-        if let Some(n) = declared {
-            // The whole declared length at once: no reallocation, one wait.
-            held.take(self.room(n).await?);
-        }
-        let mut body = body;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
             let Ok(data) = frame.into_data() else {
@@ -179,5 +200,14 @@ mod tests {
             .unwrap();
         assert_eq!(undeclared.bytes, vec![b'd'; 90]);
         assert_eq!(budget.free(), 10);
+        drop(undeclared);
+        // Announced and never sent: it holds no room, and gives up at the deadline.
+        let silent =
+            Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
+        let reader = budget.clone();
+        let waiting = tokio::spawn(async move { reader.read(&length(50), silent, 1000).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(budget.free(), 100, "a second into it, nothing held");
+        assert!(matches!(waiting.await.unwrap(), Err(BodyError::Slow)));
     }
 }

@@ -2,10 +2,10 @@
 //!
 //! A connection is admitted as soon as it is accepted, with no serving slot: it takes one only
 //! once its request head has arrived (see [`super::Server`]), within the header deadline. At
-//! most `max` are open at once; when one more arrives, the oldest connection still waiting for
-//! its head is closed to make room (a client that opens connections and sends nothing only
-//! pushes out its own). Only when every open connection is being served is the new one
-//! refused.
+//! most `max` are open at once; when one more arrives, the oldest connection not yet served
+//! (waiting for its head, or with its head waiting for a slot) is closed to make room (a
+//! client that opens connections and sends nothing only pushes out its own). Only when every
+//! open connection is being served is the new one refused.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,8 +22,8 @@ pub struct Connections {
 struct Open {
     next: u64,
     count: usize,
-    /// The connections waiting for their request head, oldest first, each with the token
-    /// that closes it.
+    /// The connections not yet served (waiting for their request head, or for a serving
+    /// slot), oldest first, each with the token that closes it.
     waiting: BTreeMap<u64, CancellationToken>,
 }
 
@@ -47,7 +47,7 @@ impl Connections {
         if open.count >= max {
             let (_, oldest) = open.waiting.pop_first()?;
             oldest.cancel();
-            open.count -= 1;
+            open.count = open.count.saturating_sub(1);
         }
         let id = open.next;
         open.next += 1;
@@ -69,20 +69,22 @@ impl Connections {
 }
 
 impl Admitted {
-    /// The connection's request head arrived: it can no longer be closed to make room.
-    pub fn head_arrived(&self) {
+    /// The connection's request head arrived and it holds a serving slot: it can no longer be
+    /// closed to make room.
+    pub fn being_served(&self) {
         self.connections.open().waiting.remove(&self.id);
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        // Under the lock: eviction cancels under it too, so the two cannot both uncount.
+        let mut open = self.connections.open();
         if self.evicted.is_cancelled() {
             return; // already uncounted when it was closed to make room
         }
-        let mut open = self.connections.open();
         open.waiting.remove(&self.id);
-        open.count -= 1;
+        open.count = open.count.saturating_sub(1);
     }
 }
 
@@ -105,8 +107,8 @@ mod tests {
             2,
             "an evicted connection is uncounted once"
         );
-        second.head_arrived();
-        third.head_arrived();
+        second.being_served();
+        third.being_served();
         assert!(
             connections.admit(2).is_none(),
             "every open one is being served"

@@ -215,10 +215,12 @@ impl Server {
                 continue; // every open connection is being served: this one is closed
             };
             let admitted = Arc::new(admitted);
-            let (router, arrived) = (router.clone(), admitted.clone());
+            let (router, served) = (router.clone(), admitted.clone());
             let service = tower::service_fn(move |request: Request<hyper::body::Incoming>| {
-                arrived.head_arrived();
-                router.clone().oneshot(request.map(axum::body::Body::new))
+                // The connection goes with its request, to be marked served once in a slot.
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(served.clone());
+                router.clone().oneshot(request)
             });
             let mut builder = http1::Builder::new();
             builder
@@ -251,11 +253,15 @@ impl Server {
 }
 
 /// Runs the request once it has one of `slots`; 503 when none frees within [`SLOT_PATIENCE`].
+/// Until then its connection may still be closed to make room for a new one.
 async fn in_a_slot(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(SLOT_PATIENCE, slots.acquire_owned()).await {
-        Ok(Ok(_slot)) => next.run(request).await,
-        _ => busy(),
+    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_PATIENCE, slots.acquire_owned()).await else {
+        return busy();
+    };
+    if let Some(connection) = request.extensions().get::<Arc<connections::Admitted>>() {
+        connection.being_served();
     }
+    next.run(request).await
 }
 
 /// 503 for a request the server has no room for now, with when to try again.

@@ -175,13 +175,14 @@ async fn handle(
     response
 }
 
-/// The answer to a body that was not read: too large (413), no room for it now (503), or
-/// broken off (400).
+/// The answer to a body that was not read: too large (413), no room for it now (503), too
+/// slow (408), or broken off (400).
 fn unread(route: &AppRoute, e: &BodyError) -> Response {
     tracing::warn!("app `{}`: a webhook's body was not read: {e}", route.app);
     match e {
         BodyError::TooLarge(_) => problem(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string()),
         BodyError::Busy => super::busy(),
+        BodyError::Slow => problem(StatusCode::REQUEST_TIMEOUT, &e.to_string()),
         BodyError::Broken(_) => problem(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }

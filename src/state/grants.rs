@@ -315,6 +315,20 @@ impl Grants {
         Ok(adopted)
     }
 
+    /// Forgets that `account` is the home account of `app` (its grant was logged out), durably;
+    /// the next account to authorize, or the one account left, becomes the home.
+    pub async fn forget_home(&self, app: &str, account: &str) -> Result<(), StateError> {
+        let was = super::codec::encode(&account);
+        let forgotten = self
+            .homes
+            .compare_and_swap(app, Some(was), None::<&[u8]>)?
+            .is_ok();
+        if forgotten {
+            self.flusher.flush().await?;
+        }
+        Ok(())
+    }
+
     /// [`Grants::adopt_home`] from synchronous code, flushed with sled's next write: losing
     /// it costs only adopting it again.
     pub fn adopt_home_now(&self, app: &str, account: &str) -> Result<bool, StateError> {

@@ -7,9 +7,11 @@
 //!   exchange at Zoom, however often its callback is called.
 //!
 //! Each entry is the id (a MAC or a hash) under a byte naming its use, holding when its window
-//! closes; entries whose window closed are pruned at most once a minute. Nothing is written
-//! before the caller has checked what it records (a signature, a signed cookie), so a stranger
-//! cannot fill the tree.
+//! closes; entries whose window closed are pruned at most once a minute, off the runtime's
+//! workers. Nothing is written before the caller has checked what it records: a webhook
+//! signature only Zoom can make, or an install cookie this server signed. Anyone may fetch
+//! such a cookie at `/install`, so install entries grow as fast as a client can go through
+//! `/install` and its callback, one flushed write each, and go 10 minutes later.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -68,7 +70,7 @@ impl Once {
         until: i64,
         now: i64,
     ) -> Result<bool, StateError> {
-        self.prune(now)?;
+        self.prune(now).await?;
         let key = key(what, id);
         let value = until.to_be_bytes();
         let mut expected: Option<sled::IVec> = None;
@@ -85,7 +87,11 @@ impl Once {
                 },
             }
         }
-        self.flusher.flush().await?;
+        if let Err(e) = self.flusher.flush().await {
+            // Not durable, so not used: the sender's retry must not be taken for a replay.
+            self.tree.remove(&key)?;
+            return Err(e);
+        }
         Ok(true)
     }
 
@@ -96,8 +102,9 @@ impl Once {
         Ok(())
     }
 
-    /// Removes the entries whose window closed before `now`, if none was pruned for a minute.
-    fn prune(&self, now: i64) -> Result<(), StateError> {
+    /// Removes the entries whose window closed before `now`, if none was pruned for a minute,
+    /// on tokio's blocking pool: the scan is as long as the tree.
+    async fn prune(&self, now: i64) -> Result<(), StateError> {
         let due = self.next_prune.load(Ordering::Relaxed);
         if now < due
             || self
@@ -107,15 +114,19 @@ impl Once {
         {
             return Ok(());
         }
-        for entry in &self.tree {
-            let (key, value) = entry?;
-            if closes(&value) < now {
-                self.tree
-                    .compare_and_swap(&key, Some(value), None::<&[u8]>)?
-                    .ok();
+        let tree = self.tree.clone();
+        tokio::task::spawn_blocking(move || {
+            for entry in &tree {
+                let (key, value) = entry?;
+                if closes(&value) < now {
+                    tree.compare_and_swap(&key, Some(value), None::<&[u8]>)?
+                        .ok();
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
+        .expect("pruning does not panic")
     }
 
     /// How many entries are kept (for tests and `doctor`).

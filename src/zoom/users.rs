@@ -8,23 +8,30 @@ use crate::user::ZoomUser;
 /// The longest user field zoomcast accepts (Zoom's ids, JIDs, names and emails are far shorter).
 const MAX_FIELD_CHARS: usize = 320;
 
-/// The user, if every field is short and free of control characters: these are stored, sent
-/// back to Zoom as `to_jid` and printed.
+/// The user, if every field is short, its identifiers free of hidden characters and its
+/// names free of control and bidirectional ones (a name may hold the joiners of its emoji):
+/// these are stored, sent back to Zoom as `to_jid` and printed.
 fn checked(user: ZoomUser) -> Result<ZoomUser, ZoomError> {
-    let fields = [
+    let short = |f: &String| f.chars().count() <= MAX_FIELD_CHARS;
+    let ids = [
         &user.id,
         &user.email,
         &user.jid,
         &user.account_id,
+        &user.role_id,
+    ];
+    let names = [
         &user.first_name,
         &user.last_name,
         &user.display_name,
         &user.role_name,
-        &user.role_id,
     ];
-    let sound = fields
+    let sound = ids
         .iter()
-        .all(|f| f.chars().count() <= MAX_FIELD_CHARS && !f.chars().any(crate::output::is_hidden));
+        .all(|f| short(f) && !f.chars().any(crate::output::is_hidden))
+        && names
+            .iter()
+            .all(|f| short(f) && !f.chars().any(crate::output::is_disruptive));
     if sound {
         Ok(user)
     } else {
@@ -51,5 +58,30 @@ impl ZoomClient {
         )
         .await?;
         checked(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(display_name: &str, email: &str) -> ZoomUser {
+        ZoomUser {
+            id: "u1".into(),
+            email: email.into(),
+            jid: "u1@xmpp.zoom.us".into(),
+            account_id: "acct".into(),
+            display_name: display_name.into(),
+            ..ZoomUser::default()
+        }
+    }
+
+    #[test]
+    fn a_name_may_hold_the_joiners_of_its_emoji_and_an_identifier_no_hidden_character() {
+        // A technologist emoji (a zero-width joiner) and a Persian name's non-joiner.
+        assert!(checked(user("Ana 👩\u{200d}💻", "ana@example.com")).is_ok());
+        assert!(checked(user("می\u{200c}خواهم", "ana@example.com")).is_ok());
+        assert!(checked(user("Ana\u{202e}", "ana@example.com")).is_err());
+        assert!(checked(user("Ana", "ana\u{200b}@example.com")).is_err());
     }
 }

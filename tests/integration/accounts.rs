@@ -81,27 +81,23 @@ fn each_account_has_its_grant_and_a_job_sends_in_the_account_it_names() {
         assert_eq!(directory.find(to).unwrap().account_id, *account);
     }
 
-    // Logging one account out keeps the other's grant. A job naming no account still means
-    // the home account: it does not move to the one left, whose people it never meant.
+    // Logging one account out (at the shell, on purpose) keeps the other's grant; then a job
+    // naming no account sends in the one left, which becomes the home.
     env.run(&["auth", "logout"])
         .code(2)
         .stderr_has("name one with --account");
     env.run(&["auth", "logout", "--account", "emulated-account-1"])
         .code(0)
         .stderr_has("deleted the grant of app `default` in account emulated-account-1");
-    let before = env.emu().messages().len();
-    env.run(&["run", "unnamed"])
-        .code(1)
-        .stderr_has("holds no grant of account emulated-account-1");
+    env.job("unnamed", &job_to(&["hana@second.example"]));
+    env.run(&["run", "unnamed"]).code(0);
+    assert_eq!(
+        env.emu().messages().pop().unwrap().account_id,
+        "emulated-account-2"
+    );
     env.run(&["run", "first"])
         .code(1)
         .stderr_has("holds no grant of account emulated-account-1");
-    env.job(
-        "second",
-        &job_in("emulated-account-2", &["hana@second.example"]),
-    );
-    env.run(&["run", "second"]).code(0);
-    assert_eq!(env.emu().messages().len(), before + 1);
 }
 
 #[test]
@@ -202,6 +198,15 @@ fn another_accounts_install_never_moves_a_job_and_install_accounts_limits_who_ma
         env.emu().messages().pop().unwrap().account_id,
         "emulated-account-1"
     );
+    // The home account removes the app (Zoom's event, no person here): the job does not move
+    // to the other account, and says where it sends and how to go on.
+    let removed = serde_json::json!({"event": "app_deauthorized", "user": "admin@example.com"});
+    assert_eq!(crate::serve::emulator_event(&env, &removed).0, 200);
+    let sent = env.emu().messages().len();
+    env.run(&["run", "team"])
+        .code(1)
+        .stderr_has("holds no grant of account emulated-account-1, its home account");
+    assert_eq!(env.emu().messages().len(), sent);
     served.stop();
     // A list that is not one of account ids is refused, naming the fix.
     std::fs::write(
@@ -228,7 +233,7 @@ fn a_member_never_replaces_an_admins_working_grant() {
     refused
         .code(1)
         .stderr_has("ana@example.com is not an owner or admin of account emulated-account-1 (their role: Member)")
-        .stderr_has("authorized by admin@example.com")
+        .stderr_has("the account's working grant, which an owner or admin made")
         .stderr_has("it is revoked at zoom");
     // ... and through /install.
     let served = crate::serve::serve_for_installs(&env);
