@@ -1,11 +1,16 @@
-//! Request bodies, read under one budget of bytes shared by every connection ([`Budget`]), so
+//! Request bodies, read under a budget of bytes shared by every connection ([`Budget`]), so
 //! that however many clients send large bodies at once (well-formed requests whose signature
-//! turns out wrong only once the whole body is read), the bodies held in memory stay below
-//! [`BODY_BUDGET`]. Room is taken for the bytes that arrived, not for the length a request
-//! declares, and a body must arrive whole within [`BODY_DEADLINE`]: a client that announces
-//! a megabyte and sends nothing holds nothing, and one that trickles holds little, briefly. A
-//! request whose bytes find no room within [`BUDGET_PATIENCE`] is answered 503; Zoom sends
-//! such an event again.
+//! turns out wrong only once the whole body is read), the bodies held in memory stay bounded.
+//!
+//! - Two lanes: bodies that declare at most [`SMALL_BODY`] (every event Zoom sends is a few
+//!   KiB) share [`SMALL_BUDGET`], larger ones [`LARGE_BUDGET`]; a flood of large bodies never
+//!   keeps a small one waiting.
+//! - A body's declared length is reserved whole, in its lane, when its first bytes arrive: a
+//!   client that announces a megabyte and sends nothing holds nothing, and bodies that arrive
+//!   are read in the order they got room, none starved by many half-read ones. A body that
+//!   declares no length takes room as its bytes arrive.
+//! - A body must arrive whole within [`BODY_DEADLINE`] (408 otherwise), and one whose room is
+//!   not free within [`BUDGET_PATIENCE`] is answered 503; Zoom sends such an event again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,17 +20,18 @@ use axum::http::{HeaderMap, header};
 use http_body_util::BodyExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The most bytes of request bodies held at once, over every connection.
-pub const BODY_BUDGET: usize = 8 * 1024 * 1024;
+/// The largest body of the small lane: Zoom's events are far smaller.
+pub const SMALL_BODY: usize = 64 * 1024;
+/// The bytes of small bodies held at once, over every connection.
+pub const SMALL_BUDGET: usize = 2 * 1024 * 1024;
+/// The bytes of larger bodies held at once, over every connection.
+pub const LARGE_BUDGET: usize = 8 * 1024 * 1024;
 
 /// How long a request's bytes wait for room in the budget.
 pub const BUDGET_PATIENCE: Duration = Duration::from_secs(2);
 
 /// How long a body may take to arrive whole (Zoom waits 3 s for the whole answer).
 pub const BODY_DEADLINE: Duration = Duration::from_secs(3);
-
-/// The most of a declared length reserved in memory before the bytes arrive.
-const FIRST_CAPACITY: usize = 64 * 1024;
 
 /// Why a body was not read.
 #[derive(Debug, thiserror::Error)]
@@ -47,26 +53,37 @@ pub enum BodyError {
 /// The bytes of request bodies being held, shared by every connection.
 #[derive(Clone)]
 pub struct Budget {
-    bytes: Arc<Semaphore>,
+    small: Arc<Semaphore>,
+    large: Arc<Semaphore>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(SMALL_BUDGET, LARGE_BUDGET)
+    }
 }
 
 impl Budget {
-    /// A budget of `total` bytes.
-    pub fn new(total: usize) -> Self {
+    /// A budget of `small` bytes for small bodies and `large` for the others.
+    pub fn new(small: usize, large: usize) -> Self {
         Self {
-            bytes: Arc::new(Semaphore::new(total)),
+            small: Arc::new(Semaphore::new(small)),
+            large: Arc::new(Semaphore::new(large)),
         }
     }
 
-    /// How many bytes are free now.
-    pub fn free(&self) -> usize {
-        self.bytes.available_permits()
+    /// How many bytes are free now in each lane: (small, large).
+    pub fn free(&self) -> (usize, usize) {
+        (
+            self.small.available_permits(),
+            self.large.available_permits(),
+        )
     }
 
     /// Reads `body` (of a request with `headers`), at most `limit` bytes, within
     /// [`BODY_DEADLINE`]: refused at once when its declared length is larger, and as soon as
-    /// more arrive. Every byte held takes its room in the budget first; the room is given back
-    /// when the returned body is dropped.
+    /// more arrive. Its bytes take their room in the budget before they are held; the room is
+    /// given back when the returned body is dropped.
     pub async fn read(
         &self,
         headers: &HeaderMap,
@@ -77,21 +94,25 @@ impl Budget {
         if declared.is_some_and(|n| n > limit) {
             return Err(BodyError::TooLarge(limit));
         }
-        let capacity = declared.unwrap_or(0).min(FIRST_CAPACITY);
-        tokio::time::timeout(BODY_DEADLINE, self.read_frames(body, capacity, limit))
+        tokio::time::timeout(BODY_DEADLINE, self.read_frames(body, declared, limit))
             .await
             .unwrap_or(Err(BodyError::Slow))
     }
 
-    /// The frames of `body`, each taking its room as it arrives.
+    /// The frames of `body`: the declared length's room taken at the first, or each one's as
+    /// it arrives when none was declared.
     async fn read_frames(
         &self,
         mut body: Body,
-        capacity: usize,
+        declared: Option<usize>,
         limit: usize,
     ) -> Result<Held, BodyError> {
+        let lane = match declared {
+            Some(n) if n <= SMALL_BODY => &self.small,
+            _ => &self.large,
+        };
         let mut held = Held {
-            bytes: Vec::with_capacity(capacity),
+            bytes: Vec::new(),
             room: None,
         };
         while let Some(frame) = body.frame().await {
@@ -108,24 +129,25 @@ impl Budget {
                 .as_ref()
                 .map_or(0, OwnedSemaphorePermit::num_permits);
             if total > reserved {
-                held.take(self.room(total - reserved).await?);
+                let wanted = declared.unwrap_or(total).max(total);
+                held.take(room(lane, wanted - reserved).await?);
+                held.bytes.reserve_exact(wanted - held.bytes.len());
             }
             held.bytes.extend_from_slice(&data);
         }
         Ok(held)
     }
+}
 
-    /// Room for `n` more bytes, waiting at most [`BUDGET_PATIENCE`] for it.
-    async fn room(&self, n: usize) -> Result<OwnedSemaphorePermit, BodyError> {
-        let n = u32::try_from(n).map_err(|_| BodyError::Busy)?;
-        if let Ok(room) = self.bytes.clone().try_acquire_many_owned(n) {
-            return Ok(room);
-        }
-        match tokio::time::timeout(BUDGET_PATIENCE, self.bytes.clone().acquire_many_owned(n)).await
-        {
-            Ok(Ok(room)) => Ok(room),
-            _ => Err(BodyError::Busy),
-        }
+/// Room for `n` more bytes in `lane`, waiting at most [`BUDGET_PATIENCE`] for it.
+async fn room(lane: &Arc<Semaphore>, n: usize) -> Result<OwnedSemaphorePermit, BodyError> {
+    let n = u32::try_from(n).map_err(|_| BodyError::Busy)?;
+    if let Ok(room) = lane.clone().try_acquire_many_owned(n) {
+        return Ok(room);
+    }
+    match tokio::time::timeout(BUDGET_PATIENCE, lane.clone().acquire_many_owned(n)).await {
+        Ok(Ok(room)) => Ok(room),
+        _ => Err(BodyError::Busy),
     }
 }
 
@@ -166,15 +188,22 @@ mod tests {
         headers
     }
 
+    /// A body that announces itself and never sends a byte.
+    fn silent() -> Body {
+        Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>())
+    }
+
     #[tokio::test]
-    async fn bodies_take_room_until_dropped_and_wait_no_longer_than_the_patience() {
-        let budget = Budget::new(100);
-        let first = budget
-            .read(&length(60), Body::from(vec![b'a'; 60]), 1000)
+    async fn bodies_take_their_room_in_their_lane_until_dropped_and_never_wait_long() {
+        tokio::time::pause();
+        // Small lane: 100 bytes (bodies of at most SMALL_BODY); large lane: 200 000.
+        let budget = Budget::new(100, 200_000);
+        let small = budget
+            .read(&length(60), Body::from(vec![b'a'; 60]), 1 << 20)
             .await
             .unwrap();
-        assert_eq!(first.bytes.len(), 60);
-        assert_eq!(budget.free(), 40);
+        assert_eq!(small.bytes.len(), 60);
+        assert_eq!(budget.free(), (40, 200_000));
         // Declared longer than the route takes: refused before a byte is read.
         assert!(matches!(
             budget.read(&length(2000), Body::empty(), 1000).await,
@@ -187,27 +216,31 @@ mod tests {
                 .await,
             Err(BodyError::TooLarge(1000))
         ));
-        assert_eq!(budget.free(), 40, "a refused body gives its room back");
-        tokio::time::pause();
+        assert_eq!(
+            budget.free(),
+            (40, 200_000),
+            "a refused body gives its room back"
+        );
+        // No room in its lane within the patience: 503; a large body meanwhile has its own.
         let fifty = length(50);
-        let busy = budget.read(&fifty, Body::from(vec![b'c'; 50]), 1000);
+        let busy = budget.read(&fifty, Body::from(vec![b'c'; 50]), 1 << 20);
         assert!(matches!(busy.await, Err(BodyError::Busy)));
-        drop(first);
-        assert_eq!(budget.free(), 100);
-        let undeclared = budget
-            .read(&HeaderMap::new(), Body::from(vec![b'd'; 90]), 1000)
+        let large = budget
+            .read(&length(100_000), Body::from(vec![b'd'; 100_000]), 1 << 20)
             .await
             .unwrap();
-        assert_eq!(undeclared.bytes, vec![b'd'; 90]);
-        assert_eq!(budget.free(), 10);
-        drop(undeclared);
+        assert_eq!(budget.free(), (40, 100_000));
+        drop((small, large));
+        assert_eq!(budget.free(), (100, 200_000));
         // Announced and never sent: it holds no room, and gives up at the deadline.
-        let silent =
-            Body::from_stream(futures::stream::pending::<Result<Vec<u8>, std::io::Error>>());
         let reader = budget.clone();
-        let waiting = tokio::spawn(async move { reader.read(&length(50), silent, 1000).await });
+        let waiting = tokio::spawn(async move { reader.read(&length(50), silent(), 1000).await });
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(budget.free(), 100, "a second into it, nothing held");
+        assert_eq!(
+            budget.free(),
+            (100, 200_000),
+            "a second into it, nothing held"
+        );
         assert!(matches!(waiting.await.unwrap(), Err(BodyError::Slow)));
     }
 }

@@ -13,8 +13,9 @@
 //!   `/healthz` and `/metrics`, so that neither a flood nor idle clients delay a probe; a
 //!   request that finds no slot within [`SLOT_PATIENCE`] is answered 503;
 //! - a request is answered within `client_timeout` of its head (408 otherwise), and its body is
-//!   read only once its headers passed their checks, under one budget of bytes shared by every
-//!   connection ([`body`]), up to [`MAX_BODY`].
+//!   read only once its headers passed their checks, within 3 s, under a budget of bytes shared
+//!   by every connection, small bodies (Zoom's) apart from large ones ([`body`]), up to
+//!   [`MAX_BODY`].
 //!
 //! On shutdown it stops accepting, lets the requests in flight and the chat replies they
 //! started finish (for at most [`DRAIN`]), and returns.
@@ -49,7 +50,7 @@ use tower::ServiceExt as _;
 
 use crate::config::DEFAULT_APP;
 use crate::delivery::{Engines, off_workers};
-use body::{BODY_BUDGET, Budget};
+use body::Budget;
 use connections::Connections;
 use metrics::Metrics;
 
@@ -114,7 +115,7 @@ impl Server {
             engines,
             limits,
             metrics: Metrics::default(),
-            bodies: Budget::new(BODY_BUDGET),
+            bodies: Budget::default(),
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             operations_slots: Arc::new(Semaphore::new(OPERATIONS_SLOTS)),
             tasks: TaskTracker::new(),

@@ -261,3 +261,51 @@ fn one_install_allows_one_code_exchange_however_often_its_callback_is_called() {
     assert_eq!(visit(&callback, Some(&cookie)).0, 302);
     served.stop();
 }
+
+#[test]
+fn announcing_bodies_and_sending_nothing_holds_no_room() {
+    let env = Env::new();
+    let served = Served::start_with(&env, |cmd| {
+        cmd.args(["--client-timeout", "60s"]);
+    });
+    let addr = address(&served);
+    let now = chrono::Utc::now().timestamp();
+    let headers = format!(
+        "x-zm-request-timestamp: {now}\r\nx-zm-signature: v0={}\r\n",
+        "ef".repeat(32)
+    );
+    // Twenty clients announce a megabyte each (20 MiB: more than the whole budget), and send
+    // nothing.
+    let mut silent: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            stream
+                .write_all(webhook_head(1 << 20, &headers).as_bytes())
+                .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Zoom's events get through beside them, small and large.
+    let secret = env.emu().knobs().webhook_secret;
+    let small = br#"{"event":"meeting.started","payload":{}}"#.to_vec();
+    let large = format!(
+        r#"{{"event":"meeting.ended","payload":{{"note":"{}"}}}}"#,
+        "n".repeat(200_000)
+    )
+    .into_bytes();
+    for body in [small, large] {
+        let at = chrono::Utc::now().timestamp();
+        assert_eq!(post(&served, &body, &signed(&secret, at, &body)).0, 200);
+    }
+    // The silent ones are cut off once their bodies are late.
+    for stream in &mut silent {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    }
+    served.stop();
+}
