@@ -180,7 +180,6 @@ pub struct ReadOnly {
 impl Handler for ReadOnly {
     fn handle(&self, request: Request) -> BoxFuture<'static, Response> {
         let answer = match request {
-            Request::Holder => Response::Holder(Holder::Command),
             Request::RunJob { .. }
             | Request::CheckJob { .. }
             | Request::StoreGrant { .. }

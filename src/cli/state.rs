@@ -67,12 +67,7 @@ impl State {
             Err(StateError::Locked { pid, doing, .. }) if wait_for_socket(dir).await => {
                 let holder = holder_of(dir).await.unwrap_or(Holder::Scheduler);
                 if holder == Holder::Command {
-                    errln!(
-                        "the state directory {} is in use by another zoomcast process{}; it \
-                         answers this",
-                        dir.display(),
-                        crate::state::holder(pid, doing.as_deref())
-                    );
+                    errln!("{}; it answers this", in_use(dir, pid, doing.as_deref()));
                 }
                 Ok(Self::Daemon(dir.to_owned(), holder))
             }
@@ -330,15 +325,22 @@ pub(super) async fn lock_patiently(
             && let StateError::Locked { pid, doing, .. } = &locked
         {
             errln!(
-                "the state directory {} is in use by another zoomcast process{}; waiting for \
-                 it (up to {}, --wait)",
-                dir.display(),
-                crate::state::holder(*pid, doing.as_deref()),
+                "{}; waiting for it (up to {}, --wait)",
+                in_use(dir, *pid, doing.as_deref()),
                 humantime::format_duration(wait)
             );
         }
         tokio::time::sleep(LOCK_POLL).await;
     }
+}
+
+/// "the state directory DIR is in use by another zoomcast process (pid 42, running job ...)".
+fn in_use(dir: &Path, pid: Option<u32>, doing: Option<&str>) -> String {
+    format!(
+        "the state directory {} is in use by another zoomcast process{}",
+        dir.display(),
+        crate::state::holder(pid, doing)
+    )
 }
 
 /// Serves what `store` reads on the control socket, beside the command holding it; `None` (said

@@ -129,14 +129,10 @@ impl Once {
         .expect("pruning does not panic")
     }
 
-    /// How many entries are kept (for tests and `doctor`).
-    pub fn len(&self) -> usize {
+    /// How many entries are kept.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.tree.len()
-    }
-
-    /// Whether no entry is kept.
-    pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
     }
 }
 
