@@ -20,12 +20,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::delivery::{GrantCheck, Preview};
-use crate::state::{Dead, Delivery, Grant, OptOut, RunId, RunRecord, StateError, Store};
+use crate::state::{
+    Dead, Delivery, Grant, OptOut, RunFilter, RunId, RunRecord, StateError, Store, Totals,
+    ViewStart,
+};
 
 /// The socket's file name in the state directory.
 pub const SOCKET: &str = "control.sock";
 /// The longest request or response line read.
 const MAX_LINE: u64 = 64 << 20;
+/// The most runs one page answers (a run's record is about a kilobyte of JSON).
+pub const MAX_PAGE: usize = 500;
 
 /// The socket of the daemon holding `state_dir`.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
@@ -39,9 +44,31 @@ pub enum Request {
     /// Who holds the state: a scheduler (which runs jobs and stores grants for others), or a
     /// command that only answers what it reads ([`ReadOnly`]).
     Holder,
-    /// Every run, oldest first, optionally of one job.
+    /// Every run kept, oldest first, optionally of one job (what releases before paged
+    /// listings ask).
     Runs {
         /// Only this job's runs.
+        job: Option<String>,
+    },
+    /// Where the newest `limit` runs `filter` shows start.
+    ViewStart {
+        /// Which runs.
+        filter: RunFilter,
+        /// How many of the newest; `None`: all.
+        limit: Option<usize>,
+    },
+    /// Up to `max` runs `filter` shows, oldest first, from run `from` on.
+    RunPage {
+        /// Which runs.
+        filter: RunFilter,
+        /// The first run id to look at.
+        from: RunId,
+        /// The most runs answered.
+        max: usize,
+    },
+    /// The totals of one job, or of every job.
+    Totals {
+        /// Only this job's.
         job: Option<String>,
     },
     /// One run and its deliveries.
@@ -109,6 +136,10 @@ pub enum Request {
 pub enum Response {
     /// Runs, oldest first.
     Runs(Vec<RunRecord>),
+    /// Where a listing starts.
+    ViewStart(ViewStart),
+    /// Jobs' totals, by job name.
+    Totals(Vec<(String, Totals)>),
     /// A run and its deliveries, if it exists.
     Run(Option<(RunRecord, Vec<Delivery>)>),
     /// The newest run of each job asked for, in order.
@@ -285,6 +316,23 @@ impl Checked {
 pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> {
     Ok(match request {
         Request::Runs { job } => Response::Runs(store.runs()?.list(job.as_deref())?),
+        Request::ViewStart { filter, limit } => {
+            Response::ViewStart(store.runs()?.view_start(filter, *limit)?)
+        }
+        Request::RunPage { filter, from, max } => {
+            Response::Runs(store.runs()?.page(filter, *from, (*max).min(MAX_PAGE))?)
+        }
+        Request::Totals { job } => {
+            let runs = store.runs()?;
+            Response::Totals(match job {
+                Some(job) => runs
+                    .totals(job)?
+                    .map(|t| (job.clone(), t))
+                    .into_iter()
+                    .collect(),
+                None => runs.all_totals()?,
+            })
+        }
         Request::Run { id } => match store.runs()?.get(*id)? {
             Some(record) => Response::Run(Some((record, store.deliveries()?.list(*id)?))),
             None => Response::Run(None),

@@ -60,6 +60,11 @@ pub fn write_out(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Whether stdout has refused a write (`zoomcast history --all | head`): a long listing stops.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
+
 /// Writes to stderr; a failure is dropped.
 pub fn write_err(args: fmt::Arguments<'_>) {
     let _ = io::stderr().lock().write_fmt(args);

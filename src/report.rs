@@ -3,10 +3,11 @@
 
 use std::fmt::Write;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::delivery::RunReport;
-use crate::state::{Delivery, DeliveryState, RunRecord, RunStatus};
+use crate::state::{Delivery, DeliveryState, RunRecord, RunStatus, Totals};
 
 fn duration(record: &RunRecord) -> String {
     record.finished_at.map_or_else(
@@ -291,22 +292,79 @@ fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 
 /// The `history` table: one line per run.
 pub fn runs_text(runs: &[RunRecord]) -> String {
-    let mut out = format!(
-        "{:>6}  {:20}  {:25}  {:13}  {:>7} {:>7} {:>7}\n",
-        "run", "job", "started", "status", "sent", "failed", "total"
-    );
+    let mut out = runs_header();
     for r in runs {
-        let _ = writeln!(
-            out,
-            "{:>6}  {:20}  {:25}  {:13}  {:>7} {:>7} {:>7}",
-            r.id,
-            crate::output::escaped(&r.job),
-            r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-            r.status.to_string(),
-            r.counts.sent,
-            r.counts.failed,
-            r.counts.total
-        );
+        out.push_str(&run_line(r));
     }
     out
+}
+
+/// The header line of [`runs_text`].
+pub fn runs_header() -> String {
+    format!(
+        "{:>6}  {:20}  {:25}  {:13}  {:>7} {:>7} {:>7}\n",
+        "run", "job", "started", "status", "sent", "failed", "total"
+    )
+}
+
+/// One run's line of [`runs_text`] (fixed widths, so a listing prints a page at a time).
+pub fn run_line(r: &RunRecord) -> String {
+    format!(
+        "{:>6}  {:20}  {:25}  {:13}  {:>7} {:>7} {:>7}\n",
+        r.id,
+        crate::output::escaped(&r.job),
+        r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        r.status.to_string(),
+        r.counts.sent,
+        r.counts.failed,
+        r.counts.total
+    )
+}
+
+/// A job's totals, as `history` prints them.
+pub fn totals_text(job: &str, t: &Totals) -> String {
+    let when = |at: Option<DateTime<Utc>>| {
+        at.map_or_else(
+            || "never".to_owned(),
+            |at| at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        )
+    };
+    let e = &t.ended;
+    let d = &t.deliveries;
+    format!(
+        "job `{}`: {} runs, the first {}, the newest {}\n  \
+         ended: {} succeeded, {} partly failed, {} aborted, {} closed\n  \
+         recipients: {} sent, {} failed, {} uncertain, {} opted out\n  \
+         {} run records kept (keep_runs), {} older ones folded into these totals\n",
+        crate::output::escaped(job),
+        t.runs,
+        when(t.first_run),
+        when(t.last_run),
+        e.succeeded,
+        e.partly_failed,
+        e.aborted,
+        e.closed,
+        d.sent,
+        d.failed,
+        d.uncertain,
+        d.opted_out,
+        t.kept,
+        t.folded,
+    )
+}
+
+/// A job's totals as JSON (`history --totals --json`).
+pub fn totals_json(job: &str, t: &Totals) -> Value {
+    json!({
+        "job": job,
+        "runs": t.runs,
+        "ended": t.ended,
+        "deliveries": t.deliveries,
+        "rate_limited": t.rate_limited,
+        "first_run": t.first_run.map(|at| at.to_rfc3339()),
+        "last_run": t.last_run.map(|at| at.to_rfc3339()),
+        "last_success": t.last_success.map(|at| at.to_rfc3339()),
+        "kept": t.kept,
+        "folded": t.folded,
+    })
 }

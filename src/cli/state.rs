@@ -13,7 +13,10 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::login;
 use crate::control::{self, AppGrant, Checked, GrantView, Holder, Request, Response};
 use crate::delivery::{Engines, GrantCheck, RunReport};
-use crate::state::{Delivery, Grant, Keys, OptOut, RunId, RunRecord, StateError, Store};
+use crate::state::{
+    Delivery, Grant, Keys, OptOut, RunFilter, RunId, RunRecord, StateError, Store, Totals,
+    ViewStart,
+};
 
 /// How long a command waits for a starting scheduler to bind its socket.
 const SOCKET_PATIENCE: Duration = Duration::from_secs(2);
@@ -93,11 +96,39 @@ impl State {
         })
     }
 
-    /// Every run, oldest first, optionally of one job.
-    pub(super) async fn runs(&self, job: Option<String>) -> anyhow::Result<Vec<RunRecord>> {
-        match self.ask(&Request::Runs { job }).await? {
+    /// Where the newest `limit` runs `filter` shows start (all: `None`).
+    pub(super) async fn view_start(
+        &self,
+        filter: RunFilter,
+        limit: Option<usize>,
+    ) -> anyhow::Result<ViewStart> {
+        match self.ask(&Request::ViewStart { filter, limit }).await? {
+            Response::ViewStart(start) => Ok(start),
+            _ => Err(unexpected("where the runs start")),
+        }
+    }
+
+    /// Up to [`control::MAX_PAGE`] runs `filter` shows, oldest first, from run `from` on.
+    pub(super) async fn run_page(
+        &self,
+        filter: RunFilter,
+        from: RunId,
+    ) -> anyhow::Result<Vec<RunRecord>> {
+        let max = control::MAX_PAGE;
+        match self.ask(&Request::RunPage { filter, from, max }).await? {
             Response::Runs(runs) => Ok(runs),
             _ => Err(unexpected("runs")),
+        }
+    }
+
+    /// The totals of `job`, or of every job.
+    pub(super) async fn totals(
+        &self,
+        job: Option<String>,
+    ) -> anyhow::Result<Vec<(String, Totals)>> {
+        match self.ask(&Request::Totals { job }).await? {
+            Response::Totals(totals) => Ok(totals),
+            _ => Err(unexpected("totals")),
         }
     }
 

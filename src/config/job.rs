@@ -36,6 +36,11 @@ pub struct JobFile {
     #[serde(default)]
     pub(super) overlap: Overlap,
     pub(super) jitter: Option<Spanned<String>>,
+    #[serde(
+        default = "default_keep_runs",
+        deserialize_with = "within::<_, _, 1, 1_000_000>"
+    )]
+    pub(super) keep_runs: NonZeroU32,
     pub(super) recipients: Spanned<RecipientsFile>,
     #[serde(default)]
     pub(super) vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
@@ -104,6 +109,13 @@ pub struct SchedulePolicy {
     pub overlap: Overlap,
     /// The most a tick is delayed by; each job gets its own stable delay below it.
     pub jitter: Duration,
+}
+
+/// The default of `keep_runs`.
+pub const DEFAULT_KEEP_RUNS: u32 = 1000;
+
+fn default_keep_runs() -> NonZeroU32 {
+    NonZeroU32::new(DEFAULT_KEEP_RUNS).expect("not zero")
 }
 
 /// The default of `[delivery] keep_details`.
@@ -235,6 +247,9 @@ pub struct Job {
     pub delivery: DeliverySettings,
     /// How the scheduler treats the job's ticks.
     pub policy: SchedulePolicy,
+    /// How many of the job's newest runs keep their record (`keep_runs`); older ones are
+    /// folded into the job's totals.
+    pub keep_runs: NonZeroU32,
 }
 
 /// The job's name: the file stem.

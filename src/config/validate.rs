@@ -213,6 +213,7 @@ impl<'a> Checker<'a> {
                 warnings: std::mem::take(&mut self.warnings),
                 delivery: file.delivery,
                 policy,
+                keep_runs: file.keep_runs,
             }),
             _ => Err(Invalid {
                 diagnostics: self.problems,

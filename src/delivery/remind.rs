@@ -33,6 +33,7 @@ impl Engine {
         };
         let after = TimeDelta::from_std(after)?;
         let button = job.acknowledge.as_ref().map(|a| a.button.as_str());
+        let window = after * (i32::try_from(max).unwrap_or(i32::MAX) + 1);
         let open = |run: &RunRecord| {
             // Only runs sent asking for this acknowledgement.
             run.acknowledge.as_deref() == button
@@ -42,10 +43,21 @@ impl Engine {
                     .account
                     .as_deref()
                     .is_none_or(|a| a == sender.account_id)
-                && now < run.started_at + after * (i32::try_from(max).unwrap_or(i32::MAX) + 1)
         };
+        // Newest first, back to the first run whose reminders are all past: ids grow with
+        // start times, so older runs are past too, and a year of runs is not read each time.
+        let mut within = Vec::new();
+        for run in self.runs.newest_first(&job.name) {
+            let run = run?;
+            if now >= run.started_at + window {
+                break;
+            }
+            if open(&run) {
+                within.push(run);
+            }
+        }
         let mut sent = 0;
-        for run in self.runs.list(Some(&job.name))?.into_iter().filter(open) {
+        for run in within.into_iter().rev() {
             let vars = job_variables(job, run.id, run.started_at);
             let ctx = self.context(job, sender, options.clone(), (run.id, false), vars);
             sent += ctx.remind_run(&run, after, max, now).await?;

@@ -14,6 +14,7 @@ use super::limiters::{Endpoint, Limiters};
 use super::progress::Progress;
 use crate::config::vars::run_variables;
 use crate::config::{Diagnostic, Invalid, Job};
+use crate::state::retention::{self, Keep};
 use crate::state::runs::Counts;
 use crate::state::{
     CacheTtl, Deliveries, Delivery, Jids, OptOuts, RunId, RunRecord, RunStatus, Runs, StateError,
@@ -143,10 +144,10 @@ impl Engine {
         };
         self.keep_closed(&mut record).await?;
         self.runs.put(&record).await?;
-        if !record.status.is_unfinished() {
-            if let Err(e) = self.prune_details(job).await {
+        if record.status != RunStatus::Running {
+            if let Err(e) = self.trim_history(job).await {
                 tracing::warn!(
-                    "job `{}`: old runs' per-recipient outcomes could not be pruned: {e}",
+                    "job `{}`: older runs could not be pruned or folded: {e}",
                     job.name
                 );
             }
@@ -192,36 +193,30 @@ impl Engine {
         }
     }
 
-    /// Deletes the per-recipient outcomes of the job's finished runs older than its newest
-    /// `keep_details`; their summaries stay. Unfinished runs keep everything: the next run
-    /// resumes them. Each run's mark is stored after its entries are deleted, and all are
-    /// flushed once: sled recovers a prefix of its log, so a crash leaves no run marked pruned
-    /// that still has entries, only work for the next prune.
-    async fn prune_details(&self, job: &Job) -> Result<(), StateError> {
-        let keep = usize::try_from(job.delivery.keep_details.get()).unwrap_or(usize::MAX);
+    /// Keeps the job's history within its limits: the per-recipient outcomes of its newest
+    /// `keep_details` finished runs, the records of its newest `keep_runs` runs (older ones
+    /// folded into its totals). See [`crate::state::retention`].
+    async fn trim_history(&self, job: &Job) -> Result<(), StateError> {
+        let keep = Keep {
+            runs: usize::try_from(job.keep_runs.get()).unwrap_or(usize::MAX),
+            details: usize::try_from(job.delivery.keep_details.get()).unwrap_or(usize::MAX),
+        };
         let (runs, deliveries, name) =
             (self.runs.clone(), self.deliveries.clone(), job.name.clone());
-        // A scan of the job's runs and thousands of deletions: off the runtime's workers.
-        let (pruned, entries) = off_workers(move || {
-            let mut pruned = runs.details_to_prune(&name, keep)?;
-            let mut entries = 0;
-            for record in &mut pruned {
-                entries += deliveries.prune(record.id)?;
-                record.details_pruned = true;
-            }
-            Ok::<_, StateError>((pruned, entries))
-        })
-        .await?;
-        if pruned.is_empty() {
-            return Ok(());
+        let trimmed = off_workers(move || retention::trim(&runs, &deliveries, &name, keep)).await?;
+        if trimmed.pruned + trimmed.folded > 0 {
+            tracing::debug!(
+                "job `{}`: deleted the per-recipient outcomes of {} runs ({} entries) and folded \
+                 {} runs into its totals; it keeps outcomes for its newest {} runs \
+                 ([delivery] keep_details) and records for its newest {} (keep_runs)",
+                job.name,
+                trimmed.pruned,
+                trimmed.entries,
+                trimmed.folded,
+                keep.details,
+                keep.runs
+            );
         }
-        self.runs.put_all(&pruned).await?;
-        tracing::debug!(
-            "job `{}`: deleted the per-recipient outcomes of {} older runs ({entries} entries); \
-             it keeps them for its newest {keep} runs ([delivery] keep_details)",
-            job.name,
-            pruned.len()
-        );
         Ok(())
     }
 

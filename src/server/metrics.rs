@@ -1,12 +1,13 @@
 //! `GET /metrics`: Prometheus series in the `OpenMetrics` text format, encoded by
 //! `prometheus-client`.
 //!
-//! Runs and deliveries are read from the store at each scrape, so runs started by `zoomcast
-//! run` in another process are counted too: `zoomcast_runs_total{job,outcome}` (finished runs;
-//! their summaries are never deleted, so the counts only grow),
-//! `zoomcast_deliveries_total{job,outcome}`, `zoomcast_rate_limited_total{endpoint}` (the runs'
-//! requests Zoom answered 429) and `zoomcast_job_last_success_timestamp_seconds{job}`. What only
-//! this process sees is counted in memory: `zoomcast_token_refreshes_total{app,result}` and
+//! The runs' series are read from each job's totals in the store (one entry per job, kept up
+//! to date as runs are written and folded: a scrape reads no run record), so runs started by
+//! `zoomcast run` in another process are counted too: `zoomcast_runs_total{job,outcome}` (runs
+//! ended), `zoomcast_deliveries_total{job,outcome}`, `zoomcast_rate_limited_total{endpoint}`
+//! (the runs' requests Zoom answered 429) and
+//! `zoomcast_job_last_success_timestamp_seconds{job}`. Every counter only grows. What only this
+//! process sees is counted in memory: `zoomcast_token_refreshes_total{app,result}` and
 //! `zoomcast_webhook_events_total{app,event,verdict}`.
 
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use prometheus_client::registry::Registry;
 use super::Server;
 use super::signature::Refused;
 use crate::delivery::off_workers;
-use crate::state::{RunRecord, RunStatus, StateError};
+use crate::state::{StateError, Store, Totals};
 
 /// The content type of the `OpenMetrics` text format.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -110,12 +111,12 @@ impl Metrics {
 
 pub(super) async fn scrape(State(server): State<Arc<Server>>) -> Response {
     let store = server.engines.store().clone();
-    let runs = match off_workers(move || store.runs()?.list(None)).await {
-        Ok(runs) => runs,
+    let totals = match off_workers(move || read_totals(&store)).await {
+        Ok(totals) => totals,
         Err(e) => return unavailable(&e),
     };
     let mut registry = Registry::default();
-    register_runs(&mut registry, &runs);
+    register_totals(&mut registry, &totals);
     register_process(&mut registry, &server);
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
@@ -129,7 +130,7 @@ pub(super) async fn scrape(State(server): State<Arc<Server>>) -> Response {
 }
 
 fn unavailable(e: &StateError) -> Response {
-    tracing::error!("metrics: reading the runs failed: {e}");
+    tracing::error!("metrics: reading the jobs' totals failed: {e}");
     (
         StatusCode::SERVICE_UNAVAILABLE,
         "the state database is not usable\n",
@@ -137,45 +138,44 @@ fn unavailable(e: &StateError) -> Response {
         .into_response()
 }
 
-/// The series read from the runs in the store.
-fn register_runs(registry: &mut Registry, runs: &[RunRecord]) {
+/// Every job's totals: one entry per job, however many runs there were.
+fn read_totals(store: &Store) -> Result<Vec<(String, Totals)>, StateError> {
+    store.runs()?.all_totals()
+}
+
+/// The series read from each job's totals.
+fn register_totals(registry: &mut Registry, totals: &[(String, Totals)]) {
     let mut finished = BTreeMap::<JobOutcome, u64>::new();
     let mut deliveries = BTreeMap::<JobOutcome, u64>::new();
     let mut last_success = BTreeMap::<JobLabel, i64>::new();
     let mut limited = BTreeMap::<EndpointLabel, u64>::new();
-    for run in runs {
+    for (job, t) in totals {
         for (endpoint, n) in [
-            ("users", run.rate_limited.users),
-            ("chat", run.rate_limited.chat),
+            ("users", t.rate_limited.users),
+            ("chat", t.rate_limited.chat),
         ] {
             let endpoint = endpoint.to_owned();
             *limited.entry(EndpointLabel { endpoint }).or_default() += n;
         }
         let counts = [
-            ("sent", run.counts.sent),
-            ("failed", run.counts.failed),
-            ("uncertain", run.counts.uncertain),
-            ("opted_out", run.counts.opted_out),
+            ("sent", t.deliveries.sent),
+            ("failed", t.deliveries.failed),
+            ("uncertain", t.deliveries.uncertain),
+            ("opted_out", t.deliveries.opted_out),
         ];
         for (outcome, n) in counts {
-            *deliveries
-                .entry(job_outcome(&run.job, outcome))
-                .or_default() += n;
+            deliveries.insert(job_outcome(job, outcome), n);
         }
-        if let Some(outcome) = run_outcome(&run.status) {
-            *finished.entry(job_outcome(&run.job, outcome)).or_default() += 1;
+        for (outcome, n) in t.ended.by_outcome() {
+            if n > 0 {
+                finished.insert(job_outcome(job, outcome), n);
+            }
         }
-        if run.status == RunStatus::Succeeded
-            && let Some(at) = run.finished_at
-        {
-            let job = JobLabel {
-                job: label(&run.job),
-            };
-            let newest = last_success.entry(job).or_default();
-            *newest = (*newest).max(at.timestamp());
+        if let Some(at) = t.last_success {
+            last_success.insert(JobLabel { job: label(job) }, at.timestamp());
         }
     }
-    let help = "Finished runs by job and outcome";
+    let help = "Runs ended, by job and outcome (a run aborted and resumed ends twice)";
     register_counters(registry, "zoomcast_runs", help, finished);
     let help = "Recipients of runs by job and outcome";
     register_counters(registry, "zoomcast_deliveries", help, deliveries);
@@ -250,53 +250,61 @@ fn job_outcome(job: &str, outcome: &str) -> JobOutcome {
     }
 }
 
-/// A finished run's outcome label; `None` while it runs or waits to resume.
-fn run_outcome(status: &RunStatus) -> Option<&'static str> {
-    match status {
-        RunStatus::Succeeded => Some("succeeded"),
-        RunStatus::PartlyFailed => Some("partly_failed"),
-        RunStatus::Aborted(_) => Some("aborted"),
-        RunStatus::Closed(_) => Some("closed"),
-        RunStatus::Running => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
-    use crate::state::RunId;
-    use crate::state::runs::Counts;
+    use crate::state::runs::{Counts, records_read};
+    use crate::state::{RunId, RunRecord, RunStatus};
 
-    #[test]
-    fn a_job_name_with_quotes_and_backslashes_keeps_the_scrape_parseable() {
-        let run = RunRecord {
-            id: RunId(1),
-            job: "we\"ird\\job".into(),
-            app: "default".into(),
-            account: None,
-            started_at: Utc::now(),
-            finished_at: Some(Utc::now()),
+    fn succeeded(id: u64, job: &str) -> RunRecord {
+        RunRecord {
+            finished_at: Some(chrono::Utc::now()),
             status: RunStatus::Succeeded,
             counts: Counts {
                 total: 1,
                 sent: 1,
                 ..Counts::default()
             },
-            rate_limited: crate::state::runs::RateLimited::default(),
-            resumes: 0,
-            acknowledge: None,
-            scheduled_for: None,
-            details_pruned: false,
-            job_file: None,
-        };
+            ..RunRecord::new(RunId(id), job, ("default", None), None)
+        }
+    }
+
+    fn encoded(totals: &[(String, Totals)]) -> String {
         let mut registry = Registry::default();
-        register_runs(&mut registry, &[run]);
+        register_totals(&mut registry, totals);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_job_name_with_quotes_and_backslashes_keeps_the_scrape_parseable() {
+        let mut totals = Totals::default();
+        totals.record(None, &succeeded(1, "we\"ird\\job"));
+        let text = encoded(&[("we\"ird\\job".into(), totals)]);
         let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&text);
         assert!(parsed.is_ok(), "{text}\n{parsed:?}");
         assert_eq!(parsed.unwrap().families.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn a_scrape_reads_no_run_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let runs = store.runs().unwrap();
+        let records: Vec<_> = (1..=500).map(|id| succeeded(id, "team")).collect();
+        runs.write(&records).unwrap();
+        let before = records_read();
+        let totals = read_totals(&store).unwrap();
+        let text = encoded(&totals);
+        assert_eq!(records_read(), before, "the scrape decoded run records");
+        assert!(
+            text.contains("zoomcast_runs_total{job=\"team\",outcome=\"succeeded\"} 500"),
+            "{text}"
+        );
+        assert!(
+            text.contains("zoomcast_deliveries_total{job=\"team\",outcome=\"sent\"} 500"),
+            "{text}"
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! state/              0700; zoomcast's entries in it private, no links: see [`private`]
 //!   lock              held (flock) by the one zoomcast process using this directory; holds its pid
 //!   db/               the sled database: trees grants, bot_tokens, jids, runs, run_ticks,
-//!                     deliveries, messages, schedule, paces, optouts, once, homes, health
+//!                     job_runs, totals, deliveries, messages, schedule, paces, optouts,
+//!                     once, homes, health
 //!   grants/APP/ACCOUNT.json  the current grant of app APP in account ACCOUNT, replaced
 //!                     atomically on every rotation
 //!   control.sock      the scheduler's control socket, while `schedule` runs
@@ -21,13 +22,16 @@ pub mod fires;
 pub mod flusher;
 pub mod grants;
 pub mod jids;
+pub mod listing;
 pub mod lock;
 pub mod once;
 pub mod optouts;
 pub mod paces;
 pub mod private;
+pub mod retention;
 pub mod runs;
 pub mod seal;
+pub mod totals;
 
 use std::path::{Path, PathBuf};
 
@@ -36,12 +40,14 @@ pub use fires::Fires;
 pub use flusher::Flusher;
 pub use grants::{Dead, Grant, Grants, UNIDENTIFIED};
 pub use jids::{CacheTtl, CachedLookup, Jids};
+pub use listing::{RunFilter, ViewStart};
 pub use lock::StateLock;
 pub use once::{Once, Use};
 pub use optouts::{OptOut, OptOuts};
 pub use paces::Paces;
 pub use runs::{RunId, RunRecord, RunStatus, Runs};
 pub use seal::{Keys, SealError, StateKey};
+pub use totals::Totals;
 
 /// sled's page cache: small, because runs only stream through the state, and memory must not
 /// grow with the recipient count (the README's Performance section has the figures).
@@ -198,6 +204,10 @@ impl Store {
             tracing::info!("stored {resealed} grant(s) {how}");
         }
         grants.move_per_app_grants()?;
+        let indexed = store.runs()?.build_indexes()?;
+        if indexed > 0 {
+            tracing::info!("indexed the {indexed} runs kept and counted each job's totals");
+        }
         store.say_once_if_plain()?;
         Ok(store)
     }

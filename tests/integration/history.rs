@@ -1,6 +1,7 @@
 //! `history`: old runs keep their summary, only the newest keep every recipient's outcome.
 
 use crate::harness::{Env, job_to};
+use crate::serve::{Served, scrape, series};
 
 #[test]
 fn old_runs_keep_their_summary_and_only_the_newest_keep_every_recipient() {
@@ -74,4 +75,94 @@ fn history_limit_keeps_the_newest_runs() {
         .collect();
     assert_eq!(ids, [2, 3], "{newest}");
     env.run(&["history", "--limit", "1", "--run", "1"]).code(2);
+}
+
+#[test]
+fn history_shows_the_newest_twenty_unless_asked_for_all() {
+    let env = Env::new();
+    env.login();
+    env.job("team", &job_to(&["ana@example.com"]));
+    for _ in 0..21 {
+        env.run(&["run", "team"]).code(0);
+    }
+    let ids = |args: &[&str]| -> Vec<u64> {
+        let listed = env.run(args).code(0).json();
+        let runs = listed.as_array().expect("an array").iter();
+        runs.map(|r| r["run_id"].as_u64().unwrap()).collect()
+    };
+    let newest: Vec<u64> = (2..=21).collect();
+    assert_eq!(ids(&["history", "team", "--json"]), newest);
+    assert_eq!(ids(&["history", "--json"]), newest);
+    let every: Vec<u64> = (1..=21).collect();
+    assert_eq!(ids(&["history", "team", "--json", "--all"]), every);
+    assert_eq!(ids(&["history", "--json", "--limit", "3"]), [19, 20, 21]);
+    assert!(ids(&["history", "--json", "--since", "2999-01-01"]).is_empty());
+    assert_eq!(ids(&["history", "--json", "--all", "--since", "1h"]), every);
+    let text = env.run(&["history", "team"]);
+    text.code(0)
+        .stdout_has("older runs are not shown")
+        .stdout_has("job `team`: 21 runs");
+    let rows = text
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" succeeded "))
+        .count();
+    assert_eq!(rows, 20, "{}", text.stdout);
+    env.run(&["history", "--since", "last tuesday"])
+        .code(2)
+        .stderr_has("--since");
+}
+
+#[test]
+fn folding_old_runs_keeps_every_counter_exact() {
+    let env = Env::new();
+    env.login();
+    let job = job_to(&["ana@example.com", "ghost@example.com"]);
+    env.job("team", &format!("keep_runs = 3\n{job}"));
+    let served = Served::start(&env);
+    let counters = || {
+        let metrics = scrape(&served);
+        let value = |family, outcome| {
+            series(&metrics, family, &[("job", "team"), ("outcome", outcome)])
+                .unwrap_or_else(|| panic!("{family} {outcome}: {metrics}"))
+        };
+        (
+            value("zoomcast_runs", "partly_failed"),
+            value("zoomcast_deliveries", "sent"),
+            value("zoomcast_deliveries", "failed"),
+        )
+    };
+    for n in 1..=5 {
+        env.run(&["run", "team"]).code(3);
+        let n = f64::from(n);
+        assert_eq!(counters(), (n, n, n), "after run {n}");
+    }
+    let kept: Vec<u64> = env
+        .history(Some("team"))
+        .iter()
+        .map(|r| r["run_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [3, 4, 5], "the newest keep_runs runs are kept");
+    env.run(&["history", "--run", "1"])
+        .code(1)
+        .stderr_has("folded");
+    let totals = env
+        .run(&["history", "team", "--totals", "--json"])
+        .code(0)
+        .json();
+    let team = &totals[0];
+    assert_eq!(
+        (team["runs"].as_u64(), team["kept"].as_u64()),
+        (Some(5), Some(3))
+    );
+    assert_eq!(team["folded"], 2);
+    assert_eq!(team["ended"]["partly_failed"], 5);
+    assert_eq!(
+        (
+            team["deliveries"]["sent"].as_u64(),
+            team["deliveries"]["failed"].as_u64()
+        ),
+        (Some(5), Some(5))
+    );
+    served.stop();
 }

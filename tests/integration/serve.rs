@@ -141,7 +141,7 @@ pub(crate) fn emulator_event(env: &Env, event: &Value) -> (u16, String) {
 }
 
 /// The value of one series in an `OpenMetrics` text, parsed (never matched as text).
-fn series(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn series(text: &str, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let exposition = parse_openmetrics(text).expect("valid OpenMetrics text");
     let family = exposition.families.get(family)?;
     family.iter_samples().find_map(|sample| {
@@ -174,7 +174,7 @@ pub(crate) fn optout_count(env: &Env) -> usize {
     listed.as_array().map_or(0, Vec::len)
 }
 
-fn scrape(served: &Served) -> String {
+pub(crate) fn scrape(served: &Served) -> String {
     let response = http().get(served.url("/metrics")).send().unwrap();
     assert_eq!(response.status(), 200);
     response.text().unwrap()
