@@ -15,7 +15,12 @@
 //! 6. two jobs of 150 run at once by one scheduler under a 20/s send limit: the share of
 //!    sends answered 429 (the two runs share one limiter);
 //! 7. 300 recipients with lookups limited to 30/s and sends to 20/s at once: time against the
-//!    slower stage's ideal 15 s, share of requests answered 429.
+//!    slower stage's ideal 15 s, share of requests answered 429;
+//! 8. CPU per warm send (20,000 recipients, concurrency 32, JIDs cached) against a bare client:
+//!    a plain reqwest + tokio loop, run as a process of its own, sending the same card to the
+//!    same emulator at the same concurrency, with no journal, lookup or render. Both are timed
+//!    by GNU time (`wait4`'s rusage: the process and the children it waited for, zoomcast's
+//!    render worker included), in alternating pairs.
 //!
 //! Only loopback is used. Each scenario sets every emulator knob it depends on and logs in to a
 //! state directory of its own, so no figure depends on which scenarios ran before and any subset
@@ -24,231 +29,37 @@
 
 #![allow(clippy::cast_precision_loss)] // request counts and seconds, printed as rates
 
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Emulator, Workspace, bot_token};
 use serde_json::{Value, json};
 
-/// The state key of the benchmark's state directories (any 32 bytes, in hex).
-const STATE_KEY: &str = "5a6f6f6d636173742062656e63686d61726b2073746174652020206b65792021";
-const BIN: &str = env!("CARGO_BIN_EXE_zoomcast");
-const CLIENT_ID: &str = "zoomcast-emulator";
-const CLIENT_SECRET: &str = "emulator-client-secret";
-
-struct Emulator {
-    child: Child,
-    /// Kept open: the emulator prints more lines, and a closed pipe would kill it.
-    _stdout: BufReader<std::process::ChildStdout>,
-    url: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Emulator {
-    fn start() -> Self {
-        let mut child = Command::new(BIN)
-            .args(["emulator", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("zoomcast emulator starts");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        // "zoom emulator listening on http://127.0.0.1:PORT; ..."
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .expect("the emulator prints its URL first")
-            .trim_end_matches(';')
-            .to_owned();
-        Self {
-            child,
-            _stdout: stdout,
-            url,
-            http: reqwest::blocking::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn knobs(&self, knobs: &Value) {
-        let r = self
-            .http
-            .post(format!("{}/_emulator/knobs", self.url))
-            .json(knobs)
-            .send()
-            .unwrap();
-        assert!(r.status().is_success(), "{:?}", r.text());
-    }
-
-    fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_emulator/stats", self.url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A state and jobs directory logged in against the emulator.
-struct Workspace {
-    dir: tempfile::TempDir,
-    emulator_url: String,
-}
-
-impl Workspace {
-    fn new(emu: &Emulator) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("jobs")).unwrap();
-        let ws = Self {
-            dir,
-            emulator_url: emu.url.clone(),
-        };
-        let mut login = ws
-            .command(&["auth", "login", "--no-browser", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut url = String::new();
-        BufReader::new(login.stdout.take().unwrap())
-            .read_line(&mut url)
-            .unwrap();
-        let consent = reqwest::blocking::get(url.trim());
-        if consent.is_err() {
-            let _ = login.kill();
-        }
-        consent.expect("the emulator's consent redirects to the login's listener");
-        assert!(
-            login.wait().unwrap().success(),
-            "login against the emulator"
-        );
-        ws
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .current_dir(self.dir.path())
-            .env("ZOOMCAST_STATE", self.dir.path().join("state"))
-            .env("ZOOMCAST_JOBS", self.dir.path().join("jobs"))
-            .env("ZOOM_CLIENT_ID", CLIENT_ID)
-            .env("ZOOM_CLIENT_SECRET", CLIENT_SECRET)
-            .env("ZOOM_ROBOT_JID", "v1robotzoomcast@xmpp.zoom.us")
-            .env("ZOOM_OAUTH_URL", &self.emulator_url)
-            .env("ZOOM_API_URL", &self.emulator_url)
-            .env("ZOOM_REDIRECT_URI", "http://127.0.0.1:4199/oauth/callback")
-            .env("RUST_LOG", "warn")
-            // Grants sealed, as a deployment keeps them.
-            .env("ZOOMCAST_STATE_KEY", STATE_KEY)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit());
-        cmd
-    }
-
-    /// Writes a job sending to `n` synthetic recipients (a CSV file) with `concurrency`.
-    fn job(&self, name: &str, n: usize, concurrency: usize) {
-        let path = self.dir.path().join("jobs").join(format!("{name}.csv"));
-        let mut csv = String::with_capacity(n * 40);
-        csv.push_str("email\n");
-        for i in 0..n {
-            let _ = writeln!(csv, "p{i}-{name}@bulk.example.com");
-        }
-        std::fs::write(&path, csv).unwrap();
-        let toml = format!(
-            "[recipients]\nfile = \"{name}.csv\"\n\n[message]\nhead = \"Notice\"\nbody = \"Hi {{{{ first_name }}}}\"\n\n\
-             [delivery]\nconcurrency = {concurrency}\nmax_attempts = 20\n"
-        );
-        std::fs::write(
-            self.dir.path().join("jobs").join(format!("{name}.toml")),
-            toml,
-        )
-        .unwrap();
-    }
-
-    /// Runs a command to its end, and returns its wall-clock seconds.
-    fn time(&self, args: &[&str]) -> f64 {
-        let start = Instant::now();
-        let out = self.command(args).stdout(Stdio::null()).status().unwrap();
-        assert!(out.success(), "{args:?}");
-        start.elapsed().as_secs_f64()
-    }
-
-    /// Runs a job under GNU time.
-    fn run(&self, job: &str) -> Measured {
-        let time_file = self.dir.path().join("time");
-        let start = Instant::now();
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "%M %U %S", "-o"])
-            .arg(&time_file)
-            .arg(BIN)
-            .args(["run", job, "--json"])
-            .envs(
-                self.command(&[])
-                    .get_envs()
-                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
-            )
-            .current_dir(self.dir.path())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("/usr/bin/time (GNU time) runs zoomcast");
-        let wall = start.elapsed().as_secs_f64();
-        let time = std::fs::read_to_string(&time_file).unwrap_or_default();
-        // The last line: "RSS_KIB USER_SECONDS SYSTEM_SECONDS".
-        let fields: Vec<f64> = time
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        assert_eq!(out.status.code(), Some(0), "run {job}: {report}");
-        assert_eq!(fields.len(), 3, "GNU time wrote {time:?}");
-        Measured {
-            wall,
-            rss_mib: fields[0] / 1024.0,
-            cpu_seconds: fields[1] + fields[2],
-            sent: report["counts"]["sent"].as_f64().unwrap_or(0.0),
-            report,
-        }
-    }
-}
-
-/// One run of zoomcast, as GNU time and its report saw it.
-struct Measured {
-    /// Wall-clock seconds, process start to exit.
-    wall: f64,
-    /// Peak resident memory.
-    rss_mib: f64,
-    /// User plus system CPU seconds.
-    cpu_seconds: f64,
-    /// Recipients sent.
-    sent: f64,
-    /// The `--json` report.
-    report: Value,
-}
-
-impl Measured {
-    fn rate(&self) -> f64 {
-        self.sent / self.wall
-    }
-
-    /// CPU microseconds per recipient sent.
-    fn cpu_per_send(&self) -> f64 {
-        1e6 * self.cpu_seconds / self.sent
-    }
+/// Scenario 1: zero latency, zoomcast against the emulator's capacity.
+fn zero_latency(emu: &Emulator, concurrency: usize) {
+    emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": null}));
+    let cap = capacity(emu, 32, 3.0);
+    let ws = Workspace::new(emu);
+    ws.job("zero", 20_000, concurrency);
+    let cold = ws.run("zero");
+    // The same job again: its 20,000 JIDs are cached, so this is sends and journal only.
+    let warm = ws.run("zero");
+    println!("1. zero latency, 20,000 recipients, concurrency {concurrency}");
+    println!("   emulator capacity (plain load generator, 32 connections): {cap:8.0} sends/s");
+    println!(
+        "   zoomcast, JID cache cold (lookup + send + journal):       {:8.0} sends/s = {:.1}% of capacity; {:.0} us of CPU per recipient",
+        cold.rate(),
+        100.0 * cold.rate() / cap,
+        cold.cpu_per_send()
+    );
+    println!(
+        "   zoomcast, JID cache warm (send + journal):                {:8.0} sends/s = {:.1}% of capacity (target >= 5,000/s and >= 80%); {:.0} us of CPU per recipient\n",
+        warm.rate(),
+        100.0 * warm.rate() / cap,
+        warm.cpu_per_send()
+    );
 }
 
 /// Scenario 2: 50 ms latency, concurrency 32, beside a plain load generator.
@@ -323,19 +134,6 @@ fn run_seconds(report: &Value) -> f64 {
     (at("finished_at") - at("started_at")) as f64 / 1e6
 }
 
-/// A chatbot token straight from the emulator's token endpoint.
-fn bot_token(emu: &Emulator) -> String {
-    let answer: Value = reqwest::blocking::Client::new()
-        .post(format!("{}/oauth/token", emu.url))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    answer["access_token"].as_str().unwrap().to_owned()
-}
-
 /// The emulator's capacity on the send endpoint: `conns` plain clients, one request each at a
 /// time, for `seconds`, with one valid bot token and message.
 fn capacity(emu: &Emulator, conns: usize, seconds: f64) -> f64 {
@@ -406,8 +204,15 @@ fn sequential(emu: &Emulator, ws: &Workspace, n: usize) -> f64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for the list of benchmarks
+    }
+    if let [_, flag, url, n, concurrency] = &args[..]
+        && flag == "--bare-client"
+    {
+        bare_client(url, n.parse().unwrap(), concurrency.parse().unwrap());
+        return;
     }
     let machine = format!(
         "{} cores, {}",
@@ -431,27 +236,7 @@ fn main() {
 
     // 1. zero latency: zoomcast against the emulator's capacity.
     if run("1") {
-        emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": null}));
-        let cap = capacity(&emu, 32, 3.0);
-        let ws = Workspace::new(&emu);
-        ws.job("zero", 20_000, concurrency);
-        let cold = ws.run("zero");
-        // The same job again: its 20,000 JIDs are cached, so this is sends and journal only.
-        let warm = ws.run("zero");
-        println!("1. zero latency, 20,000 recipients, concurrency {concurrency}");
-        println!("   emulator capacity (plain load generator, 32 connections): {cap:8.0} sends/s");
-        println!(
-            "   zoomcast, JID cache cold (lookup + send + journal):       {:8.0} sends/s = {:.1}% of capacity; {:.0} us of CPU per recipient",
-            cold.rate(),
-            100.0 * cold.rate() / cap,
-            cold.cpu_per_send()
-        );
-        println!(
-            "   zoomcast, JID cache warm (send + journal):                {:8.0} sends/s = {:.1}% of capacity (target >= 5,000/s and >= 80%); {:.0} us of CPU per recipient\n",
-            warm.rate(),
-            100.0 * warm.rate() / cap,
-            warm.cpu_per_send()
-        );
+        zero_latency(&emu, concurrency);
     }
 
     // 2. 50 ms latency, concurrency 32.
@@ -515,6 +300,103 @@ fn main() {
     if run("7") {
         lookups_and_sends_limited(&emu);
     }
+    if run("8") {
+        against_a_bare_client(&emu, concurrency);
+    }
+}
+
+/// Scenario 8: CPU per warm send against a bare client, in alternating pairs.
+fn against_a_bare_client(emu: &Emulator, concurrency: usize) {
+    const N: usize = 20_000;
+    emu.knobs(&json!({"latency_ms": 0, "send_rate_limit": null}));
+    let ws = Workspace::new(emu);
+    ws.job("cpu", N, concurrency);
+    ws.run("cpu"); // the lookups: every later run is warm
+    let token = bot_token(emu);
+    println!(
+        "8. CPU per warm send, {N} recipients, concurrency {concurrency}: zoomcast against a bare client"
+    );
+    for pair in 1..=3 {
+        let zoomcast = ws.run("cpu");
+        assert_eq!(zoomcast.report["counts"]["sent"].as_u64(), Some(N as u64));
+        let bare = bare_client_measured(&ws, emu, &token, N, concurrency);
+        let (ours, theirs) = (zoomcast.cpu_per_send(), 1e6 * bare / N as f64);
+        println!(
+            "   pair {pair}: zoomcast {ours:5.0} us, bare client {theirs:5.0} us per send: {:.2}x (target <= 2x)",
+            ours / theirs
+        );
+    }
+    println!();
+}
+
+/// Runs this benchmark's binary as the bare client under GNU time; its CPU seconds.
+fn bare_client_measured(
+    ws: &Workspace,
+    emu: &Emulator,
+    token: &str,
+    n: usize,
+    concurrency: usize,
+) -> f64 {
+    let time_file = ws.dir.path().join("bare-time");
+    let status = Command::new("/usr/bin/time")
+        .args(["-f", "%U %S", "-o"])
+        .arg(&time_file)
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--bare-client",
+            &emu.url,
+            &n.to_string(),
+            &concurrency.to_string(),
+        ])
+        .env("BENCH_BOT_TOKEN", token)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the bare client");
+    let time = std::fs::read_to_string(&time_file).unwrap();
+    time.lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum()
+}
+
+/// The bare client: `n` sends of the card zoomcast sends, `concurrency` at a time, on a tokio
+/// runtime as zoomcast's (one worker per core), and nothing else.
+fn bare_client(url: &str, n: usize, concurrency: usize) {
+    let token = std::env::var("BENCH_BOT_TOKEN").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (client, next, token) = (client.clone(), next.clone(), token.clone());
+                let url = format!("{url}/v2/im/chat/messages");
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= n {
+                            break;
+                        }
+                        let body = json!({
+                            "robot_jid": "v1robotzoomcast@xmpp.zoom.us",
+                            "to_jid": format!("syn-p{i}-cpu@xmpp.zoom.us"),
+                            "account_id": "emulated-account-1",
+                            "user_jid": "kdynimt4kpd8kkdqt9fq@xmpp.zoom.us",
+                            "content": {"head": {"text": "Notice"}, "body": [{"type": "message", "text": format!("Hi P{i}")}]},
+                        });
+                        let r = client.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
+                        assert_eq!(r.status(), 201);
+                        let _ = r.bytes().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
 }
 
 /// The emulator's count `key` now, less what it was in `before`.
