@@ -28,7 +28,7 @@ use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,9 @@ pub fn enable(program: PathBuf) {
 pub(super) enum Request {
     /// The card for these variables.
     Render(BTreeMap<String, String>),
+    /// The cards for each of these variables, in order: one request line for a batch,
+    /// answered by one [`Answer::Rendered`] line per card as each is made.
+    RenderMany(Vec<BTreeMap<String, String>>),
     /// The problems of a test render with these sample values.
     Check(BTreeMap<String, String>),
 }
@@ -82,13 +85,32 @@ pub enum Failure {
     Renderer(String),
 }
 
-/// The child rendering one message, started when first needed.
-pub(super) struct Sandbox {
+/// The child rendering one message, started when first needed. Cheap to clone: clones share
+/// the child and the queue.
+#[derive(Clone)]
+pub(super) struct Sandbox(Arc<Shared>);
+
+struct Shared {
     program: PathBuf,
     /// The message, as the child is sent it first (a JSON line).
     message: Vec<u8>,
     worker: Mutex<Option<Worker>>,
+    /// Renders waiting for the next batch ([`Sandbox::render_queued`]).
+    queue: Mutex<Queue>,
 }
+
+/// The renders waiting, and whether a thread is taking them to the child.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<(BTreeMap<String, String>, Reply)>,
+    draining: bool,
+}
+
+/// Where a queued render's answer goes.
+type Reply = tokio::sync::oneshot::Sender<Result<Answer, Failure>>;
+
+/// The most renders sent to the child in one exchange.
+const MAX_BATCH: usize = 64;
 
 struct Worker {
     child: Child,
@@ -109,25 +131,130 @@ impl Sandbox {
         let program = PROGRAM.get()?.clone();
         let mut line = serde_json::to_vec(message).expect("a message serializes");
         line.push(b'\n');
-        Some(Self {
+        Some(Self(Arc::new(Shared {
             program,
             message: line,
             worker: Mutex::new(None),
-        })
+            queue: Mutex::new(Queue::default()),
+        })))
     }
 
     /// Asks a child (the running one, unless it has exited, else a new one).
     pub(super) fn ask(&self, request: &Request) -> Result<Answer, Failure> {
+        self.0.ask(request)
+    }
+
+    /// Renders `vars` in the child together with every other render queued meanwhile: one
+    /// pipe round trip per batch, on tokio's blocking pool, instead of one per recipient on
+    /// the caller's thread. Whoever finds no batch under way starts one; the others wait
+    /// for their answer. A batch the child does not answer whole is asked again one render
+    /// at a time, so each failure is the render's own ([`Sandbox::ask`]).
+    pub(super) async fn render_queued(
+        &self,
+        vars: BTreeMap<String, String>,
+    ) -> Result<Answer, Failure> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.waiting.push((vars, reply));
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if lead {
+            let shared = self.0.clone();
+            tokio::task::spawn_blocking(move || shared.drain());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Failure::Renderer("the renderer's queue stopped".into())))
+    }
+}
+
+impl Shared {
+    /// Takes the queued renders to the child, a batch at a time, until none is left.
+    fn drain(&self) {
+        loop {
+            let batch: Vec<_> = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                if queue.waiting.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                let n = queue.waiting.len().min(MAX_BATCH);
+                queue.waiting.drain(..n).collect()
+            };
+            let (vars, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            for (reply, answer) in replies.into_iter().zip(self.render_batch(&vars)) {
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// The answers to a batch of renders, in order. The child answers each render as it
+    /// makes it, so a child that dies is known to have died on the render it had not
+    /// answered: that one is asked again in a new child with the rest, and the rules of
+    /// [`Sandbox::ask`] hold for each render (killed twice on it: its own failure).
+    fn render_batch(&self, batch: &[BTreeMap<String, String>]) -> Vec<Result<Answer, Failure>> {
+        if let [vars] = batch {
+            return vec![self.ask(&Request::Render(vars.clone()))];
+        }
+        let mut slot = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut answers = Vec::with_capacity(batch.len());
+        // What happened to the first render not answered yet, in the children before.
+        let (mut killed, mut idle) = (None::<String>, false);
+        while answers.len() < batch.len() {
+            let mut worker = match live(&mut slot).map_or_else(|| self.start(), Ok) {
+                Ok(worker) => worker,
+                Err(failure) => {
+                    answers.resize_with(batch.len(), || Err(failure.clone()));
+                    break;
+                }
+            };
+            let rest = batch[answers.len()..].to_vec();
+            let mut line = serde_json::to_vec(&Request::RenderMany(rest)).expect("serializes");
+            line.push(b'\n');
+            let mut ended = send(&mut worker, &line).err();
+            while ended.is_none() && answers.len() < batch.len() {
+                match receive(&mut worker) {
+                    Ok(answer) => {
+                        answers.push(Ok(answer));
+                        (killed, idle) = (None, false);
+                    }
+                    Err(end) => ended = Some(end),
+                }
+            }
+            let failed = match ended {
+                None => {
+                    *slot = Some(worker);
+                    None
+                }
+                Some(Ended::Idle) if !idle => {
+                    idle = true;
+                    None
+                }
+                Some(Ended::Idle) => Some(Failure::Renderer(
+                    "the renderer exited twice before answering".into(),
+                )),
+                Some(Ended::Killed(how)) => killed.replace(how.clone()).map(|_| {
+                    Failure::Template(format!(
+                        "the renderer was killed twice while rendering this message ({how}): \
+                         the system stops a process that takes more memory than it has"
+                    ))
+                }),
+                Some(Ended::Failed(failure)) => Some(failure),
+            };
+            if let Some(failure) = failed {
+                answers.push(Err(failure));
+                (killed, idle) = (None, false);
+            }
+        }
+        answers
+    }
+
+    fn ask(&self, request: &Request) -> Result<Answer, Failure> {
         let mut line = serde_json::to_vec(request).expect("a request serializes");
         line.push(b'\n');
         let mut slot = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
-        // A child that exited while idle is reaped here, and replaced.
-        if let Some(worker) = slot.as_mut()
-            && !matches!(worker.child.try_wait(), Ok(None))
-        {
-            *slot = None;
-        }
-        let mut worker = match slot.take() {
+        let mut worker = match live(&mut slot) {
             Some(worker) => worker,
             None => self.start()?,
         };
@@ -193,12 +320,30 @@ enum Ended {
     Failed(Failure),
 }
 
+/// The running child, taken from `slot`, unless it has exited (one idle too long is reaped
+/// here).
+fn live(slot: &mut Option<Worker>) -> Option<Worker> {
+    let mut worker = slot.take()?;
+    matches!(worker.child.try_wait(), Ok(None)).then_some(worker)
+}
+
 /// One request (a JSON line, in one write: the pipe is not buffered) and its answer.
 fn exchange(worker: &mut Worker, line: &[u8]) -> Result<Answer, Ended> {
-    if worker.stdin.write_all(line).is_err() {
-        return Err(ended(worker));
-    }
-    if !readable_within(worker.stdout.get_ref().get_ref(), DEADLINE) {
+    send(worker, line)?;
+    receive(worker)
+}
+
+/// Writes a request line.
+fn send(worker: &mut Worker, line: &[u8]) -> Result<(), Ended> {
+    worker.stdin.write_all(line).map_err(|_| ended(worker))
+}
+
+/// Reads one answer line, waiting at most [`DEADLINE`] for it.
+fn receive(worker: &mut Worker) -> Result<Answer, Ended> {
+    // A batch's answers may already be in the buffer, read with the one before.
+    if worker.stdout.buffer().is_empty()
+        && !readable_within(worker.stdout.get_ref().get_ref(), DEADLINE)
+    {
         return Err(Ended::Failed(Failure::Template(format!(
             "the render took longer than {} s",
             DEADLINE.as_secs()
@@ -325,19 +470,31 @@ pub fn serve() -> i32 {
         if input.read_line(&mut line).unwrap_or(0) == 0 {
             return 0;
         }
-        let answer = match serde_json::from_str::<Request>(&line) {
-            Ok(Request::Render(vars)) => Answer::Rendered(template.render_here(&vars)),
-            Ok(Request::Check(sample)) => Answer::Checked(template.check_here(&sample)),
+        let written = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Render(vars)) => {
+                answer(&mut out, &Answer::Rendered(template.render_here(&vars)))
+            }
+            Ok(Request::Check(sample)) => {
+                answer(&mut out, &Answer::Checked(template.check_here(&sample)))
+            }
+            // Each card on its own line as soon as it is made: if this child dies, the parent
+            // knows which render it died on.
+            Ok(Request::RenderMany(batch)) => batch.iter().try_for_each(|vars| {
+                answer(&mut out, &Answer::Rendered(template.render_here(vars)))
+            }),
             Err(_) => return 1,
         };
-        let written = serde_json::to_writer(&mut out, &answer)
-            .map_err(std::io::Error::other)
-            .and_then(|()| out.write_all(b"\n"))
-            .and_then(|()| out.flush());
         if written.is_err() {
             return 0;
         }
     }
+}
+
+/// Writes one answer line, flushed.
+fn answer(out: &mut impl Write, answer: &Answer) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, answer).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// The child's limits: [`memory_cap`] of data (or less, if it was started under less), and

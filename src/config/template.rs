@@ -21,6 +21,22 @@ use serde_json::{Map, Value, json};
 
 use super::sandbox::{Answer, Failure, Request, Sandbox};
 
+/// The card in a child's answer to a render.
+fn card(answer: Result<Answer, Failure>) -> Result<Value, RenderError> {
+    match answer {
+        Ok(Answer::Rendered(rendered)) => rendered,
+        Ok(Answer::Checked(_)) => Err(RenderError::Text {
+            name: "message".into(),
+            message: "the renderer misread the request".into(),
+        }),
+        Err(Failure::Template(message)) => Err(RenderError::Text {
+            name: "message".into(),
+            message,
+        }),
+        Err(Failure::Renderer(why)) => Err(RenderError::Unavailable(why)),
+    }
+}
+
 /// The variables every recipient has.
 pub const BUILTIN_VARIABLES: [&str; 4] = ["email", "first_name", "last_name", "display_name"];
 
@@ -226,17 +242,19 @@ impl MessageTemplate {
         let Some(sandbox) = &self.sandbox else {
             return self.render_here(vars);
         };
-        match sandbox.ask(&Request::Render(vars.clone())) {
-            Ok(Answer::Rendered(rendered)) => rendered,
-            Ok(Answer::Checked(_)) => Err(RenderError::Text {
-                name: "message".into(),
-                message: "the renderer misread the request".into(),
-            }),
-            Err(Failure::Template(message)) => Err(RenderError::Text {
-                name: "message".into(),
-                message,
-            }),
-            Err(Failure::Renderer(why)) => Err(RenderError::Unavailable(why)),
+        card(sandbox.ask(&Request::Render(vars.clone())))
+    }
+
+    /// [`MessageTemplate::render`] for a caller on the runtime: in the child, batched with
+    /// the renders of the run's other recipients (see [`Sandbox::render_queued`]); in this
+    /// process when renders are not sandboxed.
+    pub async fn render_queued(
+        &self,
+        vars: BTreeMap<String, String>,
+    ) -> Result<Value, RenderError> {
+        match &self.sandbox {
+            Some(sandbox) => card(sandbox.render_queued(vars).await),
+            None => self.render_here(&vars),
         }
     }
 

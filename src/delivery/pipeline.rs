@@ -23,7 +23,7 @@ use crate::user::ZoomUser;
 use crate::zoom::ChatMessage;
 use crate::zoom::error::NOT_AUTHORIZED;
 
-use super::{Engine, RunOptions, Sender, Stop, render_card};
+use super::{Engine, RunOptions, Sender, Stop};
 
 /// Sends refused with [`NOT_AUTHORIZED`], none accepted, before a run warns.
 const REFUSED_WARN_AFTER: u64 = 20;
@@ -254,7 +254,7 @@ impl RunCtx<'_> {
             return Ok(None);
         }
         let vars = variables(&self.job_vars, r, &user);
-        let content = match render_card(&self.job.template, &vars) {
+        let content = match self.job.template.render_queued(vars).await {
             Ok(content) => content,
             // Not the recipient's failure: the run stops, to be resumed.
             Err(RenderError::Unavailable(why)) => return Err(Stop::Renderer(why)),
