@@ -14,8 +14,8 @@ use super::limiters::{Endpoint, Limiters};
 use super::progress::Progress;
 use crate::config::vars::run_variables;
 use crate::config::{Diagnostic, Invalid, Job};
+use crate::state::record::Counts;
 use crate::state::retention::{self, Keep};
-use crate::state::runs::Counts;
 use crate::state::{
     CacheTtl, Deliveries, Delivery, Jids, OptOuts, RunId, RunRecord, RunStatus, Runs, StateError,
 };

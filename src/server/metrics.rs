@@ -253,7 +253,8 @@ fn job_outcome(job: &str, outcome: &str) -> JobOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::runs::{Counts, records_read};
+    use crate::state::record::Counts;
+    use crate::state::runs::records_read;
     use crate::state::{RunId, RunRecord, RunStatus};
 
     fn succeeded(id: u64, job: &str) -> RunRecord {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, decode, encode};
-use super::runs::Counts;
+use super::record::Counts;
 use super::{Flusher, RunId, StateError};
 
 /// Where one recipient stands in a run.

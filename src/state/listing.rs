@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::StateError;
-use super::runs::{RunId, RunRecord, Runs, record};
+use super::record::{RunId, RunRecord};
+use super::runs::{Runs, record};
 
 /// Which runs a listing shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

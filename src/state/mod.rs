@@ -28,6 +28,7 @@ pub mod once;
 pub mod optouts;
 pub mod paces;
 pub mod private;
+pub mod record;
 pub mod retention;
 pub mod runs;
 pub mod seal;
@@ -45,7 +46,8 @@ pub use lock::StateLock;
 pub use once::{Once, Use};
 pub use optouts::{OptOut, OptOuts};
 pub use paces::Paces;
-pub use runs::{RunId, RunRecord, RunStatus, Runs};
+pub use record::{RunId, RunRecord, RunStatus};
+pub use runs::Runs;
 pub use seal::{Keys, SealError, StateKey};
 pub use totals::Totals;
 

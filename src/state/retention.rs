@@ -112,7 +112,7 @@ mod tests {
         let record = |id, status: RunStatus, n: u64| RunRecord {
             finished_at: (!status.is_unfinished()).then(Utc::now),
             status,
-            counts: crate::state::runs::Counts {
+            counts: crate::state::record::Counts {
                 total: n,
                 sent: n,
                 ..Default::default()

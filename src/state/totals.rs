@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::runs::{Counts, RateLimited, RunId, RunRecord, RunStatus};
+use super::record::{Counts, RateLimited, RunId, RunRecord, RunStatus};
 
 /// One job's totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -53,6 +53,19 @@ fn old_runs_keep_their_summary_and_only_the_newest_keep_every_recipient() {
     .code(2)
     .stderr_has("none.toml:")
     .stderr_has("keep_details");
+    // keep_runs likewise: at least one record, the one a run by hand resumes.
+    env.job(
+        "norecord",
+        &format!("keep_runs = 0\n{}", job_to(&["ana@example.com"])),
+    );
+    env.run(&[
+        "validate",
+        env.jobs_dir().join("norecord.toml").to_str().unwrap(),
+    ])
+    .code(2)
+    .stderr_has("norecord.toml:1")
+    .stderr_has("keep_runs")
+    .stderr_has("1 to 1000000");
 }
 
 #[test]
