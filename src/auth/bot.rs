@@ -5,8 +5,8 @@
 use chrono::Utc;
 use tokio::sync::Mutex;
 
+use super::error::TokenError;
 use super::oauth::OAuthClient;
-use super::tokens::TokenError;
 use crate::state::Grants;
 use crate::token::BotToken;
 use crate::zoom::backoff::backoff;

@@ -5,6 +5,7 @@
 //! - [`tokens`]: [`AppTokens`], which hands out a valid token of either kind for one account:
 //!   single-flight refresh, the rotated refresh token made durable before the new access token
 //!   is used; [`bot`]: the app's chatbot token, shared by its accounts.
+//! - [`error`]: [`TokenError`], why no token could be had.
 //! - [`clients`]: [`AppClients`], what one app talks to Zoom with, and which account's grant
 //!   a send uses.
 //! - [`keepalive`]: the scheduler's refresh of grants left idle.
@@ -14,11 +15,13 @@
 pub mod bot;
 pub mod clients;
 pub mod device;
+pub mod error;
 pub mod keepalive;
 pub mod login;
 pub mod oauth;
 pub mod tokens;
 
 pub use clients::AppClients;
+pub use error::TokenError;
 pub use oauth::{OAuthClient, OAuthError};
-pub use tokens::{AppTokens, TokenError};
+pub use tokens::AppTokens;

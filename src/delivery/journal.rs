@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::state::flusher::blocking;
+use crate::state::blocking;
 use crate::state::{Deliveries, Delivery, RunId, StateError};
 
 /// Where a run records its recipients' states. Cheap to clone; clones share the batch.

@@ -156,14 +156,6 @@ pub async fn sender(
     })
 }
 
-/// Runs `f`, a scan or a batch of writes over the state, on tokio's blocking pool: in the
-/// scheduler, other jobs' runs share the runtime's workers.
-pub async fn off_workers<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("work on the state does not panic")
-}
-
 /// `template`'s card for `vars`. A render in a child process (see
 /// [`crate::config::sandbox`]) blocks this thread until the child answers; on a multi-threaded
 /// runtime the runtime is told, so that its other tasks go on meanwhile (the caller's own task

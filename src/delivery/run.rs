@@ -22,7 +22,8 @@ use crate::state::{
 use crate::zoom::ZoomClient;
 
 use super::pipeline::RunCtx;
-use super::{JID_CACHE_KEEP, RunOptions, RunReport, Sender, Stop, off_workers};
+use super::{JID_CACHE_KEEP, RunOptions, RunReport, Sender, Stop};
+use crate::state::off_workers;
 
 /// What runs need; one per process, shared by every run (the limiters are per account).
 pub struct Engine {

@@ -17,7 +17,7 @@ use chrono::Utc;
 use rand::Rng;
 use serde_json::json;
 
-use super::oauth::{basic_auth_ok, new_grant, oauth_error, params};
+use super::grants::{basic_auth_ok, new_grant, oauth_error, params};
 use super::state::{Decision, Emulator, PendingDevice};
 
 /// The device-code grant's `grant_type`.

@@ -14,6 +14,7 @@ mod device;
 mod directory;
 mod events;
 mod faults;
+mod grants;
 mod inspect;
 mod oauth;
 mod state;

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use super::daemon::{Event, ManualRun};
-use super::service::EngineLauncher;
+use super::launcher::EngineLauncher;
 use crate::auth::login::InstallError;
 use crate::config::{Config, Job};
 use crate::control::{self, GrantView, Handler, Request, Response};

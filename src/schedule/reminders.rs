@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::service::EngineLauncher;
+use super::launcher::EngineLauncher;
 use super::watch::fingerprint;
 use crate::config::{Config, Job};
 use crate::delivery::RunOptions;
@@ -31,7 +31,7 @@ pub(super) async fn send_reminders(
         if seen.as_ref() != Some(&now) {
             // Loading reads every job's recipients file: off the runtime's workers.
             let (config, dir) = (config.clone(), dir.clone());
-            jobs = crate::delivery::off_workers(move || reminding_jobs(&config, &dir)).await;
+            jobs = crate::state::off_workers(move || reminding_jobs(&config, &dir)).await;
             seen = Some(now);
         }
         for job in &jobs {

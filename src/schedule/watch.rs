@@ -53,7 +53,7 @@ pub(super) async fn watch_jobs(
         // runtime's workers, as the reminder loop loads them.
         let (config, dir_now) = (config.clone(), dir.clone());
         let loaded =
-            crate::delivery::off_workers(move || crate::config::jobs_dir::load(&config, &dir_now))
+            crate::state::off_workers(move || crate::config::jobs_dir::load(&config, &dir_now))
                 .await;
         match loaded {
             Ok(set) => {

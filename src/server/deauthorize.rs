@@ -9,7 +9,8 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::Server;
-use crate::delivery::{AppEngine, off_workers};
+use crate::delivery::AppEngine;
+use crate::state::off_workers;
 use crate::state::{RunRecord, RunStatus, StateError, UNIDENTIFIED};
 use crate::user::is_account_id;
 

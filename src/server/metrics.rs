@@ -24,7 +24,7 @@ use prometheus_client::registry::Registry;
 
 use super::Server;
 use super::signature::Refused;
-use crate::delivery::off_workers;
+use crate::state::off_workers;
 use crate::state::{StateError, Store, Totals};
 
 /// The content type of the `OpenMetrics` text format.

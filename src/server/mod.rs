@@ -49,7 +49,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::config::DEFAULT_APP;
-use crate::delivery::{Engines, off_workers};
+use crate::delivery::Engines;
+use crate::state::off_workers;
 use body::Budget;
 use connections::Connections;
 use metrics::Metrics;

@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::runtime::{Handle, RuntimeFlavor};
+use super::offload::blocking;
 
 use super::StateError;
 
@@ -94,17 +94,6 @@ impl Flusher {
         tokio::task::spawn_blocking(move || this.flush_blocking())
             .await
             .expect("a sled flush does not panic")
-    }
-}
-
-/// Runs `f`, which blocks its thread, without stalling the runtime's other tasks where it can:
-/// on a worker of tokio's multi-threaded runtime it says so (`block_in_place`), and the
-/// worker's queued tasks move on on another thread. Elsewhere (a plain thread, the blocking
-/// pool, a single-threaded runtime, where `block_in_place` would panic) it just runs `f`.
-pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 
