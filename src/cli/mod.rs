@@ -122,8 +122,9 @@ enum Command {
     Health(health::Args),
     /// Print the shell completion script for SHELL.
     Completions(docs::CompletionsArgs),
-    /// Print the man page (roff): `zoomcast man > zoomcast.1`.
-    Man,
+    /// Print the man page (roff): `zoomcast man > zoomcast.1`; with --dir, write one page
+    /// per subcommand.
+    Man(docs::ManArgs),
 }
 
 /// How a command ended, when it did not fail.
@@ -266,7 +267,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let ctx = || Context::new(cli.config.as_deref(), &cli.state, &cli.jobs, cli.wait);
     match cli.command {
         Command::Completions(args) => Ok(docs::completions(&args)),
-        Command::Man => docs::man(),
+        Command::Man(args) => docs::man(&args),
         Command::Health(args) => health::run(&args).await,
         Command::State(keys::StateCommand::NewKey) => Ok(keys::new_key()),
         Command::State(keys::StateCommand::Rekey(args)) => keys::rekey(&ctx()?, &args).await,

@@ -20,12 +20,70 @@ fn completions_and_the_man_page_cover_every_command_and_need_no_configuration() 
     man.code(0)
         .stdout_has(".TH zoomcast 1")
         .stdout_has("recall");
+    for section in [".SH \"EXIT STATUS\"", ".SH ENVIRONMENT", ".SH FILES"] {
+        man.stdout_has(section);
+    }
     env.run(&["--version"])
         .code(0)
         .stdout_has(concat!("zoomcast ", env!("CARGO_PKG_VERSION")));
     env.run(&["completions", "tcsh"])
         .code(2)
         .stderr_has("invalid value 'tcsh'");
+}
+
+#[test]
+fn man_dir_writes_a_page_per_subcommand_that_renders_cleanly() {
+    let env = Env::new();
+    let dir = env.dir.path().join("man");
+    env.run(&["man", "--dir", dir.to_str().unwrap()])
+        .code(0)
+        .stdout_has("man pages");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for page in [
+        "zoomcast.1",
+        "zoomcast-run.1",
+        "zoomcast-history.1",
+        "zoomcast-auth-login.1",
+    ] {
+        assert!(
+            names.iter().any(|n| n == page),
+            "{page} missing from {names:?}"
+        );
+    }
+    for name in &names {
+        let roff = std::fs::read_to_string(dir.join(name)).unwrap();
+        for section in [".SH \"EXIT STATUS\"", ".SH ENVIRONMENT", ".SH FILES"] {
+            assert!(roff.contains(section), "{name} lacks {section}");
+        }
+        assert!(!roff.contains('\x0c'), "{name} holds a form feed");
+    }
+    // Where man is installed, every page renders without a warning.
+    let Ok(probe) = std::process::Command::new("man").arg("--version").output() else {
+        return;
+    };
+    if !probe.status.success() {
+        return;
+    }
+    for name in &names {
+        let out = std::process::Command::new("man")
+            .args(["-l", "--warnings=all"])
+            .arg(dir.join(name))
+            .env("MANWIDTH", "100")
+            .env("LC_ALL", "C")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "{name}: {stderr}"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("EXIT STATUS"), "{name}: {text}");
+    }
 }
 
 #[test]
