@@ -16,7 +16,9 @@
 //! - [`auth`]: the two tokens: login (code + state + PKCE), refresh, the bot token.
 //! - [`zoom`]: the HTTP client for the Users and Chatbot APIs, and Zoom's errors.
 //! - [`state`]: the state directory: sled trees, lock, grant files.
-//! - [`config`]: apps (environment and `zoomcast.toml`), job files, templates, recipients.
+//! - [`config`]: apps (environment and `zoomcast.toml`), job files, recipients.
+//! - [`render`]: a job's message for one recipient: templates, and the memory-capped child
+//!   process that renders them.
 //! - [`emulator`]: a local Zoom for the demo, the tests and the benchmarks (standalone).
 //! - Shared vocabulary, depending on nothing else here: [`token`] (the secret newtypes and the
 //!   two token types), [`user`] (a Zoom user), [`card`] (a chatbot message card and its
@@ -24,7 +26,7 @@
 //!   meaning, DST-correct), [`output`] (printing that never panics, text safe to show).
 //!
 //! Dependencies point one way, down this list: `cli` → `schedule` → `server` → `delivery` →
-//! `auth` → `zoom`/`state`/`config` → the vocabulary; `control` and `report` sit beside
+//! `auth` → `zoom`/`state`/`config` → `render` → the vocabulary; `control` and `report` sit beside
 //! `schedule` (`control` on `state`, `report` on `delivery`). No module depends on one above
 //! it.
 
@@ -39,6 +41,7 @@ pub mod control;
 pub mod cron;
 pub mod delivery;
 pub mod emulator;
+pub mod render;
 pub mod report;
 pub mod schedule;
 pub mod server;

@@ -3,17 +3,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use zoomcast::config::sandbox;
+use zoomcast::render::{self, sandbox};
 
 mod allocator;
 
 fn main() -> ExitCode {
-    // A child rendering one job's templates, its memory capped (zoomcast::config::sandbox).
+    // A child rendering one job's templates, its memory capped (zoomcast::render::sandbox).
     if std::env::args_os()
         .nth(1)
         .is_some_and(|a| a == sandbox::WORKER_ARG)
     {
-        return ExitCode::from(u8::try_from(sandbox::serve()).unwrap_or(1));
+        return ExitCode::from(u8::try_from(render::worker()).unwrap_or(1));
     }
     // This very binary, even once an upgrade has replaced the file (Linux's /proc/self/exe is
     // the running image): a child of another version might not read what it is sent.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::template::MessageTemplate;
 use super::validate::Checker;
+use crate::render::MessageTemplate;
 
 /// The shortest `remind_after`: a reminder loop checks every few seconds.
 const MIN_REMIND_AFTER: Duration = Duration::from_secs(1);

@@ -17,9 +17,9 @@ use super::diagnostic::{Diagnostic, Invalid, Location};
 use super::message::MessageFile;
 use super::recipients::{self, FileProblem, Recipient};
 use super::recover;
-use super::template::MessageTemplate;
 use super::validate::Checker;
 use crate::cron::Schedule;
+use crate::render::MessageTemplate;
 
 /// A job file as written.
 #[derive(Debug, Deserialize)]

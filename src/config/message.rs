@@ -12,9 +12,9 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::template::{BUILTIN_VARIABLES, Block, Message, MessageTemplate, Text};
 use super::validate::{Checker, sample_values};
 use crate::card::{BLOCK_TYPES, BUTTON_STYLES, MAX_BUTTONS};
+use crate::render::{BUILTIN_VARIABLES, Block, Message, MessageTemplate, Text};
 
 /// `[message]` as written.
 #[derive(Debug, Deserialize)]

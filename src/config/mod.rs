@@ -1,5 +1,6 @@
-//! Configuration: the apps' identities (environment and `zoomcast.toml`), job files, message
-//! templates and recipient lists, and the diagnostics that explain what is wrong with them.
+//! Configuration: the apps' identities (environment and `zoomcast.toml`), job files (their
+//! messages compiled by [`crate::render`]) and recipient lists, and the diagnostics that
+//! explain what is wrong with them.
 
 pub mod acknowledge;
 pub mod app;
@@ -11,9 +12,7 @@ pub mod message;
 pub mod plan;
 pub mod recipients;
 pub mod recover;
-pub mod sandbox;
 pub mod sources;
-pub mod template;
 pub mod validate;
 pub mod vars;
 

@@ -16,9 +16,9 @@ use super::diagnostic::{Diagnostic, Invalid};
 use super::job::{Job, JobFile, RecipientsFile, SchedulePolicy, job_name};
 use super::message::Sample;
 use super::recipients::{self, Address, Recipient, is_plausible_email};
-use super::template::BUILTIN_VARIABLES;
 use super::vars::run_variables;
 use crate::cron::Schedule;
+use crate::render::BUILTIN_VARIABLES;
 use crate::user::{is_channel_jid, is_user_jid};
 
 /// The longest `jitter`: a tick is never delayed by more than a day.

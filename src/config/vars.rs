@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use toml::Spanned;
 
-use super::template::BUILTIN_VARIABLES;
 use super::validate::Checker;
+use crate::render::BUILTIN_VARIABLES;
 
 /// The variables each run sets.
 pub const RUN_VARIABLES: [&str; 3] = ["job", "run_id", "now"];

@@ -157,13 +157,13 @@ pub async fn sender(
 }
 
 /// `template`'s card for `vars`. A render in a child process (see
-/// [`crate::config::sandbox`]) blocks this thread until the child answers; on a multi-threaded
+/// [`crate::render::sandbox`]) blocks this thread until the child answers; on a multi-threaded
 /// runtime the runtime is told, so that its other tasks go on meanwhile (the caller's own task
 /// waits, sends included).
 pub(crate) fn render_card(
-    template: &crate::config::template::MessageTemplate,
+    template: &crate::render::MessageTemplate,
     vars: &std::collections::BTreeMap<String, String>,
-) -> Result<serde_json::Value, crate::config::template::RenderError> {
+) -> Result<serde_json::Value, crate::render::RenderError> {
     let multi_threaded = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if template.renders_in_child() && multi_threaded {

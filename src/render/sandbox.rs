@@ -34,7 +34,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::template::{Message, MessageTemplate, RenderError};
+use super::error::RenderError;
 
 /// The most memory (data segment: heap and anonymous mappings) a render may take, unless the
 /// process's memory cgroup allows less ([`memory_cap`]).
@@ -126,8 +126,9 @@ impl Drop for Worker {
 }
 
 impl Sandbox {
-    /// The sandbox of `message`; `None` when rendering is in-process.
-    pub(super) fn new(message: &Message) -> Option<Self> {
+    /// The sandbox of `message` (what the child compiles, sent as its first line); `None`
+    /// when rendering is in-process.
+    pub(super) fn new(message: &impl Serialize) -> Option<Self> {
         let program = PROGRAM.get()?.clone();
         let mut line = serde_json::to_vec(message).expect("a message serializes");
         line.push(b'\n');
@@ -440,9 +441,18 @@ fn cgroup_memory_limit(proc_cgroup: &str, root: &std::path::Path) -> Option<u64>
     lowest
 }
 
-/// `zoomcast render-worker`: caps its memory, reads the message, then answers requests until
-/// its stdin closes or stays silent for [`IDLE`]. Returns the exit code.
-pub fn serve() -> i32 {
+/// What a child renders with: the message it was sent, compiled.
+pub(super) trait Renderer {
+    /// The card for these variables.
+    fn render(&self, vars: &BTreeMap<String, String>) -> Result<Value, RenderError>;
+    /// The problems of a test render with these sample values.
+    fn check(&self, sample: &BTreeMap<String, String>) -> Vec<(String, String)>;
+}
+
+/// The child's side: caps its memory, reads the message and has `compile` make its
+/// [`Renderer`], then answers requests until its stdin closes or stays silent for [`IDLE`].
+/// Returns the exit code.
+pub(super) fn serve<R: Renderer>(compile: impl FnOnce(&str) -> Option<R>) -> i32 {
     if cap_resources().is_err() {
         return 1;
     }
@@ -455,10 +465,7 @@ pub fn serve() -> i32 {
     if input.read_line(&mut line).unwrap_or(0) == 0 {
         return 0;
     }
-    let Ok(message) = serde_json::from_str::<Message>(&line) else {
-        return 1;
-    };
-    let Ok(template) = MessageTemplate::compile(message) else {
+    let Some(template) = compile(&line) else {
         return 1;
     };
     let mut out = std::io::stdout().lock();
@@ -472,16 +479,16 @@ pub fn serve() -> i32 {
         }
         let written = match serde_json::from_str::<Request>(&line) {
             Ok(Request::Render(vars)) => {
-                answer(&mut out, &Answer::Rendered(template.render_here(&vars)))
+                answer(&mut out, &Answer::Rendered(template.render(&vars)))
             }
             Ok(Request::Check(sample)) => {
-                answer(&mut out, &Answer::Checked(template.check_here(&sample)))
+                answer(&mut out, &Answer::Checked(template.check(&sample)))
             }
             // Each card on its own line as soon as it is made: if this child dies, the parent
             // knows which render it died on.
-            Ok(Request::RenderMany(batch)) => batch.iter().try_for_each(|vars| {
-                answer(&mut out, &Answer::Rendered(template.render_here(vars)))
-            }),
+            Ok(Request::RenderMany(batch)) => batch
+                .iter()
+                .try_for_each(|vars| answer(&mut out, &Answer::Rendered(template.render(vars)))),
             Err(_) => return 1,
         };
         if written.is_err() {

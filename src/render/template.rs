@@ -19,7 +19,27 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::sandbox::{Answer, Failure, Request, Sandbox};
+use super::error::RenderError;
+use super::sandbox::{self, Answer, Failure, Renderer, Request, Sandbox};
+
+/// `zoomcast render-worker`: the child that renders one job's message with its memory capped
+/// (see [`super::sandbox`]); its exit code.
+pub fn worker() -> i32 {
+    sandbox::serve(|line| {
+        let message = serde_json::from_str::<Message>(line).ok()?;
+        MessageTemplate::compile(message).ok()
+    })
+}
+
+impl Renderer for MessageTemplate {
+    fn render(&self, vars: &BTreeMap<String, String>) -> Result<Value, RenderError> {
+        self.render_here(vars)
+    }
+
+    fn check(&self, sample: &BTreeMap<String, String>) -> Vec<(String, String)> {
+        self.check_here(sample)
+    }
+}
 
 /// The card in a child's answer to a render.
 fn card(answer: Result<Answer, Failure>) -> Result<Value, RenderError> {
@@ -211,7 +231,7 @@ impl MessageTemplate {
     }
 
     /// [`MessageTemplate::check_render`] in this process.
-    pub(super) fn check_here(&self, sample: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    fn check_here(&self, sample: &BTreeMap<String, String>) -> Vec<(String, String)> {
         let mut problems: Vec<(String, String)> = texts(&self.message)
             .filter_map(|text| {
                 let failed = self.render_text(text, sample).err();
@@ -259,10 +279,7 @@ impl MessageTemplate {
     }
 
     /// [`MessageTemplate::render`] in this process.
-    pub(super) fn render_here(
-        &self,
-        vars: &BTreeMap<String, String>,
-    ) -> Result<Value, RenderError> {
+    fn render_here(&self, vars: &BTreeMap<String, String>) -> Result<Value, RenderError> {
         let render = |text: &Text| {
             self.render_text(text, vars).map_err(|e| RenderError::Text {
                 name: text.name.clone(),
@@ -313,26 +330,6 @@ impl MessageTemplate {
             .get_template(&text.name)
             .and_then(|t| t.render(vars))
     }
-}
-
-/// Why a message could not be rendered for a recipient.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum RenderError {
-    /// A template failed.
-    #[error("rendering message.{name}: {message}")]
-    Text {
-        /// Which text.
-        name: String,
-        /// What failed.
-        message: String,
-    },
-    /// The card breaks Zoom's limits.
-    #[error("the rendered message breaks Zoom's limits: {}", .0.join("; "))]
-    Card(Vec<String>),
-    /// No render could be made, through no fault of the template (the process rendering it
-    /// did not start, or was stopped from outside): not a recipient's failure.
-    #[error("the message could not be rendered: {0}")]
-    Unavailable(String),
 }
 
 /// Every text of `message`, in order.
