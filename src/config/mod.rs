@@ -4,16 +4,20 @@
 
 pub mod acknowledge;
 pub mod app;
+pub mod check;
+mod check_acknowledge;
+mod check_message;
+mod check_vars;
 pub mod diagnostic;
 pub mod help;
 pub mod job;
 pub mod jobs_dir;
+pub mod load;
 pub mod message;
 pub mod plan;
 pub mod recipients;
 pub mod recover;
 pub mod sources;
-pub mod validate;
 pub mod vars;
 
 pub use app::{AppConfig, Config, DEFAULT_APP, InstallAccounts};

@@ -14,12 +14,23 @@ use toml::Spanned;
 use super::app::{Config, DEFAULT_APP};
 use super::diagnostic::{Diagnostic, Invalid};
 use super::job::{Job, JobFile, RecipientsFile, SchedulePolicy, job_name};
-use super::message::Sample;
 use super::recipients::{self, Address, Recipient, is_plausible_email};
 use super::vars::run_variables;
 use crate::cron::Schedule;
 use crate::render::BUILTIN_VARIABLES;
 use crate::user::{is_channel_jid, is_user_jid};
+
+/// What the message's templates are checked against.
+pub(super) struct Sample<'a> {
+    /// Every variable some recipient has.
+    pub(super) known: &'a BTreeSet<String>,
+    /// Whether some recipients are inline (they have no CSV columns).
+    pub(super) inline: bool,
+    /// The first file recipient's columns, as sample values.
+    pub(super) columns: BTreeMap<String, String>,
+    /// The job's `[vars]` and run variables.
+    pub(super) job_vars: &'a BTreeMap<String, String>,
+}
 
 /// The longest `jitter`: a tick is never delayed by more than a day.
 const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
