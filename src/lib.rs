@@ -27,8 +27,8 @@
 //!
 //! Dependencies point one way, down this list: `cli` → `schedule` → `server` → `delivery` →
 //! `auth` → `zoom`/`state`/`config` → `render` → the vocabulary; `control` and `report` sit beside
-//! `schedule` (`control` on `state`, `report` on `delivery`). No module depends on one above
-//! it.
+//! `schedule` (`control` on `delivery`, `config` and `state`; `report` on `delivery` and
+//! `state`). No module depends on one above it.
 
 #[macro_use]
 pub mod output;

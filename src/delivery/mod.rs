@@ -37,6 +37,7 @@ pub mod preview;
 mod progress;
 mod remind;
 mod run;
+mod stop;
 
 use std::sync::Arc;
 
@@ -46,13 +47,13 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::AppTokens;
 use crate::config::{Diagnostic, Invalid, help};
 use crate::state::{Delivery, RunRecord};
-pub use call::Stop;
 pub use engines::{AppEngine, Engines, GrantCheck};
 pub use outside::NotAnswered;
 pub use preview::Preview;
 pub use progress::{LogWriter, ProgressMode};
 pub use remind::asks_to_acknowledge;
 pub use run::Engine;
+pub use stop::Stop;
 
 /// How long a cached lookup is kept at least, whatever a job's time-to-live: another job may
 /// keep its answers longer than the one that sweeps.

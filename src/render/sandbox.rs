@@ -55,6 +55,23 @@ pub fn enable(program: PathBuf) {
     let _ = PROGRAM.set(program);
 }
 
+/// Whether this process was started as a render worker (its first argument [`WORKER_ARG`]).
+pub fn is_worker() -> bool {
+    std::env::args_os().nth(1).is_some_and(|a| a == WORKER_ARG)
+}
+
+/// Renders in children of this very binary from now on, even once an upgrade has replaced
+/// its file (Linux's `/proc/self/exe` is the running image): a child of another version might
+/// not read what it is sent.
+pub fn enable_self() {
+    let running = std::path::Path::new("/proc/self/exe");
+    if running.exists() {
+        enable(running.to_owned());
+    } else if let Ok(program) = std::env::current_exe() {
+        enable(program);
+    }
+}
+
 /// What a child is asked.
 #[derive(Serialize, Deserialize)]
 pub(super) enum Request {
