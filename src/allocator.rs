@@ -2,8 +2,8 @@
 
 /// glibc's allocator, with fixed thresholds for trimming the heap and for serving large blocks
 /// from `mmap` (128 KiB each, glibc's starting values). By default glibc raises both after the
-/// first large block is freed, and freed memory then stays in the process (the README's
-/// Performance section has the figures). A user's own `MALLOC_*` or `GLIBC_TUNABLES` settings
+/// first large block is freed, and freed memory then stays in the process (docs/src/performance.md
+/// has the figures). A user's own `MALLOC_*` or `GLIBC_TUNABLES` settings
 /// win.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]

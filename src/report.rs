@@ -332,10 +332,10 @@ pub fn totals_text(job: &str, t: &Totals) -> String {
     let e = &t.ended;
     let d = &t.deliveries;
     format!(
-        "job `{}`: {} runs, the first {}, the newest {}\n  \
+        "job `{}`: runs {}, the first {}, the newest {}\n  \
          ended: {} succeeded, {} partly failed, {} aborted, {} closed\n  \
          recipients: {} sent, {} failed, {} uncertain, {} opted out\n  \
-         {} run records kept (keep_runs), {} older ones folded into these totals\n",
+         run records kept: {} (keep_runs); older ones folded into these totals: {}\n",
         crate::output::escaped(job),
         t.runs,
         when(t.first_run),

@@ -129,7 +129,7 @@ fn read_error(path: &Path, source: &str, e: &toml::de::Error) -> Diagnostic {
     };
     match recover::closest_key(message) {
         Some(key) => d.help(format!("did you mean `{key}`?")),
-        None => d.help("see the job file format in the README (section \"Job files\")"),
+        None => d.help("see the job file format in docs/src/jobs.md"),
     }
 }
 

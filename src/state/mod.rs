@@ -54,7 +54,7 @@ pub use seal::{Keys, SealError, StateKey};
 pub use totals::Totals;
 
 /// sled's page cache: small, because runs only stream through the state, and memory must not
-/// grow with the recipient count (the README's Performance section has the figures).
+/// grow with the recipient count (docs/src/performance.md has the figures).
 const CACHE_BYTES: u64 = 1024 * 1024;
 
 /// Why the state directory could not be used.
@@ -179,7 +179,7 @@ impl Store {
         let db = sled::Config::new()
             .path(&db_path)
             // LowSpace keeps sled's memory smaller and, for zoomcast's small values, is no
-            // slower (the README's Performance section).
+            // slower (docs/src/performance.md).
             .mode(sled::Mode::LowSpace)
             // sled's default page cache is 1 GiB; zoomcast's working set is tiny, and memory
             // must not grow with the recipient count.
@@ -227,7 +227,7 @@ impl Store {
         tracing::warn!(
             "grants in {} are stored in plain form: anyone who can read the state directory \
              (its owner, root, a backup) can use them. Set ZOOMCAST_STATE_KEY_FILE to encrypt \
-             them (README, Tokens at rest); this is said once",
+             them (docs/src/operations.md, Tokens at rest); this is said once",
             self.dir.join("grants").display()
         );
         notices.insert(SAID, &[])?;

@@ -114,7 +114,7 @@ fn history_shows_the_newest_twenty_unless_asked_for_all() {
     let text = env.run(&["history", "team"]);
     text.code(0)
         .stdout_has("older runs are not shown")
-        .stdout_has("job `team`: 21 runs");
+        .stdout_has("job `team`: runs 21,");
     let rows = text
         .stdout
         .lines()
