@@ -508,19 +508,7 @@ fn a_template_that_grows_for_one_recipient_fails_that_recipient_only() {
     );
     env.run(&["validate"]).code(0);
     env.login();
-    let run = env.run(&["run", "bomb", "--json"]);
-    run.code(3);
-    let report = run.json();
-    let failures = report["failures"].as_array().unwrap();
-    assert_eq!(failures.len(), 1, "{report}");
-    assert_eq!(failures[0]["recipient"], "bo@example.com", "{report}");
-    assert!(
-        failures[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("more than 512 MiB"),
-        "{report}"
-    );
+    only_bo_failed(&env.run(&["run", "bomb", "--json"]), "more than 512 MiB");
     assert_eq!(env.emu().messages().len(), 2);
 }
 
@@ -536,6 +524,18 @@ fn a_template_that_renders_too_long_fails_at_the_deadline() {
         .code(2)
         .stderr_has("the render took longer than 10 s");
     assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+/// The run exited 3 with Bo its one failure, for a reason that says `why`.
+#[track_caller]
+fn only_bo_failed(run: &crate::harness::Run, why: &str) {
+    run.code(3);
+    let report = run.json();
+    let failures = report["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{report}");
+    assert_eq!(failures[0]["recipient"], "bo@example.com", "{report}");
+    let message = failures[0]["message"].as_str().unwrap();
+    assert!(message.contains(why), "{report}");
 }
 
 /// A live (not yet reaped) `render-worker` child of process `parent` that has spent more than
@@ -604,18 +604,7 @@ fn a_renderer_killed_twice_on_one_recipient_fails_that_recipient_not_the_run() {
             .unwrap();
     }
     let run: crate::harness::Run = run.wait_with_output().unwrap().into();
-    run.code(3);
-    let report = run.json();
-    let failures = report["failures"].as_array().unwrap();
-    assert_eq!(failures.len(), 1, "{report}");
-    assert_eq!(failures[0]["recipient"], "bo@example.com", "{report}");
-    assert!(
-        failures[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("killed twice"),
-        "{report}"
-    );
+    only_bo_failed(&run, "killed twice");
     assert_eq!(
         env.emu().messages().len(),
         2,
