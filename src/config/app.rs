@@ -274,6 +274,51 @@ pub struct Config {
     broken: BTreeMap<String, Vec<Diagnostic>>,
 }
 
+/// Refuses an `[apps.NAME]` whose name cannot be part of an address or a file name.
+fn check_app_names(path: &Path, apps: &BTreeMap<String, RawApp>) -> Result<(), Invalid> {
+    let Some(bad) = apps.keys().find(|name| !crate::user::is_name(name)) else {
+        return Ok(());
+    };
+    Err(Invalid::one(
+        Diagnostic::whole(
+            Some(path),
+            format!(
+                "[apps.{}] is not an app name zoomcast can use",
+                crate::output::clean(bad, 80)
+            ),
+        )
+        .help(
+            "name apps with 1 to 64 letters, digits, - and _: the name is part of the app's \
+             addresses (/apps/NAME) and of its grant files",
+        ),
+    ))
+}
+
+/// The default app's settings the environment gives, each cleared in `default` (with the
+/// secret file the file may name for it): the environment wins over the file, and a setting it
+/// gives is read from neither.
+fn env_overrides(
+    default: &mut RawApp,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(&'static str, String)>, Invalid> {
+    let mut overrides = Vec::new();
+    for (var, key) in ENV_KEYS {
+        let value = if sources::SECRET_VARS.contains(&var) {
+            sources::secret(var, env)?
+        } else {
+            env(var).filter(|v| !v.is_empty())
+        };
+        if let Some(value) = value {
+            *default.field(key) = None;
+            for (_, file) in sources::SECRET_FILE_KEYS.iter().filter(|(k, _)| *k == key) {
+                *default.field(file) = None;
+            }
+            overrides.push((key, value));
+        }
+    }
+    Ok(overrides)
+}
+
 impl Config {
     /// Reads `path` (an explicit `--config` must exist; the default `zoomcast.toml` may be
     /// absent) and lays `env` over the default app.
@@ -293,21 +338,7 @@ impl Config {
             }
         };
         let mut apps = raw.apps;
-        if let Some(bad) = apps.keys().find(|name| !crate::user::is_name(name)) {
-            return Err(Invalid::one(
-                Diagnostic::whole(
-                    Some(path),
-                    format!(
-                        "[apps.{}] is not an app name zoomcast can use",
-                        crate::output::clean(bad, 80)
-                    ),
-                )
-                .help(
-                    "name apps with 1 to 64 letters, digits, - and _: the name is part of the \
-                     app's addresses (/apps/NAME) and of its grant files",
-                ),
-            ));
-        }
+        check_app_names(path, &apps)?;
         let mut default = RawApp {
             client_id: raw.client_id,
             client_secret: raw.client_secret,
@@ -325,23 +356,7 @@ impl Config {
             webhook_secret_token_file: raw.webhook_secret_token_file,
             install_accounts: raw.install_accounts,
         };
-        // The environment wins over the file for the default app: a setting it gives is not
-        // read from the file, nor from a secret file the file names.
-        let mut overrides = Vec::new();
-        for (var, key) in ENV_KEYS {
-            let value = if sources::SECRET_VARS.contains(&var) {
-                sources::secret(var, &env)?
-            } else {
-                env(var).filter(|v| !v.is_empty())
-            };
-            if let Some(value) = value {
-                *default.field(key) = None;
-                for (_, file) in sources::SECRET_FILE_KEYS.iter().filter(|(k, _)| *k == key) {
-                    *default.field(file) = None;
-                }
-                overrides.push((key, value));
-            }
-        }
+        let overrides = env_overrides(&mut default, &env)?;
         apps.insert(DEFAULT_APP.to_owned(), default);
         // `${VAR}` references and secret files: a problem is the app's, reported when it is used.
         let mut broken = BTreeMap::new();

@@ -140,9 +140,9 @@ impl<'a> Checker<'a> {
         self.warnings.push(warning.as_warning());
     }
 
-    pub(super) fn check(mut self, file: JobFile, config: &Config) -> Result<Job, Invalid> {
-        let (schedule, timezone) = self.when(&file);
-        let policy = SchedulePolicy {
+    /// The scheduling keys: `catch_up`, `catch_up_within`, `overlap` and `jitter`.
+    fn policy(&mut self, file: &JobFile) -> SchedulePolicy {
+        SchedulePolicy {
             catch_up: file.catch_up,
             catch_up_within: self.duration(
                 file.catch_up_within.as_ref(),
@@ -153,14 +153,16 @@ impl<'a> Checker<'a> {
             jitter: self
                 .duration(file.jitter.as_ref(), "jitter", MAX_JITTER)
                 .unwrap_or_default(),
+        }
+    }
+
+    /// The `app` key: the default app when left out, else one the configuration has.
+    fn app(&mut self, written: Option<&Spanned<String>>, config: &Config) -> String {
+        let Some(a) = written else {
+            return DEFAULT_APP.to_owned();
         };
-        let app = file
-            .app
-            .as_ref()
-            .map_or(DEFAULT_APP.to_owned(), |a| a.get_ref().clone());
-        if let Some(a) = &file.app
-            && !config.has_app(a.get_ref())
-        {
+        let app = a.get_ref().clone();
+        if !config.has_app(&app) {
             let names: Vec<&str> = config.app_names().collect();
             self.report(
                 a.span(),
@@ -171,6 +173,13 @@ impl<'a> Checker<'a> {
                 ),
             );
         }
+        app
+    }
+
+    pub(super) fn check(mut self, file: JobFile, config: &Config) -> Result<Job, Invalid> {
+        let (schedule, timezone) = self.when(&file);
+        let policy = self.policy(&file);
+        let app = self.app(file.app.as_ref(), config);
         let account = file.account.as_ref().and_then(|a| self.account(a));
         let Recipients {
             columns,
@@ -331,8 +340,6 @@ impl<'a> Checker<'a> {
     /// 16-byte key per email to count them uniquely). Returns the template variables the
     /// recipients have, the inline recipients, the file's path and the unique count.
     fn recipients(&mut self, spanned: &Spanned<RecipientsFile>) -> Recipients {
-        /// Problems listed per recipients file before the rest are summed up.
-        const MAX_LISTED: usize = 20;
         let table = spanned.get_ref();
         let mut seen = HashSet::new();
         let mut inline = Vec::new();
@@ -347,61 +354,8 @@ impl<'a> Checker<'a> {
         let mut file_path = None;
         let mut sample_columns = BTreeMap::new();
         if let Some(file) = &table.file {
-            let path = self
-                .path
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join(file.get_ref());
-            // The first problems are kept to list; the rest are only counted.
-            let (mut problems, mut extra) = (Vec::new(), 0);
-            let mut problem = |p| {
-                if problems.len() < MAX_LISTED {
-                    problems.push(p);
-                } else {
-                    extra += 1;
-                }
-            };
-            match recipients::open_file(&path) {
-                Ok((headers, stream)) => {
-                    columns.extend(
-                        headers
-                            .into_iter()
-                            .filter(|h| !h.eq_ignore_ascii_case("email")),
-                    );
-                    for item in stream {
-                        match item {
-                            Ok(r) => {
-                                let key = recipients::dedupe_key(r.key());
-                                if seen.is_empty() {
-                                    sample_columns = r.columns;
-                                }
-                                seen.insert(key);
-                            }
-                            Err(p) => problem(p),
-                        }
-                    }
-                }
-                Err(p) => problem(p),
-            }
-            for p in problems {
-                let at = if p.line > 0 {
-                    format!("{}:{}: ", path.display(), p.line)
-                } else {
-                    String::new()
-                };
-                self.report(
-                    file.span(),
-                    format!("{at}{}", p.message),
-                    "fix the recipients file (relative to the job file)",
-                );
-            }
-            if extra > 0 {
-                self.report(
-                    file.span(),
-                    format!("{}: {extra} more problems", path.display()),
-                    "fix the ones above first",
-                );
-            }
+            let (path, sample) = self.recipients_file(file, &mut seen, &mut columns);
+            sample_columns = sample;
             file_path = Some(path);
         }
         let no_list = [&table.emails, &table.jids, &table.channels]
@@ -421,6 +375,75 @@ impl<'a> Checker<'a> {
             count: seen.len(),
             sample_columns,
         }
+    }
+
+    /// Reads `recipients.file` once, adding each email's key to `seen` and the file's columns
+    /// to `columns`; its path, and the first recipient's columns as sample values. The first
+    /// problems are reported, the rest counted.
+    fn recipients_file(
+        &mut self,
+        file: &Spanned<String>,
+        seen: &mut HashSet<[u8; 16]>,
+        columns: &mut BTreeSet<String>,
+    ) -> (PathBuf, BTreeMap<String, String>) {
+        /// Problems listed per recipients file before the rest are summed up.
+        const MAX_LISTED: usize = 20;
+        let path = self
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(file.get_ref());
+        let mut sample = BTreeMap::new();
+        let (mut problems, mut extra) = (Vec::new(), 0);
+        let mut problem = |p| {
+            if problems.len() < MAX_LISTED {
+                problems.push(p);
+            } else {
+                extra += 1;
+            }
+        };
+        match recipients::open_file(&path) {
+            Ok((headers, stream)) => {
+                columns.extend(
+                    headers
+                        .into_iter()
+                        .filter(|h| !h.eq_ignore_ascii_case("email")),
+                );
+                for item in stream {
+                    match item {
+                        Ok(r) => {
+                            let key = recipients::dedupe_key(r.key());
+                            if seen.is_empty() {
+                                sample = r.columns;
+                            }
+                            seen.insert(key);
+                        }
+                        Err(p) => problem(p),
+                    }
+                }
+            }
+            Err(p) => problem(p),
+        }
+        for p in problems {
+            let at = if p.line > 0 {
+                format!("{}:{}: ", path.display(), p.line)
+            } else {
+                String::new()
+            };
+            self.report(
+                file.span(),
+                format!("{at}{}", p.message),
+                "fix the recipients file (relative to the job file)",
+            );
+        }
+        if extra > 0 {
+            self.report(
+                file.span(),
+                format!("{}: {extra} more problems", path.display()),
+                "fix the ones above first",
+            );
+        }
+        (path, sample)
     }
 
     /// The inline `emails`, `jids` and `channels`, lower-cased; what is not an address of its

@@ -29,29 +29,14 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         return rejection;
     }
     let knobs = emu.current_knobs();
-    let message: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => {
-            return reject(
-                &emu,
-                StatusCode::BAD_REQUEST,
-                7001,
-                "Invalid Request Body format.",
-            );
-        }
-    };
-    if REQUIRED
-        .iter()
-        .any(|k| message.get(*k).is_none_or(Value::is_null))
-        || !message["content"].is_object()
-    {
+    let Some(message) = well_formed(&body) else {
         return reject(
             &emu,
             StatusCode::BAD_REQUEST,
             7001,
             "Invalid Request Body format.",
         );
-    }
+    };
     let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
     let account = text("account_id");
     let directory = super::Directory::new(&knobs);
@@ -75,7 +60,33 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         Ok(recipient) => recipient,
         Err(why) => return reject(&emu, StatusCode::FORBIDDEN, 7004, why),
     };
-    let sent_time = Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let delivered = deliver(&emu, &message, recipient);
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "message_id": delivered.message_id,
+            "robot_jid": delivered.robot_jid,
+            "sent_time": delivered.sent_time,
+            "to_jid": delivered.to_jid,
+            "user_jid": delivered.user_jid
+        })),
+    )
+        .into_response()
+}
+
+/// The request's message: a JSON object with every required field and an object `content`.
+fn well_formed(body: &[u8]) -> Option<Value> {
+    let message: Value = serde_json::from_slice(body).ok().filter(Value::is_object)?;
+    let complete = REQUIRED
+        .iter()
+        .all(|k| message.get(*k).is_some_and(|v| !v.is_null()))
+        && message["content"].is_object();
+    complete.then_some(message)
+}
+
+/// Records an accepted message for `recipient`, and returns it.
+fn deliver(emu: &Emulator, message: &Value, recipient: String) -> Delivered {
+    let text = |k: &str| message[k].as_str().unwrap_or_default().to_owned();
     let mut inner = emu.inner();
     let message_id = format!(
         "{:08X}-EMU-{}",
@@ -83,8 +94,8 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         Utc::now().timestamp_millis()
     );
     inner.stats.sends_accepted += 1;
-    inner.messages.push(Delivered {
-        message_id: message_id.clone(),
+    let delivered = Delivered {
+        message_id,
         to_jid: text("to_jid"),
         to_email: recipient,
         robot_jid: text("robot_jid"),
@@ -92,22 +103,13 @@ pub async fn send(State(emu): State<Arc<Emulator>>, headers: HeaderMap, body: By
         user_jid: text("user_jid"),
         content: message["content"].clone(),
         is_markdown_support: message["is_markdown_support"].as_bool().unwrap_or(false),
-        sent_time: sent_time.clone(),
+        sent_time: Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(),
         reply_to: message["reply_to"].as_str().map(str::to_owned),
         edits: 0,
         deleted: false,
-    });
-    (
-        StatusCode::CREATED,
-        Json(json!({
-            "message_id": message_id,
-            "robot_jid": text("robot_jid"),
-            "sent_time": sent_time,
-            "to_jid": text("to_jid"),
-            "user_jid": text("user_jid")
-        })),
-    )
-        .into_response()
+    };
+    inner.messages.push(delivered.clone());
+    delivered
 }
 
 /// Who a message in `account` from `user_jid` to `to_jid` is for (a person's email, or the
