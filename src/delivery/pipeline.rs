@@ -36,6 +36,16 @@ struct Ready {
     attempts: u32,
 }
 
+/// What a journal entry from an earlier process decides for its recipient.
+enum Earlier {
+    /// Nothing more to do.
+    Settled,
+    /// Send this again, as journaled.
+    Resend(Ready),
+    /// Resolve and render as if new.
+    Afresh,
+}
+
 /// Everything one run shares between its stages.
 pub(super) struct RunCtx<'a> {
     pub(super) engine: &'a Engine,
@@ -182,6 +192,38 @@ impl RunCtx<'_> {
         Ok(self.journal.record(self.run, &delivery)?)
     }
 
+    /// What the journal entry an earlier process left for `r` decides: it is settled (skipped,
+    /// or, in flight with `on_uncertain = "skip"`, recorded uncertain), it is resent exactly as
+    /// journaled (the message that may already have arrived, to the same JID, with no lookup
+    /// and no new rendering), or it is resolved and rendered afresh (not started, or an entry
+    /// of an older build that carries no message).
+    fn after_crash(&self, r: &Recipient, previous: Delivery) -> Result<Earlier, Stop> {
+        match previous.state {
+            DeliveryState::Sent { .. }
+            | DeliveryState::Failed { .. }
+            | DeliveryState::Uncertain
+            | DeliveryState::OptedOut => {
+                self.progress.skip();
+                Ok(Earlier::Settled)
+            }
+            DeliveryState::Sending if self.job.delivery.on_uncertain == OnUncertain::Skip => {
+                let state = DeliveryState::Uncertain;
+                self.record(r.key(), state, previous.jid, previous.attempts)?;
+                Ok(Earlier::Settled)
+            }
+            DeliveryState::Sending => match (previous.jid, previous.rendered) {
+                (Some(jid), Some(rendered)) => Ok(Earlier::Resend(Ready {
+                    email: r.key().to_owned(),
+                    jid,
+                    rendered,
+                    attempts: previous.attempts,
+                })),
+                _ => Ok(Earlier::Afresh),
+            },
+            DeliveryState::Pending => Ok(Earlier::Afresh),
+        }
+    }
+
     /// Stage one: skip what the journal says is done, resend what a crash left in flight,
     /// resolve and render the rest.
     async fn prepare(&self, r: Recipient) -> Result<Option<Ready>, Stop> {
@@ -197,37 +239,10 @@ impl RunCtx<'_> {
             ..Tries::default()
         };
         if let Some(previous) = previous {
-            match previous.state {
-                DeliveryState::Sent { .. }
-                | DeliveryState::Failed { .. }
-                | DeliveryState::Uncertain
-                | DeliveryState::OptedOut => {
-                    self.progress.skip();
-                    return Ok(None);
-                }
-                DeliveryState::Sending if self.job.delivery.on_uncertain == OnUncertain::Skip => {
-                    self.record(
-                        r.key(),
-                        DeliveryState::Uncertain,
-                        previous.jid,
-                        tries.attempts,
-                    )?;
-                    return Ok(None);
-                }
-                // Resent exactly as journaled: the message that may already have arrived, to
-                // the same JID, with no lookup and no new rendering. (Entries of older builds
-                // carry no message: they are resolved and rendered again below.)
-                DeliveryState::Sending => {
-                    if let (Some(jid), Some(rendered)) = (previous.jid, previous.rendered) {
-                        return Ok(Some(Ready {
-                            email: r.key().to_owned(),
-                            jid,
-                            rendered,
-                            attempts: tries.attempts,
-                        }));
-                    }
-                }
-                DeliveryState::Pending => {}
+            match self.after_crash(r, previous)? {
+                Earlier::Settled => return Ok(None),
+                Earlier::Resend(ready) => return Ok(Some(ready)),
+                Earlier::Afresh => {}
             }
         }
         let user = match &r.address {
