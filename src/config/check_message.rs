@@ -12,6 +12,49 @@ use super::message::{BlockFile, MessageFile};
 use crate::card::{BLOCK_TYPES, BUTTON_STYLES, MAX_BUTTONS};
 use crate::render::{BUILTIN_VARIABLES, Block, Message, MessageTemplate, Text};
 
+/// A kind of block: its `type`, the keys it takes and those it needs.
+struct Kind {
+    name: &'static str,
+    takes: &'static [&'static str],
+    needs: &'static [&'static str],
+}
+
+/// Every kind of block (Zoom's, [`BLOCK_TYPES`]).
+const KINDS: [Kind; 5] = [
+    Kind {
+        name: "message",
+        takes: &["text"],
+        needs: &["text"],
+    },
+    Kind {
+        name: "fields",
+        takes: &["items"],
+        needs: &["items"],
+    },
+    Kind {
+        name: "actions",
+        takes: &["buttons"],
+        needs: &["buttons"],
+    },
+    Kind {
+        name: "attachments",
+        takes: &[
+            "resource_url",
+            "img_url",
+            "title",
+            "description",
+            "ext",
+            "size",
+        ],
+        needs: &["resource_url", "title"],
+    },
+    Kind {
+        name: "divider",
+        takes: &[],
+        needs: &[],
+    },
+];
+
 /// Where each text of the message is in the job file.
 type Spans = HashMap<String, Range<usize>>;
 
@@ -184,61 +227,18 @@ impl Checker<'_> {
             spans.insert(name.clone(), spanned.span());
             Text::new(name, spanned.get_ref().clone())
         };
-        let allowed: &[&str] = match kind {
-            "message" => &["text"],
-            "fields" => &["items"],
-            "actions" => &["buttons"],
-            "attachments" => &[
-                "resource_url",
-                "img_url",
-                "title",
-                "description",
-                "ext",
-                "size",
-            ],
-            "divider" => &[],
-            other => {
-                self.report(
-                    b.kind.span(),
-                    format!("`{}` is not a block type", crate::output::clean(other, 40)),
-                    format!("the types are {}", BLOCK_TYPES.join(", ")),
-                );
-                return None;
-            }
+        let Some(kind) = KINDS.iter().find(|k| k.name == kind) else {
+            self.report(
+                b.kind.span(),
+                format!("`{}` is not a block type", crate::output::clean(kind, 40)),
+                format!("the types are {}", BLOCK_TYPES.join(", ")),
+            );
+            return None;
         };
-        let present = present_keys(b);
-        let mut ok = true;
-        for (key, span) in &present {
-            if !allowed.contains(key) {
-                ok = false;
-                self.report(
-                    span.clone(),
-                    format!("a {kind} block has no `{key}`"),
-                    format!("a {kind} block takes {}", describe_keys(allowed)),
-                );
-            }
-        }
-        let required: &[&str] = match kind {
-            "message" => &["text"],
-            "fields" => &["items"],
-            "actions" => &["buttons"],
-            "attachments" => &["resource_url", "title"],
-            _ => &[],
-        };
-        for key in required {
-            if !present.iter().any(|(k, _)| k == key) {
-                ok = false;
-                self.report(
-                    spanned.span(),
-                    format!("the {kind} block has no `{key}`"),
-                    format!("a {kind} block takes {}", describe_keys(allowed)),
-                );
-            }
-        }
-        if !ok {
+        if !self.block_keys(spanned, kind) {
             return None;
         }
-        Some(match kind {
+        Some(match kind.name {
             "message" => Block::Message(text("text", b.text.as_ref()?)),
             "fields" => {
                 let items = b.items.as_ref()?.get_ref().iter().enumerate();
@@ -272,6 +272,35 @@ impl Checker<'_> {
             },
             _ => Block::Divider,
         })
+    }
+
+    /// Whether block `spanned` has only keys its kind takes and every key it needs (what is
+    /// wrong is reported).
+    fn block_keys(&mut self, spanned: &Spanned<BlockFile>, kind: &Kind) -> bool {
+        let present = present_keys(spanned.get_ref());
+        let name = kind.name;
+        let mut ok = true;
+        for (key, span) in &present {
+            if !kind.takes.contains(key) {
+                ok = false;
+                self.report(
+                    span.clone(),
+                    format!("a {name} block has no `{key}`"),
+                    format!("a {name} block takes {}", describe_keys(kind.takes)),
+                );
+            }
+        }
+        for key in kind.needs {
+            if !present.iter().any(|(k, _)| k == key) {
+                ok = false;
+                self.report(
+                    spanned.span(),
+                    format!("the {name} block has no `{key}`"),
+                    format!("a {name} block takes {}", describe_keys(kind.takes)),
+                );
+            }
+        }
+        ok
     }
 
     /// A button's style: one of Zoom's, `Default` if none is given.
@@ -322,5 +351,20 @@ fn describe_keys(keys: &[&str]) -> String {
             .map(|k| format!("`{k}`"))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_block_type_of_a_card_has_its_keys_and_needs_only_what_it_takes() {
+        assert_eq!(KINDS.map(|k| k.name), BLOCK_TYPES);
+        for kind in &KINDS {
+            for need in kind.needs {
+                assert!(kind.takes.contains(need), "{} needs {need}", kind.name);
+            }
+        }
     }
 }
