@@ -182,61 +182,100 @@ where
         } else {
             limiter.accepted(); // Zoom answered; it is not pushing back
         }
-        match error.disposition() {
-            Disposition::RenewToken if !renewed => {
+        match step::<K>(
+            error,
+            (tries, max_attempts),
+            renewed,
+            tokens.app(),
+            (limiter, turn),
+        ) {
+            Step::Renew(error) => {
                 renewed = true;
                 tries -= 1;
-                replacement = Some(match K::renew(tokens, &token).await {
-                    // Another task's refresh already produced a token Zoom rejects.
-                    Err(TokenError::RejectedAfterRefresh { app }) => {
-                        return Err(Stop::RejectedAfterRenewal {
-                            kind: K::NAME,
-                            app,
-                            last: error,
-                            help: K::HELP,
-                        });
-                    }
-                    renewed => renewed?,
-                });
+                replacement = Some(renew::<K>(tokens, &token, error).await?);
             }
-            Disposition::RenewToken => {
-                return Err(Stop::RejectedAfterRenewal {
-                    kind: K::NAME,
-                    app: tokens.app().to_owned(),
-                    last: error,
-                    help: K::HELP,
-                });
-            }
-            Disposition::Retry { after: Some(after) } if after > MAX_PATIENCE => {
-                limiter.throttled(turn, Some(after));
-                return Err(Stop::RateLimitedFor {
-                    wait: after,
-                    last: error.to_string(),
-                });
-            }
-            Disposition::Retry { after } if tries < max_attempts => {
+            Step::Retry(wait) => {
                 renewed = false;
-                if error.is_rate_limited() {
-                    limiter.throttled(turn, after);
-                }
-                let wait = backoff(tries, after, &mut rand::thread_rng());
-                tracing::debug!("retrying in {wait:?} after: {error}");
                 wait_until(tokio::time::Instant::now() + wait, cancel).await?;
             }
-            Disposition::Retry { .. } => {
-                return Err(Stop::Unreachable {
-                    attempts: tries,
-                    last: error,
-                });
-            }
-            Disposition::WrongBot => {
-                return Err(Stop::WrongBot {
-                    app: tokens.app().to_owned(),
-                    last: error,
-                });
-            }
-            Disposition::Permanent => return Ok(Err(error)),
+            Step::Stop(stop) => return Err(stop),
+            Step::Fail(error) => return Ok(Err(error)),
         }
+    }
+}
+
+/// What a call does after an answer that is an error.
+enum Step {
+    /// Renew the token Zoom rejected, and ask again at once.
+    Renew(ZoomError),
+    /// Ask again after this wait.
+    Retry(std::time::Duration),
+    /// Stop the run.
+    Stop(Stop),
+    /// The recipient's own failure.
+    Fail(ZoomError),
+}
+
+/// What follows `error`, the answer to attempt `tries` of at most `max_attempts`, the token
+/// renewed since the last accepted request or not (`renewed`). A 429 slows the endpoint's
+/// `limiter` from the request's `turn` on.
+fn step<K: TokenKind>(
+    error: ZoomError,
+    (tries, max_attempts): (u32, u32),
+    renewed: bool,
+    app: &str,
+    (limiter, turn): (&Limiter, Turn),
+) -> Step {
+    match error.disposition() {
+        Disposition::RenewToken if !renewed => Step::Renew(error),
+        Disposition::RenewToken => Step::Stop(Stop::RejectedAfterRenewal {
+            kind: K::NAME,
+            app: app.to_owned(),
+            last: error,
+            help: K::HELP,
+        }),
+        Disposition::Retry { after: Some(after) } if after > MAX_PATIENCE => {
+            limiter.throttled(turn, Some(after));
+            Step::Stop(Stop::RateLimitedFor {
+                wait: after,
+                last: error.to_string(),
+            })
+        }
+        Disposition::Retry { after } if tries < max_attempts => {
+            if error.is_rate_limited() {
+                limiter.throttled(turn, after);
+            }
+            let wait = backoff(tries, after, &mut rand::thread_rng());
+            tracing::debug!("retrying in {wait:?} after: {error}");
+            Step::Retry(wait)
+        }
+        Disposition::Retry { .. } => Step::Stop(Stop::Unreachable {
+            attempts: tries,
+            last: error,
+        }),
+        Disposition::WrongBot => Step::Stop(Stop::WrongBot {
+            app: app.to_owned(),
+            last: error,
+        }),
+        Disposition::Permanent => Step::Fail(error),
+    }
+}
+
+/// A new token in place of `rejected`, which Zoom answered with `error`; a stop when another
+/// task's refresh already produced a token Zoom rejects too.
+async fn renew<K: TokenKind>(
+    tokens: &AppTokens,
+    rejected: &K::Token,
+    error: ZoomError,
+) -> Result<K::Token, Stop> {
+    match K::renew(tokens, rejected).await {
+        Err(TokenError::RejectedAfterRefresh { app }) => Err(Stop::RejectedAfterRenewal {
+            kind: K::NAME,
+            app,
+            last: error,
+            help: K::HELP,
+        }),
+        renewed => Ok(renewed?),
     }
 }
 
