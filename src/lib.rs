@@ -28,7 +28,9 @@
 //! Dependencies point one way, down this list: `cli` → `schedule` → `server` → `delivery` →
 //! `auth` → `zoom`/`state`/`config` → `render` → the vocabulary; `control` and `report` sit beside
 //! `schedule` (`control` on `delivery`, `config` and `state`; `report` on `delivery` and
-//! `state`). No module depends on one above it.
+//! `state`). No module depends on one above it. The book's Architecture chapter
+//! (`docs/src/architecture.md`) follows each flow (a run, a refresh, an install, an
+//! acknowledgement with reminders, an opt-out, a deauthorization) through its files.
 
 #[macro_use]
 pub mod output;
