@@ -43,7 +43,12 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     if let Some(id) = args.run {
         return one_run(&state, id, args.json).await;
     }
-    let totals = state.totals(args.job.clone()).await?;
+    // Totals are shown for one job, or with --totals; a plain listing needs none.
+    let totals = if args.job.is_some() || args.totals {
+        state.totals(args.job.clone()).await?
+    } else {
+        Vec::new()
+    };
     // A job with no runs and no file is a typo, not an empty history.
     if let Some(job) = &args.job
         && totals.is_empty()

@@ -12,6 +12,15 @@ pub(super) const FORMAT_V1: u8 = 1;
 /// The format byte of keys that carry one (newer trees: `run_ticks`, `schedule`).
 pub const KEY_FORMAT: u8 = 1;
 
+/// The key of a job's entry in a tree keyed by job (`schedule`, `totals`): the key format
+/// byte, then the job's name.
+pub fn job_key(job: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(job.len() + 1);
+    key.push(KEY_FORMAT);
+    key.extend_from_slice(job.as_bytes());
+    key
+}
+
 /// A stored value zoomcast cannot read.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::codec::{self, KEY_FORMAT, encode};
+use super::codec::{self, encode};
 use super::{Flusher, StateError};
 
 /// The `schedule` tree.
@@ -39,8 +39,5 @@ impl Fires {
 }
 
 fn key(job: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(job.len() + 1);
-    key.push(KEY_FORMAT);
-    key.extend_from_slice(job.as_bytes());
-    key
+    codec::job_key(job)
 }

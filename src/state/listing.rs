@@ -93,11 +93,10 @@ impl Runs {
         from: RunId,
     ) -> Box<dyn DoubleEndedIterator<Item = Result<RunRecord, StateError>> + 'a> {
         match job {
-            Some(job) => Box::new(self.ids_of(job).filter_map(move |entry| {
-                entry
-                    .and_then(|(id, _)| if id < from { Ok(None) } else { self.get(id) })
-                    .transpose()
-            })),
+            Some(job) => Box::new(
+                self.ids_of(job, from)
+                    .filter_map(|entry| entry.and_then(|(id, _)| self.get(id)).transpose()),
+            ),
             None => Box::new(self.tree.range(from.key()..).map(record)),
         }
     }

@@ -112,7 +112,7 @@ impl Runs {
     /// The newest run of each of `jobs`, finished or not, in their order.
     pub fn latest_of(&self, jobs: &[String]) -> Result<Vec<Option<RunRecord>>, StateError> {
         jobs.iter()
-            .map(|job| match self.ids_of(job).next_back() {
+            .map(|job| match self.ids_of(job, RunId(0)).next_back() {
                 Some(id) => self.get(id?.0),
                 None => Ok(None),
             })
@@ -122,12 +122,8 @@ impl Runs {
     /// One more than the newest run's id: a candidate, which [`Runs::insert_new`] claims.
     /// (Not sled's `generate_id`, which jumps by its reserve after a crash.)
     fn next_id(&self) -> Result<RunId, StateError> {
-        Ok(RunId(self.newest_id()?.map_or(0, |id| id.0) + 1))
-    }
-
-    /// The newest run's id, if any run is kept.
-    pub fn newest_id(&self) -> Result<Option<RunId>, StateError> {
-        Ok(self.tree.last()?.map(|(key, _)| RunId::from_key(&key)))
+        let newest = self.tree.last()?.map(|(key, _)| RunId::from_key(&key));
+        Ok(RunId(newest.map_or(0, |id| id.0) + 1))
     }
 
     /// Stores (replaces) a run record, durably.
@@ -187,7 +183,7 @@ impl Runs {
     pub fn details_to_prune(&self, job: &str, keep: usize) -> Result<Vec<RunRecord>, StateError> {
         let mut finished = 0;
         let mut ids = Vec::new();
-        for entry in self.ids_of(job).rev() {
+        for entry in self.ids_of(job, RunId(0)).rev() {
             let (id, flags) = entry?;
             if flags & UNFINISHED != 0 {
                 continue;
@@ -213,7 +209,7 @@ impl Runs {
             .saturating_sub(keep);
         let resumable = totals.unfinished.last().copied();
         let mut ids = Vec::new();
-        for entry in self.ids_of(job) {
+        for entry in self.ids_of(job, RunId(0)) {
             if ids.len() >= excess {
                 break;
             }
@@ -255,19 +251,20 @@ impl Runs {
         &'a self,
         job: &'a str,
     ) -> impl Iterator<Item = Result<RunRecord, StateError>> + 'a {
-        self.ids_of(job)
+        self.ids_of(job, RunId(0))
             .rev()
             .filter_map(move |entry| entry.and_then(|(id, _)| self.get(id)).transpose())
     }
 
-    /// The ids of `job`'s runs, oldest first, with their index flags.
+    /// The ids of `job`'s runs from `from` on, oldest first, with their index flags.
     pub(super) fn ids_of(
         &self,
         job: &str,
+        from: RunId,
     ) -> impl DoubleEndedIterator<Item = Result<(RunId, u8), StateError>> + use<> {
-        let prefix = index_prefix(job);
-        let skip = prefix.len();
-        self.index.scan_prefix(prefix).map(move |entry| {
+        let skip = index_prefix(job).len();
+        let range = index_key(job, from)..=index_key(job, RunId(u64::MAX));
+        self.index.range(range).map(move |entry| {
             let (key, flags) = entry?;
             Ok((
                 RunId::from_key(&key[skip..]),
@@ -280,9 +277,9 @@ impl Runs {
     pub fn list(&self, job: Option<&str>) -> Result<Vec<RunRecord>, StateError> {
         match job {
             Some(job) => {
-                let mut runs: Vec<_> = self.newest_first(job).collect::<Result<_, _>>()?;
-                runs.reverse();
-                Ok(runs)
+                let ids = self.ids_of(job, RunId(0));
+                ids.filter_map(|entry| entry.and_then(|(id, _)| self.get(id)).transpose())
+                    .collect()
             }
             None => self.tree.iter().map(record).collect(),
         }
@@ -290,7 +287,7 @@ impl Runs {
 
     /// The totals of `job`, if it ever ran.
     pub fn totals(&self, job: &str) -> Result<Option<Totals>, StateError> {
-        codec::get(&self.totals, totals_key(job))
+        codec::get(&self.totals, codec::job_key(job))
     }
 
     /// Every job's totals, in name order.
@@ -326,7 +323,7 @@ impl Runs {
         self.index.apply_batch(indexed)?;
         let mut batch = sled::Batch::default();
         for (job, t) in &totals {
-            batch.insert(totals_key(job), encode(t));
+            batch.insert(codec::job_key(job), encode(t));
         }
         batch.insert(BUILT, &[]);
         self.totals.apply_batch(batch)?;
@@ -361,7 +358,7 @@ fn change_totals(
     job: &str,
     change: impl FnOnce(&mut Totals),
 ) -> Result<(), Conflict<StateError>> {
-    let key = totals_key(job);
+    let key = codec::job_key(job);
     let mut current: Totals = match totals.get(&key)? {
         Some(bytes) => decode(&bytes).map_err(abort)?,
         None => Totals::default(),
@@ -399,17 +396,10 @@ fn decode_record(bytes: &[u8]) -> Result<RunRecord, codec::CodecError> {
     decode(bytes)
 }
 
-/// `totals` key: format byte, job name.
-fn totals_key(job: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(job.len() + 1);
-    key.push(KEY_FORMAT);
-    key.extend_from_slice(job.as_bytes());
-    key
-}
-
-/// The `job_runs` keys of `job` start with this: format byte, job name, a zero byte.
+/// The `job_runs` keys of `job` start with this: its `totals` key ([`codec::job_key`]), then
+/// a zero byte.
 fn index_prefix(job: &str) -> Vec<u8> {
-    let mut key = totals_key(job);
+    let mut key = codec::job_key(job);
     key.push(0);
     key
 }
