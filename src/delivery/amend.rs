@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::call::{Bot, Tries, call};
-use super::pipeline::{RunCtx, variables};
+use super::context::{ChatCtx, variables};
 use super::preview::Failing;
 use super::run::job_variables;
 use super::{Engine, RunOptions, Sender, Stop};
@@ -117,7 +117,7 @@ impl Engine {
             Amend::Recall => HashMap::new(),
         };
         let vars = job_variables(job, record.id, record.started_at);
-        let ctx = self.context(job, sender, options, (record.id, false), vars);
+        let ctx = self.chat(job, sender, options, record.id, vars);
         let width = job.delivery.concurrency.get();
         let (this, recipients) = (&ctx, &recipients);
         let outcomes: Vec<Result<Outcome, Stop>> = stream::iter(deliveries)
@@ -210,7 +210,7 @@ fn recipients_of(job: &Job, deliveries: &[Delivery]) -> anyhow::Result<HashMap<S
     Ok(found)
 }
 
-impl RunCtx<'_> {
+impl ChatCtx<'_> {
     async fn amend_one(
         &self,
         d: Delivery,

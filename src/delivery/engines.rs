@@ -60,7 +60,7 @@ impl Engines {
     }
 
     /// The configuration the engines were built from.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &Arc<Config> {
         &self.config
     }
 

@@ -20,13 +20,16 @@
 //!   [`preview`]: a dry run, everything up to the send; [`amend`]: `recall` and `edit` of a
 //!   sent run; `remind`: reminders to acknowledge; `outside`: calls outside any run (the bot's
 //!   answers in chat, who authorized a grant).
-//! - `pipeline`: the two stages; `call`: one request with its slot, pace, retries and token
+//! - `context`: what a run's requests to Zoom share (job, sender, limiters, slots), built
+//!   alone by a preview, an amend and reminders; `pipeline`: the two stages of a send, over
+//!   that context and the journal; `call`: one request with its slot, pace, retries and token
 //!   renewal; [`journal`]: the group commit; [`limiter`]: Zoom's limits as learned (and a
 //!   job's own ceiling), [`limiters`] one per account and endpoint; `progress`: the bar and log
 //!   lines.
 
 pub mod amend;
 mod call;
+mod context;
 pub mod engines;
 pub mod journal;
 pub mod limiter;

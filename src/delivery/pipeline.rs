@@ -2,28 +2,26 @@
 //! skips those already settled, resolves each (JID cache, else the Users API) and renders the
 //! message; the second marks a batch `sending` in the journal, sends, and records each outcome.
 
-use std::collections::BTreeMap;
 use std::collections::HashSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
 use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
 
-use super::call::{Bot, Pace, Tries, User, call, wait_for_ceiling};
+use super::call::{Bot, Pace, Tries, call, wait_for_ceiling};
+use super::context::{ChatCtx, variables};
 use super::journal::Journal;
 use super::limiter::Limiter;
 use super::progress::Progress;
 use crate::config::recipients::{Address, FileProblem, Recipient, dedupe_key};
-use crate::config::{Job, OnUncertain, help};
+use crate::config::{OnUncertain, help};
 use crate::render::RenderError;
-use crate::state::{CacheTtl, CachedLookup, Delivery, DeliveryState, Rendered, RunId};
-use crate::user::ZoomUser;
+use crate::state::{Delivery, DeliveryState, Rendered};
 use crate::zoom::ChatMessage;
 use crate::zoom::error::NOT_AUTHORIZED;
 
-use super::{Engine, RunOptions, Sender, Stop};
+use super::Stop;
 
 /// Sends refused with [`NOT_AUTHORIZED`], none accepted, before a run warns.
 const REFUSED_WARN_AFTER: u64 = 20;
@@ -46,45 +44,30 @@ enum Earlier {
     Afresh,
 }
 
-/// Everything one run shares between its stages.
+/// Everything one run shares between its stages: its requests to Zoom, and what only a send
+/// needs (the journal, the job's ceiling, de-duplication, progress).
 pub(super) struct RunCtx<'a> {
-    pub(super) engine: &'a Engine,
-    pub(super) job: &'a Job,
-    pub(super) sender: &'a Sender,
-    pub(super) options: RunOptions,
-    pub(super) run: RunId,
+    pub(super) chat: ChatCtx<'a>,
     pub(super) journal: Journal,
-    pub(super) users: Arc<Limiter>,
-    pub(super) chat: Arc<Limiter>,
     /// The job's ceiling on sends (`rate_per_second`).
     pub(super) ceiling: Option<Limiter>,
-    /// The run's requests in flight, lookups and sends together (`concurrency`).
-    pub(super) slots: tokio::sync::Semaphore,
     /// SHA-256 prefixes of the emails seen, for de-duplication in constant space per email.
     pub(super) seen: Mutex<HashSet<[u8; 16]>>,
     /// What this process has done so far, for progress lines.
     pub(super) progress: Progress,
     /// Sends Zoom refused with [`NOT_AUTHORIZED`] in this process.
     pub(super) refused: AtomicU64,
-    /// This process's lookups and sends Zoom answered 429.
-    pub(super) lookups_limited: AtomicU64,
-    pub(super) sends_limited: AtomicU64,
     /// Whether the run was interrupted before: only then can the journal hold entries.
     pub(super) resumed: bool,
-    /// How long cached JIDs and misses stay good.
-    pub(super) ttl: CacheTtl,
-    /// The variables every message of the run has: the job's `[vars]`, `job`, `run_id` and
-    /// `now`.
-    pub(super) job_vars: BTreeMap<String, String>,
 }
 
 impl RunCtx<'_> {
     /// Both stages, concurrently; the first [`Stop`] ends both.
     pub(super) async fn pipeline(&self) -> Result<(), Stop> {
-        let width = self.job.delivery.concurrency.get();
+        let width = self.chat.job.delivery.concurrency.get();
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>(2 * width);
-        let unreadable = |p: FileProblem| self.unreadable(&p);
-        let recipients = self.job.recipients().map_err(unreadable)?;
+        let unreadable = |p: FileProblem| self.chat.unreadable(&p);
+        let recipients = self.chat.job.recipients().map_err(unreadable)?;
         // On the first `Stop`, no new recipient is started, but work in flight finishes: a
         // recipient marked `sending` is really sent, so a resumed run's "uncertain" means
         // uncertain. The first `Stop` is the run's outcome.
@@ -95,8 +78,9 @@ impl RunCtx<'_> {
                 *first = Some(e);
             }
         };
-        let stopping =
-            || self.options.cancel.is_cancelled() || stopped.lock().expect("stop lock").is_some();
+        let stopping = || {
+            self.chat.options.cancel.is_cancelled() || stopped.lock().expect("stop lock").is_some()
+        };
         // Plain references moved into `move` closures keep the futures' lifetimes tied to
         // this call rather than to each closure call, so the run's future is `Send` (the
         // scheduler spawns it).
@@ -135,20 +119,8 @@ impl RunCtx<'_> {
         tokio::join!(prepare, send);
         match stopped.into_inner().expect("stop lock") {
             Some(stop) => Err(stop),
-            None if self.options.cancel.is_cancelled() => Err(Stop::Shutdown),
+            None if self.chat.options.cancel.is_cancelled() => Err(Stop::Shutdown),
             None => Ok(()),
-        }
-    }
-
-    /// The pace of a Chatbot API request other than a send (an edit, a delete, a reminder):
-    /// the account's send limiter and the run's slots, without the job's send ceiling.
-    pub(super) fn chat_pace(&self) -> Pace<'_> {
-        Pace {
-            shared: &self.chat,
-            ceiling: None,
-            ceiling_taken: false,
-            slots: &self.slots,
-            rate_limited: &self.sends_limited,
         }
     }
 
@@ -160,8 +132,8 @@ impl RunCtx<'_> {
         if refused == REFUSED_WARN_AFTER && self.progress.sent() == 0 {
             tracing::warn!(
                 "job `{}`: Zoom refused the first {refused} sends with {NOT_AUTHORIZED} and accepted none; {}",
-                self.job.name,
-                help::account_id(&self.job.app, NOT_AUTHORIZED)
+                self.chat.job.name,
+                help::account_id(&self.chat.job.app, NOT_AUTHORIZED)
             );
         }
     }
@@ -189,7 +161,7 @@ impl RunCtx<'_> {
             self.refused_once_more();
         }
         let delivery = Delivery::new(email, state, jid, attempts);
-        Ok(self.journal.record(self.run, &delivery)?)
+        Ok(self.journal.record(self.chat.run, &delivery)?)
     }
 
     /// What the journal entry an earlier process left for `r` decides: it is settled (skipped,
@@ -206,7 +178,7 @@ impl RunCtx<'_> {
                 self.progress.skip();
                 Ok(Earlier::Settled)
             }
-            DeliveryState::Sending if self.job.delivery.on_uncertain == OnUncertain::Skip => {
+            DeliveryState::Sending if self.chat.job.delivery.on_uncertain == OnUncertain::Skip => {
                 let state = DeliveryState::Uncertain;
                 self.record(r.key(), state, previous.jid, previous.attempts)?;
                 Ok(Earlier::Settled)
@@ -230,7 +202,7 @@ impl RunCtx<'_> {
         let r = &r;
         // A fresh run has no journal entries yet: skip the lookup on the hot path.
         let previous = if self.resumed {
-            self.engine.deliveries.get(self.run, r.key())?
+            self.chat.engine.deliveries.get(self.chat.run, r.key())?
         } else {
             None
         };
@@ -246,7 +218,7 @@ impl RunCtx<'_> {
             }
         }
         let user = match &r.address {
-            Address::Email(email) => match self.resolve(email, &mut tries).await? {
+            Address::Email(email) => match self.chat.resolve(email, &mut tries).await? {
                 Ok(user) => user,
                 Err(failed) => {
                     self.record(r.key(), failed, None, tries.attempts)?;
@@ -259,17 +231,18 @@ impl RunCtx<'_> {
         // A person may have opted out; a channel cannot.
         let person = r.address.is_person();
         if person
-            && self
-                .engine
-                .optouts
-                .opted_out(&self.job.app, &self.sender.account_id, &user.jid)?
+            && self.chat.engine.optouts.opted_out(
+                &self.chat.job.app,
+                &self.chat.sender.account_id,
+                &user.jid,
+            )?
         {
             let state = DeliveryState::OptedOut;
             self.record(r.key(), state, Some(user.jid), tries.attempts)?;
             return Ok(None);
         }
-        let vars = variables(&self.job_vars, r, &user);
-        let content = match self.job.template.render_queued(vars).await {
+        let vars = variables(&self.chat.job_vars, r, &user);
+        let content = match self.chat.job.template.render_queued(vars).await {
             Ok(content) => content,
             // Not the recipient's failure: the run stops, to be resumed.
             Err(RenderError::Unavailable(why)) => return Err(Stop::Renderer(why)),
@@ -294,70 +267,6 @@ impl RunCtx<'_> {
         }))
     }
 
-    /// The JID cache, else the Users API (whose answer is cached, misses too).
-    pub(super) async fn resolve(
-        &self,
-        email: &str,
-        tries: &mut Tries,
-    ) -> Result<Result<ZoomUser, DeliveryState>, Stop> {
-        let jids = self.engine.jids.of(&self.sender.account_id);
-        if !self.options.refresh_cache
-            && let Some(cached) = jids.get(email, self.ttl, Utc::now())?
-        {
-            return Ok(match cached.user {
-                Some(user) => Ok(user),
-                None => Err(DeliveryState::Failed {
-                    code: cached.code,
-                    message: cached.message,
-                }),
-            });
-        }
-        let zoom = &self.engine.zoom;
-        let max = self.job.delivery.max_attempts.get();
-        let pace = Pace {
-            shared: &self.users,
-            ceiling: None,
-            ceiling_taken: false,
-            slots: &self.slots,
-            rate_limited: &self.lookups_limited,
-        };
-        let answer = call::<User, _, _>(
-            &self.sender.tokens,
-            &pace,
-            max,
-            &self.options.cancel,
-            tries,
-            |t| async move { zoom.get_user(&t, email).await },
-        )
-        .await?;
-        let fetched_at = Utc::now();
-        Ok(match answer {
-            Ok(user) => {
-                let cached = CachedLookup {
-                    user: Some(user.clone()),
-                    code: None,
-                    message: String::new(),
-                    fetched_at,
-                };
-                jids.put(email, &cached)?;
-                Ok(user)
-            }
-            Err(e) => {
-                let (code, message) = (e.code(), e.to_string());
-                if code == Some(crate::zoom::error::USER_DOES_NOT_EXIST) {
-                    let cached = CachedLookup {
-                        user: None,
-                        code,
-                        message: message.clone(),
-                        fetched_at,
-                    };
-                    jids.put(email, &cached)?;
-                }
-                Err(DeliveryState::Failed { code, message })
-            }
-        })
-    }
-
     /// Stage two: mark `sending` (group commit), send, record the outcome.
     async fn send(&self, ready: Ready) -> Result<(), Stop> {
         let Ready {
@@ -371,21 +280,21 @@ impl RunCtx<'_> {
             ..Delivery::new(&email, DeliveryState::Sending, Some(jid.clone()), attempts)
         };
         // A token failure must stop the run before the mark: `sending` means "will be sent".
-        self.sender.tokens.bot_token().await?;
+        self.chat.sender.tokens.bot_token().await?;
         // So does the wait for the job's ceiling: a mark must not sit waiting for its turn.
         if let Some(ceiling) = &self.ceiling {
-            wait_for_ceiling(ceiling, &self.options.cancel).await?;
+            wait_for_ceiling(ceiling, &self.chat.options.cancel).await?;
         }
-        self.journal.commit(self.run, sending).await?;
-        let zoom = &self.engine.zoom;
-        let max = self.job.delivery.max_attempts.get();
+        self.journal.commit(self.chat.run, sending).await?;
+        let zoom = &self.chat.engine.zoom;
+        let max = self.chat.job.delivery.max_attempts.get();
         let message = &ChatMessage {
-            robot_jid: self.sender.robot_jid.clone(),
+            robot_jid: self.chat.sender.robot_jid.clone(),
             to_jid: jid,
-            account_id: self.sender.account_id.clone(),
-            user_jid: self.sender.user_jid.clone(),
+            account_id: self.chat.sender.account_id.clone(),
+            user_jid: self.chat.sender.user_jid.clone(),
             content: rendered.content,
-            is_markdown_support: self.job.markdown,
+            is_markdown_support: self.chat.job.markdown,
             reply_to: None,
         };
         let mut tries = Tries {
@@ -393,17 +302,17 @@ impl RunCtx<'_> {
             ..Tries::default()
         };
         let pace = Pace {
-            shared: &self.chat,
+            shared: &self.chat.send_limiter,
             ceiling: self.ceiling.as_ref(),
             ceiling_taken: true,
-            slots: &self.slots,
-            rate_limited: &self.sends_limited,
+            slots: &self.chat.slots,
+            rate_limited: &self.chat.sends_limited,
         };
         let answer = call::<Bot, _, _>(
-            &self.sender.tokens,
+            &self.chat.sender.tokens,
             &pace,
             max,
-            &self.options.cancel,
+            &self.chat.options.cancel,
             &mut tries,
             |t| async move { zoom.send_message(&t, message).await },
         )
@@ -414,7 +323,7 @@ impl RunCtx<'_> {
                 // Stopped before any request could reach Zoom (a daily limit, a shutdown, only
                 // 429s): the mark is not an uncertain send, and a resumed run starts it afresh.
                 if !tries.maybe_processed {
-                    self.journal.forget(self.run, &email)?;
+                    self.journal.forget(self.chat.run, &email)?;
                 }
                 return Err(stop);
             }
@@ -423,7 +332,7 @@ impl RunCtx<'_> {
             Ok(sent) => {
                 // A press on one of its buttons comes back with this id.
                 if crate::card::has_buttons(&message.content) {
-                    let (deliveries, run) = (&self.engine.deliveries, self.run);
+                    let (deliveries, run) = (&self.chat.engine.deliveries, self.chat.run);
                     deliveries.index_message(&sent.message_id, run, &email)?;
                 }
                 DeliveryState::Sent {
@@ -437,47 +346,8 @@ impl RunCtx<'_> {
         };
         self.record(&email, state, Some(message.to_jid.clone()), tries.attempts)
     }
-
-    /// A recipients file that cannot be read, as the run's stop.
-    pub(super) fn unreadable(&self, p: &FileProblem) -> Stop {
-        let path = self
-            .job
-            .recipients_file
-            .as_deref()
-            .unwrap_or(std::path::Path::new("-"))
-            .display()
-            .to_string();
-        Stop::Recipients(format!("{path}:{}: {}", p.line, p.message))
-    }
 }
 /// A receiver as a stream.
 fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
     stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-/// The template variables of one recipient: the run's, CSV columns, then Zoom's fields (empty
-/// for one addressed by JID). `validate` refuses `[vars]` that a column or field would hide.
-pub(super) fn variables(
-    job_vars: &BTreeMap<String, String>,
-    r: &Recipient,
-    user: &ZoomUser,
-) -> BTreeMap<String, String> {
-    let mut vars = job_vars.clone();
-    vars.extend(r.columns.clone());
-    let email = match &r.address {
-        Address::Email(email) => email.clone(),
-        Address::User(_) | Address::Channel(_) => String::new(),
-    };
-    vars.insert("email".into(), email);
-    vars.insert("first_name".into(), user.first_name.clone());
-    vars.insert("last_name".into(), user.last_name.clone());
-    let display = if user.display_name.is_empty() {
-        format!("{} {}", user.first_name, user.last_name)
-            .trim()
-            .to_owned()
-    } else {
-        user.display_name.clone()
-    };
-    vars.insert("display_name".into(), display);
-    vars
 }

@@ -6,18 +6,18 @@
 //! opt-outs, and renders the first few recipients' cards exactly as Zoom would receive them.
 //! No run is recorded and nothing is sent; lookups it makes are cached, as a run's are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
 use futures::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use super::call::Tries;
-use super::pipeline::{RunCtx, variables};
+use super::context::{ChatCtx, variables};
 use super::run::job_variables;
 use super::{Engine, RunOptions, Sender, Stop};
 use crate::config::Job;
-use crate::config::recipients::{Address, Recipient};
+use crate::config::recipients::{Address, Recipient, dedupe_key};
 use crate::state::{DeliveryState, RunId};
 use crate::user::ZoomUser;
 
@@ -112,19 +112,19 @@ impl Engine {
             );
         }
         let vars = job_variables(job, RunId(0), Utc::now());
-        let ctx = self.context(job, sender, options, (RunId(0), false), vars);
+        let ctx = self.chat(job, sender, options, RunId(0), vars);
         Ok(ctx.preview(show, resolve).await?)
     }
 }
 
-impl RunCtx<'_> {
+impl ChatCtx<'_> {
     async fn preview(&self, show: usize, resolve: bool) -> Result<Preview, Stop> {
         let unreadable = |p| self.unreadable(&p);
         let recipients = self.job.recipients().map_err(unreadable)?;
-        let mut unique = Vec::new();
+        let (mut unique, mut seen) = (Vec::new(), HashSet::new());
         for item in recipients {
             let r = item.map_err(unreadable)?;
-            if self.first_time(&r) {
+            if seen.insert(dedupe_key(r.key())) {
                 unique.push(r);
             }
         }

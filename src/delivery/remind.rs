@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, stream};
 
 use super::call::{Bot, Tries, call};
-use super::pipeline::RunCtx;
+use super::context::ChatCtx;
 use super::run::job_variables;
 use super::{Engine, RunOptions, Sender, Stop};
 use crate::config::recipients::Address;
@@ -59,14 +59,14 @@ impl Engine {
         let mut sent = 0;
         for run in within.into_iter().rev() {
             let vars = job_variables(job, run.id, run.started_at);
-            let ctx = self.context(job, sender, options.clone(), (run.id, false), vars);
+            let ctx = self.chat(job, sender, options.clone(), run.id, vars);
             sent += ctx.remind_run(&run, after, max, now).await?;
         }
         Ok(sent)
     }
 }
 
-impl RunCtx<'_> {
+impl ChatCtx<'_> {
     async fn remind_run(
         &self,
         run: &RunRecord,

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::journal::Journal;
 use super::limiter::Limiter;
-use super::limiters::{Endpoint, Limiters};
+use super::limiters::Limiters;
 use super::progress::Progress;
 use crate::config::vars::run_variables;
 use crate::config::{Diagnostic, Invalid, Job};
@@ -68,24 +68,13 @@ impl Engine {
         job_vars: BTreeMap<String, String>,
     ) -> RunCtx<'a> {
         RunCtx {
-            engine: self,
-            job,
-            sender,
-            options,
-            run,
+            chat: self.chat(job, sender, options, run, job_vars),
             journal: Journal::new(self.deliveries.clone()),
-            users: self.limiters.get(&sender.account_id, Endpoint::Users),
-            chat: self.limiters.get(&sender.account_id, Endpoint::Chat),
             ceiling: job.delivery.rate_per_second.map(Limiter::ceiling),
-            slots: tokio::sync::Semaphore::new(job.delivery.concurrency.get()),
             seen: Mutex::new(HashSet::new()),
             refused: AtomicU64::new(0),
-            lookups_limited: AtomicU64::new(0),
-            sends_limited: AtomicU64::new(0),
             progress: Progress::new(job.recipient_count),
             resumed,
-            ttl: cache_ttl(job),
-            job_vars,
         }
     }
 
@@ -112,11 +101,11 @@ impl Engine {
         let ctx = self.context(job, sender, options, (record.id, resumed), vars);
         let outcome = tokio::select! {
             outcome = ctx.pipeline() => outcome,
-            never = ctx.progress.show(ctx.options.progress, &job.name) => match never {},
-            never = ctx.progress.announce(ctx.options.announce.as_ref(), record.id.0) => match never {},
+            never = ctx.progress.show(ctx.chat.options.progress, &job.name) => match never {},
+            never = ctx.progress.announce(ctx.chat.options.announce.as_ref(), record.id.0) => match never {},
         };
-        record.rate_limited.users += ctx.lookups_limited.load(Ordering::Relaxed);
-        record.rate_limited.chat += ctx.sends_limited.load(Ordering::Relaxed);
+        record.rate_limited.users += ctx.chat.lookups_limited.load(Ordering::Relaxed);
+        record.rate_limited.chat += ctx.chat.sends_limited.load(Ordering::Relaxed);
         drop(ctx);
         self.limiters.remember(&sender.account_id);
         // Only a resumed run can hold `sending` entries from an earlier process.
@@ -338,7 +327,7 @@ pub(super) fn job_variables(
     vars
 }
 
-fn cache_ttl(job: &Job) -> CacheTtl {
+pub(super) fn cache_ttl(job: &Job) -> CacheTtl {
     CacheTtl {
         hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),
         miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),

@@ -66,7 +66,7 @@ pub(super) async fn handle(
     app: &Arc<AppEngine>,
     notification: BotNotification,
 ) -> Result<(), StateError> {
-    let optouts = server.engines.store().optouts()?;
+    let optouts = server.store.optouts()?;
     let name = &app.app.name;
     let account = &notification.account_id;
     let reply = match Command::parse(&notification.cmd) {

@@ -49,7 +49,7 @@ pub(super) async fn handle(
 
 async fn erase(server: &Server, app: &AppEngine, account: &str) -> anyhow::Result<()> {
     let name = &app.app.name;
-    let store = server.engines.store();
+    let store = &server.store;
     let grant = forget_grant(app, account).await?;
     let optouts = store.optouts()?.forget_account(name, account).await?;
     let (runs, deliveries, jids) = (store.runs()?, store.deliveries()?, store.jids()?);

@@ -209,7 +209,7 @@ async fn first_callback(
 /// between the exchange, which uses the code up, and the store.
 async fn finish(server: &Server, app: Arc<AppEngine>, code: String, verifier: String) -> Response {
     let name = app.app.name.clone();
-    let grants = match server.engines.store().grants() {
+    let grants = match server.store.grants() {
         Ok(grants) => grants,
         Err(e) => {
             tracing::error!("app `{name}`: an install could not be stored: {e}");

@@ -110,7 +110,7 @@ impl Metrics {
 }
 
 pub(super) async fn scrape(State(server): State<Arc<Server>>) -> Response {
-    let store = server.engines.store().clone();
+    let store = server.store.clone();
     let totals = match off_workers(move || read_totals(&store)).await {
         Ok(totals) => totals,
         Err(e) => return unavailable(&e),

@@ -48,9 +48,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use crate::config::DEFAULT_APP;
+use crate::config::{Config, DEFAULT_APP};
 use crate::delivery::Engines;
-use crate::state::off_workers;
+use crate::state::{Store, off_workers};
 use body::Budget;
 use connections::Connections;
 use metrics::Metrics;
@@ -95,8 +95,13 @@ impl Default for Limits {
 /// How long shutdown waits for requests in flight and the chat replies they started.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
-/// What every request of the server shares.
+/// What every request of the server shares: the configuration (apps, their secrets), the
+/// store (grants, deliveries, opt-outs, the once-only record of events) and the apps' engines
+/// (their clients and tokens, for replies in chat and installs), with the server's own limits
+/// and counters.
 pub struct Server {
+    config: Arc<Config>,
+    store: Arc<Store>,
     engines: Arc<Engines>,
     limits: Limits,
     metrics: Metrics,
@@ -110,9 +115,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server over the process's engines (and so its configuration and store).
+    /// A server over the process's engines and the configuration and store they were built
+    /// from.
     pub fn new(engines: Arc<Engines>, limits: Limits) -> Arc<Self> {
         Arc::new(Self {
+            config: engines.config().clone(),
+            store: engines.store().clone(),
             engines,
             limits,
             metrics: Metrics::default(),
@@ -126,7 +134,7 @@ impl Server {
     /// The routes of every configured app.
     pub fn router(self: &Arc<Self>) -> Router {
         let mut router = self.operations();
-        for name in self.engines.config().app_names() {
+        for name in self.config.app_names() {
             let app = self.app_routes(name);
             router = if name == DEFAULT_APP {
                 router.merge(app)
@@ -162,7 +170,7 @@ impl Server {
     /// Says at start, once per app, when an app's webhooks cannot be verified (each request
     /// would be answered 503).
     fn warn_of_missing_secrets(&self) {
-        let config = self.engines.config();
+        let config = &self.config;
         for name in config.app_names() {
             if let Ok(app) = config.app(name)
                 && app.webhook_secret.is_none()
@@ -303,7 +311,7 @@ struct AppRoute {
 
 /// 200 while the state database reads and writes, else 503.
 async fn healthz(State(server): State<Arc<Server>>) -> Response {
-    let store = server.engines.store().clone();
+    let store = server.store.clone();
     match off_workers(move || store.check_usable()).await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {

@@ -114,7 +114,7 @@ async fn first_use(
     let verified = stamp
         .verify(secret, body)
         .map_err(|refused| refuse(route, refused))?;
-    let once = route.server.engines.store().once();
+    let once = route.server.store.once();
     let first = match once {
         Ok(once) => {
             once.first_use(Use::Webhook, &verified.mac, stamp.window_closes(), now)
@@ -277,7 +277,7 @@ async fn button_pressed(route: &AppRoute, payload: Value) -> (Verdict, Response)
         by: crate::output::clean(&pressed.user_jid, 200),
         at: chrono::Utc::now(),
     };
-    let recorded = match route.server.engines.store().deliveries() {
+    let recorded = match route.server.store.deliveries() {
         Ok(deliveries) => deliveries.press(&pressed.message_id, press).await,
         Err(e) => Err(e),
     };
