@@ -8,6 +8,7 @@
 //! themselves, so what they print does not depend on whether a daemon is running. Responses
 //! never carry a secret ([`GrantView`] has no token).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::delivery::{GrantCheck, Preview};
 use crate::state::{
-    Dead, Delivery, Grant, OptOut, RunFilter, RunId, RunRecord, StateError, Store, Totals,
+    ApiKey, Dead, Delivery, Grant, OptOut, RunFilter, RunId, RunRecord, StateError, Store, Totals,
     ViewStart,
 };
 
@@ -93,6 +94,9 @@ pub enum Request {
         path: PathBuf,
         /// Look every recipient up again.
         refresh_cache: bool,
+        /// The run's own values of the job's `[vars]` (`run --var`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        vars: BTreeMap<String, String>,
     },
     /// Check a job and its app with the daemon's configuration and grant, as `run --dry-run`
     /// does; send nothing. (A request of its own, not a flag of `RunJob`: a scheduler of an
@@ -128,6 +132,20 @@ pub enum Request {
         /// The new grant, tokens and all.
         grant: Box<Grant>,
     },
+    /// The API keys (never their hashes).
+    ApiKeys,
+    /// Store a new API key: its record and its hash (the key itself never crosses the socket).
+    CreateApiKey {
+        /// The record.
+        key: ApiKey,
+        /// SHA-256 of the key, hex.
+        sha256: String,
+    },
+    /// Delete an API key.
+    RevokeApiKey {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// What the answer is.
@@ -162,6 +180,10 @@ pub enum Response {
     Refused(String),
     /// Who holds the state.
     Holder(Holder),
+    /// The API keys.
+    ApiKeys(Vec<ApiKey>),
+    /// A write was done.
+    Done,
     /// The holder is a command that answers only what it reads; the asker waits for the lock.
     Busy,
     /// The job or configuration is invalid (exit 2).
@@ -214,7 +236,9 @@ impl Handler for ReadOnly {
             Request::RunJob { .. }
             | Request::CheckJob { .. }
             | Request::StoreGrant { .. }
-            | Request::CheckGrants { .. } => Response::Busy,
+            | Request::CheckGrants { .. }
+            | Request::CreateApiKey { .. }
+            | Request::RevokeApiKey { .. } => Response::Busy,
             read => answer(&self.store, &read).unwrap_or_else(|e| Response::Failed(e.to_string())),
         };
         Box::pin(std::future::ready(answer))
@@ -369,10 +393,13 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
         Request::OptOuts { app } => Response::OptOuts(store.optouts()?.list(app.as_deref())?),
         Request::AtRest => Response::AtRest(store.sealed_with()),
         Request::Holder => Response::Holder(Holder::Command),
+        Request::ApiKeys => Response::ApiKeys(store.api_keys()?.list()?),
         Request::RunJob { .. }
         | Request::CheckJob { .. }
         | Request::StoreGrant { .. }
-        | Request::CheckGrants { .. } => {
+        | Request::CheckGrants { .. }
+        | Request::CreateApiKey { .. }
+        | Request::RevokeApiKey { .. } => {
             Response::Failed("this needs the scheduler; none answered".into())
         }
     })

@@ -42,7 +42,7 @@ pub fn run_json(record: &RunRecord) -> Value {
         RunStatus::Aborted(reason) | RunStatus::Closed(reason) => Some(reason.clone()),
         _ => None,
     };
-    json!({
+    let mut value = json!({
         "run_id": record.id.0,
         "job": record.job,
         "app": record.app,
@@ -54,7 +54,11 @@ pub fn run_json(record: &RunRecord) -> Value {
         "counts": record.counts,
         "rate_limited": record.rate_limited,
         "details_pruned": record.details_pruned,
-    })
+    });
+    if !record.vars.is_empty() {
+        value["vars"] = json!(record.vars);
+    }
+    value
 }
 
 fn status_name(status: &RunStatus) -> &'static str {

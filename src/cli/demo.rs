@@ -69,7 +69,7 @@ pub(super) async fn run(ctx: &Context) -> anyhow::Result<Outcome> {
 
     let stop = CancellationToken::new();
     let serving = tokio::spawn(
-        Server::new(engines.clone(), crate::server::Limits::default())
+        Server::new(engines.clone(), crate::server::Limits::default(), None)
             .serve(listener, stop.clone()),
     );
     let mut knobs = emulator.emulator().knobs();

@@ -3,6 +3,7 @@
 //! outcome or error into the contract's exit code.
 
 mod amend;
+mod api_keys;
 mod auth;
 mod demo;
 mod docs;
@@ -46,10 +47,9 @@ pub struct Cli {
         default_value = "state"
     )]
     state: PathBuf,
-    /// The jobs directory.
+    /// The jobs directory (before the command: `api-key create --jobs` names jobs).
     #[arg(
         long,
-        global = true,
         value_name = "DIR",
         env = "ZOOMCAST_JOBS",
         default_value = "jobs"
@@ -100,6 +100,9 @@ enum Command {
     Edit(amend::Args),
     /// Recipients who told the bot `stop`, per app and account.
     Optouts(optouts::Args),
+    /// Keys for the HTTP API (`/v1` on `serve` and `schedule --listen`).
+    #[command(subcommand)]
+    ApiKey(api_keys::ApiKeyCommand),
     /// Installs, OAuth redirects, Zoom webhooks, /healthz and /metrics.
     Serve(serve::Args),
     /// A local Zoom emulator (OAuth, Users, Chatbot) for trials and tests.
@@ -286,6 +289,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             emulator::run(&args).await
         }
         Command::Demo => demo::run(&ctx()?).await,
+        Command::ApiKey(command) => api_keys::run(&ctx()?, &command).await,
         Command::Doctor(args) => doctor::run(&ctx()?, &args).await,
     }
 }

@@ -1,9 +1,12 @@
-//! `run JOB [--dry-run [--show N] [--no-resolve]] [--json] [--refresh-cache] [--failures FILE]
-//! [--progress MODE]`: run one job now, or see what a run would do.
+//! `run JOB [--dry-run [--show N] [--no-resolve]] [--json] [--var NAME=VALUE]... [--refresh-cache]
+//! [--failures FILE] [--progress MODE]`: run one job now, or see what a run would do.
 
+use super::state::InvalidText;
 use super::{Context, Outcome, State};
 use crate::config::Job;
+use crate::config::vars::{BadVar, run_values, split_assignment};
 use crate::control::Checked;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -21,6 +24,9 @@ pub(super) struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// This run's value of a variable the job declares in `[vars]` (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
     /// Look every recipient up again instead of using the cached JIDs.
     #[arg(long)]
     refresh_cache: bool,
@@ -79,11 +85,14 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     }
     let path = ctx.job_path(&args.job);
     let job = Job::load(&path, &ctx.config)?;
+    let vars = run_vars(&job, &args.vars)?;
     let (state, _answering) = ctx.write_state().await?;
     let store = match state {
         State::Local(store) => store,
         // The scheduler uses its own configuration for the app, not this shell's.
-        daemon @ State::Daemon(..) => return through_scheduler(&daemon, &job, &path, args).await,
+        daemon @ State::Daemon(..) => {
+            return through_scheduler(&daemon, (&job, vars), &path, args).await;
+        }
     };
     let doing = if args.dry.dry_run {
         "checking"
@@ -94,7 +103,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let engines = Engines::new(Arc::new(ctx.config.clone()), store)?;
     if args.dry.dry_run {
         let (from, preview) = engines
-            .dry_run(&job, args.dry.show, !args.dry.no_resolve)
+            .dry_run(&job, args.dry.show, !args.dry.no_resolve, vars)
             .await?;
         return dry_run_report(&job, &Checked::new(&job, &from, preview), args, None);
     }
@@ -115,6 +124,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         progress: args.progress(),
         cancel: signals.token(),
         announce: Some(announce),
+        vars,
         ..RunOptions::default()
     };
     let report = app
@@ -123,6 +133,17 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         .await
         .map_err(|e| interrupted(e, &args.job))?;
     finish(&report, args)
+}
+
+/// The `--var NAME=VALUE` values, each a name `job` declares (exit 2 otherwise).
+fn run_vars(job: &Job, given: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let invalid = |bad: BadVar| InvalidText(format!("--var: {bad}"));
+    let pairs = given
+        .iter()
+        .map(|text| split_assignment(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    Ok(run_values(&job.name, &job.vars, pairs).map_err(invalid)?)
 }
 
 /// A run stopped by a signal says how to go on.
@@ -142,7 +163,7 @@ fn interrupted(e: anyhow::Error, job: &str) -> anyhow::Error {
 /// Runs the job in the scheduler (or `serve`) that holds the state directory.
 async fn through_scheduler(
     state: &State,
-    job: &Job,
+    (job, vars): (&Job, BTreeMap<String, String>),
     path: &std::path::Path,
     args: &Args,
 ) -> anyhow::Result<Outcome> {
@@ -159,7 +180,7 @@ async fn through_scheduler(
         state.holder().name(),
         job.name
     );
-    let report = state.run_job(path, args.refresh_cache).await?;
+    let report = state.run_job(path, args.refresh_cache, vars).await?;
     finish(&report, args)
 }
 

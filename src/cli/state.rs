@@ -2,6 +2,7 @@
 //! scheduler's control socket. Each method asks one [`Request`] and unwraps its answer, so
 //! commands get plain values whichever way the answer came.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use crate::auth::login;
 use crate::control::{self, AppGrant, Checked, GrantView, Holder, Request, Response};
 use crate::delivery::{Engines, GrantCheck, RunReport};
 use crate::state::{
-    Delivery, Grant, Keys, OptOut, RunFilter, RunId, RunRecord, StateError, Store, Totals,
-    ViewStart,
+    ApiKey, Delivery, Grant, KeyError, Keys, OptOut, RunFilter, RunId, RunRecord, StateError,
+    Store, Totals, ViewStart,
 };
 
 /// How long a command waits for a starting scheduler to bind its socket.
@@ -202,11 +203,13 @@ impl State {
         &self,
         path: PathBuf,
         refresh_cache: bool,
+        vars: BTreeMap<String, String>,
     ) -> anyhow::Result<RunReport> {
         match self
             .ask(&Request::RunJob {
                 path,
                 refresh_cache,
+                vars,
             })
             .await?
         {
@@ -267,6 +270,41 @@ impl State {
         }
     }
 
+    /// The API keys.
+    pub(super) async fn api_keys(&self) -> anyhow::Result<Vec<ApiKey>> {
+        match self.ask(&Request::ApiKeys).await? {
+            Response::ApiKeys(keys) => Ok(keys),
+            _ => Err(unexpected("the API keys")),
+        }
+    }
+
+    /// Stores a new API key's record and hash, here or in the process holding the state.
+    pub(super) async fn create_api_key(&self, key: ApiKey, sha256: String) -> anyhow::Result<()> {
+        match self {
+            Self::Local(store) => Ok(store
+                .api_keys()?
+                .create(&key, &sha256)
+                .await
+                .map_err(invalid_key)?),
+            Self::Daemon(..) => self.done(&Request::CreateApiKey { key, sha256 }).await,
+        }
+    }
+
+    /// Deletes an API key, here or in the process holding the state.
+    pub(super) async fn revoke_api_key(&self, name: String) -> anyhow::Result<()> {
+        match self {
+            Self::Local(store) => Ok(store.api_keys()?.revoke(&name).await.map_err(invalid_key)?),
+            Self::Daemon(..) => self.done(&Request::RevokeApiKey { name }).await,
+        }
+    }
+
+    async fn done(&self, request: &Request) -> anyhow::Result<()> {
+        match self.ask(request).await? {
+            Response::Done => Ok(()),
+            _ => Err(unexpected("that it was done")),
+        }
+    }
+
     /// Who answers for the state: this process, or the one holding it.
     pub(super) fn holder(&self) -> Holder {
         match self {
@@ -323,6 +361,14 @@ async fn store_locally(
         Ok(stored) => Ok((GrantView::from(&stored), StoredBy::ThisProcess)),
         Err(login::InstallError::NotAllowed(refusal)) => Err(Refused(refusal.to_string()).into()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A key refused for its name, or missing, is invalid input (exit 2).
+fn invalid_key(e: KeyError) -> anyhow::Error {
+    match e {
+        KeyError::State(e) => e.into(),
+        refused => InvalidText(refused.to_string()).into(),
     }
 }
 

@@ -116,7 +116,7 @@ impl Engine {
             Amend::Edit => recipients_of(job, &deliveries)?,
             Amend::Recall => HashMap::new(),
         };
-        let vars = job_variables(job, record.id, record.started_at);
+        let vars = job_variables(job, &record.vars, record.id, record.started_at);
         let ctx = self.chat(job, sender, options, record.id, vars);
         let width = job.delivery.concurrency.get();
         let (this, recipients) = (&ctx, &recipients);

@@ -3,7 +3,7 @@
 //! of rate limiters between them, one per account, since Zoom limits requests per account (every
 //! app installed in it together). `run`, `demo` and the scheduler all run jobs through it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::limiters::Limiters;
@@ -109,10 +109,14 @@ impl Engines {
         job: &Job,
         show: usize,
         resolve: bool,
+        vars: BTreeMap<String, String>,
     ) -> anyhow::Result<(Sender, Preview)> {
         let app = self.app(&job.app)?;
         let from = app.sender_for(job).await?;
-        let options = RunOptions::default();
+        let options = RunOptions {
+            vars,
+            ..RunOptions::default()
+        };
         let preview = app
             .engine
             .preview(job, &from, show, resolve, options)

@@ -42,6 +42,7 @@ mod remind;
 mod run;
 mod stop;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -102,6 +103,23 @@ pub struct RunOptions {
     /// Told, every few seconds, how far the run is ("run 7: 300 sent, ..."): `run` puts it in
     /// the lock file, for the commands that find the state directory in use.
     pub announce: Option<Announce>,
+    /// The run's own values of `[vars]` names the job declares (checked by
+    /// [`Job::run_vars`](crate::config::Job::run_vars)). A new run keeps them; a resumed run
+    /// renders with the values it started with.
+    pub vars: BTreeMap<String, String>,
+    /// Told the run's record once the run is recorded as started (new or resumed), before
+    /// its first recipient: the HTTP API answers with its id then.
+    pub on_start: Option<OnStart>,
+}
+
+/// Who is told a run's record when it starts ([`RunOptions::on_start`]).
+#[derive(Clone)]
+pub struct OnStart(pub Arc<dyn Fn(&RunRecord) + Send + Sync>);
+
+impl std::fmt::Debug for OnStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnStart")
+    }
 }
 
 /// Where a run says how far it is.

@@ -111,7 +111,7 @@ impl Engine {
                 sender.account_id
             );
         }
-        let vars = job_variables(job, RunId(0), Utc::now());
+        let vars = job_variables(job, &options.vars, RunId(0), Utc::now());
         let ctx = self.chat(job, sender, options, RunId(0), vars);
         Ok(ctx.preview(show, resolve).await?)
     }

@@ -58,7 +58,7 @@ impl Engine {
         }
         let mut sent = 0;
         for run in within.into_iter().rev() {
-            let vars = job_variables(job, run.id, run.started_at);
+            let vars = job_variables(job, &run.vars, run.id, run.started_at);
             let ctx = self.chat(job, sender, options.clone(), run.id, vars);
             sent += ctx.remind_run(&run, after, max, now).await?;
         }

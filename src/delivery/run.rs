@@ -85,19 +85,19 @@ impl Engine {
         sender: &Sender,
         options: RunOptions,
     ) -> anyhow::Result<RunReport> {
-        let mut record = match self
-            .begin(job, &sender.account_id, options.scheduled_for)
-            .await?
-        {
+        let mut record = match self.begin(job, &sender.account_id, &options).await? {
             Begin::Work(record) => record,
             Begin::AlreadyRan(record) => {
                 let (_, failures) = self.tally(record.id).await?;
                 return Ok(RunReport { record, failures });
             }
         };
+        if let Some(on_start) = &options.on_start {
+            (on_start.0)(&record);
+        }
         let resumed = record.resumes > 0;
         record.acknowledge = job.acknowledge.as_ref().map(|a| a.button.clone());
-        let vars = job_variables(job, record.id, record.started_at);
+        let vars = job_variables(job, &record.vars, record.id, record.started_at);
         let ctx = self.context(job, sender, options, (record.id, resumed), vars);
         let outcome = tokio::select! {
             outcome = ctx.pipeline() => outcome,
@@ -219,28 +219,20 @@ impl Engine {
     /// The run to work on. For a schedule tick: the tick's run if it has one (to resume, or
     /// already finished), else a new one. By hand: the job's newest unfinished run, else a new
     /// one.
-    async fn begin(
-        &self,
-        job: &Job,
-        account: &str,
-        scheduled_for: Option<DateTime<Utc>>,
-    ) -> anyhow::Result<Begin> {
+    async fn begin(&self, job: &Job, account: &str, options: &RunOptions) -> anyhow::Result<Begin> {
+        let scheduled_for = options.scheduled_for;
         let existing = match scheduled_for {
             Some(tick) => self.runs.for_tick(&job.name, tick)?,
             None => self.runs.unfinished(&job.name)?,
         };
         let file = std::path::absolute(&job.path).unwrap_or_else(|_| job.path.clone());
         let Some(mut record) = existing else {
-            let record = self
-                .runs
-                .start(
-                    &job.name,
-                    (&job.app, Some(account)),
-                    Some(file),
-                    scheduled_for,
-                )
-                .await?;
-            return Ok(Begin::Work(record));
+            let record = RunRecord {
+                scheduled_for,
+                vars: options.vars.clone(),
+                ..RunRecord::new(RunId(0), &job.name, (&job.app, Some(account)), Some(file))
+            };
+            return Ok(Begin::Work(self.runs.start_as(record).await?));
         };
         if let Some(theirs) = record
             .job_file
@@ -282,6 +274,14 @@ impl Engine {
             job.name,
             record.started_at.to_rfc3339()
         );
+        if !options.vars.is_empty() && options.vars != record.vars {
+            tracing::warn!(
+                "run {} of job `{}` resumes with the variables it started with; the ones given \
+                 now apply to the job's next run",
+                record.id,
+                job.name
+            );
+        }
         record.status = RunStatus::Running;
         record.finished_at = None;
         record.resumes += 1;
@@ -317,12 +317,16 @@ enum Begin {
 /// How long `job` trusts a cached lookup.
 /// The variables every message of the run has: the job's `[vars]`, and `job`, `run_id` and
 /// `now` (the run's first start, also when it resumes).
+/// The variables every message of run `run` has: the job's `[vars]` with the run's own values
+/// (`overrides`) over them, then `job`, `run_id` and `now`.
 pub(super) fn job_variables(
     job: &Job,
+    overrides: &BTreeMap<String, String>,
     run: RunId,
     started_at: DateTime<Utc>,
 ) -> BTreeMap<String, String> {
     let mut vars = job.vars.clone();
+    vars.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(run_variables(&job.name, run.0, started_at, job.timezone));
     vars
 }

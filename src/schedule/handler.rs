@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::config::vars::run_values;
+
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
@@ -13,9 +15,9 @@ use super::launcher::EngineLauncher;
 use crate::auth::login::InstallError;
 use crate::config::{Config, Job};
 use crate::control::{self, GrantView, Handler, Request, Response};
-use crate::delivery::RunOptions;
+use crate::delivery::{RunOptions, RunReport};
 use crate::report;
-use crate::state::Store;
+use crate::state::{KeyError, Store};
 
 /// Answers the control socket: reads from the store, runs by hand through the scheduler loop
 /// (so a job never runs twice at once).
@@ -42,11 +44,23 @@ impl Handler for ControlHandler {
             Request::RunJob {
                 path,
                 refresh_cache,
+                vars,
             } => Box::pin(async move {
-                match load_job(&jobs_dir, path, config).await {
-                    Ok(job) => run_now(&launcher, &events, job, refresh_cache).await,
-                    Err(invalid) => invalid,
-                }
+                let job = match load_job(&jobs_dir, path, config).await {
+                    Ok(job) => job,
+                    Err(invalid) => return invalid,
+                };
+                let given = vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let vars = match run_values(&job.name, &job.vars, given) {
+                    Ok(vars) => vars,
+                    Err(bad) => return Response::Invalid(format!("--var: {bad}")),
+                };
+                let options = RunOptions {
+                    refresh_cache,
+                    vars,
+                    ..RunOptions::default()
+                };
+                run_now(&launcher, &events, job, options).await
             }),
             Request::CheckJob {
                 path,
@@ -72,6 +86,26 @@ impl Handler for ControlHandler {
                 }
             }),
             Request::Holder => Box::pin(std::future::ready(Response::Holder(self.holder))),
+            Request::CreateApiKey { key, sha256 } => {
+                let store = self.store.clone();
+                Box::pin(async move {
+                    let created = match store.api_keys() {
+                        Ok(keys) => keys.create(&key, &sha256).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    key_answer(created)
+                })
+            }
+            Request::RevokeApiKey { name } => {
+                let store = self.store.clone();
+                Box::pin(async move {
+                    let revoked = match store.api_keys() {
+                        Ok(keys) => keys.revoke(&name).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    key_answer(revoked)
+                })
+            }
             Request::CheckGrants { apps } => {
                 Box::pin(async move { Response::GrantChecks(launcher.check_grants(&apps).await) })
             }
@@ -84,9 +118,18 @@ impl Handler for ControlHandler {
     }
 }
 
+/// The answer to a write of an API key: a refused name or a missing key is invalid input.
+fn key_answer(done: Result<(), KeyError>) -> Response {
+    match done {
+        Ok(()) => Response::Done,
+        Err(KeyError::State(e)) => Response::Failed(e.to_string()),
+        Err(refused) => Response::Invalid(refused.to_string()),
+    }
+}
+
 /// Loads a job file of the jobs directory off the runtime's workers (it may be large); an
 /// invalid one, or a file from anywhere else, is the answer.
-async fn load_job(
+pub(super) async fn load_job(
     jobs_dir: &std::path::Path,
     path: PathBuf,
     config: Arc<Config>,
@@ -136,28 +179,11 @@ async fn run_now(
     launcher: &Arc<EngineLauncher>,
     events: &mpsc::Sender<Event>,
     job: Arc<Job>,
-    refresh_cache: bool,
+    options: RunOptions,
 ) -> Response {
     let name = job.name.clone();
     let (done, report) = oneshot::channel();
-    let launcher = launcher.clone();
-    let run: ManualRun = Box::new(move |cancel| {
-        let options = RunOptions {
-            refresh_cache,
-            cancel,
-            ..RunOptions::default()
-        };
-        let run = launcher.run(job, options);
-        Box::pin(async move {
-            let result = run.await;
-            let summary = match &result {
-                Ok(report) => Ok(report::run_summary(&report.record)),
-                Err(e) => Err(anyhow::anyhow!("{e:#}")),
-            };
-            let _ = done.send(result);
-            summary
-        })
-    });
+    let run = manual_run(launcher, job, options, done);
     let job = name.clone();
     if events.send(Event::RunNow { job, run }).await.is_err() {
         return Response::Failed(
@@ -171,6 +197,30 @@ async fn run_now(
             "job `{name}` has a run going in the scheduler (or the scheduler is shutting down); run it again when that run ends"
         )),
     }
+}
+
+/// A run of `job` for the scheduler loop to start when the job is free; `done` hears how it
+/// ended (and is dropped unanswered when the loop refuses the run).
+pub(super) fn manual_run(
+    launcher: &Arc<EngineLauncher>,
+    job: Arc<Job>,
+    options: RunOptions,
+    done: oneshot::Sender<anyhow::Result<RunReport>>,
+) -> ManualRun {
+    let launcher = launcher.clone();
+    Box::new(move |cancel| {
+        let options = RunOptions { cancel, ..options };
+        let run = launcher.run(job, options);
+        Box::pin(async move {
+            let result = run.await;
+            let summary = match &result {
+                Ok(report) => Ok(report::run_summary(&report.record)),
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
+            };
+            let _ = done.send(result);
+            summary
+        })
+    })
 }
 
 /// A failed request's answer: `Invalid` (exit 2) when the job or configuration is at fault.

@@ -2,6 +2,7 @@
 //! reminders and stores a login's grant, with the apps' engines shared by every run of the
 //! process (so are the per-account rate limiters); and the hourly keep-alive of idle grants.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,7 +113,10 @@ impl EngineLauncher {
         show: usize,
         resolve: bool,
     ) -> anyhow::Result<Checked> {
-        let (from, preview) = self.engines.dry_run(job, show, resolve).await?;
+        let (from, preview) = self
+            .engines
+            .dry_run(job, show, resolve, BTreeMap::new())
+            .await?;
         Ok(Checked::new(job, &from, preview))
     }
 

@@ -10,5 +10,6 @@ pub mod plan;
 mod reminders;
 pub mod service;
 mod slot;
+mod starter;
 mod systemd;
 mod watch;

@@ -17,6 +17,7 @@ use super::daemon::{Scheduler, Settings, SystemClock};
 use super::handler::ControlHandler;
 use super::launcher::{EngineLauncher, keep_grants_alive};
 use super::reminders::send_reminders;
+use super::starter::ApiRuns;
 use super::watch::watch_jobs;
 use crate::config::{Config, JobSet};
 use crate::control;
@@ -73,7 +74,13 @@ impl Service {
         }
         if let Some((listener, limits)) = self.http {
             // The server stops accepting at the signal, like the scheduler stops firing.
-            let server = Server::new(engines.clone(), limits);
+            let runs = ApiRuns {
+                jobs_dir: self.jobs_dir.clone(),
+                config: self.config.clone(),
+                launcher: launcher.clone(),
+                events: events.clone(),
+            };
+            let server = Server::new(engines.clone(), limits, Some(Arc::new(runs)));
             tasks.spawn(server.serve(listener, shutdown.clone()));
         }
         tasks.spawn(keep_grants_alive(launcher.clone(), shutdown.clone()));

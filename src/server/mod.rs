@@ -20,6 +20,7 @@
 //! On shutdown it stops accepting, lets the requests in flight and the chat replies they
 //! started finish (for at most [`DRAIN`]), and returns.
 
+pub mod api;
 pub mod body;
 mod commands;
 mod connections;
@@ -103,6 +104,9 @@ pub struct Server {
     config: Arc<Config>,
     store: Arc<Store>,
     engines: Arc<Engines>,
+    /// What starts the HTTP API's runs; `None` where no scheduler loop runs (the API answers
+    /// 503).
+    runs: Option<Arc<dyn api::RunStarter>>,
     limits: Limits,
     metrics: Metrics,
     /// The bytes of request bodies held at once.
@@ -117,11 +121,16 @@ pub struct Server {
 impl Server {
     /// A server over the process's engines and the configuration and store they were built
     /// from.
-    pub fn new(engines: Arc<Engines>, limits: Limits) -> Arc<Self> {
+    pub fn new(
+        engines: Arc<Engines>,
+        limits: Limits,
+        runs: Option<Arc<dyn api::RunStarter>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config: engines.config().clone(),
             store: engines.store().clone(),
             engines,
+            runs,
             limits,
             metrics: Metrics::default(),
             bodies: Budget::default(),
@@ -133,7 +142,7 @@ impl Server {
 
     /// The routes of every configured app.
     pub fn router(self: &Arc<Self>) -> Router {
-        let mut router = self.operations();
+        let mut router = self.operations().merge(self.api());
         for name in self.config.app_names() {
             let app = self.app_routes(name);
             router = if name == DEFAULT_APP {
@@ -161,6 +170,20 @@ impl Server {
             .route("/install", get(install::install))
             .route("/oauth/callback", get(install::callback))
             .with_state(app)
+            .layer(middleware::from_fn_with_state(
+                self.slots.clone(),
+                in_a_slot,
+            ))
+    }
+
+    /// `/v1`, the HTTP API ([`api`]): every route behind a key, served from the shared pool of
+    /// slots.
+    fn api(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/jobs/{job}/runs", post(api::start_run))
+            .route("/v1/runs/{id}", get(api::get_run))
+            .route_layer(middleware::from_fn_with_state(self.clone(), api::authorize))
+            .with_state(self.clone())
             .layer(middleware::from_fn_with_state(
                 self.slots.clone(),
                 in_a_slot,

@@ -376,7 +376,8 @@ mod tests {
         let url = format!("http://{}/webhooks/zoom", listener.local_addr().unwrap());
         let stop = tokio_util::sync::CancellationToken::new();
         let served = tokio::spawn(
-            Server::new(engines, crate::server::Limits::default()).serve(listener, stop.clone()),
+            Server::new(engines, crate::server::Limits::default(), None)
+                .serve(listener, stop.clone()),
         );
 
         let body = serde_json::to_vec(&json!({

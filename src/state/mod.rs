@@ -16,11 +16,13 @@
 //! wrapper with narrow verbs. A database that will not open is reported with the way to
 //! recover, never recreated: a lost refresh token costs a person's time.
 
+pub mod api_keys;
 pub mod codec;
 pub mod deliveries;
 pub mod fires;
 pub mod flusher;
 pub mod grants;
+pub mod idempotency;
 pub mod jids;
 pub mod listing;
 pub mod lock;
@@ -37,10 +39,12 @@ pub mod totals;
 
 use std::path::{Path, PathBuf};
 
+pub use api_keys::{ApiKey, ApiKeys, KeyError};
 pub use deliveries::{Deliveries, Delivery, DeliveryState, Edited, Reminder, Rendered};
 pub use fires::Fires;
 pub use flusher::Flusher;
 pub use grants::{Dead, Grant, Grants, UNIDENTIFIED};
+pub use idempotency::{Claim, Idempotency};
 pub use jids::{CacheTtl, CachedLookup, Jids};
 pub use listing::{RunFilter, ViewStart};
 pub use lock::StateLock;
@@ -160,6 +164,8 @@ pub struct Store {
     keys: Keys,
     /// When the `once` tree is next pruned, shared by its handles.
     once_pruned: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// When the `idempotency` tree is next swept, shared by its handles.
+    idempotency_swept: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -197,6 +203,7 @@ impl Store {
             lock,
             keys,
             once_pruned: std::sync::Arc::default(),
+            idempotency_swept: std::sync::Arc::default(),
         };
         let grants = store.grants()?;
         let resealed = grants.reseal()?;
@@ -299,6 +306,16 @@ impl Store {
     /// The `once` tree (webhook signatures and install states, each accepted once).
     pub fn once(&self) -> Result<Once, StateError> {
         Once::open(&self.db, &self.flusher, self.once_pruned.clone())
+    }
+
+    /// The `idempotency` tree (the HTTP API's `Idempotency-Key`s and their runs).
+    pub fn idempotency(&self) -> Result<Idempotency, StateError> {
+        Idempotency::open(&self.db, &self.flusher, self.idempotency_swept.clone())
+    }
+
+    /// The `api_keys` tree (keys of the HTTP API, hashed).
+    pub fn api_keys(&self) -> Result<ApiKeys, StateError> {
+        ApiKeys::open(&self.db, &self.flusher)
     }
 
     /// The `paces` tree (Zoom's rate limits as last measured).

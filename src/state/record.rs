@@ -1,5 +1,6 @@
 //! A run's record as the `runs` tree stores it: its id, job, times, status and counts.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -143,6 +144,10 @@ pub struct RunRecord {
     /// another file of the same name. `None` for runs of releases that did not record it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_file: Option<PathBuf>,
+    /// The run's own values of the job's `[vars]` (`run --var`, the HTTP API), over the job
+    /// file's; a resumed, edited or reminded run renders with these again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
 }
 
 impl RunRecord {
@@ -168,6 +173,7 @@ impl RunRecord {
             scheduled_for: None,
             details_pruned: false,
             job_file,
+            vars: BTreeMap::new(),
         }
     }
 }

@@ -64,10 +64,16 @@ impl Runs {
         job_file: Option<PathBuf>,
         scheduled_for: Option<DateTime<Utc>>,
     ) -> Result<RunRecord, StateError> {
-        let mut record = RunRecord {
+        let record = RunRecord {
             scheduled_for,
-            ..RunRecord::new(self.next_id()?, job, app_account, job_file)
+            ..RunRecord::new(RunId(0), job, app_account, job_file)
         };
+        self.start_as(record).await
+    }
+
+    /// Records `record` as a new run under the next free id (whatever id it holds), durably.
+    pub async fn start_as(&self, mut record: RunRecord) -> Result<RunRecord, StateError> {
+        record.id = self.next_id()?;
         // Runs of several jobs start at the same tick: whichever inserts an id first owns it,
         // and the others take the next free one.
         while !self.insert_new(&record)? {

@@ -4,6 +4,7 @@
 mod harness;
 
 mod accounts;
+mod api;
 mod at_rest;
 mod auth;
 mod cache;

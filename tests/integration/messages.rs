@@ -533,3 +533,38 @@ fn an_edit_cut_short_finishes_when_run_again() {
         .stdout_has("0 messages edited, 3 already as the job renders it");
     assert!(env.emu().messages().iter().all(|m| m.edits == 1));
 }
+
+#[test]
+fn a_run_sets_its_own_values_of_declared_vars_and_keeps_them_for_an_edit() {
+    let env = Env::new();
+    env.login();
+    let job = job_with_body("deployed to {{ env }}", "");
+    env.job("deploy", &format!("{job}\n[vars]\nenv = \"staging\"\n"));
+    let text = |env: &Env| {
+        let sent = env.emu().messages().pop().unwrap();
+        sent.content["body"][0]["text"].as_str().unwrap().to_owned()
+    };
+    env.run(&["run", "deploy"]).code(0);
+    assert_eq!(text(&env), "deployed to staging");
+    env.run(&["run", "deploy", "--var", "env=prod=eu"]).code(0);
+    assert_eq!(text(&env), "deployed to prod=eu");
+    let history = env.run(&["history", "--run", "2", "--json"]).code(0).json();
+    assert_eq!(history["vars"]["env"], "prod=eu", "{history}");
+    // An edit renders the run again with the values it was sent with.
+    env.run(&["edit", "deploy", "--run", "2"]).code(0);
+    let edited = env.emu().messages().pop().unwrap();
+    assert_eq!(edited.edits, 1);
+    assert_eq!(edited.content["body"][0]["text"], "deployed to prod=eu");
+
+    env.run(&["run", "deploy", "--var", "region=eu"])
+        .code(2)
+        .stderr_has("--var: job `deploy` declares no variable `region` in [vars]; it declares env");
+    env.run(&["run", "deploy", "--var", "env"])
+        .code(2)
+        .stderr_has("`env` is not NAME=VALUE");
+    assert_eq!(
+        env.emu().messages().len(),
+        2,
+        "nothing sent for a bad --var"
+    );
+}
