@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 
 use super::call::{Pace, Tries, User, call};
+use super::engine::Engine;
 use super::limiter::Limiter;
 use super::limiters::Endpoint;
-use super::{Engine, RunOptions, Sender, Stop};
+use super::{RunOptions, Sender, Stop};
 use crate::config::Job;
 use crate::config::recipients::{Address, FileProblem, Recipient};
 use crate::state::{CacheTtl, CachedLookup, DeliveryState, RunId};
@@ -61,7 +62,7 @@ impl Engine {
             slots: tokio::sync::Semaphore::new(job.delivery.concurrency.get()),
             lookups_limited: AtomicU64::new(0),
             sends_limited: AtomicU64::new(0),
-            ttl: super::run::cache_ttl(job),
+            ttl: cache_ttl(job),
             job_vars,
         }
     }
@@ -182,4 +183,12 @@ pub(super) fn variables(
     };
     vars.insert("display_name".into(), display);
     vars
+}
+
+/// How long `job`'s cached lookups stay good: found ones and misses.
+pub(super) fn cache_ttl(job: &Job) -> CacheTtl {
+    CacheTtl {
+        hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),
+        miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),
+    }
 }

@@ -30,6 +30,7 @@
 pub mod amend;
 mod call;
 mod context;
+mod engine;
 pub mod engines;
 pub mod journal;
 pub mod limiter;
@@ -51,12 +52,12 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::AppTokens;
 use crate::config::{Diagnostic, Invalid, help};
 use crate::state::{Delivery, RunRecord};
+pub use engine::Engine;
 pub use engines::{AppEngine, Engines, GrantCheck};
 pub use outside::NotAnswered;
 pub use preview::Preview;
 pub use progress::{LogWriter, ProgressMode};
 pub use remind::asks_to_acknowledge;
-pub use run::Engine;
 pub use stop::Stop;
 
 /// How long a cached lookup is kept at least, whatever a job's time-to-live: another job may

@@ -3,61 +3,27 @@
 //! afterwards: older runs' per-recipient details pruned, the JID cache swept.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 use super::journal::Journal;
 use super::limiter::Limiter;
-use super::limiters::Limiters;
 use super::progress::Progress;
 use crate::config::vars::run_variables;
 use crate::config::{Diagnostic, Invalid, Job};
 use crate::state::record::Counts;
 use crate::state::retention::{self, Keep};
-use crate::state::{
-    CacheTtl, Deliveries, Delivery, Jids, OptOuts, RunId, RunRecord, RunStatus, Runs, StateError,
-};
-use crate::zoom::ZoomClient;
+use crate::state::{Delivery, RunId, RunRecord, RunStatus, StateError};
 
+use super::context::cache_ttl;
+use super::engine::Engine;
 use super::pipeline::RunCtx;
 use super::{JID_CACHE_KEEP, RunOptions, RunReport, Sender, Stop};
 use crate::state::off_workers;
 
-/// What runs need; one per process, shared by every run (the limiters are per account).
-pub struct Engine {
-    /// The Zoom client.
-    pub zoom: ZoomClient,
-    /// The `runs` tree.
-    pub runs: Runs,
-    /// The `deliveries` tree.
-    pub deliveries: Deliveries,
-    /// The `jids` tree.
-    pub jids: Jids,
-    /// The `optouts` tree: recipients who told the bot `stop` are not sent to.
-    pub optouts: OptOuts,
-    /// The rate limiters of every app and endpoint.
-    pub limiters: Arc<Limiters>,
-}
-
 impl Engine {
-    /// An engine over the state store's trees.
-    pub fn new(
-        store: &crate::state::Store,
-        zoom: ZoomClient,
-        limiters: Arc<Limiters>,
-    ) -> Result<Self, StateError> {
-        Ok(Self {
-            zoom,
-            runs: store.runs()?,
-            deliveries: store.deliveries()?,
-            jids: store.jids()?,
-            optouts: store.optouts()?,
-            limiters,
-        })
-    }
-
     /// The shared state of one run (`run`, and whether it resumes) of `job`.
     pub(super) fn context<'a>(
         &'a self,
@@ -329,11 +295,4 @@ pub(super) fn job_variables(
     vars.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(run_variables(&job.name, run.0, started_at, job.timezone));
     vars
-}
-
-pub(super) fn cache_ttl(job: &Job) -> CacheTtl {
-    CacheTtl {
-        hit: TimeDelta::hours(i64::from(job.delivery.jid_cache_hours)),
-        miss: TimeDelta::minutes(i64::from(job.delivery.jid_miss_minutes)),
-    }
 }

@@ -2,6 +2,7 @@
 //! checks a job of the jobs directory through the scheduler loop (so a job never runs twice at
 //! once).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -50,17 +51,7 @@ impl Handler for ControlHandler {
                     Ok(job) => job,
                     Err(invalid) => return invalid,
                 };
-                let given = vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-                let vars = match run_values(&job.name, &job.vars, given) {
-                    Ok(vars) => vars,
-                    Err(bad) => return Response::Invalid(format!("--var: {bad}")),
-                };
-                let options = RunOptions {
-                    refresh_cache,
-                    vars,
-                    ..RunOptions::default()
-                };
-                run_now(&launcher, &events, job, options).await
+                run_with(&launcher, &events, job, (refresh_cache, &vars)).await
             }),
             Request::CheckJob {
                 path,
@@ -87,24 +78,14 @@ impl Handler for ControlHandler {
             }),
             Request::Holder => Box::pin(std::future::ready(Response::Holder(self.holder))),
             Request::CreateApiKey { key, sha256 } => {
-                let store = self.store.clone();
-                Box::pin(async move {
-                    let created = match store.api_keys() {
-                        Ok(keys) => keys.create(&key, &sha256).await,
-                        Err(e) => Err(e.into()),
-                    };
-                    key_answer(created)
-                })
+                let keys = self.store.api_keys();
+                Box::pin(
+                    async move { key_answer(async { keys?.create(&key, &sha256).await }.await) },
+                )
             }
             Request::RevokeApiKey { name } => {
-                let store = self.store.clone();
-                Box::pin(async move {
-                    let revoked = match store.api_keys() {
-                        Ok(keys) => keys.revoke(&name).await,
-                        Err(e) => Err(e.into()),
-                    };
-                    key_answer(revoked)
-                })
+                let keys = self.store.api_keys();
+                Box::pin(async move { key_answer(async { keys?.revoke(&name).await }.await) })
             }
             Request::CheckGrants { apps } => {
                 Box::pin(async move { Response::GrantChecks(launcher.check_grants(&apps).await) })
@@ -116,6 +97,27 @@ impl Handler for ControlHandler {
             }
         }
     }
+}
+
+/// Runs `job` now with `vars`, each checked against its `[vars]` (looking every recipient up
+/// again with `refresh_cache`).
+async fn run_with(
+    launcher: &Arc<EngineLauncher>,
+    events: &mpsc::Sender<Event>,
+    job: Arc<Job>,
+    (refresh_cache, vars): (bool, &BTreeMap<String, String>),
+) -> Response {
+    let given = vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let vars = match run_values(&job.name, &job.vars, given) {
+        Ok(vars) => vars,
+        Err(bad) => return Response::Invalid(format!("--var: {bad}")),
+    };
+    let options = RunOptions {
+        refresh_cache,
+        vars,
+        ..RunOptions::default()
+    };
+    run_now(launcher, events, job, options).await
 }
 
 /// The answer to a write of an API key: a refused name or a missing key is invalid input.

@@ -106,9 +106,7 @@ impl Service {
             },
         });
         tasks.spawn(control::serve(self.listener, handler, done.clone()));
-        tasks.spawn(super::systemd::watchdog(self.store.clone(), done.clone()));
         tasks.spawn(super::systemd::stopping(shutdown.clone(), done.clone()));
-        tasks.close();
         let scheduler = Scheduler::new(
             Arc::new(SystemClock),
             launcher,
@@ -116,7 +114,10 @@ impl Service {
             self.store.runs()?,
             Settings { drain: self.drain },
         );
+        // Ready first: the watchdog's first ping must not reach systemd before it.
         super::systemd::ready();
+        tasks.spawn(super::systemd::watchdog(self.store.clone(), done.clone()));
+        tasks.close();
         let result = scheduler.run(self.initial, events_rx, shutdown).await;
         done.cancel();
         tasks.wait().await;
