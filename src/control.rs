@@ -20,6 +20,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::adhoc::AdHoc;
 use crate::delivery::{GrantCheck, Preview};
 use crate::state::{
     ApiKey, Dead, Delivery, Grant, OptOut, RunFilter, RunId, RunRecord, StateError, Store, Totals,
@@ -132,6 +133,8 @@ pub enum Request {
         /// The new grant, tokens and all.
         grant: Box<Grant>,
     },
+    /// Send an ad hoc message (`zoomcast send`) as a run of the job `send`.
+    Send(AdHoc),
     /// The API keys (never their hashes).
     ApiKeys,
     /// Store a new API key: its record and its hash (the key itself never crosses the socket).
@@ -238,7 +241,8 @@ impl Handler for ReadOnly {
             | Request::StoreGrant { .. }
             | Request::CheckGrants { .. }
             | Request::CreateApiKey { .. }
-            | Request::RevokeApiKey { .. } => Response::Busy,
+            | Request::RevokeApiKey { .. }
+            | Request::Send(_) => Response::Busy,
             read => answer(&self.store, &read).unwrap_or_else(|e| Response::Failed(e.to_string())),
         };
         Box::pin(std::future::ready(answer))
@@ -399,9 +403,8 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
         | Request::StoreGrant { .. }
         | Request::CheckGrants { .. }
         | Request::CreateApiKey { .. }
-        | Request::RevokeApiKey { .. } => {
-            Response::Failed("this needs the scheduler; none answered".into())
-        }
+        | Request::RevokeApiKey { .. }
+        | Request::Send(_) => Response::Failed("this needs the scheduler; none answered".into()),
     })
 }
 

@@ -16,6 +16,7 @@ mod keys;
 mod optouts;
 mod run;
 mod schedule;
+mod send;
 mod serve;
 mod state;
 mod validate;
@@ -88,6 +89,8 @@ enum Command {
     Validate(validate::Args),
     /// Run one job now.
     Run(run::Args),
+    /// Send one message without a job file, journaled as a run of the job `send`.
+    Send(send::Args),
     /// Run every job on its schedule until SIGINT or SIGTERM.
     Schedule(schedule::Args),
     /// List jobs, their schedules and next fire times.
@@ -290,6 +293,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Demo => demo::run(&ctx()?).await,
         Command::ApiKey(command) => api_keys::run(&ctx()?, &command).await,
+        Command::Send(args) => send::run(&ctx()?, &args).await,
         Command::Doctor(args) => doctor::run(&ctx()?, &args).await,
     }
 }

@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::login;
+use crate::config::adhoc::AdHoc;
 use crate::control::{self, AppGrant, Checked, GrantView, Holder, Request, Response};
 use crate::delivery::{Engines, GrantCheck, RunReport};
 use crate::state::{
@@ -267,6 +268,14 @@ impl State {
                  Zoom revoked the account's earlier grant, so run `zoomcast auth login \
                  --app {app}` again"
             )),
+        }
+    }
+
+    /// Sends an ad hoc message in the scheduler holding the state.
+    pub(super) async fn send(&self, adhoc: AdHoc) -> anyhow::Result<RunReport> {
+        match self.ask(&Request::Send(adhoc)).await? {
+            Response::Report(record, failures) => Ok(RunReport { record, failures }),
+            _ => Err(unexpected("a run report")),
         }
     }
 

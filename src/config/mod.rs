@@ -3,6 +3,7 @@
 //! explain what is wrong with them.
 
 pub mod acknowledge;
+pub mod adhoc;
 pub mod app;
 pub mod check;
 mod check_acknowledge;

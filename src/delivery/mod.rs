@@ -111,6 +111,8 @@ pub struct RunOptions {
     /// Told the run's record once the run is recorded as started (new or resumed), before
     /// its first recipient: the HTTP API answers with its id then.
     pub on_start: Option<OnStart>,
+    /// A new run even when the job has an unfinished one (`send`: each message is its own).
+    pub fresh: bool,
 }
 
 /// Who is told a run's record when it starts ([`RunOptions::on_start`]).

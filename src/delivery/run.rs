@@ -189,6 +189,7 @@ impl Engine {
         let scheduled_for = options.scheduled_for;
         let existing = match scheduled_for {
             Some(tick) => self.runs.for_tick(&job.name, tick)?,
+            None if options.fresh => None,
             None => self.runs.unfinished(&job.name)?,
         };
         let file = std::path::absolute(&job.path).unwrap_or_else(|_| job.path.clone());

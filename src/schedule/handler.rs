@@ -53,6 +53,26 @@ impl Handler for ControlHandler {
                 };
                 run_with(&launcher, &events, job, (refresh_cache, &vars)).await
             }),
+            Request::Send(adhoc) => {
+                let path = self.store.dir().join("send.toml");
+                Box::pin(async move {
+                    let built =
+                        tokio::task::spawn_blocking(move || adhoc.job(&path, &config)).await;
+                    let (job, vars) = match built {
+                        Ok(Ok(built)) => built,
+                        Ok(Err(invalid)) => return Response::Invalid(invalid.to_string()),
+                        Err(e) => {
+                            return Response::Failed(format!("building the message failed: {e}"));
+                        }
+                    };
+                    let options = RunOptions {
+                        vars,
+                        fresh: true,
+                        ..RunOptions::default()
+                    };
+                    run_now(&launcher, &events, Arc::new(job), options).await
+                })
+            }
             Request::CheckJob {
                 path,
                 show,

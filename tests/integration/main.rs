@@ -23,6 +23,7 @@ mod resume;
 mod run;
 mod schedule;
 mod secrets;
+mod send;
 mod serve;
 mod tokens;
 mod trust;
