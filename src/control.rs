@@ -26,6 +26,7 @@ use crate::state::{
     ApiKey, Dead, Delivery, Grant, OptOut, RunFilter, RunId, RunRecord, StateError, Store, Totals,
     ViewStart,
 };
+use crate::zoom::channels::Channel;
 
 /// The socket's file name in the state directory.
 pub const SOCKET: &str = "control.sock";
@@ -133,6 +134,13 @@ pub enum Request {
         /// The new grant, tokens and all.
         grant: Box<Grant>,
     },
+    /// The channels the grant of `app` in `account` (default: its home) can see.
+    Channels {
+        /// The app.
+        app: String,
+        /// The account.
+        account: Option<String>,
+    },
     /// Send an ad hoc message (`zoomcast send`) as a run of the job `send`.
     Send(AdHoc),
     /// The API keys (never their hashes).
@@ -185,6 +193,8 @@ pub enum Response {
     Holder(Holder),
     /// The API keys.
     ApiKeys(Vec<ApiKey>),
+    /// Channels, by name.
+    Channels(Vec<Channel>),
     /// A write was done.
     Done,
     /// The holder is a command that answers only what it reads; the asker waits for the lock.
@@ -242,7 +252,8 @@ impl Handler for ReadOnly {
             | Request::CheckGrants { .. }
             | Request::CreateApiKey { .. }
             | Request::RevokeApiKey { .. }
-            | Request::Send(_) => Response::Busy,
+            | Request::Send(_)
+            | Request::Channels { .. } => Response::Busy,
             read => answer(&self.store, &read).unwrap_or_else(|e| Response::Failed(e.to_string())),
         };
         Box::pin(std::future::ready(answer))
@@ -404,7 +415,10 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
         | Request::CheckGrants { .. }
         | Request::CreateApiKey { .. }
         | Request::RevokeApiKey { .. }
-        | Request::Send(_) => Response::Failed("this needs the scheduler; none answered".into()),
+        | Request::Send(_)
+        | Request::Channels { .. } => {
+            Response::Failed("this needs the scheduler; none answered".into())
+        }
     })
 }
 

@@ -5,6 +5,7 @@
 mod amend;
 mod api_keys;
 mod auth;
+mod channels;
 mod demo;
 mod docs;
 mod doctor;
@@ -91,6 +92,8 @@ enum Command {
     Run(run::Args),
     /// Send one message without a job file, journaled as a run of the job `send`.
     Send(send::Args),
+    /// The channels the authorizing user can see: name and JID.
+    Channels(channels::Args),
     /// Run every job on its schedule until SIGINT or SIGTERM.
     Schedule(schedule::Args),
     /// List jobs, their schedules and next fire times.
@@ -294,6 +297,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Demo => demo::run(&ctx()?).await,
         Command::ApiKey(command) => api_keys::run(&ctx()?, &command).await,
         Command::Send(args) => send::run(&ctx()?, &args).await,
+        Command::Channels(args) => channels::run(&ctx()?, &args).await,
         Command::Doctor(args) => doctor::run(&ctx()?, &args).await,
     }
 }

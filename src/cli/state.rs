@@ -19,6 +19,7 @@ use crate::state::{
     ApiKey, Delivery, Grant, KeyError, Keys, OptOut, RunFilter, RunId, RunRecord, StateError,
     Store, Totals, ViewStart,
 };
+use crate::zoom::channels::Channel;
 
 /// How long a command waits for a starting scheduler to bind its socket.
 const SOCKET_PATIENCE: Duration = Duration::from_secs(2);
@@ -276,6 +277,18 @@ impl State {
         match self.ask(&Request::Send(adhoc)).await? {
             Response::Report(record, failures) => Ok(RunReport { record, failures }),
             _ => Err(unexpected("a run report")),
+        }
+    }
+
+    /// The channels a grant can see, asked of the process holding the state.
+    pub(super) async fn channels(
+        &self,
+        app: String,
+        account: Option<String>,
+    ) -> anyhow::Result<Vec<Channel>> {
+        match self.ask(&Request::Channels { app, account }).await? {
+            Response::Channels(channels) => Ok(channels),
+            _ => Err(unexpected("the channels")),
         }
     }
 

@@ -480,8 +480,23 @@ impl<'a> Checker<'a> {
         }
         let users = self.jids(&table.jids, is_user_jid, "a chat user's JID");
         addresses.extend(users.into_iter().map(Address::User));
-        let channels = self.jids(&table.channels, is_channel_jid, "a channel's JID");
+        let (names, jids): (Vec<_>, Vec<_>) = table
+            .channels
+            .iter()
+            .cloned()
+            .partition(|c| c.get_ref().starts_with('#'));
+        let channels = self.jids(&jids, is_channel_jid, "a channel's JID");
         addresses.extend(channels.into_iter().map(Address::Channel));
+        for name in &names {
+            match channel_name(name.get_ref()) {
+                Ok(name) => addresses.push(Address::ChannelName(name)),
+                Err(why) => self.report(
+                    name.span(),
+                    why,
+                    "write `#` and the channel's name as Zoom shows it, or its JID",
+                ),
+            }
+        }
         addresses
     }
 
@@ -508,4 +523,28 @@ impl<'a> Checker<'a> {
         }
         jids
     }
+}
+
+/// The longest channel name taken after its `#` (Zoom's names are far shorter).
+const MAX_CHANNEL_NAME_CHARS: usize = 200;
+
+/// `#name` as a recipient: the name trimmed, with its `#`; or why it cannot be one.
+fn channel_name(written: &str) -> Result<String, String> {
+    let name = written.trim_start_matches('#').trim();
+    if name.is_empty() {
+        return Err("`#` names no channel".to_owned());
+    }
+    if let Some(hidden) = name.chars().find(|c| crate::output::is_hidden(*c)) {
+        return Err(format!(
+            "`{}` has a control or invisible character ({})",
+            crate::output::escaped(&name.chars().take(80).collect::<String>()),
+            hidden.escape_unicode()
+        ));
+    }
+    if name.chars().count() > MAX_CHANNEL_NAME_CHARS {
+        return Err(format!(
+            "the channel name is longer than {MAX_CHANNEL_NAME_CHARS} characters"
+        ));
+    }
+    Ok(format!("#{name}"))
 }

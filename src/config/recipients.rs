@@ -30,13 +30,18 @@ pub enum Address {
     User(String),
     /// A channel by JID: one message to the channel, with no lookup.
     Channel(String),
+    /// A channel by name, `#name` as written: its JID is found in the channels the
+    /// authorizing user can see (`GET /v2/chat/users/me/channels`).
+    ChannelName(String),
 }
 
 impl Address {
     /// How a key of the journal ([`Address::key`]) was addressed: a channel's or user's JID,
     /// else an email.
     pub fn from_key(key: &str) -> Self {
-        if crate::user::is_channel_jid(key) {
+        if key.starts_with('#') {
+            Self::ChannelName(key.to_owned())
+        } else if crate::user::is_channel_jid(key) {
             Self::Channel(key.to_owned())
         } else if crate::user::is_user_jid(key) {
             Self::User(key.to_owned())
@@ -47,7 +52,7 @@ impl Address {
 
     /// Whether it is a person (who may opt out), not a channel.
     pub fn is_person(&self) -> bool {
-        !matches!(self, Self::Channel(_))
+        !matches!(self, Self::Channel(_) | Self::ChannelName(_))
     }
 
     /// The user a JID stands for, with no profile (a JID is not looked up).
@@ -61,7 +66,7 @@ impl Address {
     /// What names the recipient in the run's journal and history: the email or the JID.
     pub fn key(&self) -> &str {
         match self {
-            Self::Email(key) | Self::User(key) | Self::Channel(key) => key,
+            Self::Email(key) | Self::User(key) | Self::Channel(key) | Self::ChannelName(key) => key,
         }
     }
 }

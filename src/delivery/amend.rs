@@ -300,19 +300,16 @@ impl ChatCtx<'_> {
         let r = recipient
             .cloned()
             .unwrap_or_else(|| Recipient::at(Address::from_key(&d.email)));
-        let user = match &r.address {
-            Address::Email(email) => match self.resolve(email, &mut Tries::default()).await? {
-                Ok(user) => user,
-                // Without the profile the card would greet nobody: not edited.
-                Err(state) => {
-                    let why = match state {
-                        DeliveryState::Failed { message, .. } => message,
-                        other => other.name().to_owned(),
-                    };
-                    return Ok(Err(format!("looking the recipient up again failed: {why}")));
-                }
-            },
-            Address::User(jid) | Address::Channel(jid) => Address::unprofiled(jid),
+        let user = match self.recipient(&r.address, &mut Tries::default()).await? {
+            Ok(user) => user,
+            // Without the profile the card would greet nobody: not edited.
+            Err(state) => {
+                let why = match state {
+                    DeliveryState::Failed { message, .. } => message,
+                    other => other.name().to_owned(),
+                };
+                return Ok(Err(format!("looking the recipient up again failed: {why}")));
+            }
         };
         let vars = variables(&self.job_vars, &r, &user);
         Ok(super::render_card(&self.job.template, &vars).map_err(|e| e.to_string()))

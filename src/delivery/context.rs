@@ -18,6 +18,7 @@ use crate::config::Job;
 use crate::config::recipients::{Address, FileProblem, Recipient};
 use crate::state::{CacheTtl, CachedLookup, DeliveryState, RunId};
 use crate::user::ZoomUser;
+use crate::zoom::channels::Channel;
 
 /// One run's requests to Zoom.
 pub(super) struct ChatCtx<'a> {
@@ -39,6 +40,9 @@ pub(super) struct ChatCtx<'a> {
     /// The variables every message of the run has: the job's `[vars]`, `job`, `run_id` and
     /// `now`.
     pub(super) job_vars: BTreeMap<String, String>,
+    /// The channels the authorizing user can see, read once a run when a recipient names one
+    /// (`#name`), or why they could not be read.
+    pub(super) channel_list: tokio::sync::OnceCell<Result<Vec<Channel>, DeliveryState>>,
 }
 
 impl Engine {
@@ -64,11 +68,29 @@ impl Engine {
             sends_limited: AtomicU64::new(0),
             ttl: cache_ttl(job),
             job_vars,
+            channel_list: tokio::sync::OnceCell::new(),
         }
     }
 }
 
 impl ChatCtx<'_> {
+    /// Who `address` is: a person by email is looked up (JID cache, else the Users API), a
+    /// channel by name is found among the user's channels, and a JID is itself (no profile).
+    pub(super) async fn recipient(
+        &self,
+        address: &Address,
+        tries: &mut Tries,
+    ) -> Result<Result<ZoomUser, DeliveryState>, Stop> {
+        match address {
+            Address::Email(email) => self.resolve(email, tries).await,
+            Address::ChannelName(name) => Ok(self
+                .channel(name)
+                .await?
+                .map(|jid| Address::unprofiled(&jid))),
+            Address::User(jid) | Address::Channel(jid) => Ok(Ok(Address::unprofiled(jid))),
+        }
+    }
+
     /// The pace of a Chatbot API request other than a send (an edit, a delete, a reminder):
     /// the account's send limiter and the run's slots, without the job's send ceiling.
     pub(super) fn chat_pace(&self) -> Pace<'_> {
@@ -169,7 +191,7 @@ pub(super) fn variables(
     vars.extend(r.columns.clone());
     let email = match &r.address {
         Address::Email(email) => email.clone(),
-        Address::User(_) | Address::Channel(_) => String::new(),
+        Address::User(_) | Address::Channel(_) | Address::ChannelName(_) => String::new(),
     };
     vars.insert("email".into(), email);
     vars.insert("first_name".into(), user.first_name.clone());

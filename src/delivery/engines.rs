@@ -11,6 +11,7 @@ use super::{Engine, Preview, RunOptions, RunReport, Sender, sender};
 use crate::auth::{AppClients, AppTokens, TokenError};
 use crate::config::{AppConfig, Config, Diagnostic, Invalid, Job};
 use crate::state::{StateError, Store};
+use crate::zoom::channels::Channel;
 
 /// Every app's engine.
 pub struct Engines {
@@ -154,6 +155,16 @@ impl Engines {
             }
         }
         checks
+    }
+
+    /// The channels the grant of `app` in `account` (default: the app's home account) can
+    /// see, by name.
+    pub async fn channels(&self, app: &str, account: Option<&str>) -> anyhow::Result<Vec<Channel>> {
+        let app = self.app(app)?;
+        let tokens = app
+            .clients
+            .choose(account.or(app.app.account_id.as_deref()))?;
+        Ok(app.engine.channels(&tokens).await?)
     }
 
     /// Runs `job` with its app's engine, as that app's sender.

@@ -29,6 +29,7 @@
 
 pub mod amend;
 mod call;
+mod channels;
 mod context;
 mod engine;
 pub mod engines;

@@ -1,5 +1,5 @@
-//! Calls to Zoom outside any run: the bot's answer in chat to `stop`, `start` or `help`, and
-//! who authorized a grant (a dry run, `doctor`). Each takes the path every call of a run takes
+//! Calls to Zoom outside any run: the bot's answer in chat to `stop`, `start` or `help`,
+//! who authorized a grant (a dry run, `doctor`), and the channels a grant can see (`channels`). Each takes the path every call of a run takes
 //! ([`call`]): the account's shared limiter, the token renewed once if Zoom rejects it (a
 //! user token through a refresh, which records the grant dead if Zoom refuses that), and 429,
 //! 5xx and network failures retried with backoff. So a reply neither bursts past Zoom's limit
@@ -15,6 +15,7 @@ use super::limiters::Endpoint;
 use super::{Engine, Stop};
 use crate::auth::AppTokens;
 use crate::user::ZoomUser;
+use crate::zoom::channels::{Channel, MAX_PAGES};
 use crate::zoom::{ChatMessage, ZoomError};
 
 /// How many requests one call outside a run may take.
@@ -72,6 +73,34 @@ impl Engine {
             |token| async move { zoom.get_user(&token, "me").await },
         )
         .await
+    }
+
+    /// Every channel the grant `tokens` hold can see (`GET /v2/chat/users/me/channels`, every
+    /// page), by name.
+    pub async fn channels(&self, tokens: &AppTokens) -> Result<Vec<Channel>, NotAnswered> {
+        let zoom = &self.zoom;
+        let mut all = Vec::new();
+        let mut next = String::new();
+        for _ in 0..MAX_PAGES {
+            let page_token = next.as_str();
+            let page = self
+                .call_once::<User, _, _>(
+                    tokens,
+                    tokens.account(),
+                    Endpoint::Users,
+                    |token| async move { zoom.list_channels(&token, page_token).await },
+                )
+                .await?;
+            all.extend(page.channels);
+            if page.next_page_token.is_empty() {
+                all.sort_by_key(|c: &Channel| c.name.to_lowercase());
+                return Ok(all);
+            }
+            next = page.next_page_token;
+        }
+        Err(NotAnswered::Refused(ZoomError::Decode(format!(
+            "the channel list did not end after {MAX_PAGES} pages"
+        ))))
     }
 
     /// One call with `K`'s token, paced by `account`'s limiter of `endpoint`.

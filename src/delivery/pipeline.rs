@@ -14,7 +14,7 @@ use super::context::{ChatCtx, variables};
 use super::journal::Journal;
 use super::limiter::Limiter;
 use super::progress::Progress;
-use crate::config::recipients::{Address, FileProblem, Recipient, dedupe_key};
+use crate::config::recipients::{FileProblem, Recipient, dedupe_key};
 use crate::config::{OnUncertain, help};
 use crate::render::RenderError;
 use crate::state::{Delivery, DeliveryState, Rendered};
@@ -217,16 +217,12 @@ impl RunCtx<'_> {
                 Earlier::Afresh => {}
             }
         }
-        let user = match &r.address {
-            Address::Email(email) => match self.chat.resolve(email, &mut tries).await? {
-                Ok(user) => user,
-                Err(failed) => {
-                    self.record(r.key(), failed, None, tries.attempts)?;
-                    return Ok(None);
-                }
-            },
-            // Addressed by JID: no lookup, and no profile.
-            Address::User(jid) | Address::Channel(jid) => Address::unprofiled(jid),
+        let user = match self.chat.recipient(&r.address, &mut tries).await? {
+            Ok(user) => user,
+            Err(failed) => {
+                self.record(r.key(), failed, None, tries.attempts)?;
+                return Ok(None);
+            }
         };
         // A person may have opted out; a channel cannot.
         let person = r.address.is_person();

@@ -180,30 +180,25 @@ impl ChatCtx<'_> {
     /// Looks `r` up (if `resolve`, or to show its card) and renders its card (if `show`).
     async fn look(&self, r: &Recipient, show: bool, resolve: bool) -> Result<Seen, Stop> {
         let key = r.key().to_owned();
-        let user = match &r.address {
-            Address::Email(email) if resolve || show => {
-                if !resolve {
-                    // Shown without a lookup: no JID and no profile.
-                    return Ok(Seen::Found(Some(self.card(r, None, &ZoomUser::default()))));
-                }
-                let mut tries = Tries::default();
-                match self.resolve(email, &mut tries).await? {
-                    Ok(user) => user,
-                    Err(state) => {
-                        let reason = match state {
-                            DeliveryState::Failed { message, .. } => message,
-                            other => other.name().to_owned(),
-                        };
-                        let failing = Failing {
-                            recipient: key,
-                            reason,
-                        };
-                        return Ok(Seen::Failing(failing, None));
-                    }
-                }
+        let looked_up = matches!(r.address, Address::Email(_) | Address::ChannelName(_));
+        if looked_up && !resolve {
+            // Not looked up: no JID and no profile, and a card only if one is shown.
+            let card = show.then(|| self.card(r, None, &ZoomUser::default()));
+            return Ok(Seen::Found(card));
+        }
+        let user = match self.recipient(&r.address, &mut Tries::default()).await? {
+            Ok(user) => user,
+            Err(state) => {
+                let reason = match state {
+                    DeliveryState::Failed { message, .. } => message,
+                    other => other.name().to_owned(),
+                };
+                let failing = Failing {
+                    recipient: key,
+                    reason,
+                };
+                return Ok(Seen::Failing(failing, None));
             }
-            Address::Email(_) => return Ok(Seen::Found(None)),
-            Address::User(jid) | Address::Channel(jid) => Address::unprofiled(jid),
         };
         let person = r.address.is_person();
         let optouts = &self.engine.optouts;

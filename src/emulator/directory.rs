@@ -2,7 +2,9 @@
 //! plus (optionally) every address at a synthetic domain, so bulk runs of any size have real
 //! recipients; a second account has a few people at `second.example` (and every address at
 //! `second.` and the synthetic domain), so that installs by several accounts can be tried.
-//! Each account has channels too (`general`, `oncall`; `second-general`).
+//! Each account has channels too: the first `General`, `On-call`, two both named `standup`,
+//! and `team-01` to `team-50` (more than one page of Zoom's channel list); the second
+//! `Second's general`.
 
 use serde_json::{Value, json};
 
@@ -52,12 +54,25 @@ const SECOND: [(&str, &str, &str, &str); 3] = [
     ("Hana103HHHHhhhh0103", "hana@second.example", "Hana", "Hill"),
 ];
 
-/// The channels: JID (before `@conference.xmpp.zoom.us`), name, and account (0 or 1).
-const CHANNELS: [(&str, &str, usize); 3] = [
+/// The named channels: JID (before `@conference.xmpp.zoom.us`), name, and account (0 or 1).
+const CHANNELS: [(&str, &str, usize); 5] = [
     ("general", "General", 0),
     ("oncall", "On-call", 0),
+    ("standup-eng", "standup", 0),
+    ("standup-ops", "standup", 0),
     ("second-general", "Second's general", 1),
 ];
+/// How many `team-NN` channels the first account has besides.
+const TEAMS: usize = 50;
+
+/// Every channel: JID's local part, name, account (0 or 1).
+fn channel_table() -> impl Iterator<Item = (String, String, usize)> {
+    let named = CHANNELS
+        .iter()
+        .map(|(id, name, account)| ((*id).to_owned(), (*name).to_owned(), *account));
+    let teams = (1..=TEAMS).map(|n| (format!("team-{n:02}"), format!("team-{n:02}"), 0));
+    named.chain(teams)
+}
 
 /// A chat channel of an emulated account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,11 +150,16 @@ impl Directory {
     /// A channel by JID (`general@conference.xmpp.zoom.us`, ...).
     pub fn find_channel(&self, jid: &str) -> Option<Channel> {
         let local = jid.strip_suffix("@conference.xmpp.zoom.us")?;
-        let (id, name, account) = CHANNELS.iter().find(|(id, ..)| *id == local)?;
-        Some(Channel {
+        self.channels()
+            .find(|c| c.jid.strip_suffix("@conference.xmpp.zoom.us") == Some(local))
+    }
+
+    /// Every channel of both accounts, in a stable order.
+    pub fn channels(&self) -> impl Iterator<Item = Channel> + '_ {
+        channel_table().map(|(id, name, account)| Channel {
             jid: format!("{id}@conference.xmpp.zoom.us"),
-            name: (*name).to_owned(),
-            account_id: self.accounts[*account].clone(),
+            name,
+            account_id: self.accounts[account].clone(),
         })
     }
 

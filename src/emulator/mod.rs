@@ -8,6 +8,7 @@
 //! a mock that accepts anything would hide exactly the bugs zoomcast exists to prevent.
 //! Its answers are hand-written JSON from Zoom's docs, never zoomcast's own client types.
 
+mod channels;
 mod chat;
 mod delay;
 mod device;
@@ -147,6 +148,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .route("/oauth/devicecode", post(device::device_code))
         .route("/oauth_device", get(device::decide))
         .route("/v2/users/{id}", get(users::get_user))
+        .route("/v2/chat/users/me/channels", get(channels::list))
         .route("/v2/im/chat/messages", post(chat::send))
         .route(
             "/v2/im/chat/messages/{id}",

@@ -113,6 +113,8 @@ pub struct Stats {
     pub bot_tokens_issued: u64,
     /// Users API calls answered 200.
     pub user_lookups: u64,
+    /// Pages of the channel list answered.
+    pub channel_pages: u64,
     /// Users API calls answered 404.
     pub unknown_users: u64,
     /// Users API calls made with a bot token (wrong token).

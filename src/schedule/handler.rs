@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::config::adhoc::AdHoc;
 use crate::config::vars::run_values;
 
 use futures::future::BoxFuture;
@@ -55,23 +56,7 @@ impl Handler for ControlHandler {
             }),
             Request::Send(adhoc) => {
                 let path = self.store.dir().join("send.toml");
-                Box::pin(async move {
-                    let built =
-                        tokio::task::spawn_blocking(move || adhoc.job(&path, &config)).await;
-                    let (job, vars) = match built {
-                        Ok(Ok(built)) => built,
-                        Ok(Err(invalid)) => return Response::Invalid(invalid.to_string()),
-                        Err(e) => {
-                            return Response::Failed(format!("building the message failed: {e}"));
-                        }
-                    };
-                    let options = RunOptions {
-                        vars,
-                        fresh: true,
-                        ..RunOptions::default()
-                    };
-                    run_now(&launcher, &events, Arc::new(job), options).await
-                })
+                Box::pin(async move { send_now(&launcher, &events, (adhoc, path), config).await })
             }
             Request::CheckJob {
                 path,
@@ -107,6 +92,12 @@ impl Handler for ControlHandler {
                 let keys = self.store.api_keys();
                 Box::pin(async move { key_answer(async { keys?.revoke(&name).await }.await) })
             }
+            Request::Channels { app, account } => Box::pin(async move {
+                match launcher.channels(&app, account.as_deref()).await {
+                    Ok(channels) => Response::Channels(channels),
+                    Err(e) => failure(&e),
+                }
+            }),
             Request::CheckGrants { apps } => {
                 Box::pin(async move { Response::GrantChecks(launcher.check_grants(&apps).await) })
             }
@@ -117,6 +108,28 @@ impl Handler for ControlHandler {
             }
         }
     }
+}
+
+/// Sends an ad hoc message now, as a fresh run of the job `send` built from it (as if read
+/// from `path`) with this process's configuration.
+async fn send_now(
+    launcher: &Arc<EngineLauncher>,
+    events: &mpsc::Sender<Event>,
+    (adhoc, path): (AdHoc, PathBuf),
+    config: Arc<Config>,
+) -> Response {
+    let built = tokio::task::spawn_blocking(move || adhoc.job(&path, &config)).await;
+    let (job, vars) = match built {
+        Ok(Ok(built)) => built,
+        Ok(Err(invalid)) => return Response::Invalid(invalid.to_string()),
+        Err(e) => return Response::Failed(format!("building the message failed: {e}")),
+    };
+    let options = RunOptions {
+        vars,
+        fresh: true,
+        ..RunOptions::default()
+    };
+    run_now(launcher, events, Arc::new(job), options).await
 }
 
 /// Runs `job` now with `vars`, each checked against its `[vars]` (looking every recipient up

@@ -120,6 +120,15 @@ impl EngineLauncher {
         Ok(Checked::new(job, &from, preview))
     }
 
+    /// The channels the grant of `app` in `account` can see.
+    pub(super) async fn channels(
+        &self,
+        app: &str,
+        account: Option<&str>,
+    ) -> anyhow::Result<Vec<crate::zoom::channels::Channel>> {
+        self.engines.channels(app, account).await
+    }
+
     /// Checks the grants of `apps` with Zoom, as this process holds them.
     pub(super) async fn check_grants(&self, apps: &[String]) -> Vec<GrantCheck> {
         self.engines.check_grants(apps).await

@@ -6,6 +6,7 @@
 //! long to wait before a retry.
 
 pub mod backoff;
+pub mod channels;
 pub mod chat;
 pub mod client;
 pub mod error;

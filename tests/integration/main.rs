@@ -8,6 +8,7 @@ mod api;
 mod at_rest;
 mod auth;
 mod cache;
+mod channels;
 mod cli;
 mod demo;
 mod device;
