@@ -199,6 +199,7 @@ impl<'a> Checker<'a> {
             chrono::Utc::now(),
             tz,
         ));
+        job_vars.extend(super::vars::alert_sample());
         let mut known = columns;
         known.extend(job_vars.keys().cloned());
         let message = Sample {

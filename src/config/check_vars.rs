@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use toml::Spanned;
 
 use super::check::Checker;
-use super::vars::RUN_VARIABLES;
+use super::vars::{RUN_VARIABLES, is_alert_variable};
 use crate::render::BUILTIN_VARIABLES;
 
 /// Whether `name` can be used as a template variable: a letter or `_`, then letters, digits
@@ -32,6 +32,7 @@ impl Checker<'_> {
             let key = name.get_ref();
             let taken = BUILTIN_VARIABLES.contains(&key.as_str())
                 || RUN_VARIABLES.contains(&key.as_str())
+                || is_alert_variable(key)
                 || columns.contains(key);
             if !is_identifier(key) {
                 self.report(
@@ -45,7 +46,7 @@ impl Checker<'_> {
             } else if taken {
                 self.report(
                     name.span(),
-                    format!("`{key}` is already a variable of every message (a recipient's field, a column of recipients.file, or job, run_id, now)"),
+                    format!("`{key}` is already a variable of every message (a recipient's field, a column of recipients.file, job, run_id, now, or an alert's field)"),
                     "give the job's variable another name",
                 );
             } else if let Some(text) = scalar(value.get_ref()) {

@@ -27,6 +27,75 @@ pub fn run_variables(
     ]
 }
 
+/// The variables of an alert (design section 9): the fields of Alertmanager's webhook payload
+/// (Grafana's webhook contact point sends the same). Every run has them: a run that Alertmanager
+/// started holds its notification's values, any other the empty ones ([`ALERT_DEFAULTS`]).
+/// Their values are JSON text, which the renderer reads as structured values, so a template can
+/// loop over `alerts` and read `commonLabels.severity`.
+pub use crate::render::ALERT_VARIABLES;
+
+/// The alert variables of a run no alert started, as JSON text.
+pub const ALERT_DEFAULTS: [&str; 9] = ["\"\"", "\"\"", "\"\"", "{}", "{}", "{}", "\"\"", "0", "[]"];
+
+/// Whether `name` is an alert variable, whose value is JSON text.
+pub fn is_alert_variable(name: &str) -> bool {
+    ALERT_VARIABLES.contains(&name)
+}
+
+/// The alert variables with their values for a run no alert started.
+pub fn alert_defaults() -> impl Iterator<Item = (String, String)> {
+    ALERT_VARIABLES
+        .iter()
+        .zip(ALERT_DEFAULTS)
+        .map(|(k, v)| ((*k).to_owned(), v.to_owned()))
+}
+
+/// A notification's alert variables: each field of `payload` that is one, as JSON text (the
+/// empty value for a field it lacks).
+pub fn alert_values(
+    payload: &serde_json::Map<String, serde_json::Value>,
+) -> BTreeMap<String, String> {
+    alert_defaults()
+        .map(|(name, empty)| {
+            let value = payload
+                .get(&name)
+                .map_or(empty, serde_json::Value::to_string);
+            (name, value)
+        })
+        .collect()
+}
+
+/// Sample alert variables for a test render: one firing alert with labels, annotations and
+/// times, as Alertmanager sends them.
+pub fn alert_sample() -> BTreeMap<String, String> {
+    let labels = serde_json::json!({ "alertname": "HighLatency", "severity": "critical", "instance": "api-1" });
+    let annotations =
+        serde_json::json!({ "summary": "p99 latency above 2 s", "description": "sample" });
+    let payload = serde_json::json!({
+        "status": "firing",
+        "receiver": "zoomcast",
+        "groupKey": "{}:{alertname=\"HighLatency\"}",
+        "groupLabels": { "alertname": "HighLatency" },
+        "commonLabels": labels,
+        "commonAnnotations": annotations,
+        "externalURL": "http://alertmanager.example.com:9093",
+        "truncatedAlerts": 0,
+        "alerts": [{
+            "status": "firing",
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": "2026-12-07T09:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example.com:9090/graph",
+            "fingerprint": "c6a2d6a3b0e1f2a4",
+        }],
+    });
+    match payload {
+        serde_json::Value::Object(map) => alert_values(&map),
+        _ => BTreeMap::new(),
+    }
+}
+
 /// The longest value a run may give a variable, in bytes.
 pub const MAX_RUN_VALUE: usize = 64 * 1024;
 
@@ -123,5 +192,43 @@ mod tests {
         assert!(none.to_string().contains("declares none"), "{none}");
         assert_eq!(split_assignment("a=b=c").unwrap(), ("a", "b=c"));
         assert!(split_assignment("ab").is_err());
+    }
+}
+
+#[cfg(test)]
+mod alert_tests {
+    use super::*;
+    use crate::render::{Message, MessageTemplate, Text};
+
+    #[test]
+    fn an_alerts_fields_reach_a_template_as_structured_values() {
+        let text = |name: &str, source: &str| Text {
+            name: name.into(),
+            source: source.into(),
+        };
+        let message = Message::Card {
+            head: text(
+                "head",
+                "[{{ status | upper }}] {{ commonLabels.alertname }}",
+            ),
+            sub_head: None,
+            body: vec![crate::render::Block::Message(text(
+                "body",
+                "{% for a in alerts %}{{ a.labels.instance }}: {{ a.annotations.summary }}{% endfor %} ({{ alerts | length }})",
+            ))],
+        };
+        let template = MessageTemplate::compile(message).unwrap();
+        let card = template.render(&alert_sample()).unwrap();
+        assert_eq!(card["head"]["text"], "[FIRING] HighLatency");
+        assert_eq!(card["body"][0]["text"], "api-1: p99 latency above 2 s (1)");
+        // A run no alert started has the empty values.
+        let empty: BTreeMap<String, String> = alert_defaults().collect();
+        let card = template.render(&empty);
+        assert!(
+            card.is_err(),
+            "commonLabels.alertname is undefined on an empty alert"
+        );
+        let names: Vec<&str> = ALERT_VARIABLES.to_vec();
+        assert_eq!(names.len(), ALERT_DEFAULTS.len());
     }
 }

@@ -114,6 +114,9 @@ pub struct RunOptions {
     pub on_start: Option<OnStart>,
     /// A new run even when the job has an unfinished one (`send`: each message is its own).
     pub fresh: bool,
+    /// This recorded run of the job, not the job's newest unfinished one (an alert's run,
+    /// recorded when its notification arrived).
+    pub resume: Option<crate::state::RunId>,
 }
 
 /// Who is told a run's record when it starts ([`RunOptions::on_start`]).

@@ -187,11 +187,7 @@ impl Engine {
     /// one.
     async fn begin(&self, job: &Job, account: &str, options: &RunOptions) -> anyhow::Result<Begin> {
         let scheduled_for = options.scheduled_for;
-        let existing = match scheduled_for {
-            Some(tick) => self.runs.for_tick(&job.name, tick)?,
-            None if options.fresh => None,
-            None => self.runs.unfinished(&job.name)?,
-        };
+        let existing = self.existing(job, options)?;
         let file = std::path::absolute(&job.path).unwrap_or_else(|_| job.path.clone());
         let Some(mut record) = existing else {
             let record = RunRecord {
@@ -235,6 +231,11 @@ impl Engine {
             );
             return Ok(Begin::AlreadyRan(record));
         }
+        if options.resume.is_some() && record.resumes == 0 {
+            // Recorded when its notification arrived, and started for the first time now.
+            tracing::info!("starting run {} of job `{}`", record.id, job.name);
+            return Ok(Begin::Work(record));
+        }
         tracing::info!(
             "resuming run {} of job `{}`, started {} and interrupted before it finished",
             record.id,
@@ -255,6 +256,24 @@ impl Engine {
         record.job_file = Some(file);
         self.runs.put(&record).await?;
         Ok(Begin::Work(record))
+    }
+}
+
+impl Engine {
+    /// The recorded run a new start would work on: the tick's, the one asked for, or (by hand)
+    /// the job's newest unfinished one; `None` for a new run.
+    fn existing(&self, job: &Job, options: &RunOptions) -> anyhow::Result<Option<RunRecord>> {
+        Ok(match (options.scheduled_for, options.resume) {
+            (Some(tick), _) => self.runs.for_tick(&job.name, tick)?,
+            (None, Some(id)) => {
+                let record = self.runs.get(id)?.filter(|r| r.job == job.name);
+                Some(record.ok_or_else(|| {
+                    anyhow::anyhow!("run {id} of job `{}` is not recorded", job.name)
+                })?)
+            }
+            (None, None) if options.fresh => None,
+            (None, None) => self.runs.unfinished(&job.name)?,
+        })
     }
 }
 
@@ -293,6 +312,7 @@ pub(super) fn job_variables(
     started_at: DateTime<Utc>,
 ) -> BTreeMap<String, String> {
     let mut vars = job.vars.clone();
+    vars.extend(crate::config::vars::alert_defaults());
     vars.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
     vars.extend(run_variables(&job.name, run.0, started_at, job.timezone));
     vars

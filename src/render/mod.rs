@@ -8,4 +8,6 @@ pub mod sandbox;
 pub mod template;
 
 pub use error::RenderError;
-pub use template::{BUILTIN_VARIABLES, Block, Message, MessageTemplate, Text, worker};
+pub use template::{
+    ALERT_VARIABLES, BUILTIN_VARIABLES, Block, Message, MessageTemplate, Text, worker,
+};

@@ -60,6 +60,21 @@ fn card(answer: Result<Answer, Failure>) -> Result<Value, RenderError> {
 /// The variables every recipient has.
 pub const BUILTIN_VARIABLES: [&str; 4] = ["email", "first_name", "last_name", "display_name"];
 
+/// The variables of an alert (Alertmanager's webhook payload, design section 9), whose values
+/// are JSON text: a template reads them as the structured values they are (`alerts` a list,
+/// `commonLabels` a map). Every run has them (`crate::config::vars::alert_defaults`).
+pub const ALERT_VARIABLES: [&str; 9] = [
+    "status",
+    "receiver",
+    "groupKey",
+    "groupLabels",
+    "commonLabels",
+    "commonAnnotations",
+    "externalURL",
+    "truncatedAlerts",
+    "alerts",
+];
+
 /// How deep macros may call each other (minijinja allows 500, which a debug build's stack on
 /// a worker thread does not survive).
 const MAX_DEPTH: usize = 50;
@@ -137,6 +152,8 @@ pub struct MessageTemplate {
     message: Message,
     /// Where renders run when the binary caps their memory (see [`super::sandbox`]).
     sandbox: Option<Sandbox>,
+    /// Whether a text uses an alert variable, whose JSON text is then read as a value.
+    reads_alerts: bool,
 }
 
 impl MessageTemplate {
@@ -156,10 +173,18 @@ impl MessageTemplate {
         }
         if errors.is_empty() {
             let sandbox = Sandbox::new(&message);
+            let reads_alerts = texts(&message).any(|text| {
+                env.get_template(&text.name).is_ok_and(|t| {
+                    t.undeclared_variables(false)
+                        .iter()
+                        .any(|v| ALERT_VARIABLES.contains(&v.as_str()))
+                })
+            });
             Ok(Self {
                 env,
                 message,
                 sandbox,
+                reads_alerts,
             })
         } else {
             Err(errors)
@@ -326,10 +351,27 @@ impl MessageTemplate {
         text: &Text,
         vars: &BTreeMap<String, String>,
     ) -> Result<String, minijinja::Error> {
-        self.env
-            .get_template(&text.name)
-            .and_then(|t| t.render(vars))
+        let template = self.env.get_template(&text.name)?;
+        if !self.reads_alerts {
+            return template.render(vars);
+        }
+        let context: BTreeMap<&str, minijinja::Value> = vars
+            .iter()
+            .map(|(name, value)| (name.as_str(), variable(name, value)))
+            .collect();
+        template.render(context)
     }
+}
+
+/// A variable's value for a template: an alert variable's JSON text as the value it holds, any
+/// other as text.
+fn variable(name: &str, value: &str) -> minijinja::Value {
+    if ALERT_VARIABLES.contains(&name)
+        && let Ok(json) = serde_json::from_str::<serde_json::Value>(value)
+    {
+        return minijinja::Value::from_serialize(&json);
+    }
+    minijinja::Value::from(value)
 }
 
 /// Every text of `message`, in order.

@@ -64,20 +64,6 @@ pub trait Launcher: Send + Sync {
 pub type ManualRun =
     Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, anyhow::Result<String>> + Send>;
 
-/// What reaches the loop from outside while it runs.
-pub enum Event {
-    /// The jobs directory, loaded again (SIGHUP or a changed file).
-    Reload(JobSet),
-    /// Run a job now (`zoomcast run` beside the daemon). Started unless a run of the job is
-    /// going or shutdown began; a refused run is dropped unstarted, which its asker sees.
-    RunNow {
-        /// The job's name.
-        job: String,
-        /// The run.
-        run: ManualRun,
-    },
-}
-
 /// How long in-flight runs get, after SIGTERM or SIGINT, before they are told to stop.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -100,6 +86,8 @@ pub struct Scheduler<C, L> {
     runs_cancel: CancellationToken,
     /// Set once shutdown began: nothing new starts.
     stopping: bool,
+    /// Work queued by hand ([`Event::Enqueue`]), per job, in order.
+    waiting: HashMap<String, VecDeque<ManualRun>>,
 }
 
 impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
@@ -122,6 +110,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             task_jobs: HashMap::new(),
             runs_cancel: CancellationToken::new(),
             stopping: false,
+            waiting: HashMap::new(),
         }
     }
 
@@ -152,6 +141,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
                         let _ = self.apply(set);
                     }
                     Event::RunNow { job, run } => self.run_now(&job, run),
+                    Event::Enqueue { job, run } => self.enqueue(&job, run),
                 },
                 () = tokio::time::sleep(nap) => {}
             }
@@ -325,6 +315,15 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         self.spawn(name, run);
     }
 
+    /// Queues `run` behind the job's going run and the work queued before it.
+    fn enqueue(&mut self, name: &str, run: ManualRun) {
+        self.waiting
+            .entry(name.to_owned())
+            .or_default()
+            .push_back(run);
+        self.start_queued(name);
+    }
+
     /// Whether a run of the job is going.
     fn is_running(&self, name: &str) -> bool {
         self.task_jobs.values().any(|job| job == name)
@@ -338,6 +337,11 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
     /// Starts the job's next queued run if none is going.
     fn start_queued(&mut self, name: &str) {
         if self.stopping || self.is_running(name) {
+            return;
+        }
+        if let Some(run) = self.waiting.get_mut(name).and_then(VecDeque::pop_front) {
+            let run = run(self.runs_cancel.child_token());
+            self.spawn(name, run);
             return;
         }
         if let Some(tick) = self
@@ -398,6 +402,14 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
     /// and get [`STOP_GRACE`] to stop and flush.
     async fn drain(mut self) -> Result<(), StateError> {
         self.stopping = true;
+        let dropped: usize = self.waiting.values().map(VecDeque::len).sum();
+        if dropped > 0 {
+            tracing::warn!(
+                "{dropped} queued alert runs and edits were not started; runs recorded already \
+                 resume with their job's next run"
+            );
+        }
+        self.waiting.clear();
         if self.tasks.is_empty() {
             tracing::info!("stopped; no run was going");
             return Ok(());
@@ -439,6 +451,28 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         }
         true
     }
+}
+
+/// What reaches the loop from outside while it runs.
+pub enum Event {
+    /// The jobs directory, loaded again (SIGHUP or a changed file).
+    Reload(JobSet),
+    /// Run a job now (`zoomcast run` beside the daemon). Started unless a run of the job is
+    /// going or shutdown began; a refused run is dropped unstarted, which its asker sees.
+    RunNow {
+        /// The job's name.
+        job: String,
+        /// The run.
+        run: ManualRun,
+    },
+    /// Work on a job (an alert's run or edit) that waits its turn: started when no run of the
+    /// job is going, after the work queued before it. Dropped unstarted at shutdown.
+    Enqueue {
+        /// The job's name.
+        job: String,
+        /// The work.
+        run: ManualRun,
+    },
 }
 
 #[cfg(test)]

@@ -15,9 +15,10 @@ use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
 use crate::auth::login;
 use crate::config::Job;
 use crate::control::Checked;
+use crate::delivery::amend::Amend;
 use crate::delivery::{Engines, GrantCheck, RunOptions, RunReport};
 use crate::report;
-use crate::state::Grant;
+use crate::state::{Grant, RunId, RunRecord};
 
 /// How often grants are checked for keep-alive.
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(3600);
@@ -127,6 +128,59 @@ impl EngineLauncher {
         account: Option<&str>,
     ) -> anyhow::Result<Vec<crate::zoom::channels::Channel>> {
         self.engines.channels(app, account).await
+    }
+
+    /// Records a new run of `job` with its own `vars`, in the account it sends in, without
+    /// starting it (an alert's run, journaled when its notification arrives).
+    pub(super) async fn record_run(
+        &self,
+        job: &Job,
+        vars: BTreeMap<String, String>,
+    ) -> anyhow::Result<RunRecord> {
+        let app = self.engines.app(&job.app)?;
+        let from = app.sender_for(job).await?;
+        let file = std::path::absolute(&job.path).unwrap_or_else(|_| job.path.clone());
+        let record = RunRecord {
+            vars,
+            ..RunRecord::new(
+                RunId(0),
+                &job.name,
+                (&job.app, Some(&from.account_id)),
+                Some(file),
+            )
+        };
+        Ok(app.engine.runs.start_as(record).await?)
+    }
+
+    /// Gives run `run` of `job` new values of its variables and edits every message it sent
+    /// to the card as it renders with them (an alert group's later notification).
+    pub(super) async fn edit_run(
+        &self,
+        job: &Job,
+        (run, vars): (RunId, BTreeMap<String, String>),
+        cancel: CancellationToken,
+    ) -> anyhow::Result<String> {
+        let app = self.engines.app(&job.app)?;
+        if let Some(mut record) = app.engine.runs.get(run)? {
+            record.vars = vars;
+            app.engine.runs.put(&record).await?;
+        }
+        let from = app.sender_for(job).await?;
+        let options = RunOptions {
+            cancel,
+            ..RunOptions::default()
+        };
+        let report = app
+            .engine
+            .amend(job, &from, Some(run), Amend::Edit, options)
+            .await?;
+        Ok(format!(
+            "run {run} of job `{}` edited for its alert group: {} messages changed, {} already so, {} failed",
+            job.name,
+            report.changed,
+            report.unchanged,
+            report.failed.len()
+        ))
     }
 
     /// Checks the grants of `apps` with Zoom, as this process holds them.

@@ -77,8 +77,10 @@ impl Service {
             let runs = ApiRuns {
                 jobs_dir: self.jobs_dir.clone(),
                 config: self.config.clone(),
+                store: self.store.clone(),
                 launcher: launcher.clone(),
                 events: events.clone(),
+                alert_locks: Arc::default(),
             };
             let server = Server::new(engines.clone(), limits, Some(Arc::new(runs)));
             tasks.spawn(server.serve(listener, shutdown.clone()));

@@ -3,33 +3,62 @@
 //! so a job never runs twice at once; the request is answered as soon as the run is recorded,
 //! and the run goes on in the loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
-use super::daemon::Event;
+use super::daemon::{Event, ManualRun};
 use super::handler::{load_job, manual_run};
 use super::launcher::EngineLauncher;
-use crate::config::Config;
 use crate::config::vars::run_values;
+use crate::config::{Config, Job};
 use crate::control::Response;
 use crate::delivery::{OnStart, RunOptions};
-use crate::server::api::{RunStarter, StartError};
-use crate::state::RunRecord;
+use crate::server::api::{Notice, RunStarter, StartError};
+use crate::state::{AlertGroup, RunId, RunRecord, Store};
 
 /// Starts the API's runs in the scheduler loop.
 pub(super) struct ApiRuns {
     /// The only directory whose jobs it starts.
     pub(super) jobs_dir: PathBuf,
     pub(super) config: Arc<Config>,
+    pub(super) store: Arc<Store>,
     pub(super) launcher: Arc<EngineLauncher>,
     pub(super) events: mpsc::Sender<Event>,
+    /// One lock per job: a group's notifications are decided one at a time.
+    pub(super) alert_locks: Arc<AlertLocks>,
 }
 
+/// The per-job locks of alert notifications.
+pub(super) type AlertLocks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
 impl RunStarter for ApiRuns {
+    fn alert(&self, job: String, notice: Notice) -> BoxFuture<'static, Result<RunId, StartError>> {
+        let job_file = self.job_file(&job);
+        let lock = self.alert_lock(&job);
+        let (store, launcher, events) = (
+            self.store.clone(),
+            self.launcher.clone(),
+            self.events.clone(),
+        );
+        Box::pin(async move {
+            let job = job_file.await?;
+            let _decided = lock.lock().await;
+            let (run, work) = take_notice(&store, &launcher, &job, notice).await?;
+            let event = Event::Enqueue {
+                job: job.name.clone(),
+                run: work,
+            };
+            if events.send(event).await.is_err() {
+                return Err(StartError::ShuttingDown);
+            }
+            Ok(run)
+        })
+    }
+
     fn start(
         &self,
         job: String,
@@ -85,6 +114,83 @@ impl RunStarter for ApiRuns {
             }
         })
     }
+}
+
+impl ApiRuns {
+    /// The job file of the jobs directory named `job`, loaded (off the runtime's workers).
+    fn job_file(&self, job: &str) -> BoxFuture<'static, Result<Arc<Job>, StartError>> {
+        let path = self.jobs_dir.join(format!("{job}.toml"));
+        let (jobs_dir, config) = (self.jobs_dir.clone(), self.config.clone());
+        let name = job.to_owned();
+        Box::pin(async move {
+            if name.is_empty()
+                || name.contains(['/', '\\'])
+                || name.starts_with('.')
+                || !path.is_file()
+            {
+                return Err(StartError::NoJob(crate::output::clean(&name, 80)));
+            }
+            load_job(&jobs_dir, path, config)
+                .await
+                .map_err(|answer| match answer {
+                    Response::Invalid(why) => StartError::Invalid(why),
+                    Response::Failed(why) => StartError::Failed(why),
+                    _ => StartError::Failed("loading the job failed".into()),
+                })
+        })
+    }
+
+    /// The lock of `job`'s alert notifications.
+    fn alert_lock(&self, job: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .alert_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        locks.entry(job.to_owned()).or_default().clone()
+    }
+}
+
+/// What one notification does: start a new run for its group, or edit the group's run.
+async fn take_notice(
+    store: &Store,
+    launcher: &Arc<EngineLauncher>,
+    job: &Arc<Job>,
+    notice: Notice,
+) -> Result<(RunId, ManualRun), StartError> {
+    let failed = |e: crate::state::StateError| StartError::Failed(e.to_string());
+    let groups = store.alert_groups().map_err(failed)?;
+    let open = groups
+        .get(&job.name, &notice.group_key)
+        .map_err(failed)?
+        .filter(|g| !g.resolved);
+    let (run, work): (RunId, ManualRun) = if let Some(group) = open {
+        let (launcher, job, vars) = (launcher.clone(), job.clone(), notice.vars);
+        let edit: ManualRun = Box::new(move |cancel| {
+            Box::pin(async move { launcher.edit_run(&job, (group.run, vars), cancel).await })
+        });
+        (group.run, edit)
+    } else {
+        let record = launcher
+            .record_run(job, notice.vars)
+            .await
+            .map_err(|e| StartError::Failed(format!("{e:#}")))?;
+        let options = RunOptions {
+            resume: Some(record.id),
+            ..RunOptions::default()
+        };
+        let (done, _) = oneshot::channel();
+        (record.id, manual_run(launcher, job.clone(), options, done))
+    };
+    let group = AlertGroup {
+        run,
+        resolved: notice.resolved,
+        at: chrono::Utc::now(),
+    };
+    groups
+        .set(&job.name, &notice.group_key, &group)
+        .await
+        .map_err(failed)?;
+    Ok((run, work))
 }
 
 /// A receiver of the run's record, and the hook that sends it once the run is recorded.

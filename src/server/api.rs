@@ -40,6 +40,22 @@ pub trait RunStarter: Send + Sync + 'static {
         job: String,
         vars: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<RunRecord, StartError>>;
+
+    /// Takes an alert notification for `job`: the first of its group starts a run (recorded
+    /// before the answer, sent when the job is free), a later one of an open group edits that
+    /// run's messages (queued behind the job's runs). The run's id either way.
+    fn alert(&self, job: String, notice: Notice) -> BoxFuture<'static, Result<RunId, StartError>>;
+}
+
+/// An Alertmanager (or Grafana) notification, as a run takes it.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// Its `groupKey`: notifications of one group share their messages.
+    pub group_key: String,
+    /// Whether it resolves the group (`status` is `resolved`).
+    pub resolved: bool,
+    /// Its fields as the job's alert variables (JSON text).
+    pub vars: BTreeMap<String, String>,
 }
 
 /// Why a run did not start.
@@ -79,7 +95,7 @@ impl StartError {
 
 /// A refusal: its status, and a JSON body `{"error": "..."}`.
 #[derive(Debug)]
-pub(super) struct ApiError(StatusCode, String);
+pub(super) struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -146,7 +162,7 @@ fn unauthorized() -> ApiError {
 }
 
 /// 403 unless `key` may start runs of `job`.
-fn allowed(key: &ApiKey, job: &str) -> Result<(), ApiError> {
+pub(super) fn allowed(key: &ApiKey, job: &str) -> Result<(), ApiError> {
     if key.allows(job) {
         Ok(())
     } else {
@@ -263,7 +279,7 @@ async fn start(
     Ok(record)
 }
 
-fn refuse(e: StartError) -> ApiError {
+pub(super) fn refuse(e: StartError) -> ApiError {
     error(e.status(), e)
 }
 

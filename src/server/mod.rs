@@ -20,6 +20,7 @@
 //! On shutdown it stops accepting, lets the requests in flight and the chat replies they
 //! started finish (for at most [`DRAIN`]), and returns.
 
+mod alerts;
 pub mod api;
 pub mod body;
 mod commands;
@@ -182,6 +183,7 @@ impl Server {
         Router::new()
             .route("/v1/jobs/{job}/runs", post(api::start_run))
             .route("/v1/runs/{id}", get(api::get_run))
+            .route("/v1/alertmanager/{job}", post(alerts::notify))
             .route_layer(middleware::from_fn_with_state(self.clone(), api::authorize))
             .with_state(self.clone())
             .layer(middleware::from_fn_with_state(

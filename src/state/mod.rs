@@ -16,6 +16,7 @@
 //! wrapper with narrow verbs. A database that will not open is reported with the way to
 //! recover, never recreated: a lost refresh token costs a person's time.
 
+pub mod alert_groups;
 pub mod api_keys;
 pub mod codec;
 pub mod deliveries;
@@ -39,6 +40,7 @@ pub mod totals;
 
 use std::path::{Path, PathBuf};
 
+pub use alert_groups::{AlertGroup, AlertGroups};
 pub use api_keys::{ApiKey, ApiKeys, KeyError};
 pub use deliveries::{Deliveries, Delivery, DeliveryState, Edited, Reminder, Rendered};
 pub use fires::Fires;
@@ -166,6 +168,8 @@ pub struct Store {
     once_pruned: std::sync::Arc<std::sync::atomic::AtomicI64>,
     /// When the `idempotency` tree is next swept, shared by its handles.
     idempotency_swept: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// When the `alert_groups` tree is next swept, shared by its handles.
+    alert_groups_swept: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -204,6 +208,7 @@ impl Store {
             keys,
             once_pruned: std::sync::Arc::default(),
             idempotency_swept: std::sync::Arc::default(),
+            alert_groups_swept: std::sync::Arc::default(),
         };
         let grants = store.grants()?;
         let resealed = grants.reseal()?;
@@ -311,6 +316,11 @@ impl Store {
     /// The `idempotency` tree (the HTTP API's `Idempotency-Key`s and their runs).
     pub fn idempotency(&self) -> Result<Idempotency, StateError> {
         Idempotency::open(&self.db, &self.flusher, self.idempotency_swept.clone())
+    }
+
+    /// The `alert_groups` tree (each Alertmanager group's run).
+    pub fn alert_groups(&self) -> Result<AlertGroups, StateError> {
+        AlertGroups::open(&self.db, &self.flusher, self.alert_groups_swept.clone())
     }
 
     /// The `api_keys` tree (keys of the HTTP API, hashed).

@@ -4,6 +4,7 @@
 mod harness;
 
 mod accounts;
+mod alerts;
 mod api;
 mod at_rest;
 mod auth;

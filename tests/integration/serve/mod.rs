@@ -62,6 +62,11 @@ impl Served {
         Self { child, base, log }
     }
 
+    /// Where its log goes.
+    pub(crate) fn log_path(&self) -> &std::path::Path {
+        &self.log
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
