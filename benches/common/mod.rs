@@ -97,11 +97,16 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new(emu: &Emulator) -> Self {
+        Self::at(&emu.url)
+    }
+
+    /// A workspace logged in against the emulator at `emulator_url`.
+    pub fn at(emulator_url: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("jobs")).unwrap();
         let ws = Self {
             dir,
-            emulator_url: emu.url.clone(),
+            emulator_url: emulator_url.to_owned(),
         };
         let mut login = ws
             .command(&["auth", "login", "--no-browser", "--port", "0"])
