@@ -92,9 +92,21 @@ pub struct Metrics {
     webhook_events: Family<EventLabels, Counter>,
     /// Whether any webhook request was counted (an empty family is not exposed).
     any_webhook: std::sync::atomic::AtomicBool,
+    /// Presses of a run's acknowledging button, by job.
+    acknowledgements: Family<JobLabel, Counter>,
+    any_acknowledgement: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
+    /// Counts one press of a run's acknowledging button, on a message of `job`.
+    pub fn acknowledged(&self, job: &str) {
+        self.any_acknowledgement
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.acknowledgements
+            .get_or_create(&JobLabel { job: label(job) })
+            .inc();
+    }
+
     /// Counts one webhook request for `app`.
     pub fn webhook(&self, app: &str, event: &str, verdict: Verdict) {
         self.any_webhook
@@ -214,6 +226,16 @@ fn register_process(registry: &mut Registry, server: &Server) {
             "zoomcast_webhook_events",
             "Webhook requests by app, event and verdict",
             metrics.webhook_events.clone(),
+        );
+    }
+    if metrics
+        .any_acknowledgement
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        registry.register(
+            "zoomcast_acknowledgements",
+            "Presses of a run's acknowledging button, by job (this process)",
+            metrics.acknowledgements.clone(),
         );
     }
 }

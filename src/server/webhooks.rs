@@ -272,8 +272,9 @@ async fn button_pressed(route: &AppRoute, payload: Value) -> (Verdict, Response)
     let Ok(pressed) = serde_json::from_value::<ButtonPress>(payload) else {
         return malformed();
     };
+    let value = crate::output::clean(&pressed.action_item.value, 200);
     let press = Press {
-        value: crate::output::clean(&pressed.action_item.value, 200),
+        value: value.clone(),
         by: crate::output::clean(&pressed.user_jid, 200),
         at: chrono::Utc::now(),
     };
@@ -287,6 +288,12 @@ async fn button_pressed(route: &AppRoute, payload: Value) -> (Verdict, Response)
                 "app `{}`: a button press on a message of run {run}",
                 route.app
             );
+            let record = route.server.store.runs().and_then(|runs| runs.get(run));
+            if let Ok(Some(record)) = record
+                && record.acknowledge.as_deref() == Some(value.as_str())
+            {
+                route.server.metrics.acknowledged(&record.job);
+            }
             answered(Verdict::Accepted)
         }
         // A message of another sender, or of a run whose details were deleted.
