@@ -231,7 +231,10 @@ impl Engine {
             );
             return Ok(Begin::AlreadyRan(record));
         }
-        if options.resume.is_some() && record.resumes == 0 {
+        if options.resume.is_some()
+            && record.resumes == 0
+            && self.tally(record.id).await?.0.total == 0
+        {
             // Recorded when its notification arrived, and started for the first time now.
             tracing::info!("starting run {} of job `{}`", record.id, job.name);
             return Ok(Begin::Work(record));

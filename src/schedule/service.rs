@@ -82,7 +82,10 @@ impl Service {
                 events: events.clone(),
                 alert_locks: Arc::default(),
             };
-            let server = Server::new(engines.clone(), limits, Some(Arc::new(runs)));
+            let runs = Arc::new(runs);
+            let resumed = runs.clone();
+            tasks.spawn(async move { resumed.resume_alerts().await });
+            let server = Server::new(engines.clone(), limits, Some(runs));
             tasks.spawn(server.serve(listener, shutdown.clone()));
         }
         tasks.spawn(keep_grants_alive(launcher.clone(), shutdown.clone()));

@@ -18,7 +18,7 @@ use crate::config::{Config, Job};
 use crate::control::Response;
 use crate::delivery::{OnStart, RunOptions};
 use crate::server::api::{Notice, RunStarter, StartError};
-use crate::state::{AlertGroup, RunId, RunRecord, Store};
+use crate::state::{AlertGroup, RunId, RunRecord, StateError, Store};
 
 /// Starts the API's runs in the scheduler loop.
 pub(super) struct ApiRuns {
@@ -140,6 +140,46 @@ impl ApiRuns {
         })
     }
 
+    /// Queues the alert runs a stop left recorded but not sent (or sent in part), oldest first:
+    /// every notification that was answered is sent. Called once at start.
+    pub(super) async fn resume_alerts(&self) {
+        let recorded = match unsent_alert_runs(&self.store) {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::error!("the alert runs left unsent could not be read: {e}");
+                return;
+            }
+        };
+        for (name, ids) in recorded {
+            let job = match self.job_file(&name).await {
+                Ok(job) => job,
+                Err(e) => {
+                    tracing::error!("job `{name}` has alert runs left unsent, but: {e}");
+                    continue;
+                }
+            };
+            tracing::info!(
+                "job `{name}`: {} alert runs recorded before the last stop are queued to send",
+                ids.len()
+            );
+            for id in ids {
+                let options = RunOptions {
+                    resume: Some(id),
+                    ..RunOptions::default()
+                };
+                let (done, _) = oneshot::channel();
+                let run = manual_run(&self.launcher, job.clone(), options, done);
+                let event = Event::Enqueue {
+                    job: name.clone(),
+                    run,
+                };
+                if self.events.send(event).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
     /// The lock of `job`'s alert notifications.
     fn alert_lock(&self, job: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self
@@ -148,6 +188,27 @@ impl ApiRuns {
             .unwrap_or_else(PoisonError::into_inner);
         locks.entry(job.to_owned()).or_default().clone()
     }
+}
+
+/// Every job's unfinished runs that an alert notification recorded, oldest first.
+fn unsent_alert_runs(store: &Store) -> Result<Vec<(String, Vec<RunId>)>, StateError> {
+    let runs = store.runs()?;
+    let mut found = Vec::new();
+    for (job, totals) in runs.all_totals()? {
+        let mut ids = Vec::new();
+        for id in totals.unfinished {
+            if runs
+                .get(id)?
+                .is_some_and(|r| r.vars.contains_key("groupKey"))
+            {
+                ids.push(id);
+            }
+        }
+        if !ids.is_empty() {
+            found.push((job, ids));
+        }
+    }
+    Ok(found)
 }
 
 /// What one notification does: start a new run for its group, or edit the group's run.

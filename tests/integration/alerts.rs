@@ -257,3 +257,31 @@ fn a_hundred_groups_at_once_are_all_journaled_and_sent_within_the_accounts_limit
     assert_eq!(totals[0]["runs"], 100, "{totals}");
     assert_eq!(totals[0]["ended"]["succeeded"], 100, "{totals}");
 }
+
+#[test]
+fn an_answered_notification_is_sent_after_a_crash_before_its_turn() {
+    let env = Env::new();
+    env.login();
+    env.job("oncall", &alert_job(&["ana@example.com"]));
+    let key = key(&env);
+    let mut served = Served::start(&env);
+    // A slow run holds the job, so the notification's run is recorded and waits its turn.
+    env.adjust_knobs(|k| k.latency_ms = 3000);
+    let first = notify(&served, &key, "oncall", &payload("a", "firing", &["api-1"]));
+    let queued = notify(&served, &key, "oncall", &payload("b", "firing", &["api-2"]));
+    assert_eq!((first.0, queued.0), (200, 200));
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    env.adjust_knobs(|k| k.latency_ms = 0);
+    let served = Served::start(&env);
+    wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
+        cards(&env).iter().any(|c| c.2 == "api-2 (1)").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the queued notification is sent after the restart: {:?}\n{}",
+            cards(&env),
+            std::fs::read_to_string(served.log_path()).unwrap_or_default()
+        )
+    });
+}
