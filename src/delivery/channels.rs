@@ -7,7 +7,7 @@
 use chrono::Utc;
 
 use super::Stop;
-use super::call::{Pace, Tries, User, call};
+use super::call::{Tries, User, call};
 use super::context::ChatCtx;
 use crate::state::{CachedLookup, DeliveryState};
 use crate::user::ZoomUser;
@@ -57,13 +57,7 @@ impl ChatCtx<'_> {
     async fn list_channels(&self) -> Result<Result<Vec<Channel>, DeliveryState>, Stop> {
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
-        let pace = Pace {
-            shared: &self.lookup_limiter,
-            ceiling: None,
-            ceiling_taken: false,
-            slots: &self.slots,
-            rate_limited: &self.lookups_limited,
-        };
+        let pace = self.lookup_pace();
         let mut all = Vec::new();
         let mut next = String::new();
         for _ in 0..MAX_PAGES {

@@ -91,6 +91,18 @@ impl ChatCtx<'_> {
         }
     }
 
+    /// The pace of a Users API request (a lookup, a page of channels): the account's lookup
+    /// limiter and the run's slots.
+    pub(super) fn lookup_pace(&self) -> Pace<'_> {
+        Pace {
+            shared: &self.lookup_limiter,
+            ceiling: None,
+            ceiling_taken: false,
+            slots: &self.slots,
+            rate_limited: &self.lookups_limited,
+        }
+    }
+
     /// The pace of a Chatbot API request other than a send (an edit, a delete, a reminder):
     /// the account's send limiter and the run's slots, without the job's send ceiling.
     pub(super) fn chat_pace(&self) -> Pace<'_> {
@@ -123,13 +135,7 @@ impl ChatCtx<'_> {
         }
         let zoom = &self.engine.zoom;
         let max = self.job.delivery.max_attempts.get();
-        let pace = Pace {
-            shared: &self.lookup_limiter,
-            ceiling: None,
-            ceiling_taken: false,
-            slots: &self.slots,
-            rate_limited: &self.lookups_limited,
-        };
+        let pace = self.lookup_pace();
         let answer = call::<User, _, _>(
             &self.sender.tokens,
             &pace,

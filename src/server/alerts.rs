@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 
-use super::api::{ApiError, Notice, allowed, error, refuse};
-use super::{MAX_BODY, Server};
+use super::Server;
+use super::api::{ApiError, Notice, allowed, error, read_body, refuse, starter};
 use crate::config::vars::alert_values;
 use crate::state::{ApiKey, RunId};
 
@@ -45,22 +45,8 @@ async fn take(
     (headers, body): (&HeaderMap, Body),
 ) -> Result<RunId, ApiError> {
     allowed(key, job)?;
-    let runs = server.runs.clone().ok_or_else(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this server starts no runs",
-        )
-    })?;
-    let held = server
-        .bodies
-        .read(headers, body, MAX_BODY)
-        .await
-        .map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("the body could not be read: {e}"),
-            )
-        })?;
+    let runs = starter(server)?;
+    let held = read_body(server, headers, body).await?;
     let notice = notice(&held.bytes)?;
     let status = if notice.resolved {
         "resolved"

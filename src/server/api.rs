@@ -260,12 +260,7 @@ async fn start(
     (headers, body): (&HeaderMap, Body),
 ) -> Result<RunRecord, ApiError> {
     allowed(key, job)?;
-    let runs = server.runs.clone().ok_or_else(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this server starts no runs",
-        )
-    })?;
+    let runs = starter(server)?;
     let vars = read_vars(server, headers, body).await?;
     let record = match idempotency_key(headers)? {
         Some(idem) => start_once(server, runs.as_ref(), (job, &idem), vars).await?,
@@ -283,13 +278,23 @@ pub(super) fn refuse(e: StartError) -> ApiError {
     error(e.status(), e)
 }
 
-/// The request's `vars`, from its JSON body (which may be empty).
-async fn read_vars(
+/// What starts this server's runs, if anything does (503 otherwise).
+pub(super) fn starter(server: &Server) -> Result<Arc<dyn RunStarter>, ApiError> {
+    server.runs.clone().ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server starts no runs",
+        )
+    })
+}
+
+/// The request's body, read under the server's budget (400 if it cannot be).
+pub(super) async fn read_body(
     server: &Server,
     headers: &HeaderMap,
     body: Body,
-) -> Result<BTreeMap<String, String>, ApiError> {
-    let held = server
+) -> Result<super::body::Held, ApiError> {
+    server
         .bodies
         .read(headers, body, MAX_BODY)
         .await
@@ -298,7 +303,16 @@ async fn read_vars(
                 StatusCode::BAD_REQUEST,
                 format!("the body could not be read: {e}"),
             )
-        })?;
+        })
+}
+
+/// The request's `vars`, from its JSON body (which may be empty).
+async fn read_vars(
+    server: &Server,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let held = read_body(server, headers, body).await?;
     if held.bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(BTreeMap::new());
     }

@@ -6,13 +6,13 @@
 //! once an hour.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode};
-use super::{Flusher, RunId, StateError};
+use super::{Flusher, RunId, StateError, sweep};
 
 /// How long a group is remembered after its last notification.
 pub const FORGET_AFTER: TimeDelta = TimeDelta::days(30);
@@ -71,30 +71,12 @@ impl AlertGroups {
 
     /// Deletes groups silent for [`FORGET_AFTER`], at most once an hour.
     fn sweep_if_due(&self, now: DateTime<Utc>) -> Result<(), StateError> {
-        let due = self.next_sweep.load(Ordering::Relaxed);
-        if now.timestamp() < due
-            || self
-                .next_sweep
-                .compare_exchange(
-                    due,
-                    now.timestamp() + 3600,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-        {
+        if !sweep::due(&self.next_sweep, now.timestamp(), 3600) {
             return Ok(());
         }
-        for item in &self.tree {
-            let (key, value) = item?;
-            let silent = decode::<AlertGroup>(&value).map_or(true, |g| now - g.at >= FORGET_AFTER);
-            if silent {
-                let _ = self
-                    .tree
-                    .compare_and_swap(&key, Some(value), None::<&[u8]>)?;
-            }
-        }
-        Ok(())
+        sweep::delete_expired(&self.tree, |value| {
+            decode::<AlertGroup>(value).map_or(true, |g| now - g.at >= FORGET_AFTER)
+        })
     }
 }
 
@@ -108,6 +90,7 @@ fn key(job: &str, group_key: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[tokio::test]
     async fn a_group_remembers_its_run_until_it_has_been_silent_a_month() {

@@ -8,13 +8,13 @@
 //! than [`KEEP`] are deleted at most once an hour, off the request's path.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode};
-use super::{Flusher, RunId, StateError};
+use super::{Flusher, RunId, StateError, sweep};
 
 /// How long a key answers with its run.
 pub const KEEP: TimeDelta = TimeDelta::hours(24);
@@ -104,26 +104,12 @@ impl Idempotency {
 
     /// Deletes entries older than [`KEEP`], at most once an hour.
     fn sweep_if_due(&self, now: DateTime<Utc>) -> Result<(), StateError> {
-        let due = self.next_sweep.load(Ordering::Relaxed);
-        let next = now.timestamp() + 3600;
-        if now.timestamp() < due
-            || self
-                .next_sweep
-                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        if !sweep::due(&self.next_sweep, now.timestamp(), 3600) {
             return Ok(());
         }
-        for item in &self.tree {
-            let (key, value) = item?;
-            let old = decode::<Entry>(&value).map_or(true, |e| now - e.at >= KEEP);
-            if old {
-                let _ = self
-                    .tree
-                    .compare_and_swap(&key, Some(value), None::<&[u8]>)?;
-            }
-        }
-        Ok(())
+        sweep::delete_expired(&self.tree, |value| {
+            decode::<Entry>(value).map_or(true, |e| now - e.at >= KEEP)
+        })
     }
 }
 

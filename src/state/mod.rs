@@ -36,6 +36,7 @@ pub mod record;
 pub mod retention;
 pub mod runs;
 pub mod seal;
+mod sweep;
 pub mod totals;
 
 use std::path::{Path, PathBuf};

@@ -14,9 +14,9 @@
 //! `/install` and its callback, one flushed write each, and go 10 minutes later.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 
-use super::{Flusher, StateError};
+use super::{Flusher, StateError, sweep};
 
 /// What an entry is for: its key's first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,25 +105,12 @@ impl Once {
     /// Removes the entries whose window closed before `now`, if none was pruned for a minute,
     /// on tokio's blocking pool: the scan is as long as the tree.
     async fn prune(&self, now: i64) -> Result<(), StateError> {
-        let due = self.next_prune.load(Ordering::Relaxed);
-        if now < due
-            || self
-                .next_prune
-                .compare_exchange(due, now + PRUNE_EVERY, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        if !sweep::due(&self.next_prune, now, PRUNE_EVERY) {
             return Ok(());
         }
         let tree = self.tree.clone();
         tokio::task::spawn_blocking(move || {
-            for entry in &tree {
-                let (key, value) = entry?;
-                if closes(&value) < now {
-                    tree.compare_and_swap(&key, Some(value), None::<&[u8]>)?
-                        .ok();
-                }
-            }
-            Ok(())
+            sweep::delete_expired(&tree, |value| closes(value) < now)
         })
         .await
         .expect("pruning does not panic")
