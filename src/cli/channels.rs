@@ -22,7 +22,16 @@ pub(super) struct Args {
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
-    // A listing may refresh the grant's access token: it is the store's holder's to do.
+    // Nothing to list without a grant: no state directory is created for this.
+    if !ctx.state_dir.exists() {
+        anyhow::bail!(
+            "the state directory {} does not exist: no grant is stored there yet (`zoomcast \
+             auth login` starts one), or --state (ZOOMCAST_STATE) should name another",
+            ctx.state_dir.display()
+        );
+    }
+    // A listing may refresh the grant's access token: it is the store's holder's to do, so
+    // beside a standalone command holding the state this waits for it (up to --wait).
     let (state, _answering) = ctx.write_state().await?;
     let channels = match state {
         State::Local(store) => {

@@ -442,5 +442,6 @@ async fn run_of(server: &Server, key: &ApiKey, id: &str) -> Result<RunRecord, Ap
         }
     };
     allowed(key, &record.job)?;
+    tracing::debug!("API key `{}` read run {id}", key.name);
     Ok(record)
 }
