@@ -93,6 +93,7 @@ impl Listing<'_> {
             "timezone": job.timezone.name(),
             "app": job.app,
             "recipients": job.recipient_count,
+            "suspended": job.suspend,
             "next": self.next.iter().map(DateTime::to_rfc3339).collect::<Vec<_>>(),
             "next_utc": self.next.iter().map(|t| t.to_utc().to_rfc3339()).collect::<Vec<_>>(),
             "last_run": self.last.as_ref().map(report::run_json),
@@ -105,8 +106,9 @@ impl Listing<'_> {
             .schedule
             .as_ref()
             .map_or_else(|| "manual only".to_owned(), |s| format!("\"{s}\""));
+        let suspended = if job.suspend { "  suspended" } else { "" };
         outln!(
-            "{}  {schedule}  {}  app {}",
+            "{}  {schedule}  {}  app {}{suspended}",
             job.name,
             job.timezone.name(),
             job.app

@@ -235,6 +235,7 @@ impl<'a> Checker<'a> {
                 delivery: file.delivery,
                 policy,
                 keep_runs: file.keep_runs,
+                suspend: file.suspend,
             }),
             _ => Err(Invalid {
                 diagnostics: self.problems,

@@ -39,6 +39,8 @@ pub struct JobFile {
         deserialize_with = "within::<_, _, 1, 1_000_000>"
     )]
     pub(super) keep_runs: NonZeroU32,
+    #[serde(default)]
+    pub(super) suspend: bool,
     pub(super) recipients: Spanned<RecipientsFile>,
     #[serde(default)]
     pub(super) vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
@@ -248,6 +250,9 @@ pub struct Job {
     /// How many of the job's newest runs keep their record (`keep_runs`); older ones are
     /// folded into the job's totals.
     pub keep_runs: NonZeroU32,
+    /// Whether the scheduler passes the job's ticks over (`suspend = true`); ticks passed over
+    /// are not caught up when it is resumed. `run` still runs it.
+    pub suspend: bool,
 }
 
 /// The job's name: the file stem.

@@ -217,6 +217,14 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             next: None,
             queue: VecDeque::new(),
         };
+        if job.suspend {
+            // Nothing missed while it was suspended (or the scheduler down) is caught up.
+            record_tick(&self.fires, &name, now);
+            slot.next = next_tick(&job, now);
+            tracing::info!("job `{name}` is suspended: the scheduler passes its ticks over");
+            self.slots.insert(name, slot);
+            return Ok(());
+        }
         if let Some(run) = self.runs.unfinished(&name)? {
             resume(&job, &run, now, &mut slot);
         }
@@ -262,6 +270,10 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             };
             let jitter = first.due - first.at;
             let due_until = now - jitter;
+            if job.suspend {
+                self.pass_over(&name, &job, due_until);
+                continue;
+            }
             let late_until = due_until - TimeDelta::from_std(LATE).expect("small");
             // Schedules have whole seconds: just before the first due tick, no other is.
             let mut on_time_after = first.at - TimeDelta::milliseconds(1);
@@ -280,6 +292,16 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
                 slot.next = next_tick(&job, due_until);
             }
             self.start_queued(&name);
+        }
+    }
+
+    /// Passes a suspended job's ticks due by `until` over, recorded as fired: resuming the job
+    /// catches none of them up.
+    fn pass_over(&mut self, name: &str, job: &Job, until: DateTime<Utc>) {
+        record_tick(&self.fires, name, until);
+        tracing::debug!("job `{name}` is suspended: its ticks until {until} are passed over");
+        if let Some(slot) = self.slots.get_mut(name) {
+            slot.next = next_tick(job, until);
         }
     }
 
@@ -903,6 +925,40 @@ mod tests {
         shutdown.cancel();
         task.await.unwrap().unwrap();
         let expected: Vec<_> = ["02", "04", "05", "10", "15"]
+            .iter()
+            .map(|s| at(&format!("2026-11-23T10:00:{s}Z")))
+            .collect();
+        assert_eq!(h.ticks(), expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suspended_job_fires_nothing_and_resuming_it_catches_nothing_up() {
+        let h = Harness::new("2026-11-23T10:00:00.500Z", Duration::from_millis(100));
+        // Down since 09:50 with `catch_up = "all"`: suspended, none of it is caught up either.
+        h.store
+            .fires()
+            .unwrap()
+            .set("s", at("2026-11-23T09:50:00Z"))
+            .unwrap();
+        let job = |extra| h.job("s", "*/2 * * * * *", extra);
+        let suspended = "suspend = true\ncatch_up = \"all\"";
+        let (task, shutdown, events) = h.start(vec![job(suspended)], secs(5));
+        tokio::time::sleep(secs(7)).await; // ticks 02, 04, 06 passed over
+        assert!(h.calls().is_empty(), "{:?}", h.calls());
+        let reload = |jobs| {
+            Event::Reload(JobSet {
+                jobs,
+                broken: Vec::new(),
+            })
+        };
+        events
+            .send(reload(vec![job("catch_up = \"all\"")]))
+            .await
+            .unwrap();
+        tokio::time::sleep(secs(4)).await; // 08, 10
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let expected: Vec<_> = ["08", "10"]
             .iter()
             .map(|s| at(&format!("2026-11-23T10:00:{s}Z")))
             .collect();

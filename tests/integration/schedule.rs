@@ -249,3 +249,23 @@ fn sigterm_mid_run_drains_and_the_next_start_resumes_without_duplicates() {
         "a drained run leaves nothing uncertain: no duplicates"
     );
 }
+
+#[test]
+fn a_suspended_job_is_listed_as_such_and_still_runs_by_hand() {
+    let env = Env::new();
+    env.login();
+    let job = format!(
+        "schedule = \"0 9 * * *\"\nsuspend = true\n{}",
+        job_to(&["ana@example.com"])
+    );
+    env.job("paused", &job);
+    let listed = env.run(&["jobs", "--json"]).code(0).json();
+    assert_eq!(listed[0]["suspended"], true, "{listed}");
+    env.run(&["jobs"]).code(0).stdout_has("suspended");
+    env.run(&["run", "paused"]).code(0).stdout_has("1 sent");
+    env.job("paused", &job.replace("suspend = true\n", ""));
+    assert_eq!(
+        env.run(&["jobs", "--json"]).code(0).json()[0]["suspended"],
+        false
+    );
+}
