@@ -127,11 +127,9 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         vars,
         ..RunOptions::default()
     };
-    let report = app
-        .engine
-        .run(&job, &from, options)
-        .await
-        .map_err(|e| interrupted(e, &args.job))?;
+    let result = app.engine.run(&job, &from, options).await;
+    engines.notify_failure(&job, (&app, &from), &result).await;
+    let report = result.map_err(|e| interrupted(e, &args.job))?;
     finish(&report, args)
 }
 

@@ -190,6 +190,7 @@ impl<'a> Checker<'a> {
         } = self.recipients(&file.recipients);
         let inline = !inline_recipients.is_empty();
         let vars = self.vars(&file.vars, &columns);
+        let on_failure = self.on_failure(&file.on_failure);
         // What a run adds: the job's `[vars]`, and `job`, `run_id` and `now` (here, a sample).
         let mut job_vars = vars.clone();
         let tz = timezone.unwrap_or(Tz::UTC);
@@ -236,6 +237,7 @@ impl<'a> Checker<'a> {
                 policy,
                 keep_runs: file.keep_runs,
                 suspend: file.suspend,
+                on_failure,
             }),
             _ => Err(Invalid {
                 diagnostics: self.problems,
@@ -549,4 +551,36 @@ fn channel_name(written: &str) -> Result<String, String> {
         ));
     }
     Ok(format!("#{name}"))
+}
+
+impl Checker<'_> {
+    /// `on_failure`: each an email, a user JID, a channel JID or `#name`; the others are
+    /// reported.
+    fn on_failure(&mut self, list: &[Spanned<String>]) -> Vec<String> {
+        let mut addresses = Vec::new();
+        for address in list {
+            let text = address.get_ref().trim();
+            let lower = text.to_lowercase();
+            let valid = if text.starts_with('#') {
+                channel_name(text)
+                    .map(|_| ())
+                    .map_err(|why| (why, "write `#` and the channel's name"))
+            } else if is_channel_jid(&lower)
+                || is_user_jid(&lower)
+                || recipients::is_plausible_email(&lower)
+            {
+                Ok(())
+            } else {
+                Err((
+                    format!("`{}` is not an address", crate::output::clean(text, 80)),
+                    "an email, a user JID, a channel JID or #channel-name",
+                ))
+            };
+            match valid {
+                Ok(()) => addresses.push(text.to_owned()),
+                Err((why, help)) => self.report(address.span(), why, help),
+            }
+        }
+        addresses
+    }
 }

@@ -41,6 +41,8 @@ pub struct JobFile {
     pub(super) keep_runs: NonZeroU32,
     #[serde(default)]
     pub(super) suspend: bool,
+    #[serde(default)]
+    pub(super) on_failure: Vec<Spanned<String>>,
     pub(super) recipients: Spanned<RecipientsFile>,
     #[serde(default)]
     pub(super) vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
@@ -253,6 +255,9 @@ pub struct Job {
     /// Whether the scheduler passes the job's ticks over (`suspend = true`); ticks passed over
     /// are not caught up when it is resumed. `run` still runs it.
     pub suspend: bool,
+    /// Who is told when a run partly fails, is aborted or is closed (`on_failure`): emails,
+    /// user JIDs, channel JIDs and `#channel-name`s.
+    pub on_failure: Vec<String>,
 }
 
 /// The job's name: the file stem.

@@ -167,11 +167,14 @@ impl Engines {
         Ok(app.engine.channels(&tokens).await?)
     }
 
-    /// Runs `job` with its app's engine, as that app's sender.
+    /// Runs `job` with its app's engine, as that app's sender; a run that went wrong is told
+    /// to the job's `on_failure` addresses.
     pub async fn run(&self, job: &Job, options: RunOptions) -> anyhow::Result<RunReport> {
         let app = self.app(&job.app)?;
         let from = app.sender_for(job).await?;
-        app.engine.run(job, &from, options).await
+        let result = app.engine.run(job, &from, options).await;
+        self.notify_failure(job, (&app, &from), &result).await;
+        result
     }
 }
 

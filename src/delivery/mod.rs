@@ -36,6 +36,7 @@ pub mod engines;
 pub mod journal;
 pub mod limiter;
 pub mod limiters;
+mod notice;
 mod outside;
 mod pipeline;
 pub mod preview;

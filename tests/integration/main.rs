@@ -18,6 +18,7 @@ mod history;
 mod hostile;
 mod inproc;
 mod messages;
+mod on_failure;
 mod operators;
 mod progress;
 mod rate_limits;
