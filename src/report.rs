@@ -195,6 +195,22 @@ pub fn run_summary(r: &RunRecord) -> String {
     )
 }
 
+/// Logs how a run ended, with its job, run id, app, account and outcome as fields of their own
+/// (for JSON logs); a run that partly failed, was aborted or was closed at WARN.
+pub fn log_run(r: &RunRecord) {
+    let line = run_summary(r);
+    let (job, run_id, app) = (r.job.as_str(), r.id.0, r.app.as_str());
+    let (account, outcome) = (r.account.as_deref().unwrap_or(""), status_name(&r.status));
+    match r.status {
+        RunStatus::Succeeded | RunStatus::Running => {
+            tracing::info!(job, run_id, app, account, outcome, "{line}");
+        }
+        RunStatus::PartlyFailed | RunStatus::Aborted(_) | RunStatus::Closed(_) => {
+            tracing::warn!(job, run_id, app, account, outcome, "{line}");
+        }
+    }
+}
+
 /// A table of deliveries: email, state, and the message id or failure reason.
 pub fn deliveries_text(deliveries: &[Delivery]) -> String {
     let width = deliveries

@@ -236,10 +236,13 @@ impl Engine {
             && self.tally(record.id).await?.0.total == 0
         {
             // Recorded when its notification arrived, and started for the first time now.
-            tracing::info!("starting run {} of job `{}`", record.id, job.name);
+            let (name, run_id) = (job.name.as_str(), record.id.0);
+            tracing::info!(job = name, run_id, "starting run {run_id} of job `{name}`");
             return Ok(Begin::Work(record));
         }
         tracing::info!(
+            job = job.name.as_str(),
+            run_id = record.id.0,
             "resuming run {} of job `{}`, started {} and interrupted before it finished",
             record.id,
             job.name,

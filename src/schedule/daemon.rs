@@ -403,9 +403,11 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         };
         let name = self.task_jobs.remove(&id).unwrap_or_default();
         match outcome {
-            // The summary names the job (`run 3 of job `team` succeeded: ...`).
-            Ok(summary) => tracing::info!("{summary}"),
-            Err(e) => tracing::error!("job `{name}`: {e:#}"),
+            // A run's end was logged with its fields already (`report::log_run`); other work
+            // (an alert's edit) says how it went here.
+            Ok(summary) if summary.is_empty() => {}
+            Ok(summary) => tracing::info!(job = name.as_str(), "{summary}"),
+            Err(e) => tracing::error!(job = name.as_str(), "job `{name}`: {e:#}"),
         }
         self.start_queued(&name);
     }

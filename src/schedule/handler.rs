@@ -249,7 +249,10 @@ pub(super) fn manual_run(
         Box::pin(async move {
             let result = run.await;
             let summary = match &result {
-                Ok(report) => Ok(report::run_summary(&report.record)),
+                Ok(report) => {
+                    report::log_run(&report.record);
+                    Ok(String::new())
+                }
                 Err(e) => Err(anyhow::anyhow!("{e:#}")),
             };
             let _ = done.send(result);

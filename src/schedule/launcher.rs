@@ -219,6 +219,9 @@ impl Launcher for EngineLauncher {
             ..RunOptions::default()
         };
         let run = self.run(job, options);
-        Box::pin(async move { Ok(report::run_summary(&run.await?.record)) })
+        Box::pin(async move {
+            report::log_run(&run.await?.record);
+            Ok(String::new())
+        })
     }
 }

@@ -135,3 +135,47 @@ fn a_login_whose_scheduler_stopped_meanwhile_stores_the_grant_itself() {
     status.code(0);
     assert_eq!(status.json()[0]["user_email"], "admin@example.com");
 }
+
+#[test]
+fn json_logs_carry_the_job_run_app_account_and_outcome_and_a_partly_failed_run_warns() {
+    use crate::serve::{Served, http};
+    let env = Env::new();
+    env.login();
+    env.job(
+        "payroll",
+        &crate::harness::job_to(&["ana@example.com", "nobody@example.com"]),
+    );
+    let key = env.run(&["api-key", "create", "ci"]);
+    key.code(0);
+    let served = Served::start_with(&env, |cmd| {
+        cmd.env("ZOOMCAST_LOG_FORMAT", "json");
+    });
+    let answer = http()
+        .post(served.url("/v1/jobs/payroll/runs"))
+        .bearer_auth(key.stdout.trim())
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 202);
+    let run: serde_json::Value = answer.json().unwrap();
+    let ended = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
+        let log = std::fs::read_to_string(served.log_path()).ok()?;
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["fields"]["outcome"].is_string())
+    })
+    .expect("the run's end is logged");
+    assert_eq!(ended["level"], "WARN", "{ended}");
+    let fields = &ended["fields"];
+    assert_eq!(fields["job"], "payroll");
+    assert_eq!(fields["run_id"], run["run_id"]);
+    assert_eq!(fields["app"], "default");
+    assert_eq!(fields["outcome"], "partly_failed");
+    assert_eq!(fields["account"], env.emu().knobs().account_id);
+    assert!(
+        fields["message"]
+            .as_str()
+            .unwrap()
+            .contains("partly failed: 2 recipients, 1 sent, 1 failed"),
+        "{ended}"
+    );
+}
