@@ -50,6 +50,16 @@ impl Finding {
         }
     }
 
+    /// Passes, with something worth changing.
+    fn warn(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            check: check.into(),
+            ok: true,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
     fn fail(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
             check: check.into(),
@@ -65,7 +75,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         Some(app) => vec![app.clone()],
         None => ctx.config.app_names().map(str::to_owned).collect(),
     };
-    let mut checks = Vec::new();
+    let mut checks = vec![config_file(ctx)];
     let mut endpoints = Vec::new();
     for name in &names {
         let (check, app) = app_check(ctx, name);
@@ -83,7 +93,11 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         outln!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
         for c in &checks {
-            let mark = if c.ok { "ok  " } else { "FAIL" };
+            let mark = match (c.ok, &c.fix) {
+                (true, None) => "ok  ",
+                (true, Some(_)) => "warn",
+                (false, _) => "FAIL",
+            };
             outln!("{mark} {}: {}", c.check, c.detail);
             if let Some(fix) = &c.fix {
                 outln!("     fix: {fix}");
@@ -94,6 +108,23 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
         anyhow::bail!("{failed} of {} checks failed", checks.len());
     }
     Ok(Outcome::Done)
+}
+
+/// Which configuration file was read, if any, and where one is looked for.
+fn config_file(ctx: &Context) -> Finding {
+    if let Some(path) = ctx.config.source() {
+        return Finding::pass("configuration file", format!("read {}", path.display()));
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let looked: Vec<String> = crate::config::config_candidates(env)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let detail = format!(
+        "none found (looked for {}): the environment only",
+        looked.join(", ")
+    );
+    Finding::pass("configuration file", detail)
 }
 
 /// An app's configuration: credentials present, the chatbot JID a chat JID.
@@ -158,12 +189,17 @@ async fn state_check(ctx: &Context, names: &[String], checks: &mut Vec<Finding>)
     };
     checks.push(Finding::pass("state directory", format!("{dir}: {how}")));
     // As the process holding the state stores them: a running scheduler has its own key.
-    let at_rest = match state.sealed_with().await {
-        Ok(Some(id)) => format!("encrypted with state key {id}"),
-        Ok(None) => "stored in plain form; set ZOOMCAST_STATE_KEY_FILE to encrypt them".to_owned(),
-        Err(e) => format!("unknown ({e:#})"),
-    };
-    checks.push(Finding::pass("tokens at rest", at_rest));
+    checks.push(match state.sealed_with().await {
+        Ok(Some(id)) => Finding::pass("tokens at rest", format!("encrypted with state key {id}")),
+        Ok(None) => Finding::warn(
+            "tokens at rest",
+            "stored in plain form: anyone who reads the state directory or a backup of it holds \
+             the account's refresh tokens",
+            "`zoomcast state new-key` into a file only zoomcast reads, ZOOMCAST_STATE_KEY_FILE \
+             naming it, then `zoomcast state rekey` (see Operations, Tokens at rest)",
+        ),
+        Err(e) => Finding::pass("tokens at rest", format!("unknown ({e:#})")),
+    });
     match state.grants(names.to_vec()).await {
         Ok(rows) => {
             for row in rows.iter().filter(|r| names.contains(&r.app)) {

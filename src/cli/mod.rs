@@ -163,11 +163,17 @@ impl Context {
         jobs: &Path,
         wait: std::time::Duration,
     ) -> Result<Self, Invalid> {
-        let (path, explicit) = match config {
-            Some(p) => (p.to_owned(), true),
-            None => (PathBuf::from("zoomcast.toml"), false),
-        };
         let env = |k: &str| std::env::var(k).ok();
+        let (path, explicit) = if let Some(p) = config {
+            (p.to_owned(), true)
+        } else {
+            let candidates = crate::config::config_candidates(env);
+            let found = candidates.iter().find(|p| p.exists()).cloned();
+            (
+                found.unwrap_or_else(|| PathBuf::from("zoomcast.toml")),
+                false,
+            )
+        };
         Ok(Self {
             config: Config::load(&path, explicit, env)?,
             state_dir: state.to_owned(),

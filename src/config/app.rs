@@ -320,8 +320,13 @@ fn env_overrides(
 }
 
 impl Config {
-    /// Reads `path` (an explicit `--config` must exist; the default `zoomcast.toml` may be
-    /// absent) and lays `env` over the default app.
+    /// The file read, if one was.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// Reads `path` (an explicit `--config` must exist; a default one may be absent) and lays
+    /// `env` over the default app.
     pub fn load(
         path: &Path,
         explicit: bool,

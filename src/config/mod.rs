@@ -26,3 +26,24 @@ pub use diagnostic::{Diagnostic, Invalid};
 pub use job::{CatchUp, DeliverySettings, Job, OnUncertain, Overlap, SchedulePolicy, job_name};
 pub use jobs_dir::JobSet;
 pub use plan::Plan;
+
+/// Where the configuration file is looked for when `--config` names none, in order:
+/// `zoomcast.toml` in the current directory, `$XDG_CONFIG_HOME/zoomcast/zoomcast.toml` (else
+/// `~/.config/zoomcast/zoomcast.toml`), and `/etc/zoomcast/zoomcast.toml`.
+pub fn config_candidates(env: impl Fn(&str) -> Option<String>) -> Vec<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let mut candidates = vec![PathBuf::from("zoomcast.toml")];
+    let xdg = env("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            env("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        });
+    if let Some(dir) = xdg {
+        candidates.push(dir.join("zoomcast").join("zoomcast.toml"));
+    }
+    candidates.push(PathBuf::from("/etc/zoomcast/zoomcast.toml"));
+    candidates
+}

@@ -227,3 +227,40 @@ fn every_final_error_starts_with_error() {
         );
     }
 }
+
+#[test]
+fn the_configuration_is_found_under_xdg_config_home_and_doctor_names_it_and_warns_of_plain_tokens()
+{
+    let env = Env::new();
+    env.login();
+    let doctor = env.run(&["doctor"]);
+    doctor
+        .code(0)
+        .stdout_has("configuration file: none found (looked for zoomcast.toml")
+        .stdout_has("/etc/zoomcast/zoomcast.toml): the environment only")
+        .stdout_has("warn tokens at rest: stored in plain form")
+        .stdout_has("zoomcast state new-key");
+    let dir = env.dir.path().join("xdg/zoomcast");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("zoomcast.toml"),
+        "[apps.second]\nclient_id = \"x\"\nclient_secret = \"y\"\n",
+    )
+    .unwrap();
+    env.run(&["doctor", "--app", "default"])
+        .code(0)
+        .stdout_has(&format!(
+            "configuration file: read {}",
+            dir.join("zoomcast.toml").display()
+        ));
+    // The file is the configuration: its app exists (with no grant yet), another does not.
+    let second = env.run(&["auth", "status", "--app", "second"]);
+    assert!(
+        !second.stderr.contains("no app called"),
+        "{}",
+        second.stderr
+    );
+    env.run(&["auth", "status", "--app", "third"])
+        .code(1)
+        .stderr_has("no app called `third`");
+}

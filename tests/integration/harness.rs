@@ -143,6 +143,8 @@ impl Env {
         cmd.current_dir(self.dir.path())
             .env("ZOOMCAST_STATE", self.state_dir())
             .env("ZOOMCAST_JOBS", self.jobs_dir())
+            // No configuration of the machine's user is read: its own, under the test's dir.
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("ZOOM_ACCOUNT_ID")
