@@ -1,20 +1,24 @@
-//! `GET /metrics`: Prometheus series in the `OpenMetrics` text format, encoded by
-//! `prometheus-client`.
+//! `GET /metrics`: Prometheus series, encoded by `prometheus-client` in the `OpenMetrics` text
+//! format, or in the Prometheus text format (0.0.4) for a scraper that does not ask for
+//! `OpenMetrics` ([`prometheus_text`]). Jobs are labelled `job_name`: Prometheus gives every
+//! series the target's own `job` label.
 //!
 //! The runs' series are read from each job's totals in the store (one entry per job, kept up
 //! to date as runs are written and folded: a scrape reads no run record), so runs started by
-//! `zoomcast run` in another process are counted too: `zoomcast_runs_total{job,outcome}` (runs
-//! ended), `zoomcast_deliveries_total{job,outcome}`, `zoomcast_rate_limited_total{endpoint}`
-//! (the runs' requests Zoom answered 429) and
-//! `zoomcast_job_last_success_timestamp_seconds{job}`. Every counter only grows. What only this
-//! process sees is counted in memory: `zoomcast_token_refreshes_total{app,result}` and
-//! `zoomcast_webhook_events_total{app,event,verdict}`.
+//! `zoomcast run` in another process are counted too: `zoomcast_runs_total{job_name,outcome}`
+//! (runs ended), `zoomcast_deliveries_total{job_name,outcome}`,
+//! `zoomcast_rate_limited_total{endpoint}` (the runs' requests Zoom answered 429),
+//! `zoomcast_job_last_success_timestamp_seconds{job_name}` and
+//! `zoomcast_job_last_run_timestamp_seconds{job_name}`; the grants' `zoomcast_grant_valid{app,
+//! account}`. Every counter only grows. What only this process sees is counted in memory:
+//! `zoomcast_token_refreshes_total{app,result}`, `zoomcast_webhook_events_total{app,event,
+//! verdict}` and `zoomcast_acknowledgements_total{job_name}`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +33,9 @@ use crate::state::{StateError, Store, Totals};
 
 /// The content type of the `OpenMetrics` text format.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the Prometheus text format, for scrapers that do not ask for
+/// `OpenMetrics`.
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What became of a webhook request.
 #[derive(Debug, Clone, Copy)]
@@ -66,13 +73,19 @@ struct EventLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct JobOutcome {
-    job: String,
+    job_name: String,
     outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct JobLabel {
-    job: String,
+    job_name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct GrantLabels {
+    app: String,
+    account: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
@@ -103,7 +116,9 @@ impl Metrics {
         self.any_acknowledgement
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.acknowledgements
-            .get_or_create(&JobLabel { job: label(job) })
+            .get_or_create(&JobLabel {
+                job_name: label(job),
+            })
             .inc();
     }
 
@@ -121,14 +136,15 @@ impl Metrics {
     }
 }
 
-pub(super) async fn scrape(State(server): State<Arc<Server>>) -> Response {
+pub(super) async fn scrape(State(server): State<Arc<Server>>, headers: HeaderMap) -> Response {
     let store = server.store.clone();
-    let totals = match off_workers(move || read_totals(&store)).await {
-        Ok(totals) => totals,
+    let stored = match off_workers(move || read_stored(&store)).await {
+        Ok(stored) => stored,
         Err(e) => return unavailable(&e),
     };
     let mut registry = Registry::default();
-    register_totals(&mut registry, &totals);
+    register_totals(&mut registry, &stored.totals);
+    register_grants(&mut registry, &stored.grants);
     register_process(&mut registry, &server);
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
@@ -138,7 +154,57 @@ pub(super) async fn scrape(State(server): State<Arc<Server>>) -> Response {
         )
             .into_response();
     }
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+    if wants_openmetrics(&headers) {
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+    } else {
+        let text = prometheus_text(&text);
+        ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response()
+    }
+}
+
+/// Whether the scraper asks for `OpenMetrics` (Prometheus does, first, when it can read it).
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|kind| {
+            let mut parts = kind.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            let refused = parts.any(|p| p.replace(' ', "") == "q=0");
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        })
+}
+
+/// The Prometheus text format (0.0.4) of an `OpenMetrics` exposition: a counter's family is
+/// named as its samples are (`_total`), and there is no `# EOF` or `# UNIT` line.
+fn prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|rest| rest.strip_suffix(" counter"))
+        {
+            counters.insert(name.to_owned());
+        }
+    }
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        text.push_str(renamed.as_deref().unwrap_or(line));
+        text.push('\n');
+    }
+    text
 }
 
 fn unavailable(e: &StateError) -> Response {
@@ -150,9 +216,26 @@ fn unavailable(e: &StateError) -> Response {
         .into_response()
 }
 
-/// Every job's totals: one entry per job, however many runs there were.
-fn read_totals(store: &Store) -> Result<Vec<(String, Totals)>, StateError> {
-    store.runs()?.all_totals()
+/// What a scrape reads from the store: every job's totals (one entry per job, however many
+/// runs there were), and every grant with whether it works.
+struct Stored {
+    totals: Vec<(String, Totals)>,
+    grants: Vec<(String, String, bool)>,
+}
+
+fn read_stored(store: &Store) -> Result<Stored, StateError> {
+    let grants = store.grants()?;
+    let mut held = Vec::new();
+    for (app, account) in grants.all()? {
+        let valid = grants
+            .get(&app, &account)?
+            .is_some_and(|grant| grant.dead.is_none());
+        held.push((app, account, valid));
+    }
+    Ok(Stored {
+        totals: store.runs()?.all_totals()?,
+        grants: held,
+    })
 }
 
 /// The series read from each job's totals.
@@ -160,6 +243,7 @@ fn register_totals(registry: &mut Registry, totals: &[(String, Totals)]) {
     let mut finished = BTreeMap::<JobOutcome, u64>::new();
     let mut deliveries = BTreeMap::<JobOutcome, u64>::new();
     let mut last_success = BTreeMap::<JobLabel, i64>::new();
+    let mut last_run = BTreeMap::<JobLabel, i64>::new();
     let mut limited = BTreeMap::<EndpointLabel, u64>::new();
     for (job, t) in totals {
         for (endpoint, n) in [
@@ -184,7 +268,20 @@ fn register_totals(registry: &mut Registry, totals: &[(String, Totals)]) {
             }
         }
         if let Some(at) = t.last_success {
-            last_success.insert(JobLabel { job: label(job) }, at.timestamp());
+            last_success.insert(
+                JobLabel {
+                    job_name: label(job),
+                },
+                at.timestamp(),
+            );
+        }
+        if let Some(at) = t.last_run {
+            last_run.insert(
+                JobLabel {
+                    job_name: label(job),
+                },
+                at.timestamp(),
+            );
         }
     }
     let help = "Runs ended, by job and outcome (a run aborted and resumed ends twice)";
@@ -193,14 +290,52 @@ fn register_totals(registry: &mut Registry, totals: &[(String, Totals)]) {
     register_counters(registry, "zoomcast_deliveries", help, deliveries);
     let help = "Requests of runs Zoom answered 429, by endpoint";
     register_counters(registry, "zoomcast_rate_limited", help, limited);
-    if !last_success.is_empty() {
-        let gauges = Family::<JobLabel, Gauge>::default();
-        for (job, at) in last_success {
-            gauges.get_or_create(&job).set(at);
-        }
-        let help = "When each job's newest fully successful run finished";
-        registry.register("zoomcast_job_last_success_timestamp_seconds", help, gauges);
+    let help = "When each job's newest fully successful run finished";
+    register_gauges(
+        registry,
+        "zoomcast_job_last_success_timestamp_seconds",
+        help,
+        last_success,
+    );
+    let help = "When each job's newest run started";
+    register_gauges(
+        registry,
+        "zoomcast_job_last_run_timestamp_seconds",
+        help,
+        last_run,
+    );
+}
+
+/// Registers a family of gauges with these values, unless it has none.
+fn register_gauges<L>(registry: &mut Registry, name: &str, help: &str, values: BTreeMap<L, i64>)
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+{
+    if values.is_empty() {
+        return;
     }
+    let family = Family::<L, Gauge>::default();
+    for (labels, value) in values {
+        family.get_or_create(&labels).set(value);
+    }
+    registry.register(name, help, family);
+}
+
+/// Whether each stored grant works: 1, or 0 once Zoom refused it (it is dead until someone
+/// authorizes again).
+fn register_grants(registry: &mut Registry, grants: &[(String, String, bool)]) {
+    let values: BTreeMap<GrantLabels, i64> = grants
+        .iter()
+        .map(|(app, account, valid)| {
+            let labels = GrantLabels {
+                app: label(app),
+                account: label(account),
+            };
+            (labels, i64::from(*valid))
+        })
+        .collect();
+    let help = "Whether each account's grant of each app works (0 once Zoom refused it)";
+    register_gauges(registry, "zoomcast_grant_valid", help, values);
 }
 
 /// The series this process counted.
@@ -267,7 +402,7 @@ fn label(value: &str) -> String {
 
 fn job_outcome(job: &str, outcome: &str) -> JobOutcome {
     JobOutcome {
-        job: label(job),
+        job_name: label(job),
         outcome: outcome.to_owned(),
     }
 }
@@ -307,7 +442,8 @@ mod tests {
         let text = encoded(&[("we\"ird\\job".into(), totals)]);
         let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&text);
         assert!(parsed.is_ok(), "{text}\n{parsed:?}");
-        assert_eq!(parsed.unwrap().families.len(), 4, "{text}");
+        // Runs, deliveries, 429s, the last success and the last run.
+        assert_eq!(parsed.unwrap().families.len(), 5, "{text}");
     }
 
     #[test]
@@ -318,16 +454,40 @@ mod tests {
         let records: Vec<_> = (1..=500).map(|id| succeeded(id, "team")).collect();
         runs.write(&records).unwrap();
         let before = records_read();
-        let totals = read_totals(&store).unwrap();
-        let text = encoded(&totals);
+        let stored = read_stored(&store).unwrap();
+        let text = encoded(&stored.totals);
         assert_eq!(records_read(), before, "the scrape decoded run records");
         assert!(
-            text.contains("zoomcast_runs_total{job=\"team\",outcome=\"succeeded\"} 500"),
+            text.contains("zoomcast_runs_total{job_name=\"team\",outcome=\"succeeded\"} 500"),
             "{text}"
         );
         assert!(
-            text.contains("zoomcast_deliveries_total{job=\"team\",outcome=\"sent\"} 500"),
+            text.contains("zoomcast_deliveries_total{job_name=\"team\",outcome=\"sent\"} 500"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_scraper_that_does_not_ask_for_openmetrics_gets_the_prometheus_text_format() {
+        let ask = |accept: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, accept.parse().unwrap());
+            wants_openmetrics(&headers)
+        };
+        assert!(ask(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+        ));
+        assert!(!ask("text/plain;version=0.0.4"));
+        assert!(!ask("application/openmetrics-text;q=0,text/plain"));
+        assert!(!wants_openmetrics(&HeaderMap::new()));
+        let openmetrics = "# HELP zoomcast_runs Runs ended.\n# TYPE zoomcast_runs counter\n\
+                           zoomcast_runs_total{job_name=\"a\"} 2\n# HELP zoomcast_grant_valid Valid.\n\
+                           # TYPE zoomcast_grant_valid gauge\nzoomcast_grant_valid 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(openmetrics),
+            "# HELP zoomcast_runs_total Runs ended.\n# TYPE zoomcast_runs_total counter\n\
+             zoomcast_runs_total{job_name=\"a\"} 2\n# HELP zoomcast_grant_valid Valid.\n\
+             # TYPE zoomcast_grant_valid gauge\nzoomcast_grant_valid 1\n"
         );
     }
 }

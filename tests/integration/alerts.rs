@@ -201,11 +201,11 @@ fn a_group_sends_once_is_edited_as_it_grows_and_resolves_and_firing_again_sends_
         .text()
         .unwrap();
     assert!(
-        scrape.contains(r#"zoomcast_runs_total{job="oncall",outcome="succeeded"} 2"#),
+        scrape.contains(r#"zoomcast_runs_total{job_name="oncall",outcome="succeeded"} 2"#),
         "{scrape}"
     );
     assert!(
-        scrape.contains(r#"zoomcast_acknowledgements_total{job="oncall"} 1"#),
+        scrape.contains(r#"zoomcast_acknowledgements_total{job_name="oncall"} 1"#),
         "{scrape}"
     );
 }

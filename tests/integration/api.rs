@@ -160,7 +160,7 @@ fn a_key_starts_a_run_with_its_own_vars_and_every_refusal_has_its_status() {
         .text()
         .unwrap();
     assert!(
-        scrape.contains(r#"zoomcast_runs_total{job="deploy",outcome="succeeded"} 2"#),
+        scrape.contains(r#"zoomcast_runs_total{job_name="deploy",outcome="succeeded"} 2"#),
         "{scrape}"
     );
     // A key reads only its jobs' runs.

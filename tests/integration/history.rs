@@ -136,8 +136,12 @@ fn folding_old_runs_keeps_every_counter_exact() {
     let counters = || {
         let metrics = scrape(&served);
         let value = |family, outcome| {
-            series(&metrics, family, &[("job", "team"), ("outcome", outcome)])
-                .unwrap_or_else(|| panic!("{family} {outcome}: {metrics}"))
+            series(
+                &metrics,
+                family,
+                &[("job_name", "team"), ("outcome", outcome)],
+            )
+            .unwrap_or_else(|| panic!("{family} {outcome}: {metrics}"))
         };
         (
             value("zoomcast_runs", "partly_failed"),

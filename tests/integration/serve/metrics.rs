@@ -12,19 +12,19 @@ fn healthz_and_metrics_count_runs_made_by_another_process() {
     let runs = series(
         &metrics,
         "zoomcast_runs",
-        &[("job", "team"), ("outcome", "succeeded")],
+        &[("job_name", "team"), ("outcome", "succeeded")],
     );
     assert_eq!(runs, Some(1.0), "{metrics}");
     let sent = series(
         &metrics,
         "zoomcast_deliveries",
-        &[("job", "team"), ("outcome", "sent")],
+        &[("job_name", "team"), ("outcome", "sent")],
     );
     assert_eq!(sent, Some(2.0));
     let last = series(
         &metrics,
         "zoomcast_job_last_success_timestamp_seconds",
-        &[("job", "team")],
+        &[("job_name", "team")],
     )
     .unwrap();
     #[allow(clippy::cast_precision_loss)] // seconds since the epoch, well within f64
@@ -37,7 +37,7 @@ fn healthz_and_metrics_count_runs_made_by_another_process() {
         series(
             &metrics,
             "zoomcast_runs",
-            &[("job", "team"), ("outcome", "succeeded")]
+            &[("job_name", "team"), ("outcome", "succeeded")]
         ),
         Some(2.0)
     );
@@ -64,6 +64,51 @@ fn metrics_count_the_429s_of_runs_made_by_another_process() {
     assert_eq!(
         series(&metrics, "zoomcast_rate_limited", &[("endpoint", "chat")]),
         Some(expected),
+        "{metrics}"
+    );
+    served.stop();
+}
+
+#[test]
+fn metrics_negotiate_their_format_and_show_the_last_run_and_each_grant() {
+    let (env, served) = served_after_a_run();
+    let metrics = scrape(&served);
+    let started = series(
+        &metrics,
+        "zoomcast_job_last_run_timestamp_seconds",
+        &[("job_name", "team")],
+    )
+    .unwrap();
+    #[allow(clippy::cast_precision_loss)] // seconds since the epoch, well within f64
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(started > now - 120.0 && started <= now, "{started}");
+    let account = env.emu().knobs().account_id;
+    let grant = [("app", "default"), ("account", account.as_str())];
+    assert_eq!(series(&metrics, "zoomcast_grant_valid", &grant), Some(1.0));
+
+    // A client that does not ask for OpenMetrics gets the Prometheus text format: a counter's
+    // help and type name its samples, and no `# EOF`.
+    let plain = http().get(served.url("/metrics")).send().unwrap();
+    assert_eq!(
+        plain.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = plain.text().unwrap();
+    assert!(
+        text.contains("# TYPE zoomcast_runs_total counter\n"),
+        "{text}"
+    );
+    assert!(text.contains("# HELP zoomcast_runs_total "), "{text}");
+    assert!(!text.contains("# EOF"), "{text}");
+
+    // Zoom refuses the grant: it is dead, and the series says so.
+    env.emu().revoke_all_grants();
+    env.emu().kill_user_access_tokens();
+    env.run(&["doctor"]).code(1);
+    let metrics = scrape(&served);
+    assert_eq!(
+        series(&metrics, "zoomcast_grant_valid", &grant),
+        Some(0.0),
         "{metrics}"
     );
     served.stop();

@@ -177,8 +177,16 @@ pub(crate) fn optout_count(env: &Env) -> usize {
     listed.as_array().map_or(0, Vec::len)
 }
 
+/// `/metrics` in the `OpenMetrics` format, as Prometheus asks for it.
 pub(crate) fn scrape(served: &Served) -> String {
-    let response = http().get(served.url("/metrics")).send().unwrap();
+    let response = http()
+        .get(served.url("/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .unwrap();
     assert_eq!(response.status(), 200);
     response.text().unwrap()
 }

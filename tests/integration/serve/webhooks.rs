@@ -204,6 +204,7 @@ fn schedule_listen_serves_beside_the_scheduler() {
     env.run(&["run", "team"]).code(0);
     let metrics = http()
         .get(format!("{base}/metrics"))
+        .header("accept", "application/openmetrics-text")
         .send()
         .unwrap()
         .text()
@@ -211,7 +212,7 @@ fn schedule_listen_serves_beside_the_scheduler() {
     let runs = series(
         &metrics,
         "zoomcast_runs",
-        &[("job", "team"), ("outcome", "succeeded")],
+        &[("job_name", "team"), ("outcome", "succeeded")],
     );
     assert_eq!(runs, Some(1.0), "{metrics}");
     let (log, _) = daemon.stop();
