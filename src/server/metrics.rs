@@ -8,8 +8,9 @@
 //! `zoomcast run` in another process are counted too: `zoomcast_runs_total{job_name,outcome}`
 //! (runs ended), `zoomcast_deliveries_total{job_name,outcome}`,
 //! `zoomcast_rate_limited_total{endpoint}` (the runs' requests Zoom answered 429),
-//! `zoomcast_job_last_success_timestamp_seconds{job_name}` and
-//! `zoomcast_job_last_run_timestamp_seconds{job_name}`; the grants' `zoomcast_grant_valid{app,
+//! `zoomcast_job_last_success_timestamp_seconds{job_name}`,
+//! `zoomcast_job_last_run_timestamp_seconds{job_name}`, `zoomcast_run_duration_seconds{job_name}`
+//! (a histogram kept in the totals); the grants' `zoomcast_grant_valid{app,
 //! account}`. Every counter only grows. What only this process sees is counted in memory:
 //! `zoomcast_token_refreshes_total{app,result}`, `zoomcast_webhook_events_total{app,event,
 //! verdict}` and `zoomcast_acknowledgements_total{job_name}`.
@@ -20,7 +21,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -29,6 +32,7 @@ use prometheus_client::registry::Registry;
 use super::Server;
 use super::signature::Refused;
 use crate::state::off_workers;
+use crate::state::totals::{DURATION_BOUNDS, Durations};
 use crate::state::{StateError, Store, Totals};
 
 /// The content type of the `OpenMetrics` text format.
@@ -304,6 +308,53 @@ fn register_totals(registry: &mut Registry, totals: &[(String, Totals)]) {
         help,
         last_run,
     );
+    let durations: Vec<(JobLabel, Durations)> = totals
+        .iter()
+        .filter(|(_, t)| t.durations.count > 0)
+        .map(|(job, t)| {
+            (
+                JobLabel {
+                    job_name: label(job),
+                },
+                t.durations.clone(),
+            )
+        })
+        .collect();
+    if !durations.is_empty() {
+        registry.register_collector(Box::new(RunDurations(durations)));
+    }
+}
+
+/// `zoomcast_run_duration_seconds{job_name}`: a histogram kept in each job's totals, encoded
+/// as it stands (prometheus-client's own histogram only counts observations in memory).
+#[derive(Debug)]
+struct RunDurations(Vec<(JobLabel, Durations)>);
+
+impl Collector for RunDurations {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let help = "How long runs took, from their start to each ending, by job.";
+        let mut family = encoder.encode_descriptor(
+            "zoomcast_run_duration_seconds",
+            help,
+            None,
+            MetricType::Histogram,
+        )?;
+        for (labels, d) in &self.0 {
+            #[allow(clippy::cast_precision_loss)] // seconds and counts far below 2^52
+            let buckets: Vec<(f64, u64)> = DURATION_BOUNDS
+                .iter()
+                .map(|b| *b as f64)
+                .chain([f64::MAX])
+                .zip(d.buckets.iter().copied().chain(std::iter::repeat(0)))
+                .collect();
+            #[allow(clippy::cast_precision_loss)]
+            let sum = d.sum_ms as f64 / 1000.0;
+            family
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(sum, d.count, &buckets, None)?;
+        }
+        Ok(())
+    }
 }
 
 /// Registers a family of gauges with these values, unless it has none.
@@ -442,8 +493,8 @@ mod tests {
         let text = encoded(&[("we\"ird\\job".into(), totals)]);
         let parsed = openmetrics_parser::openmetrics::parse_openmetrics(&text);
         assert!(parsed.is_ok(), "{text}\n{parsed:?}");
-        // Runs, deliveries, 429s, the last success and the last run.
-        assert_eq!(parsed.unwrap().families.len(), 5, "{text}");
+        // Runs, deliveries, 429s, the last success, the last run and the durations.
+        assert_eq!(parsed.unwrap().families.len(), 6, "{text}");
     }
 
     #[test]

@@ -36,6 +36,35 @@ pub struct Totals {
     /// the next run by hand resumes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unfinished: Vec<RunId>,
+    /// How long the runs took, from start to each ending.
+    #[serde(default)]
+    pub durations: Durations,
+}
+
+/// The upper bounds of the run duration histogram's buckets, in seconds.
+pub const DURATION_BOUNDS: [u64; 9] = [1, 5, 15, 60, 300, 900, 3_600, 14_400, 86_400];
+
+/// How long runs took: a histogram over [`DURATION_BOUNDS`] (and one bucket beyond).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durations {
+    /// Endings in each bucket (not cumulative), the last one beyond every bound.
+    pub buckets: Vec<u64>,
+    /// Their durations added up, in milliseconds.
+    pub sum_ms: u64,
+    /// How many endings.
+    pub count: u64,
+}
+
+impl Durations {
+    fn observe(&mut self, ms: u64) {
+        if self.buckets.len() != DURATION_BOUNDS.len() + 1 {
+            self.buckets.resize(DURATION_BOUNDS.len() + 1, 0);
+        }
+        let at = DURATION_BOUNDS.partition_point(|bound| bound * 1000 < ms);
+        self.buckets[at] += 1;
+        self.sum_ms += ms;
+        self.count += 1;
+    }
 }
 
 /// Runs ended, by how they ended.
@@ -95,6 +124,12 @@ impl Totals {
         });
         if changed {
             self.ended.count(&new.status);
+            if new.status != RunStatus::Running
+                && let Some(done) = new.finished_at
+            {
+                let ms = (done - new.started_at).num_milliseconds();
+                self.durations.observe(u64::try_from(ms).unwrap_or(0));
+            }
         }
         let zero = (Counts::default(), RateLimited::default());
         let (counts, limited) = old.map_or(zero, |o| (o.counts, o.rate_limited));
@@ -187,5 +222,24 @@ mod tests {
         assert_eq!(totals.unfinished, [RunId(1), RunId(2), RunId(3)]);
         totals.fold(&run(2, RunStatus::Running, 0));
         assert_eq!(totals.unfinished, [RunId(1), RunId(3)]);
+    }
+
+    #[test]
+    fn each_ending_counts_its_duration_in_its_bucket() {
+        let mut totals = Totals::default();
+        let started = run(1, RunStatus::Running, 0);
+        totals.record(None, &started);
+        assert_eq!(totals.durations.count, 0, "a start is no ending");
+        let done = RunRecord {
+            started_at: started.started_at,
+            finished_at: Some(started.started_at + chrono::TimeDelta::seconds(42)),
+            ..run(1, RunStatus::Succeeded, 1)
+        };
+        totals.record(Some(&started), &done);
+        let d = &totals.durations;
+        assert_eq!((d.count, d.sum_ms), (1, 42_000));
+        // 42 s: above 15 s, within 60 s.
+        assert_eq!(d.buckets[3], 1);
+        assert_eq!(d.buckets.iter().sum::<u64>(), 1);
     }
 }

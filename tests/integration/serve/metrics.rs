@@ -82,6 +82,14 @@ fn metrics_negotiate_their_format_and_show_the_last_run_and_each_grant() {
     #[allow(clippy::cast_precision_loss)] // seconds since the epoch, well within f64
     let now = chrono::Utc::now().timestamp() as f64;
     assert!(started > now - 120.0 && started <= now, "{started}");
+    assert!(
+        metrics.contains("zoomcast_run_duration_seconds_count{job_name=\"team\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("zoomcast_run_duration_seconds_bucket{le=\"+Inf\",job_name=\"team\"} 1\n"),
+        "{metrics}"
+    );
     let account = env.emu().knobs().account_id;
     let grant = [("app", "default"), ("account", account.as_str())];
     assert_eq!(series(&metrics, "zoomcast_grant_valid", &grant), Some(1.0));
