@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::slot::{Slot, Tick, catch_up, describe_next, log_skip, next_tick, record_tick, resume};
+use crate::server::metrics::{ScheduleBoard, Schedules};
 
 use super::plan::{self, SkipReason};
 use crate::config::{Job, JobSet, Overlap};
@@ -88,6 +89,9 @@ pub struct Scheduler<C, L> {
     stopping: bool,
     /// Work queued by hand ([`Event::Enqueue`]), per job, in order.
     waiting: HashMap<String, VecDeque<ManualRun>>,
+    /// Where the jobs' next ticks are posted for the metrics, and the files refused now.
+    board: Option<ScheduleBoard>,
+    invalid: usize,
 }
 
 impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
@@ -111,7 +115,35 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             runs_cancel: CancellationToken::new(),
             stopping: false,
             waiting: HashMap::new(),
+            board: None,
+            invalid: 0,
         }
+    }
+
+    /// Posts the jobs' next ticks and suspensions on `board` as they change.
+    #[must_use]
+    pub fn posting_to(mut self, board: ScheduleBoard) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    /// Posts what the metrics show of the jobs.
+    fn post(&self) {
+        let Some(board) = &self.board else {
+            return;
+        };
+        let jobs = self
+            .slots
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.next.map(|t| t.at), slot.job.suspend))
+            .collect();
+        let schedules = Schedules {
+            jobs,
+            invalid: self.invalid,
+        };
+        *board
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(schedules);
     }
 
     /// Runs until `shutdown` is cancelled, then drains: in-flight runs get the drain deadline,
@@ -127,6 +159,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         loop {
             let now = self.clock.now();
             self.fire_due(now);
+            self.post();
             let nap = self.nap(now);
             tokio::select! {
                 biased;
@@ -156,6 +189,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
     fn apply(&mut self, set: JobSet) -> Result<(), StateError> {
         let now = self.clock.now();
         let mut seen = Vec::new();
+        self.invalid = set.broken.len();
         for (name, why) in &set.broken {
             seen.push(name.clone());
             if self.slots.contains_key(name) {

@@ -22,9 +22,27 @@ use super::watch::watch_jobs;
 use crate::config::{Config, JobSet};
 use crate::control;
 use crate::delivery::Engines;
+use crate::server::metrics::ScheduleBoard;
 use crate::server::{Limits, Server};
 use crate::shutdown::Signals;
 use crate::state::Store;
+
+/// Starts the HTTP server with the API's runs started through `runs`; it stops accepting at
+/// `shutdown`, as the scheduler stops firing. Where its metrics take the scheduler's jobs.
+fn serve_http(
+    tasks: &TaskTracker,
+    (listener, limits): (TcpListener, Limits),
+    (engines, runs): (&Arc<Engines>, ApiRuns),
+    shutdown: CancellationToken,
+) -> ScheduleBoard {
+    let runs = Arc::new(runs);
+    let resumed = runs.clone();
+    tasks.spawn(async move { resumed.resume_alerts().await });
+    let server = Server::new(engines.clone(), limits, Some(runs));
+    let board = server.schedule_board();
+    tasks.spawn(server.serve(listener, shutdown));
+    board
+}
 
 /// What the service runs with.
 pub struct Service {
@@ -50,8 +68,18 @@ pub struct Service {
 }
 
 impl Service {
+    /// What it is on the control socket: a scheduler, or `serve` (which schedules nothing).
+    fn holder(&self) -> crate::control::Holder {
+        if self.watch_every.is_some() {
+            crate::control::Holder::Scheduler
+        } else {
+            crate::control::Holder::Server
+        }
+    }
+
     /// Runs until SIGTERM or SIGINT and the drain after it.
     pub async fn run(self) -> anyhow::Result<()> {
+        let holder = self.holder();
         let engines = Arc::new(Engines::new(self.config.clone(), self.store.clone())?);
         let launcher = Arc::new(EngineLauncher::new(engines.clone()));
         let tasks = TaskTracker::new();
@@ -72,8 +100,7 @@ impl Service {
                 shutdown.clone(),
             ));
         }
-        if let Some((listener, limits)) = self.http {
-            // The server stops accepting at the signal, like the scheduler stops firing.
+        let board = self.http.map(|(listener, limits)| {
             let runs = ApiRuns {
                 jobs_dir: self.jobs_dir.clone(),
                 config: self.config.clone(),
@@ -82,12 +109,13 @@ impl Service {
                 events: events.clone(),
                 alert_locks: Arc::default(),
             };
-            let runs = Arc::new(runs);
-            let resumed = runs.clone();
-            tasks.spawn(async move { resumed.resume_alerts().await });
-            let server = Server::new(engines.clone(), limits, Some(runs));
-            tasks.spawn(server.serve(listener, shutdown.clone()));
-        }
+            serve_http(
+                &tasks,
+                (listener, limits),
+                (&engines, runs),
+                shutdown.clone(),
+            )
+        });
         tasks.spawn(keep_grants_alive(launcher.clone(), shutdown.clone()));
         if let Some(every) = self.watch_every {
             tasks.spawn(send_reminders(
@@ -104,21 +132,20 @@ impl Service {
             config: self.config.clone(),
             launcher: launcher.clone(),
             events,
-            holder: if self.watch_every.is_some() {
-                crate::control::Holder::Scheduler
-            } else {
-                crate::control::Holder::Server
-            },
+            holder,
         });
         tasks.spawn(control::serve(self.listener, handler, done.clone()));
         tasks.spawn(super::systemd::stopping(shutdown.clone(), done.clone()));
-        let scheduler = Scheduler::new(
+        let mut scheduler = Scheduler::new(
             Arc::new(SystemClock),
             launcher,
             self.store.fires()?,
             self.store.runs()?,
             Settings { drain: self.drain },
         );
+        if let Some(board) = board {
+            scheduler = scheduler.posting_to(board);
+        }
         // Ready first: the watchdog's first ping must not reach systemd before it.
         super::systemd::ready();
         tasks.spawn(super::systemd::watchdog(self.store.clone(), done.clone()));

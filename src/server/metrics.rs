@@ -103,9 +103,25 @@ struct RefreshLabels {
     result: String,
 }
 
+/// What the scheduler of this process says of its jobs, for the metrics: each job's next tick
+/// and whether it is suspended, and how many job files it refuses now. Empty where nothing
+/// schedules (`serve`).
+#[derive(Debug, Clone, Default)]
+pub struct Schedules {
+    /// Each scheduled job: its name, its next tick, whether it is suspended.
+    pub jobs: Vec<(String, Option<chrono::DateTime<chrono::Utc>>, bool)>,
+    /// Job files the scheduler refuses now.
+    pub invalid: usize,
+}
+
+/// Where the scheduler posts its [`Schedules`].
+pub type ScheduleBoard = Arc<std::sync::RwLock<Option<Schedules>>>;
+
 /// The series only this process sees.
 #[derive(Default)]
 pub struct Metrics {
+    /// The scheduler's jobs, when a scheduler runs in this process.
+    pub schedules: ScheduleBoard,
     webhook_events: Family<EventLabels, Counter>,
     /// Whether any webhook request was counted (an empty family is not exposed).
     any_webhook: std::sync::atomic::AtomicBool,
@@ -149,6 +165,7 @@ pub(super) async fn scrape(State(server): State<Arc<Server>>, headers: HeaderMap
     let mut registry = Registry::default();
     register_totals(&mut registry, &stored.totals);
     register_grants(&mut registry, &stored.grants);
+    register_schedules(&mut registry, &server.metrics.schedules);
     register_process(&mut registry, &server);
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
@@ -308,6 +325,11 @@ fn register_totals(registry: &mut Registry, totals: &[(String, Totals)]) {
         help,
         last_run,
     );
+    register_durations(registry, totals);
+}
+
+/// The run duration histogram of each job whose runs have ended.
+fn register_durations(registry: &mut Registry, totals: &[(String, Totals)]) {
     let durations: Vec<(JobLabel, Durations)> = totals
         .iter()
         .filter(|(_, t)| t.durations.count > 0)
@@ -370,6 +392,41 @@ where
         family.get_or_create(&labels).set(value);
     }
     registry.register(name, help, family);
+}
+
+/// The scheduler's view of its jobs: next ticks, suspensions, refused files.
+fn register_schedules(registry: &mut Registry, board: &ScheduleBoard) {
+    let Some(schedules) = board
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+    else {
+        return;
+    };
+    let mut next = BTreeMap::new();
+    let mut suspended = BTreeMap::new();
+    for (job, tick, paused) in &schedules.jobs {
+        let labels = JobLabel {
+            job_name: label(job),
+        };
+        if let Some(at) = tick.filter(|_| !paused) {
+            next.insert(labels.clone(), at.timestamp());
+        }
+        suspended.insert(labels, i64::from(*paused));
+    }
+    let help = "When each scheduled job's next tick is due (none while it is suspended)";
+    register_gauges(
+        registry,
+        "zoomcast_job_next_run_timestamp_seconds",
+        help,
+        next,
+    );
+    let help = "Whether each job is suspended (1) or scheduled (0)";
+    register_gauges(registry, "zoomcast_job_suspended", help, suspended);
+    let invalid = Gauge::<i64>::default();
+    invalid.set(i64::try_from(schedules.invalid).unwrap_or(i64::MAX));
+    let help = "Job files the scheduler refuses now (see its log, or `zoomcast validate`)";
+    registry.register("zoomcast_jobs_invalid", help, invalid);
 }
 
 /// Whether each stored grant works: 1, or 0 once Zoom refused it (it is dead until someone

@@ -141,6 +141,11 @@ impl Server {
         })
     }
 
+    /// Where a scheduler in this process posts its jobs' next ticks for `/metrics`.
+    pub fn schedule_board(&self) -> metrics::ScheduleBoard {
+        self.metrics.schedules.clone()
+    }
+
     /// The routes of every configured app.
     pub fn router(self: &Arc<Self>) -> Router {
         let mut router = self.operations().merge(self.api());

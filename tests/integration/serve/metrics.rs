@@ -121,3 +121,59 @@ fn metrics_negotiate_their_format_and_show_the_last_run_and_each_grant() {
     );
     served.stop();
 }
+
+#[test]
+fn a_scheduler_shows_each_jobs_next_run_its_suspension_and_the_files_it_refuses() {
+    let env = Env::new();
+    env.login();
+    let daily = format!("schedule = \"0 9 * * *\"\n{}", job_to(&["ana@example.com"]));
+    env.job("daily", &daily);
+    env.job("paused", &format!("suspend = true\n{daily}"));
+    env.job("broken", "schedule = \"not a schedule\"\n");
+    let daemon = crate::schedule::Daemon::start(&env, &["--listen", "127.0.0.1:0"]);
+    let base = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        served_at(&daemon.log())
+    })
+    .expect("the scheduler announces where it serves");
+    let metrics = http()
+        .get(format!("{base}/metrics"))
+        .header("accept", "application/openmetrics-text")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let daily_label = [("job_name", "daily")];
+    let next = series(
+        &metrics,
+        "zoomcast_job_next_run_timestamp_seconds",
+        &daily_label,
+    )
+    .unwrap_or_else(|| panic!("{metrics}"));
+    #[allow(clippy::cast_precision_loss)] // seconds since the epoch, well within f64
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(next > now && next <= now + 86_400.0, "{next}");
+    let paused_label = [("job_name", "paused")];
+    assert_eq!(
+        series(
+            &metrics,
+            "zoomcast_job_next_run_timestamp_seconds",
+            &paused_label
+        ),
+        None,
+        "a suspended job has no next run"
+    );
+    assert_eq!(
+        series(&metrics, "zoomcast_job_suspended", &paused_label),
+        Some(1.0)
+    );
+    assert_eq!(
+        series(&metrics, "zoomcast_job_suspended", &daily_label),
+        Some(0.0)
+    );
+    assert_eq!(
+        series(&metrics, "zoomcast_jobs_invalid", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
+    daemon.stop();
+}
