@@ -21,6 +21,7 @@ mod messages;
 mod on_failure;
 mod operators;
 mod progress;
+mod prometheus;
 mod rate_limits;
 mod resume;
 mod run;
