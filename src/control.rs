@@ -22,9 +22,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::adhoc::AdHoc;
 use crate::delivery::{GrantCheck, Preview};
+use crate::state::console::Link;
 use crate::state::{
-    ApiKey, Dead, Delivery, Grant, OptOut, RunFilter, RunId, RunRecord, StateError, Store, Totals,
-    ViewStart,
+    ApiKey, Dead, Delivery, Grant, OptOut, RunFilter, RunId, RunRecord, StateError, Store,
+    Suspension, Totals, ViewStart,
 };
 use crate::zoom::channels::Channel;
 
@@ -157,6 +158,19 @@ pub enum Request {
         /// Its name.
         name: String,
     },
+    /// Store a console sign-in link: its record and its token's hash (the token itself never
+    /// crosses the socket).
+    AddConsoleLink {
+        /// The record.
+        link: Link,
+        /// SHA-256 of the token, hex.
+        sha256: String,
+    },
+    /// How the console last suspended or resumed each of these jobs.
+    Suspensions {
+        /// The jobs.
+        jobs: Vec<String>,
+    },
 }
 
 /// What the answer is.
@@ -195,6 +209,8 @@ pub enum Response {
     ApiKeys(Vec<ApiKey>),
     /// Channels, by name.
     Channels(Vec<Channel>),
+    /// The console's suspension of each job asked for, in order.
+    Suspensions(Vec<Option<Suspension>>),
     /// A write was done.
     Done,
     /// The holder is a command that answers only what it reads; the asker waits for the lock.
@@ -252,6 +268,7 @@ impl Handler for ReadOnly {
             | Request::CheckGrants { .. }
             | Request::CreateApiKey { .. }
             | Request::RevokeApiKey { .. }
+            | Request::AddConsoleLink { .. }
             | Request::Send(_)
             | Request::Channels { .. } => Response::Busy,
             read => answer(&self.store, &read).unwrap_or_else(|e| Response::Failed(e.to_string())),
@@ -409,12 +426,21 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
         Request::AtRest => Response::AtRest(store.sealed_with()),
         Request::Holder => Response::Holder(Holder::Command),
         Request::ApiKeys => Response::ApiKeys(store.api_keys()?.list()?),
+        Request::Suspensions { jobs } => {
+            let console = store.console()?;
+            Response::Suspensions(
+                jobs.iter()
+                    .map(|job| console.suspension(job))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
         Request::RunJob { .. }
         | Request::CheckJob { .. }
         | Request::StoreGrant { .. }
         | Request::CheckGrants { .. }
         | Request::CreateApiKey { .. }
         | Request::RevokeApiKey { .. }
+        | Request::AddConsoleLink { .. }
         | Request::Send(_)
         | Request::Channels { .. } => {
             Response::Failed("this needs the scheduler; none answered".into())

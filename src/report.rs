@@ -280,7 +280,7 @@ pub fn write_failures_csv(path: &std::path::Path, failures: &[Delivery]) -> anyh
 }
 
 /// The failures CSV itself, written to `out`.
-fn failures_csv(out: &mut impl std::io::Write, failures: &[Delivery]) -> anyhow::Result<()> {
+pub fn failures_csv(out: &mut impl std::io::Write, failures: &[Delivery]) -> anyhow::Result<()> {
     let mut out = csv::Writer::from_writer(out);
     out.write_record(["email", "state", "code", "message"])?;
     for d in failures {

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use super::{Context, InvalidText, Outcome};
 use crate::config::Job;
 use crate::config::JobSet;
+use crate::output::clean;
 use crate::report;
-use crate::state::RunRecord;
+use crate::state::{RunRecord, Suspension};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -27,12 +28,14 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let JobSet { jobs, broken } = crate::config::jobs_dir::load(&ctx.config, &ctx.jobs_dir)?;
     let invalid: Vec<String> = broken.into_iter().map(|(_, why)| why).collect();
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    let (last_runs, suspensions) = from_state(ctx, names).await;
     let listings: Vec<Listing> = jobs
         .iter()
-        .zip(last_runs(ctx, names).await)
-        .map(|(job, last)| Listing {
+        .zip(last_runs.into_iter().zip(suspensions))
+        .map(|(job, (last, console))| Listing {
             job,
             last,
+            console,
             next: job.schedule.as_ref().map_or_else(Vec::new, |s| {
                 s.upcoming(&now.with_timezone(&job.timezone), args.next)
             }),
@@ -60,19 +63,24 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     .into())
 }
 
-/// The newest run of each job, or nothing where the state cannot be read (said on stderr).
-async fn last_runs(ctx: &Context, jobs: Vec<String>) -> Vec<Option<RunRecord>> {
+/// The newest run of each job and how the console suspended or resumed it, or nothing where
+/// the state cannot be read (said on stderr).
+async fn from_state(
+    ctx: &Context,
+    jobs: Vec<String>,
+) -> (Vec<Option<RunRecord>>, Vec<Option<Suspension>>) {
     let count = jobs.len();
     if !ctx.state_dir.exists() {
-        return vec![None; count];
+        return (vec![None; count], vec![None; count]);
     }
-    let answer = match ctx.read_state().await {
-        Ok(state) => state.latest_runs(jobs).await,
-        Err(e) => Err(e),
+    let answer = async {
+        let state = ctx.read_state().await?;
+        let suspensions = state.suspensions(jobs.clone()).await?;
+        anyhow::Ok((state.latest_runs(jobs).await?, suspensions))
     };
-    answer.unwrap_or_else(|e| {
-        errln!("the last runs are not shown: {e:#}");
-        vec![None; count]
+    answer.await.unwrap_or_else(|e| {
+        errln!("the last runs and the console's suspensions are not shown: {e:#}");
+        (vec![None; count], vec![None; count])
     })
 }
 
@@ -80,10 +88,18 @@ async fn last_runs(ctx: &Context, jobs: Vec<String>) -> Vec<Option<RunRecord>> {
 struct Listing<'a> {
     job: &'a Job,
     last: Option<RunRecord>,
+    /// The console's suspension, which holds over the file's `suspend`.
+    console: Option<Suspension>,
     next: Vec<DateTime<Tz>>,
 }
 
 impl Listing<'_> {
+    fn suspended(&self) -> bool {
+        self.console
+            .as_ref()
+            .map_or(self.job.suspend, |s| s.suspended)
+    }
+
     fn json(&self) -> Value {
         let job = self.job;
         json!({
@@ -93,7 +109,10 @@ impl Listing<'_> {
             "timezone": job.timezone.name(),
             "app": job.app,
             "recipients": job.recipient_count,
-            "suspended": job.suspend,
+            "suspended": self.suspended(),
+            "console": self.console.as_ref().map(|s| json!({
+                "suspended": s.suspended, "by": s.by, "at": s.at.to_rfc3339(),
+            })),
             "next": self.next.iter().map(DateTime::to_rfc3339).collect::<Vec<_>>(),
             "next_utc": self.next.iter().map(|t| t.to_utc().to_rfc3339()).collect::<Vec<_>>(),
             "last_run": self.last.as_ref().map(report::run_json),
@@ -106,7 +125,12 @@ impl Listing<'_> {
             .schedule
             .as_ref()
             .map_or_else(|| "manual only".to_owned(), |s| format!("\"{s}\""));
-        let suspended = if job.suspend { "  suspended" } else { "" };
+        let suspended = match &self.console {
+            Some(s) if s.suspended => format!("  suspended (console: {})", clean(&s.by, 64)),
+            Some(s) if job.suspend => format!("  resumed (console: {})", clean(&s.by, 64)),
+            _ if job.suspend => "  suspended".to_owned(),
+            _ => String::new(),
+        };
         outln!(
             "{}  {schedule}  {}  app {}{suspended}",
             job.name,

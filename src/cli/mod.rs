@@ -6,6 +6,7 @@ mod amend;
 mod api_keys;
 mod auth;
 mod channels;
+mod console;
 mod demo;
 mod docs;
 mod doctor;
@@ -109,6 +110,8 @@ enum Command {
     /// Keys for the HTTP API (`/v1` on `serve` and `schedule --listen`).
     #[command(subcommand)]
     ApiKey(api_keys::ApiKeyCommand),
+    /// Print a one-time sign-in link to the web console (`/console` on `serve`).
+    ConsoleLink(console::Args),
     /// Installs, OAuth redirects, Zoom webhooks, /healthz and /metrics.
     Serve(serve::Args),
     /// A local Zoom emulator (OAuth, Users, Chatbot) for trials and tests.
@@ -303,6 +306,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Demo => demo::run(&ctx()?).await,
         Command::ApiKey(command) => api_keys::run(&ctx()?, &command).await,
         Command::Send(args) => send::run(&ctx()?, &args).await,
+        Command::ConsoleLink(args) => console::run(&ctx()?, &args).await,
         Command::Channels(args) => channels::run(&ctx()?, &args).await,
         Command::Doctor(args) => doctor::run(&ctx()?, &args).await,
     }

@@ -15,9 +15,10 @@ use crate::auth::login;
 use crate::config::adhoc::AdHoc;
 use crate::control::{self, AppGrant, Checked, GrantView, Holder, Request, Response};
 use crate::delivery::{Engines, GrantCheck, RunReport};
+use crate::state::console::Link;
 use crate::state::{
     ApiKey, Delivery, Grant, KeyError, Keys, OptOut, RunFilter, RunId, RunRecord, StateError,
-    Store, Totals, ViewStart,
+    Store, Suspension, Totals, ViewStart,
 };
 use crate::zoom::channels::Channel;
 
@@ -309,6 +310,25 @@ impl State {
                 .await
                 .map_err(invalid_key)?),
             Self::Daemon(..) => self.done(&Request::CreateApiKey { key, sha256 }).await,
+        }
+    }
+
+    /// Stores a console sign-in link, here or in the process holding the state.
+    pub(super) async fn add_console_link(&self, link: Link, sha256: String) -> anyhow::Result<()> {
+        match self {
+            Self::Local(store) => Ok(store.console()?.add_link(&link, &sha256).await?),
+            Self::Daemon(..) => self.done(&Request::AddConsoleLink { link, sha256 }).await,
+        }
+    }
+
+    /// How the console last suspended or resumed each of `jobs`.
+    pub(super) async fn suspensions(
+        &self,
+        jobs: Vec<String>,
+    ) -> anyhow::Result<Vec<Option<Suspension>>> {
+        match self.ask(&Request::Suspensions { jobs }).await? {
+            Response::Suspensions(found) => Ok(found),
+            _ => Err(unexpected("the suspensions")),
         }
     }
 

@@ -38,6 +38,7 @@ struct RawApp {
     plan: Option<String>,
     welcome: Option<String>,
     install_redirect: Option<String>,
+    public_url: Option<String>,
     client_secret_file: Option<String>,
     webhook_secret_token_file: Option<String>,
     install_accounts: Option<RawInstallAccounts>,
@@ -67,6 +68,7 @@ struct RawConfig {
     plan: Option<String>,
     welcome: Option<String>,
     install_redirect: Option<String>,
+    public_url: Option<String>,
     client_secret_file: Option<String>,
     webhook_secret_token_file: Option<String>,
     install_accounts: Option<RawInstallAccounts>,
@@ -175,6 +177,7 @@ impl RawApp {
             "plan" => &mut self.plan,
             "welcome" => &mut self.welcome,
             "install_redirect" => &mut self.install_redirect,
+            "public_url" => &mut self.public_url,
             "client_secret_file" => &mut self.client_secret_file,
             "webhook_secret_token_file" => &mut self.webhook_secret_token_file,
             _ => unreachable!("ENV_KEYS and the demo name only RawApp fields"),
@@ -320,6 +323,28 @@ fn env_overrides(
 }
 
 impl Config {
+    /// Where browsers reach the default app's server (`public_url`), e.g.
+    /// `https://zoomcast.example.com`: the prefix of the links `console-link` prints.
+    pub fn public_url(&self) -> Result<Option<Url>, Invalid> {
+        let Ok(raw) = self.raw(DEFAULT_APP) else {
+            return Ok(None);
+        };
+        raw.public_url
+            .as_deref()
+            .map(|text| {
+                browser_url(text).map_err(|why| {
+                    Invalid::one(
+                        Diagnostic::whole(self.source.as_deref(), format!("public_url {why}"))
+                            .help(
+                                "write the https:// address browsers reach `zoomcast serve` at, \
+                                 such as https://zoomcast.example.com",
+                            ),
+                    )
+                })
+            })
+            .transpose()
+    }
+
     /// The file read, if one was.
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()
@@ -357,6 +382,7 @@ impl Config {
             plan: raw.plan,
             welcome: raw.welcome,
             install_redirect: raw.install_redirect,
+            public_url: raw.public_url,
             client_secret_file: raw.client_secret_file,
             webhook_secret_token_file: raw.webhook_secret_token_file,
             install_accounts: raw.install_accounts,
@@ -582,7 +608,7 @@ fn parse(path: &Path, text: &str) -> Result<RawConfig, Invalid> {
         Invalid::one(d.help(
             "the keys are client_id, client_secret, account_id, robot_jid, redirect_uri, \
              oauth_url, api_url, webhook_secret_token, keepalive_days, plan, welcome, \
-             install_redirect, install_accounts, client_secret_file, webhook_secret_token_file, \
+             install_redirect, install_accounts, public_url, client_secret_file, webhook_secret_token_file, \
              and [apps.NAME] tables of the same",
         ))
     })

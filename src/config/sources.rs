@@ -9,7 +9,7 @@ use std::path::Path;
 use super::diagnostic::{Diagnostic, Invalid};
 
 /// Every text setting of an app.
-pub const STRING_KEYS: [&str; 13] = [
+pub const STRING_KEYS: [&str; 14] = [
     "client_id",
     "client_secret",
     "account_id",
@@ -21,6 +21,7 @@ pub const STRING_KEYS: [&str; 13] = [
     "plan",
     "welcome",
     "install_redirect",
+    "public_url",
     "client_secret_file",
     "webhook_secret_token_file",
 ];

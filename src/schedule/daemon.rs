@@ -23,7 +23,7 @@ use crate::server::metrics::{ScheduleBoard, Schedules};
 
 use super::plan::{self, SkipReason};
 use crate::config::{Job, JobSet, Overlap};
-use crate::state::{Fires, Runs, StateError};
+use crate::state::{Console, Fires, Runs, StateError};
 
 /// The longest the loop sleeps before reading the wall clock again (it may have jumped).
 const MAX_NAP: Duration = Duration::from_secs(30);
@@ -78,6 +78,8 @@ pub struct Scheduler<C, L> {
     launcher: Arc<L>,
     fires: Fires,
     runs: Runs,
+    /// Where the console's suspensions are kept.
+    console: Console,
     settings: Settings,
     slots: BTreeMap<String, Slot>,
     tasks: JoinSet<anyhow::Result<String>>,
@@ -95,12 +97,11 @@ pub struct Scheduler<C, L> {
 }
 
 impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
-    /// A scheduler over the `schedule` and `runs` trees.
+    /// A scheduler over the `schedule`, `runs` and `console` trees.
     pub fn new(
         clock: Arc<C>,
         launcher: Arc<L>,
-        fires: Fires,
-        runs: Runs,
+        (fires, runs, console): (Fires, Runs, Console),
         settings: Settings,
     ) -> Self {
         Self {
@@ -108,6 +109,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             launcher,
             fires,
             runs,
+            console,
             settings,
             slots: BTreeMap::new(),
             tasks: JoinSet::new(),
@@ -135,7 +137,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
         let jobs = self
             .slots
             .iter()
-            .map(|(name, slot)| (name.clone(), slot.next.map(|t| t.at), slot.job.suspend))
+            .map(|(name, slot)| (name.clone(), slot.next.map(|t| t.at), slot.suspended))
             .collect();
         let schedules = Schedules {
             jobs,
@@ -175,6 +177,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
                     }
                     Event::RunNow { job, run } => self.run_now(&job, run),
                     Event::Enqueue { job, run } => self.enqueue(&job, run),
+                    Event::Suspend { job, suspended } => self.suspend(&job, suspended),
                 },
                 () = tokio::time::sleep(nap) => {}
             }
@@ -228,6 +231,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
     fn upsert(&mut self, job: Job, now: DateTime<Utc>) -> Result<(), StateError> {
         let name = job.name.clone();
         let job = Arc::new(job);
+        let suspended = self.console_suspension(&job).unwrap_or(job.suspend);
         if let Some(slot) = self.slots.get_mut(&name) {
             let timing = |j: &Job| {
                 (
@@ -243,6 +247,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
                     describe_next(slot.next)
                 );
             }
+            slot.suspended = suspended;
             slot.job = job;
             return Ok(());
         }
@@ -250,8 +255,9 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             job: job.clone(),
             next: None,
             queue: VecDeque::new(),
+            suspended,
         };
-        if job.suspend {
+        if slot.suspended {
             // Nothing missed while it was suspended (or the scheduler down) is caught up.
             record_tick(&self.fires, &name, now);
             slot.next = next_tick(&job, now);
@@ -304,7 +310,7 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
             };
             let jitter = first.due - first.at;
             let due_until = now - jitter;
-            if job.suspend {
+            if self.slots[&name].suspended {
                 self.pass_over(&name, &job, due_until);
                 continue;
             }
@@ -326,6 +332,32 @@ impl<C: Clock + 'static, L: Launcher + 'static> Scheduler<C, L> {
                 slot.next = next_tick(&job, due_until);
             }
             self.start_queued(&name);
+        }
+    }
+
+    /// Whether the console suspended (`Some(true)`) or resumed `job`; `None` if it did neither
+    /// (or its record cannot be read, which is logged: the file's `suspend` holds).
+    fn console_suspension(&self, job: &Job) -> Option<bool> {
+        match self.console.suspension(&job.name) {
+            Ok(found) => found.map(|s| s.suspended),
+            Err(e) => {
+                tracing::error!(
+                    "job `{}`: the console's suspension could not be read ({e}); its file's \
+                     `suspend` holds",
+                    job.name
+                );
+                None
+            }
+        }
+    }
+
+    /// The console suspended or resumed `job` (recorded already): its ticks are passed over
+    /// from now, or fire again from the next one (nothing passed over is caught up).
+    fn suspend(&mut self, job: &str, suspended: bool) {
+        if let Some(slot) = self.slots.get_mut(job) {
+            slot.suspended = suspended;
+            let what = if suspended { "suspended" } else { "resumed" };
+            tracing::info!("job `{job}` {what}; next tick {}", describe_next(slot.next));
         }
     }
 
@@ -531,6 +563,13 @@ pub enum Event {
         /// The work.
         run: ManualRun,
     },
+    /// The console suspended or resumed a job (its record is stored already).
+    Suspend {
+        /// The job's name.
+        job: String,
+        /// Whether it is suspended now.
+        suspended: bool,
+    },
 }
 
 #[cfg(test)]
@@ -667,8 +706,11 @@ mod tests {
             let scheduler = Scheduler::new(
                 self.clock.clone(),
                 self.launcher.clone(),
-                self.store.fires().unwrap(),
-                self.store.runs().unwrap(),
+                (
+                    self.store.fires().unwrap(),
+                    self.store.runs().unwrap(),
+                    self.store.console().unwrap(),
+                ),
                 Settings { drain },
             );
             let shutdown = CancellationToken::new();
@@ -999,6 +1041,49 @@ mod tests {
             .map(|s| at(&format!("2026-11-23T10:00:{s}Z")))
             .collect();
         assert_eq!(h.ticks(), expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_consoles_suspension_holds_over_the_file_and_is_kept_across_a_restart() {
+        let h = Harness::new("2026-11-23T10:00:00.500Z", Duration::from_millis(100));
+        let job = || h.job("s", "*/2 * * * * *", "");
+        let (task, shutdown, events) = h.start(vec![job()], secs(5));
+        tokio::time::sleep(secs(3)).await; // 02 runs
+        let suspension = crate::state::Suspension {
+            suspended: true,
+            by: "ana".into(),
+            at: chrono::Utc::now(),
+        };
+        let console = h.store.console().unwrap();
+        console.set_suspension("s", &suspension).await.unwrap();
+        let event = Event::Suspend {
+            job: "s".into(),
+            suspended: true,
+        };
+        events.send(event).await.unwrap();
+        tokio::time::sleep(secs(4)).await; // 04, 06 passed over
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(h.ticks(), [at("2026-11-23T10:00:02Z")]);
+
+        // Started again with the file saying nothing of `suspend`: still suspended.
+        let (task, shutdown, events) = h.start(vec![job()], secs(5));
+        tokio::time::sleep(secs(3)).await;
+        assert_eq!(h.ticks().len(), 1, "{:?}", h.ticks());
+        let resumed = crate::state::Suspension {
+            suspended: false,
+            ..suspension
+        };
+        console.set_suspension("s", &resumed).await.unwrap();
+        let event = Event::Suspend {
+            job: "s".into(),
+            suspended: false,
+        };
+        events.send(event).await.unwrap();
+        tokio::time::sleep(secs(2)).await; // the next tick runs, nothing missed is caught up
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(h.ticks().len(), 2, "{:?}", h.ticks());
     }
 
     #[tokio::test(start_paused = true)]

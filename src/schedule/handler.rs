@@ -88,6 +88,12 @@ impl Handler for ControlHandler {
                     async move { key_answer(async { keys?.create(&key, &sha256).await }.await) },
                 )
             }
+            Request::AddConsoleLink { link, sha256 } => {
+                let console = self.store.console();
+                Box::pin(async move {
+                    key_answer(async { Ok(console?.add_link(&link, &sha256).await?) }.await)
+                })
+            }
             Request::RevokeApiKey { name } => {
                 let keys = self.store.api_keys();
                 Box::pin(async move { key_answer(async { keys?.revoke(&name).await }.await) })

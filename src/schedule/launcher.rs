@@ -183,6 +183,32 @@ impl EngineLauncher {
         ))
     }
 
+    /// Deletes every message run `run` of `job` sent (the console's recall).
+    pub(super) async fn recall_run(
+        &self,
+        job: &Job,
+        run: RunId,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<String> {
+        let app = self.engines.app(&job.app)?;
+        let from = app.sender_for(job).await?;
+        let options = RunOptions {
+            cancel,
+            ..RunOptions::default()
+        };
+        let report = app
+            .engine
+            .amend(job, &from, Some(run), Amend::Recall, options)
+            .await?;
+        Ok(format!(
+            "run {run} of job `{}` recalled: {} messages deleted, {} already, {} failed",
+            job.name,
+            report.changed,
+            report.unchanged,
+            report.failed.len()
+        ))
+    }
+
     /// Checks the grants of `apps` with Zoom, as this process holds them.
     pub(super) async fn check_grants(&self, apps: &[String]) -> Vec<GrantCheck> {
         self.engines.check_grants(apps).await

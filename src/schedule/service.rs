@@ -136,13 +136,13 @@ impl Service {
         });
         tasks.spawn(control::serve(self.listener, handler, done.clone()));
         tasks.spawn(super::systemd::stopping(shutdown.clone(), done.clone()));
-        let mut scheduler = Scheduler::new(
-            Arc::new(SystemClock),
-            launcher,
+        let trees = (
             self.store.fires()?,
             self.store.runs()?,
-            Settings { drain: self.drain },
+            self.store.console()?,
         );
+        let settings = Settings { drain: self.drain };
+        let mut scheduler = Scheduler::new(Arc::new(SystemClock), launcher, trees, settings);
         if let Some(board) = board {
             scheduler = scheduler.posting_to(board);
         }

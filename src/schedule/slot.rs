@@ -19,6 +19,9 @@ pub(super) struct Slot {
     /// Runs waiting for the current one to end: ticks (catch-up, `overlap = "queue"`) or a
     /// resumption of a run started by hand (`None`).
     pub(super) queue: VecDeque<Option<DateTime<Utc>>>,
+    /// Whether its ticks are passed over: the console's suspension, else the file's
+    /// `suspend`.
+    pub(super) suspended: bool,
 }
 
 /// A tick and when it is due (the tick plus the job's jitter).

@@ -14,11 +14,11 @@ use super::daemon::{Event, ManualRun};
 use super::handler::{load_job, manual_run};
 use super::launcher::EngineLauncher;
 use crate::config::vars::run_values;
-use crate::config::{Config, Job};
+use crate::config::{Config, Job, JobSet};
 use crate::control::Response;
 use crate::delivery::{OnStart, RunOptions};
 use crate::server::api::{Notice, RunStarter, StartError};
-use crate::state::{AlertGroup, RunId, RunRecord, StateError, Store};
+use crate::state::{AlertGroup, RunId, RunRecord, StateError, Store, Suspension, off_workers};
 
 /// Starts the API's runs in the scheduler loop.
 pub(super) struct ApiRuns {
@@ -36,6 +36,72 @@ pub(super) struct ApiRuns {
 pub(super) type AlertLocks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
 
 impl RunStarter for ApiRuns {
+    fn jobs(&self) -> BoxFuture<'static, Result<JobSet, StartError>> {
+        let (jobs_dir, config) = (self.jobs_dir.clone(), self.config.clone());
+        Box::pin(async move {
+            off_workers(move || crate::config::jobs_dir::load(&config, &jobs_dir))
+                .await
+                .map_err(|e| StartError::Failed(format!("{e:#}")))
+        })
+    }
+
+    fn toggle_suspension(
+        &self,
+        job: String,
+        by: String,
+    ) -> BoxFuture<'static, Result<bool, StartError>> {
+        let job_file = self.job_file(&job);
+        let lock = self.alert_lock(&job);
+        let (store, events) = (self.store.clone(), self.events.clone());
+        Box::pin(async move {
+            let job = job_file.await?;
+            let _decided = lock.lock().await;
+            let failed = |e: StateError| StartError::Failed(e.to_string());
+            let console = store.console().map_err(failed)?;
+            let now = console
+                .suspension(&job.name)
+                .map_err(failed)?
+                .map_or(job.suspend, |s| s.suspended);
+            let record = Suspension {
+                suspended: !now,
+                by,
+                at: chrono::Utc::now(),
+            };
+            console
+                .set_suspension(&job.name, &record)
+                .await
+                .map_err(failed)?;
+            let event = Event::Suspend {
+                job: job.name.clone(),
+                suspended: record.suspended,
+            };
+            if events.send(event).await.is_err() {
+                return Err(StartError::ShuttingDown);
+            }
+            Ok(record.suspended)
+        })
+    }
+
+    fn recall(&self, job: String, run: RunId) -> BoxFuture<'static, Result<(), StartError>> {
+        let job_file = self.job_file(&job);
+        let (launcher, events) = (self.launcher.clone(), self.events.clone());
+        Box::pin(async move {
+            let job = job_file.await?;
+            let name = job.name.clone();
+            let work: ManualRun = Box::new(move |cancel| {
+                Box::pin(async move { launcher.recall_run(&job, run, cancel).await })
+            });
+            let event = Event::Enqueue {
+                job: name,
+                run: work,
+            };
+            events
+                .send(event)
+                .await
+                .map_err(|_| StartError::ShuttingDown)
+        })
+    }
+
     fn alert(&self, job: String, notice: Notice) -> BoxFuture<'static, Result<RunId, StartError>> {
         let job_file = self.job_file(&job);
         let lock = self.alert_lock(&job);
@@ -64,24 +130,10 @@ impl RunStarter for ApiRuns {
         job: String,
         vars: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<RunRecord, StartError>> {
-        let path = self.jobs_dir.join(format!("{job}.toml"));
-        let (jobs_dir, config) = (self.jobs_dir.clone(), self.config.clone());
+        let job_file = self.job_file(&job);
         let (launcher, events) = (self.launcher.clone(), self.events.clone());
         Box::pin(async move {
-            if job.is_empty()
-                || job.contains(['/', '\\'])
-                || job.starts_with('.')
-                || !path.is_file()
-            {
-                return Err(StartError::NoJob(crate::output::clean(&job, 80)));
-            }
-            let job = load_job(&jobs_dir, path, config)
-                .await
-                .map_err(|answer| match answer {
-                    Response::Invalid(why) => StartError::Invalid(why),
-                    Response::Failed(why) => StartError::Failed(why),
-                    _ => StartError::Failed("loading the job failed".into()),
-                })?;
+            let job = job_file.await?;
             let given = vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
             let vars = run_values(&job.name, &job.vars, given)?;
             let (started, on_start) = started_hook();

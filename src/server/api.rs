@@ -45,6 +45,22 @@ pub trait RunStarter: Send + Sync + 'static {
     /// before the answer, sent when the job is free), a later one of an open group edits that
     /// run's messages (queued behind the job's runs). The run's id either way.
     fn alert(&self, job: String, notice: Notice) -> BoxFuture<'static, Result<RunId, StartError>>;
+
+    /// The jobs directory, loaded (the console's jobs page).
+    fn jobs(&self) -> BoxFuture<'static, Result<crate::config::JobSet, StartError>>;
+
+    /// Suspends `job` if it runs on its schedule, else resumes it, as `by` asked (the console):
+    /// recorded in the state, where it holds over the job file's `suspend`. Whether it is
+    /// suspended now.
+    fn toggle_suspension(
+        &self,
+        job: String,
+        by: String,
+    ) -> BoxFuture<'static, Result<bool, StartError>>;
+
+    /// Queues a recall of run `run` of `job` (every message it sent deleted), behind the job's
+    /// runs.
+    fn recall(&self, job: String, run: RunId) -> BoxFuture<'static, Result<(), StartError>>;
 }
 
 /// An Alertmanager (or Grafana) notification, as a run takes it.
@@ -82,7 +98,8 @@ pub enum StartError {
 }
 
 impl StartError {
-    fn status(&self) -> StatusCode {
+    /// The HTTP status that answers it.
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             Self::NoJob(_) => StatusCode::NOT_FOUND,
             Self::BadVar(_) => StatusCode::BAD_REQUEST,

@@ -25,6 +25,7 @@ pub mod api;
 pub mod body;
 mod commands;
 mod connections;
+pub mod console;
 mod deauthorize;
 pub mod install;
 pub mod metrics;
@@ -148,7 +149,7 @@ impl Server {
 
     /// The routes of every configured app.
     pub fn router(self: &Arc<Self>) -> Router {
-        let mut router = self.operations().merge(self.api());
+        let mut router = self.operations().merge(self.api()).merge(self.console());
         for name in self.config.app_names() {
             let app = self.app_routes(name);
             router = if name == DEFAULT_APP {
@@ -195,6 +196,14 @@ impl Server {
                 self.slots.clone(),
                 in_a_slot,
             ))
+    }
+
+    /// `/console`, the web console ([`console`]), served from the shared pool of slots.
+    fn console(self: &Arc<Self>) -> Router {
+        console::routes(self).layer(middleware::from_fn_with_state(
+            self.slots.clone(),
+            in_a_slot,
+        ))
     }
 
     /// Says at start, once per app, when an app's webhooks cannot be verified (each request

@@ -85,6 +85,26 @@ impl Runs {
         Ok(page)
     }
 
+    /// Up to `max` runs of `job` (or of every job) started before run `before`, newest first:
+    /// a page of the console's runs, whose cost does not grow with the runs kept.
+    pub fn newest_before(
+        &self,
+        job: Option<&str>,
+        before: RunId,
+        max: usize,
+    ) -> Result<Vec<RunRecord>, StateError> {
+        let records: Box<dyn Iterator<Item = Result<RunRecord, StateError>> + '_> = match job {
+            Some(job) => Box::new(
+                self.ids_of(job, RunId(0))
+                    .rev()
+                    .skip_while(move |entry| entry.as_ref().is_ok_and(|(id, _)| *id >= before))
+                    .filter_map(|entry| entry.and_then(|(id, _)| self.get(id)).transpose()),
+            ),
+            None => Box::new(self.tree.range(..before.key()).rev().map(record)),
+        };
+        records.take(max).collect()
+    }
+
     /// The runs from `from` on, of `job` (through its index) or of every job, read one at a
     /// time in either direction.
     fn records_from<'a>(
@@ -121,6 +141,28 @@ mod tests {
             runs.write(&[record]).unwrap();
         }
         runs
+    }
+
+    #[test]
+    fn newest_before_pages_back_from_a_run_of_one_job_or_all() {
+        let runs = runs_of(&["a", "b", "a", "a", "b"]);
+        let ids = |v: Vec<RunRecord>| v.iter().map(|r| r.id.0).collect::<Vec<_>>();
+        let all = runs.newest_before(None, RunId(u64::MAX), 2).unwrap();
+        assert_eq!(ids(all), [5, 4]);
+        assert_eq!(ids(runs.newest_before(None, RunId(4), 2).unwrap()), [3, 2]);
+        assert_eq!(
+            ids(runs.newest_before(Some("a"), RunId(u64::MAX), 2).unwrap()),
+            [4, 3]
+        );
+        assert_eq!(
+            ids(runs.newest_before(Some("a"), RunId(3), 5).unwrap()),
+            [1]
+        );
+        assert!(
+            runs.newest_before(Some("c"), RunId(9), 5)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     fn listed(runs: &Runs, filter: &RunFilter, limit: Option<usize>) -> (Vec<u64>, bool) {

@@ -19,6 +19,7 @@
 pub mod alert_groups;
 pub mod api_keys;
 pub mod codec;
+pub mod console;
 pub mod deliveries;
 pub mod fires;
 pub mod flusher;
@@ -43,6 +44,7 @@ use std::path::{Path, PathBuf};
 
 pub use alert_groups::{AlertGroup, AlertGroups};
 pub use api_keys::{ApiKey, ApiKeys, KeyError};
+pub use console::{Console, Suspension};
 pub use deliveries::{Deliveries, Delivery, DeliveryState, Edited, Reminder, Rendered};
 pub use fires::Fires;
 pub use flusher::Flusher;
@@ -322,6 +324,12 @@ impl Store {
     /// The `alert_groups` tree (each Alertmanager group's run).
     pub fn alert_groups(&self) -> Result<AlertGroups, StateError> {
         AlertGroups::open(&self.db, &self.flusher, self.alert_groups_swept.clone())
+    }
+
+    /// The `console` tree (the web console's sign-in links, hashed, its signing key and the
+    /// jobs it suspended).
+    pub fn console(&self) -> Result<Console, StateError> {
+        Console::open(&self.db, &self.flusher)
     }
 
     /// The `api_keys` tree (keys of the HTTP API, hashed).

@@ -11,6 +11,7 @@ mod auth;
 mod cache;
 mod channels;
 mod cli;
+mod console;
 mod demo;
 mod device;
 mod emulator;
