@@ -246,38 +246,7 @@ fn actions_need_the_csrf_field_and_a_session_that_may_act_and_are_logged_with_wh
         404
     );
 
-    // Suspend, seen by `jobs`; then resume.
-    let (status, location) = post(
-        &served,
-        "/console/jobs/team/suspend",
-        &cookie,
-        &[("csrf", &csrf)],
-    );
-    assert_eq!(
-        (status, location.as_str()),
-        (303, "/console?done=suspended")
-    );
-    let listed = env.run(&["jobs", "--json"]).code(0).json();
-    assert_eq!(listed[0]["suspended"], true, "{listed}");
-    assert_eq!(listed[0]["console"]["by"], "ops");
-    env.run(&["jobs"])
-        .code(0)
-        .stdout_has("suspended (console: ops)");
-    let (_, page) = get(&served, "/console?done=suspended", &cookie);
-    assert!(
-        page.contains(">Resume<") && page.contains("by ops at"),
-        "{page}"
-    );
-    post(
-        &served,
-        "/console/jobs/team/suspend",
-        &cookie,
-        &[("csrf", &csrf)],
-    );
-    assert_eq!(
-        env.run(&["jobs", "--json"]).code(0).json()[0]["suspended"],
-        false
-    );
+    suspend_and_resume(&env, &served, &cookie, &csrf);
 
     // Recall: queued, then every message of the run deleted.
     let (status, location) = post(
@@ -295,45 +264,7 @@ fn actions_need_the_csrf_field_and_a_session_that_may_act_and_are_logged_with_wh
     })
     .expect("the recall deletes the run's message");
 
-    // A read-only session looks but does not act.
-    let viewer = sign_in(
-        &served,
-        &console_link(&env, &["--name", "viewer", "--read-only"]),
-    );
-    let (_, page) = get(&served, "/console", &viewer);
-    assert!(page.contains("viewer (read-only)"), "{page}");
-    let viewer_csrf = csrf_of(&page);
-    assert_eq!(
-        post(
-            &served,
-            "/console/jobs/team/run",
-            &viewer,
-            &[("csrf", &viewer_csrf)]
-        )
-        .0,
-        403
-    );
-    assert_eq!(
-        post(
-            &served,
-            "/console/jobs/team/suspend",
-            &viewer,
-            &[("csrf", &viewer_csrf)]
-        )
-        .0,
-        403
-    );
-    assert_eq!(
-        post(
-            &served,
-            "/console/runs/2/recall",
-            &viewer,
-            &[("csrf", &viewer_csrf)]
-        )
-        .0,
-        403
-    );
-    assert_eq!(run_count(&env), 2);
+    read_only_refused(&env, &served);
 
     // Signing out ends the session in that browser.
     let (status, location) = post(&served, "/console/logout", &cookie, &[("csrf", &csrf)]);
@@ -380,4 +311,83 @@ fn console_link_refuses_a_bad_name_or_ttl_and_prints_a_whole_link_with_public_ur
     env.run(&["--config", config.to_str().unwrap(), "console-link"])
         .code(2)
         .stderr_has("public_url is a ftp URL");
+}
+
+/// Suspend, seen by `jobs` and the page; then resume.
+fn suspend_and_resume(env: &Env, served: &Served, cookie: &str, csrf: &str) {
+    // Suspend, seen by `jobs`; then resume.
+    let (status, location) = post(
+        served,
+        "/console/jobs/team/suspend",
+        cookie,
+        &[("csrf", csrf)],
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/console?done=suspended")
+    );
+    let listed = env.run(&["jobs", "--json"]).code(0).json();
+    assert_eq!(listed[0]["suspended"], true, "{listed}");
+    assert_eq!(listed[0]["console"]["by"], "ops");
+    env.run(&["jobs"])
+        .code(0)
+        .stdout_has("suspended (console: ops)");
+    let (_, page) = get(served, "/console?done=suspended", cookie);
+    assert!(
+        page.contains(">Resume<") && page.contains("by ops at"),
+        "{page}"
+    );
+    post(
+        served,
+        "/console/jobs/team/suspend",
+        cookie,
+        &[("csrf", csrf)],
+    );
+    assert_eq!(
+        env.run(&["jobs", "--json"]).code(0).json()[0]["suspended"],
+        false
+    );
+}
+
+/// A read-only session looks but does not act.
+fn read_only_refused(env: &Env, served: &Served) {
+    // A read-only session looks but does not act.
+    let viewer = sign_in(
+        served,
+        &console_link(env, &["--name", "viewer", "--read-only"]),
+    );
+    let (_, page) = get(served, "/console", &viewer);
+    assert!(page.contains("viewer (read-only)"), "{page}");
+    let viewer_csrf = csrf_of(&page);
+    assert_eq!(
+        post(
+            served,
+            "/console/jobs/team/run",
+            &viewer,
+            &[("csrf", &viewer_csrf)]
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        post(
+            served,
+            "/console/jobs/team/suspend",
+            &viewer,
+            &[("csrf", &viewer_csrf)]
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        post(
+            served,
+            "/console/runs/2/recall",
+            &viewer,
+            &[("csrf", &viewer_csrf)]
+        )
+        .0,
+        403
+    );
+    assert_eq!(run_count(env), 2);
 }

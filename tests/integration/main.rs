@@ -8,6 +8,7 @@ mod alerts;
 mod api;
 mod at_rest;
 mod auth;
+mod browser;
 mod cache;
 mod channels;
 mod cli;
