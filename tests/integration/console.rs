@@ -391,3 +391,81 @@ fn read_only_refused(env: &Env, served: &Served) {
     );
     assert_eq!(run_count(env), 2);
 }
+
+#[test]
+fn a_job_suspended_from_the_console_of_schedule_listen_stops_firing_until_resumed() {
+    let env = Env::new();
+    env.login();
+    env.job(
+        "tick",
+        &format!(
+            "schedule = \"*/2 * * * * *\"\n{}",
+            job_to(&["ana@example.com"])
+        ),
+    );
+    let daemon =
+        crate::schedule::Daemon::start(&env, &["--listen", "127.0.0.1:0", "--watch-every", "1s"]);
+    let base = wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+        crate::serve::served_at(&daemon.log())
+    })
+    .expect("the scheduler announces where it serves");
+    let runs = || env.history(Some("tick")).len();
+    wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        (runs() >= 1).then_some(())
+    })
+    .expect("the job fires");
+    let link = console_link(&env, &["--name", "ops"]);
+    let at = |path: &str| format!("{base}{path}");
+    let answer = client().get(at(&link)).send().unwrap();
+    let cookie = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = client()
+        .get(at("/console"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        !page.contains("does not fire schedules"),
+        "the scheduler fires them: {page}"
+    );
+    let csrf = csrf_of(&page);
+    let toggle = || {
+        let answer = client()
+            .post(at("/console/jobs/tick/suspend"))
+            .header("cookie", &cookie)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 303);
+    };
+    toggle();
+    std::thread::sleep(Duration::from_secs(1)); // a run started before may still end
+    let suspended_at = runs();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(runs(), suspended_at, "no tick fires while suspended");
+    let page = client()
+        .get(at("/console"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("by ops at"), "{page}");
+    toggle();
+    wait_for(Duration::from_secs(10), Duration::from_millis(100), || {
+        (runs() > suspended_at).then_some(())
+    })
+    .expect("resumed, it fires again");
+    assert!(
+        daemon.log().contains("job `tick` suspended"),
+        "{}",
+        daemon.log()
+    );
+}
