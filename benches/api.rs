@@ -13,72 +13,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Workspace, bin};
+use common::{Workspace, serve};
 use serde_json::{Value, json};
 use zoomcast::emulator::{EmulatorHandle, Knobs};
-
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `serve` on a free port, under `taskset -c 0` when `pinned`.
-fn serve(ws: &Workspace, pinned: bool) -> Serve {
-    let env: Vec<_> = ws
-        .command(&[])
-        .get_envs()
-        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
-        .collect();
-    let mut command = if pinned {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(bin());
-        c
-    } else {
-        Command::new(bin())
-    };
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-connections",
-            "64",
-        ])
-        .envs(env)
-        .env("RUST_LOG", "info")
-        .current_dir(ws.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("serve starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let base = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "serve says where it listens"
-        );
-        if let Some(at) = line.find("on http://") {
-            let rest = &line[at + 3..];
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep reading its log, or a full pipe would stop it.
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    Serve { child, base }
-}
 
 fn api_key(ws: &Workspace) -> String {
     let out = ws
@@ -110,7 +49,7 @@ fn start_to_first_send(emu: &EmulatorHandle, requests: usize) {
     )
     .unwrap();
     let key = api_key(&ws);
-    let served = serve(&ws, false);
+    let served = serve(&ws, false, &["--max-connections", "64"], &[]);
     let http = client();
     let mut latencies = Vec::with_capacity(requests);
     for i in 0..requests + 20 {
@@ -176,7 +115,7 @@ fn alerts_per_second(emu: &EmulatorHandle, notifications: usize) {
     )
     .unwrap();
     let key = api_key(&ws);
-    let served = serve(&ws, true);
+    let served = serve(&ws, true, &["--max-connections", "64"], &[]);
     let sends_before = emu.emulator().messages().len();
     let started = Instant::now();
     let clients = 8;

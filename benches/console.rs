@@ -8,61 +8,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Workspace, bin};
+use common::{Serve, Workspace, serve};
 use serde_json::{Value, json};
 use zoomcast::emulator::{EmulatorHandle, Knobs};
 
 /// Fetches of each page.
 const FETCHES: usize = 50;
-
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(ws: &Workspace, secret: &str) -> Serve {
-    let env: Vec<_> = ws
-        .command(&[])
-        .get_envs()
-        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
-        .collect();
-    let mut child = Command::new(bin())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .envs(env)
-        .env("ZOOM_WEBHOOK_SECRET", secret)
-        .env("RUST_LOG", "info")
-        .current_dir(ws.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let base = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "serve says where it listens"
-        );
-        if let Some(at) = line.find("on http://") {
-            break line[at + 3..].split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    Serve { child, base }
-}
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -143,7 +96,7 @@ fn main() {
     acknowledged_job(&ws, recipients);
     ws.run("bulk");
     let secret = emu.emulator().knobs().webhook_secret;
-    let served = serve(&ws, &secret);
+    let served = serve(&ws, false, &[], &[("ZOOM_WEBHOOK_SECRET", &secret)]);
     let mut knobs = emu.emulator().knobs();
     knobs.webhook_url = Some(format!("{}/webhooks/zoom", served.base));
     emu.emulator().set_knobs(knobs);

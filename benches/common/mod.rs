@@ -256,3 +256,59 @@ pub fn bot_token(emu: &Emulator) -> String {
         .unwrap();
     answer["access_token"].as_str().unwrap().to_owned()
 }
+
+/// `serve` as a process of its own (on a free port), its log read on a thread of its own.
+pub struct Serve {
+    pub child: Child,
+    /// Where it listens: `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve` over `ws` with `args` and `env`, under `taskset -c 0` when `pinned`.
+pub fn serve(ws: &Workspace, pinned: bool, args: &[&str], env: &[(&str, &str)]) -> Serve {
+    let base_env: Vec<_> = ws
+        .command(&[])
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let mut command = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(bin());
+        c
+    } else {
+        Command::new(bin())
+    };
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(base_env)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .current_dir(ws.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("serve starts");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let base = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "serve says where it listens"
+        );
+        if let Some(at) = line.find("on http://") {
+            break line[at + 3..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep reading its log, or a full pipe would stop it.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    Serve { child, base }
+}

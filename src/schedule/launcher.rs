@@ -15,7 +15,7 @@ use crate::auth::keepalive::{KeepAlive, refresh_if_idle};
 use crate::auth::login;
 use crate::config::Job;
 use crate::control::Checked;
-use crate::delivery::amend::Amend;
+use crate::delivery::amend::{Amend, AmendReport};
 use crate::delivery::{Engines, GrantCheck, RunOptions, RunReport};
 use crate::report;
 use crate::state::{Grant, RunId, RunRecord};
@@ -165,15 +165,7 @@ impl EngineLauncher {
             record.vars = vars;
             app.engine.runs.put(&record).await?;
         }
-        let from = app.sender_for(job).await?;
-        let options = RunOptions {
-            cancel,
-            ..RunOptions::default()
-        };
-        let report = app
-            .engine
-            .amend(job, &from, Some(run), Amend::Edit, options)
-            .await?;
+        let report = self.amend_run(job, run, Amend::Edit, cancel).await?;
         Ok(format!(
             "run {run} of job `{}` edited for its alert group: {} messages changed, {} already so, {} failed",
             job.name,
@@ -183,6 +175,23 @@ impl EngineLauncher {
         ))
     }
 
+    /// Recalls or edits the messages of run `run` of `job`.
+    async fn amend_run(
+        &self,
+        job: &Job,
+        run: RunId,
+        what: Amend,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<AmendReport> {
+        let app = self.engines.app(&job.app)?;
+        let from = app.sender_for(job).await?;
+        let options = RunOptions {
+            cancel,
+            ..RunOptions::default()
+        };
+        app.engine.amend(job, &from, Some(run), what, options).await
+    }
+
     /// Deletes every message run `run` of `job` sent (the console's recall).
     pub(super) async fn recall_run(
         &self,
@@ -190,16 +199,7 @@ impl EngineLauncher {
         run: RunId,
         cancel: CancellationToken,
     ) -> anyhow::Result<String> {
-        let app = self.engines.app(&job.app)?;
-        let from = app.sender_for(job).await?;
-        let options = RunOptions {
-            cancel,
-            ..RunOptions::default()
-        };
-        let report = app
-            .engine
-            .amend(job, &from, Some(run), Amend::Recall, options)
-            .await?;
+        let report = self.amend_run(job, run, Amend::Recall, cancel).await?;
         Ok(format!(
             "run {run} of job `{}` recalled: {} messages deleted, {} already, {} failed",
             job.name,
