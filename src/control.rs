@@ -166,6 +166,8 @@ pub enum Request {
         /// SHA-256 of the token, hex.
         sha256: String,
     },
+    /// A new console signing key: every console session ends.
+    EndConsoleSessions,
     /// How the console last suspended or resumed each of these jobs.
     Suspensions {
         /// The jobs.
@@ -269,6 +271,7 @@ impl Handler for ReadOnly {
             | Request::CreateApiKey { .. }
             | Request::RevokeApiKey { .. }
             | Request::AddConsoleLink { .. }
+            | Request::EndConsoleSessions
             | Request::Send(_)
             | Request::Channels { .. } => Response::Busy,
             read => answer(&self.store, &read).unwrap_or_else(|e| Response::Failed(e.to_string())),
@@ -441,6 +444,7 @@ pub fn answer(store: &Store, request: &Request) -> Result<Response, StateError> 
         | Request::CreateApiKey { .. }
         | Request::RevokeApiKey { .. }
         | Request::AddConsoleLink { .. }
+        | Request::EndConsoleSessions
         | Request::Send(_)
         | Request::Channels { .. } => {
             Response::Failed("this needs the scheduler; none answered".into())

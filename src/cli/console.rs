@@ -1,6 +1,7 @@
-//! `console-link [--name WHO] [--ttl DURATION] [--read-only]`: a one-time sign-in link to the
-//! web console (design section 10). Whoever can run zoomcast on the host is trusted already, so
-//! sign-in starts here; the state keeps only the token's hash, and its first use burns it.
+//! `console-link [--name WHO] [--ttl DURATION] [--read-only] [--end-sessions]`: a one-time
+//! sign-in link to the web console (design section 10). Whoever can run zoomcast on the host is
+//! trusted already, so sign-in starts here; the state keeps only the token's hash, and its first
+//! use burns it. `--end-sessions` first ends every session signed in so far.
 
 use secrecy::ExposeSecret as _;
 
@@ -23,6 +24,10 @@ pub(super) struct Args {
     /// The session may look but not act (run, suspend, recall).
     #[arg(long)]
     read_only: bool,
+    /// First end every console session signed in so far (a stolen cookie, someone who left),
+    /// then print the new link.
+    #[arg(long)]
+    end_sessions: bool,
 }
 
 pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
@@ -39,6 +44,10 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     let ttl = chrono::Duration::from_std(args.ttl).expect("at most a day");
     let new = console::generate(&name, ttl, args.read_only);
     let (state, _answering) = ctx.write_state().await?;
+    if args.end_sessions {
+        state.end_console_sessions().await?;
+        errln!("every console session signed in so far has ended");
+    }
     state.add_console_link(new.link, new.sha256).await?;
     let path = format!("/console/login?token={}", new.token.expose_secret());
     let kind = if args.read_only { "read-only " } else { "" };

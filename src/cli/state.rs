@@ -321,6 +321,15 @@ impl State {
         }
     }
 
+    /// Ends every console session (a new signing key), here or in the process holding the
+    /// state.
+    pub(super) async fn end_console_sessions(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Local(store) => Ok(store.console()?.new_signing_key().await?),
+            Self::Daemon(..) => self.done(&Request::EndConsoleSessions).await,
+        }
+    }
+
     /// How the console last suspended or resumed each of `jobs`.
     pub(super) async fn suspensions(
         &self,

@@ -82,22 +82,10 @@ impl Handler for ControlHandler {
                 }
             }),
             Request::Holder => Box::pin(std::future::ready(Response::Holder(self.holder))),
-            Request::CreateApiKey { key, sha256 } => {
-                let keys = self.store.api_keys();
-                Box::pin(
-                    async move { key_answer(async { keys?.create(&key, &sha256).await }.await) },
-                )
-            }
-            Request::AddConsoleLink { link, sha256 } => {
-                let console = self.store.console();
-                Box::pin(async move {
-                    key_answer(async { Ok(console?.add_link(&link, &sha256).await?) }.await)
-                })
-            }
-            Request::RevokeApiKey { name } => {
-                let keys = self.store.api_keys();
-                Box::pin(async move { key_answer(async { keys?.revoke(&name).await }.await) })
-            }
+            request @ (Request::CreateApiKey { .. }
+            | Request::RevokeApiKey { .. }
+            | Request::AddConsoleLink { .. }
+            | Request::EndConsoleSessions) => self.write_access(request),
             Request::Channels { app, account } => Box::pin(async move {
                 match launcher.channels(&app, account.as_deref()).await {
                     Ok(channels) => Response::Channels(channels),
@@ -112,6 +100,40 @@ impl Handler for ControlHandler {
                     .unwrap_or_else(|e| Response::Failed(e.to_string()));
                 Box::pin(std::future::ready(answer))
             }
+        }
+    }
+}
+
+impl ControlHandler {
+    /// Stores what gives access to this process over HTTP: API keys and console sign-in links
+    /// (their hashes), and the console's signing key.
+    fn write_access(&self, request: Request) -> BoxFuture<'static, Response> {
+        match request {
+            Request::CreateApiKey { key, sha256 } => {
+                let keys = self.store.api_keys();
+                Box::pin(
+                    async move { key_answer(async { keys?.create(&key, &sha256).await }.await) },
+                )
+            }
+            Request::AddConsoleLink { link, sha256 } => {
+                let console = self.store.console();
+                Box::pin(async move {
+                    key_answer(async { Ok(console?.add_link(&link, &sha256).await?) }.await)
+                })
+            }
+            Request::EndConsoleSessions => {
+                let console = self.store.console();
+                Box::pin(async move {
+                    key_answer(async { Ok(console?.new_signing_key().await?) }.await)
+                })
+            }
+            Request::RevokeApiKey { name } => {
+                let keys = self.store.api_keys();
+                Box::pin(async move { key_answer(async { keys?.revoke(&name).await }.await) })
+            }
+            _ => Box::pin(std::future::ready(Response::Failed(
+                "not a request of API keys or the console".into(),
+            ))),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! - One-time sign-in links (`zoomcast console-link`): only each token's SHA-256 is stored, with
 //!   who it names, whether it is read-only and when it expires. Its first use removes it (one
 //!   atomic remove, so two browsers racing with one link cannot both sign in).
-//! - The key that signs session cookies and CSRF fields: 32 random bytes made on first use.
+//! - The key that signs session cookies and CSRF fields: 32 random bytes made on first use, and
+//!   made anew by `console-link --end-sessions` (which ends every session).
 //!   Whoever reads the state can sign sessions, as they can read its grants: the state
 //!   directory is the operator's own (0700).
 //! - Jobs suspended or resumed from the console, which hold over the job file's `suspend`
@@ -154,6 +155,15 @@ impl Console {
         Ok(self.stored_key()?.unwrap_or(key))
     }
 
+    /// Replaces the signing key, durably: every session signed so far ends at its next request.
+    pub async fn new_signing_key(&self) -> Result<(), StateError> {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        self.tree.insert(SIGNING_KEY, encode(&hex::encode(key)))?;
+        self.flusher.flush().await?;
+        Ok(())
+    }
+
     fn stored_key(&self) -> Result<Option<[u8; 32]>, StateError> {
         let Some(text) = codec::get::<String>(&self.tree, SIGNING_KEY)? else {
             return Ok(None);
@@ -237,6 +247,10 @@ mod tests {
         let (_dir, console) = console();
         let key = console.signing_key().unwrap();
         assert_eq!(console.signing_key().unwrap(), key);
+        console.new_signing_key().await.unwrap();
+        let new = console.signing_key().unwrap();
+        assert_ne!(new, key);
+        assert_eq!(console.signing_key().unwrap(), new);
         assert_eq!(console.suspension("daily").unwrap(), None);
         let s = Suspension {
             suspended: true,

@@ -166,6 +166,13 @@ fn a_link_signs_in_once_and_the_pages_show_runs_recipients_and_grants() {
     assert_eq!(status, 200);
     assert!(optouts.contains("Nobody opted out"), "{optouts}");
 
+    // Every session ended from the host (beside the running server): the old cookie is no
+    // session, the new link's is.
+    let fresh = console_link(&env, &["--name", "ana@example.com", "--end-sessions"]);
+    assert_eq!(get(&served, "/console", &cookie).0, 303, "ended");
+    let cookie = sign_in(&served, &fresh);
+    assert_eq!(get(&served, "/console", &cookie).0, 200);
+
     // A cookie altered by hand is no session.
     let forged = format!("{cookie}x");
     assert_eq!(get(&served, "/console", &forged).0, 303);

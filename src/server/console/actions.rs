@@ -145,6 +145,27 @@ fn refused(e: &StartError) -> Response {
     failure(e.status(), &e.to_string())
 }
 
+/// Runs `action` for a session allowed to act (its name and the scheduler loop); the refusal
+/// otherwise.
+async fn acting<F, Fut>(server: &Server, headers: &HeaderMap, form: &[u8], action: F) -> Response
+where
+    F: FnOnce(String, Arc<dyn RunStarter>) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, Response>>,
+{
+    match may_act(server, headers, form).await {
+        Ok((signed, starter)) => action(signed.session.name, starter)
+            .await
+            .unwrap_or_else(|refusal| refusal),
+        Err(refusal) => refusal,
+    }
+}
+
+/// Logs what `who` did (to `job`, and run `run`), and sends the browser `to` the page showing it.
+fn done(who: &str, (job, run): (&str, Option<u64>), what: &str, to: &str) -> Response {
+    tracing::info!(console_user = %who, job = %job, run_id = run, "console: `{}` {what}", crate::output::clean(who, 64));
+    Redirect::to(to).into_response()
+}
+
 /// `POST /console/jobs/{job}/run`: runs the job now, as `zoomcast run` would.
 pub(super) async fn run_now(
     State(server): State<Arc<Server>>,
@@ -152,21 +173,16 @@ pub(super) async fn run_now(
     Path(job): Path<String>,
     RawForm(form): RawForm,
 ) -> Response {
-    let (signed, starter) = match may_act(&server, &headers, &form).await {
-        Ok(allowed) => allowed,
-        Err(refusal) => return refusal,
-    };
-    match starter
-        .start(job.clone(), std::collections::BTreeMap::new())
-        .await
-    {
-        Ok(record) => {
-            tracing::info!(console_user = %signed.session.name, job = %record.job, run_id = record.id.0,
-                "console: `{}` started run {} of job `{}`", crate::output::clean(&signed.session.name, 64), record.id, record.job);
-            Redirect::to(&format!("/console/runs/{}?done=run", record.id)).into_response()
-        }
-        Err(e) => refused(&e),
-    }
+    acting(&server, &headers, &form, |who, starter| async move {
+        let record = starter
+            .start(job, std::collections::BTreeMap::new())
+            .await
+            .map_err(|e| refused(&e))?;
+        let what = format!("started run {} of job `{}`", record.id, record.job);
+        let to = format!("/console/runs/{}?done=run", record.id);
+        Ok(done(&who, (&record.job, Some(record.id.0)), &what, &to))
+    })
+    .await
 }
 
 /// `POST /console/jobs/{job}/suspend`: suspends the job, or resumes it if suspended.
@@ -176,20 +192,21 @@ pub(super) async fn toggle_suspension(
     Path(job): Path<String>,
     RawForm(form): RawForm,
 ) -> Response {
-    let (signed, starter) = match may_act(&server, &headers, &form).await {
-        Ok(allowed) => allowed,
-        Err(refusal) => return refusal,
-    };
-    let who = signed.session.name.clone();
-    match starter.toggle_suspension(job.clone(), who).await {
-        Ok(suspended) => {
-            let done = if suspended { "suspended" } else { "resumed" };
-            tracing::info!(console_user = %signed.session.name, job = %job,
-                "console: `{}` {done} job `{job}`", crate::output::clean(&signed.session.name, 64));
-            Redirect::to(&format!("/console?done={done}")).into_response()
-        }
-        Err(e) => refused(&e),
-    }
+    acting(&server, &headers, &form, |who, starter| async move {
+        let suspended = starter
+            .toggle_suspension(job.clone(), who.clone())
+            .await
+            .map_err(|e| refused(&e))?;
+        let did = if suspended { "suspended" } else { "resumed" };
+        let what = format!("{did} job `{job}`");
+        Ok(done(
+            &who,
+            (&job, None),
+            &what,
+            &format!("/console?done={did}"),
+        ))
+    })
+    .await
 }
 
 /// `POST /console/runs/{id}/recall`: queues a recall of every message the run sent.
@@ -199,25 +216,22 @@ pub(super) async fn recall(
     Path(id): Path<String>,
     RawForm(form): RawForm,
 ) -> Response {
-    let (signed, starter) = match may_act(&server, &headers, &form).await {
-        Ok(allowed) => allowed,
-        Err(refusal) => return refusal,
-    };
-    let Ok(id) = id.parse::<RunId>() else {
-        return failure(StatusCode::NOT_FOUND, "there is no such run");
-    };
     let store = server.store.clone();
-    let job = match off_workers(move || store.runs()?.get(id)).await {
-        Ok(Some(record)) => record.job,
-        Ok(None) => return failure(StatusCode::NOT_FOUND, "there is no such run"),
-        Err(e) => return failure(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-    };
-    match starter.recall(job.clone(), id).await {
-        Ok(()) => {
-            tracing::info!(console_user = %signed.session.name, job = %job, run_id = id.0,
-                "console: `{}` recalled run {id} of job `{job}`", crate::output::clean(&signed.session.name, 64));
-            Redirect::to(&format!("/console/runs/{id}?done=recall")).into_response()
-        }
-        Err(e) => refused(&e),
-    }
+    acting(&server, &headers, &form, |who, starter| async move {
+        let no_such_run = || failure(StatusCode::NOT_FOUND, "there is no such run");
+        let id = id.parse::<RunId>().map_err(|_| no_such_run())?;
+        let job = match off_workers(move || store.runs()?.get(id)).await {
+            Ok(Some(record)) => record.job,
+            Ok(None) => return Err(no_such_run()),
+            Err(e) => return Err(failure(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+        };
+        starter
+            .recall(job.clone(), id)
+            .await
+            .map_err(|e| refused(&e))?;
+        let what = format!("recalled run {id} of job `{job}`");
+        let to = format!("/console/runs/{id}?done=recall");
+        Ok(done(&who, (&job, Some(id.0)), &what, &to))
+    })
+    .await
 }

@@ -3,8 +3,8 @@
 //!
 //! Nothing of a session is stored on the server: the cookie carries who, whether read-only,
 //! until when and a random id, and its signature proves the server issued it. A cookie lives
-//! 12 hours ([`SESSION_HOURS`]); a new console key (deleting the state's `console` tree) signs
-//! every session out.
+//! 12 hours ([`SESSION_HOURS`]); a new console key (`console-link --end-sessions`) ends every
+//! session.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
