@@ -51,6 +51,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     state.add_console_link(new.link, new.sha256).await?;
     let path = format!("/console/login?token={}", new.token.expose_secret());
     let kind = if args.read_only { "read-only " } else { "" };
+    let whole = base.is_some();
     match base {
         Some(base) => outln!("{}{path}", base.as_str().trim_end_matches('/')),
         None => outln!("{path}"),
@@ -58,7 +59,7 @@ pub(super) async fn run(ctx: &Context, args: &Args) -> anyhow::Result<Outcome> {
     errln!(
         "a {kind}sign-in link for `{name}`, working once within {}{}",
         humantime::format_duration(args.ttl),
-        if ctx.config.public_url()?.is_some() {
+        if whole {
             String::new()
         } else {
             format!(
