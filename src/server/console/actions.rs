@@ -1,6 +1,6 @@
 //! The console's sign-in and actions. An action is a form posting the session's `csrf` field;
-//! one without it, or from a read-only session, is refused with 403. Each is logged with who
-//! did it (the `console_user` field), as is every sign-in.
+//! one without it, or from a read-only session, is refused as forbidden. Each is logged with
+//! who did it (the `console_user` field), as is every sign-in.
 
 use std::sync::Arc;
 
@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::session::{self, Session};
-use super::{Signed, failure, over_https, page, signed_in, signing_key};
+use super::{Signed, failure, over_https, page, run_record, signed_in, signing_key, state_failed};
 use crate::server::Server;
 use crate::server::api::{RunStarter, StartError};
-use crate::state::{RunId, off_workers};
+use crate::state::RunRecord;
 
 #[derive(Deserialize)]
 pub(super) struct LoginQuery {
@@ -22,7 +22,8 @@ pub(super) struct LoginQuery {
 }
 
 /// `GET /console/login?token=...`: burns the link's token and starts a session; a used,
-/// expired or unknown token gets 403 and no cookie. Without a token: how to get a link.
+/// expired or unknown token is forbidden and gets no cookie. Without a token: how to get a
+/// link.
 pub(super) async fn login(
     State(server): State<Arc<Server>>,
     headers: HeaderMap,
@@ -52,13 +53,7 @@ pub(super) async fn login(
             *refused.status_mut() = StatusCode::FORBIDDEN;
             return refused;
         }
-        Err(e) => {
-            tracing::error!("console: a sign-in link could not be checked: {e}");
-            return failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the state database is not usable now; try again",
-            );
-        }
+        Err(e) => return state_failed(&e),
     };
     let key = match signing_key(&server).await {
         Ok(key) => key,
@@ -216,15 +211,9 @@ pub(super) async fn recall(
     Path(id): Path<String>,
     RawForm(form): RawForm,
 ) -> Response {
-    let store = server.store.clone();
+    let reader = server.clone();
     acting(&server, &headers, &form, |who, starter| async move {
-        let no_such_run = || failure(StatusCode::NOT_FOUND, "there is no such run");
-        let id = id.parse::<RunId>().map_err(|_| no_such_run())?;
-        let job = match off_workers(move || store.runs()?.get(id)).await {
-            Ok(Some(record)) => record.job,
-            Ok(None) => return Err(no_such_run()),
-            Err(e) => return Err(failure(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
-        };
+        let RunRecord { id, job, .. } = run_record(&reader, &id).await?;
         starter
             .recall(job.clone(), id)
             .await

@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use serde_json::Value;
 
 use super::Server;
-use crate::state::off_workers;
+use crate::state::{RunId, RunRecord, StateError, off_workers};
 use session::Session;
 
 /// The console's content security policy: its own styles and forms only, no script, no frame.
@@ -106,13 +106,30 @@ async fn signing_key(server: &Server) -> Result<[u8; 32], Response> {
     let store = server.store.clone();
     off_workers(move || store.console()?.signing_key())
         .await
-        .map_err(|e| {
-            tracing::error!("console: the signing key could not be read: {e}");
-            failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the state database is not usable now; try again",
-            )
-        })
+        .map_err(|e| state_failed(&e))
+}
+
+/// The page to answer when the state cannot be read or written (logged).
+fn state_failed(e: &StateError) -> Response {
+    tracing::error!("console: the state database failed: {e}");
+    failure(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the state database is not usable now; try again",
+    )
+}
+
+fn no_such_run() -> Response {
+    failure(StatusCode::NOT_FOUND, "there is no such run")
+}
+
+/// The run whose id is `id` (as a path gives it), or the page to answer instead.
+async fn run_record(server: &Server, id: &str) -> Result<RunRecord, Response> {
+    let id: RunId = id.parse().map_err(|_| no_such_run())?;
+    let store = server.store.clone();
+    off_workers(move || store.runs()?.get(id))
+        .await
+        .map_err(|e| state_failed(&e))?
+        .ok_or_else(no_such_run)
 }
 
 /// The request's session, or the answer to give without one: a redirect to the sign-in page.

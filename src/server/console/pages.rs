@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{chart, failure, page, signed_in, when};
+use super::{chart, failure, page, run_record, signed_in, state_failed, when};
 use crate::config::{Job, JobSet};
 use crate::control::{self, AppGrant, Request};
 use crate::server::Server;
@@ -38,15 +38,6 @@ type Answer = Result<Response, Response>;
 
 fn unwrap(answer: Answer) -> Response {
     answer.unwrap_or_else(|refusal| refusal)
-}
-
-/// What a state read failed with, as a page.
-fn unreadable(e: &StateError) -> Response {
-    tracing::error!("console: the state could not be read: {e}");
-    failure(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the state database could not be read; try again",
-    )
 }
 
 /// `GET /console`: every job with its schedule, next fire, last run and suspension.
@@ -81,7 +72,7 @@ async fn jobs_page(server: &Server, headers: &HeaderMap, done: Option<&str>) -> 
         Ok::<_, StateError>((store.runs()?.latest_of(&names)?, suspensions))
     })
     .await
-    .map_err(|e| unreadable(&e))?;
+    .map_err(|e| state_failed(&e))?;
     let scheduled = scheduled_here(server);
     let rows: Vec<Value> = set
         .jobs
@@ -208,7 +199,7 @@ async fn runs_page(server: &Server, headers: &HeaderMap, query: RunsQuery) -> An
             .newest_before(listed.as_deref(), before, RUNS_PER_PAGE + 1)
     })
     .await
-    .map_err(|e| unreadable(&e))?;
+    .map_err(|e| state_failed(&e))?;
     let more = runs.len() > RUNS_PER_PAGE;
     runs.truncate(RUNS_PER_PAGE);
     let older = more.then(|| runs.last().map(|r| r.id.0)).flatten();
@@ -249,16 +240,12 @@ async fn run_and_deliveries(
     server: &Server,
     id: &str,
 ) -> Result<(RunRecord, Vec<Delivery>), Response> {
-    let missing = || failure(StatusCode::NOT_FOUND, "there is no such run");
-    let id: RunId = id.parse().map_err(|_| missing())?;
-    let store = server.store.clone();
-    let found = off_workers(move || match store.runs()?.get(id)? {
-        Some(record) => Ok(Some((record, store.deliveries()?.list(id)?))),
-        None => Ok::<_, StateError>(None),
-    })
-    .await
-    .map_err(|e| unreadable(&e))?;
-    found.ok_or_else(missing)
+    let record = run_record(server, id).await?;
+    let (store, id) = (server.store.clone(), record.id);
+    let deliveries = off_workers(move || store.deliveries()?.list(id))
+        .await
+        .map_err(|e| state_failed(&e))?;
+    Ok((record, deliveries))
 }
 
 async fn run_page(server: &Server, headers: &HeaderMap, id: &str, query: RunQuery) -> Answer {
@@ -395,7 +382,7 @@ pub(super) async fn optouts(State(server): State<Arc<Server>>, headers: HeaderMa
         let store = server.store.clone();
         let list = off_workers(move || store.optouts()?.list(None))
             .await
-            .map_err(|e| unreadable(&e))?;
+            .map_err(|e| state_failed(&e))?;
         let rows: Vec<Value> = list
             .iter()
             .map(|o| json!({"app": o.app, "account": o.account, "user_name": o.user_name, "user_jid": o.user_jid, "at": when(o.at)}))
@@ -417,7 +404,7 @@ pub(super) async fn grants(State(server): State<Arc<Server>>, headers: HeaderMap
         let store = server.store.clone();
         let (grants, sealed) = off_workers(move || grant_rows(&store, apps))
             .await
-            .map_err(|e| unreadable(&e))?;
+            .map_err(|e| state_failed(&e))?;
         let at_rest = match &sealed {
             Some(id) => format!("sealed (state key {id})"),
             None => "stored in plain form".to_owned(),
